@@ -1,0 +1,119 @@
+//! The command-line contract (CI relies on it; see README "CLI at a glance").
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success; for `plan --detailed-exitcode`: no changes
+  1  error: invalid spec, AWS or SSH failure, refused (stale plan, no confirmation), or a
+     failed `verify` check
+  2  `plan --detailed-exitcode` only: the plan has changes
+
+Environment:
+  AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, …  the standard AWS configuration and credential chain
+  REDISCTL_SSH_VIA   public-ip | private-ip: how nodes are reached (overrides ssh.via)
+  NO_COLOR           any non-empty value turns colour off";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "redisctl",
+    version,
+    about = "Deploy and keep a production, security-first Redis Cluster on AWS EC2 from one TOML file",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The cluster spec
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        default_value = "cluster.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Never colour output (also: NO_COLOR=1)
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// Diagnostic logging to stderr (-v debug, -vv trace); RUST_LOG also works
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the spec offline: syntax, every rule, and risky choices (warnings)
+    #[command(after_help = "Exit status: 0 valid (warnings allowed), 1 invalid.")]
+    Validate(ValidateArgs),
+    /// Compare the spec with live AWS and the nodes and print what apply would do
+    #[command(
+        after_help = "Exit status: 0 success (no changes with --detailed-exitcode), 1 error, 2 changes (with --detailed-exitcode)."
+    )]
+    Plan(PlanArgs),
+    /// Carry out a plan: computed now (with a prompt), or a saved plan file (no prompt)
+    #[command(after_help = "Exit status: 0 applied, 1 error or refused.")]
+    Apply(ApplyArgs),
+    /// Remove everything redisctl made for this cluster, in reverse order
+    #[command(after_help = "Exit status: 0 destroyed and proven empty, 1 error or refused.")]
+    Destroy(DestroyArgs),
+    /// Run the acceptance checks against the live cluster
+    #[command(after_help = "Exit status: 0 every check passed, 1 a check failed or an error.")]
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Print the spec with every default filled in (TOML, to stdout)
+    #[arg(long)]
+    pub resolved: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Save the plan (with a fingerprint of the spec and of what was observed) for `apply FILE`
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the plan as versioned JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 2 when there are changes, 0 when there are none
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `plan --out`; applied without a prompt, refused if stale
+    #[arg(value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Do not prompt; required when there is no terminal and no plan file
+    #[arg(long)]
+    pub yes: bool,
+    /// Allow steps that replace a node (and destroy its data)
+    #[arg(long)]
+    pub allow_replace: bool,
+    /// How many independent steps run at once
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Do not prompt; required when there is no terminal
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Print the checks as JSON
+    #[arg(long)]
+    pub json: bool,
+}

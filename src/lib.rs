@@ -1,0 +1,15 @@
+//! redisctl: deploy and keep a production Redis Cluster on AWS EC2 from one declarative TOML
+//! file. See DESIGN.md (docs/architecture.md) for the layers:
+//! spec -> (observe) -> plan -> render / exec.
+
+pub mod aws;
+pub mod cli;
+pub mod commands;
+pub mod exec;
+pub mod observed;
+pub mod pki;
+pub mod plan;
+pub mod redis;
+pub mod render;
+pub mod spec;
+pub mod ssh;

@@ -1,0 +1,138 @@
+//! The desired state: the spec file (`cluster.toml`), parsed into raw serde structs, then
+//! validated into a typed [`Spec`] with every default filled in. Every problem is reported as a
+//! [`Diagnostic`] with its key path and its line and column in the file.
+
+mod diag;
+pub mod raw;
+mod resolved;
+pub mod secrets;
+pub mod source;
+pub mod types;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use diag::{Diagnostic, Severity};
+pub use source::{Location, SourceMap};
+pub use types::*;
+pub use validate::{REGIONS, usable_ip};
+
+/// A spec that was read and validated, with its warnings.
+#[derive(Debug)]
+pub struct Loaded {
+    pub spec: Spec,
+    pub warnings: Vec<Diagnostic>,
+    pub path: PathBuf,
+    pub source: SourceMap,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read the spec file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a valid spec ({} error{})", path.display(), count_errors(diagnostics), if count_errors(diagnostics) == 1 { "" } else { "s" })]
+    Invalid {
+        path: PathBuf,
+        source_map: SourceMap,
+        /// Errors and warnings, in file order.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+fn count_errors(d: &[Diagnostic]) -> usize {
+    d.iter().filter(|d| d.is_error()).count()
+}
+
+/// Read and validate the spec file at `path`.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let source = SourceMap::new(&text);
+    match parse(&text, base_dir, &source) {
+        Ok((spec, warnings)) => Ok(Loaded {
+            spec,
+            warnings,
+            path: path.to_path_buf(),
+            source,
+        }),
+        Err(diagnostics) => Err(LoadError::Invalid {
+            path: path.to_path_buf(),
+            source_map: source,
+            diagnostics,
+        }),
+    }
+}
+
+/// Parse and validate spec text. On success: the spec and its warnings; on failure: every
+/// diagnostic (errors and warnings), sorted by position.
+pub fn parse(
+    text: &str,
+    base_dir: &Path,
+    source: &SourceMap,
+) -> Result<(Spec, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let raw: raw::RawSpec = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => return Err(vec![toml_error(&e, source)]),
+    };
+    let mut d = diag::Diags::new(source);
+    let spec = validate::validate(&raw, base_dir, &mut d);
+    let mut list = d.list;
+    list.sort_by_key(|d| {
+        d.location
+            .map(|l| (l.line, l.column))
+            .unwrap_or((usize::MAX, 0))
+    });
+    match spec {
+        Some(spec) if !list.iter().any(Diagnostic::is_error) => Ok((spec, list)),
+        _ => Err(list),
+    }
+}
+
+/// A serde or syntax error from the toml crate, located and given a key path.
+fn toml_error(e: &toml::de::Error, source: &SourceMap) -> Diagnostic {
+    let location = e.span().map(|s| source.location(s.start));
+    let path = e
+        .span()
+        .and_then(|s| source.path_at(&s))
+        .or_else(|| location.and_then(|l| source.path_near_line(l.line)));
+    let message = plain_types(e.message().trim());
+    let help = if message.starts_with("unknown field") {
+        Some("check the spelling against docs/spec.md; unknown keys are refused so typos cannot pass silently".into())
+    } else {
+        None
+    };
+    Diagnostic {
+        severity: Severity::Error,
+        path,
+        message,
+        help,
+        location,
+    }
+}
+
+/// serde speaks Rust ("expected i64"); the user wrote TOML.
+fn plain_types(message: &str) -> String {
+    [
+        ("expected i64", "expected an integer"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected a table"),
+        ("invalid type: sequence", "invalid type: array"),
+        ("invalid type: map", "invalid type: table"),
+    ]
+    .iter()
+    .fold(message.to_string(), |m, (from, to)| m.replace(from, to))
+}
+
+#[cfg(test)]
+mod tests;

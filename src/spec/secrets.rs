@@ -1,0 +1,170 @@
+//! Secret values referenced by the spec (ACL passwords). They are read only when a command
+//! needs them (plan/apply/verify, not validate), are never printed (`Debug` and `Display` are
+//! redacted), and leave redisctl only as SHA-256 hashes in users.acl or on an SSH stdin.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use super::types::{SecretSource, Spec};
+
+/// A secret value. Deliberately not `Serialize`, and redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The value, for the few places that must send it (an SSH stdin, a Redis AUTH).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Lower-case hex SHA-256, the form Redis ACL files take (`#<hash>`).
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("user `{user}`: environment variable {var} is not set")]
+    EnvMissing { user: String, var: String },
+    #[error("user `{user}`: environment variable {var} is empty")]
+    EnvEmpty { user: String, var: String },
+    #[error("user `{user}`: cannot read password file {}", path.display())]
+    File {
+        user: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("user `{user}`: password file {} is empty", path.display())]
+    FileEmpty { user: String, path: PathBuf },
+    #[error(
+        "user `{user}`: password file {} is readable by group or others (mode {mode:o}); run chmod 600 on it",
+        path.display()
+    )]
+    FileMode {
+        user: String,
+        path: PathBuf,
+        mode: u32,
+    },
+}
+
+/// Read one user's password from its source. A password file's trailing newline is dropped.
+pub fn read(user: &str, source: &SecretSource) -> Result<Secret, SecretError> {
+    match source {
+        SecretSource::Env(var) => match std::env::var(var) {
+            Ok(v) if v.is_empty() => Err(SecretError::EnvEmpty {
+                user: user.into(),
+                var: var.clone(),
+            }),
+            Ok(v) => Ok(Secret(v)),
+            Err(_) => Err(SecretError::EnvMissing {
+                user: user.into(),
+                var: var.clone(),
+            }),
+        },
+        SecretSource::File(path) => {
+            use std::os::unix::fs::PermissionsExt;
+            let err = |source| SecretError::File {
+                user: user.into(),
+                path: path.clone(),
+                source,
+            };
+            let mode = std::fs::metadata(path).map_err(err)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(SecretError::FileMode {
+                    user: user.into(),
+                    path: path.clone(),
+                    mode: mode & 0o777,
+                });
+            }
+            let text = std::fs::read_to_string(path).map_err(err)?;
+            let value = text.strip_suffix('\n').unwrap_or(&text);
+            let value = value.strip_suffix('\r').unwrap_or(value);
+            if value.is_empty() {
+                return Err(SecretError::FileEmpty {
+                    user: user.into(),
+                    path: path.clone(),
+                });
+            }
+            Ok(Secret(value.to_string()))
+        }
+    }
+}
+
+/// The passwords of every enabled user, in spec order; all problems at once.
+pub fn read_all(spec: &Spec) -> Result<Vec<(String, Secret)>, Vec<SecretError>> {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for u in spec.users.iter().filter(|u| u.enabled) {
+        if let Some(src) = &u.password {
+            match read(&u.name, src) {
+                Ok(s) => ok.push((u.name.clone(), s)),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(ok)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted_and_hash_is_sha256() {
+        let s = Secret::new("hunter2".into());
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(
+            s.sha256_hex(),
+            "f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7"
+        );
+    }
+
+    #[test]
+    fn file_secrets_need_mode_600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("redisctl-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pw");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let src = SecretSource::File(f.clone());
+        assert!(matches!(
+            read("app", &src),
+            Err(SecretError::FileMode { .. })
+        ));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read("app", &src).unwrap().expose(), "s3cret");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_env_names_the_user_and_variable() {
+        let e = read(
+            "app",
+            &SecretSource::Env("REDISCTL_TEST_SURELY_UNSET_VAR".into()),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "user `app`: environment variable REDISCTL_TEST_SURELY_UNSET_VAR is not set"
+        );
+    }
+}
