@@ -1,0 +1,50 @@
+#!/bin/sh
+# mmdebstrap --customize-hook for the redisctl-sandbox base tree. $1 is the new root.
+# Runs once per content hash of (package list + this file); the result is read-only at run time.
+set -eu
+root="$1"
+
+# 1. An offline apt repository with redis-server, redis-tools and whatever they need that the
+#    base does not already have: downloaded, not installed.
+rm -f "$root"/var/cache/apt/archives/*.deb
+chroot "$root" apt-get install --download-only -y -q redis-server redis-tools
+mkdir -p "$root/opt/sandbox-apt"
+mv "$root"/var/cache/apt/archives/*.deb "$root/opt/sandbox-apt/"
+(
+  cd "$root/opt/sandbox-apt"
+  : > Packages
+  for deb in *.deb; do
+    dpkg-deb -f "$deb" >> Packages
+    printf 'Filename: ./%s\nSize: %s\nSHA256: %s\n\n' \
+      "$deb" "$(stat -c %s "$deb")" "$(sha256sum "$deb" | cut -d' ' -f1)" >> Packages
+  done
+)
+rm -f "$root/etc/apt/sources.list"
+rm -rf "$root"/etc/apt/sources.list.d/*
+echo 'deb [trusted=yes] file:/opt/sandbox-apt ./' > "$root/etc/apt/sources.list.d/sandbox.list"
+rm -rf "$root"/var/lib/apt/lists/*
+mkdir -p "$root/var/lib/apt/lists/partial"
+
+# 2. The login user, as on an Ubuntu cloud image: key-only, passwordless sudo.
+chroot "$root" useradd --create-home --shell /bin/bash --groups sudo ubuntu
+chroot "$root" usermod -p '*' ubuntu
+printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' > "$root/etc/sudoers.d/90-cloud-init-users"
+chmod 0440 "$root/etc/sudoers.d/90-cloud-init-users"
+
+# 3. sshd: starts at boot, keys only. Host keys are per instance (the front writes them before
+#    the first boot), so the shared base must not carry any.
+rm -f "$root"/etc/ssh/ssh_host_*
+cat > "$root/etc/ssh/sshd_config.d/60-sandbox.conf" <<'CONF'
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+UseDNS no
+CONF
+chroot "$root" systemctl enable ssh.service
+
+# 4. Nothing that would try the network or fail without it.
+for unit in apt-daily.timer apt-daily-upgrade.timer; do
+  chroot "$root" systemctl mask "$unit" || true
+done
+rm -f "$root/etc/hostname"
+: > "$root/etc/machine-id"

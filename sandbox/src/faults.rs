@@ -1,0 +1,165 @@
+//! Fault injection and per-action counts, kept by the front.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a fault does to a request instead of forwarding it to moto.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Effect {
+    /// An awsquery XML error with this code and HTTP status.
+    Error { code: String, status: u16 },
+    /// A bare HTTP status with an empty body.
+    Status { status: u16 },
+    /// The connection is closed without an answer.
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// An EC2 action name (`RunInstances`) or `*` for every action.
+    pub action: String,
+    pub effect: Effect,
+    /// Fire this many more times, then stop; `None` = no limit.
+    pub times: Option<u64>,
+    /// Fire with this probability (0..=1) per matching request; `None` = always.
+    pub rate: Option<f64>,
+    /// How often it has fired.
+    #[serde(default)]
+    pub fired: u64,
+}
+
+/// The HTTP status AWS uses for an error code, when not given.
+pub fn default_status(code: &str) -> u16 {
+    match code {
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "Unavailable" | "ServiceUnavailable" => 503,
+        "InternalError" | "InternalFailure" => 500,
+        _ => 400,
+    }
+}
+
+/// A small xorshift generator: fault rates need no cryptographic randomness.
+#[derive(Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    pub fn unit(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[derive(Debug)]
+pub struct Faults {
+    pub list: Vec<Fault>,
+    rng: Rng,
+}
+
+impl Faults {
+    pub fn new(seed: u64) -> Faults {
+        Faults { list: Vec::new(), rng: Rng::new(seed) }
+    }
+
+    /// The effect to apply to a request for `action`, if a fault fires. The first matching fault
+    /// that fires wins; a fault with `times` exhausted is dropped from the list.
+    pub fn check(&mut self, action: &str) -> Option<Effect> {
+        let mut hit = None;
+        for (i, f) in self.list.iter_mut().enumerate() {
+            if f.action != "*" && f.action != action {
+                continue;
+            }
+            if f.times == Some(0) {
+                continue;
+            }
+            if let Some(rate) = f.rate
+                && self.rng.unit() >= rate
+            {
+                continue;
+            }
+            f.fired += 1;
+            if let Some(t) = f.times.as_mut() {
+                *t -= 1;
+            }
+            hit = Some((i, f.effect.clone()));
+            break;
+        }
+        let (i, effect) = hit?;
+        if self.list[i].times == Some(0) {
+            self.list.remove(i);
+        }
+        Some(effect)
+    }
+}
+
+/// Requests per action, including those a fault answered.
+pub type Stats = BTreeMap<String, u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(action: &str, times: Option<u64>, rate: Option<f64>) -> Fault {
+        Fault {
+            action: action.into(),
+            effect: Effect::Error { code: "RequestLimitExceeded".into(), status: 503 },
+            times,
+            rate,
+            fired: 0,
+        }
+    }
+
+    #[test]
+    fn fires_n_times_for_its_action_only() {
+        let mut f = Faults::new(7);
+        f.list.push(fault("RunInstances", Some(2), None));
+        assert_eq!(f.check("DescribeInstances"), None);
+        assert!(f.check("RunInstances").is_some());
+        assert!(f.check("RunInstances").is_some());
+        assert_eq!(f.check("RunInstances"), None);
+        assert!(f.list.is_empty());
+    }
+
+    #[test]
+    fn wildcard_and_unlimited() {
+        let mut f = Faults::new(7);
+        f.list.push(Fault { effect: Effect::Drop, ..fault("*", None, None) });
+        for action in ["A", "B", "C"] {
+            assert_eq!(f.check(action), Some(Effect::Drop));
+        }
+        assert_eq!(f.list[0].fired, 3);
+    }
+
+    #[test]
+    fn first_match_wins() {
+        let mut f = Faults::new(7);
+        f.list.push(Fault { effect: Effect::Status { status: 500 }, ..fault("X", Some(1), None) });
+        f.list.push(Fault { effect: Effect::Drop, ..fault("*", None, None) });
+        assert_eq!(f.check("X"), Some(Effect::Status { status: 500 }));
+        assert_eq!(f.check("X"), Some(Effect::Drop));
+    }
+
+    #[test]
+    fn rate_is_roughly_honoured() {
+        let mut f = Faults::new(12345);
+        f.list.push(fault("X", None, Some(0.3)));
+        let hits = (0..10_000).filter(|_| f.check("X").is_some()).count();
+        assert!((2_500..3_500).contains(&hits), "{hits}");
+        let mut never = Faults::new(1);
+        never.list.push(fault("X", None, Some(0.0)));
+        assert!((0..1000).all(|_| never.check("X").is_none()));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(default_status("RequestLimitExceeded"), 503);
+        assert_eq!(default_status("InternalError"), 500);
+        assert_eq!(default_status("InvalidParameterValue"), 400);
+    }
+}

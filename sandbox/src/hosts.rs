@@ -1,0 +1,147 @@
+//! Booted hosts: one `systemd-nspawn --boot` per running instance, over the shared read-only
+//! base with the root volume's directory as the overlay's upper layer. A supervisor task per
+//! host boots it again when the guest reboots (nspawn exits 133) and reports when it is gone.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// nspawn's exit status when the guest asked for a reboot.
+const REBOOT_EXIT: i32 = 133;
+
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    pub instance_id: String,
+    pub base: PathBuf,
+    /// The root volume's directory: the overlay's upper layer.
+    pub upper: PathBuf,
+    pub netns: String,
+    pub log: PathBuf,
+    pub pid_file: PathBuf,
+}
+
+/// A running (or just exited) host.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub pid: Arc<AtomicU32>,
+    pub boots: Arc<AtomicU64>,
+    stop_requested: Arc<AtomicBool>,
+    done: watch::Receiver<bool>,
+    pub last_exit: Arc<Mutex<Option<String>>>,
+}
+
+impl Running {
+    pub fn is_running(&self) -> bool {
+        !*self.done.borrow()
+    }
+}
+
+fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)
+        .with_context(|| format!("cannot open {}", spec.log.display()))?;
+    let base = spec.base.display().to_string();
+    let child = Command::new("systemd-nspawn")
+        .arg("-D")
+        .arg(&base)
+        .arg(format!("--overlay={}:{}:/", base, spec.upper.display()))
+        .args(["--boot", "--register=no", "--keep-unit", "--resolv-conf=off", "--link-journal=no", "--console=read-only"])
+        .arg(format!("--network-namespace-path={}", crate::net::netns_path(&spec.netns)))
+        .arg(format!("--machine={}", spec.instance_id))
+        // Never let a guest write the machine's /proc/sys.
+        .env_remove("SYSTEMD_NSPAWN_API_VFS_WRITABLE")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(false)
+        .spawn()
+        .context("cannot start systemd-nspawn")?;
+    if let Some(pid) = child.id() {
+        crate::proc::write_pid(&spec.pid_file, pid)?;
+    }
+    Ok(child)
+}
+
+/// Boots a host and supervises it.
+pub fn boot(spec: HostSpec) -> Result<Running> {
+    let mut child = spawn_nspawn(&spec)?;
+    let (done_tx, done) = watch::channel(false);
+    let running = Running {
+        pid: Arc::new(AtomicU32::new(child.id().unwrap_or(0))),
+        boots: Arc::new(AtomicU64::new(1)),
+        stop_requested: Arc::new(AtomicBool::new(false)),
+        done,
+        last_exit: Arc::new(Mutex::new(None)),
+    };
+    let r = running.clone();
+    tokio::spawn(async move {
+        loop {
+            let status = child.wait().await;
+            let code = status.as_ref().ok().and_then(|s| s.code());
+            let described = match &status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            if code == Some(REBOOT_EXIT) && !r.stop_requested.load(Ordering::SeqCst) {
+                crate::front::log(&format!("{}: guest rebooted; booting it again", spec.instance_id));
+                match spawn_nspawn(&spec) {
+                    Ok(c) => {
+                        child = c;
+                        r.pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
+                        r.boots.fetch_add(1, Ordering::SeqCst);
+                        if r.stop_requested.load(Ordering::SeqCst) {
+                            signal(&r, libc::SIGTERM);
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        crate::front::log(&format!("{}: cannot boot it again after reboot: {e:#}", spec.instance_id));
+                    }
+                }
+            } else if !r.stop_requested.load(Ordering::SeqCst) {
+                crate::front::log(&format!("{}: host exited by itself ({described})", spec.instance_id));
+            }
+            *r.last_exit.lock().unwrap() = Some(described);
+            std::fs::remove_file(&spec.pid_file).ok();
+            done_tx.send(true).ok();
+            break;
+        }
+    });
+    Ok(running)
+}
+
+fn signal(r: &Running, sig: i32) {
+    let pid = r.pid.load(Ordering::SeqCst) as i32;
+    if pid > 0 {
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Clean shutdown: SIGTERM to nspawn (the guest's systemd powers off), a bounded wait, then
+/// SIGKILL with a logged warning.
+pub async fn stop(r: &Running, instance_id: &str, grace: Duration) {
+    r.stop_requested.store(true, Ordering::SeqCst);
+    if !r.is_running() {
+        return;
+    }
+    signal(r, libc::SIGTERM);
+    let mut done = r.done.clone();
+    if tokio::time::timeout(grace, done.wait_for(|d| *d)).await.is_ok() {
+        return;
+    }
+    crate::front::log(&format!(
+        "warning: {instance_id} did not shut down within {}s of SIGTERM; sending SIGKILL",
+        grace.as_secs()
+    ));
+    signal(r, libc::SIGKILL);
+    if tokio::time::timeout(Duration::from_secs(15), done.wait_for(|d| *d)).await.is_err() {
+        crate::front::log(&format!("warning: {instance_id}'s nspawn still has not exited after SIGKILL"));
+    }
+}

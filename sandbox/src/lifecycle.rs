@@ -1,0 +1,410 @@
+//! `up`, `down`, `exec` and the other commands of the CLI.
+
+use crate::control::{self, HostStatus, Request};
+use crate::paths::Paths;
+use crate::proc::{self, alive, read_pid, run, run_quiet, terminate};
+use crate::{OPERATOR_NETNS, base, net};
+use anyhow::{Context, Result, bail};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const AMIS: &str = include_str!("../amis.json");
+const FRONT_NEEDLE: &str = "__front";
+const MOTO_NEEDLE: &str = "moto_server";
+
+/// A tool `up` needs, and the Debian package that has it.
+struct Prereq {
+    what: &'static str,
+    package: &'static str,
+    present: fn() -> bool,
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false)
+}
+
+/// The Python `up` uses for the venv: Debian's, when there is one.
+fn python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
+}
+
+const PREREQS: &[Prereq] = &[
+    Prereq { what: "mmdebstrap", package: "mmdebstrap", present: || on_path("mmdebstrap") },
+    Prereq {
+        what: "debian-archive-keyring (for mmdebstrap)",
+        package: "debian-archive-keyring",
+        present: || Path::new("/usr/share/keyrings/debian-archive-keyring.gpg").exists(),
+    },
+    Prereq { what: "systemd-nspawn", package: "systemd-container", present: || on_path("systemd-nspawn") },
+    Prereq { what: "ip", package: "iproute2", present: || on_path("ip") },
+    Prereq { what: "ssh-keygen and ssh", package: "openssh-client", present: || on_path("ssh-keygen") && on_path("ssh") },
+    Prereq { what: "dpkg-deb", package: "dpkg", present: || on_path("dpkg-deb") },
+    Prereq {
+        what: "python3 with venv and ensurepip",
+        package: "python3-venv",
+        present: || {
+            Command::new(python())
+                .args(["-c", "import venv, ensurepip"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        },
+    },
+];
+
+pub fn missing_prereqs() -> Vec<(&'static str, &'static str)> {
+    PREREQS.iter().filter(|p| !(p.present)()).map(|p| (p.what, p.package)).collect()
+}
+
+/// The Debian packages `up --install-prereqs` installs.
+pub fn prereq_packages() -> Vec<&'static str> {
+    let mut v: Vec<&str> = PREREQS.iter().map(|p| p.package).collect();
+    v.dedup();
+    v
+}
+
+fn check_prereqs(install: bool) -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("redisctl-sandbox must run as root (it makes network namespaces, routes and containers)");
+    }
+    let overlay = std::fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("overlay")
+        || run_quiet("modprobe", &["overlay"]);
+    if !overlay {
+        bail!("the kernel has no overlay filesystem (needed for the hosts' root volumes)");
+    }
+    let missing = missing_prereqs();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let pkgs: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
+    if !install {
+        let list: Vec<String> = missing.iter().map(|(w, p)| format!("  {w} (Debian package {p})")).collect();
+        bail!(
+            "missing prerequisites:\n{}\ninstall them with `apt-get install -y {}` or run `redisctl-sandbox up --install-prereqs`",
+            list.join("\n"),
+            pkgs.join(" ")
+        );
+    }
+    eprintln!("installing prerequisites: {}", pkgs.join(" "));
+    let status = Command::new("apt-get").arg("update").arg("-q").status().context("cannot run apt-get")?;
+    if !status.success() {
+        bail!("apt-get update failed ({status})");
+    }
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-q"])
+        .args(&pkgs)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("cannot run apt-get")?;
+    if !status.success() {
+        bail!("apt-get install {} failed ({status})", pkgs.join(" "));
+    }
+    let still: Vec<&str> = missing_prereqs().iter().map(|(w, _)| *w).collect();
+    if !still.is_empty() {
+        bail!("still missing after apt-get install: {}", still.join(", "));
+    }
+    Ok(())
+}
+
+fn ensure_venv(paths: &Paths) -> Result<()> {
+    let venv = paths.venv();
+    let marker = venv.join(".redisctl-sandbox-requirement");
+    if venv.join("bin/moto_server").exists() && std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == crate::MOTO_REQUIREMENT) {
+        return Ok(());
+    }
+    let t = Instant::now();
+    eprintln!("making the moto venv ({}) in {}", crate::MOTO_REQUIREMENT, venv.display());
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv)?;
+    }
+    std::fs::create_dir_all(&paths.state)?;
+    run(python(), &["-m", "venv", &venv.to_string_lossy()])?;
+    let pip = venv.join("bin/pip");
+    let mut child = Command::new(&pip)
+        .args(["install", "--disable-pip-version-check", "-q", crate::MOTO_REQUIREMENT])
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot run pip")?;
+    let limit = Duration::from_secs(15 * 60);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if t.elapsed() > limit {
+            child.kill().ok();
+            child.wait().ok();
+            bail!("pip did not install {} within {}s", crate::MOTO_REQUIREMENT, limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if !status.success() {
+        bail!("pip install {} failed ({status})", crate::MOTO_REQUIREMENT);
+    }
+    std::fs::write(&marker, crate::MOTO_REQUIREMENT)?;
+    eprintln!("venv ready in {:.1}s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Starts a daemon in the operator network namespace (same mount namespace as us, so the host
+/// namespaces it creates are visible to everyone), in its own session, and records its pid.
+fn spawn_in_operator(mut cmd: Command, log: &Path, pid_file: &Path) -> Result<u32> {
+    let ns = std::fs::File::open(net::netns_path(OPERATOR_NETNS)).context("the operator namespace is missing")?;
+    let fd = ns.as_raw_fd();
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("cannot start a sandbox daemon")?;
+    proc::write_pid(pid_file, child.id())?;
+    drop(ns);
+    Ok(child.id())
+}
+
+fn front_alive(paths: &Paths) -> bool {
+    read_pid(&paths.front_pid()).is_some_and(|p| alive(p, FRONT_NEEDLE))
+}
+
+fn moto_alive(paths: &Paths) -> bool {
+    read_pid(&paths.moto_pid()).is_some_and(|p| alive(p, MOTO_NEEDLE))
+}
+
+fn ping(paths: &Paths) -> bool {
+    control::call(&paths.control_socket(), &Request::Ping, Duration::from_secs(5)).is_ok()
+}
+
+pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
+    let t = Instant::now();
+    check_prereqs(install_prereqs)?;
+    for dir in [&paths.state, &paths.cache, &paths.run, &paths.logs(), &paths.host_pids()] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let base = base::ensure(paths)?;
+    ensure_venv(paths)?;
+    std::fs::write(paths.amis(), AMIS)?;
+
+    let moto_ok = moto_alive(paths);
+    let front_ok = front_alive(paths) && ping(paths);
+    if moto_ok && front_ok {
+        net::ensure_operator()?;
+        net::add_blackholes(&paths.routes_file())?;
+        println!("sandbox already up ({:.1}s)", t.elapsed().as_secs_f64());
+        return Ok(());
+    }
+    if moto_ok || front_alive(paths) || !net::sandbox_namespaces().is_empty() {
+        eprintln!("warning: a partial sandbox was found (moto or the front had died); clearing it and starting a fresh region");
+        stop_everything(paths)?;
+    }
+    std::fs::write(paths.current_base(), base.to_string_lossy().as_bytes())?;
+    net::ensure_operator()?;
+    net::add_blackholes(&paths.routes_file())?;
+
+    let mut moto = Command::new(paths.venv().join("bin/moto_server"));
+    moto.args(["-H", "127.0.0.1", "-p", crate::MOTO_ADDR.rsplit(':').next().unwrap_or("5000")])
+        .env("MOTO_ENABLE_AMI_VALIDATION", "true")
+        .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
+        .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
+        .env("MOTO_AMIS_PATH", paths.amis());
+    spawn_in_operator(moto, &paths.logs().join("moto.log"), &paths.moto_pid())?;
+
+    let mut front = Command::new(std::env::current_exe()?);
+    front.arg(FRONT_NEEDLE);
+    spawn_in_operator(front, &paths.logs().join("front.log"), &paths.front_pid())?;
+
+    proc::wait_until(Duration::from_secs(90), "moto and the EC2 front to answer (see logs/front.log, logs/moto.log)", || {
+        if !front_alive(paths) {
+            return true; // fail fast below
+        }
+        ping(paths)
+    })?;
+    if !front_alive(paths) {
+        let log = std::fs::read_to_string(paths.logs().join("front.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        bail!("the EC2 front exited during start:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    println!(
+        "sandbox up in {:.1}s: EC2 endpoint http://{} in network namespace {OPERATOR_NETNS}; run commands with `redisctl-sandbox exec -- CMD`",
+        t.elapsed().as_secs_f64(),
+        crate::FRONT_ADDR
+    );
+    Ok(())
+}
+
+/// Ends every process and removes every host namespace the sandbox made (not the operator
+/// namespace or routes).
+fn stop_everything(paths: &Paths) -> Result<()> {
+    if front_alive(paths) {
+        if let Err(e) = control::call(&paths.control_socket(), &Request::StopAll, Duration::from_secs(300)) {
+            eprintln!("warning: the front could not stop the hosts itself: {e:#}");
+        }
+        if let Some(pid) = read_pid(&paths.front_pid()) {
+            terminate(pid, FRONT_NEEDLE, Duration::from_secs(90), "the EC2 front");
+        }
+    }
+    std::fs::remove_file(paths.front_pid()).ok();
+    if let Some(pid) = read_pid(&paths.moto_pid()) {
+        terminate(pid, MOTO_NEEDLE, Duration::from_secs(15), "moto");
+    }
+    std::fs::remove_file(paths.moto_pid()).ok();
+    // Hosts whose front is gone.
+    if let Ok(entries) = std::fs::read_dir(paths.host_pids()) {
+        for e in entries.flatten() {
+            if let Some(pid) = read_pid(&e.path()) {
+                terminate(pid, "systemd-nspawn", Duration::from_secs(60), &format!("host {}", e.file_name().to_string_lossy()));
+            }
+            std::fs::remove_file(e.path()).ok();
+        }
+    }
+    for ns in net::sandbox_namespaces() {
+        if ns != OPERATOR_NETNS {
+            net::delete_netns(&ns);
+        }
+    }
+    for dir in [paths.volumes(), paths.snapshots()] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+    }
+    std::fs::remove_file(paths.control_socket()).ok();
+    Ok(())
+}
+
+/// Mount points under the sandbox's directories or named namespaces.
+pub fn sandbox_mounts(paths: &Paths) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let roots = [paths.state.clone(), paths.cache.clone(), paths.run.clone()];
+    info.lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| {
+            roots.iter().any(|r| Path::new(m).starts_with(r))
+                || m.starts_with(&format!("/run/netns/{}", crate::HOST_NETNS_PREFIX))
+        })
+        .collect()
+}
+
+/// Processes whose command line names the sandbox's directories (moto, nspawn hosts) or the
+/// front.
+pub fn sandbox_processes(paths: &Paths) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let needles = [
+        paths.state.to_string_lossy().into_owned(),
+        paths.cache.to_string_lossy().into_owned(),
+        format!("redisctl-sandbox {FRONT_NEEDLE}"),
+    ];
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid == me {
+            continue;
+        }
+        if let Some(c) = proc::cmdline(pid)
+            && needles.iter().any(|n| c.contains(n.as_str()))
+        {
+            out.push((pid, c));
+        }
+    }
+    out
+}
+
+pub fn down(paths: &Paths) -> Result<()> {
+    let t = Instant::now();
+    stop_everything(paths)?;
+    net::delete_netns(OPERATOR_NETNS);
+    net::remove_blackholes(&paths.routes_file());
+    for m in sandbox_mounts(paths).into_iter().rev() {
+        eprintln!("warning: unmounting leftover {m}");
+        run_quiet("umount", &["-l", &m]);
+    }
+    if paths.run.exists() {
+        std::fs::remove_dir_all(&paths.run).ok();
+    }
+    let left = sandbox_processes(paths);
+    let ns = net::sandbox_namespaces();
+    if !left.is_empty() || !ns.is_empty() {
+        bail!("down left things behind: processes {left:?}, namespaces {ns:?}");
+    }
+    println!("sandbox down in {:.1}s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn require_up(paths: &Paths) -> Result<()> {
+    if !net::exists(OPERATOR_NETNS) || !front_alive(paths) {
+        bail!("the sandbox is not up; run `redisctl-sandbox up` first");
+    }
+    Ok(())
+}
+
+pub fn reset(paths: &Paths) -> Result<()> {
+    require_up(paths)?;
+    let t = Instant::now();
+    control::call(&paths.control_socket(), &Request::Reset, Duration::from_secs(300))?;
+    println!("region reset in {:.2}s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+pub fn status(paths: &Paths) -> Result<bool> {
+    let moto = read_pid(&paths.moto_pid()).filter(|p| alive(*p, MOTO_NEEDLE));
+    let front = read_pid(&paths.front_pid()).filter(|p| alive(*p, FRONT_NEEDLE));
+    let show = |p: Option<i32>| p.map(|p| format!("running (pid {p})")).unwrap_or_else(|| "not running".into());
+    println!("operator netns {OPERATOR_NETNS}: {}", if net::exists(OPERATOR_NETNS) { "present" } else { "absent" });
+    println!("moto  http://{}: {}", crate::MOTO_ADDR, show(moto));
+    println!("front http://{}: {}", crate::FRONT_ADDR, show(front));
+    println!("base  {}", std::fs::read_to_string(paths.current_base()).unwrap_or_else(|_| "(none recorded)".into()).trim());
+    if front.is_none() {
+        return Ok(false);
+    }
+    let hosts: Vec<HostStatus> =
+        serde_json::from_value(control::call(&paths.control_socket(), &Request::Status, Duration::from_secs(10))?)?;
+    if hosts.is_empty() {
+        println!("hosts: none");
+    }
+    for h in hosts {
+        println!(
+            "host  {}  {:<15} {}  root {}  boots {}{}",
+            h.instance_id,
+            h.private_ip,
+            h.state,
+            h.root_volume.unwrap_or_else(|| "-".into()),
+            h.boots,
+            h.pid.map(|p| format!("  pid {p}")).unwrap_or_default()
+        );
+    }
+    Ok(moto.is_some())
+}
+
+pub fn env_lines() -> String {
+    let mut s = format!("# valid inside the network namespace {OPERATOR_NETNS} (redisctl-sandbox exec, or ip netns exec {OPERATOR_NETNS})\n");
+    for (k, v) in crate::client_env() {
+        s.push_str(&format!("export {k}='{v}'\n"));
+    }
+    s
+}
+
+/// Replaces this process with `cmd` in the operator namespace, with the client environment.
+pub fn exec(paths: &Paths, cmd: &[String]) -> Result<()> {
+    require_up(paths)?;
+    let Some((program, args)) = cmd.split_first() else { bail!("exec needs a command: redisctl-sandbox exec -- CMD…") };
+    net::enter_operator_netns()?;
+    let mut c = Command::new(program);
+    c.args(args);
+    for (k, v) in crate::client_env() {
+        c.env(k, v);
+    }
+    c.env("REDISCTL_SANDBOX_BIN", std::env::current_exe()?);
+    let err = c.exec();
+    bail!("cannot run {program}: {err}")
+}

@@ -1,0 +1,75 @@
+//! Helpers for tests that use the shared sandbox (this crate's and redisctl's end-to-end tests).
+//!
+//! Tests run inside the operator namespace (`redisctl-sandbox exec -- cargo test …`), share one
+//! sandbox, and take [`Sandbox::acquire`] first: it fails the test when the sandbox environment
+//! is missing, serialises tests on a file lock (across threads and test binaries), and resets the
+//! region so each test starts from an empty one.
+
+use crate::control::{self, Request};
+use crate::paths::Paths;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+pub struct Sandbox {
+    _lock: File,
+    pub paths: Paths,
+    pub endpoint: String,
+}
+
+impl Sandbox {
+    /// Panics (fails the test) with a clear message when not run inside the sandbox.
+    pub fn acquire() -> Sandbox {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+        if endpoint.is_empty() {
+            panic!(
+                "this test needs the sandbox: AWS_ENDPOINT_URL is not set. Run `redisctl-sandbox up` and then the tests \
+                 through `redisctl-sandbox exec -- cargo test …`"
+            );
+        }
+        let paths = Paths::from_env();
+        std::fs::create_dir_all(&paths.run).expect("cannot create the sandbox run directory");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(paths.test_lock())
+            .expect("cannot open the sandbox test lock");
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            panic!("cannot lock {}: {}", paths.test_lock().display(), std::io::Error::last_os_error());
+        }
+        let sb = Sandbox { _lock: lock, paths, endpoint };
+        sb.reset();
+        sb
+    }
+
+    /// Returns the region to empty (moto reset, hosts and volumes removed, stats and faults cleared).
+    pub fn reset(&self) {
+        if let Err(e) = control::call(&self.paths.control_socket(), &Request::Reset, Duration::from_secs(300)) {
+            panic!("cannot reset the sandbox: {e:#}");
+        }
+    }
+
+    /// Per-action request counts since the last reset.
+    pub fn stats(&self, reset: bool) -> std::collections::BTreeMap<String, u64> {
+        let v = control::call(&self.paths.control_socket(), &Request::Stats { reset }, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("cannot read sandbox stats: {e:#}"));
+        serde_json::from_value(v).expect("malformed stats")
+    }
+
+    pub fn add_fault(&self, fault: crate::faults::Fault) {
+        control::call(&self.paths.control_socket(), &Request::FaultsAdd { fault }, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("cannot add a sandbox fault: {e:#}"));
+    }
+
+    pub fn clear_faults(&self) {
+        control::call(&self.paths.control_socket(), &Request::FaultsClear, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("cannot clear sandbox faults: {e:#}"));
+    }
+
+    pub fn hosts(&self) -> Vec<control::HostStatus> {
+        let v = control::call(&self.paths.control_socket(), &Request::Status, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("cannot read sandbox status: {e:#}"));
+        serde_json::from_value(v).expect("malformed status")
+    }
+}
