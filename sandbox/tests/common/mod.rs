@@ -1,0 +1,208 @@
+//! Shared helpers for the sandbox's own end-to-end tests: the real aws-sdk-ec2 against the
+//! front, the `ssh` client against the hosts.
+#![allow(dead_code)]
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, Filter, InstanceType, VolumeType};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub use redisctl_sandbox::testing::Sandbox;
+
+pub async fn client() -> Client {
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Client::new(&conf)
+}
+
+/// A client that makes exactly one attempt per call (to see injected faults as they come).
+pub async fn client_without_retries() -> Client {
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let conf = aws_sdk_ec2::config::Builder::from(&conf)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(conf)
+}
+
+/// A temp dir with an ed25519 key pair `id` / `id.pub` and an empty known_hosts.
+pub struct Keys {
+    pub dir: tempfile::TempDir,
+}
+
+impl Keys {
+    pub fn new() -> Keys {
+        let dir = tempfile::tempdir().unwrap();
+        keygen(&dir.path().join("id"), "operator");
+        std::fs::write(dir.path().join("known_hosts"), "").unwrap();
+        Keys { dir }
+    }
+    pub fn private(&self) -> PathBuf {
+        self.dir.path().join("id")
+    }
+    pub fn public(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("id.pub")).unwrap().trim().to_string()
+    }
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+}
+
+pub fn keygen(path: &Path, comment: &str) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (openssh-client) is needed for the sandbox tests");
+    assert!(st.success());
+}
+
+/// Runs `cmd` on `ip` as ubuntu. Host keys: learnt on first contact into the test's own
+/// known_hosts and verified from then on (`strict` = must already be there).
+pub fn ssh_with(keys: &Keys, key: &Path, ip: &str, cmd: &str, strict: bool) -> Output {
+    Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"])
+        .arg("-o")
+        .arg(format!("StrictHostKeyChecking={}", if strict { "yes" } else { "accept-new" }))
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", keys.known_hosts().display()))
+        .arg(format!("ubuntu@{ip}"))
+        .arg(cmd)
+        .output()
+        .expect("cannot run ssh")
+}
+
+pub fn ssh(keys: &Keys, ip: &str, cmd: &str) -> Output {
+    ssh_with(keys, &keys.private(), ip, cmd, false)
+}
+
+/// `ssh` that must succeed; returns stdout.
+pub fn ssh_ok(keys: &Keys, ip: &str, cmd: &str) -> String {
+    let out = ssh(keys, ip, cmd);
+    assert!(
+        out.status.success(),
+        "ssh {ip} {cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits (bounded) until an SSH login to `ip` works; returns how long it took.
+pub fn wait_ssh(keys: &Keys, ip: &str, limit: Duration) -> Duration {
+    let t = Instant::now();
+    loop {
+        let out = ssh(keys, ip, "true");
+        if out.status.success() {
+            return t.elapsed();
+        }
+        if t.elapsed() > limit {
+            panic!(
+                "no SSH login as ubuntu@{ip} within {}s: {}",
+                limit.as_secs(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The newest Canonical Ubuntu 24.04 image, resolved as redisctl does.
+pub async fn noble_ami(ec2: &Client) -> String {
+    let imgs = ec2
+        .describe_images()
+        .owners("099720109477")
+        .filters(Filter::builder().name("name").values("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*").build())
+        .send()
+        .await
+        .unwrap()
+        .images
+        .unwrap_or_default();
+    let newest = imgs.iter().max_by_key(|i| i.creation_date.clone()).expect("no Ubuntu noble image in the sandbox");
+    newest.image_id.clone().unwrap()
+}
+
+pub struct Net {
+    pub vpc: String,
+    /// (subnet id, AZ) for 10.0.1.0/24, 10.0.2.0/24.
+    pub subnets: Vec<(String, String)>,
+}
+
+pub async fn network(ec2: &Client) -> Net {
+    let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+    let mut subnets = Vec::new();
+    for (n, az) in [(1, "us-east-1a"), (2, "us-east-1b")] {
+        let s = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.0.{n}.0/24"))
+            .availability_zone(az)
+            .send()
+            .await
+            .unwrap()
+            .subnet
+            .unwrap();
+        subnets.push((s.subnet_id.unwrap(), az.to_string()));
+    }
+    Net { vpc, subnets }
+}
+
+pub async fn import_key(ec2: &Client, name: &str, keys: &Keys) {
+    ec2.import_key_pair()
+        .key_name(name)
+        .public_key_material(aws_sdk_ec2::primitives::Blob::new(keys.public()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// RunInstances of one t2.micro at a fixed private IP, root 8 GiB gp3, as redisctl launches.
+pub async fn run_instance(ec2: &Client, subnet: &str, ip: &str, key: &str, encrypted: bool, user_data: Option<&str>) -> String {
+    use base64::Engine;
+    let ami = noble_ami(ec2).await;
+    let mut req = ec2
+        .run_instances()
+        .image_id(ami)
+        .instance_type(InstanceType::T2Micro)
+        .min_count(1)
+        .max_count(1)
+        .key_name(key)
+        .subnet_id(subnet)
+        .private_ip_address(ip)
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/sda1")
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .volume_size(8)
+                        .volume_type(VolumeType::Gp3)
+                        .encrypted(encrypted)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        );
+    if let Some(ud) = user_data {
+        req = req.user_data(base64::engine::general_purpose::STANDARD.encode(ud));
+    }
+    let out = req.send().await.unwrap();
+    out.instances.unwrap()[0].instance_id.clone().unwrap()
+}
+
+pub async fn root_volume(ec2: &Client, id: &str) -> String {
+    let r = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    let inst = &r.reservations()[0].instances()[0];
+    let root = inst.root_device_name().unwrap().to_string();
+    inst.block_device_mappings()
+        .iter()
+        .find(|b| b.device_name() == Some(root.as_str()))
+        .and_then(|b| b.ebs()?.volume_id().map(str::to_string))
+        .expect("no root volume attached")
+}
+
+pub async fn instance_state(ec2: &Client, id: &str) -> String {
+    let r = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    r.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string()
+}
