@@ -1,3 +1,203 @@
-//! Observed state: what live AWS and the nodes look like, as plain data (`Observed`), and the
-//! async code that fills it (a constant number of tag-filtered Describe calls, plus one SSH
-//! session per reachable node). Built by the AWS-layer and node-layer issues; nothing here yet.
+//! Observed state: what live AWS looks like, as plain data. Filled by `observe` (a constant
+//! number of tag-filtered Describe calls, whatever the node count); read by the pure planner.
+//!
+//! Only what redisctl owns is here: everything tagged `redisctl:cluster=<name>`, plus the
+//! key pair of the spec's name and the AMI candidates. Lists, not single values: a resource that
+//! exists twice (an interrupted run elsewhere) is kept so that the plan can report it.
+
+pub mod tags;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    pub vpcs: Vec<Vpc>,
+    pub subnets: Vec<Subnet>,
+    pub internet_gateways: Vec<InternetGateway>,
+    pub route_tables: Vec<RouteTable>,
+    pub security_groups: Vec<SecurityGroup>,
+    pub key_pairs: Vec<KeyPair>,
+    /// Instances that are not terminated (pending, running, stopping, stopped, shutting-down).
+    pub instances: Vec<Instance>,
+    /// Volumes tagged for the cluster, and every volume attached to one of its instances.
+    pub volumes: Vec<Volume>,
+    pub snapshots: Vec<Snapshot>,
+    /// Candidate images for the `ubuntu-24.04` alias (empty when the spec names an AMI id).
+    pub images: Vec<Image>,
+    /// The local SSH public key (OpenSSH format) if the private key file exists.
+    pub local_public_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vpc {
+    pub id: String,
+    pub cidr: String,
+    pub state: String,
+    pub dns_support: Option<bool>,
+    pub dns_hostnames: Option<bool>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub cidr: String,
+    pub az: String,
+    pub map_public_ip_on_launch: bool,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternetGateway {
+    pub id: String,
+    /// VPC ids it is attached to.
+    pub attached_to: Vec<String>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTable {
+    pub id: String,
+    pub vpc_id: String,
+    pub routes: Vec<Route>,
+    pub associations: Vec<RouteTableAssociation>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub destination: String,
+    /// `local`, an internet gateway id, or another target id.
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTableAssociation {
+    pub id: String,
+    pub subnet_id: Option<String>,
+    pub main: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub vpc_id: String,
+    pub ingress: Vec<IngressRule>,
+    pub tags: Tags,
+}
+
+/// One (protocol, port range, source) triple: AWS groups them, redisctl compares them singly.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IngressRule {
+    pub protocol: String,
+    pub from_port: i32,
+    pub to_port: i32,
+    /// An IPv4 CIDR, an IPv6 CIDR, a security group id or a prefix list id.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPair {
+    pub id: String,
+    pub name: String,
+    /// OpenSSH public key as AWS returns it (`IncludePublicKey=true`).
+    pub public_key: Option<String>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub state: String,
+    pub instance_type: String,
+    pub image_id: String,
+    pub subnet_id: Option<String>,
+    pub private_ip: Option<Ipv4Addr>,
+    pub public_ip: Option<Ipv4Addr>,
+    pub key_name: Option<String>,
+    pub security_group_ids: Vec<String>,
+    pub root_device_name: Option<String>,
+    /// Device name -> volume id.
+    pub block_devices: BTreeMap<String, String>,
+    pub launch_time: Option<String>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub id: String,
+    pub size_gib: i32,
+    pub volume_type: String,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub az: String,
+    pub state: String,
+    pub snapshot_id: Option<String>,
+    /// (instance id, device) when attached.
+    pub attachment: Option<(String, String)>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    pub volume_id: Option<String>,
+    pub state: String,
+    pub encrypted: bool,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub creation_date: String,
+    pub root_device_name: String,
+    pub architecture: String,
+}
+
+impl Observed {
+    /// Nothing tagged for the cluster (what `destroy` must prove afterwards). The key pair is
+    /// included when it carries the cluster tag.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        out.extend(self.vpcs.iter().map(|r| format!("vpc {}", r.id)));
+        out.extend(self.subnets.iter().map(|r| format!("subnet {}", r.id)));
+        out.extend(
+            self.internet_gateways
+                .iter()
+                .map(|r| format!("internet gateway {}", r.id)),
+        );
+        out.extend(
+            self.route_tables
+                .iter()
+                .map(|r| format!("route table {}", r.id)),
+        );
+        out.extend(
+            self.security_groups
+                .iter()
+                .map(|r| format!("security group {}", r.id)),
+        );
+        out.extend(
+            self.key_pairs
+                .iter()
+                .filter(|k| k.tags.contains_key(tags::CLUSTER))
+                .map(|r| format!("key pair {} ({})", r.name, r.id)),
+        );
+        out.extend(
+            self.instances
+                .iter()
+                .map(|r| format!("instance {} ({})", r.id, r.state)),
+        );
+        out.extend(self.volumes.iter().map(|r| format!("volume {}", r.id)));
+        out.extend(self.snapshots.iter().map(|r| format!("snapshot {}", r.id)));
+        out
+    }
+}

@@ -1,3 +1,66 @@
-//! The planner: `plan(&Spec, &Observed) -> Plan`, pure and synchronous (no tokio, no AWS, no
-//! SSH, no clock or randomness except what is passed in). It never imports `observed`'s async
-//! fillers, `exec`, `aws` or `ssh`. Built by the AWS-layer issue; nothing here yet.
+//! The planner: `plan(&Spec, &Observed) -> Plan`.
+//!
+//! Pure and synchronous: no tokio, no AWS, no SSH, no clock or randomness — everything it needs
+//! is in its arguments, so the same inputs always give the same plan, and scenario tests feed it
+//! fixtures. It never imports `exec`, `aws` or `ssh`.
+//!
+//! The model: the spec says what should exist; the observed state says what does. Each resource
+//! has an identity (see `aws_layer`) by which the two are matched; a missing resource becomes a
+//! create (`+`), a differing attribute an in-place update (`~`) when AWS can change it in place or
+//! a replacement (`-/+`) when it cannot, and a resource that exists but is not in the spec a
+//! delete (`-`). The plan decides everything the executor needs — ids to reuse, addresses,
+//! device names, tokens, order — so the executor has no choices left. The order of `steps` is a
+//! topological order of `depends_on`. Differences that redisctl deliberately does not act on
+//! (the AMI of a running node) are notes, never steps, so that after a successful apply the plan
+//! is empty. Problems that make a plan unsafe to apply are blocker notes; apply refuses them.
+
+mod aws_layer;
+mod destroy;
+pub mod fingerprint;
+pub mod model;
+pub mod naming;
+
+pub use model::*;
+
+use crate::observed::Observed;
+use crate::spec::Spec;
+
+/// The plan that makes AWS match the spec.
+pub fn plan(spec: &Spec, observed: &Observed) -> Plan {
+    let mut b = aws_layer::Builder {
+        spec,
+        observed,
+        steps: Vec::new(),
+        notes: Vec::new(),
+        observed_fingerprint: fingerprint::observed(observed),
+    };
+    aws_layer::plan_aws(&mut b);
+    if spec.nodes.replicas_per_master == 0 {
+        b.notes.push(Note {
+            level: NoteLevel::Warning,
+            subject: "nodes.replicas_per_master".into(),
+            message: "no replicas: losing any one node takes the whole cluster down".into(),
+        });
+    }
+    finish(spec, b.steps, b.notes)
+}
+
+/// The plan that removes everything tagged for the cluster.
+pub fn plan_destroy(spec: &Spec, observed: &Observed) -> Plan {
+    let steps = destroy::plan_destroy(spec, observed);
+    finish(spec, steps, Vec::new())
+}
+
+fn finish(spec: &Spec, steps: Vec<Step>, notes: Vec<Note>) -> Plan {
+    let plan = Plan {
+        cluster: spec.cluster.name.clone(),
+        region: spec.cluster.region.clone(),
+        steps,
+        notes,
+    };
+    debug_assert_eq!(plan.check_order(), Ok(()));
+    plan
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! The destroy plan: every resource tagged for the cluster, deleted in reverse dependency order
+//! (instances first, the VPC last), duplicates included.
+
+use std::collections::BTreeSet;
+
+use super::model::*;
+use crate::observed::{Observed, tags};
+use crate::spec::Spec;
+
+struct Steps {
+    steps: Vec<Step>,
+    used: BTreeSet<String>,
+}
+
+impl Steps {
+    /// `base`, or `base[id]` when `base` is taken (a duplicate).
+    fn address(&mut self, base: String, id: &str) -> String {
+        let a = if self.used.contains(&base) {
+            format!("{base}[{id}]")
+        } else {
+            base
+        };
+        self.used.insert(a.clone());
+        a
+    }
+
+    fn delete(
+        &mut self,
+        address: String,
+        phase: Phase,
+        id: &str,
+        depends_on: Vec<String>,
+        destroys_data: bool,
+        op: Op,
+    ) -> String {
+        self.steps.push(Step {
+            address: address.clone(),
+            action: Action::Delete,
+            phase,
+            changes: vec![Change::delete("id", id)],
+            unchanged: 0,
+            depends_on,
+            reason: "destroy".into(),
+            destroys_data,
+            ops: vec![op],
+        });
+        address
+    }
+}
+
+pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
+    let mut s = Steps {
+        steps: Vec::new(),
+        used: BTreeSet::new(),
+    };
+    let mut instances = Vec::new();
+    for i in &o.instances {
+        let base = match i.tags.get(tags::NODE) {
+            Some(n) => format!("node.{n}"),
+            None => format!("instance.{}", i.id),
+        };
+        let a = s.address(base, &i.id);
+        instances.push(s.delete(
+            a,
+            Phase::Instances,
+            &i.id,
+            vec![],
+            true,
+            Op::TerminateInstance {
+                instance: i.id.clone(),
+            },
+        ));
+    }
+    for k in o
+        .key_pairs
+        .iter()
+        .filter(|k| k.tags.get(tags::CLUSTER) == Some(&spec.cluster.name))
+    {
+        let a = s.address("key_pair".into(), &k.id);
+        s.delete(
+            a,
+            Phase::Instances,
+            &k.id,
+            vec![],
+            false,
+            Op::DeleteKeyPair {
+                name: k.name.clone(),
+            },
+        );
+    }
+    let mut network = Vec::new();
+    for g in &o.security_groups {
+        let a = s.address("sg".into(), &g.id);
+        network.push(s.delete(
+            a,
+            Phase::Network,
+            &g.id,
+            instances.clone(),
+            false,
+            Op::DeleteSecurityGroup { id: g.id.clone() },
+        ));
+    }
+    let mut route_tables = Vec::new();
+    for r in &o.route_tables {
+        let a = s.address("route_table".into(), &r.id);
+        route_tables.push(s.delete(
+            a,
+            Phase::Network,
+            &r.id,
+            instances.clone(),
+            false,
+            Op::DeleteRouteTable { id: r.id.clone() },
+        ));
+    }
+    network.extend(route_tables.iter().cloned());
+    for g in &o.internet_gateways {
+        let a = s.address("igw".into(), &g.id);
+        network.push(s.delete(
+            a,
+            Phase::Network,
+            &g.id,
+            instances.clone(),
+            false,
+            Op::DeleteInternetGateway {
+                id: g.id.clone(),
+                detach_from: g.attached_to.clone(),
+            },
+        ));
+    }
+    for sub in &o.subnets {
+        let name = spec
+            .network
+            .subnets
+            .iter()
+            .find(|x| x.cidr.to_string() == sub.cidr)
+            .map(|x| x.name.clone())
+            .unwrap_or_else(|| sub.id.clone());
+        let a = s.address(format!("subnet.{name}"), &sub.id);
+        let mut deps = instances.clone();
+        deps.extend(route_tables.iter().cloned());
+        network.push(s.delete(
+            a,
+            Phase::Network,
+            &sub.id,
+            deps,
+            false,
+            Op::DeleteSubnet { id: sub.id.clone() },
+        ));
+    }
+    for v in &o.vpcs {
+        let a = s.address("vpc".into(), &v.id);
+        s.delete(
+            a,
+            Phase::Network,
+            &v.id,
+            network.clone(),
+            false,
+            Op::DeleteVpc { id: v.id.clone() },
+        );
+    }
+    for v in &o.volumes {
+        let a = s.address(format!("volume.{}", v.id), &v.id);
+        s.delete(
+            a,
+            Phase::Encryption,
+            &v.id,
+            instances.clone(),
+            true,
+            Op::DeleteVolume { id: v.id.clone() },
+        );
+    }
+    for snap in &o.snapshots {
+        let a = s.address(format!("snapshot.{}", snap.id), &snap.id);
+        s.delete(
+            a,
+            Phase::Encryption,
+            &snap.id,
+            vec![],
+            true,
+            Op::DeleteSnapshot {
+                id: snap.id.clone(),
+            },
+        );
+    }
+    s.steps
+}

@@ -1,0 +1,427 @@
+//! The plan: ordered steps, each with an action, an address, attribute changes, dependencies,
+//! a phase, a reason for people, and the operation the executor performs. Serializable: a saved
+//! plan is this, plus the fingerprint of what it was computed from. It never holds a secret.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::observed::{IngressRule, Tags};
+
+/// What a step does. The action drives behaviour; the reason is for people only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    Run,
+}
+
+impl Action {
+    /// The symbol users see, as in Terraform.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+            Action::Run => ">",
+        }
+    }
+
+    /// The action as the list of primitive actions of the JSON format (`["delete","create"]`).
+    pub fn json_actions(self) -> &'static [&'static str] {
+        match self {
+            Action::Create => &["create"],
+            Action::Update => &["update"],
+            Action::Replace => &["delete", "create"],
+            Action::Delete => &["delete"],
+            Action::Run => &["run"],
+        }
+    }
+}
+
+/// The phases of DESIGN.md, in apply order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Network,
+    Instances,
+    Install,
+    Tls,
+    Acl,
+    Config,
+    ClusterCreate,
+    Encryption,
+}
+
+impl Phase {
+    pub fn number(self) -> u8 {
+        self as u8 + 1
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Phase::Network => "network",
+            Phase::Instances => "instances",
+            Phase::Install => "install",
+            Phase::Tls => "tls",
+            Phase::Acl => "acl",
+            Phase::Config => "config",
+            Phase::ClusterCreate => "cluster create",
+            Phase::Encryption => "ebs encryption",
+        }
+    }
+}
+
+/// A value in a change: known now, or only once an earlier step has run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Value {
+    Known(String),
+    KnownAfterApply,
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Known(v) => f.write_str(v),
+            Value::KnownAfterApply => f.write_str("(known after apply)"),
+        }
+    }
+}
+
+/// One attribute's change. `before` is `None` for a create, `after` is `None` for a delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub attribute: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forces_replacement: bool,
+    /// Shown but not acted on (e.g. the AMI of a running node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored_because: Option<String>,
+}
+
+impl Change {
+    pub fn create(attribute: &str, after: impl Into<String>) -> Self {
+        Change {
+            attribute: attribute.into(),
+            before: None,
+            after: Some(Value::Known(after.into())),
+            forces_replacement: false,
+            ignored_because: None,
+        }
+    }
+
+    pub fn after_apply(attribute: &str) -> Self {
+        Change {
+            attribute: attribute.into(),
+            before: None,
+            after: Some(Value::KnownAfterApply),
+            forces_replacement: false,
+            ignored_because: None,
+        }
+    }
+
+    pub fn update(attribute: &str, before: impl Into<String>, after: impl Into<String>) -> Self {
+        Change {
+            attribute: attribute.into(),
+            before: Some(Value::Known(before.into())),
+            after: Some(Value::Known(after.into())),
+            forces_replacement: false,
+            ignored_because: None,
+        }
+    }
+
+    pub fn delete(attribute: &str, before: impl Into<String>) -> Self {
+        Change {
+            attribute: attribute.into(),
+            before: Some(Value::Known(before.into())),
+            after: None,
+            forces_replacement: false,
+            ignored_because: None,
+        }
+    }
+
+    pub fn forcing(mut self) -> Self {
+        self.forces_replacement = true;
+        self
+    }
+
+    pub fn ignored(mut self, because: &str) -> Self {
+        self.ignored_because = Some(because.into());
+        self
+    }
+}
+
+/// A reference to an AWS resource: one that exists, or one an earlier step of this plan makes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ref {
+    Id(String),
+    /// The id produced by the step with this address.
+    Step(String),
+}
+
+/// A security group ingress rule as the plan wants it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSpec {
+    pub rule: IngressRule,
+    pub description: String,
+}
+
+/// What the executor does for a step. Every operation is an idempotent "ensure": it first looks
+/// for the resource by its identity (tags, name, CIDR) and adopts it if it is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    CreateVpc {
+        cidr: String,
+        tags: Tags,
+    },
+    CreateSubnet {
+        vpc: Ref,
+        cidr: String,
+        az: String,
+        map_public_ip: bool,
+        tags: Tags,
+    },
+    SetSubnetPublicIp {
+        subnet: String,
+        map_public_ip: bool,
+    },
+    /// Create and attach.
+    CreateInternetGateway {
+        vpc: Ref,
+        tags: Tags,
+    },
+    AttachInternetGateway {
+        igw: String,
+        vpc: Ref,
+    },
+    /// Create, with the default route to the internet gateway.
+    CreateRouteTable {
+        vpc: Ref,
+        igw: Ref,
+        tags: Tags,
+    },
+    /// Create or replace the default route.
+    SetDefaultRoute {
+        route_table: String,
+        igw: Ref,
+        replace: bool,
+    },
+    AssociateRouteTable {
+        route_table: Ref,
+        subnet: Ref,
+    },
+    DisassociateRouteTable {
+        association_id: String,
+    },
+    CreateSecurityGroup {
+        vpc: Ref,
+        name: String,
+        description: String,
+        tags: Tags,
+    },
+    AuthorizeIngress {
+        security_group: Ref,
+        rule: RuleSpec,
+    },
+    RevokeIngress {
+        security_group: String,
+        rule: IngressRule,
+    },
+    /// Generate the private key if absent (mode 0600), then import its public key.
+    ImportKeyPair {
+        name: String,
+        private_key: String,
+        tags: Tags,
+    },
+    DeleteKeyPair {
+        name: String,
+    },
+    RunInstance(Box<RunInstance>),
+    StartInstance {
+        instance: String,
+    },
+    ModifyInstanceType {
+        instance: String,
+        instance_type: String,
+        /// Running now: stop before and start after.
+        restart: bool,
+    },
+    /// Terminate, then run again (a replaced node).
+    ReplaceInstance {
+        terminate: String,
+        run: Box<RunInstance>,
+    },
+    TerminateInstance {
+        instance: String,
+    },
+    SetTags {
+        resource: String,
+        set: Tags,
+        remove: Vec<String>,
+    },
+    DeleteSecurityGroup {
+        id: String,
+    },
+    DeleteRouteTable {
+        id: String,
+    },
+    DeleteInternetGateway {
+        id: String,
+        detach_from: Vec<String>,
+    },
+    DeleteSubnet {
+        id: String,
+    },
+    DeleteVpc {
+        id: String,
+    },
+    DeleteVolume {
+        id: String,
+    },
+    DeleteSnapshot {
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInstance {
+    pub node: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub subnet: Ref,
+    pub security_group: Ref,
+    pub key_name: String,
+    pub private_ip: Ipv4Addr,
+    pub root_device: String,
+    pub volume_size_gib: u32,
+    pub volume_type: String,
+    pub encrypted: bool,
+    pub kms_key: Option<String>,
+    pub tags: Tags,
+    pub volume_tags: Tags,
+    /// Idempotency token: a retried RunInstances on AWS returns the first instance.
+    pub client_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub address: String,
+    pub action: Action,
+    pub phase: Phase,
+    pub changes: Vec<Change>,
+    /// Attributes compared and found equal (hidden in the human rendering, counted).
+    pub unchanged: usize,
+    pub depends_on: Vec<String>,
+    /// For people only; never used to decide anything.
+    pub reason: String,
+    /// Destroys a node's data: refused without `--allow-replace`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destroys_data: bool,
+    /// Carried out in order; each is an idempotent ensure.
+    pub ops: Vec<Op>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoteLevel {
+    Info,
+    Warning,
+    /// The plan cannot be applied as it stands.
+    Blocker,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub level: NoteLevel,
+    pub subject: String,
+    pub message: String,
+}
+
+/// What a saved plan was computed from; apply refuses it when either changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub spec: String,
+    pub observed: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub cluster: String,
+    pub region: String,
+    pub steps: Vec<Step>,
+    pub notes: Vec<Note>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+    pub run: usize,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Terraform's count: a replacement is one add and one destroy.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for step in &self.steps {
+            match step.action {
+                Action::Create => s.add += 1,
+                Action::Update => s.change += 1,
+                Action::Replace => {
+                    s.add += 1;
+                    s.destroy += 1
+                }
+                Action::Delete => s.destroy += 1,
+                Action::Run => s.run += 1,
+            }
+        }
+        s
+    }
+
+    pub fn blockers(&self) -> impl Iterator<Item = &Note> {
+        self.notes.iter().filter(|n| n.level == NoteLevel::Blocker)
+    }
+
+    pub fn destroys_data(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.destroys_data)
+    }
+
+    pub fn step(&self, address: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.address == address)
+    }
+
+    /// Every dependency names an earlier step (the order is a valid topological order).
+    pub fn check_order(&self) -> Result<(), String> {
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            for d in &s.depends_on {
+                if !seen.contains_key(d.as_str()) {
+                    return Err(format!(
+                        "{} depends on {d}, which is not before it",
+                        s.address
+                    ));
+                }
+            }
+            if seen.insert(&s.address, i).is_some() {
+                return Err(format!("{} appears twice", s.address));
+            }
+        }
+        Ok(())
+    }
+}
