@@ -17,6 +17,21 @@ pub struct Sandbox {
     pub endpoint: String,
 }
 
+/// Takes the shared sandbox's test lock (blocking): one test at a time uses the region.
+pub fn lock(paths: &Paths) -> File {
+    std::fs::create_dir_all(&paths.run).expect("cannot create the sandbox run directory");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(paths.test_lock())
+        .expect("cannot open the sandbox test lock");
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        panic!("cannot lock {}: {}", paths.test_lock().display(), std::io::Error::last_os_error());
+    }
+    lock
+}
+
 impl Sandbox {
     /// Panics (fails the test) with a clear message when not run inside the sandbox.
     pub fn acquire() -> Sandbox {
@@ -28,16 +43,7 @@ impl Sandbox {
             );
         }
         let paths = Paths::from_env();
-        std::fs::create_dir_all(&paths.run).expect("cannot create the sandbox run directory");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(paths.test_lock())
-            .expect("cannot open the sandbox test lock");
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            panic!("cannot lock {}: {}", paths.test_lock().display(), std::io::Error::last_os_error());
-        }
+        let lock = lock(&paths);
         let sb = Sandbox { _lock: lock, paths, endpoint };
         sb.reset();
         sb
