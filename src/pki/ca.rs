@@ -1,0 +1,413 @@
+//! The cluster CA and its two files in the state directory.
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+};
+
+use super::PkiError;
+
+/// The CA certificate in the state directory (mode 0644).
+pub const CA_CERT_FILE: &str = "ca.crt";
+/// The CA private key in the state directory (mode 0600; never leaves it).
+pub const CA_KEY_FILE: &str = "ca.key";
+
+/// Whether [`Ca::load_or_create`] found a CA or made one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaStatus {
+    Loaded,
+    Created,
+}
+
+/// The cluster CA: its certificate and its signing key.
+pub struct Ca {
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    pub(super) issuer: Issuer<'static, KeyPair>,
+    not_after: SystemTime,
+}
+
+impl fmt::Debug for Ca {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ca")
+            .field("subject", &self.subject())
+            .field("not_after", &self.not_after)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The CA's common name for a cluster.
+pub fn ca_common_name(cluster: &str) -> String {
+    format!("redisctl {cluster} CA")
+}
+
+impl Ca {
+    /// A new CA for `cluster`: ECDSA P-256 (what OpenSSL on Debian/Ubuntu and every Redis client
+    /// handles best), basic constraints CA with path length 0 (it signs only end-entity
+    /// certificates), key usage keyCertSign + cRLSign, valid from `now` for `validity_days`.
+    pub fn create(cluster: &str, now: SystemTime, validity_days: u32) -> Result<Ca, PkiError> {
+        let generate = |source| PkiError::Generate {
+            what: "the cluster CA".into(),
+            source,
+        };
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generate)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, ca_common_name(cluster));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        (params.not_before, params.not_after) = super::validity(now, validity_days, "CA")?;
+        let cert = params.self_signed(&key).map_err(generate)?;
+        Ca::from_pem(&cert.pem(), &key.serialize_pem(), "the new CA")
+    }
+
+    /// A CA from its certificate and key (PEM); checks that the key is the certificate's and
+    /// that the certificate is a CA.
+    pub fn from_pem(cert_pem: &str, key_pem: &str, what: &str) -> Result<Ca, PkiError> {
+        let parsed = super::inspect::parse(cert_pem, what)?;
+        if !parsed.info.is_ca {
+            return Err(PkiError::NotCa { what: what.into() });
+        }
+        let key = KeyPair::from_pem(key_pem).map_err(|source| PkiError::BadKey {
+            what: what.into(),
+            source,
+        })?;
+        if key.public_key_raw() != parsed.public_key_raw {
+            return Err(PkiError::KeyMismatch {
+                cert: PathBuf::from(format!("{what} certificate")),
+                key: PathBuf::from(format!("{what} key")),
+            });
+        }
+        let issuer =
+            Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| PkiError::BadCertificate {
+                what: what.into(),
+                source: Box::new(e),
+            })?;
+        Ok(Ca {
+            cert_pem: cert_pem.to_string(),
+            cert_der: parsed.der,
+            issuer,
+            not_after: parsed.info.not_after,
+        })
+    }
+
+    /// Load the CA from `dir` (`ca.crt` + `ca.key`). Refuses a key file readable by group or
+    /// others and a key that does not belong to the certificate.
+    pub fn load(dir: &Path) -> Result<Ca, PkiError> {
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        let mode = fs::metadata(&key_path)
+            .map_err(|source| PkiError::Read {
+                path: key_path.clone(),
+                source,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(PkiError::KeyMode {
+                path: key_path,
+                mode: mode & 0o777,
+            });
+        }
+        let read = |p: &Path| {
+            fs::read_to_string(p).map_err(|source| PkiError::Read {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
+        let cert_pem = read(&cert_path)?;
+        let key_pem = read(&key_path)?;
+        let what = cert_path.display().to_string();
+        Ca::from_pem(&cert_pem, &key_pem, &what).map_err(|e| match e {
+            PkiError::KeyMismatch { .. } => PkiError::KeyMismatch {
+                cert: cert_path.clone(),
+                key: key_path.clone(),
+            },
+            PkiError::BadKey { source, .. } => PkiError::BadKey {
+                what: key_path.display().to_string(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Write the CA into `dir` (created 0700 if missing): `ca.crt` 0644, `ca.key` 0600. Each
+    /// file is written to a temporary file created with its final mode, synced, then renamed,
+    /// so the key is never readable by others, not even for a moment, and a crash leaves
+    /// either the old file or the new one.
+    pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
+        ensure_private_dir(dir)?;
+        write_atomic(&dir.join(CA_CERT_FILE), self.cert_pem.as_bytes(), 0o644)?;
+        let key_pem = self.issuer.key().serialize_pem();
+        write_atomic(&dir.join(CA_KEY_FILE), key_pem.as_bytes(), 0o600)?;
+        sync_dir(dir)
+    }
+
+    /// The cluster's CA from `dir`, or a new one written there if `dir` has none. A CA made
+    /// for another cluster name, or one of the two files without the other, is an error:
+    /// replacing a CA silently would orphan every node certificate it signed.
+    pub fn load_or_create(
+        dir: &Path,
+        cluster: &str,
+        now: SystemTime,
+        validity_days: u32,
+    ) -> Result<(Ca, CaStatus), PkiError> {
+        if dir.exists() {
+            check_private_dir(dir)?;
+        }
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        match (cert_path.exists(), key_path.exists()) {
+            (true, true) => {
+                let ca = Ca::load(dir)?;
+                let expected = ca_common_name(cluster);
+                let found = ca.subject();
+                if found != expected {
+                    return Err(PkiError::OtherCluster {
+                        dir: dir.to_path_buf(),
+                        found,
+                        expected,
+                    });
+                }
+                Ok((ca, CaStatus::Loaded))
+            }
+            (false, false) => {
+                let ca = Ca::create(cluster, now, validity_days)?;
+                ca.save(dir)?;
+                Ok((ca, CaStatus::Created))
+            }
+            (true, false) => Err(PkiError::IncompleteCa {
+                dir: dir.to_path_buf(),
+                present: cert_path,
+                missing: key_path,
+            }),
+            (false, true) => Err(PkiError::IncompleteCa {
+                dir: dir.to_path_buf(),
+                present: key_path,
+                missing: cert_path,
+            }),
+        }
+    }
+
+    /// The CA certificate (PEM), as installed on every node as /etc/redis/tls/ca.crt.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA certificate (DER).
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The CA's common name (`redisctl <cluster> CA`).
+    pub fn subject(&self) -> String {
+        super::inspect::parse(&self.cert_pem, "CA")
+            .ok()
+            .and_then(|p| p.info.subject_cn)
+            .unwrap_or_default()
+    }
+
+    /// When the CA itself expires (the planner warns ahead of it; a CA is never replaced
+    /// silently).
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+}
+
+/// Create `dir` (and its parents) if missing; the directory itself gets 0700.
+fn ensure_private_dir(dir: &Path) -> Result<(), PkiError> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| PkiError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        // The mode above is filtered by the umask and applies to parents too; make the
+        // state directory itself exactly 0700.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
+            PkiError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            }
+        })?;
+    }
+    check_private_dir(dir)
+}
+
+fn check_private_dir(dir: &Path) -> Result<(), PkiError> {
+    let mode = fs::metadata(dir)
+        .map_err(|source| PkiError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(PkiError::DirMode {
+            path: dir.to_path_buf(),
+            mode: mode & 0o777,
+        });
+    }
+    Ok(())
+}
+
+/// Write `path` atomically with exactly `mode`: a temporary file in the same directory,
+/// created with `mode` (never wider), synced, then renamed over `path`.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
+    let err = |source| PkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    // A leftover from a crashed run of this same process id: ours to remove.
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The creation mode was filtered by the umask; set it exactly (only ever narrower
+        // than `mode` before this call, so never wider at any moment).
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), PkiError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| PkiError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    pub(crate) fn t0() -> SystemTime {
+        // 2026-01-01T00:00:00Z
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+    }
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("redisctl-pki-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn creates_persists_and_loads_back() {
+        let base = tmpdir("ca");
+        let dir = base.join("state/prod");
+        let (ca, status) = Ca::load_or_create(&dir, "prod", t0(), 3650).unwrap();
+        assert_eq!(status, CaStatus::Created);
+        assert_eq!(ca.subject(), "redisctl prod CA");
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(CA_CERT_FILE)), 0o644);
+        assert_eq!(mode(&dir.join(CA_KEY_FILE)), 0o600);
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert_eq!(
+            ca.not_after(),
+            t0() + Duration::from_secs(3650 * 86_400),
+            "valid for exactly validity_days from now"
+        );
+
+        let (again, status) =
+            Ca::load_or_create(&dir, "prod", t0() + Duration::from_secs(60), 3650).unwrap();
+        assert_eq!(status, CaStatus::Loaded);
+        assert_eq!(again.cert_pem(), ca.cert_pem());
+        assert!(format!("{again:?}").contains("<redacted>"));
+        assert!(!format!("{again:?}").contains("PRIVATE"));
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn ca_certificate_is_a_p256_ca() {
+        let ca = Ca::create("c1", t0(), 30).unwrap();
+        let (_, x) = x509_parser::pem::parse_x509_pem(ca.cert_pem().as_bytes()).unwrap();
+        let x = x.parse_x509().unwrap();
+        let bc = x.basic_constraints().unwrap().unwrap().value;
+        assert!(bc.ca);
+        assert_eq!(bc.path_len_constraint, Some(0));
+        let ku = x.key_usage().unwrap().unwrap().value;
+        assert!(ku.key_cert_sign() && ku.crl_sign());
+        assert_eq!(
+            x.public_key().algorithm.algorithm,
+            x509_parser::oid_registry::OID_KEY_TYPE_EC_PUBLIC_KEY
+        );
+        assert_eq!(x.subject().to_string(), "CN=redisctl c1 CA");
+        assert_eq!(x.issuer().to_string(), "CN=redisctl c1 CA");
+        x.verify_signature(None).unwrap();
+    }
+
+    #[test]
+    fn refuses_loose_modes_other_clusters_and_half_a_ca() {
+        let dir = tmpdir("refuse");
+        Ca::load_or_create(&dir, "prod", t0(), 30).unwrap();
+
+        fs::set_permissions(dir.join(CA_KEY_FILE), fs::Permissions::from_mode(0o640)).unwrap();
+        let e = Ca::load_or_create(&dir, "prod", t0(), 30).unwrap_err();
+        assert!(matches!(e, PkiError::KeyMode { mode: 0o640, .. }), "{e}");
+        assert!(e.to_string().contains("run chmod 600"));
+        fs::set_permissions(dir.join(CA_KEY_FILE), fs::Permissions::from_mode(0o600)).unwrap();
+
+        let e = Ca::load_or_create(&dir, "staging", t0(), 30).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "the CA in {} is `redisctl prod CA`, not `redisctl staging CA`: each cluster needs its own state directory",
+                dir.display()
+            )
+        );
+
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let e = Ca::load_or_create(&dir, "prod", t0(), 30).unwrap_err();
+        assert!(matches!(e, PkiError::DirMode { mode: 0o755, .. }), "{e}");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+
+        // A key from another CA.
+        let other = Ca::create("prod", t0(), 30).unwrap();
+        let other_key = other.issuer.key().serialize_pem();
+        write_atomic(&dir.join(CA_KEY_FILE), other_key.as_bytes(), 0o600).unwrap();
+        let e = Ca::load_or_create(&dir, "prod", t0(), 30).unwrap_err();
+        assert!(matches!(e, PkiError::KeyMismatch { .. }), "{e}");
+
+        fs::remove_file(dir.join(CA_KEY_FILE)).unwrap();
+        let e = Ca::load_or_create(&dir, "prod", t0(), 30).unwrap_err();
+        assert!(matches!(e, PkiError::IncompleteCa { .. }), "{e}");
+        assert!(dir.join(CA_CERT_FILE).exists(), "nothing was replaced");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
