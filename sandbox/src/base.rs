@@ -35,7 +35,13 @@ const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 
 pub fn content_hash() -> String {
     let mut h = Sha256::new();
-    for part in [RECIPE_VERSION, SUITE, &MIRRORS.join("\n"), &PACKAGES.join(","), CUSTOMIZE] {
+    for part in [
+        RECIPE_VERSION,
+        SUITE,
+        &MIRRORS.join("\n"),
+        &PACKAGES.join(","),
+        CUSTOMIZE,
+    ] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
@@ -62,12 +68,17 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
             std::fs::remove_dir_all(entry.path()).ok();
         }
     }
-    let tmp = paths.cache.join(format!("base-{}.tmp{}", content_hash(), std::process::id()));
+    let tmp = paths
+        .cache
+        .join(format!("base-{}.tmp{}", content_hash(), std::process::id()));
     let script = paths.cache.join(format!("customize-{}.sh", content_hash()));
     std::fs::write(&script, CUSTOMIZE)?;
     let log_path = paths.logs().join("base-build.log");
     let log = std::fs::File::create(&log_path)?;
-    eprintln!("building the Debian 12 base tree with mmdebstrap (once per recipe, ~30 s; log: {})", log_path.display());
+    eprintln!(
+        "building the Debian 12 base tree with mmdebstrap (once per recipe, ~30 s; log: {})",
+        log_path.display()
+    );
     let started = Instant::now();
     let mut cmd = Command::new("mmdebstrap");
     cmd.arg("--variant=apt")
@@ -89,7 +100,11 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
             child.kill().ok();
             child.wait().ok();
             std::fs::remove_dir_all(&tmp).ok();
-            bail!("mmdebstrap did not finish the base within {}s; see {}", BUILD_LIMIT.as_secs(), log_path.display());
+            bail!(
+                "mmdebstrap did not finish the base within {}s; see {}",
+                BUILD_LIMIT.as_secs(),
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -104,8 +119,13 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
-    std::fs::rename(&tmp, &target).with_context(|| format!("cannot move the new base to {}", target.display()))?;
-    eprintln!("base built in {:.1}s: {}", started.elapsed().as_secs_f64(), target.display());
+    std::fs::rename(&tmp, &target)
+        .with_context(|| format!("cannot move the new base to {}", target.display()))?;
+    eprintln!(
+        "base built in {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        target.display()
+    );
     Ok(target)
 }
 

@@ -50,14 +50,22 @@ pub fn parse_user_data(text: &str) -> Result<Option<CloudConfig>> {
                 let Some(keys) = v.as_mapping() else {
                     bail!("cloud-config ssh_keys must be a mapping like ed25519_private: …");
                 };
-                let get = |name: String| keys.get(name.as_str()).and_then(|v| v.as_str()).map(str::to_string);
+                let get = |name: String| {
+                    keys.get(name.as_str())
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                };
                 for kind in ["rsa", "ecdsa", "ed25519"] {
                     let private = get(format!("{kind}_private"));
                     let public = get(format!("{kind}_public"));
                     match (private, public) {
-                        (Some(private), Some(public)) => cfg.ssh_keys.push((kind.to_string(), private, public)),
+                        (Some(private), Some(public)) => {
+                            cfg.ssh_keys.push((kind.to_string(), private, public))
+                        }
                         (None, None) => {}
-                        _ => bail!("cloud-config ssh_keys has only one half of the {kind} key pair"),
+                        _ => {
+                            bail!("cloud-config ssh_keys has only one half of the {kind} key pair")
+                        }
                     }
                 }
             }
@@ -94,7 +102,15 @@ fn ensure_parents(base: &Path, upper: &Path, rel: &str) -> Result<()> {
     Ok(())
 }
 
-fn write_file(base: &Path, upper: &Path, rel: &str, content: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
+fn write_file(
+    base: &Path,
+    upper: &Path,
+    rel: &str,
+    content: &str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
     ensure_parents(base, upper, rel)?;
     let path = upper.join(rel);
     fs::write(&path, content).with_context(|| format!("cannot write {}", path.display()))?;
@@ -113,7 +129,8 @@ fn make_dir(base: &Path, upper: &Path, rel: &str, mode: u32, uid: u32, gid: u32)
 
 /// The `ubuntu` user's uid and gid in the base.
 fn ubuntu_ids(base: &Path) -> Result<(u32, u32)> {
-    let passwd = fs::read_to_string(base.join("etc/passwd")).context("cannot read the base's /etc/passwd")?;
+    let passwd = fs::read_to_string(base.join("etc/passwd"))
+        .context("cannot read the base's /etc/passwd")?;
     for line in passwd.lines() {
         let f: Vec<&str> = line.split(':').collect();
         if f.len() > 3 && f[0] == "ubuntu" {
@@ -138,7 +155,15 @@ pub fn apply(base: &Path, upper: &Path, fb: &FirstBoot) -> Result<bool> {
         return Ok(false);
     }
     let hostname = hostname_for(fb.private_ip);
-    write_file(base, upper, "etc/hostname", &format!("{hostname}\n"), 0o644, 0, 0)?;
+    write_file(
+        base,
+        upper,
+        "etc/hostname",
+        &format!("{hostname}\n"),
+        0o644,
+        0,
+        0,
+    )?;
     write_file(
         base,
         upper,
@@ -165,10 +190,21 @@ pub fn apply(base: &Path, upper: &Path, fb: &FirstBoot) -> Result<bool> {
     if !authorized.is_empty() {
         authorized.push('\n');
     }
-    write_file(base, upper, "home/ubuntu/.ssh/authorized_keys", &authorized, 0o600, uid, gid)?;
+    write_file(
+        base,
+        upper,
+        "home/ubuntu/.ssh/authorized_keys",
+        &authorized,
+        0o600,
+        uid,
+        gid,
+    )?;
 
     // Host keys: the ones user data gives, or new ones, never the base's (it has none).
-    let given = fb.cloud_config.map(|c| c.ssh_keys.clone()).unwrap_or_default();
+    let given = fb
+        .cloud_config
+        .map(|c| c.ssh_keys.clone())
+        .unwrap_or_default();
     ensure_parents(base, upper, "etc/ssh/x")?;
     for entry in fs::read_dir(upper.join("etc/ssh"))? {
         let entry = entry?;
@@ -182,7 +218,17 @@ pub fn apply(base: &Path, upper: &Path, fb: &FirstBoot) -> Result<bool> {
             let path = path.to_string_lossy();
             crate::proc::run(
                 "ssh-keygen",
-                &["-q", "-t", kind, "-N", "", "-C", &format!("root@{hostname}"), "-f", &path],
+                &[
+                    "-q",
+                    "-t",
+                    kind,
+                    "-N",
+                    "",
+                    "-C",
+                    &format!("root@{hostname}"),
+                    "-f",
+                    &path,
+                ],
             )?;
         }
     } else {
@@ -191,7 +237,15 @@ pub fn apply(base: &Path, upper: &Path, fb: &FirstBoot) -> Result<bool> {
             if !private.ends_with('\n') {
                 private.push('\n');
             }
-            write_file(base, upper, &format!("etc/ssh/ssh_host_{kind}_key"), &private, 0o600, 0, 0)?;
+            write_file(
+                base,
+                upper,
+                &format!("etc/ssh/ssh_host_{kind}_key"),
+                &private,
+                0o600,
+                0,
+                0,
+            )?;
             write_file(
                 base,
                 upper,
@@ -203,7 +257,15 @@ pub fn apply(base: &Path, upper: &Path, fb: &FirstBoot) -> Result<bool> {
             )?;
         }
     }
-    write_file(base, upper, MARKER, &format!("{}\n", fb.instance_id), 0o644, 0, 0)?;
+    write_file(
+        base,
+        upper,
+        MARKER,
+        &format!("{}\n", fb.instance_id),
+        0o644,
+        0,
+        0,
+    )?;
     Ok(true)
 }
 
@@ -215,7 +277,10 @@ mod tests {
     fn parses_keys_and_host_keys() {
         let text = "#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 AAAA one\n  - ssh-rsa BBBB two\nssh_keys:\n  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    abc\n    -----END OPENSSH PRIVATE KEY-----\n  ed25519_public: ssh-ed25519 CCCC host\npackages: [redis]\n";
         let cfg = parse_user_data(text).unwrap().unwrap();
-        assert_eq!(cfg.ssh_authorized_keys, ["ssh-ed25519 AAAA one", "ssh-rsa BBBB two"]);
+        assert_eq!(
+            cfg.ssh_authorized_keys,
+            ["ssh-ed25519 AAAA one", "ssh-rsa BBBB two"]
+        );
         assert_eq!(cfg.ssh_keys.len(), 1);
         let (kind, private, public) = &cfg.ssh_keys[0];
         assert_eq!(kind, "ed25519");
@@ -239,7 +304,10 @@ mod tests {
 
     #[test]
     fn empty_cloud_config() {
-        assert_eq!(parse_user_data("#cloud-config\n").unwrap(), Some(CloudConfig::default()));
+        assert_eq!(
+            parse_user_data("#cloud-config\n").unwrap(),
+            Some(CloudConfig::default())
+        );
     }
 
     #[test]
@@ -254,9 +322,18 @@ mod tests {
         fs::create_dir_all(base.path().join("etc/ssh")).unwrap();
         fs::create_dir_all(base.path().join("home/ubuntu")).unwrap();
         std::os::unix::fs::chown(base.path().join("home/ubuntu"), Some(1000), Some(1000)).unwrap();
-        fs::write(base.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nubuntu:x:1000:1000::/home/ubuntu:/bin/bash\n").unwrap();
+        fs::write(
+            base.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nubuntu:x:1000:1000::/home/ubuntu:/bin/bash\n",
+        )
+        .unwrap();
         let cfg = parse_user_data("#cloud-config\nssh_authorized_keys: [ssh-ed25519 EXTRA x]\nssh_keys:\n  ed25519_private: PRIV\n  ed25519_public: ssh-ed25519 PUB host\n").unwrap().unwrap();
-        let fb = FirstBoot { instance_id: "i-1", private_ip: "10.0.1.10", key_pair_public: Some("ssh-ed25519 KP k"), cloud_config: Some(&cfg) };
+        let fb = FirstBoot {
+            instance_id: "i-1",
+            private_ip: "10.0.1.10",
+            key_pair_public: Some("ssh-ed25519 KP k"),
+            cloud_config: Some(&cfg),
+        };
         assert!(apply(base.path(), upper.path(), &fb).unwrap());
         let u = upper.path();
         let home = fs::metadata(u.join("home/ubuntu")).unwrap();
@@ -264,12 +341,18 @@ mod tests {
         let ssh = fs::metadata(u.join("home/ubuntu/.ssh")).unwrap();
         assert_eq!((ssh.uid(), ssh.mode() & 0o777), (1000, 0o700));
         let ak = u.join("home/ubuntu/.ssh/authorized_keys");
-        assert_eq!(fs::read_to_string(&ak).unwrap(), "ssh-ed25519 KP k\nssh-ed25519 EXTRA x\n");
+        assert_eq!(
+            fs::read_to_string(&ak).unwrap(),
+            "ssh-ed25519 KP k\nssh-ed25519 EXTRA x\n"
+        );
         assert_eq!(fs::metadata(&ak).unwrap().mode() & 0o777, 0o600);
         let hk = u.join("etc/ssh/ssh_host_ed25519_key");
         assert_eq!(fs::read_to_string(&hk).unwrap(), "PRIV\n");
         assert_eq!(fs::metadata(&hk).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(fs::read_to_string(u.join("etc/hostname")).unwrap(), "ip-10-0-1-10\n");
+        assert_eq!(
+            fs::read_to_string(u.join("etc/hostname")).unwrap(),
+            "ip-10-0-1-10\n"
+        );
         // Second boot of the same instance: nothing rewritten.
         fs::write(&ak, "changed\n").unwrap();
         assert!(!apply(base.path(), upper.path(), &fb).unwrap());

@@ -13,8 +13,12 @@ use std::time::Duration;
 #[serde(rename_all = "snake_case", tag = "op")]
 pub enum Request {
     Ping,
-    Stats { reset: bool },
-    FaultsAdd { fault: Fault },
+    Stats {
+        reset: bool,
+    },
+    FaultsAdd {
+        fault: Fault,
+    },
     FaultsList,
     FaultsClear,
     Reset,
@@ -34,10 +38,18 @@ pub struct Response {
 
 impl Response {
     pub fn ok(data: serde_json::Value) -> Response {
-        Response { ok: true, error: None, data }
+        Response {
+            ok: true,
+            error: None,
+            data,
+        }
     }
     pub fn err(e: impl std::fmt::Display) -> Response {
-        Response { ok: false, error: Some(format!("{e:#}")), data: serde_json::Value::Null }
+        Response {
+            ok: false,
+            error: Some(format!("{e:#}")),
+            data: serde_json::Value::Null,
+        }
     }
 }
 
@@ -54,23 +66,37 @@ pub struct HostStatus {
 
 /// Sends one request and waits (at most `timeout`) for its answer.
 pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<serde_json::Value> {
-    let mut stream = UnixStream::connect(socket)
-        .with_context(|| format!("cannot reach the sandbox front on {} (is the sandbox up?)", socket.display()))?;
+    let mut stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot reach the sandbox front on {} (is the sandbox up?)",
+            socket.display()
+        )
+    })?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut line = serde_json::to_string(req)?;
     line.push('\n');
     stream.write_all(line.as_bytes())?;
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).with_context(|| {
-        format!("no answer from the sandbox front within {}s to {req:?}", timeout.as_secs())
-    })?;
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .with_context(|| {
+            format!(
+                "no answer from the sandbox front within {}s to {req:?}",
+                timeout.as_secs()
+            )
+        })?;
     if answer.is_empty() {
         bail!("the sandbox front closed the control connection without answering {req:?}");
     }
-    let resp: Response = serde_json::from_str(&answer).context("the sandbox front sent a malformed answer")?;
+    let resp: Response =
+        serde_json::from_str(&answer).context("the sandbox front sent a malformed answer")?;
     if !resp.ok {
-        bail!("{}", resp.error.unwrap_or_else(|| "the sandbox front reported an error".into()));
+        bail!(
+            "{}",
+            resp.error
+                .unwrap_or_else(|| "the sandbox front reported an error".into())
+        );
     }
     Ok(resp.data)
 }

@@ -32,7 +32,11 @@ pub struct Fault {
 /// The HTTP status AWS uses for an error code, when not given.
 pub fn default_status(code: &str) -> u16 {
     match code {
-        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "Unavailable" | "ServiceUnavailable" => 503,
+        "RequestLimitExceeded"
+        | "Throttling"
+        | "ThrottlingException"
+        | "Unavailable"
+        | "ServiceUnavailable" => 503,
         "InternalError" | "InternalFailure" => 500,
         _ => 400,
     }
@@ -64,7 +68,10 @@ pub struct Faults {
 
 impl Faults {
     pub fn new(seed: u64) -> Faults {
-        Faults { list: Vec::new(), rng: Rng::new(seed) }
+        Faults {
+            list: Vec::new(),
+            rng: Rng::new(seed),
+        }
     }
 
     /// The effect to apply to a request for `action`, if a fault fires. The first matching fault
@@ -108,7 +115,10 @@ mod tests {
     fn fault(action: &str, times: Option<u64>, rate: Option<f64>) -> Fault {
         Fault {
             action: action.into(),
-            effect: Effect::Error { code: "RequestLimitExceeded".into(), status: 503 },
+            effect: Effect::Error {
+                code: "RequestLimitExceeded".into(),
+                status: 503,
+            },
             times,
             rate,
             fired: 0,
@@ -129,7 +139,10 @@ mod tests {
     #[test]
     fn wildcard_and_unlimited() {
         let mut f = Faults::new(7);
-        f.list.push(Fault { effect: Effect::Drop, ..fault("*", None, None) });
+        f.list.push(Fault {
+            effect: Effect::Drop,
+            ..fault("*", None, None)
+        });
         for action in ["A", "B", "C"] {
             assert_eq!(f.check(action), Some(Effect::Drop));
         }
@@ -139,8 +152,14 @@ mod tests {
     #[test]
     fn first_match_wins() {
         let mut f = Faults::new(7);
-        f.list.push(Fault { effect: Effect::Status { status: 500 }, ..fault("X", Some(1), None) });
-        f.list.push(Fault { effect: Effect::Drop, ..fault("*", None, None) });
+        f.list.push(Fault {
+            effect: Effect::Status { status: 500 },
+            ..fault("X", Some(1), None)
+        });
+        f.list.push(Fault {
+            effect: Effect::Drop,
+            ..fault("*", None, None)
+        });
         assert_eq!(f.check("X"), Some(Effect::Status { status: 500 }));
         assert_eq!(f.check("X"), Some(Effect::Drop));
     }

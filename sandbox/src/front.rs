@@ -36,7 +36,9 @@ const STOP_GRACE: Duration = Duration::from_secs(60);
 const MOTO_START_LIMIT: Duration = Duration::from_secs(90);
 
 pub fn log(msg: &str) {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     eprintln!("[{}.{:03}] {msg}", t.as_secs(), t.subsec_millis());
 }
 
@@ -112,13 +114,19 @@ fn numbered(params: &[(String, String)], prefix: &str) -> Vec<String> {
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert("content-type", HeaderValue::from_static("text/xml;charset=UTF-8"));
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/xml;charset=UTF-8"),
+    );
     r
 }
 
@@ -129,21 +137,41 @@ impl Front {
     }
 
     fn error(&self, status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
-        xml_response(status, xml::error_response(code, message, &self.request_id()))
+        xml_response(
+            status,
+            xml::error_response(code, message, &self.request_id()),
+        )
     }
 
     /// Sends a request to moto as it came and returns status, headers and body.
-    async fn forward(&self, method: Method, path: &str, headers: &HeaderMap, body: Bytes) -> Result<(StatusCode, HeaderMap, Bytes)> {
+    async fn forward(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<(StatusCode, HeaderMap, Bytes)> {
         let uri = format!("http://{}{}", crate::MOTO_ADDR, path);
         let mut req = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
-            if !matches!(k.as_str(), "host" | "connection" | "content-length" | "transfer-encoding") {
+            if !matches!(
+                k.as_str(),
+                "host" | "connection" | "content-length" | "transfer-encoding"
+            ) {
                 req = req.header(k, v);
             }
         }
-        let resp = self.moto.request(req.body(Full::new(body))?).await.context("moto did not answer")?;
+        let resp = self
+            .moto
+            .request(req.body(Full::new(body))?)
+            .await
+            .context("moto did not answer")?;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.context("moto's answer broke off")?.to_bytes();
+        let body = body
+            .collect()
+            .await
+            .context("moto's answer broke off")?
+            .to_bytes();
         Ok((parts.status, parts.headers, body))
     }
 
@@ -158,41 +186,80 @@ impl Front {
             form.finish()
         };
         let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"));
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        );
         for (k, v) in &auth.0 {
-            headers.insert(hyper::header::HeaderName::from_bytes(k.as_bytes())?, v.clone());
+            headers.insert(
+                hyper::header::HeaderName::from_bytes(k.as_bytes())?,
+                v.clone(),
+            );
         }
-        let (status, _, body) = self.forward(Method::POST, "/", &headers, Bytes::from(form)).await?;
+        let (status, _, body) = self
+            .forward(Method::POST, "/", &headers, Bytes::from(form))
+            .await?;
         let text = String::from_utf8_lossy(&body).into_owned();
         if !status.is_success() {
-            let action = params.iter().find(|(k, _)| *k == "Action").map(|(_, v)| *v).unwrap_or("?");
-            bail!("moto refused the front's {action} ({status}): {}", xml::error_code(&text).unwrap_or(text));
+            let action = params
+                .iter()
+                .find(|(k, _)| *k == "Action")
+                .map(|(_, v)| *v)
+                .unwrap_or("?");
+            bail!(
+                "moto refused the front's {action} ({status}): {}",
+                xml::error_code(&text).unwrap_or(text)
+            );
         }
         Ok(text)
     }
 
     async fn describe_instance(&self, auth: &Auth, id: &str) -> Result<xml::Instance> {
-        let body = self.ec2(auth, &[("Action", "DescribeInstances"), ("InstanceId.1", id)]).await?;
-        xml::instances(&body)?.into_iter().find(|i| i.instance_id == id).ok_or_else(|| anyhow!("moto does not know instance {id}"))
+        let body = self
+            .ec2(
+                auth,
+                &[("Action", "DescribeInstances"), ("InstanceId.1", id)],
+            )
+            .await?;
+        xml::instances(&body)?
+            .into_iter()
+            .find(|i| i.instance_id == id)
+            .ok_or_else(|| anyhow!("moto does not know instance {id}"))
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Dropped> {
         let (parts, body) = req.into_parts();
         let body = match body.collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => return Err(Dropped),
         };
-        let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
         let mut params: Vec<(String, String)> =
-            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
         if parts.method == Method::POST {
             params.extend(form_urlencoded::parse(&body).into_owned());
         }
         let action = param(&params, "Action").unwrap_or("").to_string();
         if path.starts_with("/moto-api") || action.is_empty() {
-            return Ok(self.pass_through(parts.method, &path, &parts.headers, body).await);
+            return Ok(self
+                .pass_through(parts.method, &path, &parts.headers, body)
+                .await);
         }
-        *self.stats.lock().unwrap().entry(action.clone()).or_insert(0) += 1;
+        *self
+            .stats
+            .lock()
+            .unwrap()
+            .entry(action.clone())
+            .or_insert(0) += 1;
         let fault = self.faults.lock().unwrap().check(&action);
         if let Some(effect) = fault {
             log(&format!("{action}: injected fault {effect:?}"));
@@ -200,16 +267,21 @@ impl Front {
                 Effect::Drop => Err(Dropped),
                 Effect::Status { status } => {
                     let mut r = Response::new(Full::new(Bytes::new()));
-                    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    *r.status_mut() =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
                     Ok(r)
                 }
-                Effect::Error { code, status } => {
-                    Ok(self.error(status, &code, &format!("{code} (injected by redisctl-sandbox)")))
-                }
+                Effect::Error { code, status } => Ok(self.error(
+                    status,
+                    &code,
+                    &format!("{code} (injected by redisctl-sandbox)"),
+                )),
             };
         }
         if !MACHINE_ACTIONS.contains(&action.as_str()) {
-            return Ok(self.pass_through(parts.method, &path, &parts.headers, body).await);
+            return Ok(self
+                .pass_through(parts.method, &path, &parts.headers, body)
+                .await);
         }
         let auth = Auth::from(&parts.headers);
         let _guard = self.machine.lock().await;
@@ -223,29 +295,52 @@ impl Front {
                 return Ok(self.error(500, "InternalError", &format!("redisctl-sandbox: {e:#}")));
             }
         };
-        let (status, headers, resp_body) = match self.forward(parts.method, &path, &parts.headers, body).await {
+        let (status, headers, resp_body) = match self
+            .forward(parts.method, &path, &parts.headers, body)
+            .await
+        {
             Ok(r) => r,
-            Err(e) => return Ok(self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}"))),
+            Err(e) => {
+                return Ok(self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}")));
+            }
         };
         if status.is_success() {
             let text = String::from_utf8_lossy(&resp_body).into_owned();
             if let Err(e) = self.effect(&auth, &action, &params, &text, before).await {
                 log(&format!("{action}: the physical effect failed: {e:#}"));
-                return Ok(self.error(500, "InternalError", &format!("redisctl-sandbox could not carry out {action}: {e:#}")));
+                return Ok(self.error(
+                    500,
+                    "InternalError",
+                    &format!("redisctl-sandbox could not carry out {action}: {e:#}"),
+                ));
             }
-            log(&format!("{action}: done in {} ms", started.elapsed().as_millis()));
+            log(&format!(
+                "{action}: done in {} ms",
+                started.elapsed().as_millis()
+            ));
         }
         Ok(rebuild(status, &headers, resp_body))
     }
 
-    async fn pass_through(&self, method: Method, path: &str, headers: &HeaderMap, body: Bytes) -> Response<Full<Bytes>> {
+    async fn pass_through(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response<Full<Bytes>> {
         match self.forward(method, path, headers, body).await {
             Ok((status, headers, body)) => rebuild(status, &headers, body),
             Err(e) => self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}")),
         }
     }
 
-    async fn before(&self, auth: &Auth, action: &str, params: &[(String, String)]) -> Result<Before> {
+    async fn before(
+        &self,
+        auth: &Auth,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<Before> {
         match action {
             "StartInstances" => {
                 for id in numbered(params, "InstanceId") {
@@ -268,7 +363,12 @@ impl Front {
                 let mut vols = Vec::new();
                 for id in numbered(params, "InstanceId") {
                     if let Ok(inst) = self.describe_instance(auth, &id).await {
-                        vols.extend(inst.block_devices.into_iter().filter(|b| b.delete_on_termination).map(|b| b.volume_id));
+                        vols.extend(
+                            inst.block_devices
+                                .into_iter()
+                                .filter(|b| b.delete_on_termination)
+                                .map(|b| b.volume_id),
+                        );
                     }
                 }
                 Ok(Before::Volumes(vols))
@@ -277,16 +377,29 @@ impl Front {
         }
     }
 
-    async fn effect(&self, auth: &Auth, action: &str, params: &[(String, String)], body: &str, before: Before) -> Result<()> {
+    async fn effect(
+        &self,
+        auth: &Auth,
+        action: &str,
+        params: &[(String, String)],
+        body: &str,
+        before: Before,
+    ) -> Result<()> {
         match action {
             "RunInstances" | "StartInstances" => {
-                let ids: Vec<String> = xml::instances(body)?.into_iter().map(|i| i.instance_id).collect();
+                let ids: Vec<String> = xml::instances(body)?
+                    .into_iter()
+                    .map(|i| i.instance_id)
+                    .collect();
                 for id in ids {
                     self.boot(auth, &id).await?;
                 }
             }
             "StopInstances" => {
-                let ids: Vec<String> = xml::instances(body)?.into_iter().map(|i| i.instance_id).collect();
+                let ids: Vec<String> = xml::instances(body)?
+                    .into_iter()
+                    .map(|i| i.instance_id)
+                    .collect();
                 self.stop_many(&ids).await;
             }
             "RebootInstances" => {
@@ -297,7 +410,10 @@ impl Front {
                 }
             }
             "TerminateInstances" => {
-                let ids: Vec<String> = xml::instances(body)?.into_iter().map(|i| i.instance_id).collect();
+                let ids: Vec<String> = xml::instances(body)?
+                    .into_iter()
+                    .map(|i| i.instance_id)
+                    .collect();
                 self.stop_many(&ids).await;
                 for id in &ids {
                     self.hosts.lock().unwrap().remove(id);
@@ -312,18 +428,24 @@ impl Front {
             }
             "CreateSnapshot" => {
                 let vol = param(params, "VolumeId").context("CreateSnapshot without VolumeId")?;
-                let snap = xml::first_text(body, "snapshotId")?.context("moto's CreateSnapshot answer has no snapshotId")?;
+                let snap = xml::first_text(body, "snapshotId")?
+                    .context("moto's CreateSnapshot answer has no snapshotId")?;
                 copy_dir(self.paths.volume(vol), self.paths.snapshot(&snap)).await?;
             }
             "CopySnapshot" => {
-                let src = param(params, "SourceSnapshotId").context("CopySnapshot without SourceSnapshotId")?;
-                let snap = xml::first_text(body, "snapshotId")?.context("moto's CopySnapshot answer has no snapshotId")?;
+                let src = param(params, "SourceSnapshotId")
+                    .context("CopySnapshot without SourceSnapshotId")?;
+                let snap = xml::first_text(body, "snapshotId")?
+                    .context("moto's CopySnapshot answer has no snapshotId")?;
                 copy_dir(self.paths.snapshot(src), self.paths.snapshot(&snap)).await?;
             }
             "CreateVolume" => {
-                let vol = xml::first_text(body, "volumeId")?.context("moto's CreateVolume answer has no volumeId")?;
+                let vol = xml::first_text(body, "volumeId")?
+                    .context("moto's CreateVolume answer has no volumeId")?;
                 match param(params, "SnapshotId") {
-                    Some(snap) if !snap.is_empty() => copy_dir(self.paths.snapshot(snap), self.paths.volume(&vol)).await?,
+                    Some(snap) if !snap.is_empty() => {
+                        copy_dir(self.paths.snapshot(snap), self.paths.volume(&vol)).await?
+                    }
                     _ => tokio::fs::create_dir_all(self.paths.volume(&vol)).await?,
                 }
             }
@@ -345,29 +467,72 @@ impl Front {
 
     /// Boots an instance's host (no-op when it runs): network, first-boot files, nspawn.
     async fn boot(&self, auth: &Auth, id: &str) -> Result<()> {
-        if self.hosts.lock().unwrap().get(id).and_then(|h| h.running.as_ref()).is_some_and(|r| r.is_running()) {
+        if self
+            .hosts
+            .lock()
+            .unwrap()
+            .get(id)
+            .and_then(|h| h.running.as_ref())
+            .is_some_and(|r| r.is_running())
+        {
             return Ok(());
         }
         let inst = self.describe_instance(auth, id).await?;
-        let root = inst.root_volume().map(|b| b.volume_id.clone()).with_context(|| format!("{id} has no root volume attached"))?;
-        let ip = inst.private_ip.clone().with_context(|| format!("{id} has no private IP"))?;
-        let subnet = inst.subnet_id.clone().with_context(|| format!("{id} is in no subnet"))?;
-        let cidr = xml::subnet_cidr(&self.ec2(auth, &[("Action", "DescribeSubnets"), ("SubnetId.1", &subnet)]).await?)?
-            .with_context(|| format!("moto gave no CIDR block for {subnet}"))?;
+        let root = inst
+            .root_volume()
+            .map(|b| b.volume_id.clone())
+            .with_context(|| format!("{id} has no root volume attached"))?;
+        let ip = inst
+            .private_ip
+            .clone()
+            .with_context(|| format!("{id} has no private IP"))?;
+        let subnet = inst
+            .subnet_id
+            .clone()
+            .with_context(|| format!("{id} is in no subnet"))?;
+        let cidr = xml::subnet_cidr(
+            &self
+                .ec2(
+                    auth,
+                    &[("Action", "DescribeSubnets"), ("SubnetId.1", &subnet)],
+                )
+                .await?,
+        )?
+        .with_context(|| format!("moto gave no CIDR block for {subnet}"))?;
         let upper = self.paths.volume(&root);
         tokio::fs::create_dir_all(&upper).await?;
 
         let marker = upper.join("var/lib/cloud/data/instance-id");
-        let initialised = tokio::fs::read_to_string(&marker).await.is_ok_and(|s| s.trim() == id);
+        let initialised = tokio::fs::read_to_string(&marker)
+            .await
+            .is_ok_and(|s| s.trim() == id);
         if !initialised {
             let key = match &inst.key_name {
                 Some(k) => xml::key_public(
-                    &self.ec2(auth, &[("Action", "DescribeKeyPairs"), ("KeyName.1", k), ("IncludePublicKey", "true")]).await?,
+                    &self
+                        .ec2(
+                            auth,
+                            &[
+                                ("Action", "DescribeKeyPairs"),
+                                ("KeyName.1", k),
+                                ("IncludePublicKey", "true"),
+                            ],
+                        )
+                        .await?,
                 )?,
                 None => None,
             };
             let ud = xml::user_data(
-                &self.ec2(auth, &[("Action", "DescribeInstanceAttribute"), ("InstanceId", id), ("Attribute", "userData")]).await?,
+                &self
+                    .ec2(
+                        auth,
+                        &[
+                            ("Action", "DescribeInstanceAttribute"),
+                            ("InstanceId", id),
+                            ("Attribute", "userData"),
+                        ],
+                    )
+                    .await?,
             )?;
             let cfg = match ud {
                 Some(b64) => {
@@ -378,9 +543,10 @@ impl Front {
                     let cfg = cloudinit::parse_user_data(&text)?;
                     match &cfg {
                         None => log(&format!("{id}: user data is not #cloud-config; ignored")),
-                        Some(c) if !c.ignored.is_empty() => {
-                            log(&format!("{id}: cloud-config keys not emulated, ignored: {}", c.ignored.join(", ")))
-                        }
+                        Some(c) if !c.ignored.is_empty() => log(&format!(
+                            "{id}: cloud-config keys not emulated, ignored: {}",
+                            c.ignored.join(", ")
+                        )),
                         _ => {}
                     }
                     cfg
@@ -393,7 +559,12 @@ impl Front {
                 cloudinit::apply(
                     &base,
                     &upper2,
-                    &cloudinit::FirstBoot { instance_id: &id2, private_ip: &ip2, key_pair_public: key.as_deref(), cloud_config: cfg.as_ref() },
+                    &cloudinit::FirstBoot {
+                        instance_id: &id2,
+                        private_ip: &ip2,
+                        key_pair_public: key.as_deref(),
+                        cloud_config: cfg.as_ref(),
+                    },
                 )
             })
             .await??;
@@ -413,15 +584,27 @@ impl Front {
             pid_file: self.paths.host_pids().join(format!("{id}.pid")),
         };
         let running = hosts::boot(spec)?;
-        log(&format!("{id}: booting at {ip} (root volume {root}, pid {})", running.pid.load(Ordering::SeqCst)));
-        self.hosts.lock().unwrap().insert(id.to_string(), Host { private_ip: ip, root_volume: Some(root), running: Some(running) });
+        log(&format!(
+            "{id}: booting at {ip} (root volume {root}, pid {})",
+            running.pid.load(Ordering::SeqCst)
+        ));
+        self.hosts.lock().unwrap().insert(
+            id.to_string(),
+            Host {
+                private_ip: ip,
+                root_volume: Some(root),
+                running: Some(running),
+            },
+        );
         Ok(())
     }
 
     async fn stop_many(&self, ids: &[String]) {
         let to_stop: Vec<(String, Running)> = {
             let hosts = self.hosts.lock().unwrap();
-            ids.iter().filter_map(|id| Some((id.clone(), hosts.get(id)?.running.clone()?))).collect()
+            ids.iter()
+                .filter_map(|id| Some((id.clone(), hosts.get(id)?.running.clone()?)))
+                .collect()
         };
         let mut set = tokio::task::JoinSet::new();
         for (id, r) in to_stop {
@@ -459,9 +642,19 @@ impl Front {
             remove_dir(dir.clone()).await?;
             tokio::fs::create_dir_all(&dir).await?;
         }
-        let (status, _, body) = self.forward(Method::POST, "/moto-api/reset", &HeaderMap::new(), Bytes::new()).await?;
+        let (status, _, body) = self
+            .forward(
+                Method::POST,
+                "/moto-api/reset",
+                &HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await?;
         if !status.is_success() {
-            bail!("moto refused its reset ({status}): {}", String::from_utf8_lossy(&body));
+            bail!(
+                "moto refused its reset ({status}): {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         self.stats.lock().unwrap().clear();
         self.faults.lock().unwrap().list.clear();
@@ -475,15 +668,29 @@ impl Front {
             .iter()
             .map(|(id, h)| {
                 let (state, pid, boots) = match &h.running {
-                    Some(r) if r.is_running() => ("running".to_string(), Some(r.pid.load(Ordering::SeqCst)), r.boots.load(Ordering::SeqCst)),
+                    Some(r) if r.is_running() => (
+                        "running".to_string(),
+                        Some(r.pid.load(Ordering::SeqCst)),
+                        r.boots.load(Ordering::SeqCst),
+                    ),
                     Some(r) => (
-                        format!("stopped ({})", r.last_exit.lock().unwrap().clone().unwrap_or_default()),
+                        format!(
+                            "stopped ({})",
+                            r.last_exit.lock().unwrap().clone().unwrap_or_default()
+                        ),
                         None,
                         r.boots.load(Ordering::SeqCst),
                     ),
                     None => ("stopped".to_string(), None, 0),
                 };
-                HostStatus { instance_id: id.clone(), state, private_ip: h.private_ip.clone(), root_volume: h.root_volume.clone(), pid, boots }
+                HostStatus {
+                    instance_id: id.clone(),
+                    state,
+                    private_ip: h.private_ip.clone(),
+                    root_volume: h.root_volume.clone(),
+                    pid,
+                    boots,
+                }
             })
             .collect();
         out.sort_by(|a, b| a.private_ip.cmp(&b.private_ip));
@@ -493,7 +700,9 @@ impl Front {
     async fn control(self: Arc<Self>, req: Ctl) -> CtlResponse {
         let result: Result<serde_json::Value> = async {
             Ok(match req {
-                Ctl::Ping => serde_json::json!({ "moto": crate::MOTO_ADDR, "front": crate::FRONT_ADDR }),
+                Ctl::Ping => {
+                    serde_json::json!({ "moto": crate::MOTO_ADDR, "front": crate::FRONT_ADDR })
+                }
                 Ctl::Stats { reset } => {
                     let mut stats = self.stats.lock().unwrap();
                     let v = serde_json::to_value(&*stats)?;
@@ -539,7 +748,10 @@ fn rebuild(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Response<Ful
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     for (k, v) in headers {
-        if !matches!(k.as_str(), "connection" | "content-length" | "transfer-encoding" | "server" | "date") {
+        if !matches!(
+            k.as_str(),
+            "connection" | "content-length" | "transfer-encoding" | "server" | "date"
+        ) {
             r.headers_mut().append(k, v.clone());
         }
     }
@@ -567,7 +779,12 @@ async fn copy_dir(src: PathBuf, dst: PathBuf) -> Result<()> {
         .await
         .context("cannot run cp")?;
     if !out.status.success() {
-        bail!("cp -a {} {} failed: {}", src.display(), dst.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "cp -a {} {} failed: {}",
+            src.display(),
+            dst.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -588,29 +805,44 @@ pub fn daemon(paths: Paths) -> Result<()> {
             .context("no base recorded; the front is started by `redisctl-sandbox up`")?
             .trim(),
     );
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(serve(paths, base))
 }
 
 async fn serve(paths: Paths, base: PathBuf) -> Result<()> {
-    let moto: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let moto: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
     // moto is up once it answers anything.
     let t = Instant::now();
     loop {
-        let req = Request::get(format!("http://{}/moto-api/data.json", crate::MOTO_ADDR)).body(Full::new(Bytes::new()))?;
+        let req = Request::get(format!("http://{}/moto-api/data.json", crate::MOTO_ADDR))
+            .body(Full::new(Bytes::new()))?;
         if moto.request(req).await.is_ok() {
             break;
         }
         if t.elapsed() > MOTO_START_LIMIT {
-            bail!("moto did not answer on {} within {}s", crate::MOTO_ADDR, MOTO_START_LIMIT.as_secs());
+            bail!(
+                "moto did not answer on {} within {}s",
+                crate::MOTO_ADDR,
+                MOTO_START_LIMIT.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    log(&format!("moto answers on {} after {} ms", crate::MOTO_ADDR, t.elapsed().as_millis()));
+    log(&format!(
+        "moto answers on {} after {} ms",
+        crate::MOTO_ADDR,
+        t.elapsed().as_millis()
+    ));
     std::fs::create_dir_all(paths.volumes())?;
     std::fs::create_dir_all(paths.snapshots())?;
     std::fs::create_dir_all(paths.logs())?;
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
     let front = Arc::new(Front {
         paths: paths.clone(),
         base,
@@ -622,11 +854,18 @@ async fn serve(paths: Paths, base: PathBuf) -> Result<()> {
         requests: AtomicU64::new(1),
     });
 
-    let http = TcpListener::bind(crate::FRONT_ADDR).await.with_context(|| format!("cannot listen on {}", crate::FRONT_ADDR))?;
+    let http = TcpListener::bind(crate::FRONT_ADDR)
+        .await
+        .with_context(|| format!("cannot listen on {}", crate::FRONT_ADDR))?;
     let sock = paths.control_socket();
     std::fs::remove_file(&sock).ok();
-    let ctl = UnixListener::bind(&sock).with_context(|| format!("cannot listen on {}", sock.display()))?;
-    log(&format!("EC2 front on http://{} (control {})", crate::FRONT_ADDR, sock.display()));
+    let ctl = UnixListener::bind(&sock)
+        .with_context(|| format!("cannot listen on {}", sock.display()))?;
+    log(&format!(
+        "EC2 front on http://{} (control {})",
+        crate::FRONT_ADDR,
+        sock.display()
+    ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

@@ -52,8 +52,18 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
         .arg("-D")
         .arg(&base)
         .arg(format!("--overlay={}:{}:/", base, spec.upper.display()))
-        .args(["--boot", "--register=no", "--keep-unit", "--resolv-conf=off", "--link-journal=no", "--console=read-only"])
-        .arg(format!("--network-namespace-path={}", crate::net::netns_path(&spec.netns)))
+        .args([
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--resolv-conf=off",
+            "--link-journal=no",
+            "--console=read-only",
+        ])
+        .arg(format!(
+            "--network-namespace-path={}",
+            crate::net::netns_path(&spec.netns)
+        ))
         .arg(format!("--machine={}", spec.instance_id))
         // Never let a guest write the machine's /proc/sys.
         .env_remove("SYSTEMD_NSPAWN_API_VFS_WRITABLE")
@@ -90,7 +100,10 @@ pub fn boot(spec: HostSpec) -> Result<Running> {
                 Err(e) => format!("wait failed: {e}"),
             };
             if code == Some(REBOOT_EXIT) && !r.stop_requested.load(Ordering::SeqCst) {
-                crate::front::log(&format!("{}: guest rebooted; booting it again", spec.instance_id));
+                crate::front::log(&format!(
+                    "{}: guest rebooted; booting it again",
+                    spec.instance_id
+                ));
                 match spawn_nspawn(&spec) {
                     Ok(c) => {
                         child = c;
@@ -102,11 +115,17 @@ pub fn boot(spec: HostSpec) -> Result<Running> {
                         continue;
                     }
                     Err(e) => {
-                        crate::front::log(&format!("{}: cannot boot it again after reboot: {e:#}", spec.instance_id));
+                        crate::front::log(&format!(
+                            "{}: cannot boot it again after reboot: {e:#}",
+                            spec.instance_id
+                        ));
                     }
                 }
             } else if !r.stop_requested.load(Ordering::SeqCst) {
-                crate::front::log(&format!("{}: host exited by itself ({described})", spec.instance_id));
+                crate::front::log(&format!(
+                    "{}: host exited by itself ({described})",
+                    spec.instance_id
+                ));
             }
             *r.last_exit.lock().unwrap() = Some(described);
             std::fs::remove_file(&spec.pid_file).ok();
@@ -133,7 +152,10 @@ pub async fn stop(r: &Running, instance_id: &str, grace: Duration) {
     }
     signal(r, libc::SIGTERM);
     let mut done = r.done.clone();
-    if tokio::time::timeout(grace, done.wait_for(|d| *d)).await.is_ok() {
+    if tokio::time::timeout(grace, done.wait_for(|d| *d))
+        .await
+        .is_ok()
+    {
         return;
     }
     crate::front::log(&format!(
@@ -141,7 +163,12 @@ pub async fn stop(r: &Running, instance_id: &str, grace: Duration) {
         grace.as_secs()
     ));
     signal(r, libc::SIGKILL);
-    if tokio::time::timeout(Duration::from_secs(15), done.wait_for(|d| *d)).await.is_err() {
-        crate::front::log(&format!("warning: {instance_id}'s nspawn still has not exited after SIGKILL"));
+    if tokio::time::timeout(Duration::from_secs(15), done.wait_for(|d| *d))
+        .await
+        .is_err()
+    {
+        crate::front::log(&format!(
+            "warning: {instance_id}'s nspawn still has not exited after SIGKILL"
+        ));
     }
 }

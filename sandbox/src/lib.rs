@@ -41,7 +41,10 @@ pub fn client_env() -> Vec<(&'static str, String)> {
         ("AWS_REGION", REGION.to_string()),
         ("AWS_DEFAULT_REGION", REGION.to_string()),
         ("AWS_ACCESS_KEY_ID", "AKIASANDBOXSANDBOX00".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "sandbox-secret-key-not-a-real-one".to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "sandbox-secret-key-not-a-real-one".to_string(),
+        ),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
         ("REDISCTL_SSH_VIA", "private-ip".to_string()),
         ("REDISCTL_SANDBOX_NETNS", OPERATOR_NETNS.to_string()),

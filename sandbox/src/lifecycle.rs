@@ -30,20 +30,44 @@ fn on_path(bin: &str) -> bool {
 
 /// The Python `up` uses for the venv: Debian's, when there is one.
 fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
 }
 
 const PREREQS: &[Prereq] = &[
-    Prereq { what: "mmdebstrap", package: "mmdebstrap", present: || on_path("mmdebstrap") },
+    Prereq {
+        what: "mmdebstrap",
+        package: "mmdebstrap",
+        present: || on_path("mmdebstrap"),
+    },
     Prereq {
         what: "debian-archive-keyring (for mmdebstrap)",
         package: "debian-archive-keyring",
         present: || Path::new("/usr/share/keyrings/debian-archive-keyring.gpg").exists(),
     },
-    Prereq { what: "systemd-nspawn", package: "systemd-container", present: || on_path("systemd-nspawn") },
-    Prereq { what: "ip", package: "iproute2", present: || on_path("ip") },
-    Prereq { what: "ssh-keygen and ssh", package: "openssh-client", present: || on_path("ssh-keygen") && on_path("ssh") },
-    Prereq { what: "dpkg-deb", package: "dpkg", present: || on_path("dpkg-deb") },
+    Prereq {
+        what: "systemd-nspawn",
+        package: "systemd-container",
+        present: || on_path("systemd-nspawn"),
+    },
+    Prereq {
+        what: "ip",
+        package: "iproute2",
+        present: || on_path("ip"),
+    },
+    Prereq {
+        what: "ssh-keygen and ssh",
+        package: "openssh-client",
+        present: || on_path("ssh-keygen") && on_path("ssh"),
+    },
+    Prereq {
+        what: "dpkg-deb",
+        package: "dpkg",
+        present: || on_path("dpkg-deb"),
+    },
     Prereq {
         what: "python3 with venv and ensurepip",
         package: "python3-venv",
@@ -59,7 +83,11 @@ const PREREQS: &[Prereq] = &[
 ];
 
 pub fn missing_prereqs() -> Vec<(&'static str, &'static str)> {
-    PREREQS.iter().filter(|p| !(p.present)()).map(|p| (p.what, p.package)).collect()
+    PREREQS
+        .iter()
+        .filter(|p| !(p.present)())
+        .map(|p| (p.what, p.package))
+        .collect()
 }
 
 /// The Debian packages `up --install-prereqs` installs.
@@ -71,9 +99,13 @@ pub fn prereq_packages() -> Vec<&'static str> {
 
 fn check_prereqs(install: bool) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
-        bail!("redisctl-sandbox must run as root (it makes network namespaces, routes and containers)");
+        bail!(
+            "redisctl-sandbox must run as root (it makes network namespaces, routes and containers)"
+        );
     }
-    let overlay = std::fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("overlay")
+    let overlay = std::fs::read_to_string("/proc/filesystems")
+        .unwrap_or_default()
+        .contains("overlay")
         || run_quiet("modprobe", &["overlay"]);
     if !overlay {
         bail!("the kernel has no overlay filesystem (needed for the hosts' root volumes)");
@@ -84,7 +116,10 @@ fn check_prereqs(install: bool) -> Result<()> {
     }
     let pkgs: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
     if !install {
-        let list: Vec<String> = missing.iter().map(|(w, p)| format!("  {w} (Debian package {p})")).collect();
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(w, p)| format!("  {w} (Debian package {p})"))
+            .collect();
         bail!(
             "missing prerequisites:\n{}\ninstall them with `apt-get install -y {}` or run `redisctl-sandbox up --install-prereqs`",
             list.join("\n"),
@@ -92,7 +127,11 @@ fn check_prereqs(install: bool) -> Result<()> {
         );
     }
     eprintln!("installing prerequisites: {}", pkgs.join(" "));
-    let status = Command::new("apt-get").arg("update").arg("-q").status().context("cannot run apt-get")?;
+    let status = Command::new("apt-get")
+        .arg("update")
+        .arg("-q")
+        .status()
+        .context("cannot run apt-get")?;
     if !status.success() {
         bail!("apt-get update failed ({status})");
     }
@@ -115,11 +154,17 @@ fn check_prereqs(install: bool) -> Result<()> {
 fn ensure_venv(paths: &Paths) -> Result<()> {
     let venv = paths.venv();
     let marker = venv.join(".redisctl-sandbox-requirement");
-    if venv.join("bin/moto_server").exists() && std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == crate::MOTO_REQUIREMENT) {
+    if venv.join("bin/moto_server").exists()
+        && std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == crate::MOTO_REQUIREMENT)
+    {
         return Ok(());
     }
     let t = Instant::now();
-    eprintln!("making the moto venv ({}) in {}", crate::MOTO_REQUIREMENT, venv.display());
+    eprintln!(
+        "making the moto venv ({}) in {}",
+        crate::MOTO_REQUIREMENT,
+        venv.display()
+    );
     if venv.exists() {
         std::fs::remove_dir_all(&venv)?;
     }
@@ -127,7 +172,12 @@ fn ensure_venv(paths: &Paths) -> Result<()> {
     run(python(), &["-m", "venv", &venv.to_string_lossy()])?;
     let pip = venv.join("bin/pip");
     let mut child = Command::new(&pip)
-        .args(["install", "--disable-pip-version-check", "-q", crate::MOTO_REQUIREMENT])
+        .args([
+            "install",
+            "--disable-pip-version-check",
+            "-q",
+            crate::MOTO_REQUIREMENT,
+        ])
         .stdin(Stdio::null())
         .spawn()
         .context("cannot run pip")?;
@@ -139,7 +189,11 @@ fn ensure_venv(paths: &Paths) -> Result<()> {
         if t.elapsed() > limit {
             child.kill().ok();
             child.wait().ok();
-            bail!("pip did not install {} within {}s", crate::MOTO_REQUIREMENT, limit.as_secs());
+            bail!(
+                "pip did not install {} within {}s",
+                crate::MOTO_REQUIREMENT,
+                limit.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -154,10 +208,16 @@ fn ensure_venv(paths: &Paths) -> Result<()> {
 /// Starts a daemon in the operator network namespace (same mount namespace as us, so the host
 /// namespaces it creates are visible to everyone), in its own session, and records its pid.
 fn spawn_in_operator(mut cmd: Command, log: &Path, pid_file: &Path) -> Result<u32> {
-    let ns = std::fs::File::open(net::netns_path(OPERATOR_NETNS)).context("the operator namespace is missing")?;
+    let ns = std::fs::File::open(net::netns_path(OPERATOR_NETNS))
+        .context("the operator namespace is missing")?;
     let fd = ns.as_raw_fd();
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     unsafe {
         cmd.pre_exec(move || {
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
@@ -184,13 +244,24 @@ fn moto_alive(paths: &Paths) -> bool {
 }
 
 fn ping(paths: &Paths) -> bool {
-    control::call(&paths.control_socket(), &Request::Ping, Duration::from_secs(5)).is_ok()
+    control::call(
+        &paths.control_socket(),
+        &Request::Ping,
+        Duration::from_secs(5),
+    )
+    .is_ok()
 }
 
 pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
     let t = Instant::now();
     check_prereqs(install_prereqs)?;
-    for dir in [&paths.state, &paths.cache, &paths.run, &paths.logs(), &paths.host_pids()] {
+    for dir in [
+        &paths.state,
+        &paths.cache,
+        &paths.run,
+        &paths.logs(),
+        &paths.host_pids(),
+    ] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let base = base::ensure(paths)?;
@@ -206,7 +277,9 @@ pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
         return Ok(());
     }
     if moto_ok || front_alive(paths) || !net::sandbox_namespaces().is_empty() {
-        eprintln!("warning: a partial sandbox was found (moto or the front had died); clearing it and starting a fresh region");
+        eprintln!(
+            "warning: a partial sandbox was found (moto or the front had died); clearing it and starting a fresh region"
+        );
         stop_everything(paths)?;
     }
     std::fs::write(paths.current_base(), base.to_string_lossy().as_bytes())?;
@@ -214,27 +287,39 @@ pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
     net::add_blackholes(&paths.routes_file())?;
 
     let mut moto = Command::new(paths.venv().join("bin/moto_server"));
-    moto.args(["-H", "127.0.0.1", "-p", crate::MOTO_ADDR.rsplit(':').next().unwrap_or("5000")])
-        .env("MOTO_ENABLE_AMI_VALIDATION", "true")
-        .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
-        .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
-        .env("MOTO_AMIS_PATH", paths.amis());
+    moto.args([
+        "-H",
+        "127.0.0.1",
+        "-p",
+        crate::MOTO_ADDR.rsplit(':').next().unwrap_or("5000"),
+    ])
+    .env("MOTO_ENABLE_AMI_VALIDATION", "true")
+    .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
+    .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
+    .env("MOTO_AMIS_PATH", paths.amis());
     spawn_in_operator(moto, &paths.logs().join("moto.log"), &paths.moto_pid())?;
 
     let mut front = Command::new(std::env::current_exe()?);
     front.arg(FRONT_NEEDLE);
     spawn_in_operator(front, &paths.logs().join("front.log"), &paths.front_pid())?;
 
-    proc::wait_until(Duration::from_secs(90), "moto and the EC2 front to answer (see logs/front.log, logs/moto.log)", || {
-        if !front_alive(paths) {
-            return true; // fail fast below
-        }
-        ping(paths)
-    })?;
+    proc::wait_until(
+        Duration::from_secs(90),
+        "moto and the EC2 front to answer (see logs/front.log, logs/moto.log)",
+        || {
+            if !front_alive(paths) {
+                return true; // fail fast below
+            }
+            ping(paths)
+        },
+    )?;
     if !front_alive(paths) {
         let log = std::fs::read_to_string(paths.logs().join("front.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(10).collect();
-        bail!("the EC2 front exited during start:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        bail!(
+            "the EC2 front exited during start:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
     println!(
         "sandbox up in {:.1}s: EC2 endpoint http://{} in network namespace {OPERATOR_NETNS}; run commands with `redisctl-sandbox exec -- CMD`",
@@ -248,7 +333,11 @@ pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
 /// namespace or routes).
 fn stop_everything(paths: &Paths) -> Result<()> {
     if front_alive(paths) {
-        if let Err(e) = control::call(&paths.control_socket(), &Request::StopAll, Duration::from_secs(300)) {
+        if let Err(e) = control::call(
+            &paths.control_socket(),
+            &Request::StopAll,
+            Duration::from_secs(300),
+        ) {
             eprintln!("warning: the front could not stop the hosts itself: {e:#}");
         }
         if let Some(pid) = read_pid(&paths.front_pid()) {
@@ -264,7 +353,12 @@ fn stop_everything(paths: &Paths) -> Result<()> {
     if let Ok(entries) = std::fs::read_dir(paths.host_pids()) {
         for e in entries.flatten() {
             if let Some(pid) = read_pid(&e.path()) {
-                terminate(pid, "systemd-nspawn", Duration::from_secs(60), &format!("host {}", e.file_name().to_string_lossy()));
+                terminate(
+                    pid,
+                    "systemd-nspawn",
+                    Duration::from_secs(60),
+                    &format!("host {}", e.file_name().to_string_lossy()),
+                );
             }
             std::fs::remove_file(e.path()).ok();
         }
@@ -276,7 +370,8 @@ fn stop_everything(paths: &Paths) -> Result<()> {
     }
     for dir in [paths.volumes(), paths.snapshots()] {
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove {}", dir.display()))?;
         }
     }
     std::fs::remove_file(paths.control_socket()).ok();
@@ -307,7 +402,9 @@ pub fn sandbox_processes(paths: &Paths) -> Vec<(i32, String)> {
     ];
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -351,7 +448,11 @@ fn require_up(paths: &Paths) -> Result<()> {
 pub fn reset(paths: &Paths) -> Result<()> {
     require_up(paths)?;
     let t = Instant::now();
-    control::call(&paths.control_socket(), &Request::Reset, Duration::from_secs(300))?;
+    control::call(
+        &paths.control_socket(),
+        &Request::Reset,
+        Duration::from_secs(300),
+    )?;
     println!("region reset in {:.2}s", t.elapsed().as_secs_f64());
     Ok(())
 }
@@ -359,16 +460,34 @@ pub fn reset(paths: &Paths) -> Result<()> {
 pub fn status(paths: &Paths) -> Result<bool> {
     let moto = read_pid(&paths.moto_pid()).filter(|p| alive(*p, MOTO_NEEDLE));
     let front = read_pid(&paths.front_pid()).filter(|p| alive(*p, FRONT_NEEDLE));
-    let show = |p: Option<i32>| p.map(|p| format!("running (pid {p})")).unwrap_or_else(|| "not running".into());
-    println!("operator netns {OPERATOR_NETNS}: {}", if net::exists(OPERATOR_NETNS) { "present" } else { "absent" });
+    let show = |p: Option<i32>| {
+        p.map(|p| format!("running (pid {p})"))
+            .unwrap_or_else(|| "not running".into())
+    };
+    println!(
+        "operator netns {OPERATOR_NETNS}: {}",
+        if net::exists(OPERATOR_NETNS) {
+            "present"
+        } else {
+            "absent"
+        }
+    );
     println!("moto  http://{}: {}", crate::MOTO_ADDR, show(moto));
     println!("front http://{}: {}", crate::FRONT_ADDR, show(front));
-    println!("base  {}", std::fs::read_to_string(paths.current_base()).unwrap_or_else(|_| "(none recorded)".into()).trim());
+    println!(
+        "base  {}",
+        std::fs::read_to_string(paths.current_base())
+            .unwrap_or_else(|_| "(none recorded)".into())
+            .trim()
+    );
     if front.is_none() {
         return Ok(false);
     }
-    let hosts: Vec<HostStatus> =
-        serde_json::from_value(control::call(&paths.control_socket(), &Request::Status, Duration::from_secs(10))?)?;
+    let hosts: Vec<HostStatus> = serde_json::from_value(control::call(
+        &paths.control_socket(),
+        &Request::Status,
+        Duration::from_secs(10),
+    )?)?;
     if hosts.is_empty() {
         println!("hosts: none");
     }
@@ -387,7 +506,9 @@ pub fn status(paths: &Paths) -> Result<bool> {
 }
 
 pub fn env_lines() -> String {
-    let mut s = format!("# valid inside the network namespace {OPERATOR_NETNS} (redisctl-sandbox exec, or ip netns exec {OPERATOR_NETNS})\n");
+    let mut s = format!(
+        "# valid inside the network namespace {OPERATOR_NETNS} (redisctl-sandbox exec, or ip netns exec {OPERATOR_NETNS})\n"
+    );
     for (k, v) in crate::client_env() {
         s.push_str(&format!("export {k}='{v}'\n"));
     }
@@ -397,7 +518,9 @@ pub fn env_lines() -> String {
 /// Replaces this process with `cmd` in the operator namespace, with the client environment.
 pub fn exec(paths: &Paths, cmd: &[String]) -> Result<()> {
     require_up(paths)?;
-    let Some((program, args)) = cmd.split_first() else { bail!("exec needs a command: redisctl-sandbox exec -- CMD…") };
+    let Some((program, args)) = cmd.split_first() else {
+        bail!("exec needs a command: redisctl-sandbox exec -- CMD…")
+    };
     net::enter_operator_netns()?;
     let mut c = Command::new(program);
     c.args(args);

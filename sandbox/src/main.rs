@@ -99,14 +99,22 @@ fn fault_from(a: FaultArgs) -> Result<Fault> {
         }
         (None, Some(status), false) => Effect::Status { status },
         (None, None, true) => Effect::Drop,
-        _ => bail!("say what the fault does: --error CODE [--http-status N], --http-status N, or --drop-connection"),
+        _ => bail!(
+            "say what the fault does: --error CODE [--http-status N], --http-status N, or --drop-connection"
+        ),
     };
     if let Some(r) = a.rate
         && !(0.0..=1.0).contains(&r)
     {
         bail!("--rate must be between 0 and 1, not {r}");
     }
-    Ok(Fault { action: a.action, effect, times: a.times, rate: a.rate, fired: 0 })
+    Ok(Fault {
+        action: a.action,
+        effect,
+        times: a.times,
+        rate: a.rate,
+        fired: 0,
+    })
 }
 
 fn ctl(paths: &Paths, req: Request) -> Result<serde_json::Value> {
@@ -139,7 +147,12 @@ fn main() -> ExitCode {
             }
             Cmd::Faults { command } => match command {
                 FaultsCmd::Add(a) => {
-                    ctl(&paths, Request::FaultsAdd { fault: fault_from(a)? })?;
+                    ctl(
+                        &paths,
+                        Request::FaultsAdd {
+                            fault: fault_from(a)?,
+                        },
+                    )?;
                 }
                 FaultsCmd::List { json } => {
                     let v = ctl(&paths, Request::FaultsList)?;
@@ -155,7 +168,9 @@ fn main() -> ExitCode {
                                 "{}: {:?}, {} left, rate {}, fired {}",
                                 f.action,
                                 f.effect,
-                                f.times.map(|t| t.to_string()).unwrap_or_else(|| "unlimited".into()),
+                                f.times
+                                    .map(|t| t.to_string())
+                                    .unwrap_or_else(|| "unlimited".into()),
                                 f.rate.map(|r| r.to_string()).unwrap_or_else(|| "1".into()),
                                 f.fired
                             );

@@ -28,9 +28,15 @@ pub fn exists(name: &str) -> bool {
 
 /// Parses `a.b.c.d/len`.
 pub fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u8)> {
-    let (ip, len) = cidr.split_once('/').with_context(|| format!("not a CIDR block: {cidr}"))?;
-    let ip: Ipv4Addr = ip.parse().with_context(|| format!("not an IPv4 CIDR block: {cidr}"))?;
-    let len: u8 = len.parse().with_context(|| format!("bad prefix length in {cidr}"))?;
+    let (ip, len) = cidr
+        .split_once('/')
+        .with_context(|| format!("not a CIDR block: {cidr}"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .with_context(|| format!("not an IPv4 CIDR block: {cidr}"))?;
+    let len: u8 = len
+        .parse()
+        .with_context(|| format!("bad prefix length in {cidr}"))?;
     if len > 32 {
         bail!("bad prefix length in {cidr}");
     }
@@ -58,16 +64,29 @@ pub fn host_netns(instance_id: &str) -> String {
 
 /// The bridge-side veth name for an instance (interface names are at most 15 bytes).
 pub fn host_veth(instance_id: &str) -> String {
-    let tail: String = instance_id.chars().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = instance_id
+        .chars()
+        .rev()
+        .take(10)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("rsv{tail}")
 }
 
 /// Runs `f` with this thread switched into the operator network namespace.
 pub fn enter_operator_netns() -> Result<()> {
-    let f = std::fs::File::open(netns_path(OPERATOR_NETNS))
-        .with_context(|| format!("the operator network namespace {OPERATOR_NETNS} does not exist (is the sandbox up?)"))?;
+    let f = std::fs::File::open(netns_path(OPERATOR_NETNS)).with_context(|| {
+        format!(
+            "the operator network namespace {OPERATOR_NETNS} does not exist (is the sandbox up?)"
+        )
+    })?;
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!("cannot enter the operator network namespace: {}", std::io::Error::last_os_error());
+        bail!(
+            "cannot enter the operator network namespace: {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
@@ -80,20 +99,40 @@ pub fn ensure_operator() -> Result<()> {
     run("ip", &["-n", OPERATOR_NETNS, "link", "set", "lo", "up"])?;
     let links = run("ip", &["-n", OPERATOR_NETNS, "-o", "link", "show"])?;
     if !links.contains(&format!(": {BRIDGE}:")) {
-        run("ip", &["-n", OPERATOR_NETNS, "link", "add", BRIDGE, "type", "bridge"])?;
+        run(
+            "ip",
+            &[
+                "-n",
+                OPERATOR_NETNS,
+                "link",
+                "add",
+                BRIDGE,
+                "type",
+                "bridge",
+            ],
+        )?;
     }
     run("ip", &["-n", OPERATOR_NETNS, "link", "set", BRIDGE, "up"])?;
     // Routing between subnets happens in the operator namespace (per-namespace sysctl).
     run(
         "ip",
-        &["netns", "exec", OPERATOR_NETNS, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
+        &[
+            "netns",
+            "exec",
+            OPERATOR_NETNS,
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/net/ipv4/ip_forward",
+        ],
     )?;
     let links = run("ip", &["-n", OPERATOR_NETNS, "-o", "link", "show"])?;
     for line in links.lines() {
         let name = line.split(':').nth(1).unwrap_or("").trim();
         let name = name.split('@').next().unwrap_or("");
         if name != "lo" && name != BRIDGE && !name.starts_with("rsv") {
-            bail!("the operator namespace has an unexpected link {name:?}: refusing to run with a possible route off the machine");
+            bail!(
+                "the operator namespace has an unexpected link {name:?}: refusing to run with a possible route off the machine"
+            );
         }
     }
     Ok(())
@@ -107,9 +146,14 @@ pub fn add_blackholes(routes_file: &Path) -> Result<Vec<String>> {
         .map(|s| s.lines().map(str::to_string).collect())
         .unwrap_or_default();
     for cidr in BLACKHOLES {
-        let used = addrs.split_whitespace().filter_map(|w| w.split('/').next()?.parse::<Ipv4Addr>().ok()).any(|ip| contains(cidr, ip));
+        let used = addrs
+            .split_whitespace()
+            .filter_map(|w| w.split('/').next()?.parse::<Ipv4Addr>().ok())
+            .any(|ip| contains(cidr, ip));
         if used {
-            eprintln!("warning: this machine has an address in {cidr}; not adding a blackhole route for it");
+            eprintln!(
+                "warning: this machine has an address in {cidr}; not adding a blackhole route for it"
+            );
             continue;
         }
         let existing = run("ip", &["route", "show", "exact", cidr])?;
@@ -120,7 +164,10 @@ pub fn add_blackholes(routes_file: &Path) -> Result<Vec<String>> {
             continue;
         }
         if !existing.trim().is_empty() {
-            eprintln!("warning: the root namespace already routes {cidr} ({}); not adding a blackhole", existing.trim());
+            eprintln!(
+                "warning: the root namespace already routes {cidr} ({}); not adding a blackhole",
+                existing.trim()
+            );
             continue;
         }
         run("ip", &["route", "add", "blackhole", cidr])?;
@@ -132,9 +179,13 @@ pub fn add_blackholes(routes_file: &Path) -> Result<Vec<String>> {
 
 /// Removes the blackhole routes `up` recorded.
 pub fn remove_blackholes(routes_file: &Path) {
-    let Ok(routes) = std::fs::read_to_string(routes_file) else { return };
+    let Ok(routes) = std::fs::read_to_string(routes_file) else {
+        return;
+    };
     for cidr in routes.lines().filter(|l| !l.trim().is_empty()) {
-        if run("ip", &["route", "show", "exact", cidr]).is_ok_and(|r| r.trim().starts_with("blackhole")) {
+        if run("ip", &["route", "show", "exact", cidr])
+            .is_ok_and(|r| r.trim().starts_with("blackhole"))
+        {
             run_quiet("ip", &["route", "del", "blackhole", cidr]);
         }
     }
@@ -180,11 +231,30 @@ pub fn ensure_host(instance_id: &str, ip: Ipv4Addr, subnet_cidr: &str) -> Result
     run("ip", &["netns", "add", &ns])?;
     let setup = || -> Result<()> {
         run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
-        run("ip", &["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+        run(
+            "ip",
+            &[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        )?;
         run("ip", &["link", "set", &veth, "master", BRIDGE, "up"])?;
-        run("ip", &["-n", &ns, "addr", "add", &format!("{ip}/{len}"), "dev", "eth0"])?;
+        run(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip}/{len}"),
+                "dev",
+                "eth0",
+            ],
+        )?;
         run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
-        run("ip", &["-n", &ns, "route", "add", "default", "via", &gw.to_string()])?;
+        run(
+            "ip",
+            &["-n", &ns, "route", "add", "default", "via", &gw.to_string()],
+        )?;
         Ok(())
     };
     if let Err(e) = setup() {
@@ -201,7 +271,10 @@ mod tests {
     #[test]
     fn cidr_math() {
         assert_eq!(gateway("10.0.1.0/24").unwrap(), Ipv4Addr::new(10, 0, 1, 1));
-        assert_eq!(gateway("10.0.16.0/20").unwrap(), Ipv4Addr::new(10, 0, 16, 1));
+        assert_eq!(
+            gateway("10.0.16.0/20").unwrap(),
+            Ipv4Addr::new(10, 0, 16, 1)
+        );
         assert!(contains("10.0.0.0/8", Ipv4Addr::new(10, 200, 3, 4)));
         assert!(!contains("10.0.0.0/8", Ipv4Addr::new(192, 0, 2, 2)));
         assert!(contains("0.0.0.0/0", Ipv4Addr::new(1, 2, 3, 4)));

@@ -19,7 +19,11 @@ impl Paths {
         match std::env::var_os("REDISCTL_SANDBOX_ROOT") {
             Some(root) if !root.is_empty() => {
                 let root = PathBuf::from(root);
-                Paths { state: root.join("state"), cache: root.join("cache"), run: root.join("run") }
+                Paths {
+                    state: root.join("state"),
+                    cache: root.join("cache"),
+                    run: root.join("run"),
+                }
             }
             _ => Paths {
                 state: PathBuf::from("/var/lib/redisctl-sandbox"),

@@ -44,13 +44,19 @@ pub fn write_pid(path: &Path, pid: u32) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, format!("{pid}\n")).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, format!("{pid}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The command line of a process, NUL separators turned into spaces.
 pub fn cmdline(pid: i32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(String::from_utf8_lossy(&raw).replace('\0', " ").trim().to_string())
+    Some(
+        String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim()
+            .to_string(),
+    )
 }
 
 /// True when `pid` runs and its command line contains `needle` (guards against a reused pid).

@@ -27,7 +27,11 @@ pub fn lock(paths: &Paths) -> File {
         .open(paths.test_lock())
         .expect("cannot open the sandbox test lock");
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        panic!("cannot lock {}: {}", paths.test_lock().display(), std::io::Error::last_os_error());
+        panic!(
+            "cannot lock {}: {}",
+            paths.test_lock().display(),
+            std::io::Error::last_os_error()
+        );
     }
     lock
 }
@@ -44,38 +48,62 @@ impl Sandbox {
         }
         let paths = Paths::from_env();
         let lock = lock(&paths);
-        let sb = Sandbox { _lock: lock, paths, endpoint };
+        let sb = Sandbox {
+            _lock: lock,
+            paths,
+            endpoint,
+        };
         sb.reset();
         sb
     }
 
     /// Returns the region to empty (moto reset, hosts and volumes removed, stats and faults cleared).
     pub fn reset(&self) {
-        if let Err(e) = control::call(&self.paths.control_socket(), &Request::Reset, Duration::from_secs(300)) {
+        if let Err(e) = control::call(
+            &self.paths.control_socket(),
+            &Request::Reset,
+            Duration::from_secs(300),
+        ) {
             panic!("cannot reset the sandbox: {e:#}");
         }
     }
 
     /// Per-action request counts since the last reset.
     pub fn stats(&self, reset: bool) -> std::collections::BTreeMap<String, u64> {
-        let v = control::call(&self.paths.control_socket(), &Request::Stats { reset }, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("cannot read sandbox stats: {e:#}"));
+        let v = control::call(
+            &self.paths.control_socket(),
+            &Request::Stats { reset },
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("cannot read sandbox stats: {e:#}"));
         serde_json::from_value(v).expect("malformed stats")
     }
 
     pub fn add_fault(&self, fault: crate::faults::Fault) {
-        control::call(&self.paths.control_socket(), &Request::FaultsAdd { fault }, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("cannot add a sandbox fault: {e:#}"));
+        control::call(
+            &self.paths.control_socket(),
+            &Request::FaultsAdd { fault },
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("cannot add a sandbox fault: {e:#}"));
     }
 
     pub fn clear_faults(&self) {
-        control::call(&self.paths.control_socket(), &Request::FaultsClear, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("cannot clear sandbox faults: {e:#}"));
+        control::call(
+            &self.paths.control_socket(),
+            &Request::FaultsClear,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("cannot clear sandbox faults: {e:#}"));
     }
 
     pub fn hosts(&self) -> Vec<control::HostStatus> {
-        let v = control::call(&self.paths.control_socket(), &Request::Status, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("cannot read sandbox status: {e:#}"));
+        let v = control::call(
+            &self.paths.control_socket(),
+            &Request::Status,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("cannot read sandbox status: {e:#}"));
         serde_json::from_value(v).expect("malformed status")
     }
 }

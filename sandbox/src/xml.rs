@@ -5,18 +5,24 @@ use anyhow::{Context, Result};
 use roxmltree::{Document, Node};
 
 fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
-    node.children().find(|c| c.is_element() && c.tag_name().name() == name)
+    node.children()
+        .find(|c| c.is_element() && c.tag_name().name() == name)
 }
 
 fn child_text(node: Node, name: &str) -> Option<String> {
-    child(node, name).and_then(|c| c.text()).map(|t| t.trim().to_string())
+    child(node, name)
+        .and_then(|c| c.text())
+        .map(|t| t.trim().to_string())
 }
 
 /// `<set><item>…</item>…</set>` items of the first element named `set` anywhere.
 fn items<'a, 'i>(doc: &'a Document<'i>, set: &str) -> Vec<Node<'a, 'i>> {
     doc.descendants()
         .filter(|n| n.is_element() && n.tag_name().name() == set)
-        .flat_map(|s| s.children().filter(|c| c.is_element() && c.tag_name().name() == "item"))
+        .flat_map(|s| {
+            s.children()
+                .filter(|c| c.is_element() && c.tag_name().name() == "item")
+        })
         .collect()
 }
 
@@ -65,7 +71,9 @@ pub fn instances(xml: &str) -> Result<Vec<Instance>> {
     let doc = parse(xml)?;
     let mut out = Vec::new();
     for item in items(&doc, "instancesSet") {
-        let Some(instance_id) = child_text(item, "instanceId") else { continue };
+        let Some(instance_id) = child_text(item, "instanceId") else {
+            continue;
+        };
         let state = child(item, "instanceState")
             .or_else(|| child(item, "currentState"))
             .and_then(|s| child_text(s, "name"))
@@ -102,13 +110,17 @@ pub fn instances(xml: &str) -> Result<Vec<Instance>> {
 /// `cidrBlock` of the first subnet in a DescribeSubnets response.
 pub fn subnet_cidr(xml: &str) -> Result<Option<String>> {
     let doc = parse(xml)?;
-    Ok(items(&doc, "subnetSet").first().and_then(|s| child_text(*s, "cidrBlock")))
+    Ok(items(&doc, "subnetSet")
+        .first()
+        .and_then(|s| child_text(*s, "cidrBlock")))
 }
 
 /// `publicKey` (or, failing that, nothing) of the first key pair in a DescribeKeyPairs response.
 pub fn key_public(xml: &str) -> Result<Option<String>> {
     let doc = parse(xml)?;
-    Ok(items(&doc, "keySet").first().and_then(|s| child_text(*s, "publicKey")))
+    Ok(items(&doc, "keySet")
+        .first()
+        .and_then(|s| child_text(*s, "publicKey")))
 }
 
 /// The base64 `userData/value` of a DescribeInstanceAttribute response.
@@ -130,7 +142,10 @@ pub fn error_code(xml: &str) -> Option<String> {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// An EC2 awsquery error body, as AWS sends it.
@@ -193,7 +208,12 @@ mod tests {
             </instancesSet></item><item><instancesSet><item><instanceId>i-2</instanceId></item>
             </instancesSet></item></reservationSet></DescribeInstancesResponse>"#;
         let got = instances(xml).unwrap();
-        assert_eq!(got.iter().map(|i| i.instance_id.as_str()).collect::<Vec<_>>(), ["i-1", "i-2"]);
+        assert_eq!(
+            got.iter()
+                .map(|i| i.instance_id.as_str())
+                .collect::<Vec<_>>(),
+            ["i-1", "i-2"]
+        );
         assert_eq!(got[0].state, "stopped");
         assert!(got[0].root_volume().is_none());
     }
@@ -209,20 +229,34 @@ mod tests {
     #[test]
     fn simple_fields() {
         let xml = r#"<CreateSnapshotResponse xmlns="x"><snapshotId>snap-1</snapshotId></CreateSnapshotResponse>"#;
-        assert_eq!(first_text(xml, "snapshotId").unwrap().as_deref(), Some("snap-1"));
+        assert_eq!(
+            first_text(xml, "snapshotId").unwrap().as_deref(),
+            Some("snap-1")
+        );
         let xml = r#"<DescribeSubnetsResponse><subnetSet><item><subnetId>s</subnetId><cidrBlock>10.0.2.0/24</cidrBlock></item></subnetSet></DescribeSubnetsResponse>"#;
         assert_eq!(subnet_cidr(xml).unwrap().as_deref(), Some("10.0.2.0/24"));
         let xml = r#"<DescribeKeyPairsResponse><keySet><item><keyName>k</keyName><publicKey>ssh-ed25519 AAAA k</publicKey></item></keySet></DescribeKeyPairsResponse>"#;
-        assert_eq!(key_public(xml).unwrap().as_deref(), Some("ssh-ed25519 AAAA k"));
+        assert_eq!(
+            key_public(xml).unwrap().as_deref(),
+            Some("ssh-ed25519 AAAA k")
+        );
         let xml = r#"<DescribeInstanceAttributeResponse><instanceId>i</instanceId><userData><value>I2Nsb3VkLWNvbmZpZw==</value></userData></DescribeInstanceAttributeResponse>"#;
-        assert_eq!(user_data(xml).unwrap().as_deref(), Some("I2Nsb3VkLWNvbmZpZw=="));
-        let xml = r#"<DescribeInstanceAttributeResponse><userData/></DescribeInstanceAttributeResponse>"#;
+        assert_eq!(
+            user_data(xml).unwrap().as_deref(),
+            Some("I2Nsb3VkLWNvbmZpZw==")
+        );
+        let xml =
+            r#"<DescribeInstanceAttributeResponse><userData/></DescribeInstanceAttributeResponse>"#;
         assert_eq!(user_data(xml).unwrap(), None);
     }
 
     #[test]
     fn error_round_trip() {
-        let body = error_response("RequestLimitExceeded", "Request limit exceeded <injected>", "req-1");
+        let body = error_response(
+            "RequestLimitExceeded",
+            "Request limit exceeded <injected>",
+            "req-1",
+        );
         assert_eq!(error_code(&body).as_deref(), Some("RequestLimitExceeded"));
         assert!(body.contains("&lt;injected&gt;"));
         assert!(body.contains("<RequestID>req-1</RequestID>"));

@@ -19,7 +19,10 @@ fn sandbox(args: &[&str]) {
 fn boot_a_host() {
     std::thread::spawn(|| {
         net::enter_operator_netns().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let env: std::collections::HashMap<_, _> = client_env().into_iter().collect();
             let creds = aws_sdk_ec2::config::Credentials::new(
@@ -36,7 +39,16 @@ fn boot_a_host() {
                 .credentials_provider(creds)
                 .build();
             let ec2 = aws_sdk_ec2::Client::from_conf(conf);
-            let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+            let vpc = ec2
+                .create_vpc()
+                .cidr_block("10.0.0.0/16")
+                .send()
+                .await
+                .unwrap()
+                .vpc
+                .unwrap()
+                .vpc_id
+                .unwrap();
             let subnet = ec2
                 .create_subnet()
                 .vpc_id(vpc)
@@ -73,8 +85,14 @@ fn boot_a_host() {
                 .unwrap();
             // sshd answering (no key needed to see the banner).
             let t = Instant::now();
-            while tokio::net::TcpStream::connect("10.0.1.10:22").await.is_err() {
-                assert!(t.elapsed() < Duration::from_secs(60), "the host did not open port 22");
+            while tokio::net::TcpStream::connect("10.0.1.10:22")
+                .await
+                .is_err()
+            {
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "the host did not open port 22"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
@@ -112,21 +130,35 @@ fn down_leaves_nothing_behind() {
         .flatten()
         .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
         .filter_map(redisctl_sandbox::proc::cmdline)
-        .filter(|c| c.contains("systemd-nspawn") && c.contains("rsbx-") || c.contains("moto_server"))
+        .filter(|c| {
+            c.contains("systemd-nspawn") && c.contains("rsbx-") || c.contains("moto_server")
+        })
         .collect::<Vec<_>>();
     assert!(all.is_empty(), "processes left: {all:?}");
     let mounts = lifecycle::sandbox_mounts(&paths);
     assert!(mounts.is_empty(), "mounts left: {mounts:?}");
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mountinfo.contains("redisctl-sandbox") && !mountinfo.contains("rsbx-"), "mounts left:\n{mountinfo}");
-    let routes = Command::new("ip").args(["route", "show", "type", "blackhole"]).output().unwrap();
+    assert!(
+        !mountinfo.contains("redisctl-sandbox") && !mountinfo.contains("rsbx-"),
+        "mounts left:\n{mountinfo}"
+    );
+    let routes = Command::new("ip")
+        .args(["route", "show", "type", "blackhole"])
+        .output()
+        .unwrap();
     let routes = String::from_utf8_lossy(&routes.stdout);
     for cidr in net::BLACKHOLES {
         assert!(!routes.contains(cidr), "route left: {routes}");
     }
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
     let links = String::from_utf8_lossy(&links.stdout);
-    assert!(!links.contains("rsv") && !links.contains("rsbx"), "links left: {links}");
+    assert!(
+        !links.contains("rsv") && !links.contains("rsbx"),
+        "links left: {links}"
+    );
     assert!(!paths.run.exists(), "{} left", paths.run.display());
     assert!(!paths.volumes().exists(), "volumes left");
     // What `up` caches stays, so the next `up` is warm.

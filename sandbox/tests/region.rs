@@ -24,11 +24,19 @@ async fn run_instance_boots_a_host_reachable_by_ssh_with_offline_apt() {
     let id = run_instance(&ec2, &net.subnets[0].0, "10.0.1.10", "op", true, None).await;
     let launched = t.elapsed();
     let ssh_after = wait_ssh(&keys, "10.0.1.10", BOOT_LIMIT);
-    eprintln!("figure: RunInstances answered in {launched:?}; SSH login {ssh_after:?} after the call");
+    eprintln!(
+        "figure: RunInstances answered in {launched:?}; SSH login {ssh_after:?} after the call"
+    );
 
     // Real systemd as PID 1, fully up.
-    assert_eq!(ssh_ok(&keys, "10.0.1.10", "systemctl is-system-running --wait").trim(), "running");
-    assert_eq!(ssh_ok(&keys, "10.0.1.10", "hostname").trim(), "ip-10-0-1-10");
+    assert_eq!(
+        ssh_ok(&keys, "10.0.1.10", "systemctl is-system-running --wait").trim(),
+        "running"
+    );
+    assert_eq!(
+        ssh_ok(&keys, "10.0.1.10", "hostname").trim(),
+        "ip-10-0-1-10"
+    );
     assert_eq!(ssh_ok(&keys, "10.0.1.10", "id -un").trim(), "ubuntu");
     // Password logins are off.
     assert!(ssh_ok(&keys, "10.0.1.10", "sudo sshd -T").contains("passwordauthentication no"));
@@ -43,18 +51,31 @@ async fn run_instance_boots_a_host_reachable_by_ssh_with_offline_apt() {
     assert!(out.trim_end().ends_with("active"), "{out}");
 
     // No route off the machine from the operator namespace or from the host (no packet sent).
-    let route = std::process::Command::new("ip").args(["route", "get", "192.0.2.1"]).output().unwrap();
-    assert!(!route.status.success(), "the operator namespace has a route off the machine");
+    let route = std::process::Command::new("ip")
+        .args(["route", "get", "192.0.2.1"])
+        .output()
+        .unwrap();
+    assert!(
+        !route.status.success(),
+        "the operator namespace has a route off the machine"
+    );
     let out = ssh(&keys, "10.0.1.10", "ip route get 192.0.2.1");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!text.contains("dev eth0 src") || text.contains("via 10.0.1.1"), "{text}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !text.contains("dev eth0 src") || text.contains("via 10.0.1.1"),
+        "{text}"
+    );
 
     let hosts = sb.hosts();
     assert_eq!(hosts.len(), 1);
     assert_eq!(hosts[0].instance_id, id);
     assert_eq!(hosts[0].state, "running");
     if let Some(pid) = hosts[0].pid {
-        eprintln!("figure: memory per idle host (PSS of its processes): {} MiB", host_pss_kib(pid) / 1024);
+        eprintln!(
+            "figure: memory per idle host (PSS of its processes): {} MiB",
+            host_pss_kib(pid) / 1024
+        );
     }
 }
 
@@ -62,8 +83,12 @@ async fn run_instance_boots_a_host_reachable_by_ssh_with_offline_apt() {
 fn host_pss_kib(root: u32) -> u64 {
     let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         let after = &stat[stat.rfind(')').unwrap() + 2..];
         let ppid: u32 = after.split_whitespace().nth(1).unwrap().parse().unwrap();
         children.entry(ppid).or_default().push(pid);
@@ -92,21 +117,43 @@ async fn a_file_survives_stop_and_start_and_ssh_is_refused_while_stopped() {
     import_key(&ec2, "op", &keys).await;
     let id = run_instance(&ec2, &net.subnets[0].0, "10.0.1.20", "op", false, None).await;
     wait_ssh(&keys, "10.0.1.20", BOOT_LIMIT);
-    ssh_ok(&keys, "10.0.1.20", "echo kept > /home/ubuntu/kept.txt && sudo sh -c 'echo root-kept > /etc/kept.conf' && sync");
+    ssh_ok(
+        &keys,
+        "10.0.1.20",
+        "echo kept > /home/ubuntu/kept.txt && sudo sh -c 'echo root-kept > /etc/kept.conf' && sync",
+    );
 
     let t = Instant::now();
     ec2.stop_instances().instance_ids(&id).send().await.unwrap();
-    eprintln!("figure: StopInstances (clean shutdown) answered in {:?}", t.elapsed());
+    eprintln!(
+        "figure: StopInstances (clean shutdown) answered in {:?}",
+        t.elapsed()
+    );
     assert_eq!(instance_state(&ec2, &id).await, "stopped");
     let out = ssh(&keys, "10.0.1.20", "true");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Connection refused"), "while stopped: {err}");
-    assert!(sb.hosts().iter().all(|h| h.state.starts_with("stopped")), "{:?}", sb.hosts());
+    assert!(
+        sb.hosts().iter().all(|h| h.state.starts_with("stopped")),
+        "{:?}",
+        sb.hosts()
+    );
 
-    ec2.start_instances().instance_ids(&id).send().await.unwrap();
+    ec2.start_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
     wait_ssh(&keys, "10.0.1.20", BOOT_LIMIT);
-    assert_eq!(ssh_ok(&keys, "10.0.1.20", "cat /home/ubuntu/kept.txt /etc/kept.conf"), "kept\nroot-kept\n");
+    assert_eq!(
+        ssh_ok(
+            &keys,
+            "10.0.1.20",
+            "cat /home/ubuntu/kept.txt /etc/kept.conf"
+        ),
+        "kept\nroot-kept\n"
+    );
 }
 
 #[tokio::test]
@@ -119,15 +166,34 @@ async fn root_swap_to_an_encrypted_volume_keeps_the_snapshot_contents() {
     import_key(&ec2, "op", &keys).await;
     let id = run_instance(&ec2, &subnet, "10.0.1.30", "op", false, None).await;
     wait_ssh(&keys, "10.0.1.30", BOOT_LIMIT);
-    ssh_ok(&keys, "10.0.1.30", "echo before > /home/ubuntu/before.txt && sync");
+    ssh_ok(
+        &keys,
+        "10.0.1.30",
+        "echo before > /home/ubuntu/before.txt && sync",
+    );
     let old_root = root_volume(&ec2, &id).await;
 
     ec2.stop_instances().instance_ids(&id).send().await.unwrap();
-    let snap = ec2.create_snapshot().volume_id(&old_root).send().await.unwrap().snapshot_id.unwrap();
+    let snap = ec2
+        .create_snapshot()
+        .volume_id(&old_root)
+        .send()
+        .await
+        .unwrap()
+        .snapshot_id
+        .unwrap();
     // A file written after the snapshot must not come back.
-    ec2.start_instances().instance_ids(&id).send().await.unwrap();
+    ec2.start_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
     wait_ssh(&keys, "10.0.1.30", BOOT_LIMIT);
-    ssh_ok(&keys, "10.0.1.30", "echo after > /home/ubuntu/after.txt && sync");
+    ssh_ok(
+        &keys,
+        "10.0.1.30",
+        "echo after > /home/ubuntu/after.txt && sync",
+    );
     ec2.stop_instances().instance_ids(&id).send().await.unwrap();
 
     let t = Instant::now();
@@ -142,21 +208,60 @@ async fn root_swap_to_an_encrypted_volume_keeps_the_snapshot_contents() {
         .unwrap()
         .volume_id
         .unwrap();
-    ec2.detach_volume().volume_id(&old_root).instance_id(&id).send().await.unwrap();
+    ec2.detach_volume()
+        .volume_id(&old_root)
+        .instance_id(&id)
+        .send()
+        .await
+        .unwrap();
 
     // No root volume: starting fails as on AWS.
-    let err = ec2.start_instances().instance_ids(&id).send().await.unwrap_err();
+    let err = ec2
+        .start_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("IncorrectState"), "{err:?}");
 
-    ec2.attach_volume().volume_id(&new_root).instance_id(&id).device("/dev/sda1").send().await.unwrap();
-    ec2.start_instances().instance_ids(&id).send().await.unwrap();
+    ec2.attach_volume()
+        .volume_id(&new_root)
+        .instance_id(&id)
+        .device("/dev/sda1")
+        .send()
+        .await
+        .unwrap();
+    ec2.start_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
     wait_ssh(&keys, "10.0.1.30", BOOT_LIMIT); // same host key: known_hosts would refuse a new one
-    eprintln!("figure: volume from snapshot + detach + attach + start + SSH: {:?}", t.elapsed());
-    assert_eq!(ssh_ok(&keys, "10.0.1.30", "cat /home/ubuntu/before.txt"), "before\n");
-    assert_eq!(ssh_ok(&keys, "10.0.1.30", "test -e /home/ubuntu/after.txt && echo present || echo absent").trim(), "absent");
+    eprintln!(
+        "figure: volume from snapshot + detach + attach + start + SSH: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        ssh_ok(&keys, "10.0.1.30", "cat /home/ubuntu/before.txt"),
+        "before\n"
+    );
+    assert_eq!(
+        ssh_ok(
+            &keys,
+            "10.0.1.30",
+            "test -e /home/ubuntu/after.txt && echo present || echo absent"
+        )
+        .trim(),
+        "absent"
+    );
 
     assert_eq!(root_volume(&ec2, &id).await, new_root);
-    let vols = ec2.describe_volumes().volume_ids(&new_root).send().await.unwrap();
+    let vols = ec2
+        .describe_volumes()
+        .volume_ids(&new_root)
+        .send()
+        .await
+        .unwrap();
     let v = &vols.volumes()[0];
     assert_eq!(v.encrypted(), Some(true));
     assert_eq!(v.attachments()[0].device(), Some("/dev/sda1"));
@@ -176,12 +281,22 @@ async fn terminate_removes_the_host() {
     let pid = sb.hosts()[0].pid.expect("a running host has a pid");
     assert!(sb.paths.volume(&root).exists());
 
-    ec2.terminate_instances().instance_ids(&id).send().await.unwrap();
+    ec2.terminate_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(instance_state(&ec2, &id).await, "terminated");
     assert!(sb.hosts().is_empty(), "{:?}", sb.hosts());
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "nspawn {pid} still runs");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "nspawn {pid} still runs"
+    );
     assert!(!std::path::Path::new(&format!("/run/netns/rsbx-{id}")).exists());
-    assert!(!sb.paths.volume(&root).exists(), "the root volume (DeleteOnTermination) is still on disk");
+    assert!(
+        !sb.paths.volume(&root).exists(),
+        "the root volume (DeleteOnTermination) is still on disk"
+    );
     let out = ssh(&keys, "10.0.1.40", "true");
     assert!(!out.status.success());
 }
@@ -196,7 +311,11 @@ async fn a_guest_reboot_comes_back_by_itself() {
     run_instance(&ec2, &net.subnets[0].0, "10.0.1.50", "op", true, None).await;
     wait_ssh(&keys, "10.0.1.50", BOOT_LIMIT);
     let first_pid = sb.hosts()[0].pid;
-    let _ = ssh(&keys, "10.0.1.50", "sudo systemd-run --on-active=1 systemctl reboot");
+    let _ = ssh(
+        &keys,
+        "10.0.1.50",
+        "sudo systemd-run --on-active=1 systemctl reboot",
+    );
     let t = Instant::now();
     loop {
         let h = &sb.hosts()[0];
@@ -204,11 +323,17 @@ async fn a_guest_reboot_comes_back_by_itself() {
             assert_ne!(h.pid, first_pid);
             break;
         }
-        assert!(t.elapsed() < BOOT_LIMIT, "the host did not come back after a guest reboot: {h:?}");
+        assert!(
+            t.elapsed() < BOOT_LIMIT,
+            "the host did not come back after a guest reboot: {h:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     wait_ssh(&keys, "10.0.1.50", BOOT_LIMIT);
-    assert_eq!(ssh_ok(&keys, "10.0.1.50", "systemctl is-system-running --wait").trim(), "running");
+    assert_eq!(
+        ssh_ok(&keys, "10.0.1.50", "systemctl is-system-running --wait").trim(),
+        "running"
+    );
 }
 
 #[tokio::test]
@@ -226,17 +351,34 @@ async fn cloud_config_keys_hostnames_and_routing_between_subnets() {
     let extra = keys.dir.path().join("extra");
     keygen(&extra, "extra");
     let extra_pub = std::fs::read_to_string(extra.with_extension("pub")).unwrap();
-    let indent = |s: &str| s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n");
+    let indent = |s: &str| {
+        s.lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let user_data = format!(
         "#cloud-config\nssh_authorized_keys:\n  - {}\nssh_keys:\n  ed25519_private: |\n{}\n  ed25519_public: {}\n",
         extra_pub.trim(),
         indent(&std::fs::read_to_string(&host_key).unwrap()),
         host_pub.trim()
     );
-    std::fs::write(keys.known_hosts(), format!("10.0.2.10 {}\n", host_pub.trim())).unwrap();
+    std::fs::write(
+        keys.known_hosts(),
+        format!("10.0.2.10 {}\n", host_pub.trim()),
+    )
+    .unwrap();
 
     run_instance(&ec2, &net.subnets[0].0, "10.0.1.10", "op", true, None).await;
-    run_instance(&ec2, &net.subnets[1].0, "10.0.2.10", "op", true, Some(&user_data)).await;
+    run_instance(
+        &ec2,
+        &net.subnets[1].0,
+        "10.0.2.10",
+        "op",
+        true,
+        Some(&user_data),
+    )
+    .await;
     wait_ssh(&keys, "10.0.1.10", BOOT_LIMIT);
     // Strict: only the pinned host key is accepted; the extra key from user data logs in.
     let t = Instant::now();
@@ -247,11 +389,19 @@ async fn cloud_config_keys_hostnames_and_routing_between_subnets() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ip-10-0-2-10");
 
     // Hosts in different subnets reach each other through the VPC router (the bridge).
-    ssh_ok(&keys, "10.0.1.10", "timeout 5 bash -c 'echo > /dev/tcp/10.0.2.10/22'");
+    ssh_ok(
+        &keys,
+        "10.0.1.10",
+        "timeout 5 bash -c 'echo > /dev/tcp/10.0.2.10/22'",
+    );
     ssh_ok(&keys, "10.0.1.10", "ping -c1 -W2 10.0.2.10 >/dev/null");
 }
 
@@ -266,47 +416,137 @@ async fn stats_count_requests_per_action() {
     let stats = sb.stats(true);
     assert_eq!(stats.get("DescribeVpcs"), Some(&3), "{stats:?}");
     assert_eq!(stats.get("DescribeSubnets"), Some(&1), "{stats:?}");
-    assert!(sb.stats(false).is_empty(), "stats --reset clears the counts");
+    assert!(
+        sb.stats(false).is_empty(),
+        "stats --reset clears the counts"
+    );
 }
 
 #[tokio::test]
 async fn faults_throttle_fail_and_drop() {
     let sb = Sandbox::acquire();
     let once = client_without_retries().await;
-    let fault = |effect: Effect, times: Option<u64>| Fault { action: "DescribeVpcs".into(), effect, times, rate: None, fired: 0 };
+    let fault = |effect: Effect, times: Option<u64>| Fault {
+        action: "DescribeVpcs".into(),
+        effect,
+        times,
+        rate: None,
+        fired: 0,
+    };
 
     // An AWS error code, as the SDK sees it.
-    sb.add_fault(fault(Effect::Error { code: "RequestLimitExceeded".into(), status: 503 }, Some(1)));
+    sb.add_fault(fault(
+        Effect::Error {
+            code: "RequestLimitExceeded".into(),
+            status: 503,
+        },
+        Some(1),
+    ));
     let err = once.describe_vpcs().send().await.unwrap_err();
     assert_eq!(err.code(), Some("RequestLimitExceeded"), "{err:?}");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503));
-    once.describe_vpcs().send().await.expect("the fault fired once only");
+    once.describe_vpcs()
+        .send()
+        .await
+        .expect("the fault fired once only");
 
     // A bare 503.
     sb.add_fault(fault(Effect::Status { status: 503 }, Some(1)));
     let err = once.describe_vpcs().send().await.unwrap_err();
-    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503), "{err:?}");
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(503),
+        "{err:?}"
+    );
 
     // A dropped connection.
     sb.add_fault(fault(Effect::Drop, Some(1)));
     let err = once.describe_vpcs().send().await.unwrap_err();
-    assert!(matches!(err, aws_sdk_ec2::error::SdkError::DispatchFailure(_)), "{err:?}");
+    assert!(
+        matches!(err, aws_sdk_ec2::error::SdkError::DispatchFailure(_)),
+        "{err:?}"
+    );
 
     // The SDK's own retries ride through two throttles; the front saw three requests.
     sb.stats(true);
-    sb.add_fault(fault(Effect::Error { code: "RequestLimitExceeded".into(), status: 503 }, Some(2)));
-    client().await.describe_vpcs().send().await.expect("retried through the throttling");
+    sb.add_fault(fault(
+        Effect::Error {
+            code: "RequestLimitExceeded".into(),
+            status: 503,
+        },
+        Some(2),
+    ));
+    client()
+        .await
+        .describe_vpcs()
+        .send()
+        .await
+        .expect("retried through the throttling");
     assert_eq!(sb.stats(false).get("DescribeVpcs"), Some(&3));
 
     // A rate: roughly that share of requests fail.
-    sb.add_fault(Fault { rate: Some(0.5), ..fault(Effect::Status { status: 500 }, None) });
+    sb.add_fault(Fault {
+        rate: Some(0.5),
+        ..fault(Effect::Status { status: 500 }, None)
+    });
     let mut failed = 0;
     for _ in 0..40 {
         if once.describe_vpcs().send().await.is_err() {
             failed += 1;
         }
     }
-    assert!((5..=35).contains(&failed), "{failed} of 40 failed at rate 0.5");
+    assert!(
+        (5..=35).contains(&failed),
+        "{failed} of 40 failed at rate 0.5"
+    );
     sb.clear_faults();
     once.describe_vpcs().send().await.unwrap();
+}
+
+#[tokio::test]
+async fn three_hosts_launched_at_once_all_come_up() {
+    let sb = Sandbox::acquire();
+    let ec2 = client().await;
+    let net = network(&ec2).await;
+    let keys = Keys::new();
+    import_key(&ec2, "op", &keys).await;
+    let ips = ["10.0.1.11", "10.0.2.12", "10.0.1.13"];
+    let t = Instant::now();
+    let (s1, s2) = (&net.subnets[0].0, &net.subnets[1].0);
+    let (a, b, c) = tokio::join!(
+        run_instance(&ec2, s1, ips[0], "op", true, None),
+        run_instance(&ec2, s2, ips[1], "op", true, None),
+        run_instance(&ec2, s1, ips[2], "op", true, None),
+    );
+    let launched = t.elapsed();
+    for ip in ips {
+        wait_ssh(&keys, ip, BOOT_LIMIT);
+    }
+    eprintln!(
+        "figure: 3 concurrent RunInstances answered in {launched:?}; all 3 SSH logins after {:?}",
+        t.elapsed()
+    );
+    let hosts = sb.hosts();
+    assert_eq!(hosts.len(), 3);
+    for id in [a, b, c] {
+        assert!(
+            hosts
+                .iter()
+                .any(|h| h.instance_id == id && h.state == "running"),
+            "{hosts:?}"
+        );
+    }
+    for h in &hosts {
+        eprintln!(
+            "figure: idle host {} PSS {} MiB",
+            h.private_ip,
+            host_pss_kib(h.pid.unwrap()) / 1024
+        );
+    }
+    // Full mesh over the VPC router.
+    ssh_ok(
+        &keys,
+        ips[0],
+        "ping -c1 -W2 10.0.2.12 >/dev/null && ping -c1 -W2 10.0.1.13 >/dev/null",
+    );
 }

@@ -40,7 +40,10 @@ impl Keys {
         self.dir.path().join("id")
     }
     pub fn public(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("id.pub")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.dir.path().join("id.pub"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
     pub fn known_hosts(&self) -> PathBuf {
         self.dir.path().join("known_hosts")
@@ -62,11 +65,26 @@ pub fn ssh_with(keys: &Keys, key: &Path, ip: &str, cmd: &str, strict: bool) -> O
     Command::new("ssh")
         .arg("-i")
         .arg(key)
-        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=3",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
         .arg("-o")
-        .arg(format!("StrictHostKeyChecking={}", if strict { "yes" } else { "accept-new" }))
+        .arg(format!(
+            "StrictHostKeyChecking={}",
+            if strict { "yes" } else { "accept-new" }
+        ))
         .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", keys.known_hosts().display()))
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            keys.known_hosts().display()
+        ))
         .arg(format!("ubuntu@{ip}"))
         .arg(cmd)
         .output()
@@ -114,13 +132,21 @@ pub async fn noble_ami(ec2: &Client) -> String {
     let imgs = ec2
         .describe_images()
         .owners("099720109477")
-        .filters(Filter::builder().name("name").values("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*").build())
+        .filters(
+            Filter::builder()
+                .name("name")
+                .values("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*")
+                .build(),
+        )
         .send()
         .await
         .unwrap()
         .images
         .unwrap_or_default();
-    let newest = imgs.iter().max_by_key(|i| i.creation_date.clone()).expect("no Ubuntu noble image in the sandbox");
+    let newest = imgs
+        .iter()
+        .max_by_key(|i| i.creation_date.clone())
+        .expect("no Ubuntu noble image in the sandbox");
     newest.image_id.clone().unwrap()
 }
 
@@ -131,7 +157,16 @@ pub struct Net {
 }
 
 pub async fn network(ec2: &Client) -> Net {
-    let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap().vpc.unwrap().vpc_id.unwrap();
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
     let mut subnets = Vec::new();
     for (n, az) in [(1, "us-east-1a"), (2, "us-east-1b")] {
         let s = ec2
@@ -159,7 +194,14 @@ pub async fn import_key(ec2: &Client, name: &str, keys: &Keys) {
 }
 
 /// RunInstances of one t2.micro at a fixed private IP, root 8 GiB gp3, as redisctl launches.
-pub async fn run_instance(ec2: &Client, subnet: &str, ip: &str, key: &str, encrypted: bool, user_data: Option<&str>) -> String {
+pub async fn run_instance(
+    ec2: &Client,
+    subnet: &str,
+    ip: &str,
+    key: &str,
+    encrypted: bool,
+    user_data: Option<&str>,
+) -> String {
     use base64::Engine;
     let ami = noble_ami(ec2).await;
     let mut req = ec2
@@ -192,7 +234,12 @@ pub async fn run_instance(ec2: &Client, subnet: &str, ip: &str, key: &str, encry
 }
 
 pub async fn root_volume(ec2: &Client, id: &str) -> String {
-    let r = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    let r = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
     let inst = &r.reservations()[0].instances()[0];
     let root = inst.root_device_name().unwrap().to_string();
     inst.block_device_mappings()
@@ -203,6 +250,17 @@ pub async fn root_volume(ec2: &Client, id: &str) -> String {
 }
 
 pub async fn instance_state(ec2: &Client, id: &str) -> String {
-    let r = ec2.describe_instances().instance_ids(id).send().await.unwrap();
-    r.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string()
+    let r = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    r.reservations()[0].instances()[0]
+        .state()
+        .unwrap()
+        .name()
+        .unwrap()
+        .as_str()
+        .to_string()
 }
