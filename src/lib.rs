@@ -13,3 +13,4 @@ pub mod redis;
 pub mod render;
 pub mod spec;
 pub mod ssh;
+pub mod state_dir;

@@ -1,2 +1,176 @@
-//! The EC2 edge: calls with bounded waiters, tag filters and error mapping (resource, step and
-//! what to do next). Built by the AWS-layer issue.
+//! The EC2 edge: a client configured from the standard AWS chain (and `AWS_ENDPOINT_URL`),
+//! the tag-filtered Describe calls that fill `Observed`, and the idempotent "ensure" operations
+//! the executor runs. Every wait is bounded and names what it waits for; every failure names
+//! the call, the resource, AWS's error code, and what to do next.
+
+mod describe;
+mod ops;
+
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+
+pub use describe::observe;
+
+/// The EC2 client and the bounds of its waits.
+#[derive(Clone)]
+pub struct Aws {
+    pub(crate) client: Client,
+    /// How long to wait for an instance to reach a state.
+    pub instance_wait: Duration,
+    /// How long to retry a delete that AWS refuses because of a dependency still going away.
+    pub dependency_wait: Duration,
+    pub poll: Duration,
+}
+
+impl Aws {
+    /// A client for `region` (the spec's region wins over `AWS_REGION`). Throttling, 5xx and
+    /// dropped connections are retried by the SDK (standard mode, 6 attempts with backoff).
+    pub async fn connect(region: &str) -> Self {
+        let conf = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_initial_backoff(Duration::from_millis(200)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            )
+            .load()
+            .await;
+        Aws {
+            client: Client::new(&conf),
+            instance_wait: Duration::from_secs(600),
+            dependency_wait: Duration::from_secs(300),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("{call} ({resource}) failed: {code}: {message}")]
+    Api {
+        call: &'static str,
+        resource: String,
+        code: String,
+        message: String,
+    },
+    #[error("{call} ({resource}) failed: {detail}")]
+    Transport {
+        call: &'static str,
+        resource: String,
+        detail: String,
+    },
+    #[error("gave up after {waited:?} waiting for {what}")]
+    Timeout { what: String, waited: Duration },
+    #[error("{what}")]
+    Local {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl AwsError {
+    /// AWS's error code, when AWS answered.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AwsError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// What the operator should do next.
+    pub fn hint(&self) -> String {
+        match self {
+            AwsError::Api { code, call, .. } => match code.as_str() {
+                "UnauthorizedOperation" | "AuthFailure" => format!(
+                    "the AWS credentials in use may not call ec2:{call}; check the IAM policy, then run apply again"
+                ),
+                "RequestLimitExceeded" | "Throttling" => {
+                    "AWS kept throttling after retries; wait a minute and run apply again: it continues where it stopped".into()
+                }
+                "InsufficientInstanceCapacity" | "Unsupported" => {
+                    "the AZ has no capacity for this instance type now; try again later or choose another nodes.instance_type".into()
+                }
+                "VcpuLimitExceeded" | "InstanceLimitExceeded" | "VpcLimitExceeded" => {
+                    "an account quota is reached; raise it in Service Quotas or free resources".into()
+                }
+                _ => "fix the cause above and run apply again: completed steps are kept and skipped".into(),
+            },
+            AwsError::Transport { .. } => {
+                "the EC2 endpoint could not be reached or answered badly; check network access and AWS_ENDPOINT_URL / AWS_REGION, then run apply again".into()
+            }
+            AwsError::Timeout { .. } => {
+                "run apply again later: it re-observes and continues where it stopped".into()
+            }
+            AwsError::Local { .. } => "fix the local problem above and run again".into(),
+        }
+    }
+}
+
+/// Map an SDK error for `call` on `resource`.
+pub(crate) fn api_err<E, R>(call: &'static str, resource: &str, e: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match e.code() {
+        Some(code) => AwsError::Api {
+            call,
+            resource: resource.to_string(),
+            code: code.to_string(),
+            message: e.message().unwrap_or("(no message)").to_string(),
+        },
+        None => {
+            let mut detail = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                detail.push_str(": ");
+                detail.push_str(&s.to_string());
+                src = s.source();
+            }
+            AwsError::Transport {
+                call,
+                resource: resource.to_string(),
+                detail,
+            }
+        }
+    }
+}
+
+/// Poll `check` until it yields a value, at most `bound`, saying what it waits for.
+pub(crate) async fn wait_for<T, F, Fut>(
+    what: String,
+    bound: Duration,
+    every: Duration,
+    mut check: F,
+) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, AwsError>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if start.elapsed() >= bound {
+            return Err(AwsError::Timeout {
+                what,
+                waited: start.elapsed(),
+            });
+        }
+        tracing::debug!("waiting for {what} ({:?} so far)", start.elapsed());
+        tokio::time::sleep(every).await;
+    }
+}

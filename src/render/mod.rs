@@ -2,6 +2,7 @@
 //! for diagnostics (and, later, plans and progress). `tracing` is for `-v` diagnostics only.
 
 pub mod diagnostics;
+pub mod plan;
 
 use std::io::{self, IsTerminal, Write};
 

@@ -1,0 +1,429 @@
+//! Observation: one Describe call per resource kind (paginated, filtered by the cluster tag),
+//! all at once — the number of calls does not grow with the number of nodes. Lists are sorted
+//! by id so that the same world always gives the same `Observed` (and fingerprint).
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{Filter, Tag};
+
+use super::{Aws, AwsError, api_err};
+use crate::observed::{self, Observed, Tags, tags};
+use crate::spec::{Ami, CANONICAL_OWNER, Spec, UBUNTU_2404_NAME_FILTER};
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn cluster_filter(spec: &Spec) -> Filter {
+    filter(&format!("tag:{}", tags::CLUSTER), &spec.cluster.name)
+}
+
+pub(crate) fn tag_map(t: &[Tag]) -> Tags {
+    t.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
+        .collect()
+}
+
+fn s(o: Option<&str>) -> String {
+    o.unwrap_or("").to_string()
+}
+
+/// Read everything redisctl owns for the cluster in `spec`, plus the AMI candidates.
+pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
+    let c = &aws.client;
+    let name = &spec.cluster.name;
+    let vpcs = async {
+        let mut out: Vec<observed::Vpc> = c
+            .describe_vpcs()
+            .filters(cluster_filter(spec))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_err("DescribeVpcs", name, e))?
+            .into_iter()
+            .map(|v| observed::Vpc {
+                id: s(v.vpc_id()),
+                cidr: s(v.cidr_block()),
+                state: v
+                    .state()
+                    .map(|x| x.as_str().to_string())
+                    .unwrap_or_default(),
+                dns_support: None,
+                dns_hostnames: None,
+                tags: tag_map(v.tags()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(out)
+    };
+    let subnets = async {
+        let mut out: Vec<observed::Subnet> = c
+            .describe_subnets()
+            .filters(cluster_filter(spec))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_err("DescribeSubnets", name, e))?
+            .into_iter()
+            .map(|x| observed::Subnet {
+                id: s(x.subnet_id()),
+                vpc_id: s(x.vpc_id()),
+                cidr: s(x.cidr_block()),
+                az: s(x.availability_zone()),
+                map_public_ip_on_launch: x.map_public_ip_on_launch().unwrap_or(false),
+                tags: tag_map(x.tags()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(out)
+    };
+    let igws = async {
+        let mut out: Vec<observed::InternetGateway> = c
+            .describe_internet_gateways()
+            .filters(cluster_filter(spec))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_err("DescribeInternetGateways", name, e))?
+            .into_iter()
+            .map(|g| observed::InternetGateway {
+                id: s(g.internet_gateway_id()),
+                attached_to: g
+                    .attachments()
+                    .iter()
+                    .filter(|a| a.state().is_some_and(|st| st.as_str() != "detached"))
+                    .filter_map(|a| a.vpc_id().map(String::from))
+                    .collect(),
+                tags: tag_map(g.tags()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(out)
+    };
+    let rts = async {
+        let mut out: Vec<observed::RouteTable> = c
+            .describe_route_tables()
+            .filters(cluster_filter(spec))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_err("DescribeRouteTables", name, e))?
+            .into_iter()
+            .map(|r| {
+                let mut routes: Vec<observed::Route> = r
+                    .routes()
+                    .iter()
+                    .filter_map(|x| {
+                        let dest = x.destination_cidr_block()?;
+                        let target = x
+                            .gateway_id()
+                            .or(x.nat_gateway_id())
+                            .or(x.network_interface_id())
+                            .or(x.instance_id())
+                            .or(x.transit_gateway_id())
+                            .or(x.vpc_peering_connection_id())
+                            .unwrap_or("?");
+                        Some(observed::Route {
+                            destination: dest.to_string(),
+                            target: target.to_string(),
+                        })
+                    })
+                    .collect();
+                routes.sort_by(|a, b| a.destination.cmp(&b.destination));
+                let mut associations: Vec<observed::RouteTableAssociation> = r
+                    .associations()
+                    .iter()
+                    .map(|a| observed::RouteTableAssociation {
+                        id: s(a.route_table_association_id()),
+                        subnet_id: a.subnet_id().map(String::from),
+                        main: a.main().unwrap_or(false),
+                    })
+                    .collect();
+                associations.sort_by(|a, b| a.id.cmp(&b.id));
+                observed::RouteTable {
+                    id: s(r.route_table_id()),
+                    vpc_id: s(r.vpc_id()),
+                    routes,
+                    associations,
+                    tags: tag_map(r.tags()),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(out)
+    };
+    let sgs = async {
+        let mut out: Vec<observed::SecurityGroup> = c
+            .describe_security_groups()
+            .filters(cluster_filter(spec))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_err("DescribeSecurityGroups", name, e))?
+            .into_iter()
+            .map(|g| {
+                let mut ingress = Vec::new();
+                for p in g.ip_permissions() {
+                    let protocol = s(p.ip_protocol());
+                    let (from, to) = (p.from_port().unwrap_or(-1), p.to_port().unwrap_or(-1));
+                    let sources = p
+                        .ip_ranges()
+                        .iter()
+                        .filter_map(|r| r.cidr_ip().map(String::from))
+                        .chain(
+                            p.ipv6_ranges()
+                                .iter()
+                                .filter_map(|r| r.cidr_ipv6().map(String::from)),
+                        )
+                        .chain(
+                            p.user_id_group_pairs()
+                                .iter()
+                                .filter_map(|r| r.group_id().map(String::from)),
+                        )
+                        .chain(
+                            p.prefix_list_ids()
+                                .iter()
+                                .filter_map(|r| r.prefix_list_id().map(String::from)),
+                        );
+                    for source in sources {
+                        ingress.push(observed::IngressRule {
+                            protocol: protocol.clone(),
+                            from_port: from,
+                            to_port: to,
+                            source,
+                        });
+                    }
+                }
+                ingress.sort();
+                observed::SecurityGroup {
+                    id: s(g.group_id()),
+                    name: s(g.group_name()),
+                    vpc_id: s(g.vpc_id()),
+                    ingress,
+                    tags: tag_map(g.tags()),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(out)
+    };
+    let key_pairs = async {
+        let out = c
+            .describe_key_pairs()
+            .filters(filter("key-name", &spec.ssh.key_name))
+            .include_public_key(true)
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeKeyPairs", &spec.ssh.key_name, e))?;
+        let mut list: Vec<observed::KeyPair> = out
+            .key_pairs()
+            .iter()
+            .map(|k| observed::KeyPair {
+                id: s(k.key_pair_id()),
+                name: s(k.key_name()),
+                public_key: k.public_key().map(|p| p.trim().to_string()),
+                tags: tag_map(k.tags()),
+            })
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(list)
+    };
+    let instances = async {
+        let reservations: Vec<_> = c
+            .describe_instances()
+            .filters(cluster_filter(spec))
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .values("stopping")
+                    .values("stopped")
+                    .values("shutting-down")
+                    .build(),
+            )
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_err("DescribeInstances", name, e))?;
+        let mut out: Vec<observed::Instance> = reservations
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| observed::Instance {
+                id: s(i.instance_id()),
+                state: i
+                    .state()
+                    .and_then(|st| st.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default(),
+                instance_type: i
+                    .instance_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                image_id: s(i.image_id()),
+                subnet_id: i.subnet_id().map(String::from),
+                private_ip: i.private_ip_address().and_then(|a| a.parse().ok()),
+                public_ip: i.public_ip_address().and_then(|a| a.parse().ok()),
+                key_name: i.key_name().map(String::from),
+                security_group_ids: i
+                    .security_groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(String::from))
+                    .collect(),
+                root_device_name: i.root_device_name().map(String::from),
+                block_devices: i
+                    .block_device_mappings()
+                    .iter()
+                    .filter_map(|m| {
+                        Some((
+                            m.device_name()?.to_string(),
+                            m.ebs()?.volume_id()?.to_string(),
+                        ))
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+                launch_time: i.launch_time().map(|t| t.to_string()),
+                tags: tag_map(i.tags()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(out)
+    };
+    let volumes = async {
+        let mut out: Vec<observed::Volume> =
+            c.describe_volumes()
+                .filters(cluster_filter(spec))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| api_err("DescribeVolumes", name, e))?
+                .into_iter()
+                .map(|v| observed::Volume {
+                    id: s(v.volume_id()),
+                    size_gib: v.size().unwrap_or(0),
+                    volume_type: v
+                        .volume_type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    encrypted: v.encrypted().unwrap_or(false),
+                    kms_key_id: v.kms_key_id().map(String::from),
+                    az: s(v.availability_zone()),
+                    state: v
+                        .state()
+                        .map(|x| x.as_str().to_string())
+                        .unwrap_or_default(),
+                    snapshot_id: v.snapshot_id().filter(|x| !x.is_empty()).map(String::from),
+                    attachment: v.attachments().iter().find_map(|a| {
+                        Some((a.instance_id()?.to_string(), a.device()?.to_string()))
+                    }),
+                    tags: tag_map(v.tags()),
+                })
+                .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(out)
+    };
+    let snapshots = async {
+        let mut out: Vec<observed::Snapshot> = c
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(cluster_filter(spec))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_err("DescribeSnapshots", name, e))?
+            .into_iter()
+            .map(|x| observed::Snapshot {
+                id: s(x.snapshot_id()),
+                volume_id: x.volume_id().map(String::from),
+                state: x
+                    .state()
+                    .map(|st| st.as_str().to_string())
+                    .unwrap_or_default(),
+                encrypted: x.encrypted().unwrap_or(false),
+                tags: tag_map(x.tags()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(out)
+    };
+    let images = async {
+        let req = c.describe_images();
+        let req = match &spec.nodes.ami {
+            Ami::Ubuntu2404 => req
+                .owners(CANONICAL_OWNER)
+                .filters(filter("name", UBUNTU_2404_NAME_FILTER))
+                .filters(filter("state", "available"))
+                .filters(filter("architecture", "x86_64")),
+            Ami::Id(id) => req.image_ids(id),
+        };
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|x| aws_sdk_ec2::error::ProvideErrorMetadata::code(x))
+                    .is_some_and(|c| c.starts_with("InvalidAMIID")) =>
+            {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(api_err("DescribeImages", &spec.nodes.ami.to_string(), e)),
+        };
+        let mut list: Vec<observed::Image> = out
+            .images()
+            .iter()
+            .map(|i| observed::Image {
+                id: s(i.image_id()),
+                name: s(i.name()),
+                creation_date: s(i.creation_date()),
+                root_device_name: s(i.root_device_name()),
+                architecture: i
+                    .architecture()
+                    .map(|a| a.as_str().to_string())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(list)
+    };
+    let (
+        vpcs,
+        subnets,
+        internet_gateways,
+        route_tables,
+        security_groups,
+        key_pairs,
+        instances,
+        volumes,
+        snapshots,
+        images,
+    ) = tokio::try_join!(
+        vpcs, subnets, igws, rts, sgs, key_pairs, instances, volumes, snapshots, images
+    )?;
+    Ok(Observed {
+        vpcs,
+        subnets,
+        internet_gateways,
+        route_tables,
+        security_groups,
+        key_pairs,
+        instances,
+        volumes,
+        snapshots,
+        images,
+        local_public_key: None,
+    })
+}

@@ -1,0 +1,141 @@
+//! The operator's SSH key: generated once (ed25519, mode 0600, in a 0700 directory), loaded
+//! afterwards. Only its public half is ever sent anywhere (ImportKeyPair).
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::ssh_key::private::Ed25519Keypair;
+use russh::keys::{PrivateKey, PublicKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("cannot read SSH private key {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("SSH private key {} is not an OpenSSH private key (or is passphrase-protected): {detail}", path.display())]
+    Parse { path: PathBuf, detail: String },
+    #[error(
+        "SSH private key {} is readable by group or others (mode {mode:o}); run chmod 600 on it",
+        path.display()
+    )]
+    Mode { path: PathBuf, mode: u32 },
+    #[error("cannot write SSH private key {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The public key (OpenSSH text) of the private key at `path`, if the file exists.
+pub fn public_key(path: &Path) -> Result<Option<String>, KeyFileError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let key = load(path)?;
+    Ok(Some(openssh_public(key.public_key())))
+}
+
+/// Load the private key, refusing a file that others can read.
+pub fn load(path: &Path) -> Result<PrivateKey, KeyFileError> {
+    let meta = std::fs::metadata(path).map_err(|source| KeyFileError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::Mode {
+            path: path.into(),
+            mode,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+        path: path.into(),
+        source,
+    })?;
+    PrivateKey::from_openssh(text.as_bytes()).map_err(|e| KeyFileError::Parse {
+        path: path.into(),
+        detail: e.to_string(),
+    })
+}
+
+/// Load the key at `path`, or generate a new ed25519 key there. Returns the public key text.
+pub fn ensure(path: &Path, comment: &str) -> Result<String, KeyFileError> {
+    if path.exists() {
+        return Ok(openssh_public(load(path)?.public_key()));
+    }
+    let werr = |source| KeyFileError::Write {
+        path: path.into(),
+        source,
+    };
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .map_err(werr)?;
+    let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    seed.fill(0);
+    key.set_comment(comment);
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::state_dir::ensure(dir).map_err(werr)?;
+    }
+    // Written 0600 from the first byte, then renamed into place.
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(werr)?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(werr)?;
+    std::fs::rename(&tmp, path).map_err(werr)?;
+    Ok(openssh_public(key.public_key()))
+}
+
+fn openssh_public(k: &PublicKey) -> String {
+    k.to_openssh().expect("an in-memory public key encodes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_once_with_mode_600_and_loads_back() {
+        let dir = std::env::temp_dir().join(format!("redisctl-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("state/ssh_ed25519");
+        let public = ensure(&path, "redisctl test").unwrap();
+        assert!(public.starts_with("ssh-ed25519 "), "{public}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dmode, 0o700);
+        assert_eq!(
+            ensure(&path, "other").unwrap(),
+            public,
+            "an existing key is kept"
+        );
+        assert_eq!(public_key(&path).unwrap().as_deref(), Some(public.as_str()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            load(&path),
+            Err(KeyFileError::Mode { mode: 0o644, .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

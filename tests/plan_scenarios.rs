@@ -1,0 +1,783 @@
+//! Planner scenarios: a spec and an observed state in, the rendered plan out, compared with a
+//! reviewed snapshot in tests/scenarios/<name>.txt (set UPDATE_SNAPSHOTS=1 to rewrite them, then
+//! review the diff). Every scenario that applies a plan applies it to a simulated AWS (below)
+//! and checks that planning again makes no changes.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use redisctl::observed::{self, Image, Observed, Tags, tags};
+use redisctl::plan::{self, Action, NoteLevel, Op, Plan, Ref};
+use redisctl::render;
+use redisctl::spec::{self, SourceMap, Spec};
+
+const LOCAL_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForPlannerScenarios0123456789abcd redisctl";
+
+fn spec_from(text: &str) -> Spec {
+    let (spec, _) =
+        spec::parse(text, Path::new("/ops"), &SourceMap::new(text)).expect("valid spec");
+    spec
+}
+
+fn example_text() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml.example")).unwrap()
+}
+
+fn example() -> Spec {
+    spec_from(&example_text())
+}
+
+/// The region before anything was made: only Canonical's images, and the local SSH key.
+fn empty_region() -> Observed {
+    Observed {
+        images: vec![
+            image("ami-0aaaaaaaaaaaaaaa1", "20240423"),
+            image("ami-0bbbbbbbbbbbbbbb2", "20250115"),
+        ],
+        local_public_key: Some(LOCAL_KEY.into()),
+        ..Observed::default()
+    }
+}
+
+fn image(id: &str, date: &str) -> Image {
+    Image {
+        id: id.into(),
+        name: format!("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-{date}"),
+        creation_date: format!(
+            "{}-{}-{}T00:00:00.000Z",
+            &date[..4],
+            &date[4..6],
+            &date[6..]
+        ),
+        root_device_name: "/dev/sda1".into(),
+        architecture: "x86_64".into(),
+    }
+}
+
+fn snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scenarios")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no snapshot {}; run with UPDATE_SNAPSHOTS=1 and review it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!(
+            "plan differs from {}:\n--- expected\n{expected}\n--- actual\n{actual}",
+            path.display()
+        );
+    }
+}
+
+// ---- a simulated region: applies plan operations to Observed ------------------------------
+
+struct Sim {
+    o: Observed,
+    next: u32,
+    /// Step address -> id made by that step.
+    made: BTreeMap<String, String>,
+}
+
+impl Sim {
+    fn new(o: Observed) -> Self {
+        Sim {
+            o,
+            next: 1,
+            made: BTreeMap::new(),
+        }
+    }
+
+    fn id(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}-{:017x}", self.next)
+    }
+
+    fn resolve(&self, r: &Ref) -> String {
+        match r {
+            Ref::Id(id) => id.clone(),
+            Ref::Step(a) => self
+                .made
+                .get(a)
+                .cloned()
+                .unwrap_or_else(|| panic!("{a} has not run yet")),
+        }
+    }
+
+    fn apply(&mut self, plan: &Plan) {
+        assert!(
+            plan.blockers().next().is_none(),
+            "plan has blockers: {:?}",
+            plan.notes
+        );
+        for step in &plan.steps {
+            for op in &step.ops {
+                if let Some(id) = self.op(op) {
+                    self.made.insert(step.address.clone(), id);
+                }
+            }
+        }
+    }
+
+    fn op(&mut self, op: &Op) -> Option<String> {
+        match op {
+            Op::CreateVpc { cidr, tags } => {
+                let id = self.id("vpc");
+                self.o.vpcs.push(observed::Vpc {
+                    id: id.clone(),
+                    cidr: cidr.clone(),
+                    state: "available".into(),
+                    dns_support: Some(true),
+                    dns_hostnames: Some(true),
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::CreateSubnet {
+                vpc,
+                cidr,
+                az,
+                map_public_ip,
+                tags,
+            } => {
+                let id = self.id("subnet");
+                let vpc_id = self.resolve(vpc);
+                self.o.subnets.push(observed::Subnet {
+                    id: id.clone(),
+                    vpc_id,
+                    cidr: cidr.clone(),
+                    az: az.clone(),
+                    map_public_ip_on_launch: *map_public_ip,
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::SetSubnetPublicIp {
+                subnet,
+                map_public_ip,
+            } => {
+                self.o
+                    .subnets
+                    .iter_mut()
+                    .find(|s| &s.id == subnet)
+                    .unwrap()
+                    .map_public_ip_on_launch = *map_public_ip;
+                None
+            }
+            Op::CreateInternetGateway { vpc, tags } => {
+                let id = self.id("igw");
+                let v = self.resolve(vpc);
+                self.o.internet_gateways.push(observed::InternetGateway {
+                    id: id.clone(),
+                    attached_to: vec![v],
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::AttachInternetGateway { igw, vpc } => {
+                let v = self.resolve(vpc);
+                self.o
+                    .internet_gateways
+                    .iter_mut()
+                    .find(|g| &g.id == igw)
+                    .unwrap()
+                    .attached_to = vec![v];
+                None
+            }
+            Op::CreateRouteTable { vpc, igw, tags } => {
+                let id = self.id("rtb");
+                let (v, g) = (self.resolve(vpc), self.resolve(igw));
+                self.o.route_tables.push(observed::RouteTable {
+                    id: id.clone(),
+                    vpc_id: v,
+                    routes: vec![
+                        observed::Route {
+                            destination: "10.0.0.0/16".into(),
+                            target: "local".into(),
+                        },
+                        observed::Route {
+                            destination: "0.0.0.0/0".into(),
+                            target: g,
+                        },
+                    ],
+                    associations: vec![],
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::SetDefaultRoute {
+                route_table, igw, ..
+            } => {
+                let g = self.resolve(igw);
+                let rt = self
+                    .o
+                    .route_tables
+                    .iter_mut()
+                    .find(|r| &r.id == route_table)
+                    .unwrap();
+                rt.routes.retain(|r| r.destination != "0.0.0.0/0");
+                rt.routes.push(observed::Route {
+                    destination: "0.0.0.0/0".into(),
+                    target: g,
+                });
+                None
+            }
+            Op::AssociateRouteTable {
+                route_table,
+                subnet,
+            } => {
+                let (rt, s) = (self.resolve(route_table), self.resolve(subnet));
+                let id = self.id("rtbassoc");
+                self.o
+                    .route_tables
+                    .iter_mut()
+                    .find(|r| r.id == rt)
+                    .unwrap()
+                    .associations
+                    .push(observed::RouteTableAssociation {
+                        id: id.clone(),
+                        subnet_id: Some(s),
+                        main: false,
+                    });
+                Some(id)
+            }
+            Op::CreateSecurityGroup {
+                vpc, name, tags, ..
+            } => {
+                let id = self.id("sg");
+                let v = self.resolve(vpc);
+                self.o.security_groups.push(observed::SecurityGroup {
+                    id: id.clone(),
+                    name: name.clone(),
+                    vpc_id: v,
+                    ingress: vec![],
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::AuthorizeIngress {
+                security_group,
+                rule,
+            } => {
+                let sg = self.resolve(security_group);
+                self.o
+                    .security_groups
+                    .iter_mut()
+                    .find(|g| g.id == sg)
+                    .unwrap()
+                    .ingress
+                    .push(rule.rule.clone());
+                None
+            }
+            Op::RevokeIngress {
+                security_group,
+                rule,
+            } => {
+                self.o
+                    .security_groups
+                    .iter_mut()
+                    .find(|g| &g.id == security_group)
+                    .unwrap()
+                    .ingress
+                    .retain(|r| r != rule);
+                None
+            }
+            Op::ImportKeyPair { name, tags, .. } => {
+                let id = self.id("key");
+                let public_key = self.o.local_public_key.clone();
+                self.o.key_pairs.push(observed::KeyPair {
+                    id: id.clone(),
+                    name: name.clone(),
+                    public_key,
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::DeleteKeyPair { name } => {
+                self.o.key_pairs.retain(|k| &k.name != name);
+                None
+            }
+            Op::RunInstance(run) => Some(self.run(run)),
+            Op::ReplaceInstance { terminate, run } => {
+                self.terminate(terminate);
+                Some(self.run(run))
+            }
+            Op::StartInstance { instance } => {
+                self.o
+                    .instances
+                    .iter_mut()
+                    .find(|i| &i.id == instance)
+                    .unwrap()
+                    .state = "running".into();
+                None
+            }
+            Op::ModifyInstanceType {
+                instance,
+                instance_type,
+                ..
+            } => {
+                self.o
+                    .instances
+                    .iter_mut()
+                    .find(|i| &i.id == instance)
+                    .unwrap()
+                    .instance_type = instance_type.clone();
+                None
+            }
+            Op::TerminateInstance { instance } => {
+                self.terminate(instance);
+                None
+            }
+            Op::SetTags {
+                resource,
+                set,
+                remove,
+            } => {
+                let t = self.tags_of(resource);
+                t.extend(set.clone());
+                t.retain(|k, _| !remove.contains(k));
+                None
+            }
+            Op::DisassociateRouteTable { association_id } => {
+                for rt in &mut self.o.route_tables {
+                    rt.associations.retain(|a| &a.id != association_id);
+                }
+                None
+            }
+            Op::DeleteSecurityGroup { id } => {
+                self.o.security_groups.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteRouteTable { id } => {
+                self.o.route_tables.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteInternetGateway { id, .. } => {
+                self.o.internet_gateways.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteSubnet { id } => {
+                assert!(
+                    !self
+                        .o
+                        .instances
+                        .iter()
+                        .any(|i| i.subnet_id.as_ref() == Some(id)),
+                    "subnet {id} deleted under an instance"
+                );
+                self.o.subnets.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteVpc { id } => {
+                assert!(
+                    !self.o.subnets.iter().any(|s| &s.vpc_id == id),
+                    "vpc deleted before its subnets"
+                );
+                self.o.vpcs.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteVolume { id } => {
+                self.o.volumes.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteSnapshot { id } => {
+                self.o.snapshots.retain(|x| &x.id != id);
+                None
+            }
+        }
+    }
+
+    fn tags_of(&mut self, id: &str) -> &mut Tags {
+        let o = &mut self.o;
+        if let Some(x) = o.vpcs.iter_mut().find(|x| x.id == id) {
+            return &mut x.tags;
+        }
+        if let Some(x) = o.subnets.iter_mut().find(|x| x.id == id) {
+            return &mut x.tags;
+        }
+        if let Some(x) = o.internet_gateways.iter_mut().find(|x| x.id == id) {
+            return &mut x.tags;
+        }
+        if let Some(x) = o.route_tables.iter_mut().find(|x| x.id == id) {
+            return &mut x.tags;
+        }
+        if let Some(x) = o.security_groups.iter_mut().find(|x| x.id == id) {
+            return &mut x.tags;
+        }
+        if let Some(x) = o.instances.iter_mut().find(|x| x.id == id) {
+            return &mut x.tags;
+        }
+        panic!("no resource {id}")
+    }
+
+    fn run(&mut self, r: &plan::RunInstance) -> String {
+        assert!(
+            !self
+                .o
+                .instances
+                .iter()
+                .any(|i| i.private_ip == Some(r.private_ip)),
+            "{} is still in use when {} is launched",
+            r.private_ip,
+            r.node
+        );
+        let id = self.id("i");
+        let vol = self.id("vol");
+        let subnet = self.resolve(&r.subnet);
+        let sg = self.resolve(&r.security_group);
+        let az = self
+            .o
+            .subnets
+            .iter()
+            .find(|s| s.id == subnet)
+            .unwrap()
+            .az
+            .clone();
+        self.o.volumes.push(observed::Volume {
+            id: vol.clone(),
+            size_gib: r.volume_size_gib as i32,
+            volume_type: r.volume_type.clone(),
+            encrypted: r.encrypted,
+            kms_key_id: r.kms_key.clone(),
+            az,
+            state: "in-use".into(),
+            snapshot_id: None,
+            attachment: Some((id.clone(), r.root_device.clone())),
+            tags: r.volume_tags.clone(),
+        });
+        self.o.instances.push(observed::Instance {
+            id: id.clone(),
+            state: "running".into(),
+            instance_type: r.instance_type.clone(),
+            image_id: r.image_id.clone(),
+            subnet_id: Some(subnet),
+            private_ip: Some(r.private_ip),
+            public_ip: Some(Ipv4Addr::new(198, 18, 0, self.next as u8)),
+            key_name: Some(r.key_name.clone()),
+            security_group_ids: vec![sg],
+            root_device_name: Some(r.root_device.clone()),
+            block_devices: [(r.root_device.clone(), vol)].into(),
+            launch_time: None,
+            tags: r.tags.clone(),
+        });
+        id
+    }
+
+    fn terminate(&mut self, id: &str) {
+        self.o.instances.retain(|i| i.id != id);
+        self.o
+            .volumes
+            .retain(|v| v.attachment.as_ref().map(|a| a.0.as_str()) != Some(id));
+    }
+}
+
+/// Apply `plan` to the simulated region, then plan again: nothing must be left to do.
+fn apply_and_converge(spec: &Spec, observed: Observed, plan: &Plan) -> Observed {
+    let mut sim = Sim::new(observed);
+    sim.apply(plan);
+    let again = plan::plan(spec, &sim.o);
+    assert!(
+        again.is_empty(),
+        "planning after apply is not empty:\n{}",
+        render::plan::human(&again, false)
+    );
+    sim.o
+}
+
+fn converged(spec: &Spec) -> Observed {
+    let o = empty_region();
+    let p = plan::plan(spec, &o);
+    apply_and_converge(spec, o, &p)
+}
+
+// ---- scenarios -----------------------------------------------------------------------------
+
+#[test]
+fn empty_region_creates_the_reference_cluster() {
+    let spec = example();
+    let o = empty_region();
+    let p = plan::plan(&spec, &o);
+    p.check_order().unwrap();
+    snapshot("empty-region", &render::plan::human(&p, false));
+    let s = p.summary();
+    // vpc, 3 subnets, igw, rt, 3 associations, sg, 3 rules (ssh, redis, bus), key pair, 3 nodes
+    assert_eq!((s.add, s.change, s.destroy), (17, 0, 0));
+    // The newest Ubuntu image is chosen, and encryption is at launch with the spec's key.
+    let Op::RunInstance(run) = &p.step("node.redis-node-1a").unwrap().ops[0] else {
+        panic!()
+    };
+    assert_eq!(run.image_id, "ami-0bbbbbbbbbbbbbbb2");
+    assert!(run.encrypted);
+    assert_eq!(run.kms_key.as_deref(), Some("alias/aws/ebs"));
+    assert_eq!(run.private_ip, Ipv4Addr::new(10, 0, 1, 10));
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn json_plan_is_versioned_and_carries_actions() {
+    let spec = example();
+    let p = plan::plan(&spec, &empty_region());
+    let v: serde_json::Value = serde_json::from_str(&render::plan::json(&p)).unwrap();
+    assert_eq!(v["format_version"], "1.0");
+    assert_eq!(v["changes"], true);
+    assert_eq!(v["summary"]["add"], 17);
+    let node = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["address"] == "node.redis-node-1a")
+        .unwrap();
+    assert_eq!(node["action"], serde_json::json!(["create"]));
+    assert!(
+        node["depends_on"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == "subnet.redis-subnet-1a")
+    );
+    assert!(
+        v.get("ops").is_none() && node.get("ops").is_none(),
+        "operations are not part of --json"
+    );
+}
+
+#[test]
+fn out_of_band_drift_is_corrected() {
+    let spec = example();
+    let mut o = converged(&spec);
+    // Someone opened Redis to the world, turned off public IPs on a subnet, retagged the VPC and
+    // stopped a node.
+    o.security_groups[0].ingress.push(observed::IngressRule {
+        protocol: "tcp".into(),
+        from_port: 6379,
+        to_port: 6379,
+        source: "0.0.0.0/0".into(),
+    });
+    o.subnets[1].map_public_ip_on_launch = false;
+    o.vpcs[0].tags.insert("owner".into(), "someone".into());
+    o.vpcs[0].tags.insert("team".into(), "other".into());
+    o.instances[2].state = "stopped".into();
+    let p = plan::plan(&spec, &o);
+    snapshot("drift", &render::plan::human(&p, false));
+    assert_eq!(
+        p.step("sg.rule[tcp 6379 0.0.0.0/0]").unwrap().action,
+        Action::Delete
+    );
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn missing_resources_are_recreated() {
+    let spec = example();
+    let mut o = converged(&spec);
+    // A rule and a node's instance were deleted by hand.
+    o.security_groups[0].ingress.retain(|r| r.from_port != 22);
+    let gone = o.instances.remove(1);
+    o.volumes
+        .retain(|v| v.attachment.as_ref().map(|a| &a.0) != Some(&gone.id));
+    let p = plan::plan(&spec, &o);
+    snapshot("recreate", &render::plan::human(&p, false));
+    assert_eq!(p.summary().add, 2);
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn a_new_ami_never_replaces_a_node() {
+    let spec = example();
+    let mut o = converged(&spec);
+    o.images.push(image("ami-0ccccccccccccccc3", "20261101"));
+    let p = plan::plan(&spec, &o);
+    assert!(p.is_empty(), "{}", render::plan::human(&p, false));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.level == NoteLevel::Info && n.message.contains("never a reason to replace"))
+    );
+    snapshot("new-ami", &render::plan::human(&p, false));
+}
+
+#[test]
+fn moving_a_node_is_a_replacement_that_destroys_data() {
+    let text = example_text().replace("private_ip = \"10.0.2.10\"", "private_ip = \"10.0.2.20\"");
+    let before = example();
+    let after = spec_from(&text);
+    let o = converged(&before);
+    let p = plan::plan(&after, &o);
+    snapshot("replace-node", &render::plan::human(&p, false));
+    let step = p.step("node.redis-node-1b").unwrap();
+    assert_eq!(step.action, Action::Replace);
+    assert!(step.destroys_data);
+    assert!(
+        step.changes
+            .iter()
+            .any(|c| c.attribute == "private_ip" && c.forces_replacement)
+    );
+    apply_and_converge(&after, o, &p);
+}
+
+#[test]
+fn instance_type_change_is_in_place() {
+    let text = example_text().replace(
+        "instance_type = \"t2.micro\"",
+        "instance_type = \"t3.small\"",
+    );
+    let after = spec_from(&text);
+    let o = converged(&example());
+    let p = plan::plan(&after, &o);
+    let s = p.summary();
+    assert_eq!((s.add, s.change, s.destroy), (0, 3, 0));
+    assert!(p.destroys_data().next().is_none());
+    apply_and_converge(&after, o, &p);
+}
+
+#[test]
+fn ssh_cidr_change_swaps_one_rule() {
+    let text = example_text().replace("203.0.113.7/32", "203.0.113.9/32");
+    let after = spec_from(&text);
+    let o = converged(&example());
+    let p = plan::plan(&after, &o);
+    let addrs: Vec<(&str, Action)> = p
+        .steps
+        .iter()
+        .map(|s| (s.address.as_str(), s.action))
+        .collect();
+    assert_eq!(
+        addrs,
+        [
+            ("sg.rule[ssh 203.0.113.9/32]", Action::Create),
+            ("sg.rule[tcp 22 203.0.113.7/32]", Action::Delete)
+        ]
+    );
+    apply_and_converge(&after, o, &p);
+}
+
+#[test]
+fn duplicates_are_reported_not_hidden() {
+    let spec = example();
+    let mut o = converged(&spec);
+    let mut dup = o.vpcs[0].clone();
+    dup.id = "vpc-0ffffffffffffffff".into();
+    o.vpcs.push(dup);
+    let p = plan::plan(&spec, &o);
+    assert!(p.is_empty());
+    let n = p
+        .notes
+        .iter()
+        .find(|n| n.subject == "vpc")
+        .expect("a note about the duplicate VPC");
+    assert_eq!(n.level, NoteLevel::Warning);
+    assert!(n.message.contains("vpc-0ffffffffffffffff"), "{}", n.message);
+}
+
+#[test]
+fn a_lost_private_key_blocks_the_plan() {
+    let spec = example();
+    let mut o = converged(&spec);
+    o.local_public_key = None;
+    let p = plan::plan(&spec, &o);
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1);
+    assert!(b[0].message.contains("private key"), "{}", b[0].message);
+}
+
+#[test]
+fn a_removed_node_is_deleted_before_its_address_is_reused() {
+    // Rename node 1a: the old instance goes, the new one takes the same address.
+    let text = example_text().replace("name = \"redis-node-1a\"", "name = \"redis-node-1a-new\"");
+    let after = spec_from(&text);
+    let o = converged(&example());
+    let p = plan::plan(&after, &o);
+    let del = p
+        .steps
+        .iter()
+        .position(|s| s.address == "node.redis-node-1a")
+        .unwrap();
+    let add = p
+        .steps
+        .iter()
+        .position(|s| s.address == "node.redis-node-1a-new")
+        .unwrap();
+    assert!(
+        del < add
+            && p.steps[add]
+                .depends_on
+                .contains(&"node.redis-node-1a".to_string())
+    );
+    assert!(p.steps[del].destroys_data);
+    apply_and_converge(&after, o, &p);
+}
+
+#[test]
+fn destroy_removes_everything_in_reverse_order() {
+    let spec = example();
+    let o = converged(&spec);
+    let p = plan::plan_destroy(&spec, &o);
+    p.check_order().unwrap();
+    snapshot("destroy", &render::plan::human(&p, false));
+    let mut sim = Sim::new(o);
+    sim.apply(&p);
+    assert_eq!(sim.o.leftovers(), Vec::<String>::new());
+    // Terminating an instance removed its root volume already (delete on termination).
+    assert!(plan::plan_destroy(&spec, &sim.o).is_empty());
+}
+
+#[test]
+fn no_ubuntu_image_blocks_node_creation() {
+    let spec = example();
+    let mut o = empty_region();
+    o.images.clear();
+    let p = plan::plan(&spec, &o);
+    assert!(p.blockers().any(|n| n.subject == "nodes.ami"));
+    let text = render::plan::human(&p, false);
+    assert!(text.contains("cannot be applied"), "{text}");
+}
+
+#[test]
+fn tags_of_every_resource_name_the_cluster_and_role() {
+    let spec = example();
+    let p = plan::plan(&spec, &empty_region());
+    for step in &p.steps {
+        for op in &step.ops {
+            let t = match op {
+                Op::CreateVpc { tags, .. }
+                | Op::CreateSubnet { tags, .. }
+                | Op::CreateInternetGateway { tags, .. }
+                | Op::CreateRouteTable { tags, .. }
+                | Op::CreateSecurityGroup { tags, .. }
+                | Op::ImportKeyPair { tags, .. } => tags,
+                Op::RunInstance(r) => {
+                    assert_eq!(
+                        r.volume_tags.get(tags::ROLE).map(String::as_str),
+                        Some("volume")
+                    );
+                    &r.tags
+                }
+                _ => continue,
+            };
+            assert_eq!(
+                t.get(tags::CLUSTER).map(String::as_str),
+                Some("prod-redis"),
+                "{}",
+                step.address
+            );
+            assert!(
+                t.contains_key(tags::ROLE) && t.contains_key("Name"),
+                "{}",
+                step.address
+            );
+            assert_eq!(
+                t.get("data-classification").map(String::as_str),
+                Some("phi")
+            );
+        }
+    }
+}
