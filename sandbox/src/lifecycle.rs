@@ -483,11 +483,17 @@ pub fn status(paths: &Paths) -> Result<bool> {
     if front.is_none() {
         return Ok(false);
     }
-    let hosts: Vec<HostStatus> = serde_json::from_value(control::call(
+    let hosts: Vec<HostStatus> = match control::call(
         &paths.control_socket(),
         &Request::Status,
         Duration::from_secs(10),
-    )?)?;
+    ) {
+        Ok(v) => serde_json::from_value(v)?,
+        Err(e) => {
+            println!("front not answering: {e:#}");
+            return Ok(false);
+        }
+    };
     if hosts.is_empty() {
         println!("hosts: none");
     }
