@@ -550,3 +550,54 @@ async fn three_hosts_launched_at_once_all_come_up() {
         "ping -c1 -W2 10.0.2.12 >/dev/null && ping -c1 -W2 10.0.1.13 >/dev/null",
     );
 }
+
+#[tokio::test]
+async fn encrypted_snapshot_copy_then_volume_and_deletes_free_the_disk() {
+    let sb = Sandbox::acquire();
+    let ec2 = client().await;
+    let net = network(&ec2).await;
+    let (subnet, az) = net.subnets[0].clone();
+    let keys = Keys::new();
+    import_key(&ec2, "op", &keys).await;
+    let id = run_instance(&ec2, &subnet, "10.0.1.60", "op", false, None).await;
+    wait_ssh(&keys, "10.0.1.60", BOOT_LIMIT);
+    ssh_ok(&keys, "10.0.1.60", "echo data > /home/ubuntu/data.txt && sync");
+    let old_root = root_volume(&ec2, &id).await;
+    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+
+    let plain = ec2.create_snapshot().volume_id(&old_root).send().await.unwrap().snapshot_id.unwrap();
+    let copy = ec2
+        .copy_snapshot()
+        .source_snapshot_id(&plain)
+        .source_region("us-east-1")
+        .encrypted(true)
+        .send()
+        .await
+        .unwrap()
+        .snapshot_id
+        .unwrap();
+    let new_root = ec2
+        .create_volume()
+        .snapshot_id(&copy)
+        .availability_zone(&az)
+        .send()
+        .await
+        .unwrap()
+        .volume_id
+        .unwrap();
+    ec2.detach_volume().volume_id(&old_root).instance_id(&id).send().await.unwrap();
+    ec2.attach_volume().volume_id(&new_root).instance_id(&id).device("/dev/sda1").send().await.unwrap();
+    ec2.start_instances().instance_ids(&id).send().await.unwrap();
+    wait_ssh(&keys, "10.0.1.60", BOOT_LIMIT);
+    assert_eq!(ssh_ok(&keys, "10.0.1.60", "cat /home/ubuntu/data.txt"), "data\n");
+
+    // Deleting the plaintext snapshot and old volume removes their data from the disk.
+    for dir in [sb.paths.snapshot(&plain), sb.paths.volume(&old_root)] {
+        assert!(dir.exists(), "{} missing", dir.display());
+    }
+    ec2.delete_snapshot().snapshot_id(&plain).send().await.unwrap();
+    ec2.delete_volume().volume_id(&old_root).send().await.unwrap();
+    assert!(!sb.paths.snapshot(&plain).exists());
+    assert!(!sb.paths.volume(&old_root).exists());
+    assert!(sb.paths.snapshot(&copy).exists());
+}
