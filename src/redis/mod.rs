@@ -1,4 +1,36 @@
-//! Pure Redis knowledge: ACL rules and their evaluation, and (with the node layer) renderers of
-//! redis.conf / users.acl and parsers of redis-cli output.
+//! Pure Redis knowledge: ACL rules and their evaluation, renderers of the files redisctl puts
+//! on a node, and parsers of what redis-cli prints. No I/O: the node executor moves the bytes.
+//!
+//! - [`acl`] — command rules and what a rule list allows (Redis 7.0 semantics).
+//! - [`conf`] — `/etc/redis/redis-cluster.conf` and where the TLS files go.
+//! - [`users_acl`] — `/etc/redis/users.acl` (SHA-256 hashes only) and the `ACL SETUSER` dry run.
+//! - [`systemd`] — `redis-server@cluster` and the drop-in for Debian's template unit.
+//! - [`parse`] — `CLUSTER INFO`, `CLUSTER NODES`, `INFO`, `redis-cli --cluster check`.
 
 pub mod acl;
+pub mod conf;
+pub mod parse;
+pub mod systemd;
+pub mod users_acl;
+
+#[cfg(test)]
+mod live_tests;
+#[cfg(test)]
+pub(crate) mod test_spec;
+
+use sha2::{Digest, Sha256};
+
+/// A file redisctl writes on a node: where, with which mode and owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeFile {
+    pub path: &'static str,
+    pub mode: u32,
+    pub owner: &'static str,
+    pub group: &'static str,
+}
+
+/// Lower-case hex SHA-256 of a file's bytes, the form the planner compares with what
+/// `sha256sum` reports on a node.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

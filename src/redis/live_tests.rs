@@ -1,0 +1,414 @@
+//! A real Redis Cluster on loopback, built from what this module renders and from `pki`
+//! certificates: the check that the real redis-server 7.0.15 accepts the configuration and
+//! the ACL file, that the cluster forms over mutual TLS, that replicas authenticate with the
+//! replication user, and that the parsers read what the real server prints.
+//!
+//! Ignored by default: it needs Debian's redis-server binary, which is not installed on
+//! developer machines or in CI (installing the package would start its stock service). Run:
+//!
+//! ```text
+//! apt-get download redis-server redis-tools && dpkg-deb -x redis-server_*.deb x \
+//!   && dpkg-deb -x redis-tools_*.deb x
+//! REDISCTL_TEST_REDIS_SERVER=$PWD/x/usr/bin/redis-server \
+//! REDISCTL_TEST_REDIS_CLI=$PWD/x/usr/bin/redis-cli \
+//!   cargo test -p redisctl --lib live_ -- --ignored --nocapture
+//! ```
+//!
+//! Set `REDISCTL_CAPTURE_DIR` to keep the raw redis-cli output (the parse tests' samples came
+//! from there). Only 127.0.0.0/8 is used; every process started is killed by its PID at the
+//! end, also when the test fails.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::pki::{Ca, node_sans};
+use crate::redis::conf::{self, ReplicationAuth};
+use crate::redis::{parse, test_spec, users_acl};
+use crate::spec::secrets::Secret;
+use crate::spec::{Node, Spec};
+
+const BASE_PORT: u16 = 17_101;
+const NODES: usize = 6;
+
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+struct Env {
+    dir: PathBuf,
+    cli: String,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Env {
+    /// redis-cli over TLS as `user`, password in REDISCLI_AUTH (never on the command line).
+    fn cli(
+        &self,
+        port: u16,
+        user: Option<(&str, &Secret)>,
+        cluster: bool,
+        args: &[&str],
+    ) -> (bool, String) {
+        let mut cmd = Command::new(&self.cli);
+        cmd.args(["--tls", "--cacert"])
+            .arg(&self.ca)
+            .arg("--cert")
+            .arg(&self.cert)
+            .arg("--key")
+            .arg(&self.key)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+        if cluster {
+            cmd.arg("-c");
+        }
+        cmd.env_remove("REDISCLI_AUTH");
+        if let Some((u, pw)) = user {
+            cmd.args(["--user", u]).env("REDISCLI_AUTH", pw.expose());
+        }
+        let out = cmd.args(args).output().expect("run redis-cli");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
+    fn capture(&self, name: &str, text: &str) {
+        if let Some(d) = std::env::var_os("REDISCTL_CAPTURE_DIR") {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(Path::new(&d).join(name), text).unwrap();
+        }
+        let _ = &self.dir;
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn loopback_spec() -> Spec {
+    let mut spec = test_spec::reference();
+    spec.nodes.replicas_per_master = 1;
+    spec.nodes.nodes = (0..NODES)
+        .map(|i| Node {
+            name: format!("n{}", i + 1),
+            subnet: "lo".into(),
+            az: "lo".into(),
+            private_ip: Ipv4Addr::new(127, 0, 0, 2 + i as u8),
+        })
+        .collect();
+    spec
+}
+
+/// Point the rendered absolute paths at the node's temp directory.
+fn localize(conf: &str, node_dir: &Path, acl: &Path) -> String {
+    let d = node_dir.display();
+    conf.replace("/etc/redis/tls/", &format!("{d}/tls/"))
+        .replace(users_acl::USERS_ACL.path, &acl.display().to_string())
+        .replace(conf::DATA_DIR, &format!("{d}/data"))
+        .replace(conf::PID_FILE, &format!("{d}/redis.pid"))
+        .replace(conf::LOG_FILE, &format!("{d}/redis.log"))
+}
+
+#[test]
+#[ignore = "needs Debian's redis-server binary: see the module doc"]
+fn live_tls_acl_cluster_on_loopback() {
+    let server = std::env::var("REDISCTL_TEST_REDIS_SERVER")
+        .expect("set REDISCTL_TEST_REDIS_SERVER to Debian's redis-server binary");
+    let cli = std::env::var("REDISCTL_TEST_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+    let dir = std::env::temp_dir().join(format!("redisctl-live-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = SystemTime::now();
+
+    let base = loopback_spec();
+    let secrets: Vec<(String, Secret)> = ["admin", "app", "dev"]
+        .iter()
+        .map(|u| {
+            (
+                u.to_string(),
+                Secret::new(format!("{u}-live-pw-{}", std::process::id())),
+            )
+        })
+        .collect();
+    let pw = |u: &str| secrets.iter().find(|(n, _)| n == u).unwrap().1.clone();
+    let repl = Secret::new(format!("repl-live-pw-{}", std::process::id()));
+
+    let (ca, _) = Ca::load_or_create(&dir.join("state"), "live", now, 30).unwrap();
+    let client = ca.issue_client("admin", now, 1).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
+    std::fs::write(dir.join("client.crt"), &client.cert_pem).unwrap();
+    std::fs::write(dir.join("client.key"), client.key_pem.expose()).unwrap();
+    let acl_path = dir.join("users.acl");
+    std::fs::write(
+        &acl_path,
+        users_acl::render(&base, &secrets, Some(&repl)).unwrap(),
+    )
+    .unwrap();
+
+    let mut procs = Procs(Vec::new());
+    let mut endpoints = Vec::new();
+    for (i, node) in base.nodes.nodes.iter().enumerate() {
+        let mut spec = base.clone();
+        spec.redis.port = BASE_PORT + i as u16;
+        let nd = dir.join(&node.name);
+        std::fs::create_dir_all(nd.join("tls")).unwrap();
+        std::fs::create_dir_all(nd.join("data")).unwrap();
+        let issued = ca
+            .issue_node(&node.name, &node_sans(node.private_ip), now, 1)
+            .unwrap();
+        std::fs::write(nd.join("tls/redis.crt"), &issued.cert_pem).unwrap();
+        std::fs::write(nd.join("tls/redis.key"), issued.key_pem.expose()).unwrap();
+        std::fs::write(nd.join("tls/ca.crt"), ca.cert_pem()).unwrap();
+        let rendered = conf::render(
+            &spec,
+            node,
+            Some(ReplicationAuth {
+                user: users_acl::REPLICATION_USER,
+                password: &repl,
+            }),
+        );
+        let conf_path = nd.join("redis-cluster.conf");
+        std::fs::write(&conf_path, localize(&rendered, &nd, &acl_path)).unwrap();
+        // As the unit runs it (minus systemd itself).
+        let child = Command::new(&server)
+            .arg(&conf_path)
+            .args(["--supervised", "systemd", "--daemonize", "no"])
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        procs.0.push(child);
+        endpoints.push(format!("{}:{}", node.private_ip, spec.redis.port));
+    }
+
+    let env = Env {
+        dir: dir.clone(),
+        cli,
+        ca: dir.join("ca.crt"),
+        cert: dir.join("client.crt"),
+        key: dir.join("client.key"),
+    };
+    let admin = pw("admin");
+    for i in 0..NODES {
+        let port = BASE_PORT + i as u16;
+        wait_for(
+            &format!("node {} to answer PING", i + 1),
+            Duration::from_secs(15),
+            || {
+                env.cli(port, Some(("admin", &admin)), false, &["PING"])
+                    .1
+                    .contains("PONG")
+            },
+        );
+    }
+
+    // The default user is off; plaintext is refused (there is no plaintext port at all).
+    let (_, out) = env.cli(BASE_PORT, None, false, &["GET", "x"]);
+    assert!(out.contains("NOAUTH") || out.contains("NOPERM"), "{out}");
+    let plain = Command::new(&env.cli)
+        .args(["-h", "127.0.0.1", "-p", &BASE_PORT.to_string(), "PING"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("PONG"));
+
+    // Cluster create, as the executor runs it: password in REDISCLI_AUTH.
+    let mut args: Vec<&str> = vec!["--cluster", "create"];
+    args.extend(endpoints.iter().map(String::as_str));
+    args.extend(["--cluster-replicas", "1", "--cluster-yes"]);
+    let (ok, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &args);
+    env.capture("cluster-create.txt", &out);
+    assert!(ok && out.contains("All 16384 slots covered"), "{out}");
+
+    let mut info = None;
+    wait_for(
+        "cluster_state:ok with 6 nodes",
+        Duration::from_secs(30),
+        || {
+            let (_, out) = env.cli(
+                BASE_PORT,
+                Some(("admin", &admin)),
+                false,
+                &["CLUSTER", "INFO"],
+            );
+            let i = parse::cluster_info(&out).ok();
+            let done = i
+                .as_ref()
+                .is_some_and(|i| i.state_ok() && i.known_nodes == 6 && i.slots_ok == 16384);
+            if done {
+                env.capture("cluster-info.txt", &out);
+                info = i;
+            }
+            done
+        },
+    );
+    let info = info.unwrap();
+    assert_eq!(info.size, 3);
+
+    // Replicas authenticated as the replication user and are in sync (the master delays a
+    // diskless sync by 5 s).
+    let mut replica_ports = Vec::new();
+    wait_for(
+        "3 replicas in CLUSTER NODES",
+        Duration::from_secs(30),
+        || {
+            let (_, out) = env.cli(
+                BASE_PORT,
+                Some(("admin", &admin)),
+                false,
+                &["CLUSTER", "NODES"],
+            );
+            let nodes = parse::cluster_nodes(&out).unwrap();
+            let ok = nodes.iter().filter(|n| n.is_replica()).count() == 3
+                && nodes.iter().all(|n| n.link_connected && !n.is_failing());
+            if ok {
+                env.capture("cluster-nodes.txt", &out);
+                replica_ports = nodes
+                    .iter()
+                    .filter(|n| n.is_replica())
+                    .map(|n| n.port)
+                    .collect();
+            }
+            ok
+        },
+    );
+    for port in replica_ports {
+        let mut last = String::new();
+        wait_for(
+            &format!("replica on port {port} to sync"),
+            Duration::from_secs(30),
+            || {
+                let (_, out) = env.cli(
+                    port,
+                    Some(("admin", &admin)),
+                    false,
+                    &["INFO", "replication"],
+                );
+                let sections = parse::info(&out);
+                let r = sections.get("Replication").cloned().unwrap_or_default();
+                last = out;
+                r.get("role").map(String::as_str) == Some("slave")
+                    && r.get("master_link_status").map(String::as_str) == Some("up")
+            },
+        );
+        env.capture("info-replication-replica.txt", &last);
+    }
+    let (_, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &["INFO"]);
+    env.capture("info.txt", &out);
+    let all = parse::info(&out);
+    assert_eq!(all["Server"]["redis_version"], "7.0.15");
+    assert_eq!(all["Cluster"]["cluster_enabled"], "1");
+
+    let (_, out) = env.cli(
+        BASE_PORT,
+        Some(("admin", &admin)),
+        false,
+        &["--cluster", "check", &endpoints[0]],
+    );
+    env.capture("cluster-check.txt", &out);
+    let check = parse::cluster_check(&out);
+    assert!(check.ok(), "{out}");
+    assert_eq!(check.slots_covered, Some(16384));
+
+    // The roles: app writes its keys and nothing dangerous; dev reads only.
+    let app = pw("app");
+    let (_, out) = env.cli(
+        BASE_PORT,
+        Some(("app", &app)),
+        true,
+        &["SET", "patient:12345", "x"],
+    );
+    assert!(out.contains("OK"), "{out}");
+    let (_, out) = env.cli(
+        BASE_PORT,
+        Some(("app", &app)),
+        true,
+        &["SET", "other:1", "x"],
+    );
+    assert!(out.contains("NOPERM"), "{out}");
+    let (_, out) = env.cli(BASE_PORT, Some(("app", &app)), false, &["FLUSHALL"]);
+    assert!(out.contains("NOPERM"), "{out}");
+    let (_, out) = env.cli(BASE_PORT, Some(("app", &app)), false, &["CLUSTER", "SLOTS"]);
+    assert!(!out.contains("NOPERM"), "{out}");
+    let dev = pw("dev");
+    let (_, out) = env.cli(
+        BASE_PORT,
+        Some(("dev", &dev)),
+        true,
+        &["GET", "patient:12345"],
+    );
+    assert!(out.contains('x'), "{out}");
+    let (_, out) = env.cli(
+        BASE_PORT,
+        Some(("dev", &dev)),
+        true,
+        &["SET", "patient:1", "y"],
+    );
+    assert!(out.contains("NOPERM"), "{out}");
+
+    let (_, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &["ACL", "LIST"]);
+    env.capture("acl-list.txt", &out);
+    assert!(out.contains("user default off"), "{out}");
+    for (_, s) in &secrets {
+        assert!(!out.contains(s.expose()));
+    }
+
+    // The dry run accepts the spec's rules and catches what ACL LOAD would refuse.
+    let app_user = base.users.iter().find(|u| u.name == "app").unwrap();
+    let args = users_acl::dry_run_args(app_user);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &refs);
+    assert_eq!(out.trim(), "OK");
+    let mut bad = app_user.clone();
+    bad.commands
+        .push(crate::redis::acl::CommandRule::parse("+getx").unwrap());
+    let args = users_acl::dry_run_args(&bad);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &refs);
+    assert!(out.contains("ERR"), "{out}");
+    let args = users_acl::dry_run_cleanup_args("app");
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &refs);
+    assert_eq!(out.trim(), "1");
+
+    // An ACL change applies with ACL LOAD, no restart.
+    let mut changed = base.clone();
+    changed
+        .users
+        .iter_mut()
+        .find(|u| u.name == "dev")
+        .unwrap()
+        .commands
+        .push(crate::redis::acl::CommandRule::parse("+set").unwrap());
+    std::fs::write(
+        &acl_path,
+        users_acl::render(&changed, &secrets, Some(&repl)).unwrap(),
+    )
+    .unwrap();
+    let (_, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &["ACL", "LOAD"]);
+    assert_eq!(out.trim(), "OK");
+    let (_, out) = env.cli(
+        BASE_PORT,
+        Some(("dev", &dev)),
+        false,
+        &["SET", "patient:12345", "z"],
+    );
+    assert!(!out.contains("NOPERM"), "{out}");
+
+    drop(procs);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,245 @@
+//! `/etc/redis/users.acl`, the ACL file `ACL LOAD` reads, and the `ACL SETUSER` dry run that
+//! checks a user's rules on the live server before the file is replaced.
+//!
+//! The file has one `user` line per user and nothing else: Redis refuses comment lines in an
+//! ACL file, so the file carries no header. Passwords appear only as `#<sha256>`; the
+//! plaintext never reaches a node. `default` is always first and always `off` with no
+//! password, keys, channels or commands. Every user line states its key and channel lists
+//! from a reset, so the result does not depend on `acl-pubsub-default`.
+
+use crate::redis::acl::{CommandRule, RuleTarget};
+use crate::spec::secrets::Secret;
+use crate::spec::{AclUser, Spec};
+
+use super::NodeFile;
+
+/// The ACL file, named by `aclfile` in the configuration.
+pub const USERS_ACL: NodeFile = NodeFile {
+    path: "/etc/redis/users.acl",
+    mode: 0o640,
+    owner: "root",
+    group: "redis",
+};
+
+/// The `default` user's line: off, no password (not `nopass`), nothing allowed.
+pub const DEFAULT_USER_LINE: &str = "user default off resetpass resetkeys resetchannels -@all";
+
+/// The user replicas log in as (only with replicas; see [`super::conf::ReplicationAuth`]).
+pub const REPLICATION_USER: &str = "redisctl-replication";
+/// What replication needs on the master and nothing more (Redis ACL documentation).
+pub const REPLICATION_RULES: &[&str] = &["+psync", "+replconf", "+ping"];
+
+/// Prefix of the throwaway users of the `ACL SETUSER` dry run.
+pub const DRY_RUN_PREFIX: &str = "redisctl-dry-run-";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UsersAclError {
+    #[error("user `{user}` is enabled but its password was not read")]
+    MissingSecret { user: String },
+}
+
+/// The rule tokens of a user line after `user <name>`: state, password hash, keys, channels,
+/// commands. `hash` is the lower-case hex SHA-256 of the password (`None`: no password).
+pub fn user_rules(user: &AclUser, hash: Option<&str>) -> Vec<String> {
+    let mut rules = vec![if user.enabled { "on" } else { "off" }.to_string()];
+    rules.push("resetpass".into());
+    if let Some(h) = hash {
+        rules.push(format!("#{h}"));
+    }
+    rules.push("resetkeys".into());
+    rules.extend(user.keys.iter().map(|k| format!("~{k}")));
+    rules.push("resetchannels".into());
+    rules.extend(user.channels.iter().map(|c| format!("&{c}")));
+    // From no commands at all, the spec's rules apply in order (unless they start from a
+    // blanket `+@all` / `-@all` themselves).
+    let starts_blanket = matches!(
+        user.commands.first(),
+        Some(CommandRule { target: RuleTarget::Category(c), .. }) if c == "all"
+    );
+    if !starts_blanket {
+        rules.push("-@all".into());
+    }
+    rules.extend(user.commands.iter().map(|c| c.to_string()));
+    rules
+}
+
+/// Render users.acl. `secrets` holds the passwords of the enabled users (as
+/// [`crate::spec::secrets::read_all`] returns them); `replication` adds the replication user
+/// with the given password.
+pub fn render(
+    spec: &Spec,
+    secrets: &[(String, Secret)],
+    replication: Option<&Secret>,
+) -> Result<String, UsersAclError> {
+    let mut out = String::new();
+    out.push_str(DEFAULT_USER_LINE);
+    out.push('\n');
+    for user in &spec.users {
+        let hash = match secrets.iter().find(|(name, _)| *name == user.name) {
+            Some((_, secret)) => Some(secret.sha256_hex()),
+            None if user.enabled => {
+                return Err(UsersAclError::MissingSecret {
+                    user: user.name.clone(),
+                });
+            }
+            None => None,
+        };
+        // A disabled user keeps no password: it cannot log in, and nothing of its old secret
+        // stays on the nodes.
+        let hash = if user.enabled { hash } else { None };
+        push_line(&mut out, &user.name, &user_rules(user, hash.as_deref()));
+    }
+    if let Some(pw) = replication {
+        let mut rules = vec![
+            "on".to_string(),
+            "resetpass".into(),
+            format!("#{}", pw.sha256_hex()),
+            "resetkeys".into(),
+            "resetchannels".into(),
+            "-@all".into(),
+        ];
+        rules.extend(REPLICATION_RULES.iter().map(|r| r.to_string()));
+        push_line(&mut out, REPLICATION_USER, &rules);
+    }
+    Ok(out)
+}
+
+fn push_line(out: &mut String, name: &str, rules: &[String]) {
+    out.push_str("user ");
+    out.push_str(name);
+    for r in rules {
+        out.push(' ');
+        out.push_str(r);
+    }
+    out.push('\n');
+}
+
+/// The throwaway user name of the dry run for `user`.
+pub fn dry_run_user(user: &str) -> String {
+    format!("{DRY_RUN_PREFIX}{user}")
+}
+
+/// The dry run of one user's rules: `ACL SETUSER <throwaway> reset off …` with the user's keys,
+/// channels and commands but no password, so the live server reports any rule `ACL LOAD`
+/// would refuse (an unknown command name, a bad pattern) while the old file is still in
+/// place. The throwaway user is `off` and has no password, so it can never log in; the
+/// executor removes it with [`dry_run_cleanup_args`], and the next `ACL LOAD` drops it anyway.
+pub fn dry_run_args(user: &AclUser) -> Vec<String> {
+    let probe = AclUser {
+        enabled: false,
+        ..user.clone()
+    };
+    let mut args = vec![
+        "ACL".to_string(),
+        "SETUSER".into(),
+        dry_run_user(&user.name),
+        "reset".into(),
+    ];
+    args.extend(user_rules(&probe, None));
+    args
+}
+
+/// `ACL DELUSER <throwaway>` after a dry run.
+pub fn dry_run_cleanup_args(user: &str) -> Vec<String> {
+    vec!["ACL".into(), "DELUSER".into(), dry_run_user(user)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redis::test_spec;
+
+    fn secrets() -> Vec<(String, Secret)> {
+        vec![
+            ("admin".into(), Secret::new("admin-Secret-1".into())),
+            ("app".into(), Secret::new("app-Secret-2".into())),
+            ("dev".into(), Secret::new("dev-Secret-3".into())),
+        ]
+    }
+
+    #[test]
+    fn reference_users_match_the_reviewed_snapshot() {
+        let spec = test_spec::reference();
+        let out = render(&spec, &secrets(), None).unwrap();
+        test_spec::assert_snapshot("users.acl", &out);
+        assert!(out.starts_with("user default off resetpass"));
+        assert!(
+            out.lines().all(|l| l.starts_with("user ")),
+            "only user lines: Redis refuses comments in an ACL file"
+        );
+        assert!(out.ends_with('\n'));
+    }
+
+    #[test]
+    fn never_a_plaintext_password() {
+        let spec = test_spec::reference();
+        let repl = Secret::new("repl-Secret-4".into());
+        let out = render(&spec, &secrets(), Some(&repl)).unwrap();
+        for (_, s) in secrets()
+            .iter()
+            .chain([(String::new(), repl.clone())].iter())
+        {
+            assert!(!out.contains(s.expose()), "a plaintext password leaked");
+            assert!(out.contains(&format!("#{}", s.sha256_hex())));
+        }
+        assert!(!out.contains('>'), "no `>password` rule at all");
+        assert!(!out.contains("nopass"));
+        assert!(out.ends_with(&format!(
+            "user redisctl-replication on resetpass #{} resetkeys resetchannels -@all +psync +replconf +ping\n",
+            repl.sha256_hex()
+        )));
+    }
+
+    #[test]
+    fn missing_secret_is_an_error_and_disabled_users_have_no_password() {
+        let spec = test_spec::reference();
+        let mut s = secrets();
+        s.retain(|(n, _)| n != "app");
+        assert_eq!(
+            render(&spec, &s, None).unwrap_err().to_string(),
+            "user `app` is enabled but its password was not read"
+        );
+        let mut s = secrets();
+        s.push(("retired".into(), Secret::new("old".into())));
+        let out = render(&spec, &s, None).unwrap();
+        let retired = out
+            .lines()
+            .find(|l| l.starts_with("user retired "))
+            .unwrap();
+        assert_eq!(
+            retired,
+            "user retired off resetpass resetkeys ~old:* resetchannels -@all +@read"
+        );
+    }
+
+    #[test]
+    fn dry_run_has_the_rules_and_no_password() {
+        let spec = test_spec::reference();
+        let app = spec.users.iter().find(|u| u.name == "app").unwrap();
+        let args = dry_run_args(app);
+        assert_eq!(
+            args[..7],
+            [
+                "ACL",
+                "SETUSER",
+                "redisctl-dry-run-app",
+                "reset",
+                "off",
+                "resetpass",
+                "resetkeys"
+            ]
+        );
+        assert!(args.contains(&"~patient:*".to_string()));
+        assert!(args.contains(&"&app:*".to_string()));
+        assert!(args.contains(&"+cluster|slots".to_string()));
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.starts_with('#') || a.starts_with('>'))
+        );
+        assert_eq!(
+            dry_run_cleanup_args("app"),
+            ["ACL", "DELUSER", "redisctl-dry-run-app"]
+        );
+    }
+}
