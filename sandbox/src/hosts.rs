@@ -3,6 +3,7 @@
 //! host boots it again when the guest reboots (nspawn exits 133) and reports when it is gone.
 
 use anyhow::{Context, Result};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -48,7 +49,21 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
         .open(&spec.log)
         .with_context(|| format!("cannot open {}", spec.log.display()))?;
     let base = spec.base.display().to_string();
-    let child = Command::new("systemd-nspawn")
+    // nspawn itself runs in the host's namespace too, so that the sysfs it mounts for the guest
+    // shows the guest's own links (not the operator namespace's).
+    let ns = std::fs::File::open(crate::net::netns_path(&spec.netns))
+        .with_context(|| format!("the network namespace {} is missing", spec.netns))?;
+    let fd = ns.as_raw_fd();
+    let mut cmd = Command::new("systemd-nspawn");
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
         .arg("-D")
         .arg(&base)
         .arg(format!("--overlay={}:{}:/", base, spec.upper.display()))
@@ -73,6 +88,7 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
         .kill_on_drop(false)
         .spawn()
         .context("cannot start systemd-nspawn")?;
+    drop(ns);
     if let Some(pid) = child.id() {
         crate::proc::write_pid(&spec.pid_file, pid)?;
     }

@@ -12,22 +12,47 @@ fn up_names_exactly_what_is_missing() {
         return;
     }
     // With nothing on PATH every tool is missing; `up` stops before changing anything.
-    let out = Command::new(BIN).arg("up").env("PATH", "").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("up")
+        .env("PATH", "")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for pkg in ["mmdebstrap", "systemd-container", "iproute2", "openssh-client", "dpkg"] {
-        assert!(err.contains(&format!("(Debian package {pkg})")), "{pkg} not named in:\n{err}");
+    for pkg in [
+        "mmdebstrap",
+        "systemd-container",
+        "iproute2",
+        "openssh-client",
+        "dpkg",
+    ] {
+        assert!(
+            err.contains(&format!("(Debian package {pkg})")),
+            "{pkg} not named in:\n{err}"
+        );
     }
     assert!(err.contains("--install-prereqs"), "{err}");
 }
 
 #[test]
 fn a_fault_must_say_what_it_does() {
-    let out = Command::new(BIN).args(["faults", "add", "--action", "RunInstances"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["faults", "add", "--action", "RunInstances"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("say what the fault does"));
     let out = Command::new(BIN)
-        .args(["faults", "add", "--action", "X", "--http-status", "503", "--rate", "2"])
+        .args([
+            "faults",
+            "add",
+            "--action",
+            "X",
+            "--http-status",
+            "503",
+            "--rate",
+            "2",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

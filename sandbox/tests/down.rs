@@ -113,6 +113,16 @@ fn down_leaves_nothing_behind() {
     {
         let _lock = redisctl_sandbox::testing::lock(&paths);
         boot_a_host();
+        // From the root namespace the host is not reachable: the VPC range is blackholed.
+        let route = Command::new("ip")
+            .args(["route", "get", "10.0.1.10"])
+            .output()
+            .unwrap();
+        assert!(
+            !route.status.success(),
+            "{}",
+            String::from_utf8_lossy(&route.stdout)
+        );
         assert!(!lifecycle::sandbox_processes(&paths).is_empty());
         assert!(net::sandbox_namespaces().len() >= 2);
     }
