@@ -195,17 +195,15 @@ fn a_missing_spec_file_is_an_error_naming_the_file() {
 }
 
 #[test]
-fn commands_of_later_issues_say_they_are_not_built() {
+fn verify_says_it_is_not_built_yet() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster.toml.example");
-    for cmd in ["plan", "apply", "destroy", "verify"] {
-        let out = redisctl(&[cmd, "--config", example.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1), "{cmd}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains(&format!("`redisctl {cmd}` is not built yet")),
-            "{stderr}"
-        );
-    }
+    let out = redisctl(&["verify", "--config", example.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`redisctl verify` is not built yet"),
+        "{stderr}"
+    );
 }
 
 #[test]

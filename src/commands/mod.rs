@@ -1,5 +1,8 @@
 //! Thin glue: each subcommand parses its arguments and calls one function of the core.
 
+mod apply;
+mod destroy;
+mod plan;
 mod validate;
 
 use std::path::Path;
@@ -29,14 +32,44 @@ pub enum Error {
         command: &'static str,
         what: &'static str,
     },
+    #[error("cannot read the state of cluster {cluster} from AWS")]
+    Observe {
+        cluster: String,
+        #[source]
+        source: crate::aws::AwsError,
+    },
+    #[error(transparent)]
+    KeyFile(#[from] crate::ssh::keyfile::KeyFileError),
+    #[error(transparent)]
+    Exec(#[from] crate::exec::ExecError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot {action} plan file {}", path.display())]
+    PlanFile {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// What to do next, printed after the error.
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Observe { source, .. } => Some(source.hint()),
+            Error::Exec(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => validate::run(&cli.config, args, shell),
-        Command::Plan(_) => not_built(&cli.config, shell, "plan", "the AWS-layer issue"),
-        Command::Apply(_) => not_built(&cli.config, shell, "apply", "the AWS-layer issue"),
-        Command::Destroy(_) => not_built(&cli.config, shell, "destroy", "the AWS-layer issue"),
+        Command::Plan(args) => runtime().block_on(plan::run(&cli.config, args, shell)),
+        Command::Apply(args) => runtime().block_on(apply::run(&cli.config, args, shell)),
+        Command::Destroy(args) => runtime().block_on(destroy::run(&cli.config, args, shell)),
         Command::Verify(_) => not_built(&cli.config, shell, "verify", "the node-layer issue"),
     };
     match result {
@@ -59,6 +92,71 @@ fn report(shell: &Shell, e: &Error) {
         shell.err("\n");
     }
     shell.error(e);
+    if let Some(h) = e.hint() {
+        shell.err(&format!("  what to do: {h}\n"));
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+/// Connect to EC2 and read the cluster's state, with the local SSH public key.
+pub(crate) async fn observe(
+    spec: &crate::spec::Spec,
+) -> Result<(crate::aws::Aws, crate::observed::Observed), Error> {
+    let aws = crate::aws::Aws::connect(&spec.cluster.region).await;
+    let mut observed = crate::aws::observe(&aws, spec)
+        .await
+        .map_err(|source| Error::Observe {
+            cluster: spec.cluster.name.clone(),
+            source,
+        })?;
+    observed.local_public_key = crate::ssh::keyfile::public_key(&spec.ssh.private_key)?;
+    Ok((aws, observed))
+}
+
+/// Ask for `yes` on a terminal; refuse without one unless `--yes` was given.
+pub(crate) fn confirm(shell: &Shell, yes: bool, question: &str) -> Result<(), Error> {
+    use std::io::IsTerminal;
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Refused(
+            "no terminal to confirm on: pass --yes, or apply a saved plan file".into(),
+        ));
+    }
+    shell.err(&format!(
+        "\n{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    ));
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Error::Refused(format!("cannot read the answer: {e}")))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Error::Refused("cancelled: nothing was changed".into()))
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: the executor stops starting new steps.
+pub(crate) async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    // A second signal stops at once.
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
 }
 
 /// Load the spec and print its warnings (every command starts here).

@@ -1,2 +1,209 @@
-//! The executor: carries out a plan's steps phase by phase, each an idempotent "ensure", steps
-//! of different nodes concurrently, progress reported as events. Built by the AWS-layer issue.
+//! The executor: carries a plan out phase by phase. Within a phase, a step starts as soon as
+//! the steps it depends on are done, at most `parallelism` at a time. Every step is a list of
+//! idempotent ensures, so a plan interrupted anywhere (an error, Ctrl-C, the process killed)
+//! is completed by planning and applying again. Progress is reported as events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::aws::{Aws, AwsError};
+use crate::plan::{Action, Phase, Plan, Step};
+
+/// What the executor reports while it works.
+#[derive(Debug, Clone)]
+pub enum Event {
+    PhaseStarted {
+        phase: Phase,
+        steps: usize,
+    },
+    PhaseFinished {
+        phase: Phase,
+        elapsed: Duration,
+    },
+    StepStarted {
+        address: String,
+        action: Action,
+    },
+    StepFinished {
+        address: String,
+        action: Action,
+        id: Option<String>,
+        elapsed: Duration,
+    },
+    StepFailed {
+        address: String,
+        elapsed: Duration,
+    },
+    Interrupted {
+        running: Vec<String>,
+    },
+}
+
+/// Receives events (the renderer prints them).
+pub trait Progress: Send + Sync {
+    fn event(&self, e: Event);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("step {address} failed")]
+    Step {
+        address: String,
+        #[source]
+        source: AwsError,
+    },
+    #[error(
+        "interrupted: {done} of {total} steps done; run apply again to finish (every step is safe to repeat)"
+    )]
+    Interrupted { done: usize, total: usize },
+}
+
+impl ExecError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ExecError::Step { source, .. } => Some(source.hint()),
+            ExecError::Interrupted { .. } => None,
+        }
+    }
+}
+
+/// A finished step: its address, action, start time, and the id it made (or the error).
+type StepResult = (String, Action, Instant, Result<Option<String>, AwsError>);
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub phases: Vec<(Phase, Duration)>,
+    pub steps_done: usize,
+    pub elapsed: Duration,
+}
+
+/// Carry out `plan`. On the first failure no new step starts; steps already running finish;
+/// the first error is returned. `interrupt` resolves when the user asks to stop (Ctrl-C).
+pub async fn apply(
+    aws: &Aws,
+    plan: &Plan,
+    parallelism: usize,
+    progress: &dyn Progress,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> Result<Report, ExecError> {
+    let start = Instant::now();
+    let mut made: BTreeMap<String, String> = BTreeMap::new();
+    let mut report = Report::default();
+    let mut phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();
+    phases.dedup();
+    let phases: Vec<Phase> = {
+        let mut seen = BTreeSet::new();
+        phases.into_iter().filter(|p| seen.insert(*p)).collect()
+    };
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
+    // Steps finished so far, across phases (a destroy plan runs its phases in reverse).
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    for phase in phases {
+        let steps: Vec<&Step> = plan.steps.iter().filter(|s| s.phase == phase).collect();
+        progress.event(Event::PhaseStarted {
+            phase,
+            steps: steps.len(),
+        });
+        let phase_start = Instant::now();
+        let mut pending: Vec<&Step> = steps.clone();
+        let mut running: JoinSet<StepResult> = JoinSet::new();
+        let mut running_names: BTreeSet<String> = BTreeSet::new();
+        let mut failure: Option<ExecError> = None;
+        loop {
+            if failure.is_none() && !interrupted {
+                let mut i = 0;
+                while i < pending.len() && running.len() < parallelism {
+                    let s = pending[i];
+                    if s.depends_on.iter().all(|d| done.contains(d)) {
+                        pending.remove(i);
+                        progress.event(Event::StepStarted {
+                            address: s.address.clone(),
+                            action: s.action,
+                        });
+                        let (aws, ops, made, address, action) = (
+                            aws.clone(),
+                            s.ops.clone(),
+                            made.clone(),
+                            s.address.clone(),
+                            s.action,
+                        );
+                        running_names.insert(address.clone());
+                        running.spawn(async move {
+                            let t = Instant::now();
+                            let mut id = None;
+                            for op in &ops {
+                                match aws.run_op(op, &made).await {
+                                    Ok(Some(x)) => id = Some(x),
+                                    Ok(None) => {}
+                                    Err(e) => return (address, action, t, Err(e)),
+                                }
+                            }
+                            (address, action, t, Ok(id))
+                        });
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            let joined = tokio::select! {
+                j = running.join_next() => j,
+                _ = &mut interrupt, if !interrupted => {
+                    interrupted = true;
+                    progress.event(Event::Interrupted { running: running_names.iter().cloned().collect() });
+                    continue;
+                }
+            };
+            let Some(joined) = joined else { break };
+            let (address, action, t, result) = joined.expect("a step task does not panic");
+            running_names.remove(&address);
+            match result {
+                Ok(id) => {
+                    progress.event(Event::StepFinished {
+                        address: address.clone(),
+                        action,
+                        id: id.clone(),
+                        elapsed: t.elapsed(),
+                    });
+                    if let Some(id) = id {
+                        made.insert(address.clone(), id);
+                    }
+                    done.insert(address);
+                    report.steps_done += 1;
+                }
+                Err(source) => {
+                    progress.event(Event::StepFailed {
+                        address: address.clone(),
+                        elapsed: t.elapsed(),
+                    });
+                    if failure.is_none() {
+                        failure = Some(ExecError::Step { address, source });
+                    }
+                }
+            }
+        }
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        if interrupted {
+            return Err(ExecError::Interrupted {
+                done: report.steps_done,
+                total: plan.steps.len(),
+            });
+        }
+        debug_assert!(
+            pending.is_empty(),
+            "a well-ordered plan leaves no step behind"
+        );
+        let elapsed = phase_start.elapsed();
+        progress.event(Event::PhaseFinished { phase, elapsed });
+        report.phases.push((phase, elapsed));
+    }
+    report.elapsed = start.elapsed();
+    Ok(report)
+}

@@ -573,7 +573,7 @@ pub(super) fn plan_aws(b: &mut Builder<'_>) {
                     ],
                     unchanged: 0,
                     depends_on: vec![],
-                    reason: "not in the spec (added out of band)".into(),
+                    reason: "not in the spec: added out of band".into(),
                     destroys_data: false,
                     ops: vec![Op::RevokeIngress {
                         security_group: g.id.clone(),

@@ -30,7 +30,6 @@ impl Steps {
         phase: Phase,
         id: &str,
         depends_on: Vec<String>,
-        destroys_data: bool,
         op: Op,
     ) -> String {
         self.steps.push(Step {
@@ -40,8 +39,8 @@ impl Steps {
             changes: vec![Change::delete("id", id)],
             unchanged: 0,
             depends_on,
-            reason: "destroy".into(),
-            destroys_data,
+            reason: String::new(),
+            destroys_data: false,
             ops: vec![op],
         });
         address
@@ -65,7 +64,6 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Instances,
             &i.id,
             vec![],
-            true,
             Op::TerminateInstance {
                 instance: i.id.clone(),
             },
@@ -82,7 +80,6 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Instances,
             &k.id,
             vec![],
-            false,
             Op::DeleteKeyPair {
                 name: k.name.clone(),
             },
@@ -96,7 +93,6 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Network,
             &g.id,
             instances.clone(),
-            false,
             Op::DeleteSecurityGroup { id: g.id.clone() },
         ));
     }
@@ -108,7 +104,6 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Network,
             &r.id,
             instances.clone(),
-            false,
             Op::DeleteRouteTable { id: r.id.clone() },
         ));
     }
@@ -120,7 +115,6 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Network,
             &g.id,
             instances.clone(),
-            false,
             Op::DeleteInternetGateway {
                 id: g.id.clone(),
                 detach_from: g.attached_to.clone(),
@@ -143,7 +137,6 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Network,
             &sub.id,
             deps,
-            false,
             Op::DeleteSubnet { id: sub.id.clone() },
         ));
     }
@@ -154,7 +147,6 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Network,
             &v.id,
             network.clone(),
-            false,
             Op::DeleteVpc { id: v.id.clone() },
         );
     }
@@ -162,10 +154,9 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
         let a = s.address(format!("volume.{}", v.id), &v.id);
         s.delete(
             a,
-            Phase::Encryption,
+            Phase::Instances,
             &v.id,
             instances.clone(),
-            true,
             Op::DeleteVolume { id: v.id.clone() },
         );
     }
@@ -173,10 +164,9 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
         let a = s.address(format!("snapshot.{}", snap.id), &snap.id);
         s.delete(
             a,
-            Phase::Encryption,
+            Phase::Instances,
             &snap.id,
             vec![],
-            true,
             Op::DeleteSnapshot {
                 id: snap.id.clone(),
             },

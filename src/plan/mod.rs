@@ -19,6 +19,7 @@ mod destroy;
 pub mod fingerprint;
 pub mod model;
 pub mod naming;
+pub mod saved;
 
 pub use model::*;
 

@@ -3,6 +3,7 @@
 
 pub mod diagnostics;
 pub mod plan;
+pub mod progress;
 
 use std::io::{self, IsTerminal, Write};
 
@@ -66,6 +67,11 @@ impl Shell {
         } else {
             text.to_string()
         }
+    }
+
+    /// Whether stdout gets colour.
+    pub fn color_out(&self) -> bool {
+        self.color_out
     }
 
     /// Styled text for stderr.

@@ -1,0 +1,102 @@
+use std::path::Path;
+
+use super::{Error, confirm, exit, interrupted, load_spec, observe};
+use crate::cli::ApplyArgs;
+use crate::exec;
+use crate::plan::{self, Plan, fingerprint, saved::SavedPlan};
+use crate::render::{self, Shell, Style};
+
+pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, Error> {
+    let loaded = load_spec(config, shell)?;
+    let spec = &loaded.spec;
+    let (aws, observed) = observe(spec).await?;
+    let plan: Plan = match &args.plan {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|e| Error::PlanFile {
+                action: "read",
+                path: file.clone(),
+                source: Box::new(e),
+            })?;
+            let saved = SavedPlan::from_json(&text).map_err(|e| Error::PlanFile {
+                action: "read",
+                path: file.clone(),
+                source: Box::new(e),
+            })?;
+            if let Some(why) = saved.staleness(&fingerprint::of(spec, &observed)) {
+                return Err(Error::Refused(format!(
+                    "saved plan {} is stale: {why}; nothing was changed. Run `redisctl plan --out {}` again",
+                    file.display(),
+                    file.display()
+                )));
+            }
+            if saved.plan.cluster != spec.cluster.name {
+                return Err(Error::Refused(format!(
+                    "saved plan {} is for cluster {}, not {}",
+                    file.display(),
+                    saved.plan.cluster,
+                    spec.cluster.name
+                )));
+            }
+            shell.out(&render::plan::human(&saved.plan, shell.color_out()));
+            saved.plan
+        }
+        None => {
+            let p = plan::plan(spec, &observed);
+            shell.out(&render::plan::human(&p, shell.color_out()));
+            p
+        }
+    };
+    if plan.blockers().next().is_some() {
+        return Err(Error::Refused(
+            "the plan has blockers (above); nothing was changed".into(),
+        ));
+    }
+    if plan.is_empty() {
+        return Ok(exit::OK);
+    }
+    let destroying: Vec<&str> = plan.destroys_data().map(|s| s.address.as_str()).collect();
+    if !destroying.is_empty() && !args.allow_replace {
+        return Err(Error::Refused(format!(
+            "the plan destroys data on {}; nothing was changed. Re-run with --allow-replace if that is intended",
+            destroying.join(", ")
+        )));
+    }
+    if args.plan.is_none() {
+        confirm(shell, args.yes, "Do you want to perform these actions?")?;
+    }
+    shell.err("\n");
+    let progress = render::progress::Lines { shell: *shell };
+    let report = exec::apply(
+        &aws,
+        &plan,
+        args.parallelism.into(),
+        &progress,
+        interrupted(),
+    )
+    .await?;
+    let s = plan.summary();
+    shell.out(&format!(
+        "\n{} {} added, {} changed, {} destroyed in {:.1}s.\n",
+        shell.out_style(Style::Ok, "Apply complete!"),
+        s.add,
+        s.change,
+        s.destroy,
+        report.elapsed.as_secs_f64()
+    ));
+    // Prove convergence: planning again must find nothing to do.
+    let (_, after) = observe(spec).await?;
+    let again = plan::plan(spec, &after);
+    if !again.is_empty() {
+        shell.warning(&format!(
+            "after apply, the plan still has {} step(s): {}. Run plan to see why.",
+            again.steps.len(),
+            again
+                .steps
+                .iter()
+                .map(|s| s.address.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(exit::OK)
+}

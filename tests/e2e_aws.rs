@@ -1,0 +1,490 @@
+//! End-to-end: plan / apply / destroy of the AWS layer against the sandbox (moto behind the EC2
+//! front, real booted hosts), through the real binary and the real aws-sdk-ec2. Run inside the
+//! sandbox's operator namespace (scripts/test does it); without it these tests fail.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+use redisctl_sandbox::faults::{Effect, Fault};
+use redisctl_sandbox::testing::Sandbox;
+
+const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
+
+struct Cluster {
+    dir: PathBuf,
+    spec: PathBuf,
+}
+
+impl Cluster {
+    /// The reference example in a fresh directory (its own state dir), with `edit` applied.
+    fn new(name: &str, edit: impl Fn(String) -> String) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("redisctl-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml.example"))
+                .unwrap();
+        let spec = dir.join("cluster.toml");
+        std::fs::write(&spec, edit(text)).unwrap();
+        Cluster { dir, spec }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .arg("--config")
+            .arg(&self.spec)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "redisctl {args:?} failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn plan_exit(&self) -> i32 {
+        self.run(&["plan", "--detailed-exitcode"])
+            .status
+            .code()
+            .unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ec2() -> aws_sdk_ec2::Client {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        aws_sdk_ec2::Client::new(&conf)
+    })
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Runtime::new().unwrap().block_on(f)
+}
+
+fn tagged(name: &str) -> Filter {
+    Filter::builder()
+        .name("tag:redisctl:cluster")
+        .values(name)
+        .build()
+}
+
+/// (VPCs, live instances, security groups) tagged for the cluster.
+fn counts(c: &aws_sdk_ec2::Client) -> (usize, usize, usize) {
+    block(async {
+        let vpcs = c
+            .describe_vpcs()
+            .filters(tagged("prod-redis"))
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len();
+        let inst = c
+            .describe_instances()
+            .filters(tagged("prod-redis"))
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .reservations()
+            .iter()
+            .map(|r| r.instances().len())
+            .sum();
+        let sgs = c
+            .describe_security_groups()
+            .filters(tagged("prod-redis"))
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+            .len();
+        (vpcs, inst, sgs)
+    })
+}
+
+fn mutating(stats: &std::collections::BTreeMap<String, u64>) -> Vec<String> {
+    stats
+        .keys()
+        .filter(|a| !a.starts_with("Describe"))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn apply_from_nothing_converges_and_destroy_leaves_nothing() {
+    let sb = Sandbox::acquire();
+    let c = Cluster::new("full", |t| t);
+    assert_eq!(c.plan_exit(), 2, "an empty region has changes");
+    let calls: u64 = sb.stats(true).values().sum();
+    assert!(calls > 0);
+
+    let out = c.ok(&["apply", "--yes"]);
+    assert!(
+        out.contains("Apply complete! 17 added, 0 changed, 0 destroyed"),
+        "{out}"
+    );
+    assert_eq!(counts(&ec2()), (1, 3, 1));
+
+    // Planning again finds nothing to do, with a constant number of Describe calls.
+    sb.stats(true);
+    assert_eq!(c.plan_exit(), 0);
+    let stats = sb.stats(true);
+    let per_plan: u64 = stats.values().sum();
+    eprintln!("figure: EC2 calls per plan of a converged 3-node cluster: {per_plan} ({stats:?})");
+    assert!(
+        mutating(&stats).is_empty(),
+        "plan must not change anything: {stats:?}"
+    );
+    assert_eq!(per_plan, 10, "one call per resource kind: {stats:?}");
+
+    // The nodes are real hosts: the front booted one per instance, at the planned addresses.
+    let ips: Vec<String> = sb.hosts().iter().map(|h| h.private_ip.clone()).collect();
+    for ip in ["10.0.1.10", "10.0.2.10", "10.0.3.10"] {
+        assert!(ips.iter().any(|x| x == ip), "no host at {ip}: {ips:?}");
+    }
+    // Root volumes are encrypted at launch and tagged.
+    let vols = block(
+        ec2()
+            .describe_volumes()
+            .filters(tagged("prod-redis"))
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(vols.volumes().len(), 3);
+    assert!(vols.volumes().iter().all(|v| v.encrypted() == Some(true)));
+    // The private key stays here, 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let key = c.dir.join(".redisctl/prod-redis/ssh_ed25519");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Applying again is safe and does nothing.
+    let out = c.ok(&["apply", "--yes"]);
+    assert!(out.contains("No changes."), "{out}");
+
+    let out = c.ok(&["destroy", "--yes"]);
+    assert!(
+        out.contains("nothing tagged redisctl:cluster=prod-redis is left"),
+        "{out}"
+    );
+    assert_eq!(counts(&ec2()), (0, 0, 0));
+    assert!(sb.hosts().is_empty(), "terminated instances leave no host");
+    let out = c.ok(&["destroy", "--yes"]);
+    assert!(out.contains("Nothing to destroy"), "{out}");
+}
+
+#[test]
+fn without_a_terminal_apply_refuses_unless_yes() {
+    let sb = Sandbox::acquire();
+    let c = Cluster::new("noterm", |t| t);
+    sb.stats(true);
+    let out = c.run(&["apply"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no terminal to confirm on: pass --yes"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        mutating(&sb.stats(false)).is_empty(),
+        "refused apply changed something"
+    );
+    let out = c.run(&["destroy"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "nothing to destroy needs no confirmation"
+    );
+}
+
+#[test]
+fn a_saved_plan_applies_without_prompt_and_is_refused_when_stale() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("saved", |t| t);
+    let plan_file = c.dir.join("net.plan");
+    c.ok(&["plan", "--out", plan_file.to_str().unwrap()]);
+    let saved = std::fs::read_to_string(&plan_file).unwrap();
+    assert!(saved.contains("\"kind\": \"redisctl-plan\""));
+    assert!(
+        !saved.contains("REDIS_ADMIN_PASSWORD=") && !saved.contains("PRIVATE KEY"),
+        "no secrets in a plan file"
+    );
+
+    // Applies with no --yes and no terminal.
+    let out = c.ok(&["apply", plan_file.to_str().unwrap()]);
+    assert!(out.contains("Apply complete!"), "{out}");
+
+    // The same file again: AWS changed since (everything exists now).
+    let out = c.run(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is stale: AWS changed since the plan was made"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A fresh plan, then the spec changes: stale because of the spec.
+    c.ok(&["plan", "--out", plan_file.to_str().unwrap()]);
+    let spec = std::fs::read_to_string(&c.spec).unwrap().replace(
+        "cluster_node_timeout_ms = 15000",
+        "cluster_node_timeout_ms = 16000",
+    );
+    std::fs::write(&c.spec, spec).unwrap();
+    let out = c.run(&["apply", plan_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the spec changed since the plan was made"),
+        "{}",
+        text(&out.stderr)
+    );
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn out_of_band_changes_are_planned_back() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("drift", |t| t);
+    c.ok(&["apply", "--yes"]);
+    let ec2 = ec2();
+    // Open Redis to the world and stop a node, behind redisctl's back.
+    block(async {
+        let sg = ec2
+            .describe_security_groups()
+            .filters(tagged("prod-redis"))
+            .send()
+            .await
+            .unwrap();
+        let sg = sg.security_groups()[0].group_id().unwrap().to_string();
+        ec2.authorize_security_group_ingress()
+            .group_id(&sg)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(6379)
+                    .to_port(6379)
+                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let inst = ec2
+            .describe_instances()
+            .filters(tagged("prod-redis"))
+            .filters(
+                Filter::builder()
+                    .name("tag:redisctl:node")
+                    .values("redis-node-1b")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let id = inst.reservations()[0].instances()[0]
+            .instance_id()
+            .unwrap()
+            .to_string();
+        ec2.stop_instances().instance_ids(id).send().await.unwrap();
+    });
+    let out = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2));
+    let plan = text(&out.stdout);
+    assert!(plan.contains("- sg.rule[tcp 6379 0.0.0.0/0]"), "{plan}");
+    assert!(
+        plan.contains("~ state = \"stopped\" -> \"running\""),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 0 to add, 1 to change, 1 to destroy."),
+        "{plan}"
+    );
+    c.ok(&["apply", "--yes"]);
+    assert_eq!(c.plan_exit(), 0);
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn moving_a_node_needs_allow_replace() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("replace", |t| t);
+    c.ok(&["apply", "--yes"]);
+    let moved = std::fs::read_to_string(&c.spec)
+        .unwrap()
+        .replace("private_ip = \"10.0.2.10\"", "private_ip = \"10.0.2.20\"");
+    std::fs::write(&c.spec, moved).unwrap();
+    let out = c.run(&["apply", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("destroys data on node.redis-node-1b"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("# forces replacement"));
+    let out = c.ok(&["apply", "--yes", "--allow-replace"]);
+    assert!(out.contains("1 added, 0 changed, 1 destroyed"), "{out}");
+    assert_eq!(counts(&ec2()).1, 3);
+    assert_eq!(c.plan_exit(), 0);
+    c.ok(&["destroy", "--yes"]);
+}
+
+/// Start apply, wait for `marker` on its progress, stop it with `signal`, then apply again.
+fn interrupt_then_finish(name: &str, signal: &str, marker: &str) {
+    let sb = Sandbox::acquire();
+    let c = Cluster::new(name, |t| t);
+    // Slow node launches down (throttling, retried by the SDK) so the signal lands mid-apply.
+    sb.add_fault(Fault {
+        action: "RunInstances".into(),
+        effect: Effect::Error {
+            code: "RequestLimitExceeded".into(),
+            status: 503,
+        },
+        times: Some(4),
+        rate: None,
+        fired: 0,
+    });
+    let mut child = c
+        .cmd(&["apply", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains(marker) {
+            Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "apply was not stopped (saw {seen:?})");
+    sb.clear_faults();
+    let out = c.ok(&["apply", "--yes"]);
+    assert!(
+        out.contains("Apply complete!") || out.contains("No changes."),
+        "{out}"
+    );
+    assert_eq!(
+        counts(&ec2()),
+        (1, 3, 1),
+        "no duplicates after an interrupted apply"
+    );
+    assert_eq!(c.plan_exit(), 0);
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn apply_killed_midway_is_finished_by_the_next_apply() {
+    interrupt_then_finish("kill", "-KILL", "node.redis-node-1a: creating");
+}
+
+#[test]
+fn ctrl_c_stops_scheduling_and_the_next_apply_finishes() {
+    interrupt_then_finish("sigint", "-INT", "key_pair: created");
+}
+
+#[test]
+fn throttling_is_retried_and_a_hard_failure_names_the_step() {
+    let sb = Sandbox::acquire();
+    let c = Cluster::new("faults", |t| t);
+    sb.add_fault(Fault {
+        action: "CreateSubnet".into(),
+        effect: Effect::Error {
+            code: "RequestLimitExceeded".into(),
+            status: 503,
+        },
+        times: Some(2),
+        rate: None,
+        fired: 0,
+    });
+    sb.add_fault(Fault {
+        action: "CreateSecurityGroup".into(),
+        effect: Effect::Error {
+            code: "UnauthorizedOperation".into(),
+            status: 403,
+        },
+        times: None,
+        rate: None,
+        fired: 0,
+    });
+    let out = c.run(&["apply", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("error: step sg failed"), "{err}");
+    assert!(
+        err.contains("CreateSecurityGroup (prod-redis-redis) failed: UnauthorizedOperation"),
+        "{err}"
+    );
+    assert!(
+        err.contains("what to do: the AWS credentials in use may not call ec2:CreateSecurityGroup"),
+        "{err}"
+    );
+    // The throttled subnets were retried and made.
+    assert!(err.contains("subnet.redis-subnet-1a: created"), "{err}");
+    sb.clear_faults();
+    c.ok(&["apply", "--yes"]);
+    assert_eq!(counts(&ec2()), (1, 3, 1));
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn an_unreachable_endpoint_is_an_error_that_says_so() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("unreachable", |t| t);
+    let out = c
+        .cmd(&["plan"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot read the state of cluster prod-redis from AWS"),
+        "{err}"
+    );
+    assert!(
+        err.contains("what to do: the EC2 endpoint could not be reached"),
+        "{err}"
+    );
+}
