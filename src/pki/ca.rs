@@ -19,6 +19,10 @@ pub const CA_CERT_FILE: &str = "ca.crt";
 /// The CA private key in the state directory (mode 0600; never leaves it).
 pub const CA_KEY_FILE: &str = "ca.key";
 
+/// How long a new CA is valid: ten years. A CA is never replaced silently (every node
+/// certificate hangs on it); the planner warns as its end approaches.
+pub const CA_VALIDITY_DAYS: u32 = 3650;
+
 /// Whether [`Ca::load_or_create`] found a CA or made one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaStatus {

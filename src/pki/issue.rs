@@ -80,7 +80,12 @@ impl Ca {
         self.sign(params, &what)
     }
 
-    fn sign(&self, params: CertificateParams, what: &str) -> Result<IssuedCert, PkiError> {
+    fn sign(&self, mut params: CertificateParams, what: &str) -> Result<IssuedCert, PkiError> {
+        // A certificate outliving its CA would fail verification from the CA's expiry on.
+        let ca_end = super::to_offset(self.not_after(), what)?;
+        if params.not_after > ca_end {
+            params.not_after = ca_end;
+        }
         let generate = |source| PkiError::Generate {
             what: what.into(),
             source,
@@ -165,6 +170,16 @@ mod tests {
             .issue_node("redis-node-1a", &node_sans(ip), t0(), 365)
             .unwrap();
         assert_ne!(again.key_pem, issued.key_pem);
+    }
+
+    #[test]
+    fn never_outlives_the_ca() {
+        let ca = Ca::create("prod", t0(), 10).unwrap();
+        let issued = ca
+            .issue_node("n1", &node_sans("10.0.1.10".parse().unwrap()), t0(), 365)
+            .unwrap();
+        let info = crate::pki::inspect(&issued.cert_pem, ca.cert_pem()).unwrap();
+        assert_eq!(info.not_after, ca.not_after());
     }
 
     #[test]
