@@ -227,6 +227,39 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// A secret derived from the CA key: HMAC-SHA256(CA private key (PKCS#8 DER), `label`),
+    /// hex. Stable for as long as the CA is, stored nowhere, and reproducible by any operator
+    /// who holds the state directory; for credentials that only redisctl itself uses, such as
+    /// the replication user's password (`label` = `"replication-password"`).
+    pub fn derive_secret(&self, label: &str) -> crate::spec::secrets::Secret {
+        let key = self.issuer.key().serialize_der();
+        crate::spec::secrets::Secret::new(hex::encode(hmac_sha256(&key, label.as_bytes())))
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) over sha2, which is already a dependency.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| k.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
 /// Create `dir` (and its parents) if missing; the directory itself gets 0700.
 fn ensure_private_dir(dir: &Path) -> Result<(), PkiError> {
     if !dir.exists() {
@@ -355,6 +388,37 @@ mod tests {
         assert!(format!("{again:?}").contains("<redacted>"));
         assert!(!format!("{again:?}").contains("PRIVATE"));
         fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_and_derived_secrets_are_stable() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than the block.
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        let dir = tmpdir("derive");
+        let (ca, _) = Ca::load_or_create(&dir, "prod", t0(), 30).unwrap();
+        let (again, _) = Ca::load_or_create(&dir, "prod", t0(), 30).unwrap();
+        let a = ca.derive_secret("replication-password");
+        assert_eq!(a, again.derive_secret("replication-password"));
+        assert_ne!(a, ca.derive_secret("other"));
+        assert_ne!(
+            a,
+            Ca::create("prod", t0(), 30)
+                .unwrap()
+                .derive_secret("replication-password")
+        );
+        assert_eq!(a.expose().len(), 64);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -144,9 +144,8 @@ fn live_tls_acl_cluster_on_loopback() {
         })
         .collect();
     let pw = |u: &str| secrets.iter().find(|(n, _)| n == u).unwrap().1.clone();
-    let repl = Secret::new(format!("repl-live-pw-{}", std::process::id()));
-
     let (ca, _) = Ca::load_or_create(&dir.join("state"), "live", now, 30).unwrap();
+    let repl = ca.derive_secret(users_acl::REPLICATION_SECRET_LABEL);
     let client = ca.issue_client("admin", now, 1).unwrap();
     std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
     std::fs::write(dir.join("client.crt"), &client.cert_pem).unwrap();

@@ -29,6 +29,10 @@ pub const REPLICATION_USER: &str = "redisctl-replication";
 /// What replication needs on the master and nothing more (Redis ACL documentation).
 pub const REPLICATION_RULES: &[&str] = &["+psync", "+replconf", "+ping"];
 
+/// The label of the replication password derived from the CA key
+/// ([`crate::pki::Ca::derive_secret`]): no new secret to store, stable while the CA is.
+pub const REPLICATION_SECRET_LABEL: &str = "replication-password";
+
 /// Prefix of the throwaway users of the `ACL SETUSER` dry run.
 pub const DRY_RUN_PREFIX: &str = "redisctl-dry-run-";
 
