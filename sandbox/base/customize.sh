@@ -47,4 +47,8 @@ for unit in apt-daily.timer apt-daily-upgrade.timer; do
   chroot "$root" systemctl mask "$unit" || true
 done
 rm -f "$root/etc/hostname"
+# No DNS in the sandbox (hosts resolve each other and themselves through /etc/hosts): an empty
+# resolv.conf makes a lookup fail at once instead of waiting on the build machine's resolver.
+rm -f "$root/etc/resolv.conf"
+printf '# redisctl-sandbox: no DNS inside the sandbox\n' > "$root/etc/resolv.conf"
 : > "$root/etc/machine-id"

@@ -129,6 +129,23 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// Removes cached bases of other recipes (called when no host runs).
+pub fn prune(paths: &Paths, keep: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(&paths.cache) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("base-") && e.path() != keep && e.path().is_dir() {
+            eprintln!(
+                "removing the base of an older recipe: {}",
+                e.path().display()
+            );
+            std::fs::remove_dir_all(e.path()).ok();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -283,6 +283,7 @@ pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
         stop_everything(paths)?;
     }
     std::fs::write(paths.current_base(), base.to_string_lossy().as_bytes())?;
+    base::prune(paths, &base);
     net::ensure_operator()?;
     net::add_blackholes(&paths.routes_file())?;
 
