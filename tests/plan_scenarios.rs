@@ -633,6 +633,7 @@ fn instance_type_change_is_in_place() {
     let after = spec_from(&text);
     let o = converged(&example());
     let p = plan::plan(&after, &o);
+    snapshot("instance-type", &render::plan::human(&p, false));
     let s = p.summary();
     assert_eq!((s.add, s.change, s.destroy), (0, 3, 0));
     assert!(p.destroys_data().next().is_none());
