@@ -255,6 +255,11 @@ fn ping(paths: &Paths) -> bool {
 pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
     let t = Instant::now();
     check_prereqs(install_prereqs)?;
+    let _lock = proc::lock_file(
+        &paths.lifecycle_lock(),
+        Duration::from_secs(30 * 60),
+        "another redisctl-sandbox up or down to finish",
+    )?;
     for dir in [
         &paths.state,
         &paths.cache,
@@ -420,6 +425,24 @@ pub fn sandbox_processes(paths: &Paths) -> Vec<(i32, String)> {
 
 pub fn down(paths: &Paths) -> Result<()> {
     let t = Instant::now();
+    let _lock = proc::lock_file(
+        &paths.lifecycle_lock(),
+        Duration::from_secs(30 * 60),
+        "another redisctl-sandbox up or down to finish",
+    )?;
+    // Let a test that is using the sandbox finish first (bounded: a stuck test does not keep
+    // the sandbox up for ever).
+    let _test = match proc::lock_file(
+        &paths.test_lock(),
+        Duration::from_secs(10 * 60),
+        "the test that is using the sandbox to finish",
+    ) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("warning: {e:#}; going down anyway");
+            None
+        }
+    };
     stop_everything(paths)?;
     net::delete_netns(OPERATOR_NETNS);
     net::remove_blackholes(&paths.routes_file());

@@ -72,6 +72,10 @@ impl Paths {
     pub fn test_lock(&self) -> PathBuf {
         self.run.join("test.lock")
     }
+    /// Serialises `up` and `down` (outside the run directory, which `down` removes).
+    pub fn lifecycle_lock(&self) -> PathBuf {
+        self.run.with_extension("lock")
+    }
     /// Root-namespace routes that `up` added, one per line, for `down`.
     pub fn routes_file(&self) -> PathBuf {
         self.run.join("routes")

@@ -108,3 +108,37 @@ pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Takes an exclusive `flock` on `path` (created if missing), polling up to `limit`; says what it
+/// waits for when it has to wait. The lock lasts as long as the returned file.
+pub fn lock_file(path: &Path, limit: Duration, what: &str) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let start = Instant::now();
+    let mut told = false;
+    loop {
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(f);
+        }
+        if !told {
+            eprintln!("waiting for {what} (lock {})", path.display());
+            told = true;
+        }
+        if start.elapsed() > limit {
+            bail!(
+                "timed out after {}s waiting for {what} (lock {})",
+                limit.as_secs(),
+                path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
