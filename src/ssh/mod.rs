@@ -1,5 +1,10 @@
-//! The SSH edge (russh): the operator's key file now; with the node layer, one connection per
-//! node reused for all its steps, host keys pinned, sudo commands with secrets on stdin, atomic
-//! uploads.
+//! The SSH edge (russh): the operator's key file; one connection per node reused for all its
+//! steps, host keys pinned (by instance id, in the state directory and as the instance's
+//! `redisctl:host-key` tag), sudo commands with secrets on stdin, atomic uploads.
 
 pub mod keyfile;
+pub mod known_hosts;
+pub mod session;
+
+pub use known_hosts::{KnownHosts, fingerprint};
+pub use session::{HostKeyPolicy, Output, Session, SshError, Target, Timeouts, sh_quote};

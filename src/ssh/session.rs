@@ -1,0 +1,751 @@
+//! One russh connection per node, reused for every command of that node.
+//!
+//! - Host keys: [`HostKeyPolicy::Pinned`] accepts exactly the pinned key (from the state
+//!   directory's known_hosts, or the fingerprint in the instance's `redisctl:host-key` tag);
+//!   [`HostKeyPolicy::FirstContact`] accepts and returns the key for the caller to pin. There is
+//!   no accept-anything mode.
+//! - Secrets travel on stdin only. Command text is not secret by contract (callers never put a
+//!   secret in it), so `tracing` at debug level logs the command text; stdin and output are never
+//!   logged.
+//! - Commands run with `sudo -n sh -c '<script>'`; uploads go to a 0600 temp file in the target
+//!   directory, get their owner and mode, then are renamed into place.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use russh::client::{self, Handle};
+use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::{ChannelMsg, Disconnect, Preferred};
+
+use super::known_hosts::{fingerprint_of, openssh, parse};
+
+/// Where and who: one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub node: String,
+    pub instance_id: String,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One connection attempt (TCP, key exchange, authentication).
+    pub connect: Duration,
+    /// How long to wait for sshd after an instance boots.
+    pub ready: Duration,
+    /// One command.
+    pub command: Duration,
+}
+
+impl From<&crate::spec::Ssh> for Timeouts {
+    fn from(s: &crate::spec::Ssh) -> Timeouts {
+        Timeouts {
+            connect: s.connect_timeout,
+            ready: s.ready_timeout,
+            command: s.command_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Must present exactly this key (from KnownHosts or from the instance's redisctl:host-key
+    /// tag fingerprint). When both are given, both must match.
+    Pinned {
+        key_openssh: Option<String>,
+        fingerprint: Option<String>,
+    },
+    /// First contact: accept and report the key (the caller pins it). Only when nothing is
+    /// pinned anywhere.
+    FirstContact,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub status: u32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error(
+        "host key of node {node} ({instance_id}) changed: expected {expected_fp}, got {got_fp}; if the instance was rebuilt on purpose, remove its line from {} and the redisctl:host-key tag; otherwise someone may be intercepting the connection",
+        known_hosts.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "known_hosts in the state directory".into())
+    )]
+    HostKeyChanged {
+        node: String,
+        instance_id: String,
+        expected_fp: String,
+        got_fp: String,
+        /// Filled in by [`super::KnownHosts::annotate`].
+        known_hosts: Option<PathBuf>,
+    },
+    #[error(
+        "node {node} ({instance_id}) has no pinned host key to check against; pin its key or use first contact only for a node never reached before"
+    )]
+    NothingPinned { node: String, instance_id: String },
+    #[error(
+        "node {node} is unreachable over SSH at {addr} (waited {}s); check that the instance is running and port 22 is open from here",
+        waited.as_secs()
+    )]
+    Unreachable {
+        node: String,
+        addr: SocketAddr,
+        waited: Duration,
+        #[source]
+        source: russh::Error,
+    },
+    #[error(
+        "SSH authentication as {user} on node {node} failed; check that the instance's key pair matches the spec's private key"
+    )]
+    AuthFailed { node: String, user: String },
+    #[error("{what} on node {node} timed out after {}s", after.as_secs())]
+    Timeout {
+        node: String,
+        what: String,
+        after: Duration,
+    },
+    #[error("{what} on node {node} failed with exit status {status}: {stderr_tail}")]
+    Command {
+        node: String,
+        what: String,
+        status: u32,
+        stderr_tail: String,
+    },
+    #[error(
+        "SSH connection to node {node} dropped during {what}; safe to retry an idempotent step"
+    )]
+    Dropped {
+        node: String,
+        what: String,
+        #[source]
+        source: russh::Error,
+    },
+    #[error("SSH protocol error with node {node} during {what}")]
+    Protocol {
+        node: String,
+        what: String,
+        #[source]
+        source: russh::Error,
+    },
+    #[error("cannot read or write the pinned host keys {}", path.display())]
+    KnownHosts {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not an OpenSSH public key: {detail}")]
+    BadKey { detail: String },
+}
+
+impl SshError {
+    /// A dropped connection or reset: an idempotent step is safe to retry on a new connection.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            SshError::Dropped { .. } | SshError::Unreachable { .. }
+        )
+    }
+}
+
+/// The client-side handler: checks the server's key against the policy and records it.
+struct Client {
+    policy: HostKeyPolicy,
+    seen: Arc<Mutex<Option<PublicKey>>>,
+    rejected: Arc<Mutex<bool>>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = server else {
+            // Only plain keys are asked for; a certificate is not what was pinned.
+            *self.rejected.lock().unwrap() = true;
+            return Ok(false);
+        };
+        *self.seen.lock().unwrap() = Some(key.clone());
+        let ok = match &self.policy {
+            HostKeyPolicy::FirstContact => true,
+            HostKeyPolicy::Pinned {
+                key_openssh,
+                fingerprint,
+            } => {
+                let key_ok = key_openssh
+                    .as_deref()
+                    .map(|k| parse(k).is_ok_and(|p| p.key_data() == key.key_data()));
+                let fp_ok = fingerprint
+                    .as_deref()
+                    .map(|f| f.trim() == fingerprint_of(key));
+                match (key_ok, fp_ok) {
+                    (None, None) => false,
+                    (a, b) => a.unwrap_or(true) && b.unwrap_or(true),
+                }
+            }
+        };
+        if !ok {
+            *self.rejected.lock().unwrap() = true;
+        }
+        Ok(ok)
+    }
+}
+
+struct Inner {
+    handle: Handle<Client>,
+    node: String,
+    command_timeout: Duration,
+}
+
+/// One authenticated connection to a node; cheap to clone (an `Arc` inside), and several
+/// commands may run on it at once (one channel each).
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("node", &self.inner.node)
+            .finish()
+    }
+}
+
+/// Host key algorithms we offer: ed25519 and ECDSA first, RSA only with SHA-2; a pinned key's
+/// own algorithm first of all, so that the server shows the key we pinned.
+fn host_key_algorithms(policy: &HostKeyPolicy) -> Vec<Algorithm> {
+    let mut algs: Vec<Algorithm> = Preferred::DEFAULT
+        .key
+        .iter()
+        .filter(|a| !matches!(a, Algorithm::Rsa { hash: None }))
+        .cloned()
+        .collect();
+    if let HostKeyPolicy::Pinned {
+        key_openssh: Some(k),
+        ..
+    } = policy
+        && let Ok(k) = parse(k)
+    {
+        let alg = k.algorithm();
+        if let Some(i) = algs.iter().position(|a| *a == alg) {
+            let a = algs.remove(i);
+            algs.insert(0, a);
+        }
+    }
+    algs
+}
+
+/// Errors that mean "nobody answered yet" (sshd still booting, host down, reset).
+fn is_unreachable(e: &russh::Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        russh::Error::IO(io) => matches!(
+            io.kind(),
+            K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::TimedOut
+                | K::UnexpectedEof
+                | K::BrokenPipe
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::NotConnected
+                | K::AddrNotAvailable
+        ),
+        russh::Error::Disconnect
+        | russh::Error::HUP
+        | russh::Error::ConnectionTimeout
+        | russh::Error::Elapsed(_)
+        | russh::Error::SendError
+        | russh::Error::RecvError => true,
+        _ => false,
+    }
+}
+
+/// Errors that mean an established connection went away.
+fn is_dropped(e: &russh::Error) -> bool {
+    is_unreachable(e)
+        || matches!(
+            e,
+            russh::Error::KeepaliveTimeout | russh::Error::InactivityTimeout
+        )
+}
+
+/// Single-quote `s` for sh.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn signal_number(sig: &russh::Sig) -> u32 {
+    use russh::Sig::*;
+    match sig {
+        HUP => 1,
+        INT => 2,
+        QUIT => 3,
+        ILL => 4,
+        ABRT => 6,
+        FPE => 8,
+        KILL => 9,
+        USR1 => 10,
+        SEGV => 11,
+        PIPE => 13,
+        ALRM => 14,
+        TERM => 15,
+        Custom(_) => 0,
+    }
+}
+
+/// The last lines of stderr, for error messages (at most 20 lines / 2000 bytes).
+fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim_end();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut t = lines[lines.len().saturating_sub(20)..].join("\n");
+    if t.len() > 2000 {
+        let mut cut = t.len() - 2000;
+        while !t.is_char_boundary(cut) {
+            cut += 1;
+        }
+        t = format!("…{}", &t[cut..]);
+    }
+    if t.is_empty() {
+        "(no output on stderr)".into()
+    } else {
+        t
+    }
+}
+
+impl Session {
+    /// One attempt, bounded by `t.connect`. Returns the session and the server's host key
+    /// (OpenSSH text, no comment).
+    pub async fn connect(
+        target: &Target,
+        user: &str,
+        key: &PrivateKey,
+        policy: &HostKeyPolicy,
+        t: &Timeouts,
+    ) -> Result<(Session, String), SshError> {
+        Self::attempt(target, user, key, policy, t, t.connect).await
+    }
+
+    async fn attempt(
+        target: &Target,
+        user: &str,
+        key: &PrivateKey,
+        policy: &HostKeyPolicy,
+        t: &Timeouts,
+        bound: Duration,
+    ) -> Result<(Session, String), SshError> {
+        if let HostKeyPolicy::Pinned {
+            key_openssh: None,
+            fingerprint: None,
+        } = policy
+        {
+            return Err(SshError::NothingPinned {
+                node: target.node.clone(),
+                instance_id: target.instance_id.clone(),
+            });
+        }
+        let started = Instant::now();
+        let config = Arc::new(client::Config {
+            preferred: Preferred {
+                key: host_key_algorithms(policy).into(),
+                ..Preferred::DEFAULT
+            },
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 4,
+            inactivity_timeout: None,
+            nodelay: true,
+            ..Default::default()
+        });
+        let seen = Arc::new(Mutex::new(None));
+        let rejected = Arc::new(Mutex::new(false));
+        let handler = Client {
+            policy: policy.clone(),
+            seen: seen.clone(),
+            rejected: rejected.clone(),
+        };
+        tracing::debug!(node = %target.node, addr = %target.addr, "ssh connect");
+        let node = &target.node;
+        let unreachable = |source| SshError::Unreachable {
+            node: node.clone(),
+            addr: target.addr,
+            waited: started.elapsed(),
+            source,
+        };
+        let handshake = async {
+            let mut handle = client::connect(config, target.addr, handler).await?;
+            let hash = handle.best_supported_rsa_hash().await?.flatten();
+            let auth = handle
+                .authenticate_publickey(
+                    user,
+                    PrivateKeyWithHashAlg::new(Arc::new(key.clone()), hash),
+                )
+                .await?;
+            Ok::<_, russh::Error>((handle, auth.success()))
+        };
+        let (handle, authed) = match tokio::time::timeout(bound, handshake).await {
+            Err(_) => return Err(unreachable(russh::Error::ConnectionTimeout)),
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                if *rejected.lock().unwrap() {
+                    let got = seen.lock().unwrap().clone();
+                    return Err(SshError::HostKeyChanged {
+                        node: node.clone(),
+                        instance_id: target.instance_id.clone(),
+                        expected_fp: expected_fingerprint(policy),
+                        got_fp: got
+                            .map(|k| fingerprint_of(&k))
+                            .unwrap_or_else(|| "a certificate".into()),
+                        known_hosts: None,
+                    });
+                }
+                if is_unreachable(&e) {
+                    return Err(unreachable(e));
+                }
+                return Err(SshError::Protocol {
+                    node: node.clone(),
+                    what: "connect".into(),
+                    source: e,
+                });
+            }
+        };
+        if !authed {
+            let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            return Err(SshError::AuthFailed {
+                node: node.clone(),
+                user: user.into(),
+            });
+        }
+        let host_key = seen
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(openssh)
+            .expect("the host key was checked before authentication");
+        tracing::debug!(node = %target.node, fingerprint = %super::fingerprint(&host_key), "ssh connected");
+        Ok((
+            Session {
+                inner: Arc::new(Inner {
+                    handle,
+                    node: node.clone(),
+                    command_timeout: t.command,
+                }),
+            },
+            host_key,
+        ))
+    }
+
+    /// Retry [`Session::connect`] until sshd answers (refused, timeout, reset while booting),
+    /// bounded by `t.ready`. A host-key mismatch or an authentication failure is not retried.
+    pub async fn wait_and_connect(
+        target: &Target,
+        user: &str,
+        key: &PrivateKey,
+        policy: &HostKeyPolicy,
+        t: &Timeouts,
+    ) -> Result<(Session, String), SshError> {
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let left = t.ready.saturating_sub(started.elapsed());
+            let bound = t.connect.min(left.max(Duration::from_millis(100)));
+            match Self::attempt(target, user, key, policy, t, bound).await {
+                Err(SshError::Unreachable { source, .. }) => {
+                    let waited = started.elapsed();
+                    if waited + Duration::from_millis(500) >= t.ready {
+                        tracing::debug!(node = %target.node, attempts, "ssh not ready, giving up");
+                        return Err(SshError::Unreachable {
+                            node: target.node.clone(),
+                            addr: target.addr,
+                            waited,
+                            source,
+                        });
+                    }
+                    tracing::debug!(node = %target.node, attempts, error = %source, "ssh not ready yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// Whether the connection has gone away (then reconnect to go on).
+    pub fn is_closed(&self) -> bool {
+        self.inner.handle.is_closed()
+    }
+
+    /// Run `command` (as the login user) with optional stdin, bounded by the command timeout;
+    /// collect exit status and output. A command killed by a signal reports 128 + its number.
+    pub async fn run(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, SshError> {
+        let what: String = command.chars().take(60).collect();
+        self.exec(&what, command, stdin).await
+    }
+
+    async fn exec(
+        &self,
+        what: &str,
+        command: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, SshError> {
+        let node = &self.inner.node;
+        tracing::debug!(node = %node, command, "ssh run");
+        let map = |e: russh::Error| {
+            if is_dropped(&e) || self.is_closed() {
+                SshError::Dropped {
+                    node: node.clone(),
+                    what: what.into(),
+                    source: e,
+                }
+            } else {
+                SshError::Protocol {
+                    node: node.clone(),
+                    what: what.into(),
+                    source: e,
+                }
+            }
+        };
+        let work = async {
+            let channel = self
+                .inner
+                .handle
+                .channel_open_session()
+                .await
+                .map_err(map)?;
+            channel.exec(true, command).await.map_err(map)?;
+            let (mut rd, wr) = channel.split();
+            let writer = async {
+                if let Some(bytes) = stdin {
+                    wr.data(bytes).await?;
+                }
+                wr.eof().await
+            };
+            let reader = async {
+                let mut out = Output {
+                    status: 0,
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                };
+                let mut status = None;
+                while let Some(msg) = rd.wait().await {
+                    match msg {
+                        ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                        ChannelMsg::ExtendedData { data, ext: 1 } => {
+                            out.stderr.extend_from_slice(&data)
+                        }
+                        ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                        ChannelMsg::ExitSignal { signal_name, .. } => {
+                            status = Some(128 + signal_number(&signal_name))
+                        }
+                        ChannelMsg::Failure => return Err(russh::Error::RequestDenied),
+                        _ => {}
+                    }
+                }
+                match status {
+                    Some(s) => {
+                        out.status = s;
+                        Ok(out)
+                    }
+                    None => Err(russh::Error::Disconnect),
+                }
+            };
+            // A command that exits without reading its stdin may make the write fail; what
+            // counts is the exit status.
+            let (_, out) = tokio::join!(writer, reader);
+            drop(wr);
+            out.map_err(map)
+        };
+        match tokio::time::timeout(self.inner.command_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(SshError::Timeout {
+                node: node.clone(),
+                what: what.into(),
+                after: self.inner.command_timeout,
+            }),
+        }
+    }
+
+    /// `sudo -n sh -c '<script>'`, stdin passed through: secrets go on stdin, never in the script.
+    pub async fn sudo(&self, script: &str, stdin: Option<&[u8]>) -> Result<Output, SshError> {
+        self.run(&format!("sudo -n sh -c {}", sh_quote(script)), stdin)
+            .await
+    }
+
+    /// Like [`Session::sudo`], but a non-zero exit is [`SshError::Command`] naming `what`.
+    pub async fn sudo_ok(
+        &self,
+        what: &str,
+        script: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<Output, SshError> {
+        let out = self
+            .exec(what, &format!("sudo -n sh -c {}", sh_quote(script)), stdin)
+            .await?;
+        if out.status != 0 {
+            return Err(SshError::Command {
+                node: self.inner.node.clone(),
+                what: what.into(),
+                status: out.status,
+                stderr_tail: tail(&out.stderr),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Atomic upload with mode and owner: `content` goes on stdin into a temp file in the same
+    /// directory, created under umask 077 (never readable by others, not even for a moment), gets
+    /// its owner and mode, is synced, then renamed into place. A missing directory is made 0755
+    /// root:root.
+    pub async fn upload(
+        &self,
+        file: &crate::redis::NodeFile,
+        content: &[u8],
+    ) -> Result<(), SshError> {
+        let path = file.path;
+        let dir = match path.rsplit_once('/') {
+            Some(("", _)) => "/",
+            Some((d, _)) => d,
+            None => ".",
+        };
+        let script = format!(
+            "set -eu\n\
+             d={dir}\n\
+             [ -d \"$d\" ] || install -d -m 0755 -o root -g root \"$d\"\n\
+             umask 077\n\
+             tmp=$(mktemp \"$d/.redisctl-upload.XXXXXX\")\n\
+             trap 'rm -f \"$tmp\"' EXIT\n\
+             cat > \"$tmp\"\n\
+             chown {owner}:{group} \"$tmp\"\n\
+             chmod {mode:04o} \"$tmp\"\n\
+             sync \"$tmp\" 2>/dev/null || true\n\
+             mv -f \"$tmp\" {path}\n\
+             trap - EXIT\n",
+            dir = sh_quote(dir),
+            owner = sh_quote(file.owner),
+            group = sh_quote(file.group),
+            mode = file.mode,
+            path = sh_quote(path),
+        );
+        self.sudo_ok(&format!("upload of {path}"), &script, Some(content))
+            .await
+            .map(|_| ())
+    }
+
+    /// SHA-256 (lower-case hex) of remote files, `None` for a missing one, in one round trip
+    /// (as root, so 0600 files are read too).
+    pub async fn file_hashes(
+        &self,
+        paths: &[&str],
+    ) -> Result<BTreeMap<String, Option<String>>, SshError> {
+        let mut script = String::from("set -eu\n");
+        for (i, p) in paths.iter().enumerate() {
+            let q = sh_quote(p);
+            script.push_str(&format!(
+                "if [ -e {q} ]; then h=$(sha256sum < {q}); echo \"{i} ${{h%% *}}\"; else echo \"{i} -\"; fi\n"
+            ));
+        }
+        let out = self.sudo_ok("file hashes", &script, None).await?;
+        let mut hashes = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some((i, h)) = line.split_once(' ') else {
+                continue;
+            };
+            let Some(p) = i.parse::<usize>().ok().and_then(|i| paths.get(i)) else {
+                continue;
+            };
+            let h = h.trim();
+            let h = (h != "-").then(|| h.to_string());
+            hashes.insert(p.to_string(), h);
+        }
+        if hashes.len() != paths.len() {
+            return Err(SshError::Command {
+                node: self.inner.node.clone(),
+                what: "file hashes".into(),
+                status: out.status,
+                stderr_tail: format!(
+                    "expected {} hashes, got {}: {}",
+                    paths.len(),
+                    hashes.len(),
+                    tail(&out.stderr)
+                ),
+            });
+        }
+        Ok(hashes)
+    }
+
+    /// Say goodbye to the server (best effort).
+    pub async fn close(self) {
+        let _ = self
+            .inner
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+fn expected_fingerprint(policy: &HostKeyPolicy) -> String {
+    match policy {
+        HostKeyPolicy::Pinned {
+            key_openssh: Some(k),
+            ..
+        } => super::fingerprint(k),
+        HostKeyPolicy::Pinned {
+            fingerprint: Some(f),
+            ..
+        } => f.clone(),
+        _ => "(nothing pinned)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+        assert_eq!(sh_quote(""), "''");
+    }
+
+    #[test]
+    fn stderr_tail_is_bounded() {
+        let long: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let t = tail(long.as_bytes());
+        assert!(t.starts_with("line 80"), "{t}");
+        assert_eq!(tail(b""), "(no output on stderr)");
+    }
+
+    #[test]
+    fn pinned_algorithm_goes_first_and_sha1_rsa_is_not_offered() {
+        let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=";
+        let algs = host_key_algorithms(&HostKeyPolicy::Pinned {
+            key_openssh: Some(ecdsa.into()),
+            fingerprint: None,
+        });
+        assert!(matches!(algs[0], Algorithm::Ecdsa { .. }), "{algs:?}");
+        assert!(!algs.contains(&Algorithm::Rsa { hash: None }));
+        let algs = host_key_algorithms(&HostKeyPolicy::FirstContact);
+        assert_eq!(algs[0], Algorithm::Ed25519);
+    }
+}
