@@ -424,6 +424,6 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         volumes,
         snapshots,
         images,
-        local_public_key: None,
+        ..Observed::default()
     })
 }

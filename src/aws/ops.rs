@@ -591,6 +591,17 @@ impl Aws {
                 )
                 .await
             }
+            Op::PinHostKey { .. }
+            | Op::EnsureCa
+            | Op::InstallRedis { .. }
+            | Op::InstallTls { .. }
+            | Op::WriteAcl { .. }
+            | Op::WriteConfig { .. }
+            | Op::CreateCluster { .. }
+            | Op::WaitHealthy { .. } => Err(AwsError::Local {
+                what: "internal: a node operation was sent to the EC2 edge".into(),
+                source: format!("{op:?}").into(),
+            }),
         }
     }
 

@@ -31,6 +31,63 @@ pub struct Observed {
     pub images: Vec<Image>,
     /// The local SSH public key (OpenSSH format) if the private key file exists.
     pub local_public_key: Option<String>,
+    /// What each node looks like from the inside, by node name (running instances only).
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeObservation>,
+    /// Local facts: the CA, and what the node files must hash to (rendered from the spec and
+    /// the local secrets; hashes only, never a secret).
+    #[serde(default)]
+    pub local: Local,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Local {
+    /// The cluster CA certificate (public) if the CA exists in the state directory.
+    pub ca_cert_pem: Option<String>,
+    /// Node name -> node file path -> SHA-256 the file must have.
+    pub desired_files: BTreeMap<String, BTreeMap<String, String>>,
+    /// Seconds since the epoch when observed: the clock the planner uses for certificate
+    /// expiry. Not part of the fingerprint.
+    pub now: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum NodeObservation {
+    /// Running in EC2 but SSH did not answer (or failed): a fact for the plan, not a crash.
+    Unreachable {
+        reason: String,
+    },
+    Reached(Box<NodeFacts>),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFacts {
+    /// The host key the node presented (OpenSSH public key) and its SHA256 fingerprint.
+    pub host_key: String,
+    pub host_key_fingerprint: String,
+    /// Nothing was pinned for this instance yet: the plan pins `host_key`.
+    pub first_contact: bool,
+    pub redis_installed: bool,
+    /// Path -> SHA-256 of the files redisctl writes (None when missing).
+    pub files: BTreeMap<String, Option<String>>,
+    /// The node certificate (public), to check expiry, SANs and issuer.
+    pub node_cert_pem: Option<String>,
+    pub node_key_present: bool,
+    pub service_enabled: bool,
+    pub service_active: bool,
+    pub stock_service_enabled: bool,
+    pub stock_service_active: bool,
+    /// The node's view of the cluster, when Redis answered.
+    pub cluster: Option<ClusterView>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub state: String,
+    pub slots_assigned: u32,
+    pub known_nodes: u32,
+    pub size: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

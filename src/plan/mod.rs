@@ -19,6 +19,7 @@ mod destroy;
 pub mod fingerprint;
 pub mod model;
 pub mod naming;
+mod nodes;
 pub mod saved;
 
 pub use model::*;
@@ -36,6 +37,10 @@ pub fn plan(spec: &Spec, observed: &Observed) -> Plan {
         observed_fingerprint: fingerprint::observed(observed),
     };
     aws_layer::plan_aws(&mut b);
+    nodes::plan_nodes(&mut b);
+    // Phase order; stable, so the order within a phase (a topological one) is kept, and every
+    // dependency points to the same or an earlier phase.
+    b.steps.sort_by_key(|s| s.phase);
     if spec.nodes.replicas_per_master == 0 {
         b.notes.push(Note {
             level: NoteLevel::Warning,

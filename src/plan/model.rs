@@ -292,6 +292,45 @@ pub enum Op {
     DeleteSnapshot {
         id: String,
     },
+    /// Pin the host key the plan saw at first contact: locally and as an instance tag.
+    PinHostKey {
+        node: String,
+        instance: String,
+        host_key: String,
+    },
+    /// The cluster CA in the state directory (created once; its key never leaves it).
+    EnsureCa,
+    /// redis-server and redis-tools from the distribution; the stock service stopped and
+    /// disabled.
+    InstallRedis {
+        node: String,
+    },
+    /// A fresh key and certificate for the node, and the CA certificate.
+    InstallTls {
+        node: String,
+        /// Restart Redis afterwards (it runs and must pick the new certificate up).
+        restart: bool,
+    },
+    /// Write users.acl; `reload` runs ACL LOAD on a running server (no restart).
+    WriteAcl {
+        node: String,
+        reload: bool,
+    },
+    /// Write redis-cluster.conf and the systemd drop-in, enable `redis-server@cluster`, and
+    /// start it (or restart it when `restart`, then wait for the cluster to be healthy).
+    WriteConfig {
+        node: String,
+        restart: bool,
+    },
+    /// `redis-cli --cluster create` on the first node, then wait until healthy.
+    CreateCluster {
+        nodes: Vec<String>,
+        replicas: u32,
+    },
+    /// Wait until every node reports `cluster_state:ok`, all slots and all nodes known.
+    WaitHealthy {
+        nodes: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

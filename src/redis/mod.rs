@@ -9,6 +9,7 @@
 
 pub mod acl;
 pub mod conf;
+pub mod files;
 pub mod parse;
 pub mod systemd;
 pub mod users_acl;

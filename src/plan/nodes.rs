@@ -1,0 +1,485 @@
+//! Phases 3-7, inside the nodes: install, TLS, ACL, config + service, cluster create. The
+//! observed facts of each node (files' hashes, certificate, services, the cluster's view) are
+//! compared with what the spec and the local secrets say they must be (as hashes, computed
+//! before planning). Nodes that are created or replaced in this plan get every step. A node that
+//! cannot be reached is a note; its steps wait for a plan that can see it.
+//!
+//! Changes to a running cluster are careful: an ACL change is written and loaded with ACL LOAD
+//! (no restart); a config or certificate change restarts one node at a time, each waiting for
+//! the cluster to be healthy before the next.
+
+use std::time::{Duration, SystemTime};
+
+use super::aws_layer::Builder;
+use super::model::*;
+use crate::observed::{NodeFacts, NodeObservation, tags};
+use crate::pki::{self, WantedCert};
+use crate::redis::{conf, systemd, users_acl};
+
+enum NodeNow<'a> {
+    /// Created or replaced by this plan, or not yet running: everything is to do.
+    Fresh,
+    Reached(&'a NodeFacts),
+    /// Stopped (the AWS layer starts it) or unreachable: nothing planned inside it.
+    Waiting,
+}
+
+pub(super) fn plan_nodes(b: &mut Builder<'_>) {
+    let spec = b.spec;
+    let obs = b.observed;
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(obs.local.now);
+    let n_nodes = spec.nodes.nodes.len();
+
+    // The CA is local state; every certificate step depends on it.
+    if obs.local.ca_cert_pem.is_none() {
+        b.steps.push(Step {
+            address: "pki.ca".into(),
+            action: Action::Create,
+            phase: Phase::Tls,
+            changes: vec![
+                Change::create("subject", pki::ca_common_name(&spec.cluster.name)),
+                Change::create(
+                    "key",
+                    format!(
+                        "{}/ca.key (0600, never leaves this machine)",
+                        spec.cluster.state_dir.display()
+                    ),
+                ),
+            ],
+            unchanged: 0,
+            depends_on: vec![],
+            reason: "the cluster has no CA yet".into(),
+            destroys_data: false,
+            ops: vec![Op::EnsureCa],
+        });
+    }
+
+    // Does a cluster already exist? Then changes roll one node at a time.
+    let reached: Vec<&NodeFacts> = obs
+        .nodes
+        .values()
+        .filter_map(|n| match n {
+            NodeObservation::Reached(f) => Some(f.as_ref()),
+            NodeObservation::Unreachable { .. } => None,
+        })
+        .collect();
+    let formed = reached.iter().any(|f| {
+        f.cluster
+            .as_ref()
+            .is_some_and(|c| c.slots_assigned == 16384 && c.known_nodes as usize == n_nodes)
+    });
+    let partly = !formed
+        && reached.iter().any(|f| {
+            f.cluster
+                .as_ref()
+                .is_some_and(|c| c.slots_assigned > 0 || c.known_nodes > 1)
+        });
+
+    let mut previous_restart: Option<String> = None;
+    let mut service_steps = Vec::new();
+    let mut waiting = Vec::new();
+    for node in &spec.nodes.nodes {
+        let addr = format!("node.{}", node.name);
+        let instance_step = b
+            .steps
+            .iter()
+            .find(|s| s.address == addr)
+            .map(|s| (s.action, s.ops.clone()));
+        let instance = obs.instances.iter().find(|i| {
+            i.tags.get(tags::NODE) == Some(&node.name)
+                && i.tags.get(tags::ROLE).map(String::as_str) == Some("node")
+        });
+        let state = match (&instance_step, instance) {
+            (Some((Action::Create | Action::Replace, _)), _) | (_, None) => NodeNow::Fresh,
+            (Some((_, ops)), Some(_))
+                if ops.iter().any(|o| matches!(o, Op::StartInstance { .. })) =>
+            {
+                b.notes.push(Note {
+                    level: NoteLevel::Info,
+                    subject: addr.clone(),
+                    message: "the node is stopped: apply starts it; Redis comes back by itself (systemd) and rejoins the cluster".into(),
+                });
+                NodeNow::Waiting
+            }
+            (_, Some(i)) if i.state != "running" => NodeNow::Waiting,
+            (_, Some(i)) => match obs.nodes.get(&node.name) {
+                Some(NodeObservation::Reached(f)) => {
+                    if f.first_contact {
+                        b.steps.push(Step {
+                            address: format!("{addr}.host_key"),
+                            action: Action::Create,
+                            phase: Phase::Install,
+                            changes: vec![Change::create("fingerprint", &f.host_key_fingerprint)],
+                            unchanged: 0,
+                            depends_on: vec![],
+                            reason: "first contact: pin the host key this plan saw (locally and as an instance tag)".into(),
+                            destroys_data: false,
+                            ops: vec![Op::PinHostKey {
+                                node: node.name.clone(),
+                                instance: i.id.clone(),
+                                host_key: f.host_key.clone(),
+                            }],
+                        });
+                    }
+                    NodeNow::Reached(f)
+                }
+                Some(NodeObservation::Unreachable { reason }) => {
+                    b.notes.push(Note {
+                        level: NoteLevel::Warning,
+                        subject: addr.clone(),
+                        message: format!(
+                            "running but unreachable over SSH ({reason}); nothing is planned inside it. Check that security_group.ssh_cidrs covers this machine and that the node is healthy, then plan again"
+                        ),
+                    });
+                    NodeNow::Waiting
+                }
+                None => NodeNow::Waiting,
+            },
+        };
+        let fresh = matches!(state, NodeNow::Fresh);
+        let facts = match state {
+            NodeNow::Waiting => {
+                waiting.push(addr.clone());
+                continue;
+            }
+            NodeNow::Fresh => None,
+            NodeNow::Reached(f) => Some(f),
+        };
+        let after_instance = if fresh && b.steps.iter().any(|s| s.address == addr) {
+            vec![addr.clone()]
+        } else {
+            vec![]
+        };
+        let desired = obs.local.desired_files.get(&node.name);
+        let differs = |path: &str| -> bool {
+            match facts {
+                None => true,
+                Some(f) => {
+                    let have = f.files.get(path).cloned().flatten();
+                    have.is_none() || desired.and_then(|d| d.get(path)) != have.as_ref()
+                }
+            }
+        };
+        let running = facts.is_some_and(|f| f.service_active);
+
+        // Phase 3: install.
+        let install_addr = format!("{addr}.install");
+        let needs_install = facts.is_none_or(|f| !f.redis_installed);
+        let stock_on = facts.is_some_and(|f| f.stock_service_enabled || f.stock_service_active);
+        let mut last = after_instance.clone();
+        if needs_install || stock_on {
+            b.steps.push(Step {
+                address: install_addr.clone(),
+                action: if needs_install {
+                    Action::Create
+                } else {
+                    Action::Update
+                },
+                phase: Phase::Install,
+                changes: if needs_install {
+                    vec![
+                        Change::create("packages", "redis-server redis-tools"),
+                        Change::create(systemd::STOCK_SERVICE, "stopped, disabled"),
+                    ]
+                } else {
+                    vec![Change::update(
+                        systemd::STOCK_SERVICE,
+                        "enabled or running",
+                        "stopped, disabled",
+                    )]
+                },
+                unchanged: 0,
+                depends_on: last.clone(),
+                reason: if needs_install {
+                    "Redis is not installed".into()
+                } else {
+                    "the stock redis-server service must not run".into()
+                },
+                destroys_data: false,
+                ops: vec![Op::InstallRedis {
+                    node: node.name.clone(),
+                }],
+            });
+            last = vec![install_addr.clone()];
+        }
+
+        // Phase 4: TLS files.
+        let tls_reason = match facts {
+            None => Some("no certificate yet".to_string()),
+            Some(f) => match (&f.node_cert_pem, &obs.local.ca_cert_pem) {
+                (None, _) => Some("no certificate on the node".into()),
+                _ if !f.node_key_present => Some("no private key on the node".into()),
+                (Some(_), None) => Some("the cluster CA is new".into()),
+                (Some(cert), Some(ca)) => match pki::inspect(cert, ca) {
+                    Err(e) => Some(format!("the certificate on the node cannot be read: {e}")),
+                    Ok(info) => pki::reissue_reason(
+                        &info,
+                        &WantedCert::node(&node.name, node.private_ip),
+                        now,
+                        spec.tls.renew_before_days,
+                    )
+                    .map(|r| r.to_string())
+                    .or_else(|| {
+                        differs(conf::CA_CERT.path)
+                            .then(|| "the CA certificate on the node differs".to_string())
+                    }),
+                },
+            },
+        };
+        let tls_addr = format!("{addr}.tls");
+        if let Some(reason) = tls_reason {
+            let mut deps = last.clone();
+            if b.steps.iter().any(|s| s.address == "pki.ca") {
+                deps.push("pki.ca".into());
+            }
+            let restart = running && formed;
+            if restart && let Some(p) = &previous_restart {
+                deps.push(p.clone());
+            }
+            b.steps.push(Step {
+                address: tls_addr.clone(),
+                action: if facts.is_none_or(|f| f.node_cert_pem.is_none()) {
+                    Action::Create
+                } else {
+                    Action::Update
+                },
+                phase: Phase::Tls,
+                changes: vec![
+                    Change::create(
+                        "certificate",
+                        format!(
+                            "CN={}, IP SANs {} 127.0.0.1, serverAuth+clientAuth, {} days",
+                            node.name, node.private_ip, spec.tls.cert_days
+                        ),
+                    ),
+                    Change::create(
+                        "files",
+                        format!(
+                            "{} {} {}",
+                            conf::CA_CERT.path,
+                            conf::NODE_CERT.path,
+                            conf::NODE_KEY.path
+                        ),
+                    ),
+                ],
+                unchanged: 0,
+                depends_on: deps,
+                reason: if restart {
+                    format!("{reason}; Redis restarts to load it")
+                } else {
+                    reason
+                },
+                destroys_data: false,
+                ops: vec![Op::InstallTls {
+                    node: node.name.clone(),
+                    restart,
+                }],
+            });
+            if restart {
+                previous_restart = Some(tls_addr.clone());
+            }
+            last = vec![tls_addr];
+        }
+
+        // Phase 5: ACL.
+        if differs(users_acl::USERS_ACL.path) {
+            let acl_addr = format!("{addr}.acl");
+            let reload = running;
+            b.steps.push(Step {
+                address: acl_addr.clone(),
+                action: if facts.is_some_and(|f| {
+                    f.files
+                        .get(users_acl::USERS_ACL.path)
+                        .cloned()
+                        .flatten()
+                        .is_some()
+                }) {
+                    Action::Update
+                } else {
+                    Action::Create
+                },
+                phase: Phase::Acl,
+                changes: vec![Change {
+                    attribute: users_acl::USERS_ACL.path.into(),
+                    before: facts
+                        .and_then(|f| f.files.get(users_acl::USERS_ACL.path).cloned().flatten())
+                        .map(|h| Value::Known(format!("sha256:{}", &h[..12]))),
+                    after: Some(
+                        desired
+                            .and_then(|d| d.get(users_acl::USERS_ACL.path))
+                            .map_or(Value::KnownAfterApply, |h| {
+                                Value::Known(format!("sha256:{}", &h[..12]))
+                            }),
+                    ),
+                    forces_replacement: false,
+                    ignored_because: None,
+                }],
+                unchanged: 0,
+                depends_on: last.clone(),
+                reason: if reload {
+                    "the ACL users differ from the spec; loaded with ACL LOAD, no restart".into()
+                } else {
+                    "the ACL file is not there yet".into()
+                },
+                destroys_data: false,
+                ops: vec![Op::WriteAcl {
+                    node: node.name.clone(),
+                    reload,
+                }],
+            });
+            last = vec![acl_addr];
+        }
+
+        // Phase 6: config and service.
+        let conf_differs = differs(conf::CONF.path) || differs(systemd::DROP_IN.path);
+        let service_off = facts.is_none_or(|f| !f.service_enabled || !f.service_active);
+        if conf_differs || service_off {
+            let cfg_addr = format!("{addr}.config");
+            let restart = running && conf_differs;
+            let mut deps = last.clone();
+            if restart
+                && formed
+                && let Some(p) = &previous_restart
+            {
+                deps.push(p.clone());
+            }
+            let mut changes = Vec::new();
+            if conf_differs {
+                changes.push(Change::create(conf::CONF.path, "rendered from the spec"));
+            }
+            if service_off {
+                changes.push(Change::update(
+                    systemd::SERVICE,
+                    "stopped",
+                    "enabled, running",
+                ));
+            }
+            b.steps.push(Step {
+                address: cfg_addr.clone(),
+                action: if fresh { Action::Create } else { Action::Update },
+                phase: Phase::Config,
+                changes,
+                unchanged: 0,
+                depends_on: deps,
+                reason: if restart && formed {
+                    "the configuration differs; the node restarts, one at a time, each waiting for a healthy cluster".into()
+                } else if restart {
+                    "the configuration differs; Redis restarts".into()
+                } else {
+                    "Redis is not running as redis-server@cluster yet".into()
+                },
+                destroys_data: false,
+                ops: vec![Op::WriteConfig { node: node.name.clone(), restart }],
+            });
+            if restart && formed {
+                previous_restart = Some(cfg_addr.clone());
+            }
+            last = vec![cfg_addr];
+        }
+        service_steps.extend(last.into_iter().filter(|a| a.starts_with(&addr)));
+    }
+
+    // Phase 7: the cluster.
+    if formed {
+        let outside: Vec<&str> = spec
+            .nodes
+            .nodes
+            .iter()
+            .filter(|n| {
+                let fresh = b.steps.iter().any(|s| {
+                    s.address == format!("node.{}", n.name)
+                        && matches!(s.action, Action::Create | Action::Replace)
+                });
+                let alone = matches!(obs.nodes.get(&n.name), Some(NodeObservation::Reached(f))
+                    if f.cluster.as_ref().is_none_or(|c| (c.known_nodes as usize) < n_nodes));
+                fresh || alone
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        if !outside.is_empty() {
+            b.notes.push(Note {
+                level: NoteLevel::Blocker,
+                subject: "cluster".into(),
+                message: format!(
+                    "{} would not be part of the running cluster: joining a node to an existing cluster (and re-homing the slots of a replaced master) is not supported yet; see docs/runbook.md",
+                    outside.join(", ")
+                ),
+            });
+        }
+        if !waiting.is_empty()
+            && b.steps
+                .iter()
+                .any(|s| matches!(s.ops.first(), Some(Op::StartInstance { .. })))
+        {
+            b.steps.push(Step {
+                address: "cluster.health".into(),
+                action: Action::Run,
+                phase: Phase::ClusterCreate,
+                changes: vec![Change::create(
+                    "wait_for",
+                    format!("cluster_state:ok, 16384 slots, {n_nodes} nodes"),
+                )],
+                unchanged: 0,
+                depends_on: waiting.clone(),
+                reason: "stopped nodes are started; wait until they rejoin".into(),
+                destroys_data: false,
+                ops: vec![Op::WaitHealthy { nodes: n_nodes }],
+            });
+        }
+        return;
+    }
+    if partly {
+        b.notes.push(Note {
+            level: NoteLevel::Blocker,
+            subject: "cluster".into(),
+            message: format!(
+                "the cluster is partly formed (some nodes know each other or hold slots, but not all {n_nodes} with 16384 slots): redisctl will not guess. See docs/runbook.md, or run `redis-cli --cluster check`/`fix` on a node"
+            ),
+        });
+        return;
+    }
+    if !waiting.is_empty() {
+        b.notes.push(Note {
+            level: NoteLevel::Warning,
+            subject: "cluster".into(),
+            message: format!(
+                "cluster create waits for every node to be reachable ({} are not)",
+                waiting.join(", ")
+            ),
+        });
+        return;
+    }
+    let nodes: Vec<String> = spec.nodes.nodes.iter().map(|n| n.name.clone()).collect();
+    b.steps.push(Step {
+        address: "cluster".into(),
+        action: Action::Run,
+        phase: Phase::ClusterCreate,
+        changes: vec![
+            Change::create("masters", spec.nodes.masters.to_string()),
+            Change::create(
+                "replicas_per_master",
+                spec.nodes.replicas_per_master.to_string(),
+            ),
+            Change::create(
+                "nodes",
+                spec.nodes
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{}:{}", n.private_ip, spec.redis.port))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        ],
+        unchanged: 0,
+        depends_on: service_steps,
+        reason: format!(
+            "no cluster yet: redis-cli --cluster create as {}",
+            spec.operator_user().name
+        ),
+        destroys_data: false,
+        ops: vec![Op::CreateCluster {
+            nodes,
+            replicas: spec.nodes.replicas_per_master,
+        }],
+    });
+}

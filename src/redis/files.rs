@@ -1,0 +1,59 @@
+//! The files of a node whose content is fully determined by the spec, the local secrets and
+//! the CA: rendered once here, written by the executor, and hashed for the planner.
+
+use std::collections::BTreeMap;
+
+use super::conf::{self, ReplicationAuth};
+use super::{NodeFile, content_hash, systemd, users_acl};
+use crate::pki::Ca;
+use crate::spec::secrets::Secret;
+use crate::spec::{Node, Spec};
+
+/// The replication user's password, derived from the CA key (nothing new to store).
+pub fn replication_secret(spec: &Spec, ca: &Ca) -> Option<Secret> {
+    (spec.nodes.replicas_per_master > 0)
+        .then(|| ca.derive_secret(users_acl::REPLICATION_SECRET_LABEL))
+}
+
+/// (file, content) for `node`.
+pub fn node_files(
+    spec: &Spec,
+    node: &Node,
+    secrets: &[(String, Secret)],
+    ca: &Ca,
+) -> Result<Vec<(NodeFile, String)>, users_acl::UsersAclError> {
+    let replication = replication_secret(spec, ca);
+    let auth = replication.as_ref().map(|password| ReplicationAuth {
+        user: users_acl::REPLICATION_USER,
+        password,
+    });
+    Ok(vec![
+        (conf::CONF, conf::render(spec, node, auth)),
+        (systemd::DROP_IN, systemd::render_drop_in()),
+        (
+            users_acl::USERS_ACL,
+            users_acl::render(spec, secrets, replication.as_ref())?,
+        ),
+        (conf::CA_CERT, ca.cert_pem().to_string()),
+    ])
+}
+
+/// Node name -> path -> SHA-256, for every node of the spec.
+pub fn desired_hashes(
+    spec: &Spec,
+    secrets: &[(String, Secret)],
+    ca: &Ca,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, users_acl::UsersAclError> {
+    let mut out = BTreeMap::new();
+    for node in &spec.nodes.nodes {
+        let files = node_files(spec, node, secrets, ca)?;
+        out.insert(
+            node.name.clone(),
+            files
+                .iter()
+                .map(|(f, c)| (f.path.to_string(), content_hash(c.as_bytes())))
+                .collect(),
+        );
+    }
+    Ok(out)
+}
