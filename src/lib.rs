@@ -6,6 +6,7 @@ pub mod aws;
 pub mod cli;
 pub mod commands;
 pub mod exec;
+pub mod node;
 pub mod observed;
 pub mod pki;
 pub mod plan;

@@ -9,7 +9,8 @@ use crate::render::{self, Shell, Style};
 pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, Error> {
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
-    let (aws, observed) = observe(spec).await?;
+    let world = observe(spec, true).await?;
+    let observed = &world.observed;
     let plan: Plan = match &args.plan {
         Some(file) => {
             let text = std::fs::read_to_string(file).map_err(|e| Error::PlanFile {
@@ -22,7 +23,7 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
                 path: file.clone(),
                 source: Box::new(e),
             })?;
-            if let Some(why) = saved.staleness(&fingerprint::of(spec, &observed)) {
+            if let Some(why) = saved.staleness(&fingerprint::of(spec, observed)) {
                 return Err(Error::Refused(format!(
                     "saved plan {} is stale: {why}; nothing was changed. Run `redisctl plan --out {}` again",
                     file.display(),
@@ -41,7 +42,7 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
             saved.plan
         }
         None => {
-            let p = plan::plan(spec, &observed);
+            let p = plan::plan(spec, observed);
             shell.out(&render::plan::human(&p, shell.color_out()));
             p
         }
@@ -67,7 +68,7 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
     shell.err("\n");
     let progress = render::progress::Lines { shell: *shell };
     let report = exec::apply(
-        &aws,
+        &world.ctx,
         &plan,
         args.parallelism.into(),
         &progress,
@@ -84,7 +85,7 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
         report.elapsed.as_secs_f64()
     ));
     // Prove convergence: planning again must find nothing to do.
-    let (_, after) = observe(spec).await?;
+    let after = observe(spec, true).await?.observed;
     let again = plan::plan(spec, &after);
     if !again.is_empty() {
         shell.warning(&format!(

@@ -9,8 +9,9 @@ use crate::render::{self, Shell, Style};
 pub async fn run(config: &Path, args: &DestroyArgs, shell: &Shell) -> Result<u8, Error> {
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
-    let (aws, observed) = observe(spec).await?;
-    let p = plan::plan_destroy(spec, &observed);
+    let world = observe(spec, false).await?;
+    let observed = &world.observed;
+    let p = plan::plan_destroy(spec, observed);
     if p.is_empty() {
         shell.out(&format!(
             "Nothing to destroy: nothing in {} is tagged redisctl:cluster={}.\n",
@@ -29,9 +30,9 @@ pub async fn run(config: &Path, args: &DestroyArgs, shell: &Shell) -> Result<u8,
     )?;
     shell.err("\n");
     let progress = render::progress::Lines { shell: *shell };
-    let report = exec::apply(&aws, &p, 8, &progress, interrupted()).await?;
+    let report = exec::apply(&world.ctx, &p, 8, &progress, interrupted()).await?;
     // Prove it: nothing tagged for the cluster is left.
-    let (_, after) = observe(spec).await?;
+    let after = observe(spec, false).await?.observed;
     let left = after.leftovers();
     if !left.is_empty() {
         return Err(Error::Refused(format!(

@@ -40,6 +40,10 @@ pub enum Error {
     },
     #[error(transparent)]
     KeyFile(#[from] crate::ssh::keyfile::KeyFileError),
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Secrets(Vec<crate::spec::secrets::SecretError>),
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
     #[error(transparent)]
     Exec(#[from] crate::exec::ExecError),
     #[error("{0}")]
@@ -59,6 +63,10 @@ impl Error {
         match self {
             Error::Observe { source, .. } => Some(source.hint()),
             Error::Exec(e) => e.hint(),
+            Error::Node(e) => Some(e.hint()),
+            Error::Secrets(_) => Some(
+                "set the password_env variables (or create the password_file files) the spec names for its users".into(),
+            ),
             _ => None,
         }
     }
@@ -104,10 +112,15 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("the tokio runtime starts")
 }
 
-/// Connect to EC2 and read the cluster's state, with the local SSH public key.
-pub(crate) async fn observe(
-    spec: &crate::spec::Spec,
-) -> Result<(crate::aws::Aws, crate::observed::Observed), Error> {
+/// The world as observed, with what it takes to change it.
+pub(crate) struct World {
+    pub ctx: crate::exec::Ctx,
+    pub observed: crate::observed::Observed,
+}
+
+/// Connect to EC2 and read the cluster's state, the local facts (SSH key, CA, the hashes the
+/// node files must have) and, with `nodes`, each running node over SSH.
+pub(crate) async fn observe(spec: &crate::spec::Spec, nodes: bool) -> Result<World, Error> {
     let aws = crate::aws::Aws::connect(&spec.cluster.region).await;
     let mut observed = crate::aws::observe(&aws, spec)
         .await
@@ -116,7 +129,29 @@ pub(crate) async fn observe(
             source,
         })?;
     observed.local_public_key = crate::ssh::keyfile::public_key(&spec.ssh.private_key)?;
-    Ok((aws, observed))
+    observed.local.now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut runtime = None;
+    if nodes {
+        let secrets = crate::spec::secrets::read_all(spec).map_err(Error::Secrets)?;
+        let rt = std::sync::Arc::new(crate::node::NodeRuntime::new(spec, aws.clone(), secrets)?);
+        let (ca, hashes) = rt.local_facts().await?;
+        observed.local.ca_cert_pem = ca;
+        observed.local.desired_files = hashes;
+        if observed.local_public_key.is_some() {
+            observed.nodes = rt.observe(&observed).await;
+        }
+        runtime = Some(rt);
+    }
+    Ok(World {
+        ctx: crate::exec::Ctx {
+            aws,
+            nodes: runtime,
+        },
+        observed,
+    })
 }
 
 /// Ask for `yes` on a terminal; refuse without one unless `--yes` was given.

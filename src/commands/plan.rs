@@ -8,15 +8,16 @@ use crate::render::{self, Shell};
 pub async fn run(config: &Path, args: &PlanArgs, shell: &Shell) -> Result<u8, Error> {
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
-    let (_aws, observed) = observe(spec).await?;
-    let p = plan::plan(spec, &observed);
+    let world = observe(spec, true).await?;
+    let observed = &world.observed;
+    let p = plan::plan(spec, observed);
     if args.json {
         shell.out(&render::plan::json(&p));
     } else {
         shell.out(&render::plan::human(&p, shell.color_out()));
     }
     if let Some(out) = &args.out {
-        let saved = SavedPlan::new(p.clone(), fingerprint::of(spec, &observed));
+        let saved = SavedPlan::new(p.clone(), fingerprint::of(spec, observed));
         std::fs::write(out, saved.to_json()).map_err(|e| Error::PlanFile {
             action: "write",
             path: out.clone(),

@@ -8,8 +8,73 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use std::sync::Arc;
+
 use crate::aws::{Aws, AwsError};
-use crate::plan::{Action, Phase, Plan, Step};
+use crate::node::{NodeError, NodeRuntime};
+use crate::plan::{Action, Op, Phase, Plan, Step};
+
+/// What the executor works with: the EC2 edge, and the node runtime when the plan has node
+/// steps.
+#[derive(Clone)]
+pub struct Ctx {
+    pub aws: Aws,
+    pub nodes: Option<Arc<NodeRuntime>>,
+}
+
+/// A failed operation, from either edge.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+impl OpError {
+    pub fn hint(&self) -> String {
+        match self {
+            OpError::Aws(e) => e.hint(),
+            OpError::Node(e) => e.hint(),
+        }
+    }
+}
+
+impl Ctx {
+    fn nodes(&self) -> Result<&NodeRuntime, OpError> {
+        self.nodes.as_deref().ok_or_else(|| {
+            OpError::Node(NodeError::Failed {
+                node: "-".into(),
+                what: "internal: a node step without the node runtime".into(),
+            })
+        })
+    }
+
+    /// Carry out one operation; the id it produced, for EC2 creates.
+    pub async fn run_op(
+        &self,
+        op: &Op,
+        made: &BTreeMap<String, String>,
+    ) -> Result<Option<String>, OpError> {
+        let n = || self.nodes();
+        match op {
+            Op::PinHostKey {
+                node,
+                instance,
+                host_key,
+            } => n()?.pin(node, instance, host_key).await?,
+            Op::EnsureCa => n()?.ensure_ca().await?,
+            Op::InstallRedis { node } => n()?.install_redis(node).await?,
+            Op::InstallTls { node, restart } => n()?.install_tls(node, *restart).await?,
+            Op::WriteAcl { node, reload } => n()?.write_acl(node, *reload).await?,
+            Op::WriteConfig { node, restart } => n()?.write_config(node, *restart).await?,
+            Op::CreateCluster { nodes, replicas } => n()?.create_cluster(nodes, *replicas).await?,
+            Op::WaitHealthy { nodes } => n()?.wait_healthy(*nodes).await?,
+            aws_op => return Ok(self.aws.run_op(aws_op, made).await?),
+        }
+        Ok(None)
+    }
+}
 
 /// What the executor reports while it works.
 #[derive(Debug, Clone)]
@@ -52,7 +117,7 @@ pub enum ExecError {
     Step {
         address: String,
         #[source]
-        source: AwsError,
+        source: OpError,
     },
     #[error(
         "interrupted: {done} of {total} steps done; run apply again to finish (every step is safe to repeat)"
@@ -70,7 +135,7 @@ impl ExecError {
 }
 
 /// A finished step: its address, action, start time, and the id it made (or the error).
-type StepResult = (String, Action, Instant, Result<Option<String>, AwsError>);
+type StepResult = (String, Action, Instant, Result<Option<String>, OpError>);
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -82,7 +147,7 @@ pub struct Report {
 /// Carry out `plan`. On the first failure no new step starts; steps already running finish;
 /// the first error is returned. `interrupt` resolves when the user asks to stop (Ctrl-C).
 pub async fn apply(
-    aws: &Aws,
+    ctx: &Ctx,
     plan: &Plan,
     parallelism: usize,
     progress: &dyn Progress,
@@ -123,8 +188,8 @@ pub async fn apply(
                             address: s.address.clone(),
                             action: s.action,
                         });
-                        let (aws, ops, made, address, action) = (
-                            aws.clone(),
+                        let (ctx, ops, made, address, action) = (
+                            ctx.clone(),
                             s.ops.clone(),
                             made.clone(),
                             s.address.clone(),
@@ -135,7 +200,7 @@ pub async fn apply(
                             let t = Instant::now();
                             let mut id = None;
                             for op in &ops {
-                                match aws.run_op(op, &made).await {
+                                match ctx.run_op(op, &made).await {
                                     Ok(Some(x)) => id = Some(x),
                                     Ok(None) => {}
                                     Err(e) => return (address, action, t, Err(e)),
