@@ -159,20 +159,25 @@ fn signal(r: &Running, sig: i32) {
     }
 }
 
-/// Clean shutdown: SIGTERM to nspawn (the guest's systemd powers off), a bounded wait, then
-/// SIGKILL with a logged warning.
+/// Clean shutdown: SIGTERM to nspawn (which asks the guest's systemd to power off), a bounded
+/// wait, then SIGKILL with a logged warning. SIGTERM is repeated every second: nspawn forwards it
+/// to the guest's PID 1, and a guest that is still starting has no handler yet and loses it
+/// (seen with a stop right after a launch).
 pub async fn stop(r: &Running, instance_id: &str, grace: Duration) {
     r.stop_requested.store(true, Ordering::SeqCst);
-    if !r.is_running() {
-        return;
-    }
-    signal(r, libc::SIGTERM);
     let mut done = r.done.clone();
-    if tokio::time::timeout(grace, done.wait_for(|d| *d))
-        .await
-        .is_ok()
-    {
-        return;
+    let start = std::time::Instant::now();
+    while start.elapsed() < grace {
+        if !r.is_running() {
+            return;
+        }
+        signal(r, libc::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(1), done.wait_for(|d| *d))
+            .await
+            .is_ok()
+        {
+            return;
+        }
     }
     crate::front::log(&format!(
         "warning: {instance_id} did not shut down within {}s of SIGTERM; sending SIGKILL",

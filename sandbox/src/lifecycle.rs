@@ -243,6 +243,22 @@ fn moto_alive(paths: &Paths) -> bool {
     read_pid(&paths.moto_pid()).is_some_and(|p| alive(p, MOTO_NEEDLE))
 }
 
+/// Whether the running front executes the same file as this process (cargo replaces the
+/// binary on a rebuild, so a front started before the rebuild runs a deleted inode).
+fn front_is_current_build(paths: &Paths) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(pid) = read_pid(&paths.front_pid()) else {
+        return false;
+    };
+    let (Ok(running), Ok(me)) = (
+        std::fs::metadata(format!("/proc/{pid}/exe")),
+        std::env::current_exe().and_then(std::fs::metadata),
+    ) else {
+        return false;
+    };
+    running.dev() == me.dev() && running.ino() == me.ino()
+}
+
 fn ping(paths: &Paths) -> bool {
     control::call(
         &paths.control_socket(),
@@ -275,13 +291,31 @@ pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
 
     let moto_ok = moto_alive(paths);
     let front_ok = front_alive(paths) && ping(paths);
-    if moto_ok && front_ok {
+    let current_base = std::fs::read_to_string(paths.current_base()).unwrap_or_default();
+    let stale = if !(moto_ok && front_ok) {
+        None
+    } else if !front_is_current_build(paths) {
+        Some("the running EC2 front is from an older build of redisctl-sandbox")
+    } else if current_base.trim() != base.to_string_lossy() {
+        Some("the running hosts boot from an older base")
+    } else {
+        None
+    };
+    if let Some(why) = stale {
+        eprintln!("{why}: restarting the sandbox (the region starts empty)");
+        let _test = proc::lock_file(
+            &paths.test_lock(),
+            Duration::from_secs(10 * 60),
+            "the test that is using the sandbox to finish",
+        )?;
+        stop_everything(paths)?;
+    } else if moto_ok && front_ok {
         net::ensure_operator()?;
         net::add_blackholes(&paths.routes_file())?;
         println!("sandbox already up ({:.1}s)", t.elapsed().as_secs_f64());
         return Ok(());
     }
-    if moto_ok || front_alive(paths) || !net::sandbox_namespaces().is_empty() {
+    if stale.is_none() && (moto_ok || front_alive(paths) || !net::sandbox_namespaces().is_empty()) {
         eprintln!(
             "warning: a partial sandbox was found (moto or the front had died); clearing it and starting a fresh region"
         );

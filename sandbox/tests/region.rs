@@ -309,13 +309,13 @@ async fn a_guest_reboot_comes_back_by_itself() {
     let net = network(&ec2).await;
     let keys = Keys::new();
     import_key(&ec2, "op", &keys).await;
-    run_instance(&ec2, &net.subnets[0].0, "10.0.1.50", "op", true, None).await;
+    let id = run_instance(&ec2, &net.subnets[0].0, "10.0.1.50", "op", true, None).await;
     wait_ssh(&keys, "10.0.1.50", BOOT_LIMIT);
     let first_pid = sb.hosts()[0].pid;
     let _ = ssh(
         &keys,
         "10.0.1.50",
-        "sudo systemd-run --on-active=1 systemctl reboot",
+        "sudo systemd-run --on-active=1 --timer-property=AccuracySec=10ms systemctl reboot",
     );
     let t = Instant::now();
     loop {
@@ -335,6 +335,18 @@ async fn a_guest_reboot_comes_back_by_itself() {
         ssh_ok(&keys, "10.0.1.50", "systemctl is-system-running --wait").trim(),
         "running"
     );
+
+    // RebootInstances through the API: a clean shutdown and a new boot, data kept.
+    ssh_ok(&keys, "10.0.1.50", "echo kept > kept.txt && sync");
+    let before = sb.hosts()[0].pid;
+    ec2.reboot_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(sb.hosts()[0].pid, before);
+    wait_ssh(&keys, "10.0.1.50", BOOT_LIMIT);
+    assert_eq!(ssh_ok(&keys, "10.0.1.50", "cat kept.txt"), "kept\n");
 }
 
 #[tokio::test]
@@ -638,4 +650,27 @@ async fn encrypted_snapshot_copy_then_volume_and_deletes_free_the_disk() {
     assert!(!sb.paths.snapshot(&plain).exists());
     assert!(!sb.paths.volume(&old_root).exists());
     assert!(sb.paths.snapshot(&copy).exists());
+}
+
+#[tokio::test]
+async fn a_stop_right_after_launch_is_still_a_clean_shutdown() {
+    let sb = Sandbox::acquire();
+    let ec2 = client().await;
+    let net = network(&ec2).await;
+    let keys = Keys::new();
+    import_key(&ec2, "op", &keys).await;
+    let id = run_instance(&ec2, &net.subnets[0].0, "10.0.1.70", "op", true, None).await;
+    // No wait: the guest's systemd is still starting when the stop arrives.
+    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+    let hosts = sb.hosts();
+    assert_eq!(
+        hosts[0].state, "stopped (exit status: 0)",
+        "not a clean shutdown: {hosts:?}"
+    );
+    ec2.start_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    wait_ssh(&keys, "10.0.1.70", BOOT_LIMIT);
 }
