@@ -15,3 +15,4 @@ pub mod render;
 pub mod spec;
 pub mod ssh;
 pub mod state_dir;
+pub mod verify;

@@ -194,14 +194,28 @@ fn a_missing_spec_file_is_an_error_naming_the_file() {
     assert!(stderr.contains("No such file"), "{stderr}");
 }
 
+/// Offline, `verify` still checks the spec first and reads its secrets before touching
+/// anything: without the passwords it exits 1 and names the variables to set.
 #[test]
-fn verify_says_it_is_not_built_yet() {
+fn verify_without_passwords_names_them_and_exits_1() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster.toml.example");
-    let out = redisctl(&["verify", "--config", example.to_str().unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_redisctl"))
+        .args(["verify", "--config", example.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .env_remove("REDIS_ADMIN_PASSWORD")
+        .env_remove("REDIS_APP_PASSWORD")
+        .env_remove("REDIS_DEV_PASSWORD")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run redisctl");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("not built"), "{stderr}");
     assert!(
-        stderr.contains("`redisctl verify` is not built yet"),
+        stderr.contains("error:") && stderr.contains("REDIS_ADMIN_PASSWORD"),
         "{stderr}"
     );
 }

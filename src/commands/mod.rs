@@ -4,6 +4,7 @@ mod apply;
 mod destroy;
 mod plan;
 mod validate;
+mod verify;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -25,13 +26,6 @@ pub enum Error {
     /// Already rendered as diagnostics; only the summary line is printed.
     #[error(transparent)]
     Spec(#[from] LoadError),
-    #[error(
-        "`redisctl {command}` is not built yet ({what}); nothing was read from or changed in AWS"
-    )]
-    NotBuilt {
-        command: &'static str,
-        what: &'static str,
-    },
     #[error("cannot read the state of cluster {cluster} from AWS")]
     Observe {
         cluster: String,
@@ -78,7 +72,7 @@ pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
         Command::Plan(args) => runtime().block_on(plan::run(&cli.config, args, shell)),
         Command::Apply(args) => runtime().block_on(apply::run(&cli.config, args, shell)),
         Command::Destroy(args) => runtime().block_on(destroy::run(&cli.config, args, shell)),
-        Command::Verify(_) => not_built(&cli.config, shell, "verify", "the node-layer issue"),
+        Command::Verify(args) => runtime().block_on(verify::run(&cli.config, args, shell)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -207,16 +201,4 @@ pub(crate) fn load_spec(path: &Path, shell: &Shell) -> Result<Loaded, Error> {
         shell.err("\n");
     }
     Ok(loaded)
-}
-
-/// Commands of later issues: the spec is still checked (so CI gets real errors), then the
-/// command says plainly that it does not exist yet and fails.
-fn not_built(
-    config: &Path,
-    shell: &Shell,
-    command: &'static str,
-    what: &'static str,
-) -> Result<u8, Error> {
-    load_spec(config, shell)?;
-    Err(Error::NotBuilt { command, what })
 }

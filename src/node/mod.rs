@@ -357,6 +357,23 @@ impl NodeRuntime {
             .filter_map(|i| i.tags.get(tags::NODE).cloned())
             .filter(|n| self.spec.nodes.nodes.iter().any(|x| &x.name == n))
             .collect();
+        // The instances are known already: no DescribeInstances per node.
+        {
+            let mut map = self.instances.lock().await;
+            for i in observed.instances.iter().filter(|i| i.state == "running") {
+                if let Some(node) = i.tags.get(tags::NODE) {
+                    map.insert(
+                        node.clone(),
+                        InstanceInfo {
+                            id: i.id.clone(),
+                            private_ip: i.private_ip,
+                            public_ip: i.public_ip,
+                            host_key_fp: i.tags.get(tags::HOST_KEY).cloned(),
+                        },
+                    );
+                }
+            }
+        }
         let mut set = tokio::task::JoinSet::new();
         for node in running {
             let me = self.clone();
@@ -730,6 +747,54 @@ systemctl disable --now {} >/dev/null 2>&1 || true
         s.sudo_ok("redis-cli --cluster create", &script, self.stdin())
             .await?;
         self.wait_healthy(nodes.len()).await
+    }
+
+    // ---- for verify --------------------------------------------------------------------------
+
+    /// Look up every node's instance (one DescribeInstances), before concurrent work that would
+    /// otherwise each look them up.
+    pub(crate) async fn locate_all(&self) -> Result<(), NodeError> {
+        self.refresh_instances().await
+    }
+
+    /// Open the node's session with one bounded attempt (no waiting for sshd to come up): a
+    /// check reports a node that does not answer promptly. Pins at first contact, like the
+    /// sessions apply opens.
+    pub(crate) async fn reach(&self, node: &str) -> Result<(), NodeError> {
+        if let Some(s) = self.sessions.lock().await.get(node)
+            && !s.is_closed()
+        {
+            return Ok(());
+        }
+        let info = self.instance(node).await?;
+        let target = self.target(node, &info)?;
+        let policy = self.policy(&info);
+        let (session, host_key) = Session::connect(
+            &target,
+            &self.spec.ssh.user,
+            &self.key()?,
+            &policy,
+            &self.timeouts,
+        )
+        .await
+        .map_err(|e| self.known.annotate(e))?;
+        if policy == HostKeyPolicy::FirstContact {
+            self.pin(node, &info.id, &host_key).await?;
+        }
+        self.sessions.lock().await.insert(node.into(), session);
+        Ok(())
+    }
+
+    /// `sudo sh -c <script>` on the node over its session (opened when needed), `stdin` passed
+    /// through (secrets go there). The exit status is in the output, not an error.
+    pub(crate) async fn sudo_on(
+        &self,
+        node: &str,
+        script: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<ssh::Output, NodeError> {
+        let s = self.session(node).await?;
+        Ok(s.sudo(script, stdin).await?)
     }
 
     pub async fn close(&self) {

@@ -1,0 +1,777 @@
+//! The pure half of verify: what redis-cli printed on the nodes (and what EC2 said) in, checks
+//! with evidence out. No I/O here, so every rule is unit-tested on captured text.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use super::Check;
+use crate::redis::acl::{self, CommandRule};
+use crate::redis::parse::{self, ClusterNode, SlotRange};
+use crate::spec::{AclUser, Spec};
+
+/// The key the data-distribution check writes (the hand procedure's example).
+pub const DATA_KEY: &str = "patient:12345";
+
+/// What one node showed the probe, or why it could not be asked.
+#[derive(Debug, Clone)]
+pub struct NodeProbe {
+    pub node: String,
+    pub ip: Ipv4Addr,
+    pub az: String,
+    pub out: Result<ProbeOut, String>,
+}
+
+/// The raw sections of the per-node probe script.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeOut {
+    /// `PING` over TLS as the operator.
+    pub tls_ping: String,
+    pub cluster_info: String,
+    pub cluster_nodes: String,
+    pub replication: String,
+    /// `CLUSTER KEYSLOT patient:12345`.
+    pub keyslot: String,
+    /// `PING` over TLS without credentials.
+    pub noauth: String,
+    /// `AUTH default <not the password>` over TLS.
+    pub wrongpass: String,
+    /// `PING` in plaintext to the node's address and Redis port.
+    pub plaintext: String,
+    /// The node certificate file.
+    pub cert: String,
+}
+
+/// The first non-empty line, trimmed, without redis-cli's `(error) ` prefix, at most 100
+/// characters.
+pub fn first_line(text: &str) -> String {
+    let l = text
+        .lines()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let l = l.strip_prefix("(error) ").unwrap_or(l);
+    let mut s: String = l.chars().take(100).collect();
+    if l.chars().count() > 100 {
+        s.push('…');
+    }
+    s
+}
+
+/// What a command run as some user came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server ran it (its reply, first line).
+    Allowed(String),
+    /// `NOPERM`.
+    Denied(String),
+    /// No answer to judge: not logged in, not connected, timed out.
+    Broken(String),
+}
+
+/// Classify redis-cli's output of one command; `status` is its exit status.
+pub fn classify(text: &str, status: Option<i32>) -> Outcome {
+    if status == Some(124) {
+        return Outcome::Broken("no answer within 15 s".into());
+    }
+    let find = |needle: &str| {
+        text.lines()
+            .map(|l| l.trim())
+            .find(|l| l.contains(needle))
+            .map(|l| first_line(l))
+    };
+    if let Some(l) = find("NOPERM") {
+        return Outcome::Denied(l);
+    }
+    for bad in [
+        "WRONGPASS",
+        "NOAUTH",
+        "AUTH failed",
+        "Could not connect",
+        "Connection refused",
+        "Error:",
+        "CLUSTERDOWN",
+        "SSL_connect",
+        "TLS",
+    ] {
+        if let Some(l) = find(bad) {
+            return Outcome::Broken(l);
+        }
+    }
+    let l = first_line(text);
+    Outcome::Allowed(if l.is_empty() { "(nil)".into() } else { l })
+}
+
+/// Redis Cluster's key slot: CRC16 (XMODEM) of the key, or of its `{hash tag}`, mod 16384.
+pub fn key_slot(key: &str) -> u16 {
+    let b = key.as_bytes();
+    let mut part = b;
+    if let Some(open) = b.iter().position(|&c| c == b'{')
+        && let Some(len) = b[open + 1..].iter().position(|&c| c == b'}')
+        && len > 0
+    {
+        part = &b[open + 1..open + 1 + len];
+    }
+    let mut crc: u16 = 0;
+    for &byte in part {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// Redis glob matching (`*`, `?`, `[abc]`, `[^a-z]`, `\x`), enough for key patterns.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    fn m(p: &[char], t: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('*') => (0..=t.len()).any(|i| m(&p[1..], &t[i..])),
+            Some('?') => !t.is_empty() && m(&p[1..], &t[1..]),
+            Some('[') => {
+                let Some(close) = p.iter().skip(1).position(|&c| c == ']') else {
+                    return !t.is_empty() && t[0] == '[' && m(&p[1..], &t[1..]);
+                };
+                let Some(&c) = t.first() else { return false };
+                let class = &p[1..close + 1];
+                let (neg, class) = match class.first() {
+                    Some('^') => (true, &class[1..]),
+                    _ => (false, class),
+                };
+                let mut hit = false;
+                let mut i = 0;
+                while i < class.len() {
+                    if i + 2 < class.len() && class[i + 1] == '-' {
+                        let (a, b) = (class[i].min(class[i + 2]), class[i].max(class[i + 2]));
+                        hit |= a <= c && c <= b;
+                        i += 3;
+                    } else {
+                        hit |= class[i] == c;
+                        i += 1;
+                    }
+                }
+                hit != neg && m(&p[close + 2..], &t[1..])
+            }
+            Some('\\') if p.len() > 1 => !t.is_empty() && t[0] == p[1] && m(&p[2..], &t[1..]),
+            Some(&c) => !t.is_empty() && t[0] == c && m(&p[1..], &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    m(&p, &t)
+}
+
+/// A concrete key inside `pattern` (`session:*` → `session:redisctl-verify`), if one is easy
+/// to make.
+pub fn key_in(pattern: &str) -> Option<String> {
+    let k: String = pattern
+        .replace('*', "redisctl-verify")
+        .replace('?', "x")
+        .chars()
+        .filter(|c| !matches!(c, '[' | ']' | '\\' | '^'))
+        .collect();
+    (glob(pattern, &k) && !k.is_empty()).then_some(k)
+}
+
+/// A key no pattern of `keys` covers, if there is one.
+pub fn key_outside(keys: &[String]) -> Option<String> {
+    ["redisctl-verify:outside", "zz-redisctl-verify-outside"]
+        .into_iter()
+        .find(|k| !keys.iter().any(|p| glob(p, k)))
+        .map(String::from)
+}
+
+/// One command tried as a user, and what its rules say should happen.
+#[derive(Debug, Clone)]
+pub struct Try {
+    /// For people: `SET session:redisctl-verify`.
+    pub label: String,
+    pub argv: Vec<String>,
+    pub expect_allowed: bool,
+    /// Why the rules say so, for the evidence.
+    pub because: String,
+}
+
+/// The commands to try as `user`: a write and a read on a key inside its first key pattern, a
+/// write outside its patterns, FLUSHALL (with an argument it refuses, so that nothing is ever
+/// flushed), CONFIG GET and CLUSTER SLOTS. Expectations come from [`acl::allows`].
+pub fn acl_tries(user: &AclUser, token: &str) -> Vec<Try> {
+    let rules: &[CommandRule] = &user.commands;
+    let says = |cmd: &str| acl::allows(rules, cmd);
+    let rule_word = |ok: bool| if ok { "allowed" } else { "denied" };
+    let mut out = Vec::new();
+    let inside = user.keys.iter().find_map(|p| key_in(p));
+    match &inside {
+        Some(k) => {
+            out.push(Try {
+                label: format!("SET {k}"),
+                argv: vec![
+                    "SET".into(),
+                    k.clone(),
+                    token.into(),
+                    "PX".into(),
+                    "60000".into(),
+                ],
+                expect_allowed: says("set"),
+                because: format!("set {} by its commands", rule_word(says("set"))),
+            });
+            out.push(Try {
+                label: format!("GET {k}"),
+                argv: vec!["GET".into(), k.clone()],
+                expect_allowed: says("get"),
+                because: format!("get {} by its commands", rule_word(says("get"))),
+            });
+        }
+        None => {
+            out.push(Try {
+                label: "GET redisctl-verify".into(),
+                argv: vec!["GET".into(), "redisctl-verify".into()],
+                expect_allowed: false,
+                because: "it has no key patterns".into(),
+            });
+        }
+    }
+    if inside.is_some()
+        && let Some(k) = key_outside(&user.keys)
+    {
+        out.push(Try {
+            label: format!("SET {k}"),
+            argv: vec!["SET".into(), k, token.into(), "PX".into(), "60000".into()],
+            expect_allowed: false,
+            because: format!("key outside {}", user.keys.join(" ")),
+        });
+    }
+    for (label, argv, cmd) in [
+        (
+            "FLUSHALL (with an invalid argument: never flushes)",
+            vec!["FLUSHALL", "REDISCTL-VERIFY-PROBE"],
+            "flushall",
+        ),
+        (
+            "CONFIG GET maxmemory",
+            vec!["CONFIG", "GET", "maxmemory"],
+            "config|get",
+        ),
+        ("CLUSTER SLOTS", vec!["CLUSTER", "SLOTS"], "cluster|slots"),
+    ] {
+        out.push(Try {
+            label: label.into(),
+            argv: argv.into_iter().map(String::from).collect(),
+            expect_allowed: says(cmd),
+            because: format!("{cmd} {} by its commands", rule_word(says(cmd))),
+        });
+    }
+    out
+}
+
+/// The ACL row of one user from the outcomes of its tries (same order).
+pub fn acl_check(user: &str, tries: &[Try], outcomes: Result<Vec<Outcome>, String>) -> Check {
+    let name = format!("acl {user}");
+    let outcomes = match outcomes {
+        Ok(o) => o,
+        Err(why) => return Check::fail(name, vec![why]),
+    };
+    let mut passed = outcomes.len() == tries.len();
+    let mut evidence = Vec::new();
+    for (t, o) in tries.iter().zip(&outcomes) {
+        let (ok, seen) = match o {
+            Outcome::Allowed(r) => (t.expect_allowed, format!("ran ({r})")),
+            Outcome::Denied(r) => (!t.expect_allowed, r.clone()),
+            Outcome::Broken(r) => (false, format!("no verdict: {r}")),
+        };
+        passed &= ok;
+        let want = if t.expect_allowed { "allow" } else { "deny" };
+        let mark = if ok { "ok" } else { "WRONG" };
+        evidence.push(format!(
+            "{}: {seen} [expected {want}: {}] {mark}",
+            t.label, t.because
+        ));
+    }
+    Check {
+        name,
+        passed,
+        evidence,
+    }
+}
+
+fn by_ip(spec: &Spec, ip: &str) -> String {
+    spec.nodes
+        .nodes
+        .iter()
+        .find(|n| n.private_ip.to_string() == ip)
+        .map(|n| n.name.clone())
+        .unwrap_or_else(|| format!("{ip} (not in the spec)"))
+}
+
+/// Every node `cluster_state:ok`, 16384 slots assigned, all nodes known; the spec's number of
+/// masters; replicas linked to their master when the spec asks for replicas.
+pub fn health(spec: &Spec, probes: &[NodeProbe]) -> Check {
+    let want_nodes = spec.nodes.nodes.len() as u32;
+    let mut passed = true;
+    let mut ev = Vec::new();
+    let mut masters_seen: Option<(String, usize)> = None;
+    let mut replicas = 0usize;
+    for p in probes {
+        let out = match &p.out {
+            Ok(o) => o,
+            Err(why) => {
+                passed = false;
+                ev.push(format!("{}: unreachable: {why}", p.node));
+                continue;
+            }
+        };
+        let role = parse::info(&out.replication)
+            .get("Replication")
+            .cloned()
+            .unwrap_or_default();
+        let role_text = match role.get("role").map(String::as_str) {
+            Some("slave") => {
+                replicas += 1;
+                let link = role.get("master_link_status").cloned().unwrap_or_default();
+                if link != "up" {
+                    passed = false;
+                }
+                format!("role:replica master_link_status:{link}")
+            }
+            Some(r) => format!("role:{r}"),
+            None => {
+                passed = false;
+                format!("role:? ({})", first_line(&out.replication))
+            }
+        };
+        match parse::cluster_info(&out.cluster_info) {
+            Ok(c) => {
+                let ok = c.cluster_state == "ok"
+                    && c.slots_assigned == 16384
+                    && c.known_nodes == want_nodes;
+                passed &= ok;
+                ev.push(format!(
+                    "{}: cluster_state:{} cluster_slots_assigned:{} cluster_known_nodes:{}/{want_nodes} {role_text}",
+                    p.node, c.cluster_state, c.slots_assigned, c.known_nodes
+                ));
+            }
+            Err(_) => {
+                passed = false;
+                ev.push(format!(
+                    "{}: CLUSTER INFO failed: {}",
+                    p.node,
+                    first_line(&out.cluster_info)
+                ));
+            }
+        }
+        if masters_seen.is_none()
+            && let Ok(nodes) = parse::cluster_nodes(&out.cluster_nodes)
+        {
+            let n = nodes
+                .iter()
+                .filter(|n| n.is_master() && !n.is_failing() && n.slot_count() > 0)
+                .count();
+            masters_seen = Some((p.node.clone(), n));
+            for n in nodes.iter().filter(|n| n.is_failing()) {
+                passed = false;
+                ev.push(format!(
+                    "{} sees {} flagged {}",
+                    p.node,
+                    by_ip(spec, &n.ip),
+                    n.flags.join(",")
+                ));
+            }
+        }
+    }
+    let want_masters = spec.nodes.masters as usize;
+    match masters_seen {
+        Some((from, n)) => {
+            passed &= n == want_masters;
+            ev.push(format!(
+                "masters serving slots: {n} (spec: {want_masters}, as {from} sees them)"
+            ));
+        }
+        None => {
+            passed = false;
+            ev.push("no node answered CLUSTER NODES".into());
+        }
+    }
+    let want_replicas = want_masters * spec.nodes.replicas_per_master as usize;
+    if want_replicas > 0 || replicas > 0 {
+        passed &= replicas == want_replicas;
+        ev.push(format!("replicas: {replicas} (spec: {want_replicas})"));
+    }
+    Check {
+        name: "cluster health".into(),
+        passed,
+        evidence: ev,
+    }
+}
+
+/// The masters' slot ranges as one node sees them: ip -> ranges.
+fn slot_map(nodes: &[ClusterNode]) -> BTreeMap<String, Vec<SlotRange>> {
+    nodes
+        .iter()
+        .filter(|n| n.is_master() && !n.slots.is_empty())
+        .map(|n| {
+            let mut r = n.slots.clone();
+            r.sort();
+            (n.ip.clone(), r)
+        })
+        .collect()
+}
+
+/// Gaps and overlaps in `ranges` over 0–16383.
+fn holes(ranges: &[SlotRange]) -> Vec<String> {
+    let mut all = ranges.to_vec();
+    all.sort();
+    let mut next: u32 = 0;
+    let mut out = Vec::new();
+    for r in &all {
+        let (s, e) = (u32::from(r.start), u32::from(r.end));
+        if s > next {
+            out.push(format!("gap {next}-{}", s - 1));
+        } else if s < next {
+            out.push(format!("overlap at {s}"));
+        }
+        next = next.max(e + 1);
+    }
+    if next <= 16383 {
+        out.push(format!("gap {next}-16383"));
+    }
+    out
+}
+
+/// CLUSTER NODES covers 0–16383 with no gaps, every node agrees, each master in a different AZ
+/// where the spec's nodes make that possible.
+pub fn slots(spec: &Spec, probes: &[NodeProbe]) -> Check {
+    let name = "slot coverage";
+    let views: Vec<(&NodeProbe, Vec<ClusterNode>)> = probes
+        .iter()
+        .filter_map(|p| {
+            let o = p.out.as_ref().ok()?;
+            Some((p, parse::cluster_nodes(&o.cluster_nodes).ok()?))
+        })
+        .collect();
+    let Some((first, nodes)) = views.first() else {
+        return Check::fail(name, vec!["no node answered CLUSTER NODES".into()]);
+    };
+    let map = slot_map(nodes);
+    let mut passed = true;
+    let mut ev = Vec::new();
+    let az_of = |ip: &str| {
+        spec.nodes
+            .nodes
+            .iter()
+            .find(|n| n.private_ip.to_string() == ip)
+            .map(|n| n.az.clone())
+    };
+    let mut all = Vec::new();
+    for (ip, ranges) in &map {
+        let count: u32 = ranges.iter().map(SlotRange::count).sum();
+        let list: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+        ev.push(format!(
+            "{} ({ip}, {}): {} ({count} slots)",
+            by_ip(spec, ip),
+            az_of(ip).unwrap_or_else(|| "?".into()),
+            list.join(",")
+        ));
+        all.extend(ranges.iter().copied());
+    }
+    let h = holes(&all);
+    if h.is_empty() {
+        ev.push(format!(
+            "0-16383 covered, no gaps or overlaps (as {} sees it)",
+            first.node
+        ));
+    } else {
+        passed = false;
+        ev.push(format!("not covered: {}", h.join(", ")));
+    }
+    for (p, other) in views.iter().skip(1) {
+        if slot_map(other) != map {
+            passed = false;
+            ev.push(format!(
+                "{} sees a different slot map than {}",
+                p.node, first.node
+            ));
+        }
+    }
+    let master_azs: BTreeSet<String> = map.keys().filter_map(|ip| az_of(ip)).collect();
+    let spec_azs: BTreeSet<&str> = spec.nodes.nodes.iter().map(|n| n.az.as_str()).collect();
+    let possible = map.len().min(spec_azs.len());
+    let spread = master_azs.len() >= possible;
+    passed &= spread;
+    ev.push(format!(
+        "masters in {} AZ(s): {} ({possible} possible){}",
+        master_azs.len(),
+        master_azs.iter().cloned().collect::<Vec<_>>().join(", "),
+        if spread { "" } else { ": masters share an AZ" }
+    ));
+    Check {
+        name: name.into(),
+        passed,
+        evidence: ev,
+    }
+}
+
+/// The master that serves `slot`, as the first node that answered sees it: (node name, ip).
+pub fn owner(spec: &Spec, probes: &[NodeProbe], slot: u16) -> Option<(String, String)> {
+    probes.iter().find_map(|p| {
+        let nodes = parse::cluster_nodes(&p.out.as_ref().ok()?.cluster_nodes).ok()?;
+        nodes
+            .iter()
+            .filter(|n| n.is_master() && !n.is_failing())
+            .find(|n| n.slots.iter().any(|r| r.start <= slot && slot <= r.end))
+            .map(|n| (by_ip(spec, &n.ip), n.ip.clone()))
+    })
+}
+
+/// No connection without credentials, `AUTH default …` refused.
+pub fn default_off(probes: &[NodeProbe]) -> Check {
+    let mut passed = true;
+    let mut ev = Vec::new();
+    for p in probes {
+        match &p.out {
+            Err(why) => {
+                passed = false;
+                ev.push(format!("{}: unreachable: {why}", p.node));
+            }
+            Ok(o) => {
+                let a = o.noauth.contains("NOAUTH");
+                let b = o.wrongpass.contains("WRONGPASS");
+                passed &= a && b;
+                ev.push(format!(
+                    "{}: PING without credentials: {}; AUTH default <wrong>: {}",
+                    p.node,
+                    first_line(&o.noauth),
+                    first_line(&o.wrongpass)
+                ));
+            }
+        }
+    }
+    Check {
+        name: "default user off".into(),
+        passed,
+        evidence: ev,
+    }
+}
+
+/// The Redis port answers over TLS and refuses plaintext.
+pub fn tls_only(spec: &Spec, probes: &[NodeProbe]) -> Check {
+    let mut passed = true;
+    let mut ev = Vec::new();
+    let port = spec.redis.port;
+    for p in probes {
+        let o = match &p.out {
+            Err(why) => {
+                passed = false;
+                ev.push(format!("{}: unreachable: {why}", p.node));
+                continue;
+            }
+            Ok(o) => o,
+        };
+        let tls_ok = o.tls_ping.trim() == "PONG";
+        // A Redis reply of any kind (PONG, NOAUTH, ERR …) means it spoke plaintext.
+        let plain = o.plaintext.lines().map(str::trim).any(|l| {
+            l == "PONG"
+                || l.starts_with("NOAUTH")
+                || l.starts_with("(error)")
+                || l.starts_with("ERR")
+                || l.starts_with("WRONGPASS")
+                || l.starts_with('-')
+        });
+        passed &= tls_ok && !plain;
+        let plain_seen = first_line(
+            &o.plaintext
+                .lines()
+                .filter(|l| !l.starts_with("@@rc="))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        ev.push(format!(
+            "{}: plaintext PING to {}:{port}: {} ({}); TLS PING: {}",
+            p.node,
+            p.ip,
+            if plain { "ANSWERED" } else { "refused" },
+            if plain_seen.is_empty() {
+                "no reply".to_string()
+            } else {
+                plain_seen
+            },
+            if o.tls_ping.trim().is_empty() {
+                "no reply".to_string()
+            } else {
+                first_line(&o.tls_ping)
+            }
+        ));
+    }
+    Check {
+        name: "tls only".into(),
+        passed,
+        evidence: ev,
+    }
+}
+
+fn date(t: std::time::SystemTime) -> String {
+    let d = time::OffsetDateTime::from(t).date();
+    format!("{}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// Each node's certificate is signed by the cluster CA of the state directory, valid now, and
+/// has the node's IP among its SANs.
+pub fn certificates(
+    probes: &[NodeProbe],
+    ca_pem: Result<&str, String>,
+    now: std::time::SystemTime,
+) -> Check {
+    let name = "tls certificates";
+    let ca_pem = match ca_pem {
+        Ok(c) => c,
+        Err(why) => return Check::fail(name, vec![why]),
+    };
+    let mut passed = true;
+    let mut ev = Vec::new();
+    for p in probes {
+        let o = match &p.out {
+            Err(why) => {
+                passed = false;
+                ev.push(format!("{}: unreachable: {why}", p.node));
+                continue;
+            }
+            Ok(o) => o,
+        };
+        match crate::pki::inspect(&o.cert, ca_pem) {
+            Err(e) => {
+                passed = false;
+                ev.push(format!("{}: cannot read its certificate: {e}", p.node));
+            }
+            Ok(c) => {
+                let ip_ok = c.ip_sans.contains(&std::net::IpAddr::V4(p.ip));
+                let valid = c.not_before <= now && now < c.not_after;
+                let ok = c.signed_by_ca && ip_ok && valid;
+                passed &= ok;
+                let sans: Vec<String> = c.ip_sans.iter().map(ToString::to_string).collect();
+                ev.push(format!(
+                    "{}: CN={} {} by the cluster CA (CN={}), {} until {}, IP SANs {}{}",
+                    p.node,
+                    c.subject_cn.as_deref().unwrap_or("?"),
+                    if c.signed_by_ca {
+                        "signed"
+                    } else {
+                        "NOT signed"
+                    },
+                    c.issuer_cn.as_deref().unwrap_or("?"),
+                    if valid { "valid" } else { "NOT valid now" },
+                    date(c.not_after),
+                    sans.join(", "),
+                    if ip_ok {
+                        String::new()
+                    } else {
+                        format!(" (lacks {})", p.ip)
+                    }
+                ));
+            }
+        }
+    }
+    Check {
+        name: name.into(),
+        passed,
+        evidence: ev,
+    }
+}
+
+/// The user the data check writes as: the first enabled user (not the operator) whose key
+/// patterns cover [`DATA_KEY`] and who may SET and GET, else the operator.
+pub fn data_writer(spec: &Spec) -> &AclUser {
+    spec.users
+        .iter()
+        .filter(|u| u.enabled && !u.operator && u.password.is_some())
+        .find(|u| {
+            u.keys.iter().any(|p| glob(p, DATA_KEY))
+                && acl::allows(&u.commands, "set")
+                && acl::allows(&u.commands, "get")
+        })
+        .unwrap_or_else(|| spec.operator_user())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_slots_match_redis() {
+        // Values from CLUSTER KEYSLOT on Redis 7.0.
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("bar"), 5061);
+        assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
+        assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
+        assert_eq!(key_slot("123456789"), 0x31C3 % 16384);
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("session:*", "session:redisctl-verify"));
+        assert!(!glob("session:*", "redisctl-verify:outside"));
+        assert!(glob("*", "anything"));
+        assert!(glob("h?llo", "hello"));
+        assert!(glob("h[ae]llo", "hallo"));
+        assert!(!glob("h[^e]llo", "hello"));
+        assert!(glob("h[a-c]llo", "hbllo"));
+        assert_eq!(key_in("cache:*").as_deref(), Some("cache:redisctl-verify"));
+        assert_eq!(key_outside(&["*".into()]), None);
+        assert_eq!(
+            key_outside(&["session:*".into()]).as_deref(),
+            Some("redisctl-verify:outside")
+        );
+    }
+
+    #[test]
+    fn classifies_replies() {
+        assert_eq!(classify("OK\n", Some(0)), Outcome::Allowed("OK".into()));
+        assert!(matches!(
+            classify(
+                "NOPERM this user has no permissions to run the 'flushall' command\n",
+                Some(1)
+            ),
+            Outcome::Denied(_)
+        ));
+        assert!(matches!(
+            classify("ERR syntax error\n", Some(1)),
+            Outcome::Allowed(_)
+        ));
+        assert!(matches!(
+            classify(
+                "AUTH failed: WRONGPASS invalid username-password pair\nNOAUTH x\n",
+                Some(1)
+            ),
+            Outcome::Broken(_)
+        ));
+        assert!(matches!(classify("", Some(124)), Outcome::Broken(_)));
+        assert_eq!(classify("\n", Some(0)), Outcome::Allowed("(nil)".into()));
+    }
+
+    #[test]
+    fn finds_gaps() {
+        let r = |s, e| SlotRange { start: s, end: e };
+        assert!(holes(&[r(0, 5460), r(5461, 10922), r(10923, 16383)]).is_empty());
+        assert_eq!(
+            holes(&[r(0, 5460), r(10923, 16383)]),
+            vec!["gap 5461-10922".to_string()]
+        );
+        assert_eq!(holes(&[r(0, 100)]), vec!["gap 101-16383".to_string()]);
+    }
+
+    #[test]
+    fn app_tries_follow_its_rules() {
+        let spec = crate::redis::test_spec::reference();
+        let app = spec.users.iter().find(|u| u.name == "app").unwrap();
+        let tries = acl_tries(app, "t");
+        let get = |l: &str| tries.iter().find(|t| t.label.starts_with(l)).unwrap();
+        assert!(get("SET session:redisctl-verify").expect_allowed);
+        assert!(!get("SET redisctl-verify:outside").expect_allowed);
+        assert!(!get("FLUSHALL").expect_allowed);
+        assert!(!get("CONFIG GET").expect_allowed);
+        assert!(get("CLUSTER SLOTS").expect_allowed);
+        assert_eq!(data_writer(&spec).name, "app");
+    }
+}
