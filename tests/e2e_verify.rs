@@ -1,0 +1,377 @@
+//! End-to-end: `redisctl verify` against a cluster that `apply` built in the sandbox, through the
+//! real binary: every check passes with its evidence on a fresh cluster, `--json` parses, and a
+//! cluster broken out of band (an ACL widened on the nodes, redis-server stopped on one node)
+//! fails with exit 1 naming the failing checks. No password appears in any output.
+//! Run inside the sandbox:
+//! `redisctl-sandbox exec -- cargo test -p redisctl --test e2e_verify -- --nocapture`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use redisctl_sandbox::testing::Sandbox;
+
+const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
+const PASSWORDS: [(&str, &str); 3] = [
+    ("REDIS_ADMIN_PASSWORD", "e2e-verify-admin-Zq81"),
+    ("REDIS_APP_PASSWORD", "e2e-verify-app-Kx27"),
+    ("REDIS_DEV_PASSWORD", "e2e-verify-dev-Wm64"),
+];
+const NODES: [(&str, &str); 3] = [
+    ("redis-node-1a", "10.0.1.10"),
+    ("redis-node-1b", "10.0.2.10"),
+    ("redis-node-1c", "10.0.3.10"),
+];
+
+struct Cluster {
+    dir: PathBuf,
+    spec: PathBuf,
+}
+
+impl Cluster {
+    /// The reference example in a fresh directory (its own state dir).
+    fn new(name: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("redisctl-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml.example"))
+                .unwrap();
+        let spec = dir.join("cluster.toml");
+        std::fs::write(&spec, text).unwrap();
+        Cluster { dir, spec }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .arg("--config")
+            .arg(&self.spec)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        for (k, v) in PASSWORDS {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert_no_secret(&out);
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "redisctl {args:?} failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// `sudo sh -c SCRIPT` on a node over SSH with the state directory's key; `stdin` fed in.
+    fn ssh(&self, ip: &str, script: &str, stdin: &str) -> Output {
+        use std::io::Write;
+        let key = self.dir.join(".redisctl/prod-redis/ssh_ed25519");
+        let mut child = Command::new("ssh")
+            .args([
+                "-i",
+                key.to_str().unwrap(),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+                &format!("ubuntu@{ip}"),
+                &format!("sudo -n sh -c '{script}'"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "ssh {ip} {script}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn assert_no_secret(out: &Output) {
+    for (_, pw) in PASSWORDS {
+        for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                !text(bytes).contains(pw),
+                "a password appears on {stream}:\n{}",
+                text(bytes)
+            );
+        }
+    }
+}
+
+/// The table's row of `check`: its first line and its evidence lines (up to the next row).
+fn row(table: &str, check: &str) -> String {
+    let mut lines = table
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{check}  ")));
+    let mut out = vec![
+        lines
+            .next()
+            .unwrap_or_else(|| panic!("no row {check}:\n{table}")),
+    ];
+    out.extend(lines.take_while(|l| l.starts_with(' ')));
+    out.join("\n")
+}
+
+fn redis_cli(user: &str) -> String {
+    format!(
+        "REDISCLI_AUTH=\"$(cat)\" redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -h 127.0.0.1 -p 6379 --user {user} --no-auth-warning"
+    )
+}
+
+#[test]
+fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("verify");
+    let t = Instant::now();
+    let out = c.ok(&["apply", "--yes"]);
+    assert!(out.contains("Apply complete!"), "{out}");
+    eprintln!(
+        "figure: apply from nothing: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // A fresh cluster passes every check, with its evidence.
+    let t = Instant::now();
+    let table = c.ok(&["verify"]);
+    let wall = t.elapsed();
+    eprintln!("{table}");
+    eprintln!(
+        "figure: verify wall time (3 nodes, all checks): {:.2}s",
+        wall.as_secs_f64()
+    );
+    assert!(table.starts_with("CHECK"), "{table}");
+    assert!(!table.contains("FAIL"), "{table}");
+    assert!(table.contains("Verified: all 10 checks passed"), "{table}");
+
+    let health = row(&table, "cluster health");
+    for (node, _) in NODES {
+        assert!(
+            health.contains(&format!(
+                "{node}: cluster_state:ok cluster_slots_assigned:16384 cluster_known_nodes:3/3 role:master"
+            )),
+            "{health}"
+        );
+    }
+    assert!(
+        health.contains("masters serving slots: 3 (spec: 3"),
+        "{health}"
+    );
+    let slots = row(&table, "slot coverage");
+    assert!(
+        slots.contains("0-16383 covered, no gaps or overlaps"),
+        "{slots}"
+    );
+    assert!(slots.contains("masters in 3 AZ(s)"), "{slots}");
+    for (node, ip) in NODES {
+        assert!(
+            slots.contains(&format!("{node} ({ip}, us-east-1")),
+            "{slots}"
+        );
+    }
+    // patient:12345 hashes to slot 12624 (CRC16), which the third master serves after
+    // `redis-cli --cluster create` (10923-16383).
+    let data = row(&table, "data distribution");
+    assert!(
+        data.contains("CLUSTER KEYSLOT patient:12345 = 12624 (CRC16 here: 12624)"),
+        "{data}"
+    );
+    assert!(
+        data.contains("slot 12624 is served by redis-node-1c (10.0.3.10)"),
+        "{data}"
+    );
+    assert!(data.contains("SET patient:12345 as app via"), "{data}");
+    assert!(
+        data.contains("GET through redis-cli -c from redis-node-1a: the value written"),
+        "{data}"
+    );
+    assert!(
+        data.contains("GET on redis-node-1c directly (no redirect): the value written"),
+        "{data}"
+    );
+    assert!(data.contains("deleted patient:12345"), "{data}");
+    let app = row(&table, "acl app");
+    assert!(
+        app.contains("SET session:redisctl-verify: ran (OK) [expected allow"),
+        "{app}"
+    );
+    assert!(
+        app.contains(
+            "FLUSHALL (with an invalid argument: never flushes): NOPERM this user has no permissions to run the 'flushall' command [expected deny"
+        ),
+        "{app}"
+    );
+    assert!(app.contains("SET redisctl-verify:outside: NOPERM"), "{app}");
+    let dev = row(&table, "acl dev");
+    assert!(dev.contains("SET redisctl-verify: NOPERM"), "{dev}");
+    assert!(dev.contains("CLUSTER SLOTS: ran"), "{dev}");
+    let admin = row(&table, "acl admin");
+    assert!(
+        admin
+            .contains("FLUSHALL (with an invalid argument: never flushes): ran (ERR syntax error)"),
+        "{admin}"
+    );
+    let default = row(&table, "default user off");
+    assert!(
+        default.contains("PING without credentials: NOAUTH"),
+        "{default}"
+    );
+    assert!(
+        default.contains("AUTH default <wrong>: WRONGPASS"),
+        "{default}"
+    );
+    let tls = row(&table, "tls only");
+    for (node, ip) in NODES {
+        assert!(
+            tls.contains(&format!("{node}: plaintext PING to {ip}:6379: refused")),
+            "{tls}"
+        );
+    }
+    assert!(tls.contains("TLS PING: PONG"), "{tls}");
+    let certs = row(&table, "tls certificates");
+    assert!(
+        certs.contains("redis-node-1a: CN=redis-node-1a signed by the cluster CA"),
+        "{certs}"
+    );
+    assert!(certs.contains("IP SANs 10.0.1.10, 127.0.0.1"), "{certs}");
+    let vols = row(&table, "root volumes encrypted");
+    assert_eq!(
+        vols.matches("Encrypted=true KmsKeyId=alias/aws/ebs")
+            .count(),
+        3,
+        "{vols}"
+    );
+
+    // --json parses, is versioned, and says the same.
+    let json = c.ok(&["verify", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("verify --json is JSON");
+    assert_eq!(v["format_version"], "1.0");
+    assert_eq!(v["cluster"], "prod-redis");
+    assert_eq!(v["passed"], true);
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["passed"], true, "{c}");
+            assert!(!c["evidence"].as_array().unwrap().is_empty(), "{c}");
+            c["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "cluster health",
+            "slot coverage",
+            "data distribution",
+            "acl admin",
+            "acl app",
+            "acl dev",
+            "default user off",
+            "tls only",
+            "tls certificates",
+            "root volumes encrypted"
+        ]
+        .to_vec()
+    );
+
+    // Tamper with the ACLs out of band: app may now FLUSHALL (on every node, in memory).
+    for (_, ip) in NODES {
+        let out = c.ssh(
+            ip,
+            &format!("{} ACL SETUSER app +flushall", redis_cli("admin")),
+            PASSWORDS[0].1,
+        );
+        assert_eq!(text(&out.stdout).trim(), "OK");
+    }
+    let out = c.run(&["verify"]);
+    let table = text(&out.stdout);
+    eprintln!("{table}");
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let app = row(&table, "acl app");
+    assert!(app.lines().next().unwrap().contains(" FAIL "), "{app}");
+    assert!(
+        app.contains("FLUSHALL (with an invalid argument: never flushes): ran (ERR syntax error) [expected deny: flushall denied by its commands] WRONG"),
+        "{app}"
+    );
+    assert!(
+        table.contains("Verify failed: 1 of 10 checks failed"),
+        "{table}"
+    );
+    assert!(table.contains(": acl app."), "{table}");
+
+    // Stop Redis on one node: health, TLS and data checks that need it fail, with the reason;
+    // verify still reports every check.
+    c.ssh("10.0.3.10", "systemctl stop redis-server@cluster", "");
+    let t = Instant::now();
+    let out = c.run(&["verify", "--json"]);
+    eprintln!(
+        "figure: verify wall time with one node's Redis stopped: {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(v["passed"], false);
+    let check = |name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {v}"))
+            .clone()
+    };
+    let health = check("cluster health");
+    assert_eq!(health["passed"], false, "{health}");
+    let ev = health["evidence"].to_string();
+    assert!(
+        ev.contains("redis-node-1c: CLUSTER INFO failed: Could not connect"),
+        "{ev}"
+    );
+    let tls = check("tls only");
+    assert_eq!(tls["passed"], false, "{tls}");
+    assert!(
+        tls["evidence"]
+            .to_string()
+            .contains("TLS PING: Could not connect"),
+        "{tls}"
+    );
+    assert_eq!(check("root volumes encrypted")["passed"], true);
+    let table = text(&c.run(&["verify"]).stdout);
+    eprintln!("{table}");
+    assert!(table.contains("cluster health"), "{table}");
+    assert!(row(&table, "cluster health").contains("FAIL"), "{table}");
+}
