@@ -29,8 +29,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// The reference example in a fresh directory (its own state dir).
-    fn new(name: &str) -> Cluster {
+    /// The reference example in a fresh directory (its own state dir), with `edit` applied.
+    fn new(name: &str, edit: impl Fn(String) -> String) -> Cluster {
         let dir = std::env::temp_dir().join(format!("redisctl-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -38,7 +38,7 @@ impl Cluster {
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml.example"))
                 .unwrap();
         let spec = dir.join("cluster.toml");
-        std::fs::write(&spec, text).unwrap();
+        std::fs::write(&spec, edit(text)).unwrap();
         Cluster { dir, spec }
     }
 
@@ -155,7 +155,7 @@ fn redis_cli(user: &str) -> String {
 #[test]
 fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     let _sb = Sandbox::acquire();
-    let c = Cluster::new("verify");
+    let c = Cluster::new("verify", |t| t);
     let t = Instant::now();
     let out = c.ok(&["apply", "--yes"]);
     assert!(out.contains("Apply complete!"), "{out}");
@@ -374,4 +374,58 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     eprintln!("{table}");
     assert!(table.contains("cluster health"), "{table}");
     assert!(row(&table, "cluster health").contains("FAIL"), "{table}");
+}
+
+/// 3 masters + 3 replicas (nodes round-robin over the three subnets): every replica's link to its
+/// master is up, the masters sit in three AZs, and every check passes.
+#[test]
+fn verify_checks_replicas_on_a_six_node_cluster() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("verify6", |t| {
+        let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
+        let start = t.find("\n[[nodes.node]]").unwrap();
+        let end = t.find("\n[ssh]").unwrap();
+        format!("{}{}", &t[..start], &t[end..])
+    });
+    let t = Instant::now();
+    let out = c.ok(&["apply", "--yes"]);
+    assert!(out.contains("Apply complete!"), "{out}");
+    eprintln!(
+        "figure: apply from nothing, 6 nodes: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let table = c.ok(&["verify"]);
+    eprintln!("{table}");
+    eprintln!(
+        "figure: verify wall time (6 nodes, all checks): {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(table.contains("Verified: all 10 checks passed"), "{table}");
+    let health = row(&table, "cluster health");
+    assert_eq!(
+        health
+            .matches("cluster_known_nodes:6/6 role:master")
+            .count(),
+        3,
+        "{health}"
+    );
+    assert_eq!(
+        health
+            .matches("cluster_known_nodes:6/6 role:replica master_link_status:up")
+            .count(),
+        3,
+        "{health}"
+    );
+    assert!(health.contains("replicas: 3 (spec: 3)"), "{health}");
+    assert!(
+        row(&table, "slot coverage").contains("masters in 3 AZ(s)"),
+        "{table}"
+    );
+    assert_eq!(
+        row(&table, "root volumes encrypted")
+            .matches("Encrypted=true")
+            .count(),
+        6
+    );
 }

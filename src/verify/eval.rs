@@ -98,7 +98,12 @@ pub fn classify(text: &str, status: Option<i32>) -> Outcome {
         }
     }
     let l = first_line(text);
-    Outcome::Allowed(if l.is_empty() { "(nil)".into() } else { l })
+    let more = text.lines().filter(|l| !l.trim().is_empty()).count();
+    Outcome::Allowed(match (l.is_empty(), more) {
+        (true, _) => "(nil)".into(),
+        (false, 0 | 1) => l,
+        (false, n) => format!("{l} … {n} lines"),
+    })
 }
 
 /// Redis Cluster's key slot: CRC16 (XMODEM) of the key, or of its `{hash tag}`, mod 16384.
@@ -279,6 +284,12 @@ pub fn acl_check(user: &str, tries: &[Try], outcomes: Result<Vec<Outcome>, Strin
     let mut evidence = Vec::new();
     for (t, o) in tries.iter().zip(&outcomes) {
         let (ok, seen) = match o {
+            // A value read is data: not shown (only whether there was one).
+            Outcome::Allowed(r)
+                if t.argv[0] == "GET" && r != "(nil)" && !r.starts_with("read back") =>
+            {
+                (t.expect_allowed, "ran (a value)".to_string())
+            }
             Outcome::Allowed(r) => (t.expect_allowed, format!("ran ({r})")),
             Outcome::Denied(r) => (!t.expect_allowed, r.clone()),
             Outcome::Broken(r) => (false, format!("no verdict: {r}")),

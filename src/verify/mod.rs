@@ -533,11 +533,16 @@ pub async fn run(
     let probes = Arc::new(probes);
 
     // Phase 2: the data write and the ACL users, concurrently, on reachable nodes.
-    let reachable: Vec<String> = probes
+    // Masters first: commands run there without a replica's READONLY in the way.
+    let mut reachable: Vec<(bool, String)> = probes
         .iter()
-        .filter(|p| p.out.is_ok())
-        .map(|p| p.node.clone())
+        .filter_map(|p| {
+            let o = p.out.as_ref().ok()?;
+            Some((o.replication.contains("role:slave"), p.node.clone()))
+        })
         .collect();
+    reachable.sort_by_key(|(replica, _)| *replica);
+    let reachable: Vec<String> = reachable.into_iter().map(|(_, n)| n).collect();
     let mut checks = vec![eval::health(spec, &probes), eval::slots(spec, &probes)];
     let mut later = tokio::task::JoinSet::new();
     if reachable.is_empty() {
