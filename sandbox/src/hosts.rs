@@ -159,24 +159,49 @@ fn signal(r: &Running, sig: i32) {
     }
 }
 
-/// Clean shutdown: SIGTERM to nspawn (which asks the guest's systemd to power off), a bounded
-/// wait, then SIGKILL with a logged warning. SIGTERM is repeated every second: nspawn forwards it
-/// to the guest's PID 1, and a guest that is still starting has no handler yet and loses it
-/// (seen with a stop right after a launch).
+/// The container's PID 1 (as seen from here): nspawn's child process.
+fn container_init(nspawn: i32) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let ppid = stat[close + 1..].split_whitespace().nth(1);
+        if ppid.and_then(|p| p.parse::<i32>().ok()) == Some(nspawn) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Clean shutdown: SIGTERM to nspawn, which asks the guest's systemd to halt (SIGRTMIN+3), a
+/// bounded wait, then SIGKILL with a logged warning. A guest whose systemd is still starting has
+/// no handler yet and loses that request (seen with a stop right after a launch), so while the
+/// host runs the request is repeated to the guest's PID 1 directly — not by another SIGTERM to
+/// nspawn, which would make it kill the container at once.
 pub async fn stop(r: &Running, instance_id: &str, grace: Duration) {
     r.stop_requested.store(true, Ordering::SeqCst);
+    if !r.is_running() {
+        return;
+    }
     let mut done = r.done.clone();
     let start = std::time::Instant::now();
+    signal(r, libc::SIGTERM);
     while start.elapsed() < grace {
-        if !r.is_running() {
-            return;
-        }
-        signal(r, libc::SIGTERM);
-        if tokio::time::timeout(Duration::from_secs(1), done.wait_for(|d| *d))
+        if tokio::time::timeout(Duration::from_secs(2), done.wait_for(|d| *d))
             .await
             .is_ok()
         {
             return;
+        }
+        let nspawn = r.pid.load(Ordering::SeqCst) as i32;
+        if let Some(init) = container_init(nspawn) {
+            unsafe { libc::kill(init, libc::SIGRTMIN() + 3) };
         }
     }
     crate::front::log(&format!(

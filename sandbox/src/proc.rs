@@ -109,8 +109,10 @@ pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
     }
 }
 
-/// Takes an exclusive `flock` on `path` (created if missing), polling up to `limit`; says what it
-/// waits for when it has to wait. The lock lasts as long as the returned file.
+/// Takes an exclusive `flock` on `path` (created if missing), waiting up to `limit` in the
+/// kernel's queue (fair to other waiters); says what it waits for when it has to wait. The lock
+/// lasts as long as the returned file. On a timeout the waiting thread stays queued until the
+/// process exits, so this is for short-lived commands (the CLI), not for tests.
 pub fn lock_file(path: &Path, limit: Duration, what: &str) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     if let Some(dir) = path.parent() {
@@ -122,23 +124,26 @@ pub fn lock_file(path: &Path, limit: Duration, what: &str) -> Result<std::fs::Fi
         .write(true)
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    let start = Instant::now();
-    let mut told = false;
-    loop {
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(f);
-        }
-        if !told {
-            eprintln!("waiting for {what} (lock {})", path.display());
-            told = true;
-        }
-        if start.elapsed() > limit {
-            bail!(
-                "timed out after {}s waiting for {what} (lock {})",
-                limit.as_secs(),
-                path.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(f);
+    }
+    eprintln!("waiting for {what} (lock {})", path.display());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let ok = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0;
+        tx.send((ok, f)).ok();
+    });
+    match rx.recv_timeout(limit) {
+        Ok((true, f)) => Ok(f),
+        Ok((false, _)) => bail!(
+            "cannot lock {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ),
+        Err(_) => bail!(
+            "timed out after {}s waiting for {what} (lock {})",
+            limit.as_secs(),
+            path.display()
+        ),
     }
 }
