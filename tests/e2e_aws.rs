@@ -11,6 +11,7 @@ use redisctl_sandbox::faults::{Effect, Fault};
 use redisctl_sandbox::testing::Sandbox;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
+const ADMIN_PW: &str = "e2e-admin-pw-7f3a";
 
 struct Cluster {
     dir: PathBuf,
@@ -38,6 +39,9 @@ impl Cluster {
             .arg(&self.spec)
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
+            .env("REDIS_ADMIN_PASSWORD", ADMIN_PW)
+            .env("REDIS_APP_PASSWORD", "e2e-app-pw")
+            .env("REDIS_DEV_PASSWORD", "e2e-dev-pw")
             .stdin(Stdio::null());
         c
     }
@@ -154,7 +158,7 @@ fn apply_from_nothing_converges_and_destroy_leaves_nothing() {
 
     let out = c.ok(&["apply", "--yes"]);
     assert!(
-        out.contains("Apply complete! 17 added, 0 changed, 0 destroyed"),
+        out.contains("Apply complete! 30 added, 0 changed, 0 destroyed"),
         "{out}"
     );
     assert_eq!(counts(&ec2()), (1, 3, 1));
@@ -169,14 +173,16 @@ fn apply_from_nothing_converges_and_destroy_leaves_nothing() {
         mutating(&stats).is_empty(),
         "plan must not change anything: {stats:?}"
     );
-    assert_eq!(per_plan, 10, "one call per resource kind: {stats:?}");
+    // One call per resource kind, and one DescribeInstances to find the nodes to SSH to.
+    assert_eq!(per_plan, 11, "one call per resource kind: {stats:?}");
 
     // The nodes are real hosts: the front booted one per instance, at the planned addresses.
     let ips: Vec<String> = sb.hosts().iter().map(|h| h.private_ip.clone()).collect();
     for ip in ["10.0.1.10", "10.0.2.10", "10.0.3.10"] {
         assert!(ips.iter().any(|x| x == ip), "no host at {ip}: {ips:?}");
     }
-    // Root volumes are encrypted at launch and tagged.
+    // Root volumes are encrypted at launch with the spec's key, and tagged. (moto reports the
+    // key as given; AWS reports the key's ARN.)
     let vols = block(
         ec2()
             .describe_volumes()
@@ -185,7 +191,13 @@ fn apply_from_nothing_converges_and_destroy_leaves_nothing() {
     )
     .unwrap();
     assert_eq!(vols.volumes().len(), 3);
-    assert!(vols.volumes().iter().all(|v| v.encrypted() == Some(true)));
+    for v in vols.volumes() {
+        assert_eq!(v.encrypted(), Some(true), "{v:?}");
+        assert_eq!(v.kms_key_id(), Some("alias/aws/ebs"), "{v:?}");
+        assert_eq!(v.size(), Some(8));
+        assert_eq!(v.volume_type().map(|t| t.as_str()), Some("gp3"));
+    }
+    check_resources(&ec2());
     // The private key stays here, 0600.
     use std::os::unix::fs::PermissionsExt;
     let key = c.dir.join(".redisctl/prod-redis/ssh_ed25519");
@@ -207,6 +219,204 @@ fn apply_from_nothing_converges_and_destroy_leaves_nothing() {
     assert!(sb.hosts().is_empty(), "terminated instances leave no host");
     let out = c.ok(&["destroy", "--yes"]);
     assert!(out.contains("Nothing to destroy"), "{out}");
+}
+
+fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// Every resource of the reference cluster exists once with its tags and attributes.
+fn check_resources(c: &aws_sdk_ec2::Client) {
+    block(async {
+        let role = |tags: &[aws_sdk_ec2::types::Tag], want: &str| {
+            assert_eq!(tag(tags, "redisctl:role"), Some(want));
+            assert_eq!(
+                tag(tags, "data-classification"),
+                Some("phi"),
+                "spec tags on {want}"
+            );
+            assert!(tag(tags, "Name").is_some_and(|n| n.starts_with("prod-redis-")));
+        };
+        let vpcs = c
+            .describe_vpcs()
+            .filters(tagged("prod-redis"))
+            .send()
+            .await
+            .unwrap();
+        let vpc = &vpcs.vpcs()[0];
+        assert_eq!(vpc.cidr_block(), Some("10.0.0.0/16"));
+        role(vpc.tags(), "vpc");
+        let subnets = c
+            .describe_subnets()
+            .filters(tagged("prod-redis"))
+            .send()
+            .await
+            .unwrap();
+        let mut got: Vec<(String, String, bool)> = subnets
+            .subnets()
+            .iter()
+            .map(|s| {
+                role(s.tags(), "subnet");
+                (
+                    s.cidr_block().unwrap().into(),
+                    s.availability_zone().unwrap().into(),
+                    s.map_public_ip_on_launch().unwrap(),
+                )
+            })
+            .collect();
+        got.sort();
+        let want: Vec<(String, String, bool)> = [
+            ("10.0.1.0/24", "us-east-1a"),
+            ("10.0.2.0/24", "us-east-1b"),
+            ("10.0.3.0/24", "us-east-1c"),
+        ]
+        .iter()
+        .map(|(c, a)| (c.to_string(), a.to_string(), true))
+        .collect();
+        assert_eq!(got, want);
+        let igws = c
+            .describe_internet_gateways()
+            .filters(tagged("prod-redis"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(igws.internet_gateways().len(), 1);
+        let igw = &igws.internet_gateways()[0];
+        role(igw.tags(), "igw");
+        assert_eq!(igw.attachments()[0].vpc_id(), vpc.vpc_id());
+        let rts = c
+            .describe_route_tables()
+            .filters(tagged("prod-redis"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rts.route_tables().len(), 1);
+        let rt = &rts.route_tables()[0];
+        role(rt.tags(), "rt");
+        assert!(
+            rt.routes()
+                .iter()
+                .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
+                    && r.gateway_id() == igw.internet_gateway_id())
+        );
+        assert_eq!(
+            rt.associations()
+                .iter()
+                .filter(|a| a.subnet_id().is_some())
+                .count(),
+            3
+        );
+        let sgs = c
+            .describe_security_groups()
+            .filters(tagged("prod-redis"))
+            .send()
+            .await
+            .unwrap();
+        let sg = &sgs.security_groups()[0];
+        role(sg.tags(), "sg");
+        let mut rules: Vec<(i32, String)> = sg
+            .ip_permissions()
+            .iter()
+            .flat_map(|p| {
+                p.ip_ranges()
+                    .iter()
+                    .map(move |r| (p.from_port().unwrap(), r.cidr_ip().unwrap().to_string()))
+            })
+            .collect();
+        rules.sort();
+        let want: Vec<(i32, String)> = [
+            (22, "203.0.113.7/32"),
+            (6379, "10.0.0.0/16"),
+            (16379, "10.0.0.0/16"),
+        ]
+        .iter()
+        .map(|(p, c)| (*p, c.to_string()))
+        .collect();
+        assert_eq!(rules, want);
+        let kps = c
+            .describe_key_pairs()
+            .key_names("prod-redis-key")
+            .send()
+            .await
+            .unwrap();
+        role(kps.key_pairs()[0].tags(), "key");
+        let inst = c
+            .describe_instances()
+            .filters(tagged("prod-redis"))
+            .send()
+            .await
+            .unwrap();
+        let mut nodes: Vec<String> = inst
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| {
+                role(i.tags(), "node");
+                assert_eq!(i.instance_type().map(|t| t.as_str()), Some("t2.micro"));
+                assert_eq!(i.key_name(), Some("prod-redis-key"));
+                assert_eq!(i.security_groups()[0].group_id(), sg.group_id());
+                format!(
+                    "{} {} {}",
+                    tag(i.tags(), "redisctl:node").unwrap(),
+                    i.private_ip_address().unwrap(),
+                    i.placement()
+                        .and_then(|p| p.availability_zone())
+                        .unwrap_or("")
+                )
+            })
+            .collect();
+        nodes.sort();
+        assert_eq!(
+            nodes,
+            [
+                "redis-node-1a 10.0.1.10 us-east-1a",
+                "redis-node-1b 10.0.2.10 us-east-1b",
+                "redis-node-1c 10.0.3.10 us-east-1c"
+            ]
+        );
+    });
+}
+
+#[test]
+fn plan_makes_the_same_number_of_ec2_calls_for_3_and_9_nodes() {
+    let sb = Sandbox::acquire();
+    let mut figures = Vec::new();
+    for (name, replicas) in [("three", 0), ("nine", 2)] {
+        let c = Cluster::new(name, |t| {
+            let t = t.replace(
+                "replicas_per_master = 0",
+                &format!("replicas_per_master = {replicas}"),
+            );
+            // Without the node list, nodes default to round-robin over the three subnets.
+            let start = t.find("\n[[nodes.node]]").unwrap();
+            let end = t.find("\n[ssh]").unwrap();
+            format!("{}{}", &t[..start], &t[end..])
+        });
+        let t = std::time::Instant::now();
+        let out = c.ok(&["apply", "--yes"]);
+        let apply_time = t.elapsed();
+        assert!(out.contains("Apply complete!"), "{out}");
+        assert_eq!(counts(&ec2()).1, 3 * (1 + replicas as usize));
+        sb.stats(true);
+        let t = std::time::Instant::now();
+        assert_eq!(c.plan_exit(), 0);
+        let plan_time = t.elapsed();
+        let calls: u64 = sb.stats(true).values().sum();
+        eprintln!(
+            "figure: {} nodes: plan makes {calls} EC2 calls in {:.2}s; apply from nothing took {:.2}s",
+            3 * (1 + replicas),
+            plan_time.as_secs_f64(),
+            apply_time.as_secs_f64()
+        );
+        figures.push(calls);
+        c.ok(&["destroy", "--yes"]);
+    }
+    assert_eq!(
+        figures[0], figures[1],
+        "EC2 calls per plan must not grow with the node count"
+    );
 }
 
 #[test]
@@ -269,7 +479,8 @@ fn a_saved_plan_applies_without_prompt_and_is_refused_when_stale() {
     let out = c.run(&["apply", plan_file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("the spec changed since the plan was made"),
+        text(&out.stderr)
+            .contains("the spec (or a password it names) changed since the plan was made"),
         "{}",
         text(&out.stderr)
     );
@@ -321,6 +532,19 @@ fn out_of_band_changes_are_planned_back() {
             .unwrap()
             .to_string();
         ec2.stop_instances().instance_ids(id).send().await.unwrap();
+        let rts = ec2
+            .describe_route_tables()
+            .filters(tagged("prod-redis"))
+            .send()
+            .await
+            .unwrap();
+        let rt = rts.route_tables()[0].route_table_id().unwrap().to_string();
+        ec2.delete_route()
+            .route_table_id(rt)
+            .destination_cidr_block("0.0.0.0/0")
+            .send()
+            .await
+            .unwrap();
     });
     let out = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(2));
@@ -330,8 +554,9 @@ fn out_of_band_changes_are_planned_back() {
         plan.contains("~ state = \"stopped\" -> \"running\""),
         "{plan}"
     );
+    assert!(plan.contains("+ route[0.0.0.0/0] = \"igw-"), "{plan}");
     assert!(
-        plan.contains("Plan: 0 to add, 1 to change, 1 to destroy."),
+        plan.contains("Plan: 0 to add, 2 to change, 1 to destroy. 1 to run."),
         "{plan}"
     );
     c.ok(&["apply", "--yes"]);
@@ -340,26 +565,42 @@ fn out_of_band_changes_are_planned_back() {
 }
 
 #[test]
-fn moving_a_node_needs_allow_replace() {
-    let _sb = Sandbox::acquire();
+fn moving_a_node_of_a_running_cluster_is_refused() {
+    let sb = Sandbox::acquire();
     let c = Cluster::new("replace", |t| t);
     c.ok(&["apply", "--yes"]);
     let moved = std::fs::read_to_string(&c.spec)
         .unwrap()
         .replace("private_ip = \"10.0.2.10\"", "private_ip = \"10.0.2.20\"");
     std::fs::write(&c.spec, moved).unwrap();
-    let out = c.run(&["apply", "--yes"]);
+    let out = c.run(&["plan"]);
+    let plan = text(&out.stdout);
+    assert!(plan.contains("# forces replacement"), "{plan}");
+    assert!(
+        plan.contains("destroys the node's data; needs --allow-replace"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("redis-node-1b would not be part of the running cluster"),
+        "{plan}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a plan with blockers is an error"
+    );
+    sb.stats(true);
+    let out = c.run(&["apply", "--yes", "--allow-replace"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("destroys data on node.redis-node-1b"),
+        text(&out.stderr).contains("the plan has blockers"),
         "{}",
         text(&out.stderr)
     );
-    assert!(text(&out.stdout).contains("# forces replacement"));
-    let out = c.ok(&["apply", "--yes", "--allow-replace"]);
-    assert!(out.contains("1 added, 0 changed, 1 destroyed"), "{out}");
-    assert_eq!(counts(&ec2()).1, 3);
-    assert_eq!(c.plan_exit(), 0);
+    assert!(
+        mutating(&sb.stats(false)).is_empty(),
+        "a refused apply changed something"
+    );
     c.ok(&["destroy", "--yes"]);
 }
 

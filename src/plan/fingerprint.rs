@@ -1,5 +1,9 @@
 //! Fingerprints of what a plan was computed from. A saved plan carries them; apply recomputes
 //! them from the spec and a fresh observation and refuses the plan when either differs.
+//!
+//! The desired state is the spec plus what the local secrets make of it (the node files'
+//! hashes), so a changed password makes a saved plan stale as a spec change does. The observed
+//! state is everything else that was seen, without the observation time.
 
 use sha2::{Digest, Sha256};
 
@@ -7,23 +11,28 @@ use super::model::Fingerprint;
 use crate::observed::Observed;
 use crate::spec::Spec;
 
-/// SHA-256 of the observed state's canonical JSON (observation sorts every list by id). The
-/// observation time is left out: only the world counts.
+/// SHA-256 of the observed state's canonical JSON (observation sorts every list by id),
+/// without the observation time and the desired files (those are the spec's side).
 pub fn observed(observed: &Observed) -> String {
     let mut o = observed.clone();
     o.local.now = 0;
+    o.local.desired_files.clear();
     let json = serde_json::to_vec(&o).expect("observed state serializes");
     hex::encode(Sha256::digest(&json))
 }
 
-/// SHA-256 of the resolved spec (every default explicit; no secret values are in it).
-pub fn spec(spec: &Spec) -> String {
-    hex::encode(Sha256::digest(spec.to_toml().as_bytes()))
+/// SHA-256 of the resolved spec (every default explicit; no secret values are in it) and of
+/// the node files' hashes it leads to with the current secrets.
+pub fn spec(spec: &Spec, observed: &Observed) -> String {
+    let mut h = Sha256::new();
+    h.update(spec.to_toml().as_bytes());
+    h.update(serde_json::to_vec(&observed.local.desired_files).expect("hashes serialize"));
+    hex::encode(h.finalize())
 }
 
 pub fn of(s: &Spec, o: &Observed) -> Fingerprint {
     Fingerprint {
-        spec: spec(s),
+        spec: spec(s, o),
         observed: observed(o),
     }
 }

@@ -69,7 +69,9 @@ impl SavedPlan {
             self.fingerprint.observed == now.observed,
         ) {
             (true, true) => None,
-            (false, true) => Some("the spec changed since the plan was made"),
+            (false, true) => {
+                Some("the spec (or a password it names) changed since the plan was made")
+            }
             (true, false) => Some("AWS changed since the plan was made"),
             (false, false) => Some("the spec and AWS both changed since the plan was made"),
         }

@@ -1,0 +1,348 @@
+//! End-to-end: the node layer in the sandbox — a TLS + ACL Redis Cluster from nothing, changes
+//! to a running cluster (ACL without restart, a stopped node), and no secret in any output.
+//! Run inside the sandbox's operator namespace (scripts/test does it).
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use redisctl_sandbox::testing::Sandbox;
+
+const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
+const ADMIN_PW: &str = "cluster-admin-pw-51c9";
+const APP_PW: &str = "cluster-app-pw-0d2e";
+const DEV_PW: &str = "cluster-dev-pw-a8b4";
+
+struct Cluster {
+    dir: PathBuf,
+    spec: PathBuf,
+}
+
+impl Cluster {
+    fn new(name: &str, edit: impl Fn(String) -> String) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("redisctl-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml.example"))
+                .unwrap();
+        let spec = dir.join("cluster.toml");
+        std::fs::write(&spec, edit(text)).unwrap();
+        Cluster { dir, spec }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.spec)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .env("REDIS_ADMIN_PASSWORD", ADMIN_PW)
+            .env("REDIS_APP_PASSWORD", APP_PW)
+            .env("REDIS_DEV_PASSWORD", DEV_PW)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let (o, e) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "redisctl {args:?} failed:\n{o}\n{e}");
+        format!("{o}{e}")
+    }
+
+    fn plan_exit(&self) -> i32 {
+        self.run(&["plan", "--detailed-exitcode"])
+            .status
+            .code()
+            .unwrap()
+    }
+
+    /// A command on a node as root over SSH with the cluster's key and pinned host key.
+    fn on_node(&self, ip: &str, script: &str, stdin: &str) -> String {
+        let key = self.dir.join(".redisctl/prod-redis/ssh_ed25519");
+        let known = self.dir.join("ssh_known_hosts");
+        let mut child = Command::new("ssh")
+            .args([
+                "-i",
+                key.to_str().unwrap(),
+                "-o",
+                "StrictHostKeyChecking=accept-new",
+                "-o",
+            ])
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                &format!("ubuntu@{ip}"),
+                "sudo",
+                "-n",
+                "sh",
+                "-c",
+            ])
+            .arg(format!("'{}'", script.replace('\'', "'\\''")))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
+    }
+
+    /// redis-cli on a node as the admin (password on stdin).
+    fn redis(&self, ip: &str, args: &str) -> String {
+        let cli = "REDISCLI_AUTH=\"$(cat)\" redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -h 127.0.0.1 -p 6379 --user admin --no-auth-warning";
+        self.on_node(ip, &format!("{cli} {args}"), ADMIN_PW)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const IPS: [&str; 3] = ["10.0.1.10", "10.0.2.10", "10.0.3.10"];
+
+fn uptime(c: &Cluster, ip: &str) -> u64 {
+    let info = c.redis(ip, "INFO server");
+    info.lines()
+        .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+        .unwrap_or_else(|| panic!("no uptime in {info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("cluster", |t| t);
+    let t = Instant::now();
+    let mut outputs = c.ok(&["apply", "--yes"]);
+    eprintln!(
+        "figure: apply from nothing, 3 nodes: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    for line in outputs
+        .lines()
+        .filter(|l| l.starts_with("phase ") && l.contains(" done in "))
+    {
+        eprintln!("figure: 3 nodes: {line}");
+    }
+    assert_eq!(c.plan_exit(), 0, "after apply the plan is empty");
+
+    // A real TLS + ACL cluster.
+    for ip in IPS {
+        let info = c.redis(ip, "CLUSTER INFO");
+        assert!(info.contains("cluster_state:ok"), "{ip}: {info}");
+        assert!(
+            info.contains("cluster_slots_assigned:16384"),
+            "{ip}: {info}"
+        );
+        assert!(info.contains("cluster_known_nodes:3"), "{ip}: {info}");
+        let acl = c.on_node(ip, "cat /etc/redis/users.acl; stat -c %a:%U:%G /etc/redis/users.acl /etc/redis/tls/redis.key", "");
+        assert!(acl.contains("user default off"), "{acl}");
+        assert!(
+            !acl.contains(ADMIN_PW) && !acl.contains(APP_PW),
+            "plaintext password on a node"
+        );
+        assert!(acl.contains("640:root:redis"), "{acl}");
+        // Plaintext is refused: the port speaks TLS only.
+        let plain = c.on_node(
+            ip,
+            &format!("redis-cli -h {ip} -p 6379 PING 2>&1 || true"),
+            "",
+        );
+        assert!(!plain.contains("PONG"), "plaintext answered: {plain}");
+        let enabled = c.on_node(
+            ip,
+            "systemctl is-enabled redis-server@cluster; systemctl is-enabled redis-server || true",
+            "",
+        );
+        assert!(enabled.starts_with("enabled"), "{enabled}");
+        assert!(
+            enabled.contains("disabled"),
+            "the stock service is disabled: {enabled}"
+        );
+    }
+
+    // An ACL change: only ACL steps, no restart.
+    let before: Vec<u64> = IPS.iter().map(|ip| uptime(&c, ip)).collect();
+    let spec = std::fs::read_to_string(&c.spec).unwrap().replace(
+        "keys = [\"session:*\", \"cache:*\", \"patient:*\"]",
+        "keys = [\"session:*\", \"cache:*\", \"patient:*\", \"report:*\"]",
+    );
+    std::fs::write(&c.spec, spec).unwrap();
+    let out = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2));
+    let plan = text(&out.stdout);
+    let steps: Vec<&str> = plan
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("# "))
+        .filter(|l| l.contains(" will be "))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "node.redis-node-1a.acl will be updated in place",
+            "node.redis-node-1b.acl will be updated in place",
+            "node.redis-node-1c.acl will be updated in place"
+        ],
+        "{plan}"
+    );
+    outputs.push_str(&plan);
+    outputs.push_str(&c.ok(&["apply", "--yes"]));
+    assert_eq!(c.plan_exit(), 0);
+    let after: Vec<u64> = IPS.iter().map(|ip| uptime(&c, ip)).collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert!(
+            a >= b,
+            "a node restarted during an ACL change: uptime {b}s -> {a}s"
+        );
+    }
+    let rules = c.redis("10.0.1.10", "ACL GETUSER app");
+    assert!(rules.contains("report:*"), "the new rule holds: {rules}");
+
+    // No secret in anything redisctl printed or saved.
+    let plan_file = c.dir.join("saved.plan");
+    outputs.push_str(&c.ok(&["plan", "--json", "--out", plan_file.to_str().unwrap()]));
+    outputs.push_str(&std::fs::read_to_string(&plan_file).unwrap());
+    let private_key =
+        std::fs::read_to_string(c.dir.join(".redisctl/prod-redis/ssh_ed25519")).unwrap();
+    let ca_key = std::fs::read_to_string(c.dir.join(".redisctl/prod-redis/ca.key")).unwrap();
+    for secret in [ADMIN_PW, APP_PW, DEV_PW] {
+        assert!(
+            !outputs.contains(secret),
+            "a password appears in redisctl's output"
+        );
+    }
+    for key in [&private_key, &ca_key] {
+        let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(
+            !outputs.contains(&body[..40]),
+            "a private key appears in redisctl's output"
+        );
+    }
+    // Keys stay here with mode 0600.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["ssh_ed25519", "ca.key", "known_hosts"] {
+        let mode = std::fs::metadata(c.dir.join(".redisctl/prod-redis").join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn a_node_stopped_out_of_band_is_started_and_rejoins() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("stopped", |t| t);
+    c.ok(&["apply", "--yes"]);
+    c.redis("10.0.1.10", "-c SET patient:42 kept");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let out = ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:redisctl:node")
+                    .values("redis-node-1b")
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .values("running")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let id = out.reservations()[0].instances()[0]
+            .instance_id()
+            .unwrap()
+            .to_string();
+        ec2.stop_instances().instance_ids(id).send().await.unwrap();
+    });
+    let out = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.contains("~ state = \"stopped\" -> \"running\""),
+        "{plan}"
+    );
+    assert!(plan.contains("> cluster.health"), "{plan}");
+    assert!(
+        plan.contains("node.redis-node-1b: the node is stopped"),
+        "{plan}"
+    );
+    c.ok(&["apply", "--yes"]);
+    let info = c.redis("10.0.2.10", "CLUSTER INFO");
+    assert!(info.contains("cluster_state:ok"), "{info}");
+    assert!(
+        c.redis("10.0.3.10", "-c GET patient:42").contains("kept"),
+        "data survives the restart"
+    );
+    assert_eq!(c.plan_exit(), 0);
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn six_nodes_with_replicas_figures() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("six", |t| {
+        let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
+        let start = t.find("\n[[nodes.node]]").unwrap();
+        let end = t.find("\n[ssh]").unwrap();
+        format!("{}{}", &t[..start], &t[end..])
+    });
+    let t = Instant::now();
+    let out = c.ok(&["apply", "--yes"]);
+    eprintln!(
+        "figure: apply from nothing, 6 nodes (3 masters + 3 replicas): {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    for line in out
+        .lines()
+        .filter(|l| l.starts_with("phase ") && l.contains(" done in "))
+    {
+        eprintln!("figure: 6 nodes: {line}");
+    }
+    let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
+    assert_eq!(
+        nodes.lines().filter(|l| l.contains("master")).count(),
+        3,
+        "{nodes}"
+    );
+    assert_eq!(
+        nodes.lines().filter(|l| l.contains("slave")).count(),
+        3,
+        "{nodes}"
+    );
+    assert_eq!(c.plan_exit(), 0);
+    c.ok(&["destroy", "--yes"]);
+}
