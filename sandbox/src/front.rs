@@ -34,6 +34,8 @@ use tokio::net::{TcpListener, UnixListener};
 /// How long a host gets to shut down cleanly before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(60);
 const MOTO_START_LIMIT: Duration = Duration::from_secs(90);
+/// One request to moto (moto answers in milliseconds; this only bounds a hung moto).
+const MOTO_CALL_LIMIT: Duration = Duration::from_secs(120);
 
 pub fn log(msg: &str) {
     let t = std::time::SystemTime::now()
@@ -161,18 +163,29 @@ impl Front {
                 req = req.header(k, v);
             }
         }
-        let resp = self
-            .moto
-            .request(req.body(Full::new(body))?)
+        let req = req.body(Full::new(body))?;
+        let call = async {
+            let resp = self
+                .moto
+                .request(req)
+                .await
+                .context("moto did not answer")?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .context("moto's answer broke off")?
+                .to_bytes();
+            Ok::<_, anyhow::Error>((parts.status, parts.headers, body))
+        };
+        tokio::time::timeout(MOTO_CALL_LIMIT, call)
             .await
-            .context("moto did not answer")?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .context("moto's answer broke off")?
-            .to_bytes();
-        Ok((parts.status, parts.headers, body))
+            .with_context(|| {
+                format!(
+                    "moto did not answer {path} within {}s",
+                    MOTO_CALL_LIMIT.as_secs()
+                )
+            })?
     }
 
     /// One EC2 call of the front's own to moto; an error answer is an error.
