@@ -121,6 +121,12 @@ fn s(b: &[u8]) -> String {
 
 #[tokio::test]
 async fn session_against_a_booted_host() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let _sb = Sandbox::acquire();
     let dir = temp_dir();
     let key_path = dir.join("state/ssh_ed25519");
@@ -298,12 +304,12 @@ async fn session_against_a_booted_host() {
         .unwrap();
     assert_eq!(back.stdout, v1);
     // A large second version, watched while it is written: readers see the old or the new file,
-    // and no temp file is ever readable by group or others.
+    // and the temp file is 0600 until it gets the file's own mode (0640), never readable by others.
     let v2: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let (h1, h2) = (content_hash(&v1), content_hash(&v2));
     let watch = "for i in $(seq 1 400); do \
                    sha256sum < /etc/redisctl-test/tls/node.key | cut -d' ' -f1; \
-                   find /etc/redisctl-test/tls -name '.redisctl-upload.*' -perm /077 -printf 'LOOSE %m %p\\n'; \
+                   find /etc/redisctl-test/tls -name '.redisctl-upload.*' -perm /007 -printf 'LOOSE %m %p\\n'; \
                    find /etc/redisctl-test/tls -name '.redisctl-upload.*' -printf 'TEMP %m\\n'; \
                  done";
     let t_up = Instant::now();
@@ -314,7 +320,7 @@ async fn session_against_a_booted_host() {
     let temps = seen.lines().filter(|l| l.starts_with("TEMP ")).count();
     for l in seen.lines() {
         assert!(
-            l == h1 || l == h2 || l == "TEMP 600",
+            l == h1 || l == h2 || l == "TEMP 600" || l == "TEMP 640",
             "during the upload a reader saw {l:?}"
         );
     }

@@ -511,6 +511,13 @@ impl Session {
     ) -> Result<Output, SshError> {
         let node = &self.inner.node;
         tracing::debug!(node = %node, command, "ssh run");
+        let after = self.inner.command_timeout;
+        let deadline = tokio::time::Instant::now() + after;
+        let timeout = || SshError::Timeout {
+            node: node.clone(),
+            what: what.into(),
+            after,
+        };
         let map = |e: russh::Error| {
             if is_dropped(&e) || self.is_closed() {
                 SshError::Dropped {
@@ -526,63 +533,65 @@ impl Session {
                 }
             }
         };
-        let work = async {
-            let channel = self
-                .inner
-                .handle
-                .channel_open_session()
-                .await
-                .map_err(map)?;
-            channel.exec(true, command).await.map_err(map)?;
-            let (mut rd, wr) = channel.split();
-            let writer = async {
-                if let Some(bytes) = stdin {
-                    wr.data(bytes).await?;
-                }
-                wr.eof().await
-            };
-            let reader = async {
-                let mut out = Output {
-                    status: 0,
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                };
-                let mut status = None;
-                while let Some(msg) = rd.wait().await {
-                    match msg {
-                        ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                        ChannelMsg::ExtendedData { data, ext: 1 } => {
-                            out.stderr.extend_from_slice(&data)
-                        }
-                        ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-                        ChannelMsg::ExitSignal { signal_name, .. } => {
-                            status = Some(128 + signal_number(&signal_name))
-                        }
-                        ChannelMsg::Failure => return Err(russh::Error::RequestDenied),
-                        _ => {}
-                    }
-                }
-                match status {
-                    Some(s) => {
-                        out.status = s;
-                        Ok(out)
-                    }
-                    None => Err(russh::Error::Disconnect),
-                }
-            };
-            // A command that exits without reading its stdin may make the write fail; what
-            // counts is the exit status.
-            let (_, out) = tokio::join!(writer, reader);
-            drop(wr);
-            out.map_err(map)
+        let channel = tokio::time::timeout_at(deadline, async {
+            let channel = self.inner.handle.channel_open_session().await?;
+            channel.exec(true, command).await?;
+            Ok::<_, russh::Error>(channel)
+        })
+        .await
+        .map_err(|_| timeout())?
+        .map_err(map)?;
+        let (mut rd, wr) = channel.split();
+        let writer = async {
+            if let Some(bytes) = stdin {
+                wr.data(bytes).await?;
+            }
+            wr.eof().await
         };
-        match tokio::time::timeout(self.inner.command_timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(SshError::Timeout {
-                node: node.clone(),
-                what: what.into(),
-                after: self.inner.command_timeout,
-            }),
+        let reader = async {
+            let mut out = Output {
+                status: 0,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
+            let mut status = None;
+            while let Some(msg) = rd.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        out.stderr.extend_from_slice(&data)
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        status = Some(128 + signal_number(&signal_name))
+                    }
+                    ChannelMsg::Failure => return Err(russh::Error::RequestDenied),
+                    _ => {}
+                }
+            }
+            match status {
+                Some(s) => {
+                    out.status = s;
+                    Ok(out)
+                }
+                // The channel closed without an exit status: the connection went away.
+                None => Err(russh::Error::Disconnect),
+            }
+        };
+        // A command that exits without reading its stdin may make the write fail; what counts
+        // is the exit status.
+        let done = tokio::time::timeout_at(deadline, async {
+            let (_, out) = tokio::join!(writer, reader);
+            out
+        })
+        .await;
+        match done {
+            Ok(out) => out.map_err(map),
+            Err(_) => {
+                // Close our end so that sshd ends the session rather than keep it open.
+                let _ = wr.close().await;
+                Err(timeout())
+            }
         }
     }
 
