@@ -14,6 +14,9 @@ use aws_sdk_ec2::types::{Filter, Tag};
 use russh::keys::PrivateKey;
 use tokio::sync::Mutex;
 
+mod swap;
+pub use swap::KeysBefore;
+
 use crate::aws::Aws;
 use crate::observed::{ClusterView, NodeFacts, NodeObservation, Observed, tags};
 use crate::pki::{self, Ca};
@@ -21,6 +24,9 @@ use crate::redis::{NodeFile, conf, files, parse, systemd, users_acl};
 use crate::spec::secrets::Secret;
 use crate::spec::{Spec, SshVia};
 use crate::ssh::{self, HostKeyPolicy, KnownHosts, Session, SshError, Target, Timeouts};
+
+/// The longest `redis-cli --cluster create` may take (it has no bound of its own).
+const CLUSTER_CREATE_BOUND_SECS: u32 = 180;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -89,8 +95,13 @@ pub fn ssh_via(spec: &Spec) -> SshVia {
 /// The `redis-cli` of a node, over TLS with the node's own certificate (it has clientAuth),
 /// as the operator user whose password `$(cat)` reads from stdin.
 pub fn redis_cli(spec: &Spec) -> String {
+    format!("REDISCLI_AUTH=\"$(cat)\" {}", redis_cli_command(spec))
+}
+
+/// [`redis_cli`] without the password prefix (for wrapping it in `timeout`).
+fn redis_cli_command(spec: &Spec) -> String {
     format!(
-        "REDISCLI_AUTH=\"$(cat)\" redis-cli --tls --cacert {} --cert {} --key {} -h 127.0.0.1 -p {} --user {} --no-auth-warning",
+        "redis-cli --tls --cacert {} --cert {} --key {} -h 127.0.0.1 -p {} --user {} --no-auth-warning",
         conf::CA_CERT.path,
         conf::NODE_CERT.path,
         conf::NODE_KEY.path,
@@ -739,9 +750,11 @@ systemctl disable --now {} >/dev/null 2>&1 || true
                     .map(|x| format!("{}:{}", x.private_ip, self.spec.redis.port))
             })
             .collect::<Result<_, _>>()?;
+        // redis-cli waits for the cluster to join with no bound of its own (a bus that cannot
+        // connect, a node that goes away): bound it here.
         let script = format!(
-            "{} --cluster create {} --cluster-replicas {replicas} --cluster-yes",
-            redis_cli(&self.spec),
+            "REDISCLI_AUTH=\"$(cat)\" timeout {CLUSTER_CREATE_BOUND_SECS} {} --cluster create {} --cluster-replicas {replicas} --cluster-yes",
+            redis_cli_command(&self.spec),
             addrs.join(" ")
         );
         s.sudo_ok("redis-cli --cluster create", &script, self.stdin())
