@@ -99,6 +99,10 @@ pub struct ApplyArgs {
     /// Allow steps that replace a node (and destroy its data)
     #[arg(long)]
     pub allow_replace: bool,
+    /// Keep the plaintext snapshot and old root volume of an encryption swap (tagged
+    /// redisctl:kept-for-rollback) instead of deleting them; `destroy` removes them
+    #[arg(long)]
+    pub keep_old_volumes: bool,
     /// How many independent steps run at once
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,

@@ -562,7 +562,78 @@ impl Sim {
                 self.o.snapshots.retain(|x| &x.id != id);
                 None
             }
+            Op::SwapRootVolume(s) => Some(self.swap_root(s)),
         }
+    }
+
+    /// The encryption swap as the executor carries it out, from whatever stage the instance's
+    /// tag records: the node ends on an encrypted copy of its root, the plaintext is gone (or
+    /// kept, tagged), the swap's tags are removed.
+    fn swap_root(&mut self, s: &plan::SwapRootVolume) -> String {
+        let inst_id = self.resolve(&s.instance);
+        let inst = self
+            .o
+            .instances
+            .iter()
+            .find(|i| i.id == inst_id)
+            .unwrap()
+            .clone();
+        let stage = inst.tags.get(tags::STAGE).cloned();
+        let old = inst
+            .tags
+            .get(tags::SWAP_OLD_VOLUME)
+            .cloned()
+            .unwrap_or_else(|| inst.block_devices[&s.device].clone());
+        let attached = inst.block_devices.get(&s.device).cloned();
+        // From stage 4 on the new volume is attached already.
+        let new = match inst.tags.get(tags::SWAP_NEW_VOLUME) {
+            Some(v) if stage.as_deref() >= Some("swap:3") => v.clone(),
+            _ => {
+                let src = self.o.volumes.iter().find(|v| v.id == old).unwrap().clone();
+                let id = self.id("vol");
+                self.o.volumes.push(observed::Volume {
+                    id: id.clone(),
+                    encrypted: true,
+                    kms_key_id: Some(s.kms_key.clone()),
+                    az: s.az.clone(),
+                    state: "available".into(),
+                    snapshot_id: Some("snap-sim".into()),
+                    attachment: None,
+                    tags: s.volume_tags.clone(),
+                    ..src
+                });
+                id
+            }
+        };
+        if attached.as_deref() != Some(new.as_str()) {
+            for v in &mut self.o.volumes {
+                if v.id == old {
+                    v.attachment = None;
+                    v.state = "available".into();
+                }
+                if v.id == new {
+                    v.attachment = Some((inst_id.clone(), s.device.clone()));
+                    v.state = "in-use".into();
+                }
+            }
+        }
+        if !s.keep_old {
+            self.o.volumes.retain(|v| v.id != old);
+            self.o
+                .snapshots
+                .retain(|x| x.volume_id.as_deref() != Some(old.as_str()));
+        }
+        let i = self
+            .o
+            .instances
+            .iter_mut()
+            .find(|i| i.id == inst_id)
+            .unwrap();
+        i.block_devices.insert(s.device.clone(), new.clone());
+        i.state = "running".into();
+        i.tags
+            .retain(|k, _| k != tags::STAGE && !k.starts_with("redisctl:swap-"));
+        new
     }
 
     fn tags_of(&mut self, id: &str) -> &mut Tags {
@@ -972,4 +1043,215 @@ fn tags_of_every_resource_name_the_cluster_and_role() {
             );
         }
     }
+}
+
+// ---- phase 8: the root volume encryption swap ------------------------------------------------
+
+fn unencrypted_example() -> Spec {
+    spec_from(&example_text().replace("encrypted = true", "encrypted = false"))
+}
+
+fn swap_steps(p: &Plan) -> Vec<&plan::Step> {
+    p.steps
+        .iter()
+        .filter(|s| s.phase == plan::Phase::Encryption)
+        .collect()
+}
+
+#[test]
+fn an_unencrypted_cluster_is_swapped_all_at_once_without_replicas() {
+    let o = converged(&unencrypted_example());
+    assert!(o.volumes.iter().all(|v| !v.encrypted));
+    let spec = example();
+    let p = plan::plan(&spec, &o);
+    p.check_order().unwrap();
+    snapshot("encryption-swap", &render::plan::human(&p, false));
+    let steps = swap_steps(&p);
+    assert_eq!(p.steps.len(), 3, "only the swap: {:?}", p.steps);
+    assert_eq!(steps.len(), 3);
+    for s in &steps {
+        assert_eq!(s.action, Action::Replace);
+        assert_eq!(s.reason, "encryption forces replacement of the root volume");
+        assert!(s.depends_on.is_empty(), "no replicas: all together");
+        assert!(!s.destroys_data, "the swap keeps the data");
+        let Op::SwapRootVolume(op) = &s.ops[0] else {
+            panic!()
+        };
+        assert!(!op.failover);
+        assert_eq!(op.kms_key, "alias/aws/ebs");
+        assert_eq!(op.device, "/dev/sda1");
+        assert!(matches!(op.instance, Ref::Id(_)));
+    }
+    assert!(
+        p.notes.iter().any(|n| n.level == NoteLevel::Warning
+            && n.message
+                .contains("the whole cluster is unavailable during the root volume swap")),
+        "{:?}",
+        p.notes
+    );
+    let after = apply_and_converge(&spec, o, &p);
+    // Every root is encrypted with the spec's key; no plaintext volume is left.
+    assert_eq!(after.volumes.len(), 3);
+    assert!(after.volumes.iter().all(|v| v.encrypted
+        && v.kms_key_id.as_deref() == Some("alias/aws/ebs")
+        && v.attachment.is_some()));
+}
+
+#[test]
+fn another_kms_key_is_a_swap_only_when_the_keys_are_comparable() {
+    let spec = example();
+    let mut o = converged(&spec);
+    // AWS reports a key ARN for the alias: not comparable, no swap.
+    for v in &mut o.volumes {
+        v.kms_key_id = Some(
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+        );
+    }
+    assert!(plan::plan(&spec, &o).is_empty());
+    // The spec names a key id: comparable, and different.
+    let other = spec_from(&example_text().replace(
+        "kms_key = \"alias/aws/ebs\"",
+        "kms_key = \"arn:aws:kms:us-east-1:111122223333:key/ffffabcd-12ab-34cd-56ef-1234567890ab\"",
+    ));
+    let p = plan::plan(&other, &o);
+    assert_eq!(
+        swap_steps(&p).len(),
+        3,
+        "{}",
+        render::plan::human(&p, false)
+    );
+    apply_and_converge(&other, o, &p);
+}
+
+#[test]
+fn a_swap_in_flight_continues_from_its_stage() {
+    let spec = example();
+    let mut o = converged(&unencrypted_example());
+    // redisctl was killed after stage 2 on node 1b: the instance is stopped, the snapshot made.
+    let i = o
+        .instances
+        .iter_mut()
+        .find(|i| i.tags.get(tags::NODE).map(String::as_str) == Some("redis-node-1b"))
+        .unwrap();
+    i.state = "stopped".into();
+    let old = i.block_devices["/dev/sda1"].clone();
+    i.tags
+        .insert(tags::STAGE.into(), "swap:2-snapshotted".into());
+    i.tags.insert(tags::SWAP_KEYS.into(), "master:3334".into());
+    i.tags.insert(tags::SWAP_OLD_VOLUME.into(), old.clone());
+    i.tags
+        .insert(tags::SWAP_SNAPSHOT.into(), "snap-00000000000000099".into());
+    o.snapshots.push(observed::Snapshot {
+        id: "snap-00000000000000099".into(),
+        volume_id: Some(old),
+        state: "completed".into(),
+        encrypted: false,
+        tags: Tags::new(),
+    });
+    let p = plan::plan(&spec, &o);
+    p.check_order().unwrap();
+    snapshot("encryption-swap-in-flight", &render::plan::human(&p, false));
+    // The stopped node is not started by the instances phase (the swap starts it), and cluster
+    // create does not wait for it.
+    assert!(p.step("node.redis-node-1b").is_none(), "{:?}", p.steps);
+    assert!(
+        !p.notes
+            .iter()
+            .any(|n| n.message.contains("cluster create waits"))
+    );
+    let s = p.step("node.redis-node-1b.root_volume").unwrap();
+    assert!(s.reason.contains("in flight"), "{}", s.reason);
+    assert_eq!(
+        swap_steps(&p).len(),
+        3,
+        "the other two nodes are swapped too"
+    );
+    let after = apply_and_converge(&spec, o, &p);
+    assert!(
+        after.snapshots.is_empty(),
+        "the plaintext snapshot is removed"
+    );
+
+    // A swap in flight continues even if the spec no longer asks for encryption.
+    let mut o = converged(&unencrypted_example());
+    let i = &mut o.instances[0];
+    let old = i.block_devices["/dev/sda1"].clone();
+    i.tags.insert(tags::STAGE.into(), "swap:0-prepared".into());
+    i.tags.insert(tags::SWAP_KEYS.into(), "master:1".into());
+    i.tags.insert(tags::SWAP_OLD_VOLUME.into(), old);
+    let spec = unencrypted_example();
+    let p = plan::plan(&spec, &o);
+    assert_eq!(swap_steps(&p).len(), 1);
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn swap_strategy_launches_unencrypted_then_swaps_after_cluster_create() {
+    let spec =
+        spec_from(&example_text().replace("strategy = \"at-launch\"", "strategy = \"swap\""));
+    let o = empty_region();
+    let p = plan::plan(&spec, &o);
+    p.check_order().unwrap();
+    let Op::RunInstance(run) = &p.step("node.redis-node-1a").unwrap().ops[0] else {
+        panic!()
+    };
+    assert!(!run.encrypted);
+    let steps = swap_steps(&p);
+    assert_eq!(steps.len(), 3);
+    for s in &steps {
+        assert_eq!(s.depends_on, ["cluster"]);
+        let Op::SwapRootVolume(op) = &s.ops[0] else {
+            panic!()
+        };
+        assert!(matches!(&op.instance, Ref::Step(a) if a.starts_with("node.")));
+    }
+    // The swap is last, after cluster create (the hand procedure's order).
+    let last_other = p
+        .steps
+        .iter()
+        .rposition(|s| s.phase != plan::Phase::Encryption)
+        .unwrap();
+    assert_eq!(p.steps[last_other].address, "cluster");
+    let after = apply_and_converge(&spec, o, &p);
+    assert!(after.volumes.iter().all(|v| v.encrypted));
+}
+
+#[test]
+fn with_replicas_nodes_are_swapped_one_at_a_time_after_a_failover() {
+    let six = |t: String| {
+        let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
+        let start = t.find("\n[[nodes.node]]").unwrap();
+        let end = t.find("\n[ssh]").unwrap();
+        format!("{}{}", &t[..start], &t[end..])
+    };
+    let before = spec_from(&six(
+        example_text().replace("encrypted = true", "encrypted = false")
+    ));
+    let o = converged(&before);
+    let spec = spec_from(&six(example_text()));
+    let p = plan::plan(&spec, &o);
+    p.check_order().unwrap();
+    let steps = swap_steps(&p);
+    assert_eq!(steps.len(), 6);
+    assert!(steps[0].depends_on.is_empty());
+    for w in steps.windows(2) {
+        assert_eq!(w[1].depends_on, [w[0].address.clone()], "chained");
+    }
+    for s in &steps {
+        let Op::SwapRootVolume(op) = &s.ops[0] else {
+            panic!()
+        };
+        assert!(op.failover);
+    }
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.message.contains("one node at a time"))
+    );
+    assert!(
+        !p.notes
+            .iter()
+            .any(|n| n.message.contains("whole cluster is unavailable"))
+    );
+    apply_and_converge(&spec, o, &p);
 }

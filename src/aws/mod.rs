@@ -5,6 +5,7 @@
 
 mod describe;
 mod ops;
+mod volumes;
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 pub use describe::observe;
+pub use volumes::{InstanceNow, VolumeNow};
 
 /// The EC2 client and the bounds of its waits.
 #[derive(Clone)]

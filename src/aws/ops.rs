@@ -598,7 +598,8 @@ impl Aws {
             | Op::WriteAcl { .. }
             | Op::WriteConfig { .. }
             | Op::CreateCluster { .. }
-            | Op::WaitHealthy { .. } => Err(AwsError::Local {
+            | Op::WaitHealthy { .. }
+            | Op::SwapRootVolume(_) => Err(AwsError::Local {
                 what: "internal: a node operation was sent to the EC2 edge".into(),
                 source: format!("{op:?}").into(),
             }),

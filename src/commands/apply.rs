@@ -11,7 +11,7 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
     let spec = &loaded.spec;
     let world = observe(spec, true).await?;
     let observed = &world.observed;
-    let plan: Plan = match &args.plan {
+    let mut plan: Plan = match &args.plan {
         Some(file) => {
             let text = std::fs::read_to_string(file).map_err(|e| Error::PlanFile {
                 action: "read",
@@ -61,6 +61,13 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
             "the plan destroys data on {}; nothing was changed. Re-run with --allow-replace if that is intended",
             destroying.join(", ")
         )));
+    }
+    if args.keep_old_volumes {
+        for op in plan.steps.iter_mut().flat_map(|s| s.ops.iter_mut()) {
+            if let plan::Op::SwapRootVolume(swap) = op {
+                swap.keep_old = true;
+            }
+        }
     }
     if args.plan.is_none() {
         confirm(shell, args.yes, "Do you want to perform these actions?")?;

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+mod swap;
+pub use swap::SwapError;
+
 use std::sync::Arc;
 
 use crate::aws::{Aws, AwsError};
@@ -29,6 +32,8 @@ pub enum OpError {
     Aws(#[from] AwsError),
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error(transparent)]
+    Swap(#[from] SwapError),
 }
 
 impl OpError {
@@ -36,6 +41,7 @@ impl OpError {
         match self {
             OpError::Aws(e) => e.hint(),
             OpError::Node(e) => e.hint(),
+            OpError::Swap(e) => e.hint(),
         }
     }
 }
@@ -70,6 +76,7 @@ impl Ctx {
             Op::WriteConfig { node, restart } => n()?.write_config(node, *restart).await?,
             Op::CreateCluster { nodes, replicas } => n()?.create_cluster(nodes, *replicas).await?,
             Op::WaitHealthy { nodes } => n()?.wait_healthy(*nodes).await?,
+            Op::SwapRootVolume(s) => return swap::swap(self, s, made).await,
             aws_op => return Ok(self.aws.run_op(aws_op, made).await?),
         }
         Ok(None)

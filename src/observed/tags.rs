@@ -7,6 +7,14 @@ pub const ROLE: &str = "redisctl:role";
 pub const NODE: &str = "redisctl:node";
 /// Stage of multi-step work in flight on an instance (the volume swap).
 pub const STAGE: &str = "redisctl:stage";
+/// The encryption swap's bookkeeping on the instance, next to `STAGE`: the key count before
+/// the stop (`master:N` or `replica:N`), the plaintext root volume, the snapshot, the new volume.
+pub const SWAP_KEYS: &str = "redisctl:swap-keys";
+pub const SWAP_OLD_VOLUME: &str = "redisctl:swap-old-volume";
+pub const SWAP_SNAPSHOT: &str = "redisctl:swap-snapshot";
+pub const SWAP_NEW_VOLUME: &str = "redisctl:swap-new-volume";
+/// On a plaintext volume or snapshot kept by `apply --keep-old-volumes`: the node it belonged to.
+pub const KEPT_FOR_ROLLBACK: &str = "redisctl:kept-for-rollback";
 /// SHA-256 fingerprint of the node's pinned SSH host key.
 pub const HOST_KEY: &str = "redisctl:host-key";
 

@@ -12,7 +12,14 @@ use crate::observed::{self, IngressRule, Observed, Tags};
 use crate::spec::{Ami, EncryptionStrategy, Spec, SshVia, UBUNTU_2404};
 
 /// Tags redisctl writes itself after creation; never drift.
-const RUNTIME_TAGS: &[&str] = &[tags::STAGE, tags::HOST_KEY];
+const RUNTIME_TAGS: &[&str] = &[
+    tags::STAGE,
+    tags::HOST_KEY,
+    tags::SWAP_KEYS,
+    tags::SWAP_OLD_VOLUME,
+    tags::SWAP_SNAPSHOT,
+    tags::SWAP_NEW_VOLUME,
+];
 
 pub(super) struct Builder<'a> {
     pub spec: &'a Spec,
@@ -924,6 +931,8 @@ fn plan_nodes(b: &mut Builder<'_>, subnet_ids: &BTreeMap<String, Option<String>>
         }
         match inst.state.as_str() {
             "running" | "pending" => unchanged += 1,
+            // A root volume swap in flight stopped it; the swap starts it again.
+            "stopped" if super::encryption::stage_of(&inst.tags).is_some() => unchanged += 1,
             "stopped" => {
                 changes.push(Change::update("state", "stopped", "running"));
                 ops.push(Op::StartInstance {
@@ -962,14 +971,8 @@ fn plan_nodes(b: &mut Builder<'_>, subnet_ids: &BTreeMap<String, Option<String>>
             } else {
                 unchanged += 1;
             }
-            if rv.encrypted && !root.encrypted {
-                changes.push(
-                    Change::update("root_volume.encrypted", "false", "true")
-                        .ignored("the encryption swap (phase 8) is not built yet"),
-                );
-            } else {
-                unchanged += 1;
-            }
+            // Encryption is phase 8's (the root volume swap), not the instance's.
+            unchanged += 1;
         }
         if let Some((c, op)) = b.set_tags_op(&inst.id, &inst.tags, &run.tags) {
             changes.extend(c);

@@ -16,6 +16,7 @@
 
 mod aws_layer;
 mod destroy;
+pub mod encryption;
 pub mod fingerprint;
 pub mod model;
 pub mod naming;
@@ -38,6 +39,7 @@ pub fn plan(spec: &Spec, observed: &Observed) -> Plan {
     };
     aws_layer::plan_aws(&mut b);
     nodes::plan_nodes(&mut b);
+    encryption::plan_encryption(&mut b);
     // Phase order; stable, so the order within a phase (a topological one) is kept, and every
     // dependency points to the same or an earlier phase.
     b.steps.sort_by_key(|s| s.phase);

@@ -331,6 +331,33 @@ pub enum Op {
     WaitHealthy {
         nodes: usize,
     },
+    /// Phase 8: encrypt a node's root volume by replacing it — durable Redis, stop, snapshot,
+    /// encrypted volume from the snapshot, detach the old root and attach the new one at the
+    /// same device, start, verify, then delete the plaintext snapshot and old volume. Every
+    /// stage is recorded in the instance's `redisctl:stage` tag; a rerun continues from it.
+    SwapRootVolume(Box<SwapRootVolume>),
+}
+
+/// What the encryption swap of one node needs (see `Op::SwapRootVolume`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapRootVolume {
+    pub node: String,
+    pub instance: Ref,
+    pub az: String,
+    /// The root device: the new volume is attached where the old one was.
+    pub device: String,
+    pub volume_type: String,
+    pub kms_key: String,
+    /// Hand the node's master role to one of its replicas first (clusters with replicas).
+    pub failover: bool,
+    /// How many nodes a healthy cluster has.
+    pub cluster_nodes: usize,
+    pub snapshot_tags: Tags,
+    pub volume_tags: Tags,
+    /// Keep the plaintext snapshot and old volume (tagged) for a manual rollback
+    /// (`apply --keep-old-volumes`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_old: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,345 @@
+//! The EC2 side of the root volume swap (phase 8): stop/start, the plaintext snapshot, the
+//! encrypted volume from it, detach/attach at the root device, the stage tags. Every call is an
+//! ensure: the snapshot and the volume are found again by their tags and origin, so a rerun
+//! adopts what a crashed run made instead of making another.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
+
+use super::describe::tag_map;
+use super::{Aws, AwsError, api_err, wait_for};
+use crate::observed::{Tags, tags};
+use crate::plan::Op;
+
+/// How long a snapshot of a root volume may take (the first one of a volume copies it all).
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(3 * 3600);
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn tag_spec(kind: ResourceType, t: &Tags) -> TagSpecification {
+    let mut b = TagSpecification::builder().resource_type(kind);
+    for (k, v) in t {
+        b = b.tags(Tag::builder().key(k).value(v).build());
+    }
+    b.build()
+}
+
+/// The cluster/role/node tags of `t`, as Describe filters.
+fn identity(t: &Tags) -> Vec<Filter> {
+    [tags::CLUSTER, tags::ROLE, tags::NODE]
+        .iter()
+        .filter_map(|k| t.get(*k).map(|v| filter(&format!("tag:{k}"), v)))
+        .collect()
+}
+
+/// An instance as the swap sees it.
+#[derive(Debug, Clone)]
+pub struct InstanceNow {
+    pub state: String,
+    pub tags: Tags,
+    /// Device name -> volume id.
+    pub block_devices: BTreeMap<String, String>,
+}
+
+/// A volume as the swap sees it.
+#[derive(Debug, Clone)]
+pub struct VolumeNow {
+    pub state: String,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub attached_to: Option<(String, String)>,
+}
+
+impl Aws {
+    pub async fn instance_now(&self, id: &str) -> Result<InstanceNow, AwsError> {
+        let out = self
+            .client
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeInstances", id, e))?;
+        let i = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .next()
+            .ok_or_else(|| AwsError::Api {
+                call: "DescribeInstances",
+                resource: id.into(),
+                code: "InvalidInstanceID.NotFound".into(),
+                message: "the instance does not exist".into(),
+            })?;
+        Ok(InstanceNow {
+            state: i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default(),
+            tags: tag_map(i.tags()),
+            block_devices: i
+                .block_device_mappings()
+                .iter()
+                .filter_map(|m| {
+                    Some((
+                        m.device_name()?.to_string(),
+                        m.ebs()?.volume_id()?.to_string(),
+                    ))
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn volume_now(&self, id: &str) -> Result<Option<VolumeNow>, AwsError> {
+        let out = match self.client.describe_volumes().volume_ids(id).send().await {
+            Ok(o) => o,
+            Err(e) if e.code() == Some("InvalidVolume.NotFound") => return Ok(None),
+            Err(e) => return Err(api_err("DescribeVolumes", id, e)),
+        };
+        Ok(out.volumes().first().map(|v| VolumeNow {
+            state: v
+                .state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            encrypted: v.encrypted().unwrap_or(false),
+            kms_key_id: v.kms_key_id().map(String::from),
+            attached_to: v
+                .attachments()
+                .iter()
+                .filter(|a| a.state().is_some_and(|s| s.as_str() != "detached"))
+                .find_map(|a| Some((a.instance_id()?.to_string(), a.device()?.to_string()))),
+        }))
+    }
+
+    /// Set and remove tags on one resource.
+    pub async fn retag(&self, id: &str, set: &Tags, remove: &[&str]) -> Result<(), AwsError> {
+        if !set.is_empty() {
+            let mut req = self.client.create_tags().resources(id);
+            for (k, v) in set {
+                req = req.tags(Tag::builder().key(k).value(v).build());
+            }
+            req.send().await.map_err(|e| api_err("CreateTags", id, e))?;
+        }
+        if !remove.is_empty() {
+            let mut req = self.client.delete_tags().resources(id);
+            for k in remove {
+                req = req.tags(Tag::builder().key(*k).build());
+            }
+            req.send().await.map_err(|e| api_err("DeleteTags", id, e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn stop_and_wait(&self, id: &str) -> Result<(), AwsError> {
+        self.client
+            .stop_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| api_err("StopInstances", id, e))?;
+        self.wait_instance(id, &["stopped"]).await
+    }
+
+    pub async fn start_and_wait(&self, id: &str) -> Result<(), AwsError> {
+        self.client
+            .start_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| api_err("StartInstances", id, e))?;
+        self.wait_instance(id, &["running"]).await
+    }
+
+    /// The snapshot of `volume` tagged `t` (adopted if a previous run made it), completed.
+    pub async fn ensure_snapshot(&self, volume: &str, t: &Tags) -> Result<String, AwsError> {
+        let c = &self.client;
+        let out = c
+            .describe_snapshots()
+            .owner_ids("self")
+            .set_filters(Some(identity(t)))
+            .filters(filter("volume-id", volume))
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeSnapshots", volume, e))?;
+        let existing = out
+            .snapshots()
+            .iter()
+            .find(|s| s.state().is_none_or(|st| st.as_str() != "error"))
+            .and_then(|s| s.snapshot_id());
+        let id = match existing {
+            Some(id) => id.to_string(),
+            None => c
+                .create_snapshot()
+                .volume_id(volume)
+                .description(format!(
+                    "redisctl: plaintext root of {} before the encryption swap",
+                    t.get(tags::NODE).map(String::as_str).unwrap_or("?")
+                ))
+                .tag_specifications(tag_spec(ResourceType::Snapshot, t))
+                .send()
+                .await
+                .map_err(|e| api_err("CreateSnapshot", volume, e))?
+                .snapshot_id()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let c = c.clone();
+        let sid = id.clone();
+        wait_for(
+            format!("snapshot {id} of {volume} to complete"),
+            SNAPSHOT_WAIT,
+            self.poll,
+            || {
+                let (c, sid) = (c.clone(), sid.clone());
+                async move {
+                    let out = c
+                        .describe_snapshots()
+                        .snapshot_ids(&sid)
+                        .send()
+                        .await
+                        .map_err(|e| api_err("DescribeSnapshots", &sid, e))?;
+                    match out.snapshots().first().and_then(|s| s.state()) {
+                        Some(s) if s.as_str() == "completed" => Ok(Some(())),
+                        Some(s) if s.as_str() == "error" => Err(AwsError::Api {
+                            call: "CreateSnapshot",
+                            resource: sid.clone(),
+                            code: "SnapshotError".into(),
+                            message: "the snapshot failed; delete it and run apply again".into(),
+                        }),
+                        _ => Ok(None),
+                    }
+                }
+            },
+        )
+        .await?;
+        Ok(id)
+    }
+
+    /// The encrypted volume made from `snapshot` (adopted if a previous run made it), available
+    /// (or already attached, on a rerun).
+    pub async fn ensure_encrypted_volume(
+        &self,
+        snapshot: &str,
+        az: &str,
+        volume_type: &str,
+        kms_key: &str,
+        t: &Tags,
+    ) -> Result<String, AwsError> {
+        let c = &self.client;
+        let out = c
+            .describe_volumes()
+            .set_filters(Some(identity(t)))
+            .filters(filter("snapshot-id", snapshot))
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeVolumes", snapshot, e))?;
+        let existing = out
+            .volumes()
+            .iter()
+            .find(|v| v.encrypted() == Some(true))
+            .and_then(|v| v.volume_id());
+        let id = match existing {
+            Some(id) => id.to_string(),
+            None => c
+                .create_volume()
+                .snapshot_id(snapshot)
+                .availability_zone(az)
+                .volume_type(VolumeType::from(volume_type))
+                .encrypted(true)
+                .kms_key_id(kms_key)
+                .tag_specifications(tag_spec(ResourceType::Volume, t))
+                .send()
+                .await
+                .map_err(|e| api_err("CreateVolume", snapshot, e))?
+                .volume_id()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        self.wait_volume(&id, &["available", "in-use"]).await?;
+        Ok(id)
+    }
+
+    async fn wait_volume(&self, id: &str, states: &[&str]) -> Result<VolumeNow, AwsError> {
+        wait_for(
+            format!("volume {id} to be {}", states.join(" or ")),
+            self.instance_wait,
+            self.poll,
+            || async move {
+                Ok(self
+                    .volume_now(id)
+                    .await?
+                    .filter(|v| states.contains(&v.state.as_str())))
+            },
+        )
+        .await
+    }
+
+    /// Detach `old` from the instance (with its instance id) and attach `new` at `device`;
+    /// either half already done is skipped.
+    pub async fn swap_attachment(
+        &self,
+        instance: &str,
+        device: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<(), AwsError> {
+        let c = &self.client;
+        if let Some(v) = self.volume_now(old).await?
+            && v.attached_to.as_ref().is_some_and(|(i, _)| i == instance)
+        {
+            c.detach_volume()
+                .volume_id(old)
+                .instance_id(instance)
+                .device(device)
+                .send()
+                .await
+                .map_err(|e| api_err("DetachVolume", old, e))?;
+            self.wait_volume(old, &["available"]).await?;
+        }
+        let now = self.volume_now(new).await?.ok_or_else(|| AwsError::Api {
+            call: "DescribeVolumes",
+            resource: new.into(),
+            code: "InvalidVolume.NotFound".into(),
+            message: "the encrypted volume is gone".into(),
+        })?;
+        match &now.attached_to {
+            Some((i, d)) if i == instance && d == device => {}
+            Some((i, d)) => {
+                return Err(AwsError::Api {
+                    call: "AttachVolume",
+                    resource: new.into(),
+                    code: "VolumeInUse".into(),
+                    message: format!("the encrypted volume is attached to {i} at {d}"),
+                });
+            }
+            None => {
+                c.attach_volume()
+                    .volume_id(new)
+                    .instance_id(instance)
+                    .device(device)
+                    .send()
+                    .await
+                    .map_err(|e| api_err("AttachVolume", new, e))?;
+            }
+        }
+        self.wait_volume(new, &["in-use"]).await?;
+        Ok(())
+    }
+
+    pub async fn delete_volume(&self, id: &str) -> Result<(), AwsError> {
+        self.run_op(&Op::DeleteVolume { id: id.into() }, &BTreeMap::new())
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn delete_snapshot(&self, id: &str) -> Result<(), AwsError> {
+        self.run_op(&Op::DeleteSnapshot { id: id.into() }, &BTreeMap::new())
+            .await
+            .map(|_| ())
+    }
+}

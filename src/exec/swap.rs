@@ -1,0 +1,358 @@
+//! Carrying out `Op::SwapRootVolume`: the stages of phase 8 for one node, each recorded in the
+//! instance's `redisctl:stage` tag once done (with the ids it produced in `redisctl:swap-*`
+//! tags), so that a rerun, by anyone, continues after the last recorded stage and never repeats
+//! a destructive one. Until the last stage the plaintext volume is not touched beyond a detach,
+//! so every failure can be rolled back (docs/runbook.md).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::{Ctx, OpError};
+use crate::aws::AwsError;
+use crate::node::{KeysBefore, NodeError};
+use crate::observed::{Tags, tags};
+use crate::plan::encryption::{SwapStage, stage_of};
+use crate::plan::{Ref, SwapRootVolume};
+
+/// How long a node waits after its start for the cluster to be whole again (without replicas
+/// every node is swapped at once: the others' snapshots must finish too).
+const REJOIN_WAIT: Duration = Duration::from_secs(3600);
+
+const SWAP_TAGS: [&str; 5] = [
+    tags::STAGE,
+    tags::SWAP_KEYS,
+    tags::SWAP_OLD_VOLUME,
+    tags::SWAP_SNAPSHOT,
+    tags::SWAP_NEW_VOLUME,
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("root volume swap of node {node} stopped while {during} (last stage done: {})", done.map(SwapStage::as_str).unwrap_or("none"))]
+pub struct SwapError {
+    pub node: String,
+    pub instance: String,
+    pub device: String,
+    pub during: &'static str,
+    pub done: Option<SwapStage>,
+    pub old_volume: Option<String>,
+    #[source]
+    pub source: Box<OpError>,
+}
+
+impl SwapError {
+    pub fn hint(&self) -> String {
+        let first = self.source.hint();
+        if self.done >= Some(SwapStage::Verified) {
+            return format!(
+                "{first}. The swap itself is done and verified; apply again only removes the plaintext snapshot and old volume"
+            );
+        }
+        let old = self.old_volume.as_deref().unwrap_or("(not recorded yet)");
+        format!(
+            "{first}. Nothing is lost: the plaintext root volume {old} is untouched. Run apply again to continue the swap from the recorded stage, or roll back by hand (docs/runbook.md, \"a failed swap\"): stop instance {}, detach the encrypted volume if it is attached, attach {old} at {}, start, then delete the instance's redisctl:stage and redisctl:swap-* tags",
+            self.instance, self.device
+        )
+    }
+}
+
+struct Run<'a> {
+    ctx: &'a Ctx,
+    op: &'a SwapRootVolume,
+    instance: String,
+    tags: Tags,
+    stage: Option<SwapStage>,
+}
+
+impl Run<'_> {
+    fn fail(&self, during: &'static str, e: impl Into<OpError>) -> SwapError {
+        SwapError {
+            node: self.op.node.clone(),
+            instance: self.instance.clone(),
+            device: self.op.device.clone(),
+            during,
+            done: self.stage,
+            old_volume: self.tags.get(tags::SWAP_OLD_VOLUME).cloned(),
+            source: Box::new(e.into()),
+        }
+    }
+
+    fn missing(&self, during: &'static str, tag: &str) -> SwapError {
+        self.fail(
+            during,
+            AwsError::Local {
+                what: format!(
+                    "instance {} is at swap stage {} but has no {tag} tag",
+                    self.instance,
+                    self.stage.map(SwapStage::as_str).unwrap_or("none")
+                ),
+                source: "the swap's tags were changed by hand".into(),
+            },
+        )
+    }
+
+    fn tag(&self, during: &'static str, k: &str) -> Result<String, SwapError> {
+        self.tags
+            .get(k)
+            .cloned()
+            .ok_or_else(|| self.missing(during, k))
+    }
+
+    /// Record a finished stage (and what it produced) on the instance.
+    async fn record(
+        &mut self,
+        stage: SwapStage,
+        during: &'static str,
+        extra: &[(&str, String)],
+    ) -> Result<(), SwapError> {
+        let mut set = Tags::new();
+        set.insert(tags::STAGE.into(), stage.as_str().into());
+        for (k, v) in extra {
+            set.insert((*k).into(), v.clone());
+        }
+        self.ctx
+            .aws
+            .retag(&self.instance, &set, &[])
+            .await
+            .map_err(|e| self.fail(during, e))?;
+        self.tags.extend(set);
+        self.stage = Some(stage);
+        tracing::info!(node = %self.op.node, stage = stage.as_str(), "swap stage done");
+        Ok(())
+    }
+
+    async fn state(&self, during: &'static str) -> Result<String, SwapError> {
+        Ok(self
+            .ctx
+            .aws
+            .instance_now(&self.instance)
+            .await
+            .map_err(|e| self.fail(during, e))?
+            .state)
+    }
+}
+
+fn not_stopped(instance: &str, state: &str) -> AwsError {
+    AwsError::Local {
+        what: format!(
+            "instance {instance} is {state} in the middle of the swap: it was started by someone else, so the snapshot may miss writes"
+        ),
+        source: "refusing to continue; roll back (docs/runbook.md) and plan again".into(),
+    }
+}
+
+/// Swap one node's root volume; returns the encrypted volume's id.
+pub(super) async fn swap(
+    ctx: &Ctx,
+    op: &SwapRootVolume,
+    made: &BTreeMap<String, String>,
+) -> Result<Option<String>, OpError> {
+    let instance = match &op.instance {
+        Ref::Id(id) => id.clone(),
+        Ref::Step(a) => made.get(a).cloned().ok_or_else(|| AwsError::Local {
+            what: format!("internal: {a} has not produced an id"),
+            source: "dependency order".into(),
+        })?,
+    };
+    let nodes = ctx.nodes()?;
+    let now = ctx.aws.instance_now(&instance).await?;
+    let mut run = Run {
+        ctx,
+        op,
+        stage: stage_of(&now.tags),
+        tags: now.tags,
+        instance,
+    };
+    let node = op.node.as_str();
+    let started = Instant::now();
+    let mut down_since = None;
+
+    // 0 + 1: durable Redis, its key count, stop. Redone while the instance still runs.
+    if run.stage < Some(SwapStage::Stopped) {
+        let state = now.state.clone();
+        if state == "running" {
+            let during = "preparing Redis (failover, AOF rewrite, key count)";
+            if op.failover {
+                nodes
+                    .swap_failover(node)
+                    .await
+                    .map_err(|e| run.fail(during, e))?;
+            }
+            let before = nodes
+                .swap_prepare(node)
+                .await
+                .map_err(|e| run.fail(during, e))?;
+            let old = now.block_devices.get(&op.device).cloned().ok_or_else(|| {
+                run.fail(
+                    during,
+                    AwsError::Local {
+                        what: format!("instance {} has no volume at {}", run.instance, op.device),
+                        source: "the plan's root device is not attached".into(),
+                    },
+                )
+            })?;
+            run.record(
+                SwapStage::Prepared,
+                during,
+                &[
+                    (tags::SWAP_KEYS, before.to_tag()),
+                    (tags::SWAP_OLD_VOLUME, old),
+                ],
+            )
+            .await?;
+            let during = "stopping Redis and the instance";
+            nodes
+                .swap_stop_redis(node)
+                .await
+                .map_err(|e| run.fail(during, e))?;
+            down_since = Some(Instant::now());
+        } else if run.stage.is_none() {
+            return Err(run
+                .fail(
+                    "preparing Redis",
+                    NodeError::Failed {
+                        node: node.into(),
+                        what: format!(
+                            "the instance is {state} and no key count was recorded before; start it (apply does when no swap is in flight) and plan again"
+                        ),
+                    },
+                )
+                .into());
+        }
+        let during = "stopping the instance";
+        if state != "stopped" {
+            run.ctx
+                .aws
+                .stop_and_wait(&run.instance)
+                .await
+                .map_err(|e| run.fail(during, e))?;
+        }
+        run.record(SwapStage::Stopped, during, &[]).await?;
+    }
+    let before = {
+        let t = run.tag("reading the swap's tags", tags::SWAP_KEYS)?;
+        KeysBefore::parse(&t)
+            .ok_or_else(|| run.missing("reading the swap's tags", tags::SWAP_KEYS))?
+    };
+    let old = run.tag("reading the swap's tags", tags::SWAP_OLD_VOLUME)?;
+
+    // 2: the plaintext snapshot.
+    if run.stage < Some(SwapStage::Snapshotted) {
+        let during = "snapshotting the plaintext root volume";
+        let state = run.state(during).await?;
+        if state != "stopped" {
+            return Err(run.fail(during, not_stopped(&run.instance, &state)).into());
+        }
+        let snap = run
+            .ctx
+            .aws
+            .ensure_snapshot(&old, &op.snapshot_tags)
+            .await
+            .map_err(|e| run.fail(during, e))?;
+        run.record(
+            SwapStage::Snapshotted,
+            during,
+            &[(tags::SWAP_SNAPSHOT, snap)],
+        )
+        .await?;
+    }
+    let snap = run.tag("reading the swap's tags", tags::SWAP_SNAPSHOT)?;
+
+    // 3: the encrypted volume, directly from the snapshot (docs/runbook.md says why).
+    if run.stage < Some(SwapStage::VolumeCreated) {
+        let during = "creating the encrypted volume";
+        let vol = run
+            .ctx
+            .aws
+            .ensure_encrypted_volume(&snap, &op.az, &op.volume_type, &op.kms_key, &op.volume_tags)
+            .await
+            .map_err(|e| run.fail(during, e))?;
+        run.record(
+            SwapStage::VolumeCreated,
+            during,
+            &[(tags::SWAP_NEW_VOLUME, vol)],
+        )
+        .await?;
+    }
+    let new = run.tag("reading the swap's tags", tags::SWAP_NEW_VOLUME)?;
+
+    // 4: detach the old root, attach the new one at the same device.
+    if run.stage < Some(SwapStage::Attached) {
+        let during = "swapping the root volume";
+        let state = run.state(during).await?;
+        if state != "stopped" {
+            return Err(run.fail(during, not_stopped(&run.instance, &state)).into());
+        }
+        run.ctx
+            .aws
+            .swap_attachment(&run.instance, &op.device, &old, &new)
+            .await
+            .map_err(|e| run.fail(during, e))?;
+        run.record(SwapStage::Attached, during, &[]).await?;
+    }
+
+    // 5: start; SSH with the pinned host key, then Redis (systemd starts it at boot).
+    if run.stage < Some(SwapStage::Started) {
+        let during = "starting the node on the encrypted volume";
+        let state = run.state(during).await?;
+        let aws = &run.ctx.aws;
+        match state.as_str() {
+            "running" => {}
+            "stopped" => aws
+                .start_and_wait(&run.instance)
+                .await
+                .map_err(|e| run.fail(during, e))?,
+            _ => aws
+                .wait_instance(&run.instance, &["running"])
+                .await
+                .map_err(|e| run.fail(during, e))?,
+        }
+        nodes
+            .swap_wait_back(node)
+            .await
+            .map_err(|e| run.fail(during, e))?;
+        run.record(SwapStage::Started, during, &[]).await?;
+    }
+
+    // 6: rejoined, cluster ok, the keys are all there.
+    if run.stage < Some(SwapStage::Verified) {
+        let during = "verifying the cluster and the data";
+        let keys = nodes
+            .swap_verify(node, op.cluster_nodes, before, REJOIN_WAIT)
+            .await
+            .map_err(|e| run.fail(during, e))?;
+        if let Some(t) = down_since {
+            tracing::info!(
+                node,
+                keys,
+                "swap: Redis was down {:.1}s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        run.record(SwapStage::Verified, during, &[]).await?;
+    }
+
+    // 7: only now remove the plaintext (or keep it, tagged, for a rollback).
+    let during = "removing the plaintext snapshot and old volume";
+    let aws = &run.ctx.aws;
+    if op.keep_old {
+        let mut kept = Tags::new();
+        kept.insert(tags::KEPT_FOR_ROLLBACK.into(), node.to_string());
+        for id in [&old, &snap] {
+            aws.retag(id, &kept, &[])
+                .await
+                .map_err(|e| run.fail(during, e))?;
+        }
+    } else {
+        aws.delete_snapshot(&snap)
+            .await
+            .map_err(|e| run.fail(during, e))?;
+        aws.delete_volume(&old)
+            .await
+            .map_err(|e| run.fail(during, e))?;
+    }
+    aws.retag(&run.instance, &Tags::new(), &SWAP_TAGS)
+        .await
+        .map_err(|e| run.fail(during, e))?;
+    tracing::info!(node, "swap done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(Some(new))
+}
