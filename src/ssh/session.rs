@@ -98,8 +98,8 @@ pub enum SshError {
     )]
     NothingPinned { node: String, instance_id: String },
     #[error(
-        "node {node} is unreachable over SSH at {addr} (waited {}s); check that the instance is running and port 22 is open from here",
-        waited.as_secs()
+        "node {node} is unreachable over SSH at {addr} (waited {:.1}s); check that the instance is running and port 22 is open from here",
+        waited.as_secs_f64()
     )]
     Unreachable {
         node: String,
