@@ -207,6 +207,9 @@ async fn session_against_a_booted_host() {
         s(&sess.run("id -un", None).await.unwrap().stdout).trim(),
         "ubuntu"
     );
+    // Without stdin the command sees end-of-file at once (no hang).
+    let out = sess.run("cat; echo eof", None).await.unwrap();
+    assert_eq!((out.status, s(&out.stdout)), (0, "eof\n".into()));
     let out = sess
         .sudo("id -un; printf '%s\\n' \"it's\"", None)
         .await
@@ -325,7 +328,7 @@ async fn session_against_a_booted_host() {
         );
     }
     eprintln!(
-        "figure: 8 MiB upload {:.2} s; watcher saw the temp file (0600) {temps} times",
+        "figure: 8 MiB upload {:.2} s; watcher saw the temp file (0600, then 0640) {temps} times",
         upload_time.as_secs_f64()
     );
     let hashes = sess
