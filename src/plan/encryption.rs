@@ -139,7 +139,7 @@ fn downtime(replicas: bool) -> String {
         "this node only (its replica takes over first); clients see one failover, a few seconds"
             .into()
     } else {
-        "the whole cluster while any node is stopped: ~10 s in the sandbox, est. 3-10 min on AWS (stop ~1 min, first snapshot of the volume 1-5 min, volume + attach ~30 s, boot ~1 min)".into()
+        "the whole cluster while any node is stopped: ~5 s in the sandbox, est. 3-10 min on AWS (docs/runbook.md)".into()
     }
 }
 
@@ -295,7 +295,7 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
         Note {
             level: NoteLevel::Warning,
             subject: "nodes.root_volume".into(),
-            message: "no replicas: the whole cluster is unavailable during the root volume swap (every node is stopped, snapshotted and restarted at once; about 10 s in the sandbox, est. 3-10 min on AWS)".into(),
+            message: "no replicas: the whole cluster is unavailable during the root volume swap (every node is stopped, snapshotted and restarted at once; about 5 s in the sandbox, est. 3-10 min on AWS)".into(),
         }
     });
 }

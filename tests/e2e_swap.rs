@@ -1,0 +1,504 @@
+//! End-to-end: the EBS encryption swap (phase 8) in the sandbox, through real volume
+//! directories — an unencrypted cluster with 10,000 keys encrypted in place, a swap killed at
+//! stage boundaries and finished by a rerun, and `strategy = "swap"` from nothing.
+//! Run inside the sandbox's operator namespace:
+//! `redisctl-sandbox exec -- cargo test -p redisctl --test e2e_swap -- --nocapture`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use redisctl_sandbox::testing::Sandbox;
+
+const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
+const ADMIN_PW: &str = "swap-admin-pw-7e1d";
+const APP_PW: &str = "swap-app-pw-42c0";
+const DEV_PW: &str = "swap-dev-pw-9b35";
+const IPS: [&str; 3] = ["10.0.1.10", "10.0.2.10", "10.0.3.10"];
+const KEYS: usize = 10_000;
+
+struct Cluster {
+    dir: PathBuf,
+    spec: PathBuf,
+}
+
+impl Cluster {
+    fn new(name: &str, edit: impl Fn(String) -> String) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("redisctl-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml.example"))
+                .unwrap();
+        let spec = dir.join("cluster.toml");
+        std::fs::write(&spec, edit(text)).unwrap();
+        Cluster { dir, spec }
+    }
+
+    fn edit(&self, f: impl Fn(String) -> String) {
+        let t = std::fs::read_to_string(&self.spec).unwrap();
+        std::fs::write(&self.spec, f(t)).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .arg("--config")
+            .arg(&self.spec)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "redisctl=info,warn")
+            .env("REDIS_ADMIN_PASSWORD", ADMIN_PW)
+            .env("REDIS_APP_PASSWORD", APP_PW)
+            .env("REDIS_DEV_PASSWORD", DEV_PW)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let (o, e) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "redisctl {args:?} failed:\n{o}\n{e}");
+        format!("{o}{e}")
+    }
+
+    fn plan_exit(&self) -> i32 {
+        self.run(&["plan", "--detailed-exitcode"])
+            .status
+            .code()
+            .unwrap()
+    }
+
+    /// A command on a node as root over SSH with the cluster's key.
+    fn on_node(&self, ip: &str, script: &str, stdin: &str) -> String {
+        let key = self.dir.join(".redisctl/prod-redis/ssh_ed25519");
+        let known = self.dir.join("ssh_known_hosts");
+        let mut child = Command::new("ssh")
+            .args([
+                "-i",
+                key.to_str().unwrap(),
+                "-o",
+                "StrictHostKeyChecking=accept-new",
+                "-o",
+            ])
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                &format!("ubuntu@{ip}"),
+                "sudo",
+                "-n",
+                "sh",
+                "-c",
+            ])
+            .arg(format!("'{}'", script.replace('\'', "'\\''")))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
+    }
+
+    /// redis-cli on a node as the admin (password on stdin, read before any redirection of
+    /// `args` applies).
+    fn redis(&self, ip: &str, args: &str) -> String {
+        let cli = "pw=\"$(cat)\"; REDISCLI_AUTH=\"$pw\" redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -h 127.0.0.1 -p 6379 --user admin --no-auth-warning";
+        self.on_node(ip, &format!("{cli} {args}"), ADMIN_PW)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn crc16(b: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &x in b {
+        crc ^= u16::from(x) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The test keys, in slot order (a cluster client then follows few redirects).
+fn keys() -> Vec<(String, String)> {
+    let mut k: Vec<(String, String)> = (0..KEYS)
+        .map(|i| {
+            (
+                format!("patient:{i}"),
+                format!("record-{i}-{}", i * 7919 % 10007),
+            )
+        })
+        .collect();
+    k.sort_by_key(|(key, _)| crc16(key.as_bytes()) % 16384);
+    k
+}
+
+/// Write the keys through redis-cli in cluster mode (-c) on node 1.
+fn write_keys(c: &Cluster) {
+    let cmds: String = keys()
+        .iter()
+        .map(|(k, v)| format!("SET {k} {v}\n"))
+        .collect();
+    c.on_node(IPS[0], "cat > /root/set.cmds", &cmds);
+    let out = c.redis(IPS[0], "-c < /root/set.cmds | grep -c '^OK$'");
+    assert_eq!(out.trim(), KEYS.to_string(), "every SET answered OK: {out}");
+}
+
+/// Read every key back through a cluster client on node 2; each must have its value.
+fn read_keys(c: &Cluster) {
+    let k = keys();
+    let cmds: String = k.iter().map(|(k, _)| format!("GET {k}\n")).collect();
+    c.on_node(IPS[1], "cat > /root/get.cmds", &cmds);
+    let out = c.redis(IPS[1], "-c < /root/get.cmds");
+    let values: Vec<&str> = out.lines().filter(|l| l.starts_with("record-")).collect();
+    assert_eq!(values.len(), KEYS, "every key reads back");
+    for ((key, want), got) in k.iter().zip(values) {
+        assert_eq!(want, got, "{key}");
+    }
+}
+
+fn dbsize_total(c: &Cluster) -> u64 {
+    IPS.iter()
+        .map(|ip| {
+            let role = c.redis(ip, "ROLE");
+            if role.starts_with("master") {
+                c.redis(ip, "DBSIZE").trim().parse::<u64>().unwrap()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+struct Ec2 {
+    rt: tokio::runtime::Runtime,
+    client: aws_sdk_ec2::Client,
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // the id shows in failure messages
+struct Vol {
+    id: String,
+    encrypted: bool,
+    kms: Option<String>,
+    attached: Option<String>,
+}
+
+impl Ec2 {
+    fn new() -> Ec2 {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let client = rt.block_on(async {
+            let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            aws_sdk_ec2::Client::new(&conf)
+        });
+        Ec2 { rt, client }
+    }
+
+    fn cluster_filter() -> aws_sdk_ec2::types::Filter {
+        aws_sdk_ec2::types::Filter::builder()
+            .name("tag:redisctl:cluster")
+            .values("prod-redis")
+            .build()
+    }
+
+    /// Every volume of the region (not only tagged ones: nothing may hide).
+    fn volumes(&self) -> Vec<Vol> {
+        self.rt.block_on(async {
+            let out = self.client.describe_volumes().send().await.unwrap();
+            out.volumes()
+                .iter()
+                .map(|v| Vol {
+                    id: v.volume_id().unwrap().to_string(),
+                    encrypted: v.encrypted().unwrap_or(false),
+                    kms: v.kms_key_id().map(String::from),
+                    attached: v
+                        .attachments()
+                        .iter()
+                        .find_map(|a| a.instance_id().map(String::from)),
+                })
+                .collect()
+        })
+    }
+
+    /// The cluster's snapshots (moto's images bring snapshots of their own, untagged).
+    fn snapshots(&self) -> Vec<String> {
+        self.rt.block_on(async {
+            let out = self
+                .client
+                .describe_snapshots()
+                .owner_ids("self")
+                .filters(Self::cluster_filter())
+                .send()
+                .await
+                .unwrap();
+            out.snapshots()
+                .iter()
+                .map(|s| s.snapshot_id().unwrap().to_string())
+                .collect()
+        })
+    }
+
+    /// Node name -> swap stage tag, for the cluster's instances.
+    fn stages(&self) -> Vec<(String, Option<String>)> {
+        self.rt.block_on(async {
+            let out = self
+                .client
+                .describe_instances()
+                .filters(Self::cluster_filter())
+                .send()
+                .await
+                .unwrap();
+            out.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter(|i| {
+                    i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated")
+                })
+                .map(|i| {
+                    let t = |k: &str| {
+                        i.tags()
+                            .iter()
+                            .find(|x| x.key() == Some(k))
+                            .and_then(|x| x.value())
+                            .map(String::from)
+                    };
+                    (t("redisctl:node").unwrap_or_default(), t("redisctl:stage"))
+                })
+                .collect()
+        })
+    }
+}
+
+/// Each node's root is encrypted with the spec's key; nothing plaintext is left.
+fn assert_encrypted_and_clean(ec2: &Ec2) {
+    let vols = ec2.volumes();
+    assert_eq!(vols.len(), 3, "one volume per node, no leftovers: {vols:?}");
+    for v in &vols {
+        assert!(v.encrypted, "{v:?}");
+        assert_eq!(v.kms.as_deref(), Some("alias/aws/ebs"), "{v:?}");
+        assert!(v.attached.is_some(), "{v:?}");
+    }
+    assert_eq!(
+        ec2.snapshots(),
+        Vec::<String>::new(),
+        "no plaintext snapshot left"
+    );
+    assert!(
+        ec2.stages().iter().all(|(_, s)| s.is_none()),
+        "no swap left in flight: {:?}",
+        ec2.stages()
+    );
+}
+
+fn figures(label: &str, out: &str) {
+    for line in out.lines().filter(|l| {
+        (l.starts_with("phase 8") && l.contains(" done in "))
+            || l.contains("root_volume: ")
+            || l.contains("Redis was down")
+            || l.contains("swap done in")
+    }) {
+        eprintln!("figure: {label}: {}", line.trim());
+    }
+}
+
+fn unencrypted(t: String) -> String {
+    t.replace("encrypted = true", "encrypted = false")
+}
+
+fn encrypted(t: String) -> String {
+    t.replace("encrypted = false", "encrypted = true")
+}
+
+#[test]
+fn an_unencrypted_cluster_is_encrypted_in_place_with_every_key() {
+    let _sb = Sandbox::acquire();
+    let ec2 = Ec2::new();
+    let c = Cluster::new("swap", unencrypted);
+    c.ok(&["apply", "--yes"]);
+    assert!(ec2.volumes().iter().all(|v| !v.encrypted));
+    let t = Instant::now();
+    write_keys(&c);
+    eprintln!(
+        "figure: 10,000 keys written in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(dbsize_total(&c), KEYS as u64);
+
+    c.edit(encrypted);
+    let out = c.run(&["plan", "--detailed-exitcode"]);
+    let plan = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{plan}");
+    let steps: Vec<&str> = plan.lines().filter(|l| l.starts_with("-/+ ")).collect();
+    assert_eq!(
+        steps,
+        [
+            "-/+ node.redis-node-1a.root_volume {",
+            "-/+ node.redis-node-1b.root_volume {",
+            "-/+ node.redis-node-1c.root_volume {"
+        ],
+        "{plan}"
+    );
+    assert!(
+        plan.contains("encryption forces replacement of the root volume"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("the whole cluster is unavailable during the root volume swap"),
+        "{plan}"
+    );
+
+    let t = Instant::now();
+    let out = c.ok(&["apply", "--yes"]);
+    eprintln!(
+        "figure: swap of 3 nodes (apply wall time): {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    figures("3 nodes, no replicas", &out);
+
+    read_keys(&c);
+    assert_eq!(dbsize_total(&c), KEYS as u64);
+    assert_encrypted_and_clean(&ec2);
+    for ip in IPS {
+        let info = c.redis(ip, "CLUSTER INFO");
+        assert!(info.contains("cluster_state:ok"), "{ip}: {info}");
+    }
+    assert_eq!(c.plan_exit(), 0, "after the swap the plan is empty");
+    let verify = c.run(&["verify"]);
+    eprintln!(
+        "verify after the swap: exit {:?}\n{}",
+        verify.status.code(),
+        text(&verify.stdout)
+    );
+    assert!(verify.status.success(), "verify passes after the swap");
+    c.ok(&["destroy", "--yes"]);
+    assert!(ec2.volumes().is_empty() && ec2.snapshots().is_empty());
+}
+
+/// Start apply, kill it (SIGKILL) as soon as any node has recorded `stage` (or a later one).
+fn apply_killed_at(c: &Cluster, ec2: &Ec2, stage: &str) -> bool {
+    let mut child = c
+        .command(&["apply", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            eprintln!("apply finished ({status}) before stage {stage} was seen");
+            return false;
+        }
+        let stages = ec2.stages();
+        if stages
+            .iter()
+            .any(|(_, s)| s.as_deref().is_some_and(|s| s >= stage))
+        {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            eprintln!("killed apply at {stage}: {stages:?}");
+            return true;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "no stage {stage}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_swap_killed_at_stage_boundaries_is_finished_by_a_rerun() {
+    let _sb = Sandbox::acquire();
+    let ec2 = Ec2::new();
+    let c = Cluster::new("swapkill", unencrypted);
+    c.ok(&["apply", "--yes"]);
+    write_keys(&c);
+    c.edit(encrypted);
+    let mut killed = Vec::new();
+    for stage in [
+        "swap:1-stopped",
+        "swap:2-snapshotted",
+        "swap:3-volume-created",
+        "swap:4-attached",
+        "swap:5-started",
+    ] {
+        if apply_killed_at(&c, &ec2, stage) {
+            killed.push(stage);
+            let plan = text(&c.run(&["plan"]).stdout);
+            assert!(
+                plan.contains("in flight"),
+                "after a kill at {stage}:\n{plan}"
+            );
+        } else {
+            break;
+        }
+    }
+    eprintln!("killed at: {killed:?}");
+    assert!(!killed.is_empty(), "apply was killed at least once");
+    let out = c.ok(&["apply", "--yes"]);
+    figures("rerun after kills", &out);
+    read_keys(&c);
+    assert_encrypted_and_clean(&ec2);
+    assert_eq!(c.plan_exit(), 0);
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn swap_strategy_from_nothing_creates_the_cluster_then_swaps() {
+    let _sb = Sandbox::acquire();
+    let ec2 = Ec2::new();
+    let c = Cluster::new("swapnew", |t| {
+        t.replace("strategy = \"at-launch\"", "strategy = \"swap\"")
+    });
+    let plan = text(&c.run(&["plan"]).stdout);
+    let cluster_at = plan.find("> cluster {").expect("cluster create planned");
+    let swap_at = plan
+        .find("-/+ node.redis-node-1a.root_volume")
+        .expect("swap planned");
+    assert!(
+        cluster_at < swap_at,
+        "cluster create, then the swap:\n{plan}"
+    );
+    let t = Instant::now();
+    let out = c.ok(&["apply", "--yes"]);
+    eprintln!(
+        "figure: apply from nothing with strategy = swap: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    figures("strategy = swap", &out);
+    assert_encrypted_and_clean(&ec2);
+    c.redis(IPS[0], "-c SET patient:1 kept");
+    assert!(c.redis(IPS[2], "-c GET patient:1").contains("kept"));
+    assert_eq!(c.plan_exit(), 0);
+    c.ok(&["destroy", "--yes"]);
+}
