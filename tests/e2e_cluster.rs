@@ -53,11 +53,16 @@ impl Cluster {
         format!("{o}{e}")
     }
 
-    fn plan_exit(&self) -> i32 {
-        self.run(&["plan", "--detailed-exitcode"])
-            .status
-            .code()
-            .unwrap()
+    /// `plan --detailed-exitcode` must say "no changes"; otherwise show the plan.
+    fn assert_converged(&self) {
+        let out = self.run(&["plan", "--detailed-exitcode"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the plan is not empty:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
     }
 
     /// A command on a node as root over SSH with the cluster's key and pinned host key.
@@ -146,7 +151,7 @@ fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
     {
         eprintln!("figure: 3 nodes: {line}");
     }
-    assert_eq!(c.plan_exit(), 0, "after apply the plan is empty");
+    c.assert_converged();
 
     // A real TLS + ACL cluster.
     for ip in IPS {
@@ -209,7 +214,7 @@ fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
     );
     outputs.push_str(&plan);
     outputs.push_str(&c.ok(&["apply", "--yes"]));
-    assert_eq!(c.plan_exit(), 0);
+    c.assert_converged();
     let after: Vec<u64> = IPS.iter().map(|ip| uptime(&c, ip)).collect();
     for (b, a) in before.iter().zip(&after) {
         assert!(
@@ -307,7 +312,7 @@ fn a_node_stopped_out_of_band_is_started_and_rejoins() {
         c.redis("10.0.3.10", "-c GET patient:42").contains("kept"),
         "data survives the restart"
     );
-    assert_eq!(c.plan_exit(), 0);
+    c.assert_converged();
     c.ok(&["destroy", "--yes"]);
 }
 
@@ -343,6 +348,6 @@ fn six_nodes_with_replicas_figures() {
         3,
         "{nodes}"
     );
-    assert_eq!(c.plan_exit(), 0);
+    c.assert_converged();
     c.ok(&["destroy", "--yes"]);
 }

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{Error, confirm, exit, interrupted, load_spec, observe};
+use super::{Error, Nodes, confirm, exit, interrupted, load_spec, observe};
 use crate::cli::ApplyArgs;
 use crate::exec;
 use crate::plan::{self, Plan, fingerprint, saved::SavedPlan};
@@ -9,7 +9,7 @@ use crate::render::{self, Shell, Style};
 pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, Error> {
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
-    let world = observe(spec, true).await?;
+    let world = observe(spec, Nodes::Wait).await?;
     let observed = &world.observed;
     let mut plan: Plan = match &args.plan {
         Some(file) => {
@@ -92,11 +92,11 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
         report.elapsed.as_secs_f64()
     ));
     // Prove convergence: planning again must find nothing to do.
-    let after = observe(spec, true).await?.observed;
+    let after = observe(spec, Nodes::Look).await?.observed;
     let again = plan::plan(spec, &after);
     if !again.is_empty() {
-        shell.warning(&format!(
-            "after apply, the plan still has {} step(s): {}. Run plan to see why.",
+        return Err(Error::Refused(format!(
+            "apply finished, but planning again still finds {} step(s) to do ({}); run `redisctl plan` to see why, then apply again",
             again.steps.len(),
             again
                 .steps
@@ -104,7 +104,7 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
                 .map(|s| s.address.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
+        )));
     }
     Ok(exit::OK)
 }

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{Error, confirm, exit, interrupted, load_spec, observe};
+use super::{Error, Nodes, confirm, exit, interrupted, load_spec, observe};
 use crate::cli::DestroyArgs;
 use crate::exec;
 use crate::plan;
@@ -9,7 +9,7 @@ use crate::render::{self, Shell, Style};
 pub async fn run(config: &Path, args: &DestroyArgs, shell: &Shell) -> Result<u8, Error> {
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
-    let world = observe(spec, false).await?;
+    let world = observe(spec, Nodes::Skip).await?;
     let observed = &world.observed;
     let p = plan::plan_destroy(spec, observed);
     if p.is_empty() {
@@ -32,7 +32,7 @@ pub async fn run(config: &Path, args: &DestroyArgs, shell: &Shell) -> Result<u8,
     let progress = render::progress::Lines { shell: *shell };
     let report = exec::apply(&world.ctx, &p, 8, &progress, interrupted()).await?;
     // Prove it: nothing tagged for the cluster is left.
-    let after = observe(spec, false).await?.observed;
+    let after = observe(spec, Nodes::Skip).await?.observed;
     let left = after.leftovers();
     if !left.is_empty() {
         return Err(Error::Refused(format!(

@@ -112,9 +112,21 @@ pub(crate) struct World {
     pub observed: crate::observed::Observed,
 }
 
+/// How much of the world to observe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nodes {
+    /// EC2 only (destroy).
+    Skip,
+    /// Each running node once; one that does not answer is a fact (plan).
+    Look,
+    /// Wait for nodes whose sshd is still coming up (apply: a node launched or started by an
+    /// interrupted run is not mistaken for an unreachable one).
+    Wait,
+}
+
 /// Connect to EC2 and read the cluster's state, the local facts (SSH key, CA, the hashes the
-/// node files must have) and, with `nodes`, each running node over SSH.
-pub(crate) async fn observe(spec: &crate::spec::Spec, nodes: bool) -> Result<World, Error> {
+/// node files must have) and each running node over SSH.
+pub(crate) async fn observe(spec: &crate::spec::Spec, nodes: Nodes) -> Result<World, Error> {
     let aws = crate::aws::Aws::connect(&spec.cluster.region).await;
     let mut observed = crate::aws::observe(&aws, spec)
         .await
@@ -128,14 +140,15 @@ pub(crate) async fn observe(spec: &crate::spec::Spec, nodes: bool) -> Result<Wor
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let mut runtime = None;
-    if nodes {
+    if nodes != Nodes::Skip {
         let secrets = crate::spec::secrets::read_all(spec).map_err(Error::Secrets)?;
+        observed.local.secrets_digest = crate::spec::secrets::digest(&secrets);
         let rt = std::sync::Arc::new(crate::node::NodeRuntime::new(spec, aws.clone(), secrets)?);
         let (ca, hashes) = rt.local_facts().await?;
         observed.local.ca_cert_pem = ca;
         observed.local.desired_files = hashes;
         if observed.local_public_key.is_some() {
-            observed.nodes = rt.observe(&observed).await;
+            observed.nodes = rt.observe(&observed, nodes == Nodes::Wait).await;
         }
         runtime = Some(rt);
     }

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{Error, exit, load_spec, observe};
+use super::{Error, Nodes, exit, load_spec, observe};
 use crate::cli::PlanArgs;
 use crate::plan::{self, fingerprint, saved::SavedPlan};
 use crate::render::{self, Shell};
@@ -8,7 +8,7 @@ use crate::render::{self, Shell};
 pub async fn run(config: &Path, args: &PlanArgs, shell: &Shell) -> Result<u8, Error> {
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
-    let world = observe(spec, true).await?;
+    let world = observe(spec, Nodes::Look).await?;
     let observed = &world.observed;
     let p = plan::plan(spec, observed);
     if args.json {

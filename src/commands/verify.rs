@@ -10,7 +10,7 @@ pub async fn run(config: &Path, args: &VerifyArgs, shell: &Shell) -> Result<u8, 
     let spec = &loaded.spec;
     // The passwords first: without them there is nothing to verify, and AWS is not asked.
     let secrets = crate::spec::secrets::read_all(spec).map_err(Error::Secrets)?;
-    let world = observe(spec, false).await?;
+    let world = observe(spec, super::Nodes::Skip).await?;
     let report = verify::run(spec, &world.observed, &world.ctx.aws, secrets).await?;
     if args.json {
         shell.out(&verify::render::json(&report));

@@ -356,10 +356,12 @@ impl NodeRuntime {
     // ---- observation ------------------------------------------------------------------------
 
     /// Facts of every running node of the spec, concurrently. A node that does not answer is
-    /// `Unreachable`, with the reason.
+    /// `Unreachable`, with the reason. With `wait` (apply), a node whose sshd is not up yet (it
+    /// was just launched or started) is waited for, up to `ssh.ready_timeout`.
     pub async fn observe(
         self: &Arc<Self>,
         observed: &Observed,
+        wait: bool,
     ) -> BTreeMap<String, NodeObservation> {
         let running: Vec<String> = observed
             .instances
@@ -389,7 +391,7 @@ impl NodeRuntime {
         for node in running {
             let me = self.clone();
             set.spawn(async move {
-                let r = me.observe_node(&node).await;
+                let r = me.observe_node(&node, wait).await;
                 (node, r)
             });
         }
@@ -409,19 +411,18 @@ impl NodeRuntime {
         out
     }
 
-    async fn observe_node(&self, node: &str) -> Result<NodeFacts, NodeError> {
+    async fn observe_node(&self, node: &str, wait: bool) -> Result<NodeFacts, NodeError> {
         let info = self.instance(node).await?;
         let target = self.target(node, &info)?;
         let policy = self.policy(&info);
-        let (session, host_key) = Session::connect(
-            &target,
-            &self.spec.ssh.user,
-            &self.key()?,
-            &policy,
-            &self.timeouts,
-        )
-        .await
-        .map_err(|e| self.known.annotate(e))?;
+        let key = self.key()?;
+        let connected = if wait {
+            Session::wait_and_connect(&target, &self.spec.ssh.user, &key, &policy, &self.timeouts)
+                .await
+        } else {
+            Session::connect(&target, &self.spec.ssh.user, &key, &policy, &self.timeouts).await
+        };
+        let (session, host_key) = connected.map_err(|e| self.known.annotate(e))?;
         let paths = [
             conf::CONF.path,
             systemd::DROP_IN.path,

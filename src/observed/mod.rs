@@ -49,6 +49,10 @@ pub struct Local {
     /// Seconds since the epoch when observed: the clock the planner uses for certificate
     /// expiry. Not part of the fingerprint.
     pub now: u64,
+    /// SHA-256 over every user's name and password hash: a changed password makes a saved plan
+    /// stale (on the spec's side of the fingerprint). Reveals nothing of the passwords.
+    #[serde(default)]
+    pub secrets_digest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,9 +1,10 @@
 //! Fingerprints of what a plan was computed from. A saved plan carries them; apply recomputes
 //! them from the spec and a fresh observation and refuses the plan when either differs.
 //!
-//! The desired state is the spec plus what the local secrets make of it (the node files'
-//! hashes), so a changed password makes a saved plan stale as a spec change does. The observed
-//! state is everything else that was seen, without the observation time.
+//! The desired side is the spec plus a digest of the passwords it names, so a changed password
+//! makes a saved plan stale as a spec change does. The observed side is everything that was seen
+//! (AWS, the nodes, the local CA), without the observation time and without what is derived
+//! from both sides (the node files' desired hashes).
 
 use sha2::{Digest, Sha256};
 
@@ -17,16 +18,17 @@ pub fn observed(observed: &Observed) -> String {
     let mut o = observed.clone();
     o.local.now = 0;
     o.local.desired_files.clear();
+    o.local.secrets_digest.clear();
     let json = serde_json::to_vec(&o).expect("observed state serializes");
     hex::encode(Sha256::digest(&json))
 }
 
 /// SHA-256 of the resolved spec (every default explicit; no secret values are in it) and of
-/// the node files' hashes it leads to with the current secrets.
+/// the digest of the passwords it names.
 pub fn spec(spec: &Spec, observed: &Observed) -> String {
     let mut h = Sha256::new();
     h.update(spec.to_toml().as_bytes());
-    h.update(serde_json::to_vec(&observed.local.desired_files).expect("hashes serialize"));
+    h.update(observed.local.secrets_digest.as_bytes());
     hex::encode(h.finalize())
 }
 

@@ -123,6 +123,19 @@ pub fn read_all(spec: &Spec) -> Result<Vec<(String, Secret)>, Vec<SecretError>> 
     }
 }
 
+/// SHA-256 over every user's name and the SHA-256 of its password: changes when any password
+/// changes, and tells nothing about them.
+pub fn digest(secrets: &[(String, Secret)]) -> String {
+    let mut h = Sha256::new();
+    for (user, s) in secrets {
+        h.update(user.as_bytes());
+        h.update([0]);
+        h.update(s.sha256_hex().as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

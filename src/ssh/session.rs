@@ -106,7 +106,7 @@ pub enum SshError {
         addr: SocketAddr,
         waited: Duration,
         #[source]
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
     #[error(
         "SSH authentication as {user} on node {node} failed; check that the instance's key pair matches the spec's private key"
@@ -132,14 +132,14 @@ pub enum SshError {
         node: String,
         what: String,
         #[source]
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
     #[error("SSH protocol error with node {node} during {what}")]
     Protocol {
         node: String,
         what: String,
         #[source]
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
     #[error("cannot read or write the pinned host keys {}", path.display())]
     KnownHosts {
@@ -387,7 +387,7 @@ impl Session {
             node: node.clone(),
             addr: target.addr,
             waited: started.elapsed(),
-            source,
+            source: Box::new(source),
         };
         let handshake = async {
             let mut handle = client::connect(config, target.addr, handler).await?;
@@ -422,7 +422,7 @@ impl Session {
                 return Err(SshError::Protocol {
                     node: node.clone(),
                     what: "connect".into(),
-                    source: e,
+                    source: Box::new(e),
                 });
             }
         };
@@ -523,13 +523,13 @@ impl Session {
                 SshError::Dropped {
                     node: node.clone(),
                     what: what.into(),
-                    source: e,
+                    source: Box::new(e),
                 }
             } else {
                 SshError::Protocol {
                     node: node.clone(),
                     what: what.into(),
-                    source: e,
+                    source: Box::new(e),
                 }
             }
         };
