@@ -39,7 +39,7 @@ pub enum Error {
     #[error(transparent)]
     Node(#[from] crate::node::NodeError),
     #[error(transparent)]
-    Exec(#[from] crate::exec::ExecError),
+    Exec(Box<crate::exec::ExecError>),
     #[error("{0}")]
     Refused(String),
     #[error("cannot {action} plan file {}", path.display())]
@@ -49,6 +49,12 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl From<crate::exec::ExecError> for Error {
+    fn from(e: crate::exec::ExecError) -> Self {
+        Error::Exec(Box::new(e))
+    }
 }
 
 impl Error {

@@ -25,15 +25,33 @@ pub struct Ctx {
     pub nodes: Option<Arc<NodeRuntime>>,
 }
 
-/// A failed operation, from either edge.
+/// A failed operation, from either edge (boxed: errors travel far and are rare).
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
     #[error(transparent)]
-    Aws(#[from] AwsError),
+    Aws(Box<AwsError>),
     #[error(transparent)]
-    Node(#[from] NodeError),
+    Node(Box<NodeError>),
     #[error(transparent)]
-    Swap(#[from] SwapError),
+    Swap(Box<SwapError>),
+}
+
+impl From<AwsError> for OpError {
+    fn from(e: AwsError) -> Self {
+        OpError::Aws(Box::new(e))
+    }
+}
+
+impl From<NodeError> for OpError {
+    fn from(e: NodeError) -> Self {
+        OpError::Node(Box::new(e))
+    }
+}
+
+impl From<SwapError> for OpError {
+    fn from(e: SwapError) -> Self {
+        OpError::Swap(Box::new(e))
+    }
 }
 
 impl OpError {
@@ -49,7 +67,7 @@ impl OpError {
 impl Ctx {
     fn nodes(&self) -> Result<&NodeRuntime, OpError> {
         self.nodes.as_deref().ok_or_else(|| {
-            OpError::Node(NodeError::Failed {
+            OpError::from(NodeError::Failed {
                 node: "-".into(),
                 what: "internal: a node step without the node runtime".into(),
             })
