@@ -692,7 +692,8 @@ systemctl disable --now {} >/dev/null 2>&1 || true
         }
     }
 
-    /// Wait (bounded) until every node says cluster_state:ok, 16384 slots, `n` nodes known.
+    /// Wait (bounded) until every node says cluster_state:ok, 16384 slots, `n` nodes known, and
+    /// every replica's link to its master is up.
     pub async fn wait_healthy(&self, n: usize) -> Result<(), NodeError> {
         let start = Instant::now();
         let bound = Duration::from_secs(180);
@@ -707,13 +708,23 @@ systemctl disable --now {} >/dev/null 2>&1 || true
             let mut last = None;
             for node in &names {
                 let s = self.session(node).await?;
+                // CLUSTER INFO, then the replication section: a replica counts as healthy only
+                // once its link to the master is up (it syncs a few seconds after create).
+                let cli = redis_cli(&self.spec);
                 let out = s
                     .sudo(
-                        &format!("{} CLUSTER INFO", redis_cli(&self.spec)),
+                        &format!("pw=\"$(cat)\"; printf %s \"$pw\" | {cli} CLUSTER INFO; echo '--replication--'; printf %s \"$pw\" | {cli} INFO replication"),
                         self.stdin(),
                     )
                     .await?;
-                match parse::cluster_info(&out.stdout_str()) {
+                let text = out.stdout_str();
+                let (info, replication) = text.split_once("--replication--").unwrap_or((&text, ""));
+                let replica_down = replication.contains("role:slave")
+                    && !replication.contains("master_link_status:up");
+                match parse::cluster_info(info) {
+                    Ok(_) if replica_down => {
+                        last = Some(format!("{node}: replica link to its master is not up yet"))
+                    }
                     Ok(c)
                         if c.cluster_state == "ok"
                             && c.slots_assigned == 16384
@@ -724,7 +735,7 @@ systemctl disable --now {} >/dev/null 2>&1 || true
                             c.cluster_state, c.slots_assigned, c.known_nodes
                         ))
                     }
-                    Err(_) => last = Some(format!("{node}: {}", out.stdout_str().trim())),
+                    Err(_) => last = Some(format!("{node}: {}", info.trim())),
                 }
             }
             let Some(last) = last else { return Ok(()) };
