@@ -315,11 +315,45 @@ async fn session_against_a_booted_host() {
                    find /etc/redisctl-test/tls -name '.redisctl-upload.*' -perm /007 -printf 'LOOSE %m %p\\n'; \
                    find /etc/redisctl-test/tls -name '.redisctl-upload.*' -printf 'TEMP %m\\n'; \
                  done";
-    let t_up = Instant::now();
-    let (up, seen) = tokio::join!(sess.upload(&file, &v2), sess.sudo(watch, None));
-    up.unwrap();
-    let upload_time = t_up.elapsed();
-    let seen = s(&seen.unwrap().stdout);
+    let mut sess = sess;
+    let mut attempt = 0;
+    let (upload_time, seen) = loop {
+        attempt += 1;
+        let t_up = Instant::now();
+        let (up, seen) = tokio::join!(sess.upload(&file, &v2), sess.sudo(watch, None));
+        match (up, seen) {
+            (Ok(()), Ok(seen)) => break (t_up.elapsed(), s(&seen.stdout)),
+            // Both steps are idempotent: a dropped connection is retried on a new one, as the
+            // node layer does. Seen rarely in the shared sandbox (a TCP reset from the host's
+            // side with nothing in its sshd log); the host's view is printed for diagnosis.
+            (Err(e), _) | (_, Err(e)) if e.is_retryable() && attempt < 3 => {
+                eprintln!("note: dropped during the upload ({e:?}); reconnecting and retrying");
+                let (fresh, _) = Session::wait_and_connect(
+                    &target,
+                    "ubuntu",
+                    &key,
+                    &HostKeyPolicy::Pinned {
+                        key_openssh: Some(host_key.clone()),
+                        fingerprint: None,
+                    },
+                    &t,
+                )
+                .await
+                .unwrap();
+                let diag = fresh
+                    .sudo(
+                        "journalctl --no-pager -o short-precise -t sshd -t kernel | tail -15; \
+                         nstat -az 2>/dev/null | grep -iE 'rst|abort'",
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                eprintln!("host's view:\n{}", s(&diag.stdout));
+                sess = fresh;
+            }
+            (up, seen) => panic!("upload {up:?}, watcher {seen:?}"),
+        }
+    };
     let temps = seen.lines().filter(|l| l.starts_with("TEMP ")).count();
     for l in seen.lines() {
         assert!(
