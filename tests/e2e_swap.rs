@@ -502,3 +502,125 @@ fn swap_strategy_from_nothing_creates_the_cluster_then_swaps() {
     assert_eq!(c.plan_exit(), 0);
     c.ok(&["destroy", "--yes"]);
 }
+
+/// A client outside the nodes writing continuously through any node that answers; returns the
+/// longest time writes kept failing, and how many writes were made and failed.
+fn writer(
+    ca: PathBuf,
+    ips: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(Duration, usize, usize)> {
+    std::thread::spawn(move || {
+        let mut longest = Duration::ZERO;
+        let mut failing_since: Option<Instant> = None;
+        let (mut writes, mut failed) = (0, 0);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            writes += 1;
+            let key = format!("live:{writes}");
+            let ok = ips.iter().any(|ip| {
+                let out = Command::new("redis-cli")
+                    .args(["--tls", "--cacert"])
+                    .arg(&ca)
+                    .args([
+                        "-h",
+                        ip,
+                        "-p",
+                        "6379",
+                        "--user",
+                        "admin",
+                        "--no-auth-warning",
+                    ])
+                    .args(["-c", "SET", &key, "v"])
+                    .env("REDISCLI_AUTH", ADMIN_PW)
+                    .stdin(Stdio::null())
+                    .output();
+                out.is_ok_and(|o| text(&o.stdout).trim() == "OK")
+            });
+            match (ok, failing_since) {
+                (true, Some(t)) => {
+                    longest = longest.max(t.elapsed());
+                    failing_since = None;
+                }
+                (false, None) => {
+                    failed += 1;
+                    failing_since = Some(Instant::now());
+                }
+                (false, Some(_)) => failed += 1,
+                (true, None) => {}
+            }
+        }
+        if let Some(t) = failing_since {
+            longest = longest.max(t.elapsed());
+        }
+        (longest, writes, failed)
+    })
+}
+
+#[test]
+fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_request() {
+    let _sb = Sandbox::acquire();
+    let ec2 = Ec2::new();
+    let six = |t: String| {
+        let t = unencrypted(t).replace("replicas_per_master = 0", "replicas_per_master = 1");
+        let start = t.find("\n[[nodes.node]]").unwrap();
+        let end = t.find("\n[ssh]").unwrap();
+        format!("{}{}", &t[..start], &t[end..])
+    };
+    let c = Cluster::new("swaprep", six);
+    c.ok(&["apply", "--yes"]);
+    write_keys(&c);
+    c.edit(encrypted);
+    let plan = text(&c.run(&["plan"]).stdout);
+    assert_eq!(plan.matches("-/+ node.").count(), 6, "{plan}");
+    assert!(plan.contains("one node at a time"), "{plan}");
+
+    let ips: Vec<String> = [
+        "10.0.1.10",
+        "10.0.2.10",
+        "10.0.3.10",
+        "10.0.1.11",
+        "10.0.2.11",
+        "10.0.3.11",
+    ]
+    .map(String::from)
+    .to_vec();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = writer(c.dir.join(".redisctl/prod-redis/ca.crt"), ips, stop.clone());
+    let t = Instant::now();
+    let out = c.ok(&["apply", "--yes", "--keep-old-volumes"]);
+    eprintln!(
+        "figure: rolling swap of 6 nodes (3 masters + 3 replicas): {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (longest, writes, failed) = w.join().unwrap();
+    eprintln!(
+        "figure: a client writing during the rolling swap: {writes} writes, {failed} failed, longest failing stretch {:.2}s",
+        longest.as_secs_f64()
+    );
+    figures("6 nodes, replicas", &out);
+    for line in out.lines().filter(|l| l.contains("failover done in")) {
+        eprintln!("figure: {}", line.trim());
+    }
+    read_keys(&c);
+
+    // Every root encrypted; the plaintext ones kept, detached and tagged for a rollback.
+    let vols = ec2.volumes();
+    let roots: Vec<&Vol> = vols.iter().filter(|v| v.attached.is_some()).collect();
+    assert_eq!(roots.len(), 6, "{vols:?}");
+    assert!(roots.iter().all(|v| v.encrypted), "{vols:?}");
+    assert_eq!(
+        vols.iter()
+            .filter(|v| !v.encrypted && v.attached.is_none())
+            .count(),
+        6,
+        "{vols:?}"
+    );
+    assert_eq!(ec2.snapshots().len(), 6, "kept snapshots");
+    let plan = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan.stdout));
+    assert!(text(&plan.stdout).contains("kept for a rollback"));
+    c.ok(&["destroy", "--yes"]);
+    assert!(ec2.volumes().is_empty(), "{:?}", ec2.volumes());
+    assert!(ec2.snapshots().is_empty());
+}

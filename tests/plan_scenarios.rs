@@ -617,7 +617,12 @@ impl Sim {
                 }
             }
         }
-        if !s.keep_old {
+        if s.keep_old {
+            for v in self.o.volumes.iter_mut().filter(|v| v.id == old) {
+                v.tags
+                    .insert(tags::KEPT_FOR_ROLLBACK.into(), s.node.clone());
+            }
+        } else {
             self.o.volumes.retain(|v| v.id != old);
             self.o
                 .snapshots
@@ -1254,4 +1259,37 @@ fn with_replicas_nodes_are_swapped_one_at_a_time_after_a_failover() {
             .any(|n| n.message.contains("whole cluster is unavailable"))
     );
     apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn kept_plaintext_volumes_are_told_not_planned() {
+    let o = converged(&unencrypted_example());
+    let spec = example();
+    let mut p = plan::plan(&spec, &o);
+    for op in p.steps.iter_mut().flat_map(|s| s.ops.iter_mut()) {
+        if let Op::SwapRootVolume(s) = op {
+            s.keep_old = true;
+        }
+    }
+    let after = apply_and_converge(&spec, o, &p);
+    assert_eq!(after.volumes.len(), 6, "three encrypted roots, three kept");
+    let again = plan::plan(&spec, &after);
+    assert!(again.is_empty());
+    assert!(
+        again
+            .notes
+            .iter()
+            .any(|n| n.level == NoteLevel::Info && n.message.contains("kept for a rollback")),
+        "{:?}",
+        again.notes
+    );
+    // destroy removes them with the cluster.
+    let d = plan::plan_destroy(&spec, &after);
+    assert_eq!(
+        d.steps
+            .iter()
+            .filter(|s| matches!(s.ops[0], Op::DeleteVolume { .. }))
+            .count(),
+        6
+    );
 }

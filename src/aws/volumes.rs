@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
+use aws_sdk_ec2::types::{
+    EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification,
+    ResourceType, Tag, TagSpecification, VolumeType,
+};
 
 use super::describe::tag_map;
 use super::{Aws, AwsError, api_err, wait_for};
@@ -328,6 +331,23 @@ impl Aws {
             }
         }
         self.wait_volume(new, &["in-use"]).await?;
+        // As at launch: the root goes with the instance (AttachVolume defaults to keeping it).
+        c.modify_instance_attribute()
+            .instance_id(instance)
+            .block_device_mappings(
+                InstanceBlockDeviceMappingSpecification::builder()
+                    .device_name(device)
+                    .ebs(
+                        EbsInstanceBlockDeviceSpecification::builder()
+                            .volume_id(new)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| api_err("ModifyInstanceAttribute", instance, e))?;
         Ok(())
     }
 

@@ -282,6 +282,28 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
         b.notes
             .retain(|n| !(n.subject == "cluster" && n.message.starts_with("cluster create waits")));
     }
+    let kept: Vec<&str> = obs
+        .volumes
+        .iter()
+        .filter(|v| v.tags.contains_key(tags::KEPT_FOR_ROLLBACK))
+        .map(|v| v.id.as_str())
+        .chain(
+            obs.snapshots
+                .iter()
+                .filter(|s| s.tags.contains_key(tags::KEPT_FOR_ROLLBACK))
+                .map(|s| s.id.as_str()),
+        )
+        .collect();
+    if !kept.is_empty() {
+        b.notes.push(Note {
+            level: NoteLevel::Info,
+            subject: "nodes.root_volume".into(),
+            message: format!(
+                "kept for a rollback of the encryption swap (they hold plaintext data; delete them when no longer needed, see docs/runbook.md): {}",
+                kept.join(", ")
+            ),
+        });
+    }
     if swapped == 0 {
         return;
     }
