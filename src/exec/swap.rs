@@ -64,8 +64,8 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn fail(&self, during: &'static str, e: impl Into<OpError>) -> SwapError {
-        SwapError {
+    fn fail(&self, during: &'static str, e: impl Into<OpError>) -> Box<SwapError> {
+        Box::new(SwapError {
             node: self.op.node.clone(),
             instance: self.instance.clone(),
             device: self.op.device.clone(),
@@ -73,10 +73,10 @@ impl Run<'_> {
             done: self.stage,
             old_volume: self.tags.get(tags::SWAP_OLD_VOLUME).cloned(),
             source: Box::new(e.into()),
-        }
+        })
     }
 
-    fn missing(&self, during: &'static str, tag: &str) -> SwapError {
+    fn missing(&self, during: &'static str, tag: &str) -> Box<SwapError> {
         self.fail(
             during,
             AwsError::Local {
@@ -90,7 +90,7 @@ impl Run<'_> {
         )
     }
 
-    fn tag(&self, during: &'static str, k: &str) -> Result<String, SwapError> {
+    fn tag(&self, during: &'static str, k: &str) -> Result<String, Box<SwapError>> {
         self.tags
             .get(k)
             .cloned()
@@ -103,7 +103,7 @@ impl Run<'_> {
         stage: SwapStage,
         during: &'static str,
         extra: &[(&str, String)],
-    ) -> Result<(), SwapError> {
+    ) -> Result<(), Box<SwapError>> {
         let mut set = Tags::new();
         set.insert(tags::STAGE.into(), stage.as_str().into());
         for (k, v) in extra {
@@ -120,7 +120,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn state(&self, during: &'static str) -> Result<String, SwapError> {
+    async fn state(&self, during: &'static str) -> Result<String, Box<SwapError>> {
         Ok(self
             .ctx
             .aws
@@ -355,4 +355,10 @@ pub(super) async fn swap(
         .map_err(|e| run.fail(during, e))?;
     tracing::info!(node, "swap done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(Some(new))
+}
+
+impl From<Box<SwapError>> for OpError {
+    fn from(e: Box<SwapError>) -> Self {
+        OpError::Swap(e)
+    }
 }
