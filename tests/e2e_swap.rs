@@ -66,6 +66,19 @@ impl Cluster {
         format!("{o}{e}")
     }
 
+    /// Apply to set a test up: once more when the first run stopped on a dropped SSH
+    /// connection (the error says to run apply again; the sandbox drops one now and then).
+    fn setup(&self) {
+        let out = self.run(&["apply", "--yes"]);
+        if out.status.success() {
+            return;
+        }
+        let e = text(&out.stderr);
+        assert!(e.contains("dropped"), "redisctl apply failed:\n{e}");
+        eprintln!("setup apply stopped on a dropped SSH connection; applying again");
+        self.ok(&["apply", "--yes"]);
+    }
+
     fn plan_exit(&self) -> i32 {
         self.run(&["plan", "--detailed-exitcode"])
             .status
@@ -344,7 +357,7 @@ fn an_unencrypted_cluster_is_encrypted_in_place_with_every_key() {
     let _sb = Sandbox::acquire();
     let ec2 = Ec2::new();
     let c = Cluster::new("swap", unencrypted);
-    c.ok(&["apply", "--yes"]);
+    c.setup();
     assert!(ec2.volumes().iter().all(|v| !v.encrypted));
     let t = Instant::now();
     write_keys(&c);
@@ -441,7 +454,7 @@ fn a_swap_killed_at_stage_boundaries_is_finished_by_a_rerun() {
     let _sb = Sandbox::acquire();
     let ec2 = Ec2::new();
     let c = Cluster::new("swapkill", unencrypted);
-    c.ok(&["apply", "--yes"]);
+    c.setup();
     write_keys(&c);
     c.edit(encrypted);
     let mut killed = Vec::new();
@@ -567,7 +580,7 @@ fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_req
         format!("{}{}", &t[..start], &t[end..])
     };
     let c = Cluster::new("swaprep", six);
-    c.ok(&["apply", "--yes"]);
+    c.setup();
     write_keys(&c);
     c.edit(encrypted);
     let plan = text(&c.run(&["plan"]).stdout);

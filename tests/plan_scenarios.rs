@@ -628,6 +628,17 @@ impl Sim {
                 .snapshots
                 .retain(|x| x.volume_id.as_deref() != Some(old.as_str()));
         }
+        // Verified: the node is back in a healthy cluster.
+        let n = self.spec.nodes.nodes.len() as u32;
+        let size = self.spec.nodes.masters;
+        let f = self.facts(&s.node);
+        f.service_active = true;
+        f.cluster = Some(ClusterView {
+            state: "ok".into(),
+            slots_assigned: 16384,
+            known_nodes: n,
+            size,
+        });
         let i = self
             .o
             .instances
@@ -1292,4 +1303,35 @@ fn kept_plaintext_volumes_are_told_not_planned() {
             .count(),
         6
     );
+}
+
+#[test]
+fn a_swap_killed_with_every_redis_stopped_does_not_create_the_cluster_again() {
+    let spec = example();
+    let mut o = converged(&unencrypted_example());
+    // Killed after every node stopped Redis but before any instance stopped.
+    for i in &mut o.instances {
+        let old = i.block_devices["/dev/sda1"].clone();
+        i.tags.insert(tags::STAGE.into(), "swap:0-prepared".into());
+        i.tags.insert(tags::SWAP_KEYS.into(), "master:3333".into());
+        i.tags.insert(tags::SWAP_OLD_VOLUME.into(), old);
+    }
+    for n in o.nodes.values_mut() {
+        let NodeObservation::Reached(f) = n else {
+            panic!()
+        };
+        f.service_active = false;
+        f.cluster = None;
+    }
+    let p = plan::plan(&spec, &o);
+    p.check_order().unwrap();
+    assert!(
+        p.step("cluster").is_none(),
+        "{}",
+        render::plan::human(&p, false)
+    );
+    assert_eq!(swap_steps(&p).len(), 3);
+    // Redis is started again first (phase 6), then the swap continues.
+    assert!(p.step("node.redis-node-1a.config").is_some());
+    apply_and_converge(&spec, o, &p);
 }

@@ -149,6 +149,25 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
     let rv = &spec.nodes.root_volume;
     let replicas = spec.nodes.replicas_per_master > 0;
     let n_nodes = spec.nodes.nodes.len();
+    // A swap in flight means the cluster was formed before it began: when its nodes' Redis is
+    // down for the swap, the cluster only looks unformed, and cluster create would fail on
+    // nodes that belong to a cluster. The swap restarts them; it is not planned.
+    let swapping = obs.instances.iter().any(|i| {
+        stage_of(&i.tags).is_some()
+            && i.tags.get(tags::ROLE).map(String::as_str) == Some(Role::Node.as_str())
+    });
+    if swapping
+        && let Some(at) = b.steps.iter().position(|s| {
+            s.address == "cluster" && matches!(s.ops.first(), Some(Op::CreateCluster { .. }))
+        })
+    {
+        b.steps.remove(at);
+        b.notes.push(Note {
+            level: NoteLevel::Info,
+            subject: "cluster".into(),
+            message: "a root volume swap is in flight: the cluster exists (its nodes are stopped or restarting for the swap), so cluster create is not planned".into(),
+        });
+    }
     let planned = |b: &Builder<'_>, a: &str| b.steps.iter().any(|s| s.address == a);
     let cluster_planned = planned(b, "cluster");
     let formed = formed(obs, n_nodes);
