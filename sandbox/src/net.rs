@@ -14,9 +14,21 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-/// Ranges blackholed in the root namespace (if the machine itself does not use them): the VPC
-/// range redisctl uses and moto's default VPC.
-pub const BLACKHOLES: &[&str] = &["10.0.0.0/8", "172.31.0.0/16"];
+/// Ranges blackholed in the root namespace (if the machine itself does not use them, nor its
+/// resolver): the reference VPC and moto's default VPC. Not all of 10.0.0.0/8: machines like
+/// this one have their DNS resolver there, and a blackhole over it breaks every name lookup
+/// (cargo, apt, pip) while the sandbox is up.
+pub const BLACKHOLES: &[&str] = &["10.0.0.0/16", "172.31.0.0/16"];
+
+/// The IPv4 nameservers of /etc/resolv.conf.
+fn nameservers() -> Vec<Ipv4Addr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect()
+}
 
 pub fn netns_path(name: &str) -> String {
     format!("/run/netns/{name}")
@@ -145,14 +157,16 @@ pub fn add_blackholes(routes_file: &Path) -> Result<Vec<String>> {
     let mut added: Vec<String> = std::fs::read_to_string(routes_file)
         .map(|s| s.lines().map(str::to_string).collect())
         .unwrap_or_default();
+    let resolvers = nameservers();
     for cidr in BLACKHOLES {
         let used = addrs
             .split_whitespace()
             .filter_map(|w| w.split('/').next()?.parse::<Ipv4Addr>().ok())
+            .chain(resolvers.iter().copied())
             .any(|ip| contains(cidr, ip));
         if used {
             eprintln!(
-                "warning: this machine has an address in {cidr}; not adding a blackhole route for it"
+                "warning: this machine has an address or its DNS resolver in {cidr}; not adding a blackhole route for it"
             );
             continue;
         }
