@@ -324,8 +324,11 @@ async fn session_against_a_booted_host() {
         match (up, seen) {
             (Ok(()), Ok(seen)) => break (t_up.elapsed(), s(&seen.stdout)),
             // Both steps are idempotent: a dropped connection is retried on a new one, as the
-            // node layer does. Seen rarely in the shared sandbox (a TCP reset from the host's
-            // side with nothing in its sshd log); the host's view is printed for diagnosis.
+            // node layer does. Seen in the shared sandbox a few seconds after boot: the bridge
+            // that plays the VPC router has no fixed MAC, so it takes the lowest MAC of its
+            // ports and changes when a port goes (a previous test's host being cleaned up); the
+            // guest's cached gateway MAC is then wrong until ARP re-resolves (tens of seconds).
+            // The host's view is printed for diagnosis.
             (Err(e), _) | (_, Err(e)) if e.is_retryable() && attempt < 3 => {
                 eprintln!("note: dropped during the upload ({e:?}); reconnecting and retrying");
                 let (fresh, _) = Session::wait_and_connect(
