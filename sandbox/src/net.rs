@@ -30,6 +30,9 @@ fn nameservers() -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// The VPC router's MAC address (locally administered).
+pub const BRIDGE_MAC: &str = "02:72:73:62:78:01";
+
 pub fn netns_path(name: &str) -> String {
     format!("/run/netns/{name}")
 }
@@ -124,6 +127,21 @@ pub fn ensure_operator() -> Result<()> {
             ],
         )?;
     }
+    // A fixed MAC: a bridge without one takes its lowest port's, which changes when a host's
+    // veth goes away; guests then keep a stale gateway MAC for tens of seconds and their TCP
+    // connections (SSH) are reset meanwhile.
+    run(
+        "ip",
+        &[
+            "-n",
+            OPERATOR_NETNS,
+            "link",
+            "set",
+            BRIDGE,
+            "address",
+            BRIDGE_MAC,
+        ],
+    )?;
     run("ip", &["-n", OPERATOR_NETNS, "link", "set", BRIDGE, "up"])?;
     // Routing between subnets happens in the operator namespace (per-namespace sysctl).
     run(
