@@ -1,0 +1,124 @@
+//! The harness of the end-to-end tests that drive redisctl against the sandbox: a cluster spec in
+//! a fresh directory, the binary run with the users' passwords in its environment, and commands
+//! on a node over SSH with the cluster's own key.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
+pub const ADMIN_PW: &str = "cluster-admin-pw-51c9";
+pub const APP_PW: &str = "cluster-app-pw-0d2e";
+pub const DEV_PW: &str = "cluster-dev-pw-a8b4";
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub spec: PathBuf,
+}
+
+impl Cluster {
+    pub fn new(name: &str, edit: impl Fn(String) -> String) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("redisctl-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml.example"))
+                .unwrap();
+        let spec = dir.join("cluster.toml");
+        std::fs::write(&spec, edit(text)).unwrap();
+        Cluster { dir, spec }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.spec)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .env("REDIS_ADMIN_PASSWORD", ADMIN_PW)
+            .env("REDIS_APP_PASSWORD", APP_PW)
+            .env("REDIS_DEV_PASSWORD", DEV_PW)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let (o, e) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "redisctl {args:?} failed:\n{o}\n{e}");
+        format!("{o}{e}")
+    }
+
+    /// `plan --detailed-exitcode` must say "no changes"; otherwise show the plan.
+    pub fn assert_converged(&self) {
+        let out = self.run(&["plan", "--detailed-exitcode"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the plan is not empty:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
+    /// A command on a node as root over SSH with the cluster's key and pinned host key.
+    pub fn on_node(&self, ip: &str, script: &str, stdin: &str) -> String {
+        let key = self.dir.join(".redisctl/prod-redis/ssh_ed25519");
+        let known = self.dir.join("ssh_known_hosts");
+        let mut child = Command::new("ssh")
+            .args([
+                "-i",
+                key.to_str().unwrap(),
+                "-o",
+                "StrictHostKeyChecking=accept-new",
+                "-o",
+            ])
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                &format!("ubuntu@{ip}"),
+                "sudo",
+                "-n",
+                "sh",
+                "-c",
+            ])
+            .arg(format!("'{}'", script.replace('\'', "'\\''")))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
+    }
+
+    /// redis-cli on a node as the admin (password on stdin).
+    pub fn redis(&self, ip: &str, args: &str) -> String {
+        let cli = "REDISCLI_AUTH=\"$(cat)\" redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -h 127.0.0.1 -p 6379 --user admin --no-auth-warning";
+        self.on_node(ip, &format!("{cli} {args}"), ADMIN_PW)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub const IPS: [&str; 3] = ["10.0.1.10", "10.0.2.10", "10.0.3.10"];

@@ -1,0 +1,104 @@
+//! End-to-end: a real cluster-aware client library (redis-py's RedisCluster, over TLS with a
+//! client certificate from the cluster CA) logged in as the app user writes and reads
+//! `patient:*` keys spread over all three masters, and is refused outside its key patterns and
+//! FLUSHALL. The Python venv with a pinned redis-py is made by scripts/test.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use common::{APP_PW, Cluster, text};
+use redisctl::pki::Ca;
+use redisctl_sandbox::testing::Sandbox;
+
+const SCRIPT: &str = r#"
+import json, os, sys
+from redis.cluster import RedisCluster
+from redis.exceptions import NoPermissionError, ResponseError
+
+d = sys.argv[1]
+rc = RedisCluster(
+    host="10.0.1.10", port=6379, username="app", password=os.environ["APP_PW"],
+    ssl=True, ssl_certfile=d + "/app.crt", ssl_keyfile=d + "/app.key",
+    ssl_ca_certs=d + "/ca.crt", ssl_check_hostname=True,
+)
+by_node = {}
+for i in range(300):
+    k = "patient:%d" % i
+    rc.set(k, "record-%d" % i)
+    assert rc.get(k) == ("record-%d" % i).encode(), k
+    n = rc.get_node_from_key(k)
+    by_node[n.host] = by_node.get(n.host, 0) + 1
+def refused(f):
+    try:
+        f()
+        return "allowed"
+    except NoPermissionError as e:
+        return "NOPERM"
+    except ResponseError as e:
+        return "NOPERM" if "NOPERM" in str(e) or "permission" in str(e) else "error: %s" % e
+out = {
+    "by_node": by_node,
+    "outside_patterns": refused(lambda: rc.set("billing:1", "x")),
+    "flushall": refused(lambda: rc.flushall()),
+}
+for i in range(300):
+    rc.delete("patient:%d" % i)
+print(json.dumps(out))
+"#;
+
+fn python() -> std::path::PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: scripts/test makes it (python3 -m venv + the pinned redis-py)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn redis_py_cluster_client_as_the_app_user() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("client", |t| t);
+    c.ok(&["apply", "--yes"]);
+
+    // A client certificate for the app user from the cluster CA (tls.auth_clients = "yes").
+    let ca = Ca::load(&c.dir.join(".redisctl/prod-redis")).unwrap();
+    let now = SystemTime::now() - Duration::from_secs(60);
+    let cert = ca.issue_client("app", now, 1).unwrap();
+    std::fs::write(c.dir.join("ca.crt"), ca.cert_pem()).unwrap();
+    std::fs::write(c.dir.join("app.crt"), &cert.cert_pem).unwrap();
+    std::fs::write(c.dir.join("app.key"), cert.key_pem.expose()).unwrap();
+    std::fs::write(c.dir.join("client.py"), SCRIPT).unwrap();
+
+    let out = Command::new(python())
+        .arg(c.dir.join("client.py"))
+        .arg(&c.dir)
+        .env("APP_PW", APP_PW)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    eprintln!("figure: 300 patient:* keys by master: {}", v["by_node"]);
+    let by_node = v["by_node"].as_object().unwrap();
+    assert_eq!(
+        by_node.len(),
+        3,
+        "keys land on all three masters: {by_node:?}"
+    );
+    assert!(
+        by_node.values().all(|n| n.as_u64().unwrap() > 50),
+        "{by_node:?}"
+    );
+    assert_eq!(v["outside_patterns"], "NOPERM", "{v}");
+    assert_eq!(v["flushall"], "NOPERM", "{v}");
+    c.ok(&["destroy", "--yes"]);
+}
