@@ -519,7 +519,7 @@ fn swap_strategy_from_nothing_creates_the_cluster_then_swaps() {
 /// A client outside the nodes writing continuously through any node that answers; returns the
 /// longest time writes kept failing, and how many writes were made and failed.
 fn writer(
-    ca: PathBuf,
+    tls: [PathBuf; 3],
     ips: Vec<String>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<(Duration, usize, usize)> {
@@ -527,13 +527,19 @@ fn writer(
         let mut longest = Duration::ZERO;
         let mut failing_since: Option<Instant> = None;
         let (mut writes, mut failed) = (0, 0);
+        let mut first_error: Option<String> = None;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             writes += 1;
             let key = format!("live:{writes}");
             let ok = ips.iter().any(|ip| {
                 let out = Command::new("redis-cli")
-                    .args(["--tls", "--cacert"])
-                    .arg(&ca)
+                    .arg("--tls")
+                    .arg("--cacert")
+                    .arg(&tls[0])
+                    .arg("--cert")
+                    .arg(&tls[1])
+                    .arg("--key")
+                    .arg(&tls[2])
                     .args([
                         "-h",
                         ip,
@@ -547,7 +553,20 @@ fn writer(
                     .env("REDISCLI_AUTH", ADMIN_PW)
                     .stdin(Stdio::null())
                     .output();
-                out.is_ok_and(|o| text(&o.stdout).trim() == "OK")
+                match out {
+                    Ok(o) if text(&o.stdout).trim() == "OK" => true,
+                    Ok(o) => {
+                        if first_error.is_none() {
+                            first_error = Some(format!(
+                                "{ip}: {} {}",
+                                text(&o.stdout).trim(),
+                                text(&o.stderr).trim()
+                            ));
+                        }
+                        false
+                    }
+                    Err(e) => panic!("redis-cli: {e}"),
+                }
             });
             match (ok, failing_since) {
                 (true, Some(t)) => {
@@ -564,6 +583,9 @@ fn writer(
         }
         if let Some(t) = failing_since {
             longest = longest.max(t.elapsed());
+        }
+        if let Some(e) = first_error {
+            eprintln!("writer: first failed attempt: {e}");
         }
         (longest, writes, failed)
     })
@@ -598,7 +620,23 @@ fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_req
     .map(String::from)
     .to_vec();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let w = writer(c.dir.join(".redisctl/prod-redis/ca.crt"), ips, stop.clone());
+    // The client authenticates with a node's certificate (it has clientAuth), copied here.
+    let tls = [
+        c.dir.join(".redisctl/prod-redis/ca.crt"),
+        c.dir.join("client.crt"),
+        c.dir.join("client.key"),
+    ];
+    for (path, remote) in [
+        (&tls[1], "/etc/redis/tls/redis.crt"),
+        (&tls[2], "/etc/redis/tls/redis.key"),
+    ] {
+        let pem = c.on_node(IPS[0], &format!("cat {remote}"), "");
+        assert!(pem.contains("-----BEGIN"), "{remote}");
+        std::fs::write(path, pem).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let w = writer(tls, ips, stop.clone());
     let t = Instant::now();
     let out = c.ok(&["apply", "--yes", "--keep-old-volumes"]);
     eprintln!(
@@ -610,6 +648,11 @@ fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_req
     eprintln!(
         "figure: a client writing during the rolling swap: {writes} writes, {failed} failed, longest failing stretch {:.2}s",
         longest.as_secs_f64()
+    );
+    assert!(writes > failed, "the writer could write at all");
+    assert!(
+        longest < Duration::from_secs(5),
+        "no write fails for longer than a failover: {longest:?}"
     );
     figures("6 nodes, replicas", &out);
     for line in out.lines().filter(|l| l.contains("failover done in")) {
