@@ -82,10 +82,12 @@ fn options_of(help: &str) -> BTreeSet<String> {
     out
 }
 
+/// Subcommand (`None`: the top level) -> its options, or why `--help` failed.
+type HelpCache = HashMap<Option<String>, Result<BTreeSet<String>, String>>;
+
 /// `redisctl [sub] --help`: its options, or why the subcommand does not exist.
 fn help_options(sub: Option<&str>) -> Result<BTreeSet<String>, String> {
-    static CACHE: Mutex<Option<HashMap<Option<String>, Result<BTreeSet<String>, String>>>> =
-        Mutex::new(None);
+    static CACHE: Mutex<Option<HelpCache>> = Mutex::new(None);
     let key = sub.map(String::from);
     if let Some(hit) = CACHE
         .lock()
