@@ -680,3 +680,63 @@ fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_req
     assert!(ec2.volumes().is_empty(), "{:?}", ec2.volumes());
     assert!(ec2.snapshots().is_empty());
 }
+
+#[test]
+fn a_failed_swap_leaves_the_plaintext_volume_untouched_and_says_how_to_roll_back() {
+    use redisctl_sandbox::faults::{Effect, Fault};
+    let sb = Sandbox::acquire();
+    let ec2 = Ec2::new();
+    let c = Cluster::new("swapfail", unencrypted);
+    c.setup();
+    write_keys(&c);
+    c.edit(encrypted);
+    // AWS refuses the encrypted volume (stage 3) for every node.
+    sb.add_fault(Fault {
+        action: "CreateVolume".into(),
+        effect: Effect::Error {
+            code: "InvalidParameterValue".into(),
+            status: 400,
+        },
+        times: Some(3),
+        rate: None,
+        fired: 0,
+    });
+    let out = c.run(&["apply", "--yes"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    eprintln!(
+        "the failed swap says:\n{}",
+        err.lines()
+            .filter(|l| l.starts_with("error")
+                || l.contains("caused by")
+                || l.contains("what to do"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(err.contains("root volume swap of node"), "{err}");
+    assert!(err.contains("while creating the encrypted volume"), "{err}");
+    assert!(err.contains("last stage done: swap:2-snapshotted"), "{err}");
+    assert!(err.contains("is untouched"), "{err}");
+    assert!(err.contains("docs/runbook.md"), "{err}");
+    // The plaintext roots are still attached; nothing was detached or deleted.
+    let vols = ec2.volumes();
+    assert_eq!(vols.len(), 3, "{vols:?}");
+    assert!(
+        vols.iter().all(|v| !v.encrypted && v.attached.is_some()),
+        "{vols:?}"
+    );
+    assert_eq!(
+        ec2.snapshots().len(),
+        3,
+        "the snapshots are kept for the rerun"
+    );
+    // The cause gone, a rerun continues from the recorded stage.
+    sb.clear_faults();
+    let plan = text(&c.run(&["plan"]).stdout);
+    assert_eq!(plan.matches("in flight").count(), 3, "{plan}");
+    c.ok(&["apply", "--yes"]);
+    read_keys(&c);
+    assert_encrypted_and_clean(&ec2);
+    assert_eq!(c.plan_exit(), 0);
+    c.ok(&["destroy", "--yes"]);
+}

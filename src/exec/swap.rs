@@ -41,15 +41,14 @@ pub struct SwapError {
 
 impl SwapError {
     pub fn hint(&self) -> String {
-        let first = self.source.hint();
         if self.done >= Some(SwapStage::Verified) {
-            return format!(
-                "{first}. The swap itself is done and verified; apply again only removes the plaintext snapshot and old volume"
-            );
+            return "the swap itself is done and verified: fix the cause above and run apply again; it only removes the plaintext snapshot and old volume".into();
         }
-        let old = self.old_volume.as_deref().unwrap_or("(not recorded yet)");
+        let Some(old) = self.old_volume.as_deref() else {
+            return "nothing was changed: the node still runs on its plaintext root volume (if Redis had paused writes for the swap, the pause ends by itself within 2 minutes). Fix the cause above and run apply again".into();
+        };
         format!(
-            "{first}. Nothing is lost: the plaintext root volume {old} is untouched. Run apply again to continue the swap from the recorded stage, or roll back by hand (docs/runbook.md, \"a failed swap\"): stop instance {}, detach the encrypted volume if it is attached, attach {old} at {}, start, then delete the instance's redisctl:stage and redisctl:swap-* tags",
+            "nothing is lost: the plaintext root volume {old} is untouched. Fix the cause above and run apply again: the swap continues from the recorded stage and repeats none. Or roll back by hand (docs/runbook.md, \"a failed swap\"): stop instance {}, detach the encrypted volume if it is attached, attach {old} at {}, start, then delete the instance's redisctl:stage and redisctl:swap-* tags",
             self.instance, self.device
         )
     }
