@@ -66,6 +66,16 @@ pub enum Command {
     /// Run the acceptance checks against the live cluster
     #[command(after_help = "Exit status: 0 every check passed, 1 a check failed or an error.")]
     Verify(VerifyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
+    #[command(after_help = "Example: redisctl completions bash > /etc/bash_completion.d/redisctl")]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -242,3 +242,22 @@ fn help_documents_the_exit_codes() {
         assert!(help.contains(flag), "plan --help lacks {flag}");
     }
 }
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for sh in ["bash", "zsh", "fish"] {
+        let out = redisctl(&["completions", sh]);
+        assert_eq!(out.status.code(), Some(0), "{sh}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains("redisctl") && script.contains("detailed-exitcode"),
+            "{sh}: {script}"
+        );
+    }
+    let out = redisctl(&["completions", "tcsh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}

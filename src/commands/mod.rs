@@ -79,6 +79,13 @@ pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
         Command::Apply(args) => runtime().block_on(apply::run(&cli.config, args, shell)),
         Command::Destroy(args) => runtime().block_on(destroy::run(&cli.config, args, shell)),
         Command::Verify(args) => runtime().block_on(verify::run(&cli.config, args, shell)),
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "redisctl", &mut script);
+            shell.out(&String::from_utf8_lossy(&script));
+            Ok(exit::OK)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
