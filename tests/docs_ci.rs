@@ -378,7 +378,7 @@ fn the_checker_catches_bogus_flags_and_subcommands() {
         // `apply --help` mentions `plan --out` in prose; it is still not an apply option.
         ("redisctl apply --out plan.bin", "--out"),
         ("redisctl --bogus-global plan", "--bogus-global"),
-        ("redisctl completions bash", "completions"),
+        ("redisctl complete bash", "complete"),
         ("redisctl --config cluster.toml", "no subcommand"),
     ] {
         let e = check_command(&words(bad)).expect_err(bad);
