@@ -91,6 +91,16 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
         s.destroy,
         report.elapsed.as_secs_f64()
     ));
+    for (phase, took) in &report.phases {
+        let steps = plan.steps.iter().filter(|s| s.phase == *phase).count();
+        shell.out(&format!(
+            "  phase {} {:<15} {steps:>3} step{} {:>7.1}s\n",
+            phase.number(),
+            phase.title(),
+            if steps == 1 { " " } else { "s" },
+            took.as_secs_f64()
+        ));
+    }
     // Prove convergence: planning again must find nothing to do.
     let after = observe(spec, Nodes::Look).await?.observed;
     let again = plan::plan(spec, &after);
