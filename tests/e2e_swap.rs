@@ -1,6 +1,8 @@
 //! End-to-end: the EBS encryption swap (phase 8) in the sandbox, through real volume
 //! directories — an unencrypted cluster with 10,000 keys encrypted in place, a swap killed at
-//! stage boundaries and finished by a rerun, and `strategy = "swap"` from nothing.
+//! stage boundaries and finished by a rerun, `strategy = "swap"` from nothing, a rolling swap
+//! with replicas under a live writer (with `--keep-old-volumes`), and a failed swap that keeps
+//! the plaintext root and says how to roll back. Figures are printed as `figure:` lines.
 //! Run inside the sandbox's operator namespace:
 //! `redisctl-sandbox exec -- cargo test -p redisctl --test e2e_swap -- --nocapture`.
 
