@@ -479,7 +479,7 @@ impl Sim {
                     .issue_node(
                         &n.name,
                         &redisctl::pki::node_sans(n.private_ip),
-                        now(),
+                        SystemTime::UNIX_EPOCH + Duration::from_secs(self.o.local.now),
                         self.spec.tls.cert_days,
                     )
                     .unwrap();
@@ -858,6 +858,30 @@ fn missing_resources_are_recreated() {
             reload: true
         }]
     );
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn certificates_near_expiry_are_reissued_one_node_at_a_time() {
+    let spec = example();
+    let mut o = converged(&spec);
+    // 340 days later: every node certificate (365 days) expires within renew_before (30 days).
+    o.local.now = NOW + 340 * 86_400;
+    let p = plan::plan(&spec, &o);
+    snapshot("renew-certificates", &render::plan::human(&p, false));
+    let tls: Vec<&plan::Step> = p
+        .steps
+        .iter()
+        .filter(|s| s.address.ends_with(".tls"))
+        .collect();
+    assert_eq!(tls.len(), 3, "{}", render::plan::human(&p, false));
+    for s in &tls {
+        assert!(s.reason.contains("expires"), "{}", s.reason);
+        assert!(matches!(&s.ops[..], [Op::InstallTls { restart: true, .. }]));
+    }
+    // A running cluster restarts one node at a time: each waits for the previous one.
+    assert!(tls[1].depends_on.contains(&tls[0].address));
+    assert!(tls[2].depends_on.contains(&tls[1].address));
     apply_and_converge(&spec, o, &p);
 }
 
