@@ -66,11 +66,13 @@ impl OpError {
 
 impl Ctx {
     fn nodes(&self) -> Result<&NodeRuntime, OpError> {
-        self.nodes.as_deref().ok_or_else(|| {
-            OpError::from(NodeError::Failed {
-                node: "-".into(),
-                what: "internal: a node step without the node runtime".into(),
-            })
+        Ok(self.runtime()?)
+    }
+
+    fn runtime(&self) -> Result<&NodeRuntime, NodeError> {
+        self.nodes.as_deref().ok_or_else(|| NodeError::Failed {
+            node: "-".into(),
+            what: "internal: a node step without the node runtime".into(),
         })
     }
 
@@ -80,24 +82,51 @@ impl Ctx {
         op: &Op,
         made: &BTreeMap<String, String>,
     ) -> Result<Option<String>, OpError> {
-        let n = || self.nodes();
+        match op {
+            Op::SwapRootVolume(s) => swap::swap(self, s, made).await,
+            Op::PinHostKey { .. }
+            | Op::EnsureCa
+            | Op::InstallRedis { .. }
+            | Op::InstallTls { .. }
+            | Op::WriteAcl { .. }
+            | Op::WriteConfig { .. }
+            | Op::CreateCluster { .. }
+            | Op::WaitHealthy { .. } => {
+                // Node operations are ensures: one that lost its SSH connection is run once
+                // more on a new connection (the runtime reconnects a closed session).
+                match self.node_op(op).await {
+                    Err(NodeError::Ssh(e)) if e.is_retryable() => {
+                        tracing::warn!("{e}; retrying once on a new connection");
+                        self.node_op(op).await?;
+                    }
+                    other => other?,
+                }
+                Ok(None)
+            }
+            aws_op => Ok(self.aws.run_op(aws_op, made).await?),
+        }
+    }
+
+    async fn node_op(&self, op: &Op) -> Result<(), NodeError> {
+        let n = || self.runtime();
         match op {
             Op::PinHostKey {
                 node,
                 instance,
                 host_key,
-            } => n()?.pin(node, instance, host_key).await?,
-            Op::EnsureCa => n()?.ensure_ca().await?,
-            Op::InstallRedis { node } => n()?.install_redis(node).await?,
-            Op::InstallTls { node, restart } => n()?.install_tls(node, *restart).await?,
-            Op::WriteAcl { node, reload } => n()?.write_acl(node, *reload).await?,
-            Op::WriteConfig { node, restart } => n()?.write_config(node, *restart).await?,
-            Op::CreateCluster { nodes, replicas } => n()?.create_cluster(nodes, *replicas).await?,
-            Op::WaitHealthy { nodes } => n()?.wait_healthy(*nodes).await?,
-            Op::SwapRootVolume(s) => return swap::swap(self, s, made).await,
-            aws_op => return Ok(self.aws.run_op(aws_op, made).await?),
+            } => n()?.pin(node, instance, host_key).await,
+            Op::EnsureCa => n()?.ensure_ca().await,
+            Op::InstallRedis { node } => n()?.install_redis(node).await,
+            Op::InstallTls { node, restart } => n()?.install_tls(node, *restart).await,
+            Op::WriteAcl { node, reload } => n()?.write_acl(node, *reload).await,
+            Op::WriteConfig { node, restart } => n()?.write_config(node, *restart).await,
+            Op::CreateCluster { nodes, replicas } => n()?.create_cluster(nodes, *replicas).await,
+            Op::WaitHealthy { nodes } => n()?.wait_healthy(*nodes).await,
+            other => Err(NodeError::Failed {
+                node: "-".into(),
+                what: format!("internal: not a node operation: {other:?}"),
+            }),
         }
-        Ok(None)
     }
 }
 
