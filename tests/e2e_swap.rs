@@ -81,6 +81,41 @@ impl Cluster {
         self.ok(&["apply", "--yes"]);
     }
 
+    /// `ok`, but killed (and its output shown) when it runs longer than `bound`.
+    fn ok_within(&self, args: &[&str], bound: Duration) -> String {
+        let dir = self.dir.join(format!("out-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (o, e) = (dir.join("stdout"), dir.join("stderr"));
+        let mut child = self
+            .command(args)
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if start.elapsed() > bound {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let out = format!(
+            "{}{}",
+            std::fs::read_to_string(&o).unwrap(),
+            std::fs::read_to_string(&e).unwrap()
+        );
+        match status {
+            Some(s) if s.success() => out,
+            Some(s) => panic!("redisctl {args:?} failed ({s}):\n{out}"),
+            None => panic!("redisctl {args:?} still ran after {bound:?}:\n{out}"),
+        }
+    }
+
     fn plan_exit(&self) -> i32 {
         self.run(&["plan", "--detailed-exitcode"])
             .status
@@ -480,7 +515,7 @@ fn a_swap_killed_at_stage_boundaries_is_finished_by_a_rerun() {
     }
     eprintln!("killed at: {killed:?}");
     assert!(!killed.is_empty(), "apply was killed at least once");
-    let out = c.ok(&["apply", "--yes"]);
+    let out = c.ok_within(&["apply", "--yes"], Duration::from_secs(600));
     figures("rerun after kills", &out);
     read_keys(&c);
     assert_encrypted_and_clean(&ec2);

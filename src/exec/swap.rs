@@ -5,6 +5,7 @@
 //! so every failure can be rolled back (docs/runbook.md).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Ctx, OpError};
@@ -17,6 +18,10 @@ use crate::plan::{Ref, SwapRootVolume};
 /// How long a node waits after its start for the cluster to be whole again (without replicas
 /// every node is swapped at once: the others' snapshots must finish too).
 const REJOIN_WAIT: Duration = Duration::from_secs(3600);
+
+/// Set when a swap of this run fails: the other nodes' swaps stop waiting for a whole cluster
+/// that cannot come (their stage stays recorded; a rerun continues them).
+static A_SWAP_FAILED: AtomicBool = AtomicBool::new(false);
 
 const SWAP_TAGS: [&str; 5] = [
     tags::STAGE,
@@ -141,6 +146,18 @@ fn not_stopped(instance: &str, state: &str) -> AwsError {
 
 /// Swap one node's root volume; returns the encrypted volume's id.
 pub(super) async fn swap(
+    ctx: &Ctx,
+    op: &SwapRootVolume,
+    made: &BTreeMap<String, String>,
+) -> Result<Option<String>, OpError> {
+    let r = swap_stages(ctx, op, made).await;
+    if r.is_err() {
+        A_SWAP_FAILED.store(true, Ordering::Relaxed);
+    }
+    r
+}
+
+async fn swap_stages(
     ctx: &Ctx,
     op: &SwapRootVolume,
     made: &BTreeMap<String, String>,
@@ -294,17 +311,19 @@ pub(super) async fn swap(
         let during = "starting the node on the encrypted volume";
         let state = run.state(during).await?;
         let aws = &run.ctx.aws;
-        match state.as_str() {
-            "running" => {}
-            "stopped" => aws
-                .start_and_wait(&run.instance)
+        // Running without the stage recorded: an earlier run started it and stopped before
+        // seeing SSH and Redis. Stop and start it again rather than trust a boot nobody saw.
+        if state != "stopped" {
+            aws.wait_instance(&run.instance, &["running", "stopped"])
                 .await
-                .map_err(|e| run.fail(during, e))?,
-            _ => aws
-                .wait_instance(&run.instance, &["running"])
+                .map_err(|e| run.fail(during, e))?;
+            aws.stop_and_wait(&run.instance)
                 .await
-                .map_err(|e| run.fail(during, e))?,
+                .map_err(|e| run.fail(during, e))?;
         }
+        aws.start_and_wait(&run.instance)
+            .await
+            .map_err(|e| run.fail(during, e))?;
         nodes
             .swap_wait_back(node)
             .await
@@ -316,7 +335,9 @@ pub(super) async fn swap(
     if run.stage < Some(SwapStage::Verified) {
         let during = "verifying the cluster and the data";
         let keys = nodes
-            .swap_verify(node, op.cluster_nodes, before, REJOIN_WAIT)
+            .swap_verify(node, op.cluster_nodes, before, REJOIN_WAIT, &|| {
+                A_SWAP_FAILED.load(Ordering::Relaxed)
+            })
             .await
             .map_err(|e| run.fail(during, e))?;
         if let Some(t) = down_since {

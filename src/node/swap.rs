@@ -224,6 +224,7 @@ impl NodeRuntime {
         n: usize,
         before: KeysBefore,
         bound: Duration,
+        abort: &(dyn Fn() -> bool + Sync),
     ) -> Result<u64, NodeError> {
         let start = Instant::now();
         loop {
@@ -253,6 +254,15 @@ impl NodeRuntime {
             match (last, link_ok) {
                 (None, true) => break,
                 (last, _) => {
+                    if abort() {
+                        return Err(Self::failed(
+                            node,
+                            format!(
+                                "back on its encrypted volume, but another node's swap failed, so the cluster cannot become whole in this run (last: {}); run apply again once the cause is fixed",
+                                last.unwrap_or_else(|| "replication link down".into())
+                            ),
+                        ));
+                    }
                     if start.elapsed() > bound {
                         return Err(NodeError::Timeout {
                             what: format!(
