@@ -2,94 +2,16 @@
 //! front, real booted hosts), through the real binary and the real aws-sdk-ec2. Run inside the
 //! sandbox's operator namespace (scripts/test does it); without it these tests fail.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+use common::{Cluster, text};
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 use redisctl_sandbox::faults::{Effect, Fault};
 use redisctl_sandbox::testing::Sandbox;
-
-const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
-const ADMIN_PW: &str = "e2e-admin-pw-7f3a";
-
-struct Cluster {
-    dir: PathBuf,
-    spec: PathBuf,
-}
-
-impl Cluster {
-    /// The reference example in a fresh directory (its own state dir), with `edit` applied.
-    fn new(name: &str, edit: impl Fn(String) -> String) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("redisctl-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml.example"))
-                .unwrap();
-        let spec = dir.join("cluster.toml");
-        std::fs::write(&spec, edit(text)).unwrap();
-        Cluster { dir, spec }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .arg("--config")
-            .arg(&self.spec)
-            .current_dir(&self.dir)
-            .env("NO_COLOR", "1")
-            .env("REDIS_ADMIN_PASSWORD", ADMIN_PW)
-            .env("REDIS_APP_PASSWORD", "e2e-app-pw")
-            .env("REDIS_DEV_PASSWORD", "e2e-dev-pw")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "redisctl {args:?} failed:\n{}\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    /// `plan --detailed-exitcode` must say "no changes"; otherwise show the plan.
-    fn assert_converged(&self) {
-        let out = self.run(&["plan", "--detailed-exitcode"]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "the plan is not empty:\n{}\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-    }
-
-    fn plan_exit(&self) -> i32 {
-        self.run(&["plan", "--detailed-exitcode"])
-            .status
-            .code()
-            .unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn ec2() -> aws_sdk_ec2::Client {
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -29,9 +29,10 @@ impl Cluster {
         Cluster { dir, spec }
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
+    /// The binary with the spec, the users' passwords and no stdin (spawn it, or `run`).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
             .arg("--config")
             .arg(&self.spec)
             .current_dir(&self.dir)
@@ -39,8 +40,19 @@ impl Cluster {
             .env("REDIS_ADMIN_PASSWORD", ADMIN_PW)
             .env("REDIS_APP_PASSWORD", APP_PW)
             .env("REDIS_DEV_PASSWORD", DEV_PW)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// The exit status of `plan --detailed-exitcode` (0 no changes, 2 changes).
+    pub fn plan_exit(&self) -> i32 {
+        self.run(&["plan", "--detailed-exitcode"])
+            .status
+            .code()
             .unwrap()
     }
 
