@@ -128,6 +128,24 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// A step that only brings a resource's tags back to the spec (the resource's one other
+    /// compared attribute is unchanged), if they drifted.
+    fn update_tags_only(&mut self, address: &str, id: &str, observed: &Tags, desired: &Tags) {
+        if let Some((changes, op)) = self.set_tags_op(id, observed, desired) {
+            self.push(Step {
+                address: address.into(),
+                action: Action::Update,
+                phase: Phase::Network,
+                unchanged: 1,
+                changes,
+                depends_on: vec![],
+                reason: "tags differ from the spec".into(),
+                destroys_data: false,
+                ops: vec![op],
+            });
+        }
+    }
+
     fn push(&mut self, step: Step) {
         self.steps.push(step);
     }
@@ -181,19 +199,7 @@ pub(super) fn plan_aws(b: &mut Builder<'_>) {
                     ),
                 );
             }
-            if let Some((changes, op)) = b.set_tags_op(&v.id, &v.tags, &vpc_tags) {
-                b.push(Step {
-                    address: "vpc".into(),
-                    action: Action::Update,
-                    phase: Phase::Network,
-                    unchanged: 1,
-                    changes,
-                    depends_on: vec![],
-                    reason: "tags differ from the spec".into(),
-                    destroys_data: false,
-                    ops: vec![op],
-                });
-            }
+            b.update_tags_only("vpc", &v.id, &v.tags, &vpc_tags);
         }
     }
     let vpc_id = vpc.map(|v| v.id.clone());
@@ -524,19 +530,7 @@ pub(super) fn plan_aws(b: &mut Builder<'_>) {
             });
         }
         Some(g) => {
-            if let Some((changes, op)) = b.set_tags_op(&g.id, &g.tags, &sg_tags) {
-                b.push(Step {
-                    address: "sg".into(),
-                    action: Action::Update,
-                    phase: Phase::Network,
-                    unchanged: 1,
-                    changes,
-                    depends_on: vec![],
-                    reason: "tags differ from the spec".into(),
-                    destroys_data: false,
-                    ops: vec![op],
-                });
-            }
+            b.update_tags_only("sg", &g.id, &g.tags, &sg_tags);
         }
     }
     let sg_ref = b.reference("sg", sg.map(|g| g.id.as_str()));
