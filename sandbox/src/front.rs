@@ -249,6 +249,19 @@ impl Front {
             Ok(b) => b.to_bytes(),
             Err(_) => return Err(Dropped),
         };
+        // Once a request is read, it is carried out to the end in its own task, as AWS does: a
+        // client that goes away (killed, timed out) must not cancel the copy of a snapshot or a
+        // volume half-way, or leave moto's record without its physical effect.
+        tokio::spawn(self.process(parts, body))
+            .await
+            .unwrap_or(Err(Dropped))
+    }
+
+    async fn process(
+        self: Arc<Self>,
+        parts: hyper::http::request::Parts,
+        body: Bytes,
+    ) -> Result<Response<Full<Bytes>>, Dropped> {
         let path = parts
             .uri
             .path_and_query()
@@ -784,10 +797,16 @@ async fn copy_dir(src: PathBuf, dst: PathBuf) -> Result<()> {
         tokio::fs::create_dir_all(&dst).await?;
         return Ok(());
     }
+    // Copied under a temporary name and renamed: a copy cut short (the front killed) never
+    // passes for a complete disk.
+    let mut partial = dst.clone().into_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    remove_dir(partial.clone()).await?;
     let out = tokio::process::Command::new("cp")
         .args(["-a", "--reflink=auto"])
         .arg(&src)
-        .arg(&dst)
+        .arg(&partial)
         .output()
         .await
         .context("cannot run cp")?;
@@ -799,6 +818,9 @@ async fn copy_dir(src: PathBuf, dst: PathBuf) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
+    tokio::fs::rename(&partial, &dst)
+        .await
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), dst.display()))?;
     Ok(())
 }
 
