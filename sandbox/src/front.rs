@@ -608,10 +608,19 @@ impl Front {
             netns: net::host_netns(id),
             log: self.paths.logs().join(format!("{id}.log")),
             pid_file: self.paths.host_pids().join(format!("{id}.pid")),
+            init: if inst.image_id.as_deref() == Some(crate::NOINIT_AMI) {
+                hosts::Init::None {
+                    hostname: cloudinit::hostname_for(&ip),
+                }
+            } else {
+                hosts::Init::Systemd
+            },
         };
+        let noinit = matches!(spec.init, hosts::Init::None { .. });
         let running = hosts::boot(spec)?;
         log(&format!(
-            "{id}: booting at {ip} (root volume {root}, pid {})",
+            "{id}: booting at {ip} (root volume {root}, {}, pid {})",
+            if noinit { "no init system" } else { "systemd" },
             running.pid.load(Ordering::SeqCst)
         ));
         self.hosts.lock().unwrap().insert(

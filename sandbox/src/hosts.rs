@@ -1,6 +1,10 @@
 //! Booted hosts: one `systemd-nspawn --boot` per running instance, over the shared read-only
 //! base with the root volume's directory as the overlay's upper layer. A supervisor task per
 //! host boots it again when the guest reboots (nspawn exits 133) and reports when it is gone.
+//!
+//! An instance of the no-init image ([`crate::NOINIT_AMI`]) is the same tree started without
+//! `--boot`: [`NOINIT_SCRIPT`] is PID 1 instead of systemd (as in a minimal container image),
+//! so nothing creates `/run/systemd/system` and nothing starts a service at boot.
 
 use anyhow::{Context, Result};
 use std::os::fd::AsRawFd;
@@ -24,7 +28,66 @@ pub struct HostSpec {
     pub netns: String,
     pub log: PathBuf,
     pub pid_file: PathBuf,
+    pub init: Init,
 }
+
+/// What runs as the host's PID 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Init {
+    /// `--boot`: the base's systemd.
+    Systemd,
+    /// No init system: [`NOINIT_SCRIPT`] as PID 1, with this hostname (systemd would have set
+    /// it from /etc/hostname; without `--boot` nspawn sets the one it is given).
+    None { hostname: String },
+}
+
+/// PID 1 of a host without an init system: what a minimal container's init does and no more.
+/// It starts sshd (which needs /run/sshd), reaps orphans (bash reaps every child on SIGCHLD,
+/// including processes that daemonized and were re-parented to it), and on SIGTERM (nspawn's
+/// `--kill-signal`, i.e. StopInstances) sends SIGTERM to every other process (sshd, sessions,
+/// a redis-server started later), waits up to 50 s for them to exit, SIGKILLs what is left
+/// with a warning on the console, and exits 0: a clean stop.
+pub const NOINIT_SCRIPT: &str = r#"set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+stopping=
+trap 'stopping=1' TERM INT
+mkdir -p /run/sshd && chmod 0755 /run/sshd
+/usr/sbin/sshd -D -e &
+echo "sandbox-init: no init system; sshd started (pid $!)"
+while [ -z "$stopping" ]; do
+  sleep infinity &
+  wait $!
+  kill $! 2>/dev/null
+done
+echo "sandbox-init: SIGTERM: stopping every process"
+kill -TERM -1 2>/dev/null
+others() {
+  local p line state
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    # Not PID 1, nor the subshell of `$(others)` itself.
+    [ "$p" = 1 ] || [ "$p" = "$BASHPID" ] && continue
+    read -r line < "/proc/$p/stat" 2>/dev/null || continue
+    state=${line##*) }
+    state=${state%% *}
+    [ "$state" = Z ] && continue
+    echo "$p"
+    return 0
+  done
+  return 1
+}
+i=0
+while others >/dev/null && [ $i -lt 500 ]; do
+  sleep 0.1
+  i=$((i + 1))
+done
+if left=$(others); then
+  echo "sandbox-init: warning: pid $left still runs 50 s after SIGTERM; SIGKILL to every process"
+  kill -KILL -1 2>/dev/null
+fi
+echo "sandbox-init: every process stopped; exiting"
+exit 0
+"#;
 
 /// A running (or just exited) host.
 #[derive(Debug, Clone)]
@@ -32,6 +95,9 @@ pub struct Running {
     pub pid: Arc<AtomicU32>,
     pub boots: Arc<AtomicU64>,
     stop_requested: Arc<AtomicBool>,
+    /// What asks the guest's PID 1 to halt: SIGRTMIN+3 for systemd, SIGTERM for the no-init
+    /// script.
+    halt_signal: i32,
     done: watch::Receiver<bool>,
     pub last_exit: Arc<Mutex<Option<String>>>,
 }
@@ -55,6 +121,17 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
         .with_context(|| format!("the network namespace {} is missing", spec.netns))?;
     let fd = ns.as_raw_fd();
     let mut cmd = Command::new("systemd-nspawn");
+    match &spec.init {
+        Init::Systemd => {
+            cmd.arg("--boot");
+        }
+        Init::None { hostname } => {
+            // Without --boot nspawn kills the container with SIGKILL on SIGTERM: ask it to pass
+            // SIGTERM to our PID 1 instead, which stops everything cleanly.
+            cmd.arg("--kill-signal=SIGTERM")
+                .arg(format!("--hostname={hostname}"));
+        }
+    }
     unsafe {
         cmd.pre_exec(move || {
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
@@ -63,12 +140,10 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
             Ok(())
         });
     }
-    let child = cmd
-        .arg("-D")
+    cmd.arg("-D")
         .arg(&base)
         .arg(format!("--overlay={}:{}:/", base, spec.upper.display()))
         .args([
-            "--boot",
             "--register=no",
             "--keep-unit",
             "--resolv-conf=off",
@@ -79,7 +154,11 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
             "--network-namespace-path={}",
             crate::net::netns_path(&spec.netns)
         ))
-        .arg(format!("--machine={}", spec.instance_id))
+        .arg(format!("--machine={}", spec.instance_id));
+    if matches!(spec.init, Init::None { .. }) {
+        cmd.args(["--", "/bin/bash", "-c", NOINIT_SCRIPT, "sandbox-init"]);
+    }
+    let child = cmd
         // Never let a guest write the machine's /proc/sys.
         .env_remove("SYSTEMD_NSPAWN_API_VFS_WRITABLE")
         .stdin(Stdio::null())
@@ -103,6 +182,10 @@ pub fn boot(spec: HostSpec) -> Result<Running> {
         pid: Arc::new(AtomicU32::new(child.id().unwrap_or(0))),
         boots: Arc::new(AtomicU64::new(1)),
         stop_requested: Arc::new(AtomicBool::new(false)),
+        halt_signal: match spec.init {
+            Init::Systemd => libc::SIGRTMIN() + 3,
+            Init::None { .. } => libc::SIGTERM,
+        },
         done,
         last_exit: Arc::new(Mutex::new(None)),
     };
@@ -179,7 +262,8 @@ fn container_init(nspawn: i32) -> Option<i32> {
     None
 }
 
-/// Clean shutdown: SIGTERM to nspawn, which asks the guest's systemd to halt (SIGRTMIN+3), a
+/// Clean shutdown: SIGTERM to nspawn, which asks the guest's systemd to halt (SIGRTMIN+3; a
+/// host without an init system gets SIGTERM, see [`NOINIT_SCRIPT`]), a
 /// bounded wait, then SIGKILL with a logged warning. A guest whose systemd is still starting has
 /// no handler yet and loses that request (seen with a stop right after a launch), so while the
 /// host runs the request is repeated to the guest's PID 1 directly — not by another SIGTERM to
@@ -201,7 +285,7 @@ pub async fn stop(r: &Running, instance_id: &str, grace: Duration) {
         }
         let nspawn = r.pid.load(Ordering::SeqCst) as i32;
         if let Some(init) = container_init(nspawn) {
-            unsafe { libc::kill(init, libc::SIGRTMIN() + 3) };
+            unsafe { libc::kill(init, r.halt_signal) };
         }
     }
     crate::front::log(&format!(

@@ -33,6 +33,10 @@ pub const MOTO_ADDR: &str = "127.0.0.1:5000";
 pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.5";
 /// The region the sandbox advertises (moto serves any region; this is the default one).
 pub const REGION: &str = "us-east-1";
+/// The image whose instances boot without an init system (`debian-12-minimal-noinit-20250115`,
+/// owned by the sandbox's own account): a small shell script is PID 1 instead of systemd, as in
+/// a minimal container image. See docs/sandbox.md.
+pub const NOINIT_AMI: &str = "ami-0deb12a0000000001";
 
 /// The environment that `exec` sets and `env` prints.
 pub fn client_env() -> Vec<(&'static str, String)> {

@@ -51,6 +51,7 @@ pub struct BlockDevice {
 pub struct Instance {
     pub instance_id: String,
     pub state: String,
+    pub image_id: Option<String>,
     pub private_ip: Option<String>,
     pub subnet_id: Option<String>,
     pub key_name: Option<String>,
@@ -97,6 +98,7 @@ pub fn instances(xml: &str) -> Result<Vec<Instance>> {
         out.push(Instance {
             instance_id,
             state,
+            image_id: child_text(item, "imageId"),
             private_ip: child_text(item, "privateIpAddress"),
             subnet_id: child_text(item, "subnetId"),
             key_name: child_text(item, "keyName"),

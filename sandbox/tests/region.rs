@@ -674,3 +674,105 @@ async fn a_stop_right_after_launch_is_still_a_clean_shutdown() {
         .unwrap();
     wait_ssh(&keys, "10.0.1.70", BOOT_LIMIT);
 }
+
+/// The no-init image: the same base booted without systemd (a shell script is PID 1). SSH,
+/// sudo, the hostname and the offline apt repository work; nothing says systemd booted; a
+/// daemon started later (the stock redis-server, by the package's init script) is stopped
+/// cleanly by StopInstances, and nothing starts it again at the next boot.
+#[tokio::test]
+async fn a_host_without_an_init_system_runs_sshd_and_stops_cleanly() {
+    let sb = Sandbox::acquire();
+    let ec2 = client().await;
+    let net = network(&ec2).await;
+    let keys = Keys::new();
+    import_key(&ec2, "op", &keys).await;
+    let ip = "10.0.1.80";
+    let id = run_instance_from(
+        &ec2,
+        redisctl_sandbox::NOINIT_AMI,
+        &net.subnets[0].0,
+        ip,
+        "op",
+        true,
+        None,
+    )
+    .await;
+    let ssh_after = wait_ssh(&keys, ip, BOOT_LIMIT);
+    eprintln!("figure: no-init host: SSH login {ssh_after:?} after RunInstances");
+
+    // sd_booted() is false: no /run/systemd/system; PID 1 is the sandbox's init script.
+    assert_eq!(
+        ssh_ok(
+            &keys,
+            ip,
+            "if [ -d /run/systemd/system ]; then echo systemd; else echo none; fi"
+        )
+        .trim(),
+        "none"
+    );
+    assert_eq!(ssh_ok(&keys, ip, "cat /proc/1/comm").trim(), "bash");
+    assert!(
+        !ssh(&keys, ip, "systemctl is-system-running")
+            .status
+            .success(),
+        "systemctl talks to a system manager on a host without one"
+    );
+    assert_eq!(ssh_ok(&keys, ip, "hostname").trim(), "ip-10-0-1-80");
+    assert_eq!(ssh_ok(&keys, ip, "sudo id -un").trim(), "root");
+
+    // Offline apt. Without a runlevel invoke-rc.d starts nothing; the package's init script
+    // starts the stock server (a daemon re-parented to PID 1) when asked.
+    let out = ssh_ok(
+        &keys,
+        ip,
+        "sudo apt-get update -q >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null 2>&1 && redis-server --version",
+    );
+    assert!(out.contains("v=7.0.15"), "{out}");
+    assert!(!ssh(&keys, ip, "redis-cli ping").status.success());
+    let out = ssh_ok(
+        &keys,
+        ip,
+        "sudo /etc/init.d/redis-server start >/dev/null && for i in $(seq 100); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done; redis-cli ping && redis-cli set kept yes",
+    );
+    assert_eq!(out, "PONG\nOK\n");
+
+    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+    let hosts = sb.hosts();
+    assert_eq!(
+        hosts[0].state, "stopped (exit status: 0)",
+        "not a clean shutdown: {hosts:?}"
+    );
+    let console = std::fs::read_to_string(sb.paths.logs().join(format!("{id}.log"))).unwrap();
+    assert!(
+        console.contains("sandbox-init: every process stopped"),
+        "{console}"
+    );
+    assert!(!console.contains("SIGKILL"), "{console}");
+
+    ec2.start_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    wait_ssh(&keys, ip, BOOT_LIMIT);
+    // Redis got SIGTERM and shut down by itself (saving its data); no init started it again.
+    let log = ssh_ok(&keys, ip, "sudo cat /var/log/redis/redis-server.log");
+    assert!(
+        log.contains("Received SIGTERM scheduling shutdown"),
+        "{log}"
+    );
+    assert!(log.contains("ready to exit, bye bye"), "{log}");
+    assert!(
+        !ssh(&keys, ip, "redis-cli ping").status.success(),
+        "something started redis-server at boot on a host without an init system"
+    );
+    assert_eq!(
+        ssh_ok(
+            &keys,
+            ip,
+            "sudo -u redis redis-server --port 6390 --daemonize yes --dir /var/lib/redis --dbfilename dump.rdb >/dev/null && for i in $(seq 100); do redis-cli -p 6390 ping >/dev/null 2>&1 && break; sleep 0.1; done; redis-cli -p 6390 get kept"
+        )
+        .trim(),
+        "yes"
+    );
+}

@@ -202,8 +202,21 @@ pub async fn run_instance(
     encrypted: bool,
     user_data: Option<&str>,
 ) -> String {
-    use base64::Engine;
     let ami = noble_ami(ec2).await;
+    run_instance_from(ec2, &ami, subnet, ip, key, encrypted, user_data).await
+}
+
+/// [`run_instance`] from a given image (e.g. [`redisctl_sandbox::NOINIT_AMI`]).
+pub async fn run_instance_from(
+    ec2: &Client,
+    ami: &str,
+    subnet: &str,
+    ip: &str,
+    key: &str,
+    encrypted: bool,
+    user_data: Option<&str>,
+) -> String {
+    use base64::Engine;
     let mut req = ec2
         .run_instances()
         .image_id(ami)
