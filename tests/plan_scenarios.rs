@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use redisctl::observed::{
-    self, ClusterView, Image, NodeFacts, NodeObservation, Observed, Tags, tags,
+    self, ClusterView, Image, InitSystem, NodeFacts, NodeObservation, Observed, Tags, tags,
 };
 use redisctl::pki::Ca;
 use redisctl::plan::{self, Action, NoteLevel, Op, Plan, Ref};
@@ -502,11 +502,24 @@ impl Sim {
                     self.desired(node, conf::CONF.path),
                     self.desired(node, systemd::DROP_IN.path),
                 );
+                let (n, masters) = (self.spec.nodes.nodes.len() as u32, self.spec.nodes.masters);
                 let f = self.facts(node);
                 f.files.insert(conf::CONF.path.into(), c);
-                f.files.insert(systemd::DROP_IN.path.into(), d);
-                f.service_enabled = true;
+                // Without systemd: no drop-in, nothing enabled; redisctl started Redis.
+                if f.init == InitSystem::Systemd {
+                    f.files.insert(systemd::DROP_IN.path.into(), d);
+                    f.service_enabled = true;
+                }
                 f.service_active = true;
+                if f.cluster.is_none() && f.cluster_state_file {
+                    // It was part of the cluster: started, it rejoins.
+                    f.cluster = Some(ClusterView {
+                        state: "ok".into(),
+                        slots_assigned: 16384,
+                        known_nodes: n,
+                        size: masters,
+                    });
+                }
                 None
             }
             Op::CreateCluster { nodes, replicas } => {
@@ -1357,5 +1370,62 @@ fn a_swap_killed_with_every_redis_stopped_does_not_create_the_cluster_again() {
     assert_eq!(swap_steps(&p).len(), 3);
     // Redis is started again first (phase 6), then the swap continues.
     assert!(p.step("node.redis-node-1a.config").is_some());
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn nodes_without_systemd_are_started_and_restarted_by_redisctl() {
+    let spec = example();
+    let mut o = converged(&spec);
+    // The nodes have no init system: nothing is enabled, no drop-in, no stock unit.
+    for n in o.nodes.values_mut() {
+        let NodeObservation::Reached(f) = n else {
+            panic!()
+        };
+        f.init = InitSystem::None;
+        f.service_enabled = false;
+        f.stock_service_enabled = false;
+        f.stock_service_active = false;
+        f.files.insert(systemd::DROP_IN.path.into(), None);
+        f.cluster_state_file = true;
+    }
+    // Converged as it is: "enabled" means nothing there, and the drop-in is not needed.
+    let again = plan::plan(&spec, &o);
+    assert!(
+        again.is_empty(),
+        "a converged cluster without systemd plans changes:\n{}",
+        render::plan::human(&again, false)
+    );
+
+    // Node 2's host restarted: nothing started Redis (it kept its cluster state file). And the
+    // spec now caps memory: every node's configuration changes.
+    let NodeObservation::Reached(f) = o.nodes.get_mut("redis-node-1b").unwrap() else {
+        panic!()
+    };
+    f.service_active = false;
+    f.cluster = None;
+    let spec = spec_from(&example_text().replace("[redis]\n", "[redis]\nmaxmemory = \"256mb\"\n"));
+    assert_eq!(spec.redis.maxmemory.as_deref(), Some("256mb"));
+    let o = Sim::new(&spec, o).o;
+    let p = plan::plan(&spec, &o);
+    p.check_order().unwrap();
+    snapshot("no-systemd", &render::plan::human(&p, false));
+    assert!(
+        !p.notes.iter().any(|n| n.level == NoteLevel::Blocker),
+        "{:?}",
+        p.notes
+    );
+    let restart = |node: &str| match &p.step(&format!("node.{node}.config")).unwrap().ops[0] {
+        Op::WriteConfig { restart, .. } => *restart,
+        _ => panic!(),
+    };
+    // The stopped one is started (no restart); the others restart one at a time.
+    assert!(!restart("redis-node-1b"));
+    assert!(restart("redis-node-1a") && restart("redis-node-1c"));
+    let c = p.step("node.redis-node-1c.config").unwrap();
+    assert_eq!(c.depends_on, ["node.redis-node-1a.config"]);
+    let text = render::plan::human(&p, false);
+    assert!(!text.contains("enabled"), "{text}");
+    assert!(!text.contains(systemd::DROP_IN.path), "{text}");
     apply_and_converge(&spec, o, &p);
 }

@@ -14,11 +14,12 @@ use aws_sdk_ec2::types::{Filter, Tag};
 use russh::keys::PrivateKey;
 use tokio::sync::Mutex;
 
+mod noinit;
 mod swap;
 pub use swap::KeysBefore;
 
 use crate::aws::Aws;
-use crate::observed::{ClusterView, NodeFacts, NodeObservation, Observed, tags};
+use crate::observed::{ClusterView, InitSystem, NodeFacts, NodeObservation, Observed, tags};
 use crate::pki::{self, Ca};
 use crate::redis::{NodeFile, conf, files, parse, systemd, users_acl};
 use crate::spec::secrets::Secret;
@@ -82,6 +83,8 @@ pub struct NodeRuntime {
     sessions: Mutex<BTreeMap<String, Session>>,
     instances: Mutex<BTreeMap<String, InstanceInfo>>,
     ca: Mutex<Option<Arc<Ca>>>,
+    /// Whether each node runs systemd, learnt once per session (see [`noinit`]).
+    systemd: Mutex<BTreeMap<String, bool>>,
 }
 
 /// How nodes are reached: `REDISCTL_SSH_VIA` wins over the spec.
@@ -98,8 +101,9 @@ pub fn redis_cli(spec: &Spec) -> String {
     format!("REDISCLI_AUTH=\"$(cat)\" {}", redis_cli_command(spec))
 }
 
-/// [`redis_cli`] without the password prefix (for wrapping it in `timeout`).
-fn redis_cli_command(spec: &Spec) -> String {
+/// [`redis_cli`] without the password prefix (for wrapping it in `timeout`, or for
+/// `redisctl redis-cli`, which sets REDISCLI_AUTH its own way).
+pub(crate) fn redis_cli_command(spec: &Spec) -> String {
     format!(
         "redis-cli --tls --cacert {} --cert {} --key {} -h 127.0.0.1 -p {} --user {} --no-auth-warning",
         conf::CA_CERT.path,
@@ -140,6 +144,7 @@ impl NodeRuntime {
             sessions: Mutex::new(BTreeMap::new()),
             instances: Mutex::new(BTreeMap::new()),
             ca: Mutex::new(None),
+            systemd: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -441,6 +446,13 @@ impl NodeRuntime {
             "[ -f {} ] && echo key=yes || echo key=no\n",
             conf::NODE_KEY.path
         ));
+        // With systemd, the units' states; without it (see `noinit`), the processes and the
+        // init script's runlevel links, in the same words.
+        script.push_str(&format!(
+            "if {}; then\necho init=systemd\nredis_active() {{ systemctl is-active --quiet {}; }}\n",
+            noinit::IS_SYSTEMD,
+            systemd::SERVICE
+        ));
         for (k, unit, what) in [
             ("svc_enabled", systemd::SERVICE, "is-enabled"),
             ("svc_active", systemd::SERVICE, "is-active"),
@@ -452,12 +464,22 @@ impl NodeRuntime {
             ));
         }
         script.push_str(&format!(
+            "else\necho init=none\nredis_active() {{ {} >/dev/null 2>&1; }}\necho svc_enabled=\nredis_active && echo svc_active=active\n{} && echo stock_enabled=enabled\n{} >/dev/null 2>&1 && echo stock_active=active\nfi\n",
+            noinit::is_active(),
+            noinit::STOCK_ENABLED,
+            noinit::stock_is_active()
+        ));
+        script.push_str(&format!(
+            "[ -s {}/nodes-{}.conf ] && echo state_file=yes\n",
+            conf::DATA_DIR,
+            self.spec.redis.port
+        ));
+        script.push_str(&format!(
             "echo '--cert--'; cat {} 2>/dev/null; echo '--end--'\n",
             conf::NODE_CERT.path
         ));
         script.push_str(&format!(
-            "if systemctl is-active --quiet {}; then echo '--cluster--'; {} CLUSTER INFO 2>&1; echo '--end--'; fi\n",
-            systemd::SERVICE,
+            "if redis_active; then echo '--cluster--'; {} CLUSTER INFO 2>&1; echo '--end--'; fi\n",
             redis_cli(&self.spec)
         ));
         let out = session.sudo(&script, self.stdin()).await?;
@@ -498,11 +520,17 @@ impl NodeRuntime {
             files,
             node_cert_pem: section("cert"),
             node_key_present: value("key") == "yes",
+            init: if value("init") == "none" {
+                InitSystem::None
+            } else {
+                InitSystem::Systemd
+            },
             service_enabled: value("svc_enabled") == "enabled",
             service_active: value("svc_active") == "active",
             stock_service_enabled: value("stock_enabled") == "enabled",
             stock_service_active: value("stock_active") == "active",
             cluster,
+            cluster_state_file: value("state_file") == "yes",
         })
     }
 
@@ -519,9 +547,14 @@ printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/po
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get -o DPkg::Lock::Timeout=600 update -qq
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server redis-tools >/dev/null
+if {}; then
 systemctl disable --now {} >/dev/null 2>&1 || true
+else
+{}fi
 ",
-            systemd::STOCK_SERVICE
+            noinit::IS_SYSTEMD,
+            systemd::STOCK_SERVICE,
+            noinit::stock_off()
         );
         s.sudo_ok("install redis-server", &script, None).await?;
         Ok(())
@@ -639,15 +672,25 @@ systemctl disable --now {} >/dev/null 2>&1 || true
         let content = self.file(node, conf::CONF).await?;
         let s = self.session(node).await?;
         s.upload(&conf::CONF, content.as_bytes()).await?;
-        s.upload(&systemd::DROP_IN, systemd::render_drop_in().as_bytes())
+        if self.has_systemd(node, &s).await? {
+            s.upload(&systemd::DROP_IN, systemd::render_drop_in().as_bytes())
+                .await?;
+            let mut script = String::from("set -e\n");
+            for argv in systemd::enable_commands() {
+                script.push_str(&argv.join(" "));
+                script.push_str(" >/dev/null 2>&1\n");
+            }
+            s.sudo_ok("enable redis-server@cluster", &script, None)
+                .await?;
+        } else if !restart {
+            // No init system: nothing to enable; start it unless it runs.
+            s.sudo_ok(
+                "start redis-server as user redis (no systemd)",
+                &noinit::start(),
+                None,
+            )
             .await?;
-        let mut script = String::from("set -e\n");
-        for argv in systemd::enable_commands() {
-            script.push_str(&argv.join(" "));
-            script.push_str(" >/dev/null 2>&1\n");
         }
-        s.sudo_ok("enable redis-server@cluster", &script, None)
-            .await?;
         if restart {
             self.restart_and_wait(node, &s).await?;
         } else {
@@ -657,14 +700,65 @@ systemctl disable --now {} >/dev/null 2>&1 || true
     }
 
     async fn restart_and_wait(&self, node: &str, s: &Session) -> Result<(), NodeError> {
-        s.sudo_ok(
-            "restart redis-server@cluster",
-            &format!("systemctl restart {}", systemd::SERVICE),
-            None,
-        )
-        .await?;
+        if self.has_systemd(node, s).await? {
+            s.sudo_ok(
+                "restart redis-server@cluster",
+                &format!("systemctl restart {}", systemd::SERVICE),
+                None,
+            )
+            .await?;
+        } else {
+            s.sudo_ok(
+                "stop redis-server (SIGTERM, wait until it exits; no systemd)",
+                &noinit::stop(),
+                None,
+            )
+            .await?;
+            s.sudo_ok(
+                "start redis-server as user redis (no systemd)",
+                &noinit::start(),
+                None,
+            )
+            .await?;
+        }
         self.wait_ping(node, s).await?;
-        self.wait_healthy(self.spec.nodes.nodes.len()).await
+        self.wait_cluster_healthy(self.spec.nodes.nodes.len()).await
+    }
+
+    /// Whether the node runs systemd (`sd_booted()`), asked once per node and remembered until
+    /// its session is dropped.
+    async fn has_systemd(&self, node: &str, s: &Session) -> Result<bool, NodeError> {
+        if let Some(b) = self.systemd.lock().await.get(node) {
+            return Ok(*b);
+        }
+        let out = s.sudo(noinit::IS_SYSTEMD, None).await?;
+        let b = out.status == 0;
+        self.systemd.lock().await.insert(node.into(), b);
+        Ok(b)
+    }
+
+    /// On a node without systemd, start Redis unless it runs (nothing else would: there is no
+    /// init). A no-op under systemd, which starts it at boot.
+    async fn start_without_init(&self, node: &str) -> Result<(), NodeError> {
+        let s = self.session(node).await?;
+        if !self.has_systemd(node, &s).await? {
+            s.sudo_ok(
+                "start redis-server as user redis (no systemd)",
+                &noinit::start(),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Stopped nodes were started: on nodes without systemd start Redis (nothing else does),
+    /// then wait (bounded) until the cluster is healthy with `n` nodes.
+    pub async fn wait_healthy(&self, n: usize) -> Result<(), NodeError> {
+        for node in self.spec.nodes.nodes.iter().map(|x| x.name.clone()) {
+            self.start_without_init(&node).await?;
+        }
+        self.wait_cluster_healthy(n).await
     }
 
     /// Wait (bounded) until the node's Redis answers PING.
@@ -694,7 +788,7 @@ systemctl disable --now {} >/dev/null 2>&1 || true
 
     /// Wait (bounded) until every node says cluster_state:ok, 16384 slots, `n` nodes known, and
     /// every replica's link to its master is up.
-    pub async fn wait_healthy(&self, n: usize) -> Result<(), NodeError> {
+    async fn wait_cluster_healthy(&self, n: usize) -> Result<(), NodeError> {
         let start = Instant::now();
         let bound = Duration::from_secs(180);
         let names: Vec<String> = self
@@ -771,7 +865,7 @@ systemctl disable --now {} >/dev/null 2>&1 || true
         );
         s.sudo_ok("redis-cli --cluster create", &script, self.stdin())
             .await?;
-        self.wait_healthy(nodes.len()).await
+        self.wait_cluster_healthy(nodes.len()).await
     }
 
     // ---- for verify --------------------------------------------------------------------------
@@ -808,6 +902,32 @@ systemctl disable --now {} >/dev/null 2>&1 || true
         }
         self.sessions.lock().await.insert(node.into(), session);
         Ok(())
+    }
+
+    /// A new session to the node for `redisctl redis-cli`: found by its tags and reached as
+    /// apply reaches it (same user, key, address, `REDISCTL_SSH_VIA`), with one bounded attempt.
+    /// The host key must match the pinned one; a node whose key was never pinned (nothing in
+    /// the state directory nor in the instance's tag) is refused, not pinned: only apply pins.
+    pub(crate) async fn pinned_session(&self, node: &str) -> Result<Session, NodeError> {
+        let info = self.instance(node).await?;
+        let target = self.target(node, &info)?;
+        let policy = self.policy(&info);
+        if policy == HostKeyPolicy::FirstContact {
+            return Err(NodeError::Ssh(SshError::NothingPinned {
+                node: node.into(),
+                instance_id: info.id,
+            }));
+        }
+        let (session, _) = Session::connect(
+            &target,
+            &self.spec.ssh.user,
+            &self.key()?,
+            &policy,
+            &self.timeouts,
+        )
+        .await
+        .map_err(|e| self.known.annotate(e))?;
+        Ok(session)
     }
 
     /// `sudo sh -c <script>` on the node over its session (opened when needed), `stdin` passed

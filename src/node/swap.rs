@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{NodeError, NodeRuntime, redis_cli};
+use super::{NodeError, NodeRuntime, noinit, redis_cli};
 use crate::redis::{parse, systemd};
 
 /// The node's role and key count when it was stopped (the `redisctl:swap-keys` tag:
@@ -190,27 +190,39 @@ impl NodeRuntime {
     /// Stop Redis cleanly (it flushes the AOF) and forget the session: the instance stops next.
     pub async fn swap_stop_redis(&self, node: &str) -> Result<(), NodeError> {
         let s = self.session(node).await?;
-        s.sudo_ok(
-            "stop redis-server@cluster",
-            &format!("systemctl stop {}", systemd::SERVICE),
-            None,
-        )
-        .await?;
+        if self.has_systemd(node, &s).await? {
+            s.sudo_ok(
+                "stop redis-server@cluster",
+                &format!("systemctl stop {}", systemd::SERVICE),
+                None,
+            )
+            .await?;
+        } else {
+            s.sudo_ok(
+                "stop redis-server (SIGTERM, wait until it exits; no systemd)",
+                &noinit::stop(),
+                None,
+            )
+            .await?;
+        }
         self.forget(node).await;
         Ok(())
     }
 
     /// Drop the node's session (the host is going down or came back on a new disk).
     pub async fn forget(&self, node: &str) {
+        self.systemd.lock().await.remove(node);
         if let Some(s) = self.sessions.lock().await.remove(node) {
             s.close().await;
         }
     }
 
-    /// After the start: wait for SSH (pinned host key) and for Redis to answer PING.
+    /// After the start: wait for SSH (pinned host key) and for Redis to answer PING. systemd
+    /// starts Redis at boot; on a host without it nothing does, so redisctl starts it here.
     pub async fn swap_wait_back(&self, node: &str) -> Result<(), NodeError> {
         self.forget(node).await;
         self.instances.lock().await.remove(node);
+        self.start_without_init(node).await?;
         let s = self.session(node).await?;
         self.wait_ping(node, &s).await
     }

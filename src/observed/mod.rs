@@ -78,12 +78,40 @@ pub struct NodeFacts {
     /// The node certificate (public), to check expiry, SANs and issuer.
     pub node_cert_pem: Option<String>,
     pub node_key_present: bool,
+    /// What starts services on the node: systemd when `/run/systemd/system` exists (the
+    /// standard `sd_booted()` check), else none (a minimal or container image).
+    #[serde(default)]
+    pub init: InitSystem,
+    /// systemd: `redis-server@cluster` is enabled. Without systemd nothing starts services at
+    /// boot, so there is nothing to enable: always false.
     pub service_enabled: bool,
+    /// systemd: `redis-server@cluster` is active. Without systemd: the process in the
+    /// configuration's pidfile is alive and is redis-server.
     pub service_active: bool,
+    /// systemd: the stock `redis-server.service` is enabled. Without systemd: the package's
+    /// init script is linked to start in a runlevel (/etc/rc[2-5].d/S…redis-server).
     pub stock_service_enabled: bool,
+    /// systemd: the stock service is active. Without systemd: the init script's pidfile
+    /// (/run/redis/redis-server.pid) names a live redis-server.
     pub stock_service_active: bool,
     /// The node's view of the cluster, when Redis answered.
     pub cluster: Option<ClusterView>,
+    /// Redis's cluster state file (`nodes-<port>.conf` in the data directory) exists and is
+    /// not empty: a node whose Redis is not running but has this file was part of a cluster
+    /// and rejoins it when started.
+    #[serde(default)]
+    pub cluster_state_file: bool,
+}
+
+/// What starts (and restarts) services on a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitSystem {
+    /// systemd is PID 1: Redis runs as `redis-server@cluster`.
+    #[default]
+    Systemd,
+    /// No init system: redisctl starts Redis directly as the redis user and restarts it.
+    None,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

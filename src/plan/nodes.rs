@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use super::aws_layer::Builder;
 use super::model::*;
-use crate::observed::{NodeFacts, NodeObservation, tags};
+use crate::observed::{InitSystem, NodeFacts, NodeObservation, tags};
 use crate::pki::{self, WantedCert};
 use crate::redis::{conf, systemd, users_acl};
 
@@ -97,7 +97,7 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 b.notes.push(Note {
                     level: NoteLevel::Info,
                     subject: addr.clone(),
-                    message: "the node is stopped: apply starts it; Redis comes back by itself (systemd) and rejoins the cluster".into(),
+                    message: "the node is stopped: apply starts it; Redis comes back (systemd starts it; on a host without systemd, apply does) and rejoins the cluster".into(),
                 });
                 NodeNow::Waiting
             }
@@ -161,6 +161,14 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
             }
         };
         let running = facts.is_some_and(|f| f.service_active);
+        // Without an init system redisctl runs Redis itself (node::noinit): nothing to enable,
+        // no systemd drop-in, no stock unit. A node not reached yet counts as systemd.
+        let no_init = facts.is_some_and(|f| f.init == InitSystem::None);
+        let stock_name = if no_init {
+            "redis-server init script"
+        } else {
+            systemd::STOCK_SERVICE
+        };
 
         // Phase 3: install.
         let install_addr = format!("{addr}.install");
@@ -183,7 +191,7 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                     ]
                 } else {
                     vec![Change::update(
-                        systemd::STOCK_SERVICE,
+                        stock_name,
                         "enabled or running",
                         "stopped, disabled",
                     )]
@@ -331,8 +339,10 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
         }
 
         // Phase 6: config and service.
-        let conf_differs = differs(conf::CONF.path) || differs(systemd::DROP_IN.path);
-        let service_off = facts.is_none_or(|f| !f.service_enabled || !f.service_active);
+        let conf_differs =
+            differs(conf::CONF.path) || (!no_init && differs(systemd::DROP_IN.path));
+        let service_off =
+            facts.is_none_or(|f| !(f.service_enabled || no_init) || !f.service_active);
         if conf_differs || service_off {
             let cfg_addr = format!("{addr}.config");
             let restart = running && conf_differs;
@@ -347,7 +357,13 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
             if conf_differs {
                 changes.push(Change::create(conf::CONF.path, "rendered from the spec"));
             }
-            if service_off {
+            if service_off && no_init {
+                changes.push(Change::update(
+                    "redis-server",
+                    "stopped",
+                    "running as user redis (no systemd: started by redisctl)",
+                ));
+            } else if service_off {
                 changes.push(Change::update(
                     systemd::SERVICE,
                     "stopped",
@@ -361,12 +377,13 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 changes,
                 unchanged: 0,
                 depends_on: deps,
-                reason: if restart && formed {
-                    "the configuration differs; the node restarts, one at a time, each waiting for a healthy cluster".into()
-                } else if restart {
-                    "the configuration differs; Redis restarts".into()
-                } else {
-                    "Redis is not running as redis-server@cluster yet".into()
+                reason: match (restart, formed, no_init) {
+                    (true, true, false) => "the configuration differs; the node restarts, one at a time, each waiting for a healthy cluster".into(),
+                    (true, true, true) => "the configuration differs; the node restarts (no systemd: SIGTERM, wait until Redis exits, start it again as user redis), one at a time, each waiting for a healthy cluster".into(),
+                    (true, false, false) => "the configuration differs; Redis restarts".into(),
+                    (true, false, true) => "the configuration differs; Redis restarts (no systemd: SIGTERM, wait until it exits, start it again as user redis)".into(),
+                    (false, _, false) => "Redis is not running as redis-server@cluster yet".into(),
+                    (false, _, true) => "Redis is not running; the host has no systemd, so redisctl starts redis-server as user redis".into(),
                 },
                 destroys_data: false,
                 ops: vec![Op::WriteConfig { node: node.name.clone(), restart }],
@@ -390,8 +407,13 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                     s.address == format!("node.{}", n.name)
                         && matches!(s.action, Action::Create | Action::Replace)
                 });
+                // A node whose Redis is down but kept its cluster state file rejoins when
+                // started (e.g. a host without systemd after a reboot).
                 let alone = matches!(obs.nodes.get(&n.name), Some(NodeObservation::Reached(f))
-                    if f.cluster.as_ref().is_none_or(|c| (c.known_nodes as usize) < n_nodes));
+                if match &f.cluster {
+                    Some(c) => (c.known_nodes as usize) < n_nodes,
+                    None => f.service_active || !f.cluster_state_file,
+                });
                 fresh || alone
             })
             .map(|n| n.name.as_str())
