@@ -116,6 +116,10 @@ pub struct ApplyArgs {
     /// How many independent steps run at once
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
+    /// Print progress as a JSON event stream on stdout, one object per line (for CI); needs
+    /// --yes or a plan file
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +127,10 @@ pub struct DestroyArgs {
     /// Do not prompt; required when there is no terminal
     #[arg(long)]
     pub yes: bool,
+    /// Print progress as a JSON event stream on stdout, one object per line (for CI); needs
+    /// --yes
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,12 +1,45 @@
 use std::path::Path;
 
-use super::{Error, Nodes, confirm, exit, interrupted, load_spec, observe};
+use super::{Error, Nodes, confirm, error_record, exit, interrupted, load_spec, observe};
 use crate::cli::ApplyArgs;
 use crate::exec;
 use crate::plan::{self, Plan, fingerprint, saved::SavedPlan};
+use crate::render::progress::{Display, Mode};
 use crate::render::{self, Shell, Style};
 
 pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, Error> {
+    if args.json && !args.yes && args.plan.is_none() {
+        return Err(Error::Refused(
+            "--json shows no prompt: pass --yes, or apply a saved plan file".into(),
+        ));
+    }
+    let mut display = Display::new(shell, Mode::choose(args.json));
+    let result = apply(config, args, shell, &display).await;
+    if let Err(e) = &result {
+        display.record("error", error_record(e));
+    }
+    display.finish();
+    result
+}
+
+async fn apply(
+    config: &Path,
+    args: &ApplyArgs,
+    shell: &Shell,
+    display: &Display,
+) -> Result<u8, Error> {
+    let json = display.mode() == Mode::Json;
+    // The plan in words on stdout, or as the first record of the JSON stream.
+    let show = |p: &Plan| {
+        if json {
+            display.record(
+                "plan",
+                serde_json::json!({ "plan": render::plan::json_value(p) }),
+            );
+        } else {
+            shell.out(&render::plan::human(p, shell.color_out()));
+        }
+    };
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
     let world = observe(spec, Nodes::Wait).await?;
@@ -38,12 +71,12 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
                     spec.cluster.name
                 )));
             }
-            shell.out(&render::plan::human(&saved.plan, shell.color_out()));
+            show(&saved.plan);
             saved.plan
         }
         None => {
             let p = plan::plan(spec, observed);
-            shell.out(&render::plan::human(&p, shell.color_out()));
+            show(&p);
             p
         }
     };
@@ -53,6 +86,10 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
         ));
     }
     if plan.is_empty() {
+        display.record(
+            "apply_complete",
+            serde_json::json!({"changes": false, "summary": plan.summary(), "elapsed_s": 0.0, "phases": []}),
+        );
         return Ok(exit::OK);
     }
     let destroying: Vec<&str> = plan.destroys_data().map(|s| s.address.as_str()).collect();
@@ -72,17 +109,45 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
     if args.plan.is_none() {
         confirm(shell, args.yes, "Do you want to perform these actions?")?;
     }
-    shell.err("\n");
-    let progress = render::progress::Lines { shell: *shell };
+    if !json {
+        shell.err("\n");
+    }
     let report = exec::apply(
         &world.ctx,
         &plan,
         args.parallelism.into(),
-        &progress,
+        display,
         interrupted(),
     )
     .await?;
     let s = plan.summary();
+    // Prove convergence: planning again must find nothing to do.
+    let after = observe(spec, Nodes::Look).await?.observed;
+    let again = plan::plan(spec, &after);
+    if !again.is_empty() {
+        return Err(Error::Refused(format!(
+            "apply finished, but planning again still finds {} step(s) to do ({}); run `redisctl plan` to see why, then apply again",
+            again.steps.len(),
+            again
+                .steps
+                .iter()
+                .map(|s| s.address.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if json {
+        display.record(
+            "apply_complete",
+            serde_json::json!({
+                "changes": true,
+                "summary": s,
+                "elapsed_s": report.elapsed.as_secs_f64(),
+                "phases": phase_records(&plan, &report),
+            }),
+        );
+        return Ok(exit::OK);
+    }
     shell.out(&format!(
         "\n{} {} added, {} changed, {} destroyed in {:.1}s.\n",
         shell.out_style(Style::Ok, "Apply complete!"),
@@ -101,20 +166,21 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
             took.as_secs_f64()
         ));
     }
-    // Prove convergence: planning again must find nothing to do.
-    let after = observe(spec, Nodes::Look).await?.observed;
-    let again = plan::plan(spec, &after);
-    if !again.is_empty() {
-        return Err(Error::Refused(format!(
-            "apply finished, but planning again still finds {} step(s) to do ({}); run `redisctl plan` to see why, then apply again",
-            again.steps.len(),
-            again
-                .steps
-                .iter()
-                .map(|s| s.address.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
     Ok(exit::OK)
+}
+
+/// Each phase's step count and duration, for the closing JSON record.
+pub(super) fn phase_records(plan: &Plan, report: &exec::Report) -> Vec<serde_json::Value> {
+    report
+        .phases
+        .iter()
+        .map(|(phase, took)| {
+            serde_json::json!({
+                "phase": phase.number(),
+                "title": phase.title(),
+                "steps": plan.steps.iter().filter(|s| s.phase == *phase).count(),
+                "elapsed_s": took.as_secs_f64(),
+            })
+        })
+        .collect()
 }

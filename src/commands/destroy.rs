@@ -1,25 +1,60 @@
 use std::path::Path;
 
-use super::{Error, Nodes, confirm, exit, interrupted, load_spec, observe};
+use super::{Error, Nodes, confirm, error_record, exit, interrupted, load_spec, observe};
 use crate::cli::DestroyArgs;
 use crate::exec;
 use crate::plan;
+use crate::render::progress::{Display, Mode};
 use crate::render::{self, Shell, Style};
 
 pub async fn run(config: &Path, args: &DestroyArgs, shell: &Shell) -> Result<u8, Error> {
+    if args.json && !args.yes {
+        return Err(Error::Refused("--json shows no prompt: pass --yes".into()));
+    }
+    let mut display = Display::new(shell, Mode::choose(args.json));
+    let result = destroy(config, args, shell, &display).await;
+    if let Err(e) = &result {
+        display.record("error", error_record(e));
+    }
+    display.finish();
+    result
+}
+
+async fn destroy(
+    config: &Path,
+    args: &DestroyArgs,
+    shell: &Shell,
+    display: &Display,
+) -> Result<u8, Error> {
+    let json = display.mode() == Mode::Json;
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
     let world = observe(spec, Nodes::Skip).await?;
     let observed = &world.observed;
     let p = plan::plan_destroy(spec, observed);
+    if json {
+        display.record(
+            "plan",
+            serde_json::json!({ "plan": render::plan::json_value(&p) }),
+        );
+    }
     if p.is_empty() {
-        shell.out(&format!(
-            "Nothing to destroy: nothing in {} is tagged redisctl:cluster={}.\n",
-            spec.cluster.region, spec.cluster.name
-        ));
+        if json {
+            display.record(
+                "destroy_complete",
+                serde_json::json!({"changes": false, "destroyed": 0, "elapsed_s": 0.0, "phases": []}),
+            );
+        } else {
+            shell.out(&format!(
+                "Nothing to destroy: nothing in {} is tagged redisctl:cluster={}.\n",
+                spec.cluster.region, spec.cluster.name
+            ));
+        }
         return Ok(exit::OK);
     }
-    shell.out(&render::plan::human(&p, shell.color_out()));
+    if !json {
+        shell.out(&render::plan::human(&p, shell.color_out()));
+    }
     confirm(
         shell,
         args.yes,
@@ -28,9 +63,10 @@ pub async fn run(config: &Path, args: &DestroyArgs, shell: &Shell) -> Result<u8,
             spec.cluster.name
         ),
     )?;
-    shell.err("\n");
-    let progress = render::progress::Lines { shell: *shell };
-    let report = exec::apply(&world.ctx, &p, 8, &progress, interrupted()).await?;
+    if !json {
+        shell.err("\n");
+    }
+    let report = exec::apply(&world.ctx, &p, 8, display, interrupted()).await?;
     // Prove it: nothing tagged for the cluster is left.
     let after = observe(spec, Nodes::Skip).await?.observed;
     let left = after.leftovers();
@@ -40,6 +76,18 @@ pub async fn run(config: &Path, args: &DestroyArgs, shell: &Shell) -> Result<u8,
             spec.cluster.name,
             left.join(", ")
         )));
+    }
+    if json {
+        display.record(
+            "destroy_complete",
+            serde_json::json!({
+                "changes": true,
+                "destroyed": p.steps.len(),
+                "elapsed_s": report.elapsed.as_secs_f64(),
+                "phases": super::apply::phase_records(&p, &report),
+            }),
+        );
+        return Ok(exit::OK);
     }
     shell.out(&format!(
         "\n{} {} resources destroyed in {:.1}s; nothing tagged redisctl:cluster={} is left.\nLocal secrets in {} were kept; delete them when you no longer need them.\n",

@@ -96,6 +96,19 @@ pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
     }
 }
 
+/// The closing record of a `--json` stream that ends in an error: the message with its causes,
+/// and what to do next (the same words as on stderr).
+pub(crate) fn error_record(e: &Error) -> serde_json::Value {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    serde_json::json!({ "message": message, "hint": e.hint() })
+}
+
 fn report(shell: &Shell, e: &Error) {
     if let Error::Spec(LoadError::Invalid {
         path,

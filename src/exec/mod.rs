@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 mod swap;
@@ -145,6 +146,11 @@ pub enum Event {
         address: String,
         action: Action,
     },
+    /// What a running step does or waits for now (see [`status`]).
+    StepStatus {
+        address: String,
+        status: String,
+    },
     StepFinished {
         address: String,
         action: Action,
@@ -158,6 +164,23 @@ pub enum Event {
     Interrupted {
         running: Vec<String>,
     },
+}
+
+tokio::task_local! {
+    /// The step a task is carrying out, and where its status goes.
+    static STEP: (String, mpsc::UnboundedSender<Event>);
+}
+
+/// Says what the current step is doing or waiting for ("waiting for instance i-… to be
+/// running"); shown by the progress display until the step's next status. Does nothing outside
+/// a step (plan, verify, tests).
+pub fn status(what: impl Into<String>) {
+    let _ = STEP.try_with(|(address, tx)| {
+        let _ = tx.send(Event::StepStatus {
+            address: address.clone(),
+            status: what.into(),
+        });
+    });
 }
 
 /// Receives events (the renderer prints them).
@@ -220,6 +243,8 @@ pub async fn apply(
     let mut interrupted = false;
     // Steps finished so far, across phases (a destroy plan runs its phases in reverse).
     let mut done: BTreeSet<String> = BTreeSet::new();
+    // Step tasks report their status here; the loop below hands it to `progress`.
+    let (status_tx, mut status_rx) = mpsc::unbounded_channel::<Event>();
     for phase in phases {
         let steps: Vec<&Step> = plan.steps.iter().filter(|s| s.phase == phase).collect();
         progress.event(Event::PhaseStarted {
@@ -250,7 +275,8 @@ pub async fn apply(
                             s.action,
                         );
                         running_names.insert(address.clone());
-                        running.spawn(async move {
+                        let scope = (address.clone(), status_tx.clone());
+                        running.spawn(STEP.scope(scope, async move {
                             let t = Instant::now();
                             let mut id = None;
                             for op in &ops {
@@ -261,7 +287,7 @@ pub async fn apply(
                                 }
                             }
                             (address, action, t, Ok(id))
-                        });
+                        }));
                     } else {
                         i += 1;
                     }
@@ -271,6 +297,12 @@ pub async fn apply(
                 break;
             }
             let joined = tokio::select! {
+                // Statuses first: one sent just before its step ended is shown before the end.
+                biased;
+                Some(e) = status_rx.recv() => {
+                    progress.event(e);
+                    continue;
+                }
                 j = running.join_next() => j,
                 _ = &mut interrupt, if !interrupted => {
                     interrupted = true;

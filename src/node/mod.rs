@@ -319,6 +319,7 @@ impl NodeRuntime {
         let info = self.instance(node).await?;
         let target = self.target(node, &info)?;
         let policy = self.policy(&info);
+        crate::exec::status(format!("waiting for sshd on {node} ({})", target.addr));
         let (session, host_key) = Session::wait_and_connect(
             &target,
             &self.spec.ssh.user,
@@ -537,6 +538,9 @@ impl NodeRuntime {
     // ---- operations --------------------------------------------------------------------------
 
     pub async fn install_redis(&self, node: &str) -> Result<(), NodeError> {
+        crate::exec::status(
+            "apt-get install redis-server redis-tools (waits up to 600 s for the package lock)",
+        );
         let s = self.session(node).await?;
         // policy-rc.d keeps the stock service from ever starting (no plaintext Redis, not even
         // for a moment); apt waits for a lock held by unattended-upgrades or cloud-init.
@@ -798,6 +802,9 @@ else
             .iter()
             .map(|x| x.name.clone())
             .collect();
+        crate::exec::status(format!(
+            "waiting for a healthy cluster ({n} nodes, 16384 slots, replica links up)"
+        ));
         loop {
             let mut last = None;
             for node in &names {
@@ -863,6 +870,9 @@ else
             redis_cli_command(&self.spec),
             addrs.join(" ")
         );
+        crate::exec::status(format!(
+            "waiting for redis-cli --cluster create on {first} (bounded: {CLUSTER_CREATE_BOUND_SECS}s)"
+        ));
         s.sudo_ok("redis-cli --cluster create", &script, self.stdin())
             .await?;
         self.wait_cluster_healthy(nodes.len()).await

@@ -74,6 +74,11 @@ impl Shell {
         self.color_out
     }
 
+    /// Whether stderr gets colour.
+    pub fn color_err(&self) -> bool {
+        self.color_err
+    }
+
     /// Styled text for stderr.
     pub fn err_style(&self, style: Style, text: &str) -> String {
         Self::paint(self.color_err, style, text)

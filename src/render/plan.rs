@@ -224,6 +224,11 @@ struct JsonStep<'a> {
 
 /// The plan as versioned JSON (no operations, no secrets: ids, addresses and attribute values).
 pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(&json_value(plan)).expect("plan serializes") + "\n"
+}
+
+/// [`json`] as a value (the `plan` record of apply's `--json` stream).
+pub fn json_value(plan: &Plan) -> serde_json::Value {
     let doc = JsonPlan {
         format_version: JSON_FORMAT_VERSION,
         cluster: &plan.cluster,
@@ -248,5 +253,5 @@ pub fn json(plan: &Plan) -> String {
             .collect(),
         notes: &plan.notes,
     };
-    serde_json::to_string_pretty(&doc).expect("plan serializes") + "\n"
+    serde_json::to_value(&doc).expect("plan serializes")
 }

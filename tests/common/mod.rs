@@ -44,6 +44,27 @@ impl Cluster {
         c
     }
 
+    /// Another program (`argv[0]`) with the same directory and environment as [`Cluster::cmd`]
+    /// (e.g. redisctl under `script` for a terminal).
+    pub fn shell(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new(argv[0]);
+        c.args(&argv[1..])
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .env("REDIS_ADMIN_PASSWORD", ADMIN_PW)
+            .env("REDIS_APP_PASSWORD", APP_PW)
+            .env("REDIS_DEV_PASSWORD", DEV_PW)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Replaces `from` (which must be there) by `to` in the spec.
+    pub fn edit_spec(&self, from: &str, to: &str) {
+        let t = std::fs::read_to_string(&self.spec).unwrap();
+        assert!(t.contains(from), "{from:?} is not in the spec");
+        std::fs::write(&self.spec, t.replacen(from, to, 1)).unwrap();
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }

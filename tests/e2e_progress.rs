@@ -1,0 +1,138 @@
+//! Apply's progress in its three forms, against the sandbox: the `--json` event stream (every
+//! line an object; the plan first; each step started and finished; what steps waited for; the
+//! closing record), the live display on a terminal (a pseudo-terminal made by `script`), and the
+//! error record that ends a stream when apply cannot go on.
+
+mod common;
+
+use common::{Cluster, text};
+use redisctl_sandbox::testing::Sandbox;
+use serde_json::Value;
+
+fn records(stdout: &[u8]) -> Vec<Value> {
+    text(stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}"))
+        })
+        .collect()
+}
+
+fn kinds(records: &[Value]) -> Vec<&str> {
+    records.iter().map(|r| r["type"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn json_stream_live_display_and_error_record() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("progress", |t| t);
+
+    // Without a password the stream is one error record, and nothing was created.
+    let out = c
+        .cmd(&["apply", "--yes", "--json"])
+        .env_remove("REDIS_APP_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let recs = records(&out.stdout);
+    assert_eq!(kinds(&recs), ["error"], "{recs:?}");
+    let message = recs[0]["message"].as_str().unwrap();
+    assert!(message.contains("REDIS_APP_PASSWORD"), "{message}");
+    assert!(recs[0]["hint"].as_str().is_some_and(|h| !h.is_empty()));
+    assert!(text(&out.stderr).contains("REDIS_APP_PASSWORD"));
+    // --json never prompts.
+    let out = c.run(&["apply", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--json shows no prompt"));
+
+    // From nothing, as a JSON stream.
+    let out = c.run(&["apply", "--yes", "--json"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let recs = records(&out.stdout);
+    let k = kinds(&recs);
+    assert_eq!(k.first(), Some(&"plan"));
+    assert_eq!(k.last(), Some(&"apply_complete"));
+    assert!(recs.iter().all(|r| r["v"] == 1 && r["ts"].is_f64()));
+    let plan = &recs[0]["plan"];
+    let addresses: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["address"].as_str().unwrap())
+        .collect();
+    assert!(addresses.len() > 30, "{addresses:?}");
+    for a in &addresses {
+        for kind in ["step_started", "step_finished"] {
+            assert_eq!(
+                recs.iter()
+                    .filter(|r| r["type"] == kind && r["address"] == *a)
+                    .count(),
+                1,
+                "{kind} of {a}"
+            );
+        }
+    }
+    // Steps say what they wait for: instances to run, sshd, the cluster to form.
+    let statuses: Vec<&str> = recs
+        .iter()
+        .filter(|r| r["type"] == "step_status")
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    for want in [
+        "waiting for instance",
+        "waiting for sshd",
+        "waiting for redis-cli --cluster create",
+    ] {
+        assert!(
+            statuses.iter().any(|s| s.starts_with(want)),
+            "no status {want:?} in {statuses:?}"
+        );
+    }
+    let done = recs.last().unwrap();
+    assert_eq!(done["summary"], plan["summary"]);
+    let phases = done["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 7, "phases 1-7 ran: {phases:?}");
+    let numbers: Vec<u64> = phases
+        .iter()
+        .map(|p| p["phase"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7]);
+    // Nothing for people on stdout; no secret anywhere.
+    assert!(!stdout.contains("Apply complete!"));
+    for pw in [common::ADMIN_PW, common::APP_PW, common::DEV_PW] {
+        assert!(!stdout.contains(pw) && !stderr.contains(pw));
+    }
+    c.assert_converged();
+
+    // On a terminal: a config change rolls out with the live display (redrawn in place, each
+    // running step with what it waits for), then the summary.
+    c.edit_spec("# maxmemory = \"", "maxmemory = \"");
+    let cmd = format!(
+        "{} apply --yes --config {}",
+        common::BIN,
+        c.spec.display()
+    );
+    let out = c
+        .shell(&["script", "-qec", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let tty = text(&out.stdout);
+    assert!(out.status.success(), "{tty}\n{}", text(&out.stderr));
+    assert!(tty.contains("\x1b[J"), "no live redraw:\n{tty:?}");
+    assert!(
+        tty.contains("· waiting for a healthy cluster"),
+        "no live status row:\n{tty}"
+    );
+    assert!(tty.contains("Apply complete!"), "{tty}");
+    c.assert_converged();
+
+    let out = c.run(&["destroy", "--yes", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let recs = records(&out.stdout);
+    let k = kinds(&recs);
+    assert_eq!(k.first(), Some(&"plan"));
+    assert_eq!(k.last(), Some(&"destroy_complete"));
+    assert!(recs.last().unwrap()["destroyed"].as_u64().unwrap() > 30);
+}
