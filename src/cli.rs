@@ -10,6 +10,7 @@ Exit status:
   1  error: invalid spec, AWS or SSH failure, refused (stale plan, no confirmation), or a
      failed `verify` check
   2  `plan --detailed-exitcode` only: the plan has changes
+  `redis-cli` exits with redis-cli's own status (1 also when it could not be started)
 
 Environment:
   AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, …  the standard AWS configuration and credential chain
@@ -66,9 +67,42 @@ pub enum Command {
     /// Run the acceptance checks against the live cluster
     #[command(after_help = "Exit status: 0 every check passed, 1 a check failed or an error.")]
     Verify(VerifyArgs),
+    /// Open redis-cli on a node: TLS, the cluster CA, the node's certificate, the operator user
+    /// and its password (never on a command line), cluster mode
+    #[command(
+        name = "redis-cli",
+        visible_alias = "cli",
+        after_help = REDIS_CLI_HELP
+    )]
+    RedisCli(RedisCliArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(after_help = "Example: redisctl completions bash > /etc/bash_completion.d/redisctl")]
     Completions(CompletionsArgs),
+}
+
+const REDIS_CLI_HELP: &str = "\
+Examples:
+  redisctl redis-cli                                 interactive session on the first node
+  redisctl redis-cli redis-node-1b -- CLUSTER INFO   one command; its output and exit status
+  printf 'PING\\nDBSIZE\\n' | redisctl redis-cli       commands from stdin, one per line
+
+redis-cli runs on the node (over SSH, host key checked against the pinned one) against
+127.0.0.1 with -c: it follows MOVED redirects to the node that holds a key. The operator
+user's password goes to it on the SSH channel's stdin; it is never on a command line, in a
+process list or in a log. ARGS are on the node's command line (and in sudo's log): never put
+a secret in them. With ARGS, stdin is not read.
+
+Exit status: redis-cli's own; 1 if redisctl could not start it (the error says why).";
+
+#[derive(Debug, Args)]
+pub struct RedisCliArgs {
+    /// The node, by its name in the spec; default: the spec's first node
+    #[arg(value_name = "NODE")]
+    pub node: Option<String>,
+    /// A command and its arguments (or more redis-cli options), after `--`; without them an
+    /// interactive session on a terminal, otherwise the commands on stdin
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 mod apply;
 mod destroy;
 mod plan;
+mod redis_cli;
 mod validate;
 mod verify;
 
@@ -42,6 +43,14 @@ pub enum Error {
     Exec(Box<crate::exec::ExecError>),
     #[error("{0}")]
     Refused(String),
+    /// A step on one node failed (`redis-cli`): the message names the node and the step.
+    #[error("{message}")]
+    NodeStep {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+        hint: String,
+    },
     #[error("cannot {action} plan file {}", path.display())]
     PlanFile {
         action: &'static str,
@@ -64,6 +73,7 @@ impl Error {
             Error::Observe { source, .. } => Some(source.hint()),
             Error::Exec(e) => e.hint(),
             Error::Node(e) => Some(e.hint()),
+            Error::NodeStep { hint, .. } => Some(hint.clone()),
             Error::Secrets(_) => Some(
                 "set the password_env variables (or create the password_file files) the spec names for its users".into(),
             ),
@@ -79,6 +89,7 @@ pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
         Command::Apply(args) => runtime().block_on(apply::run(&cli.config, args, shell)),
         Command::Destroy(args) => runtime().block_on(destroy::run(&cli.config, args, shell)),
         Command::Verify(args) => runtime().block_on(verify::run(&cli.config, args, shell)),
+        Command::RedisCli(args) => runtime().block_on(redis_cli::run(&cli.config, args, shell)),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

@@ -292,7 +292,7 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn signal_number(sig: &russh::Sig) -> u32 {
+pub(crate) fn signal_number(sig: &russh::Sig) -> u32 {
     use russh::Sig::*;
     match sig {
         HUP => 1,
@@ -593,6 +593,26 @@ impl Session {
                 Err(timeout())
             }
         }
+    }
+
+    /// A new session channel on this connection, for a command whose input and output the
+    /// caller streams itself (`redisctl redis-cli`): no command timeout applies (keepalives
+    /// still notice a dead connection). Secrets go on the channel's stdin only, as everywhere.
+    pub async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, SshError> {
+        let node = &self.inner.node;
+        tracing::debug!(node = %node, "ssh open channel");
+        self.inner
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| {
+                let (node, what, source) = (node.clone(), "open a channel".into(), Box::new(e));
+                if is_dropped(&source) || self.is_closed() {
+                    SshError::Dropped { node, what, source }
+                } else {
+                    SshError::Protocol { node, what, source }
+                }
+            })
     }
 
     /// `sudo -n sh -c '<script>'`, stdin passed through: secrets go on stdin, never in the script.
