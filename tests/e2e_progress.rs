@@ -12,14 +12,15 @@ use serde_json::Value;
 fn records(stdout: &[u8]) -> Vec<Value> {
     text(stdout)
         .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}"))
-        })
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}")))
         .collect()
 }
 
 fn kinds(records: &[Value]) -> Vec<&str> {
-    records.iter().map(|r| r["type"].as_str().unwrap()).collect()
+    records
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect()
 }
 
 #[test]
@@ -108,11 +109,7 @@ fn json_stream_live_display_and_error_record() {
     // On a terminal: a config change rolls out with the live display (redrawn in place, each
     // running step with what it waits for), then the summary.
     c.edit_spec("# maxmemory = \"", "maxmemory = \"");
-    let cmd = format!(
-        "{} apply --yes --config {}",
-        common::BIN,
-        c.spec.display()
-    );
+    let cmd = format!("{} apply --yes --config {}", common::BIN, c.spec.display());
     let out = c
         .shell(&["script", "-qec", &cmd, "/dev/null"])
         .env("TERM", "xterm")
@@ -134,5 +131,11 @@ fn json_stream_live_display_and_error_record() {
     let k = kinds(&recs);
     assert_eq!(k.first(), Some(&"plan"));
     assert_eq!(k.last(), Some(&"destroy_complete"));
-    assert!(recs.last().unwrap()["destroyed"].as_u64().unwrap() > 30);
+    let planned = recs[0]["plan"]["steps"].as_array().unwrap().len();
+    assert!(planned > 10, "{planned}");
+    assert_eq!(recs.last().unwrap()["destroyed"], planned);
+    assert_eq!(
+        recs.iter().filter(|r| r["type"] == "step_finished").count(),
+        planned
+    );
 }

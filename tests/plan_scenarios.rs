@@ -798,7 +798,7 @@ fn json_plan_is_versioned_and_carries_actions() {
     let spec = example();
     let p = plan::plan(&spec, &empty_region());
     let v: serde_json::Value = serde_json::from_str(&render::plan::json(&p)).unwrap();
-    assert_eq!(v["format_version"], "1.0");
+    assert_eq!(v["format_version"], "1.1");
     assert_eq!(v["changes"], true);
     assert_eq!(v["summary"]["add"], 30);
     let node = v["steps"]
@@ -1000,6 +1000,45 @@ fn a_lost_private_key_blocks_the_plan() {
     let b: Vec<_> = p.blockers().collect();
     assert_eq!(b.len(), 1);
     assert!(b[0].message.contains("private key"), "{}", b[0].message);
+}
+
+#[test]
+fn an_unreachable_node_makes_the_plan_incomplete_and_a_changed_host_key_blocks_it() {
+    let spec = example();
+    let mut o = converged(&spec);
+    o.nodes.insert(
+        "redis-node-1b".into(),
+        NodeObservation::Unreachable {
+            reason: "ssh: connection timed out".into(),
+            host_key_changed: false,
+        },
+    );
+    let p = plan::plan(&spec, &o);
+    // Nothing to do that can be seen, but the plan does not claim the node matches.
+    assert!(p.is_empty(), "{}", render::plan::human(&p, false));
+    assert_eq!(p.unobserved, ["node.redis-node-1b"]);
+    assert!(p.blockers().next().is_none());
+    let text = render::plan::human(&p, false);
+    assert!(
+        text.starts_with("No changes found for cluster prod-redis (us-east-1), but node.redis-node-1b could not be observed: the plan is incomplete."),
+        "{text}"
+    );
+    assert!(!text.contains("matches the spec"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&render::plan::json(&p)).unwrap();
+    assert_eq!(v["unobserved"], serde_json::json!(["node.redis-node-1b"]));
+
+    o.nodes.insert(
+        "redis-node-1b".into(),
+        NodeObservation::Unreachable {
+            reason: "host key of node redis-node-1b changed".into(),
+            host_key_changed: true,
+        },
+    );
+    let p = plan::plan(&spec, &o);
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1, "{:?}", p.notes);
+    assert_eq!(b[0].subject, "node.redis-node-1b");
+    assert!(b[0].message.contains("host key"), "{}", b[0].message);
 }
 
 #[test]

@@ -96,10 +96,10 @@ impl AwsError {
         match self {
             AwsError::Api { code, call, .. } => match code.as_str() {
                 "UnauthorizedOperation" | "AuthFailure" => format!(
-                    "the AWS credentials in use may not call ec2:{call}; check the IAM policy, then run apply again"
+                    "the AWS credentials in use may not call ec2:{call}; check the IAM policy, then run the same command (apply or destroy) again"
                 ),
                 "RequestLimitExceeded" | "Throttling" => {
-                    "AWS kept throttling after retries; wait a minute and run apply again: it continues where it stopped".into()
+                    "AWS kept throttling after retries; wait a minute and run the same command (apply or destroy) again: it continues where it stopped".into()
                 }
                 "InsufficientInstanceCapacity" | "Unsupported" => {
                     "the AZ has no capacity for this instance type now; try again later or choose another nodes.instance_type".into()
@@ -107,13 +107,13 @@ impl AwsError {
                 "VcpuLimitExceeded" | "InstanceLimitExceeded" | "VpcLimitExceeded" => {
                     "an account quota is reached; raise it in Service Quotas or free resources".into()
                 }
-                _ => "fix the cause above and run apply again: completed steps are kept and skipped".into(),
+                _ => "fix the cause above and run the same command (apply or destroy) again: completed steps are kept and skipped".into(),
             },
             AwsError::Transport { .. } => {
-                "the EC2 endpoint could not be reached or answered badly; check network access and AWS_ENDPOINT_URL / AWS_REGION, then run apply again".into()
+                "the EC2 endpoint could not be reached or answered badly; check network access and AWS_ENDPOINT_URL / AWS_REGION, then run the same command (apply or destroy) again".into()
             }
             AwsError::Timeout { .. } => {
-                "run apply again later: it re-observes and continues where it stopped".into()
+                "run the same command (apply or destroy) again later: it re-observes and continues where it stopped".into()
             }
             AwsError::Local { .. } => "fix the local problem above and run again".into(),
         }

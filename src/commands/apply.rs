@@ -124,6 +124,12 @@ async fn apply(
     // Prove convergence: planning again must find nothing to do.
     let after = observe(spec, Nodes::Look).await?.observed;
     let again = plan::plan(spec, &after);
+    if !again.unobserved.is_empty() {
+        return Err(Error::Refused(format!(
+            "apply finished, but {} could not be observed over SSH afterwards, so it is not proven to match the spec; see `redisctl plan` and docs/runbook.md (\"an unreachable node\")",
+            again.unobserved.join(", ")
+        )));
+    }
     if !again.is_empty() {
         return Err(Error::Refused(format!(
             "apply finished, but planning again still finds {} step(s) to do ({}); run `redisctl plan` to see why, then apply again",

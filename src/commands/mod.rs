@@ -231,10 +231,12 @@ pub(crate) async fn interrupted() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    // A second signal stops at once.
-    tokio::spawn(async {
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(130);
+    // A second signal (either) stops at once.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => std::process::exit(130),
+            _ = term.recv() => std::process::exit(143),
+        }
     });
 }
 

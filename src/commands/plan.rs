@@ -36,6 +36,13 @@ pub async fn run(config: &Path, args: &PlanArgs, shell: &Shell) -> Result<u8, Er
             "the plan has blockers; resolve them and plan again".into(),
         ));
     }
+    // A CI drift check must not read "in sync" from a plan that could not look at every node.
+    if args.detailed_exitcode && !p.unobserved.is_empty() {
+        return Err(Error::Refused(format!(
+            "the plan is incomplete: {} could not be observed over SSH (see the warnings above)",
+            p.unobserved.join(", ")
+        )));
+    }
     Ok(if args.detailed_exitcode && !p.is_empty() {
         exit::CHANGES
     } else {

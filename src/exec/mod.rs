@@ -197,7 +197,7 @@ pub enum ExecError {
         source: OpError,
     },
     #[error(
-        "interrupted: {done} of {total} steps done; run apply again to finish (every step is safe to repeat)"
+        "interrupted: {done} of {total} steps done; run the same command again to finish (every step is safe to repeat)"
     )]
     Interrupted { done: usize, total: usize },
 }

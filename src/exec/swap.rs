@@ -53,7 +53,7 @@ impl SwapError {
             return "nothing was changed: the node still runs on its plaintext root volume (if Redis had paused writes for the swap, the pause ends by itself within 2 minutes). Fix the cause above and run apply again".into();
         };
         format!(
-            "nothing is lost: the plaintext root volume {old} is untouched. Fix the cause above and run apply again: the swap continues from the recorded stage and repeats none. Or roll back by hand (docs/runbook.md, \"a failed swap\"): stop instance {}, detach the encrypted volume if it is attached, attach {old} at {}, start, then delete the instance's redisctl:stage and redisctl:swap-* tags",
+            "nothing is lost: the plaintext root volume {old} is untouched. Fix the cause above and run apply again: the swap continues from the recorded stage and repeats none. Or roll back by hand (docs/runbook.md, \"a failed swap\"): stop instance {}, detach the encrypted volume if it is attached, attach {old} at {}, delete the instance's redisctl:stage and redisctl:swap-* tags (before the start, or an apply in between continues the swap), then start it",
             self.instance, self.device
         )
     }

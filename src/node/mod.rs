@@ -409,6 +409,10 @@ impl NodeRuntime {
                 match r {
                     Ok(f) => NodeObservation::Reached(Box::new(f)),
                     Err(e) => NodeObservation::Unreachable {
+                        host_key_changed: matches!(
+                            e,
+                            NodeError::Ssh(SshError::HostKeyChanged { .. })
+                        ),
                         reason: e.to_string(),
                     },
                 },

@@ -61,6 +61,9 @@ pub enum NodeObservation {
     /// Running in EC2 but SSH did not answer (or failed): a fact for the plan, not a crash.
     Unreachable {
         reason: String,
+        /// The node presented another host key than the pinned one (possible interception).
+        #[serde(default)]
+        host_key_changed: bool,
     },
     Reached(Box<NodeFacts>),
 }

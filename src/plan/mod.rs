@@ -50,7 +50,14 @@ pub fn plan(spec: &Spec, observed: &Observed) -> Plan {
             message: "no replicas: losing any one node takes the whole cluster down".into(),
         });
     }
-    finish(spec, b.steps, b.notes)
+    let mut plan = finish(spec, b.steps, b.notes);
+    plan.unobserved = observed
+        .nodes
+        .iter()
+        .filter(|(_, o)| matches!(o, crate::observed::NodeObservation::Unreachable { .. }))
+        .map(|(name, _)| format!("node.{name}"))
+        .collect();
+    plan
 }
 
 /// The plan that removes everything tagged for the cluster.
@@ -65,6 +72,7 @@ fn finish(spec: &Spec, steps: Vec<Step>, notes: Vec<Note>) -> Plan {
         region: spec.cluster.region.clone(),
         steps,
         notes,
+        unobserved: Vec::new(),
     };
     debug_assert_eq!(plan.check_order(), Ok(()));
     plan

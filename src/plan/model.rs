@@ -427,6 +427,10 @@ pub struct Plan {
     pub region: String,
     pub steps: Vec<Step>,
     pub notes: Vec<Note>,
+    /// Nodes running in EC2 that could not be observed over SSH: nothing inside them is
+    /// planned, so "no changes" does not prove they match the spec.
+    #[serde(default)]
+    pub unobserved: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -123,7 +123,21 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                     }
                     NodeNow::Reached(f)
                 }
-                Some(NodeObservation::Unreachable { reason }) => {
+                Some(NodeObservation::Unreachable {
+                    reason,
+                    host_key_changed: true,
+                }) => {
+                    // Never talk past a changed host key: someone may be in the middle.
+                    b.notes.push(Note {
+                        level: NoteLevel::Blocker,
+                        subject: addr.clone(),
+                        message: format!(
+                            "{reason}. Nothing is applied until this is resolved (docs/runbook.md, \"an unreachable node\")"
+                        ),
+                    });
+                    NodeNow::Waiting
+                }
+                Some(NodeObservation::Unreachable { reason, .. }) => {
                     b.notes.push(Note {
                         level: NoteLevel::Warning,
                         subject: addr.clone(),
@@ -339,8 +353,7 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
         }
 
         // Phase 6: config and service.
-        let conf_differs =
-            differs(conf::CONF.path) || (!no_init && differs(systemd::DROP_IN.path));
+        let conf_differs = differs(conf::CONF.path) || (!no_init && differs(systemd::DROP_IN.path));
         let service_off =
             facts.is_none_or(|f| !(f.service_enabled || no_init) || !f.service_active);
         if conf_differs || service_off {

@@ -6,7 +6,7 @@ use super::{Shell, Style};
 use crate::plan::{Action, Change, Note, NoteLevel, Plan, Step, Summary, Value};
 
 /// Version of the `--json` plan format. Bump the major on incompatible changes.
-pub const JSON_FORMAT_VERSION: &str = "1.0";
+pub const JSON_FORMAT_VERSION: &str = "1.1";
 
 fn action_style(a: Action) -> Style {
     match a {
@@ -131,7 +131,15 @@ pub fn summary_line(s: Summary) -> String {
 /// The plan as text. `color` only on a terminal.
 pub fn human(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
-    if plan.is_empty() {
+    if plan.is_empty() && !plan.unobserved.is_empty() {
+        out.push_str(&format!(
+            "{} for cluster {} ({}), but {} could not be observed: the plan is incomplete.\n",
+            Shell::paint(color, Style::Warning, "No changes found"),
+            plan.cluster,
+            plan.region,
+            plan.unobserved.join(", ")
+        ));
+    } else if plan.is_empty() {
         out.push_str(&format!(
             "{} cluster {} ({}) matches the spec.\n",
             Shell::paint(color, Style::Ok, "No changes."),
@@ -207,6 +215,8 @@ struct JsonPlan<'a> {
     summary: Summary,
     steps: Vec<JsonStep<'a>>,
     notes: &'a [Note],
+    /// Nodes that could not be observed (the plan is incomplete for them).
+    unobserved: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -252,6 +262,7 @@ pub fn json_value(plan: &Plan) -> serde_json::Value {
             })
             .collect(),
         notes: &plan.notes,
+        unobserved: &plan.unobserved,
     };
     serde_json::to_value(&doc).expect("plan serializes")
 }

@@ -327,7 +327,7 @@ impl State {
                 secs(*elapsed)
             ),
             Event::Interrupted { running } => format!(
-                "{} no new steps will start; waiting for {} to finish (Ctrl-C again stops at once; apply again to finish)",
+                "{} no new steps will start; waiting for {} to finish (Ctrl-C again stops at once; run the same command again to finish)",
                 self.paint(Style::Warning, "interrupted:"),
                 if running.is_empty() {
                     "nothing".to_string()
