@@ -6,9 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 const EXIT_CODES: &str = "\
 Exit status:
-  0  success; for `plan --detailed-exitcode`: no changes
-  1  error: invalid spec, AWS or SSH failure, refused (stale plan, no confirmation), or a
-     failed `verify` check
+  0  success; for `plan --detailed-exitcode`: no changes, every node observed
+  1  error: invalid spec, AWS or SSH failure, refused (stale plan, no confirmation, a
+     blocker, a node that could not be observed), or a failed `verify` check
   2  `plan --detailed-exitcode` only: the plan has changes
   `redis-cli` exits with redis-cli's own status (1 also when it could not be started)
 
@@ -55,7 +55,7 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Compare the spec with live AWS and the nodes and print what apply would do
     #[command(
-        after_help = "Exit status: 0 success (no changes with --detailed-exitcode), 1 error, 2 changes (with --detailed-exitcode)."
+        after_help = "Exit status: 0 success (no changes with --detailed-exitcode), 1 error (with --detailed-exitcode also: a node could not be observed), 2 changes (with --detailed-exitcode)."
     )]
     Plan(PlanArgs),
     /// Carry out a plan: computed now (with a prompt), or a saved plan file (no prompt)
@@ -127,7 +127,8 @@ pub struct PlanArgs {
     /// Print the plan as versioned JSON instead of text
     #[arg(long)]
     pub json: bool,
-    /// Exit 2 when there are changes, 0 when there are none
+    /// Exit 2 when there are changes, 0 when there are none (and every node was observed), 1
+    /// on errors, blockers, or a node that could not be observed over SSH
     #[arg(long)]
     pub detailed_exitcode: bool,
 }

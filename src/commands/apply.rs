@@ -85,6 +85,12 @@ async fn apply(
             "the plan has blockers (above); nothing was changed".into(),
         ));
     }
+    if plan.is_empty() && !plan.unobserved.is_empty() {
+        return Err(Error::Refused(format!(
+            "nothing to apply that can be seen, but {} could not be observed over SSH, so the cluster is not proven to match the spec; see docs/runbook.md (\"an unreachable node\")",
+            plan.unobserved.join(", ")
+        )));
+    }
     if plan.is_empty() {
         display.record(
             "apply_complete",
@@ -122,7 +128,13 @@ async fn apply(
     .await?;
     let s = plan.summary();
     // Prove convergence: planning again must find nothing to do.
-    let after = observe(spec, Nodes::Look).await?.observed;
+    // (Ctrl-C still stops it: the executor's signal listener is gone.)
+    let after = tokio::select! {
+        r = observe(spec, Nodes::Look) => r?.observed,
+        _ = interrupted() => return Err(Error::Refused(
+            "interrupted during the final check: the steps are done; run `redisctl plan` to see whether the cluster matches the spec".into(),
+        )),
+    };
     let again = plan::plan(spec, &after);
     if !again.unobserved.is_empty() {
         return Err(Error::Refused(format!(

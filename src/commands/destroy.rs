@@ -68,7 +68,12 @@ async fn destroy(
     }
     let report = exec::apply(&world.ctx, &p, 8, display, interrupted()).await?;
     // Prove it: nothing tagged for the cluster is left.
-    let after = observe(spec, Nodes::Skip).await?.observed;
+    let after = tokio::select! {
+        r = observe(spec, Nodes::Skip) => r?.observed,
+        _ = interrupted() => return Err(Error::Refused(
+            "interrupted during the final check: the steps are done; run `redisctl destroy` again to confirm nothing is left".into(),
+        )),
+    };
     let left = after.leftovers();
     if !left.is_empty() {
         return Err(Error::Refused(format!(
