@@ -125,6 +125,56 @@ fn json_stream_live_display_and_error_record() {
     assert!(tty.contains("Apply complete!"), "{tty}");
     c.assert_converged();
 
+    // A forged pin for one node: the plan has a blocker and apply refuses.
+    let known = c.dir.join(".redisctl/prod-redis/known_hosts");
+    let pinned = std::fs::read_to_string(&known).unwrap();
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII8lL1Zfr+rNqvJsZES0EFmqgHMAS7sqFgf7o0q2ZMTH";
+    let (one, _) = pinned.split_once('\n').unwrap();
+    let forged = pinned.replacen(
+        one,
+        &format!("{} {other}", one.split(' ').next().unwrap()),
+        1,
+    );
+    std::fs::write(&known, forged).unwrap();
+    let plan = c.run(&["plan", "--detailed-exitcode"]);
+    let apply = c.run(&["apply", "--yes"]);
+    std::fs::write(&known, &pinned).unwrap();
+    assert_eq!(plan.status.code(), Some(1));
+    let shown = format!("{}{}", text(&plan.stdout), text(&plan.stderr));
+    assert!(
+        shown.contains("blocker:") && shown.contains("host key"),
+        "{shown}"
+    );
+    assert_eq!(apply.status.code(), Some(1));
+    assert!(text(&apply.stderr).contains("the plan has blockers"));
+    c.assert_converged();
+
+    // sshd down on one node (back by itself in 20 s): the plan is incomplete, not "no changes".
+    common::Cluster::on_node(
+        &c,
+        common::IPS[2],
+        "systemd-run --on-active=20s systemctl start ssh.service && systemctl stop ssh.service",
+        "",
+    );
+    let plan = c.run(&["plan", "--detailed-exitcode"]);
+    let (o, e) = (text(&plan.stdout), text(&plan.stderr));
+    assert_eq!(plan.status.code(), Some(1), "{o}\n{e}");
+    assert!(
+        o.contains("No changes found")
+            && o.contains("could not be observed: the plan is incomplete"),
+        "{o}"
+    );
+    assert!(!o.contains("matches the spec"), "{o}");
+    assert!(e.contains("the plan is incomplete"), "{e}");
+    let t = std::time::Instant::now();
+    while c.plan_exit() != 0 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(120),
+            "sshd did not come back"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+
     let out = c.run(&["destroy", "--yes", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let recs = records(&out.stdout);
