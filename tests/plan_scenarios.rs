@@ -895,7 +895,73 @@ fn certificates_near_expiry_are_reissued_one_node_at_a_time() {
     // A running cluster restarts one node at a time: each waits for the previous one.
     assert!(tls[1].depends_on.contains(&tls[0].address));
     assert!(tls[2].depends_on.contains(&tls[1].address));
+    // The CA (10 years) is far from its end: no warning about it.
+    assert!(
+        p.notes.iter().all(|n| n.subject != "pki.ca"),
+        "{:?}",
+        p.notes
+    );
     apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn renewed_certificates_and_a_config_change_roll_in_their_own_phases() {
+    let spec = example();
+    let mut o = converged(&spec);
+    o.local.now = NOW + 340 * 86_400;
+    let changed = spec_from(&example_text().replace("# maxmemory = \"", "maxmemory = \""));
+    // What observation computes locally for the changed spec (the files it renders).
+    let mut sim = Sim::new(&changed, o);
+    sim.observe_local();
+    let o = sim.o;
+    let p = plan::plan(&changed, &o);
+    // (plan() checks the order: every dependency is in the same or an earlier phase.)
+    let restarts = |suffix: &str| -> Vec<&plan::Step> {
+        p.steps
+            .iter()
+            .filter(|s| s.address.ends_with(suffix))
+            .collect()
+    };
+    let (tls, cfg) = (restarts(".tls"), restarts(".config"));
+    assert_eq!(
+        (tls.len(), cfg.len()),
+        (3, 3),
+        "{}",
+        render::plan::human(&p, false)
+    );
+    for chain in [&tls, &cfg] {
+        assert!(chain[1].depends_on.contains(&chain[0].address));
+        assert!(chain[2].depends_on.contains(&chain[1].address));
+    }
+    assert!(cfg.iter().all(|c| c.phase > tls[2].phase));
+    apply_and_converge(&changed, o, &p);
+}
+
+#[test]
+fn a_ca_near_its_end_is_warned_about() {
+    let spec = example();
+    let mut o = converged(&spec);
+    // 10 years less 20 days after the CA was made: inside renew_before (30 days).
+    o.local.now = NOW + (u64::from(redisctl::pki::CA_VALIDITY_DAYS) - 20) * 86_400;
+    let p = plan::plan(&spec, &o);
+    let ca: Vec<_> = p.notes.iter().filter(|n| n.subject == "pki.ca").collect();
+    assert_eq!(ca.len(), 1, "{:?}", p.notes);
+    assert!(
+        ca[0].message.contains("the cluster CA expires in 19 days")
+            || ca[0].message.contains("the cluster CA expires in 20 days"),
+        "{}",
+        ca[0].message
+    );
+    assert!(ca[0].message.contains("does not rotate the CA"));
+    o.local.now = NOW + (u64::from(redisctl::pki::CA_VALIDITY_DAYS) + 1) * 86_400;
+    let p = plan::plan(&spec, &o);
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.subject == "pki.ca" && n.message.contains("has expired")),
+        "{:?}",
+        p.notes
+    );
 }
 
 #[test]
@@ -1039,6 +1105,43 @@ fn an_unreachable_node_makes_the_plan_incomplete_and_a_changed_host_key_blocks_i
     assert_eq!(b.len(), 1, "{:?}", p.notes);
     assert_eq!(b[0].subject, "node.redis-node-1b");
     assert!(b[0].message.contains("host key"), "{}", b[0].message);
+}
+
+#[test]
+fn a_running_cluster_whose_ca_is_lost_or_replaced_is_blocked_not_split() {
+    let spec = example();
+    let converged = converged(&spec);
+
+    // The CA files are gone from the state directory.
+    let mut o = converged.clone();
+    o.local.ca_cert_pem = None;
+    o.local.desired_files.clear();
+    let p = plan::plan(&spec, &o);
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1, "{:?}", p.notes);
+    assert_eq!(b[0].subject, "pki.ca");
+    assert!(
+        b[0].message.contains("there is none")
+            && b[0]
+                .message
+                .contains("redis-node-1a, redis-node-1b, redis-node-1c")
+            && b[0].message.contains("Restore ca.key and ca.crt"),
+        "{}",
+        b[0].message
+    );
+
+    // A new CA was made in its place.
+    let mut o = converged.clone();
+    let other = Ca::create(&spec.cluster.name, now(), redisctl::pki::CA_VALIDITY_DAYS).unwrap();
+    o.local.ca_cert_pem = Some(other.cert_pem().to_string());
+    let p = plan::plan(&spec, &o);
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1, "{:?}", p.notes);
+    assert!(b[0].message.contains("it differs"), "{}", b[0].message);
+
+    // Before the cluster exists a new CA is just planned (nothing to split).
+    let p = plan::plan(&spec, &empty_region());
+    assert!(p.blockers().next().is_none(), "{:?}", p.notes);
 }
 
 #[test]

@@ -42,6 +42,7 @@ async fn apply(
     };
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
+    let _lock = crate::state_dir::lock(&spec.cluster.state_dir, "apply").map_err(Error::Refused)?;
     let world = observe(spec, Nodes::Wait).await?;
     let observed = &world.observed;
     let mut plan: Plan = match &args.plan {

@@ -29,6 +29,8 @@ async fn destroy(
     let json = display.mode() == Mode::Json;
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
+    let _lock =
+        crate::state_dir::lock(&spec.cluster.state_dir, "destroy").map_err(Error::Refused)?;
     let world = observe(spec, Nodes::Skip).await?;
     let observed = &world.observed;
     let p = plan::plan_destroy(spec, observed);

@@ -542,10 +542,10 @@ impl NodeRuntime {
     // ---- operations --------------------------------------------------------------------------
 
     pub async fn install_redis(&self, node: &str) -> Result<(), NodeError> {
+        let s = self.session(node).await?;
         crate::exec::status(
             "apt-get install redis-server redis-tools (waits up to 600 s for the package lock)",
         );
-        let s = self.session(node).await?;
         // policy-rc.d keeps the stock service from ever starting (no plaintext Redis, not even
         // for a moment); apt waits for a lock held by unattended-upgrades or cloud-init.
         let script = format!(
@@ -891,29 +891,16 @@ else
     }
 
     /// Open the node's session with one bounded attempt (no waiting for sshd to come up): a
-    /// check reports a node that does not answer promptly. Pins at first contact, like the
-    /// sessions apply opens.
+    /// check reports a node that does not answer promptly. Like `redisctl redis-cli`, verify
+    /// never pins: it only trusts a host key that apply pinned (locally or in the instance's
+    /// tag), so evidence is never gathered from a host nobody vouched for.
     pub(crate) async fn reach(&self, node: &str) -> Result<(), NodeError> {
         if let Some(s) = self.sessions.lock().await.get(node)
             && !s.is_closed()
         {
             return Ok(());
         }
-        let info = self.instance(node).await?;
-        let target = self.target(node, &info)?;
-        let policy = self.policy(&info);
-        let (session, host_key) = Session::connect(
-            &target,
-            &self.spec.ssh.user,
-            &self.key()?,
-            &policy,
-            &self.timeouts,
-        )
-        .await
-        .map_err(|e| self.known.annotate(e))?;
-        if policy == HostKeyPolicy::FirstContact {
-            self.pin(node, &info.id, &host_key).await?;
-        }
+        let session = self.pinned_session(node).await?;
         self.sessions.lock().await.insert(node.into(), session);
         Ok(())
     }

@@ -54,6 +54,35 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
         });
     }
 
+    // The CA's own end: node certificates never outlive it, so in its last renew_before_days
+    // every apply would re-issue them all. redisctl does not rotate a CA (it would need both
+    // CAs trusted during the roll): say so early.
+    if let Some(ca) = &obs.local.ca_cert_pem
+        && let Ok(info) = pki::inspect(ca, ca)
+    {
+        let window = Duration::from_secs(u64::from(spec.tls.renew_before_days) * 86_400);
+        let message = match info.not_after.duration_since(now) {
+            Err(_) => Some(
+                "the cluster CA has expired: no node certificate it signed is valid any more"
+                    .to_string(),
+            ),
+            Ok(left) if left <= window => Some(format!(
+                "the cluster CA expires in {} days: node certificates are cut off at its end and will be re-issued on every apply",
+                left.as_secs() / 86_400
+            )),
+            Ok(_) => None,
+        };
+        if let Some(m) = message {
+            b.notes.push(Note {
+                level: NoteLevel::Warning,
+                subject: "pki.ca".into(),
+                message: format!(
+                    "{m}. redisctl does not rotate the CA: plan the rotation by hand (docs/runbook.md, \"certificate renewal\")"
+                ),
+            });
+        }
+    }
+
     // Does a cluster already exist? Then changes roll one node at a time.
     let reached: Vec<&NodeFacts> = obs
         .nodes
@@ -75,7 +104,52 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 .is_some_and(|c| c.slots_assigned > 0 || c.known_nodes > 1)
         });
 
-    let mut previous_restart: Option<String> = None;
+    // A running cluster whose nodes trust another CA than the one in the state directory (the
+    // CA files were lost, or replaced): re-issuing from a new CA one node at a time would split
+    // the cluster bus (a restarted node and the others refuse each other). Refuse; the CA must
+    // be restored from a backup.
+    if formed || partly {
+        let foreign: Vec<&str> = spec
+            .nodes
+            .nodes
+            .iter()
+            .filter(|n| match obs.nodes.get(&n.name) {
+                Some(NodeObservation::Reached(f)) => {
+                    match (&f.node_cert_pem, &obs.local.ca_cert_pem) {
+                        (Some(_), None) => true,
+                        (Some(cert), Some(ca)) => {
+                            pki::inspect(cert, ca).is_ok_and(|info| !info.signed_by_ca)
+                        }
+                        (None, _) => false,
+                    }
+                }
+                _ => false,
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        if !foreign.is_empty() {
+            let dir = spec.cluster.state_dir.display();
+            b.notes.push(Note {
+                level: NoteLevel::Blocker,
+                subject: "pki.ca".into(),
+                message: format!(
+                    "the cluster runs with certificates from a CA that is not the one in {dir} ({}): {}. A new CA would split the cluster while nodes restart one by one. Restore ca.key and ca.crt from your backup into {dir} and plan again (docs/runbook.md, \"the state directory, lost or damaged\")",
+                    if obs.local.ca_cert_pem.is_none() {
+                        "there is none"
+                    } else {
+                        "it differs"
+                    },
+                    foreign.join(", ")
+                ),
+            });
+        }
+    }
+
+    // Rolling restarts: each waits for the previous one of its phase (phases run one after
+    // another, so a chain never crosses phases: all certificate restarts are done before the
+    // first configuration restart starts).
+    let mut previous_tls_restart: Option<String> = None;
+    let mut previous_config_restart: Option<String> = None;
     let mut service_steps = Vec::new();
     let mut waiting = Vec::new();
     for node in &spec.nodes.nodes {
@@ -255,7 +329,7 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 deps.push("pki.ca".into());
             }
             let restart = running && formed;
-            if restart && let Some(p) = &previous_restart {
+            if restart && let Some(p) = &previous_tls_restart {
                 deps.push(p.clone());
             }
             b.steps.push(Step {
@@ -298,7 +372,7 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 }],
             });
             if restart {
-                previous_restart = Some(tls_addr.clone());
+                previous_tls_restart = Some(tls_addr.clone());
             }
             last = vec![tls_addr];
         }
@@ -362,7 +436,7 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
             let mut deps = last.clone();
             if restart
                 && formed
-                && let Some(p) = &previous_restart
+                && let Some(p) = &previous_config_restart
             {
                 deps.push(p.clone());
             }
@@ -402,7 +476,7 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 ops: vec![Op::WriteConfig { node: node.name.clone(), restart }],
             });
             if restart && formed {
-                previous_restart = Some(cfg_addr.clone());
+                previous_config_restart = Some(cfg_addr.clone());
             }
             last = vec![cfg_addr];
         }
