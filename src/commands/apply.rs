@@ -13,8 +13,21 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
             "--json shows no prompt: pass --yes, or apply a saved plan file".into(),
         ));
     }
-    let mut display = Display::new(shell, Mode::choose(args.json));
-    let result = apply(config, args, shell, &display).await;
+    with_display(shell, args.json, async |display| {
+        apply(config, args, shell, display).await
+    })
+    .await
+}
+
+/// Runs `f` with the progress display for apply and destroy; an error ends a JSON stream with
+/// its `error` record, and the live region is cleared before anything else is printed.
+pub(super) async fn with_display(
+    shell: &Shell,
+    json: bool,
+    f: impl AsyncFnOnce(&Display) -> Result<u8, Error>,
+) -> Result<u8, Error> {
+    let mut display = Display::new(shell, Mode::choose(json));
+    let result = f(&display).await;
     if let Err(e) = &result {
         display.record("error", error_record(e));
     }

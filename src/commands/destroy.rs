@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{Error, Nodes, confirm, error_record, exit, interrupted, load_spec, observe};
+use super::{Error, Nodes, confirm, exit, interrupted, load_spec, observe};
 use crate::cli::DestroyArgs;
 use crate::exec;
 use crate::plan;
@@ -11,13 +11,10 @@ pub async fn run(config: &Path, args: &DestroyArgs, shell: &Shell) -> Result<u8,
     if args.json && !args.yes {
         return Err(Error::Refused("--json shows no prompt: pass --yes".into()));
     }
-    let mut display = Display::new(shell, Mode::choose(args.json));
-    let result = destroy(config, args, shell, &display).await;
-    if let Err(e) = &result {
-        display.record("error", error_record(e));
-    }
-    display.finish();
-    result
+    super::apply::with_display(shell, args.json, async |display| {
+        destroy(config, args, shell, display).await
+    })
+    .await
 }
 
 async fn destroy(

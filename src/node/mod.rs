@@ -716,12 +716,7 @@ else
             )
             .await?;
         } else {
-            s.sudo_ok(
-                "stop redis-server (SIGTERM, wait until it exits; no systemd)",
-                &noinit::stop(),
-                None,
-            )
-            .await?;
+            self.stop_redis(node, s).await?;
             s.sudo_ok(
                 "start redis-server as user redis (no systemd)",
                 &noinit::start(),
@@ -731,6 +726,27 @@ else
         }
         self.wait_ping(node, s).await?;
         self.wait_cluster_healthy(self.spec.nodes.nodes.len()).await
+    }
+
+    /// Stops Redis cleanly (SIGTERM: it flushes the AOF and saves its cluster state), by
+    /// systemd or, without it, by its pidfile with a bounded wait until it exited.
+    pub(crate) async fn stop_redis(&self, node: &str, s: &Session) -> Result<(), NodeError> {
+        if self.has_systemd(node, s).await? {
+            s.sudo_ok(
+                "stop redis-server@cluster",
+                &format!("systemctl stop {}", systemd::SERVICE),
+                None,
+            )
+            .await?;
+        } else {
+            s.sudo_ok(
+                "stop redis-server (SIGTERM, wait until it exits; no systemd)",
+                &noinit::stop(),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Whether the node runs systemd (`sd_booted()`), asked once per node and remembered until

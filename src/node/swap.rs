@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{NodeError, NodeRuntime, noinit, redis_cli};
-use crate::redis::{parse, systemd};
+use super::{NodeError, NodeRuntime, redis_cli};
+use crate::redis::parse;
 
 /// The node's role and key count when it was stopped (the `redisctl:swap-keys` tag:
 /// `master:N` or `replica:N`).
@@ -190,21 +190,7 @@ impl NodeRuntime {
     /// Stop Redis cleanly (it flushes the AOF) and forget the session: the instance stops next.
     pub async fn swap_stop_redis(&self, node: &str) -> Result<(), NodeError> {
         let s = self.session(node).await?;
-        if self.has_systemd(node, &s).await? {
-            s.sudo_ok(
-                "stop redis-server@cluster",
-                &format!("systemctl stop {}", systemd::SERVICE),
-                None,
-            )
-            .await?;
-        } else {
-            s.sudo_ok(
-                "stop redis-server (SIGTERM, wait until it exits; no systemd)",
-                &noinit::stop(),
-                None,
-            )
-            .await?;
-        }
+        self.stop_redis(node, &s).await?;
         self.forget(node).await;
         Ok(())
     }

@@ -94,7 +94,7 @@ pub enum SshError {
         known_hosts: Option<PathBuf>,
     },
     #[error(
-        "node {node} ({instance_id}) has no pinned host key to check against; pin its key or use first contact only for a node never reached before"
+        "node {node} ({instance_id}) has no pinned host key to check against (only apply pins, at first contact); run `redisctl apply` first"
     )]
     NothingPinned { node: String, instance_id: String },
     #[error(

@@ -31,16 +31,8 @@ impl Cluster {
 
     /// The binary with the spec, the users' passwords and no stdin (spawn it, or `run`).
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .arg("--config")
-            .arg(&self.spec)
-            .current_dir(&self.dir)
-            .env("NO_COLOR", "1")
-            .env("REDIS_ADMIN_PASSWORD", ADMIN_PW)
-            .env("REDIS_APP_PASSWORD", APP_PW)
-            .env("REDIS_DEV_PASSWORD", DEV_PW)
-            .stdin(Stdio::null());
+        let mut c = self.shell(&[BIN]);
+        c.args(args).arg("--config").arg(&self.spec);
         c
     }
 
