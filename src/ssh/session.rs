@@ -22,6 +22,10 @@ use russh::{ChannelMsg, Disconnect, Preferred};
 
 use super::known_hosts::{fingerprint_of, openssh, parse};
 
+/// How long an authentication refusal is taken for a node still booting (see
+/// [`Session::wait_and_connect`]).
+pub const BOOT_LOGIN_GRACE: Duration = Duration::from_secs(15);
+
 /// Where and who: one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -453,7 +457,8 @@ impl Session {
     }
 
     /// Retry [`Session::connect`] until sshd answers (refused, timeout, reset while booting),
-    /// bounded by `t.ready`. A host-key mismatch or an authentication failure is not retried.
+    /// bounded by `t.ready`. A host-key mismatch is not retried; an authentication refusal only
+    /// within [`BOOT_LOGIN_GRACE`] (a node still booting refuses logins for a moment).
     pub async fn wait_and_connect(
         target: &Target,
         user: &str,
@@ -481,6 +486,17 @@ impl Session {
                     }
                     tracing::debug!(node = %target.node, attempts, error = %source, "ssh not ready yet");
                     tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                // While a systemd host boots, /run/nologin ("System is booting up") exists until
+                // systemd-user-sessions.service removes it, and sshd (started before that) refuses
+                // every user but root through pam_nologin: a right key is refused for a moment.
+                // Only a refusal that outlasts the boot is a wrong key.
+                Err(SshError::AuthFailed { .. })
+                    if started.elapsed() + Duration::from_secs(1)
+                        < t.ready.min(BOOT_LOGIN_GRACE) =>
+                {
+                    tracing::debug!(node = %target.node, attempts, "authentication refused; the node may still be booting (/run/nologin)");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 other => return other,
             }
@@ -601,18 +617,14 @@ impl Session {
     pub async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, SshError> {
         let node = &self.inner.node;
         tracing::debug!(node = %node, "ssh open channel");
-        self.inner
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|e| {
-                let (node, what, source) = (node.clone(), "open a channel".into(), Box::new(e));
-                if is_dropped(&source) || self.is_closed() {
-                    SshError::Dropped { node, what, source }
-                } else {
-                    SshError::Protocol { node, what, source }
-                }
-            })
+        self.inner.handle.channel_open_session().await.map_err(|e| {
+            let (node, what, source) = (node.clone(), "open a channel".into(), Box::new(e));
+            if is_dropped(&source) || self.is_closed() {
+                SshError::Dropped { node, what, source }
+            } else {
+                SshError::Protocol { node, what, source }
+            }
+        })
     }
 
     /// `sudo -n sh -c '<script>'`, stdin passed through: secrets go on stdin, never in the script.
