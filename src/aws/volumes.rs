@@ -33,6 +33,13 @@ fn tag_spec(kind: ResourceType, t: &Tags) -> TagSpecification {
 }
 
 /// The cluster/role/node tags of `t`, as Describe filters.
+/// A ClientToken (≤ 64 ASCII characters) that is the same for the same request.
+fn idempotency_token(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(parts.join("\n").as_bytes());
+    format!("redisctl-{}", &hex::encode(digest)[..40])
+}
+
 fn identity(t: &Tags) -> Vec<Filter> {
     [tags::CLUSTER, tags::ROLE, tags::NODE]
         .iter()
@@ -250,6 +257,9 @@ impl Aws {
             Some(id) => id.to_string(),
             None => c
                 .create_volume()
+                // The same request again (a rerun after a kill, before DescribeVolumes shows
+                // the first volume) gets the same volume on AWS, not a second one.
+                .client_token(idempotency_token(&[snapshot, az, volume_type, kms_key]))
                 .snapshot_id(snapshot)
                 .availability_zone(az)
                 .volume_type(VolumeType::from(volume_type))
@@ -361,5 +371,59 @@ impl Aws {
         self.run_op(&Op::DeleteSnapshot { id: id.into() }, &BTreeMap::new())
             .await
             .map(|_| ())
+    }
+
+    /// Every copy a swap may have left of the plaintext root `old` besides `keep`: the node's
+    /// snapshots of `old` (tagged `snapshot_tags`), and the node's unattached volumes made from
+    /// them (tagged `volume_tags`). A run killed while a CreateSnapshot or CreateVolume was on
+    /// its way may have made one that the rerun did not see yet and made again; the swap's last
+    /// stage removes them all, so no plaintext (or stray encrypted) copy is left behind.
+    pub async fn swap_strays(
+        &self,
+        old: &str,
+        snapshot_tags: &Tags,
+        volume_tags: &Tags,
+        keep: &[&str],
+    ) -> Result<(Vec<String>, Vec<String>), AwsError> {
+        let c = &self.client;
+        let snaps: Vec<String> = c
+            .describe_snapshots()
+            .owner_ids("self")
+            .set_filters(Some(identity(snapshot_tags)))
+            .filters(filter("volume-id", old))
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeSnapshots", old, e))?
+            .snapshots()
+            .iter()
+            .filter_map(|s| s.snapshot_id().map(String::from))
+            .collect();
+        let mut vols = Vec::new();
+        if !snaps.is_empty() {
+            let out = c
+                .describe_volumes()
+                .set_filters(Some(identity(volume_tags)))
+                .filters(
+                    Filter::builder()
+                        .name("snapshot-id")
+                        .set_values(Some(snaps.clone()))
+                        .build(),
+                )
+                .filters(filter("status", "available"))
+                .send()
+                .await
+                .map_err(|e| api_err("DescribeVolumes", old, e))?;
+            vols = out
+                .volumes()
+                .iter()
+                .filter_map(|v| v.volume_id().map(String::from))
+                .filter(|v| !keep.contains(&v.as_str()))
+                .collect();
+        }
+        let snaps = snaps
+            .into_iter()
+            .filter(|s| !keep.contains(&s.as_str()))
+            .collect();
+        Ok((snaps, vols))
     }
 }

@@ -363,6 +363,23 @@ async fn swap_stages(
     let during = "removing the plaintext snapshot and old volume";
     super::status(during);
     let aws = &run.ctx.aws;
+    // Copies a killed run may have made twice (see `swap_strays`) go whatever is kept.
+    let (stray_snaps, stray_vols) = aws
+        .swap_strays(&old, &op.snapshot_tags, &op.volume_tags, &[&new, &snap])
+        .await
+        .map_err(|e| run.fail(during, e))?;
+    for v in &stray_vols {
+        tracing::info!(node, volume = %v, "swap: removing a stray volume made from the plaintext snapshot");
+        aws.delete_volume(v)
+            .await
+            .map_err(|e| run.fail(during, e))?;
+    }
+    for s in &stray_snaps {
+        tracing::info!(node, snapshot = %s, "swap: removing a stray plaintext snapshot");
+        aws.delete_snapshot(s)
+            .await
+            .map_err(|e| run.fail(during, e))?;
+    }
     if op.keep_old {
         let mut kept = Tags::new();
         kept.insert(tags::KEPT_FOR_ROLLBACK.into(), node.to_string());
