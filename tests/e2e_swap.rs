@@ -6,181 +6,16 @@
 //! Run inside the sandbox's operator namespace:
 //! `redisctl-sandbox exec -- cargo test -p redisctl --test e2e_swap -- --nocapture`.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{ADMIN_PW, Cluster, IPS, text};
 use redisctl_sandbox::testing::Sandbox;
 
-const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
-const ADMIN_PW: &str = "swap-admin-pw-7e1d";
-const APP_PW: &str = "swap-app-pw-42c0";
-const DEV_PW: &str = "swap-dev-pw-9b35";
-const IPS: [&str; 3] = ["10.0.1.10", "10.0.2.10", "10.0.3.10"];
 const KEYS: usize = 10_000;
-
-struct Cluster {
-    dir: PathBuf,
-    spec: PathBuf,
-}
-
-impl Cluster {
-    fn new(name: &str, edit: impl Fn(String) -> String) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("redisctl-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml.example"))
-                .unwrap();
-        let spec = dir.join("cluster.toml");
-        std::fs::write(&spec, edit(text)).unwrap();
-        Cluster { dir, spec }
-    }
-
-    fn edit(&self, f: impl Fn(String) -> String) {
-        let t = std::fs::read_to_string(&self.spec).unwrap();
-        std::fs::write(&self.spec, f(t)).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .arg("--config")
-            .arg(&self.spec)
-            .current_dir(&self.dir)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "redisctl=info,warn")
-            .env("REDIS_ADMIN_PASSWORD", ADMIN_PW)
-            .env("REDIS_APP_PASSWORD", APP_PW)
-            .env("REDIS_DEV_PASSWORD", DEV_PW)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let (o, e) = (text(&out.stdout), text(&out.stderr));
-        assert!(out.status.success(), "redisctl {args:?} failed:\n{o}\n{e}");
-        format!("{o}{e}")
-    }
-
-    /// Apply to set a test up: once more when the first run stopped on a dropped SSH
-    /// connection (the error says to run apply again; the sandbox drops one now and then).
-    fn setup(&self) {
-        let out = self.run(&["apply", "--yes"]);
-        if out.status.success() {
-            return;
-        }
-        let e = text(&out.stderr);
-        assert!(e.contains("dropped"), "redisctl apply failed:\n{e}");
-        eprintln!("setup apply stopped on a dropped SSH connection; applying again");
-        self.ok(&["apply", "--yes"]);
-    }
-
-    /// `ok`, but killed (and its output shown) when it runs longer than `bound`.
-    fn ok_within(&self, args: &[&str], bound: Duration) -> String {
-        let dir = self.dir.join(format!("out-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (o, e) = (dir.join("stdout"), dir.join("stderr"));
-        let mut child = self
-            .command(args)
-            .stdout(std::fs::File::create(&o).unwrap())
-            .stderr(std::fs::File::create(&e).unwrap())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break Some(s);
-            }
-            if start.elapsed() > bound {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        let out = format!(
-            "{}{}",
-            std::fs::read_to_string(&o).unwrap(),
-            std::fs::read_to_string(&e).unwrap()
-        );
-        match status {
-            Some(s) if s.success() => out,
-            Some(s) => panic!("redisctl {args:?} failed ({s}):\n{out}"),
-            None => panic!("redisctl {args:?} still ran after {bound:?}:\n{out}"),
-        }
-    }
-
-    fn plan_exit(&self) -> i32 {
-        self.run(&["plan", "--detailed-exitcode"])
-            .status
-            .code()
-            .unwrap()
-    }
-
-    /// A command on a node as root over SSH with the cluster's key.
-    fn on_node(&self, ip: &str, script: &str, stdin: &str) -> String {
-        let key = self.dir.join(".redisctl/prod-redis/ssh_ed25519");
-        let known = self.dir.join("ssh_known_hosts");
-        let mut child = Command::new("ssh")
-            .args([
-                "-i",
-                key.to_str().unwrap(),
-                "-o",
-                "StrictHostKeyChecking=accept-new",
-                "-o",
-            ])
-            .arg(format!("UserKnownHostsFile={}", known.display()))
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=10",
-                &format!("ubuntu@{ip}"),
-                "sudo",
-                "-n",
-                "sh",
-                "-c",
-            ])
-            .arg(format!("'{}'", script.replace('\'', "'\\''")))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        format!("{}{}", text(&out.stdout), text(&out.stderr))
-    }
-
-    /// redis-cli on a node as the admin (password on stdin, read before any redirection of
-    /// `args` applies).
-    fn redis(&self, ip: &str, args: &str) -> String {
-        let cli = "pw=\"$(cat)\"; REDISCLI_AUTH=\"$pw\" redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -h 127.0.0.1 -p 6379 --user admin --no-auth-warning";
-        self.on_node(ip, &format!("{cli} {args}"), ADMIN_PW)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn crc16(b: &[u8]) -> u16 {
     let mut crc: u16 = 0;
@@ -457,7 +292,7 @@ fn an_unencrypted_cluster_is_encrypted_in_place_with_every_key() {
 /// Start apply, kill it (SIGKILL) as soon as any node has recorded `stage` (or a later one).
 fn apply_killed_at(c: &Cluster, ec2: &Ec2, stage: &str) -> bool {
     let mut child = c
-        .command(&["apply", "--yes"])
+        .cmd(&["apply", "--yes"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

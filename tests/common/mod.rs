@@ -43,11 +43,67 @@ impl Cluster {
         c.args(&argv[1..])
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
+            // The swap's stages and figures are logged at info.
+            .env("RUST_LOG", "redisctl=info,warn")
             .env("REDIS_ADMIN_PASSWORD", ADMIN_PW)
             .env("REDIS_APP_PASSWORD", APP_PW)
             .env("REDIS_DEV_PASSWORD", DEV_PW)
             .stdin(Stdio::null());
         c
+    }
+
+    /// Rewrites the spec with `f`.
+    pub fn edit(&self, f: impl Fn(String) -> String) {
+        let t = std::fs::read_to_string(&self.spec).unwrap();
+        std::fs::write(&self.spec, f(t)).unwrap();
+    }
+
+    /// Apply to set a test up: once more when the first run stopped on a dropped SSH
+    /// connection (the error says to run apply again; the sandbox drops one now and then).
+    pub fn setup(&self) {
+        let out = self.run(&["apply", "--yes"]);
+        if out.status.success() {
+            return;
+        }
+        let e = text(&out.stderr);
+        assert!(e.contains("dropped"), "redisctl apply failed:\n{e}");
+        eprintln!("setup apply stopped on a dropped SSH connection; applying again");
+        self.ok(&["apply", "--yes"]);
+    }
+
+    /// `ok`, but killed (and its output shown) when it runs longer than `bound`.
+    pub fn ok_within(&self, args: &[&str], bound: std::time::Duration) -> String {
+        let dir = self.dir.join(format!("out-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (o, e) = (dir.join("stdout"), dir.join("stderr"));
+        let mut child = self
+            .cmd(args)
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if start.elapsed() > bound {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        let out = format!(
+            "{}{}",
+            std::fs::read_to_string(&o).unwrap(),
+            std::fs::read_to_string(&e).unwrap()
+        );
+        match status {
+            Some(s) if s.success() => out,
+            Some(s) => panic!("redisctl {args:?} failed ({s}):\n{out}"),
+            None => panic!("redisctl {args:?} still ran after {bound:?}:\n{out}"),
+        }
     }
 
     /// Replaces `from` (which must be there) by `to` in the spec.
@@ -129,9 +185,10 @@ impl Cluster {
         format!("{}{}", text(&out.stdout), text(&out.stderr))
     }
 
-    /// redis-cli on a node as the admin (password on stdin).
+    /// redis-cli on a node as the admin (password on stdin, read before any redirection of
+    /// `args` applies).
     pub fn redis(&self, ip: &str, args: &str) -> String {
-        let cli = "REDISCLI_AUTH=\"$(cat)\" redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -h 127.0.0.1 -p 6379 --user admin --no-auth-warning";
+        let cli = "pw=\"$(cat)\"; REDISCLI_AUTH=\"$pw\" redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -h 127.0.0.1 -p 6379 --user admin --no-auth-warning";
         self.on_node(ip, &format!("{cli} {args}"), ADMIN_PW)
     }
 }
