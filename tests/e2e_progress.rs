@@ -149,6 +149,29 @@ fn json_stream_live_display_and_error_record() {
     assert!(text(&apply.stderr).contains("the plan has blockers"));
     c.assert_converged();
 
+    // The CA files gone from the state directory of a running cluster: a blocker (a new CA
+    // would split the cluster), not a routine re-issue; back once they are restored.
+    let state = c.dir.join(".redisctl/prod-redis");
+    let aside = c.dir.join("ca-backup");
+    std::fs::create_dir_all(&aside).unwrap();
+    for f in ["ca.key", "ca.crt"] {
+        std::fs::rename(state.join(f), aside.join(f)).unwrap();
+    }
+    let plan = c.run(&["plan", "--detailed-exitcode"]);
+    let apply = c.run(&["apply", "--yes"]);
+    for f in ["ca.key", "ca.crt"] {
+        std::fs::rename(aside.join(f), state.join(f)).unwrap();
+    }
+    assert_eq!(plan.status.code(), Some(1));
+    let shown = text(&plan.stdout);
+    assert!(
+        shown.contains("blocker: pki.ca:") && shown.contains("Restore ca.key and ca.crt"),
+        "{shown}"
+    );
+    assert_eq!(apply.status.code(), Some(1));
+    assert!(text(&apply.stderr).contains("the plan has blockers"));
+    c.assert_converged();
+
     // sshd down on one node (back by itself in 20 s): the plan is incomplete, not "no changes".
     common::Cluster::on_node(
         &c,
