@@ -233,5 +233,34 @@ fn six_nodes_with_replicas_figures() {
         "{nodes}"
     );
     c.assert_converged();
+
+    // A config change rolls out one node at a time, and each master hands its slots to its
+    // replica before it restarts (no outage for clients): the data stays, the roles swap.
+    assert!(
+        c.redis("10.0.1.10", "-c SET patient:42 kept")
+            .contains("OK")
+    );
+    c.edit_spec("# maxmemory = \"", "maxmemory = \"");
+    let t = Instant::now();
+    let out = c.ok(&["apply", "--yes"]);
+    let failovers = out.lines().filter(|l| l.contains("failover done")).count();
+    eprintln!(
+        "figure: rolling restart of 6 nodes with failovers: {:.1}s, {failovers} failovers",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(failovers >= 3, "every master hands over first:\n{out}");
+    assert!(c.redis("10.0.2.10", "-c GET patient:42").contains("kept"));
+    let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
+    assert_eq!(
+        nodes.lines().filter(|l| l.contains("master")).count(),
+        3,
+        "{nodes}"
+    );
+    assert_eq!(
+        nodes.lines().filter(|l| l.contains("slave")).count(),
+        3,
+        "{nodes}"
+    );
+    c.assert_converged();
     c.ok(&["destroy", "--yes"]);
 }

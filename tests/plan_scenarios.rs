@@ -938,6 +938,49 @@ fn renewed_certificates_and_a_config_change_roll_in_their_own_phases() {
 }
 
 #[test]
+fn with_replicas_a_config_restart_says_the_master_hands_over_first() {
+    let six = |t: String| {
+        let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
+        let start = t.find("\n[[nodes.node]]").unwrap();
+        let end = t.find("\n[ssh]").unwrap();
+        format!("{}{}", &t[..start], &t[end..])
+    };
+    let spec = spec_from(&six(example_text()));
+    let o = converged(&spec);
+    let changed = spec_from(&six(
+        example_text().replace("# maxmemory = \"", "maxmemory = \"")
+    ));
+    let mut sim = Sim::new(&changed, o);
+    sim.observe_local();
+    let p = plan::plan(&changed, &sim.o);
+    let cfg: Vec<&plan::Step> = p
+        .steps
+        .iter()
+        .filter(|s| s.address.ends_with(".config"))
+        .collect();
+    assert_eq!(cfg.len(), 6, "{}", render::plan::human(&p, false));
+    for s in &cfg {
+        assert!(
+            s.reason.contains("hands its slots to a replica"),
+            "{}",
+            s.reason
+        );
+    }
+    // Without replicas there is nobody to hand over to, and the plan does not say so.
+    let three = spec_from(&example_text().replace("# maxmemory = \"", "maxmemory = \""));
+    let mut sim = Sim::new(&three, converged(&example()));
+    sim.observe_local();
+    let p = plan::plan(&three, &sim.o);
+    let cfg: Vec<&plan::Step> = p
+        .steps
+        .iter()
+        .filter(|s| s.address.ends_with(".config"))
+        .collect();
+    assert_eq!(cfg.len(), 3, "{}", render::plan::human(&p, false));
+    assert!(cfg.iter().all(|s| !s.reason.contains("hands its slots")));
+}
+
+#[test]
 fn a_ca_near_its_end_is_warned_about() {
     let spec = example();
     let mut o = converged(&spec);

@@ -707,7 +707,17 @@ else
         Ok(())
     }
 
+    /// Restarts Redis on `node` and waits until it answers and the cluster is healthy. A master
+    /// with a replica hands its slots over first (CLUSTER FAILOVER on the replica), so clients
+    /// see no outage; it comes back as a replica.
     async fn restart_and_wait(&self, node: &str, s: &Session) -> Result<(), NodeError> {
+        if self.spec.nodes.replicas_per_master > 0 {
+            crate::exec::status(format!(
+                "failover: a replica of {node} takes over its slots"
+            ));
+            self.failover_away(node, false).await?;
+        }
+        crate::exec::status(format!("restarting Redis on {node}"));
         if self.has_systemd(node, s).await? {
             s.sudo_ok(
                 "restart redis-server@cluster",

@@ -70,21 +70,39 @@ impl NodeRuntime {
     }
 
     /// If `node` is a master with a replica, make a replica take over (CLUSTER FAILOVER on it)
-    /// and wait until `node` is a replica.
+    /// and wait until `node` is a replica. A master without a healthy replica is an error.
     pub async fn swap_failover(&self, node: &str) -> Result<(), NodeError> {
+        self.failover_away(node, true).await.map(|_| ())
+    }
+
+    /// [`swap_failover`](Self::swap_failover) that, unless `required`, leaves a master without a
+    /// healthy replica as it is (`Ok(false)`): a restart then takes its slots away for seconds.
+    pub(crate) async fn failover_away(
+        &self,
+        node: &str,
+        required: bool,
+    ) -> Result<bool, NodeError> {
         let text = self.cli(node, "CLUSTER NODES").await?;
         let nodes = parse::cluster_nodes(&text)
             .map_err(|e| Self::failed(node, format!("CLUSTER NODES: {e}")))?;
         let Some(me) = nodes.iter().find(|n| n.is_myself()) else {
             return Err(Self::failed(node, "CLUSTER NODES has no `myself`".into()));
         };
-        if !me.is_master() {
-            return Ok(());
+        // A replica, or a master that serves no slots (no cluster yet): nothing to hand over.
+        if !me.is_master() || me.slots.is_empty() {
+            return Ok(false);
         }
         let replica = nodes.iter().find(|n| {
             n.is_replica() && !n.is_failing() && n.master_id.as_deref() == Some(me.id.as_str())
         });
         let Some(replica) = replica else {
+            if !required {
+                tracing::warn!(
+                    node,
+                    "a master without a healthy replica: restarting it makes its slots unavailable for a few seconds"
+                );
+                return Ok(false);
+            }
             return Err(Self::failed(
                 node,
                 "a master without a healthy replica: stopping it would take its slots down; wait until its replica is back and run apply again".into(),
@@ -119,7 +137,7 @@ impl NodeRuntime {
                 .is_some_and(|r| r == "slave")
             {
                 tracing::info!(node, replica = %replica_node, "failover done in {:?}", start.elapsed());
-                return Ok(());
+                return Ok(true);
             }
             if start.elapsed() > Duration::from_secs(60) {
                 return Err(NodeError::Timeout {

@@ -148,6 +148,12 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
     // Rolling restarts: each waits for the previous one of its phase (phases run one after
     // another, so a chain never crosses phases: all certificate restarts are done before the
     // first configuration restart starts).
+    // With replicas, a master hands its slots over before it restarts (node::restart_and_wait).
+    let handover = if spec.nodes.replicas_per_master > 0 {
+        " (a master first hands its slots to a replica: CLUSTER FAILOVER)"
+    } else {
+        ""
+    };
     let mut previous_tls_restart: Option<String> = None;
     let mut previous_config_restart: Option<String> = None;
     let mut service_steps = Vec::new();
@@ -361,7 +367,7 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 unchanged: 0,
                 depends_on: deps,
                 reason: if restart {
-                    format!("{reason}; Redis restarts to load it")
+                    format!("{reason}; Redis restarts to load it{handover}")
                 } else {
                     reason
                 },
@@ -465,8 +471,8 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 unchanged: 0,
                 depends_on: deps,
                 reason: match (restart, formed, no_init) {
-                    (true, true, false) => "the configuration differs; the node restarts, one at a time, each waiting for a healthy cluster".into(),
-                    (true, true, true) => "the configuration differs; the node restarts (no systemd: SIGTERM, wait until Redis exits, start it again as user redis), one at a time, each waiting for a healthy cluster".into(),
+                    (true, true, false) => format!("the configuration differs; the node restarts, one at a time, each waiting for a healthy cluster{handover}"),
+                    (true, true, true) => format!("the configuration differs; the node restarts (no systemd: SIGTERM, wait until Redis exits, start it again as user redis), one at a time, each waiting for a healthy cluster{handover}"),
                     (true, false, false) => "the configuration differs; Redis restarts".into(),
                     (true, false, true) => "the configuration differs; Redis restarts (no systemd: SIGTERM, wait until it exits, start it again as user redis)".into(),
                     (false, _, false) => "Redis is not running as redis-server@cluster yet".into(),
