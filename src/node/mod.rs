@@ -114,6 +114,34 @@ pub(crate) fn redis_cli_command(spec: &Spec) -> String {
     )
 }
 
+/// How [`NodeRuntime::open`] reaches sshd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Wait (bounded by `ssh.ready_timeout_secs`) for a node that may still be booting.
+    WaitForSshd,
+    /// One bounded attempt: a node that does not answer is reported.
+    Once,
+}
+
+/// Whether [`NodeRuntime::open`] may meet a node whose host key was never pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pinning {
+    /// Yes: the key it presents is returned for the caller to pin (apply, observation).
+    OnFirstContact,
+    /// No: only a pinned key is trusted (verify, `redisctl redis-cli`).
+    Required,
+}
+
+/// A session opened by [`NodeRuntime::open`].
+struct Opened {
+    session: Session,
+    /// The host key the node presented (OpenSSH public key).
+    host_key: String,
+    instance_id: String,
+    /// Nothing was pinned for this instance: `host_key` was not checked.
+    first_contact: bool,
+}
+
 impl NodeRuntime {
     pub fn new(spec: &Spec, aws: Aws, secrets: Vec<(String, Secret)>) -> Result<Self, NodeError> {
         crate::state_dir::ensure(&spec.cluster.state_dir).map_err(|e| NodeError::Failed {
@@ -316,28 +344,52 @@ impl NodeRuntime {
         {
             return Ok(s.clone());
         }
-        let info = self.instance(node).await?;
-        let target = self.target(node, &info)?;
-        let policy = self.policy(&info);
-        crate::exec::status(format!("waiting for sshd on {node} ({})", target.addr));
-        let (session, host_key) = Session::wait_and_connect(
-            &target,
-            &self.spec.ssh.user,
-            &self.key()?,
-            &policy,
-            &self.timeouts,
-        )
-        .await
-        .map_err(|e| self.known.annotate(e))?;
-        if policy == HostKeyPolicy::FirstContact {
+        let o = self
+            .open(node, Reach::WaitForSshd, Pinning::OnFirstContact)
+            .await?;
+        if o.first_contact {
             // A node this run created (or never reached): pin what it presented.
-            self.pin(node, &info.id, &host_key).await?;
+            self.pin(node, &o.instance_id, &o.host_key).await?;
         }
+        let session = o.session;
         self.sessions
             .lock()
             .await
             .insert(node.into(), session.clone());
         Ok(session)
+    }
+
+    /// A new session to `node`, reached as apply reaches it: its instance found by tags, the
+    /// spec's user and key, its address (`REDISCTL_SSH_VIA`), and the host key checked against
+    /// the pinned one (or, at first contact and with `Pinning::OnFirstContact`, taken as it is
+    /// and returned to be pinned). `Pinning::Required` refuses a node never pinned before any
+    /// connection is made.
+    async fn open(&self, node: &str, reach: Reach, pinning: Pinning) -> Result<Opened, NodeError> {
+        let info = self.instance(node).await?;
+        let target = self.target(node, &info)?;
+        let policy = self.policy(&info);
+        let first_contact = policy == HostKeyPolicy::FirstContact;
+        if first_contact && pinning == Pinning::Required {
+            return Err(NodeError::Ssh(SshError::NothingPinned {
+                node: node.into(),
+                instance_id: info.id,
+            }));
+        }
+        let (user, key) = (&self.spec.ssh.user, self.key()?);
+        let connected = match reach {
+            Reach::WaitForSshd => {
+                crate::exec::status(format!("waiting for sshd on {node} ({})", target.addr));
+                Session::wait_and_connect(&target, user, &key, &policy, &self.timeouts).await
+            }
+            Reach::Once => Session::connect(&target, user, &key, &policy, &self.timeouts).await,
+        };
+        let (session, host_key) = connected.map_err(|e| self.known.annotate(e))?;
+        Ok(Opened {
+            session,
+            host_key,
+            instance_id: info.id,
+            first_contact,
+        })
     }
 
     /// Pin a host key locally and as the instance's `redisctl:host-key` tag (so another
@@ -422,17 +474,17 @@ impl NodeRuntime {
     }
 
     async fn observe_node(&self, node: &str, wait: bool) -> Result<NodeFacts, NodeError> {
-        let info = self.instance(node).await?;
-        let target = self.target(node, &info)?;
-        let policy = self.policy(&info);
-        let key = self.key()?;
-        let connected = if wait {
-            Session::wait_and_connect(&target, &self.spec.ssh.user, &key, &policy, &self.timeouts)
-                .await
+        let reach = if wait {
+            Reach::WaitForSshd
         } else {
-            Session::connect(&target, &self.spec.ssh.user, &key, &policy, &self.timeouts).await
+            Reach::Once
         };
-        let (session, host_key) = connected.map_err(|e| self.known.annotate(e))?;
+        let Opened {
+            session,
+            host_key,
+            first_contact,
+            ..
+        } = self.open(node, reach, Pinning::OnFirstContact).await?;
         let paths = [
             conf::CONF.path,
             systemd::DROP_IN.path,
@@ -520,7 +572,7 @@ impl NodeRuntime {
         Ok(NodeFacts {
             host_key_fingerprint: ssh::fingerprint(&host_key),
             host_key,
-            first_contact: matches!(policy, HostKeyPolicy::FirstContact),
+            first_contact,
             redis_installed: value("installed") == "yes",
             files,
             node_cert_pem: section("cert"),
@@ -936,25 +988,10 @@ else
     /// The host key must match the pinned one; a node whose key was never pinned (nothing in
     /// the state directory nor in the instance's tag) is refused, not pinned: only apply pins.
     pub(crate) async fn pinned_session(&self, node: &str) -> Result<Session, NodeError> {
-        let info = self.instance(node).await?;
-        let target = self.target(node, &info)?;
-        let policy = self.policy(&info);
-        if policy == HostKeyPolicy::FirstContact {
-            return Err(NodeError::Ssh(SshError::NothingPinned {
-                node: node.into(),
-                instance_id: info.id,
-            }));
-        }
-        let (session, _) = Session::connect(
-            &target,
-            &self.spec.ssh.user,
-            &self.key()?,
-            &policy,
-            &self.timeouts,
-        )
-        .await
-        .map_err(|e| self.known.annotate(e))?;
-        Ok(session)
+        Ok(self
+            .open(node, Reach::Once, Pinning::Required)
+            .await?
+            .session)
     }
 
     /// `sudo sh -c <script>` on the node over its session (opened when needed), `stdin` passed
