@@ -872,9 +872,11 @@ else
         }
     }
 
-    /// Wait (bounded) until every node says cluster_state:ok, 16384 slots, `n` nodes known, and
-    /// every replica's link to its master is up.
+    /// Wait (bounded) until every node says cluster_state:ok, 16384 slots, `n` nodes known, sees
+    /// every replica as a replica (right after `--cluster create`, gossip can still show a
+    /// replica as a master without slots), and every replica's link to its master is up.
     async fn wait_cluster_healthy(&self, n: usize) -> Result<(), NodeError> {
+        let replicas = n.saturating_sub(self.spec.nodes.masters as usize);
         let start = Instant::now();
         let bound = Duration::from_secs(180);
         let names: Vec<String> = self
@@ -896,17 +898,26 @@ else
                 let cli = redis_cli(&self.spec);
                 let out = s
                     .sudo(
-                        &format!("pw=\"$(cat)\"; printf %s \"$pw\" | {cli} CLUSTER INFO; echo '--replication--'; printf %s \"$pw\" | {cli} INFO replication"),
+                        &format!("pw=\"$(cat)\"; printf %s \"$pw\" | {cli} CLUSTER INFO; echo '--replication--'; printf %s \"$pw\" | {cli} INFO replication; echo '--nodes--'; printf %s \"$pw\" | {cli} CLUSTER NODES"),
                         self.stdin(),
                     )
                     .await?;
                 let text = out.stdout_str();
-                let (info, replication) = text.split_once("--replication--").unwrap_or((&text, ""));
+                let (info, rest) = text.split_once("--replication--").unwrap_or((&text, ""));
+                let (replication, nodes) = rest.split_once("--nodes--").unwrap_or((rest, ""));
                 let replica_down = replication.contains("role:slave")
                     && !replication.contains("master_link_status:up");
+                let seen_replicas = parse::cluster_nodes(nodes)
+                    .map(|v| v.iter().filter(|x| x.is_replica()).count())
+                    .unwrap_or(0);
                 match parse::cluster_info(info) {
                     Ok(_) if replica_down => {
                         last = Some(format!("{node}: replica link to its master is not up yet"))
+                    }
+                    Ok(_) if seen_replicas != replicas => {
+                        last = Some(format!(
+                            "{node}: sees {seen_replicas} replicas, want {replicas}"
+                        ))
                     }
                     Ok(c)
                         if c.cluster_state == "ok"
