@@ -221,17 +221,7 @@ fn six_nodes_with_replicas_figures() {
     {
         eprintln!("figure: 6 nodes: {line}");
     }
-    let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
-    assert_eq!(
-        nodes.lines().filter(|l| l.contains("master")).count(),
-        3,
-        "{nodes}"
-    );
-    assert_eq!(
-        nodes.lines().filter(|l| l.contains("slave")).count(),
-        3,
-        "{nodes}"
-    );
+    assert_three_masters_three_replicas(&c);
     c.assert_converged();
 
     // A config change rolls out one node at a time, and each master hands its slots to its
@@ -250,6 +240,13 @@ fn six_nodes_with_replicas_figures() {
     );
     assert!(failovers >= 3, "every master hands over first:\n{out}");
     assert!(c.redis("10.0.2.10", "-c GET patient:42").contains("kept"));
+    assert_three_masters_three_replicas(&c);
+    c.assert_converged();
+    c.ok(&["destroy", "--yes"]);
+}
+
+/// CLUSTER NODES (as 10.0.1.10 sees it) lists 3 masters and 3 replicas.
+fn assert_three_masters_three_replicas(c: &Cluster) {
     let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
     assert_eq!(
         nodes.lines().filter(|l| l.contains("master")).count(),
@@ -261,6 +258,4 @@ fn six_nodes_with_replicas_figures() {
         3,
         "{nodes}"
     );
-    c.assert_converged();
-    c.ok(&["destroy", "--yes"]);
 }

@@ -18,6 +18,19 @@ fn cluster_filter(spec: &Spec) -> Filter {
     filter(&format!("tag:{}", tags::CLUSTER), &spec.cluster.name)
 }
 
+/// An instance's EBS block devices: device name -> volume id.
+pub(crate) fn block_devices(i: &aws_sdk_ec2::types::Instance) -> BTreeMap<String, String> {
+    i.block_device_mappings()
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m.device_name()?.to_string(),
+                m.ebs()?.volume_id()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
 pub(crate) fn tag_map(t: &[Tag]) -> Tags {
     t.iter()
         .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
@@ -283,16 +296,7 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
                     .filter_map(|g| g.group_id().map(String::from))
                     .collect(),
                 root_device_name: i.root_device_name().map(String::from),
-                block_devices: i
-                    .block_device_mappings()
-                    .iter()
-                    .filter_map(|m| {
-                        Some((
-                            m.device_name()?.to_string(),
-                            m.ebs()?.volume_id()?.to_string(),
-                        ))
-                    })
-                    .collect::<BTreeMap<_, _>>(),
+                block_devices: block_devices(i),
                 launch_time: i.launch_time().map(|t| t.to_string()),
                 tags: tag_map(i.tags()),
             })

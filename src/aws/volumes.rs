@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{
     ResourceType, Tag, TagSpecification, VolumeType,
 };
 
-use super::describe::tag_map;
+use super::describe::{block_devices, tag_map};
 use super::{Aws, AwsError, api_err, wait_for};
 use crate::observed::{Tags, tags};
 use crate::plan::Op;
@@ -92,16 +92,7 @@ impl Aws {
                 .map(|n| n.as_str().to_string())
                 .unwrap_or_default(),
             tags: tag_map(i.tags()),
-            block_devices: i
-                .block_device_mappings()
-                .iter()
-                .filter_map(|m| {
-                    Some((
-                        m.device_name()?.to_string(),
-                        m.ebs()?.volume_id()?.to_string(),
-                    ))
-                })
-                .collect(),
+            block_devices: block_devices(i),
         })
     }
 

@@ -21,6 +21,19 @@ pub struct NodeProbe {
     pub out: Result<ProbeOut, String>,
 }
 
+/// What `p` answered; for a node that could not be probed, `None`, with the check failed and
+/// the reason in its evidence.
+fn reached<'a>(p: &'a NodeProbe, passed: &mut bool, ev: &mut Vec<String>) -> Option<&'a ProbeOut> {
+    match &p.out {
+        Ok(o) => Some(o),
+        Err(why) => {
+            *passed = false;
+            ev.push(format!("{}: unreachable: {why}", p.node));
+            None
+        }
+    }
+}
+
 /// The raw sections of the per-node probe script.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeOut {
@@ -327,13 +340,8 @@ pub fn health(spec: &Spec, probes: &[NodeProbe]) -> Check {
     let mut masters_seen: Option<(String, usize)> = None;
     let mut replicas = 0usize;
     for p in probes {
-        let out = match &p.out {
-            Ok(o) => o,
-            Err(why) => {
-                passed = false;
-                ev.push(format!("{}: unreachable: {why}", p.node));
-                continue;
-            }
+        let Some(out) = reached(p, &mut passed, &mut ev) else {
+            continue;
         };
         let role = parse::info(&out.replication)
             .get("Replication")
@@ -542,23 +550,18 @@ pub fn default_off(probes: &[NodeProbe]) -> Check {
     let mut passed = true;
     let mut ev = Vec::new();
     for p in probes {
-        match &p.out {
-            Err(why) => {
-                passed = false;
-                ev.push(format!("{}: unreachable: {why}", p.node));
-            }
-            Ok(o) => {
-                let a = o.noauth.contains("NOAUTH");
-                let b = o.wrongpass.contains("WRONGPASS");
-                passed &= a && b;
-                ev.push(format!(
-                    "{}: PING without credentials: {}; AUTH default <wrong>: {}",
-                    p.node,
-                    first_line(&o.noauth),
-                    first_line(&o.wrongpass)
-                ));
-            }
-        }
+        let Some(o) = reached(p, &mut passed, &mut ev) else {
+            continue;
+        };
+        let a = o.noauth.contains("NOAUTH");
+        let b = o.wrongpass.contains("WRONGPASS");
+        passed &= a && b;
+        ev.push(format!(
+            "{}: PING without credentials: {}; AUTH default <wrong>: {}",
+            p.node,
+            first_line(&o.noauth),
+            first_line(&o.wrongpass)
+        ));
     }
     Check {
         name: "default user off".into(),
@@ -573,13 +576,8 @@ pub fn tls_only(spec: &Spec, probes: &[NodeProbe]) -> Check {
     let mut ev = Vec::new();
     let port = spec.redis.port;
     for p in probes {
-        let o = match &p.out {
-            Err(why) => {
-                passed = false;
-                ev.push(format!("{}: unreachable: {why}", p.node));
-                continue;
-            }
-            Ok(o) => o,
+        let Some(o) = reached(p, &mut passed, &mut ev) else {
+            continue;
         };
         let tls_ok = o.tls_ping.trim() == "PONG";
         // A Redis reply of any kind (PONG, NOAUTH, ERR …) means it spoke plaintext.
@@ -643,13 +641,8 @@ pub fn certificates(
     let mut passed = true;
     let mut ev = Vec::new();
     for p in probes {
-        let o = match &p.out {
-            Err(why) => {
-                passed = false;
-                ev.push(format!("{}: unreachable: {why}", p.node));
-                continue;
-            }
-            Ok(o) => o,
+        let Some(o) = reached(p, &mut passed, &mut ev) else {
+            continue;
         };
         match crate::pki::inspect(&o.cert, ca_pem) {
             Err(e) => {
