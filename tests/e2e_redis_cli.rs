@@ -246,6 +246,27 @@ fn redis_cli_on_the_nodes_of_a_cluster() {
     let got = ok(&c, &["redis-node-1b", "--", "GET", "k"]);
     assert_eq!(got.lines().last(), Some("v"), "nothing ran: {got}");
 
+    // No pin anywhere (the state directory's known_hosts gone, the instances' host-key tags
+    // removed): redis-cli and verify refuse to trust whatever answers; only apply pins again.
+    std::fs::remove_file(&known).unwrap();
+    forget_host_key_tags();
+    let out = run(&c, &["redis-node-1b", "--", "GET", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("has no pinned host key") && err.contains("run `redisctl apply` first"),
+        "{err}"
+    );
+    let out = c.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("has no pinned host key"), "{shown}");
+    assert!(!known.exists(), "verify pinned a key");
+    c.ok(&["apply", "--yes"]);
+    assert!(known.exists());
+    let got = ok(&c, &["redis-node-1b", "--", "GET", "k"]);
+    assert_eq!(got.lines().last(), Some("v"), "{got}");
+
     assert_no_secret("redisctl's output", &printed);
     c.ok(&["destroy", "--yes"]);
 }
@@ -407,4 +428,45 @@ fn interactive(c: &Cluster) -> String {
     assert!(killed.success());
     shown.push_str(&t.finish("exit=143"));
     shown
+}
+
+/// Removes the `redisctl:host-key` tag from every instance (the pins another operator or CI
+/// would check against).
+fn forget_host_key_tags() {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let ids: Vec<String> = ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag-key")
+                    .values("redisctl:host-key")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.instance_id().map(String::from))
+            .collect();
+        assert!(
+            !ids.is_empty(),
+            "apply tagged the instances with their host keys"
+        );
+        ec2.delete_tags()
+            .set_resources(Some(ids))
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("redisctl:host-key")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
 }
