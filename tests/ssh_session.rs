@@ -479,8 +479,8 @@ async fn session_against_a_booted_host() {
         Err(SshError::HostKeyChanged { .. })
     ));
 
-    // A client key the host does not know: AuthFailed, retried only within the boot grace (a
-    // booting node refuses even the right key for a moment: /run/nologin).
+    // A client key the host does not know: AuthFailed with no reason from the server, retried
+    // only within a short grace (on EC2 the key may not be in place yet).
     let stranger_path = dir.join("stranger/ssh_ed25519");
     keyfile::ensure(&stranger_path, "stranger").unwrap();
     let stranger = keyfile::load(&stranger_path).unwrap();
@@ -503,10 +503,60 @@ async fn session_against_a_booted_host() {
         took.as_secs_f64()
     );
     assert!(
-        matches!(&err, SshError::AuthFailed { node, user } if node == "node-1" && user == "ubuntu"),
+        matches!(&err, SshError::AuthFailed { node, user, server_said: None } if node == "node-1" && user == "ubuntu"),
         "{err:?}"
     );
     eprintln!("error as shown: {err}");
+
+    // A node still booting refuses even the right key (pam_nologin while /run/nologin exists)
+    // and says so: that is waited for within the ready bound, and reported with the reason.
+    let (sess, _) = Session::connect(&target, "ubuntu", &key, &pinned, &t)
+        .await
+        .unwrap();
+    let booting = "System is booting up. Unprivileged users are not permitted to log in yet.";
+    let o = sess
+        .run(&format!("echo '{booting}' | sudo tee /run/nologin"), None)
+        .await
+        .unwrap();
+    assert_eq!(o.status, 0, "{}", s(&o.stderr));
+    let short_ready = Timeouts {
+        ready: Duration::from_secs(4),
+        ..t
+    };
+    let started = Instant::now();
+    let err = Session::wait_and_connect(&target, "ubuntu", &key, &pinned, &short_ready)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not waited for: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(&err, SshError::AuthFailed { server_said: Some(m), .. } if m.contains(booting)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(booting), "{err}");
+    eprintln!("error as shown: {err}");
+    let remover = {
+        let sess = sess.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            sess.run("sudo rm /run/nologin", None).await.unwrap()
+        })
+    };
+    let started = Instant::now();
+    Session::wait_and_connect(&target, "ubuntu", &key, &pinned, &t)
+        .await
+        .expect("a login refused while the node boots is waited for");
+    let took = started.elapsed();
+    assert_eq!(remover.await.unwrap().status, 0);
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+    eprintln!(
+        "figure: a login refused by pam_nologin for 3 s connected after {:.1} s",
+        took.as_secs_f64()
+    );
 
     // A long command with a short command timeout: Timeout, and the session still works.
     let short = Timeouts {

@@ -22,8 +22,8 @@ use russh::{ChannelMsg, Disconnect, Preferred};
 
 use super::known_hosts::{fingerprint_of, openssh, parse};
 
-/// How long an authentication refusal is taken for a node still booting (see
-/// [`Session::wait_and_connect`]).
+/// How long an authentication refusal that gives no reason is retried: on EC2 cloud-init may
+/// write `authorized_keys` after sshd has started (see [`Session::wait_and_connect`]).
 pub const BOOT_LOGIN_GRACE: Duration = Duration::from_secs(15);
 
 /// Where and who: one node.
@@ -113,9 +113,20 @@ pub enum SshError {
         source: Box<russh::Error>,
     },
     #[error(
-        "SSH authentication as {user} on node {node} failed; check that the instance's key pair matches the spec's private key"
+        "SSH authentication as {user} on node {node} failed{}",
+        match server_said {
+            Some(m) if is_booting(m) => format!(" (the server said: {m:?}); the node was still booting when the wait for it ended (ssh.ready_timeout_secs): run the command again"),
+            Some(m) => format!(" (the server said: {m:?}); the node refuses logins for that reason: fix it on the node, then run the command again"),
+            None => "; check that the instance's key pair matches the spec's private key".into(),
+        }
     )]
-    AuthFailed { node: String, user: String },
+    AuthFailed {
+        node: String,
+        user: String,
+        /// What sshd told the client before refusing (a banner, e.g. pam_nologin's "System is
+        /// booting up…"): a key that was refused for a reason other than itself.
+        server_said: Option<String>,
+    },
     #[error("{what} on node {node} timed out after {}s", after.as_secs())]
     Timeout {
         node: String,
@@ -170,10 +181,20 @@ struct Client {
     policy: HostKeyPolicy,
     seen: Arc<Mutex<Option<PublicKey>>>,
     rejected: Arc<Mutex<bool>>,
+    banner: Arc<Mutex<String>>,
 }
 
 impl client::Handler for Client {
     type Error = russh::Error;
+
+    async fn auth_banner(
+        &mut self,
+        banner: &str,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.banner.lock().unwrap().push_str(banner);
+        Ok(())
+    }
 
     async fn check_server_key(
         &mut self,
@@ -256,6 +277,12 @@ fn host_key_algorithms(policy: &HostKeyPolicy) -> Vec<Algorithm> {
 }
 
 /// Errors that mean "nobody answered yet" (sshd still booting, host down, reset).
+/// Whether sshd's message before a refusal is pam_nologin's while systemd boots
+/// (`/run/nologin`, written by systemd-tmpfiles and removed by systemd-user-sessions).
+fn is_booting(server_said: &str) -> bool {
+    server_said.contains("System is booting up")
+}
+
 fn is_unreachable(e: &russh::Error) -> bool {
     use std::io::ErrorKind as K;
     match e {
@@ -380,10 +407,12 @@ impl Session {
         });
         let seen = Arc::new(Mutex::new(None));
         let rejected = Arc::new(Mutex::new(false));
+        let banner = Arc::new(Mutex::new(String::new()));
         let handler = Client {
             policy: policy.clone(),
             seen: seen.clone(),
             rejected: rejected.clone(),
+            banner: banner.clone(),
         };
         tracing::debug!(node = %target.node, addr = %target.addr, "ssh connect");
         let node = &target.node;
@@ -432,9 +461,11 @@ impl Session {
         };
         if !authed {
             let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+            let said = banner.lock().unwrap().trim().to_string();
             return Err(SshError::AuthFailed {
                 node: node.clone(),
                 user: user.into(),
+                server_said: (!said.is_empty()).then_some(said),
             });
         }
         let host_key = seen
@@ -457,8 +488,9 @@ impl Session {
     }
 
     /// Retry [`Session::connect`] until sshd answers (refused, timeout, reset while booting),
-    /// bounded by `t.ready`. A host-key mismatch is not retried; an authentication refusal only
-    /// within [`BOOT_LOGIN_GRACE`] (a node still booting refuses logins for a moment).
+    /// bounded by `t.ready`. A host-key mismatch is not retried. A login refused because the
+    /// node is still booting (pam_nologin says so) is waited for within `t.ready`; any other
+    /// authentication refusal only within [`BOOT_LOGIN_GRACE`] of the first one.
     pub async fn wait_and_connect(
         target: &Target,
         user: &str,
@@ -467,6 +499,7 @@ impl Session {
         t: &Timeouts,
     ) -> Result<(Session, String), SshError> {
         let started = Instant::now();
+        let mut refused_since: Option<Instant> = None;
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -489,13 +522,24 @@ impl Session {
                 }
                 // While a systemd host boots, /run/nologin ("System is booting up") exists until
                 // systemd-user-sessions.service removes it, and sshd (started before that) refuses
-                // every user but root through pam_nologin: a right key is refused for a moment.
-                // Only a refusal that outlasts the boot is a wrong key.
+                // every user but root through pam_nologin, telling the client why: that refusal
+                // lasts as long as the boot does, so it is waited for like sshd itself.
+                Err(SshError::AuthFailed {
+                    server_said: Some(m),
+                    ..
+                }) if is_booting(&m) && started.elapsed() + Duration::from_secs(1) < t.ready => {
+                    tracing::debug!(node = %target.node, attempts, server_said = %m, "login refused while the node boots (pam_nologin)");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                // A refusal without a reason is a wrong key, or a key not yet in place (cloud-init
+                // writes authorized_keys while sshd already runs): retried for a short grace.
                 Err(SshError::AuthFailed { .. })
-                    if started.elapsed() + Duration::from_secs(1)
-                        < t.ready.min(BOOT_LOGIN_GRACE) =>
+                    if refused_since.get_or_insert_with(Instant::now).elapsed()
+                        + Duration::from_secs(1)
+                        < BOOT_LOGIN_GRACE
+                        && started.elapsed() + Duration::from_secs(1) < t.ready =>
                 {
-                    tracing::debug!(node = %target.node, attempts, "authentication refused; the node may still be booting (/run/nologin)");
+                    tracing::debug!(node = %target.node, attempts, "authentication refused; the key may not be in place yet");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 other => return other,

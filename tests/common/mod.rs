@@ -66,7 +66,11 @@ impl Cluster {
             return;
         }
         let e = text(&out.stderr);
-        assert!(e.contains("dropped"), "redisctl apply failed:\n{e}");
+        assert!(
+            e.contains("dropped"),
+            "redisctl apply failed:\n{e}\n{}",
+            front_log_tail()
+        );
         eprintln!("setup apply stopped on a dropped SSH connection; applying again");
         self.ok(&["apply", "--yes"]);
     }
@@ -128,7 +132,11 @@ impl Cluster {
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         let (o, e) = (text(&out.stdout), text(&out.stderr));
-        assert!(out.status.success(), "redisctl {args:?} failed:\n{o}\n{e}");
+        assert!(
+            out.status.success(),
+            "redisctl {args:?} failed:\n{o}\n{e}\n{}",
+            front_log_tail()
+        );
         format!("{o}{e}")
     }
 
@@ -197,6 +205,17 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The end of the sandbox front's log (hosts booted, stopped, exited), for a failure message.
+pub fn front_log_tail() -> String {
+    let path = redisctl_sandbox::paths::Paths::from_env()
+        .logs()
+        .join("front.log");
+    let log = std::fs::read_to_string(&path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    format!("--- the end of {} ---\n{tail}", path.display())
 }
 
 pub fn text(b: &[u8]) -> String {
