@@ -1,7 +1,8 @@
 //! End-to-end: `redisctl verify` against a cluster that `apply` built in the sandbox, through the
 //! real binary: every check passes with its evidence on a fresh cluster, `--json` parses, and a
-//! cluster broken out of band (an ACL widened on the nodes, redis-server stopped on one node)
-//! fails with exit 1 naming the failing checks. No password appears in any output.
+//! cluster broken out of band (Redis opened to the world in the security group, IMDSv1 allowed
+//! on a node, an ACL widened on the nodes, redis-server stopped on one node) fails with exit 1
+//! naming the failing checks, and `apply` repairs the AWS side. No password appears in any output.
 //! Run inside the sandbox:
 //! `redisctl-sandbox exec -- cargo test -p redisctl --test e2e_verify -- --nocapture`.
 
@@ -222,7 +223,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     );
     assert!(table.starts_with("CHECK"), "{table}");
     assert!(!table.contains("FAIL"), "{table}");
-    assert!(table.contains("Verified: all 10 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 12 checks passed"), "{table}");
 
     let health = row(&table, "cluster health");
     for (node, _) in NODES {
@@ -350,10 +351,118 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
             "default user off",
             "tls only",
             "tls certificates",
-            "root volumes encrypted"
+            "root volumes encrypted",
+            "security group",
+            "instance metadata"
         ]
         .to_vec()
     );
+    let sg = row(&table, "security group");
+    assert!(
+        sg.contains("allowed: ssh tcp/22 from 203.0.113.7/32"),
+        "{sg}"
+    );
+    assert!(
+        sg.contains("allowed: bus tcp/16379 from 10.0.0.0/16"),
+        "{sg}"
+    );
+    assert!(!sg.contains("NOT IN THE SPEC"), "{sg}");
+    let imds = row(&table, "instance metadata");
+    assert_eq!(
+        imds.matches("HttpTokens=required, no instance profile")
+            .count(),
+        3,
+        "{imds}"
+    );
+
+    // Out of band in AWS: Redis opened to the world, IMDSv1 allowed again on one node. verify
+    // names both; plan shows the two repairs; apply makes them; verify passes again.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use aws_sdk_ec2::types::{Filter, HttpTokensState, IpPermission, IpRange};
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let cluster = Filter::builder()
+            .name("tag:redisctl:cluster")
+            .values("prod-redis")
+            .build();
+        let out = ec2
+            .describe_instances()
+            .filters(cluster.clone())
+            .filters(
+                Filter::builder()
+                    .name("tag:redisctl:node")
+                    .values("redis-node-1b")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let id = out.reservations()[0].instances()[0]
+            .instance_id()
+            .unwrap()
+            .to_string();
+        ec2.modify_instance_metadata_options()
+            .instance_id(&id)
+            .http_tokens(HttpTokensState::Optional)
+            .send()
+            .await
+            .unwrap();
+        let groups = ec2
+            .describe_security_groups()
+            .filters(cluster)
+            .send()
+            .await
+            .unwrap();
+        ec2.authorize_security_group_ingress()
+            .group_id(groups.security_groups()[0].group_id().unwrap())
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(6379)
+                    .to_port(6379)
+                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let out = c.run(&["verify"]);
+    let table = text(&out.stdout);
+    eprintln!("{table}");
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains("Verify failed: 2 of 12 checks failed"),
+        "{table}"
+    );
+    let sg = row(&table, "security group");
+    assert!(sg.lines().next().unwrap().contains(" FAIL "), "{sg}");
+    assert!(
+        sg.contains("NOT IN THE SPEC: tcp/6379 from 0.0.0.0/0"),
+        "{sg}"
+    );
+    let imds = row(&table, "instance metadata");
+    assert!(
+        imds.contains("HttpTokens=optional [expected required: IMDSv2 only] WRONG"),
+        "{imds}"
+    );
+    let plan = c.ok(&["plan"]);
+    eprintln!("{plan}");
+    assert!(plan.contains("- sg.rule[tcp 6379 0.0.0.0/0]"), "{plan}");
+    assert!(
+        plan.contains("~ metadata_options.http_tokens = \"optional\" -> \"required\""),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 0 to add, 1 to change, 1 to destroy."),
+        "{plan}"
+    );
+    c.apply();
+    let table = c.ok(&["verify"]);
+    assert!(table.contains("Verified: all 12 checks passed"), "{table}");
 
     // Tamper with the ACLs out of band: app may now FLUSHALL (on every node, in memory).
     for (_, ip) in NODES {
@@ -375,7 +484,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
         "{app}"
     );
     assert!(
-        table.contains("Verify failed: 1 of 10 checks failed"),
+        table.contains("Verify failed: 1 of 12 checks failed"),
         "{table}"
     );
     assert!(table.contains(": acl app."), "{table}");
@@ -469,7 +578,7 @@ fn verify_checks_replicas_on_a_six_node_cluster() {
         "figure: verify passed at attempt {attempts}, {:.1}s after apply",
         since_apply.elapsed().as_secs_f64()
     );
-    assert!(table.contains("Verified: all 10 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 12 checks passed"), "{table}");
     let health = row(&table, "cluster health");
     assert_eq!(
         health

@@ -410,6 +410,15 @@ impl Sim {
                     .instance_type = instance_type.clone();
                 None
             }
+            Op::RequireImdsV2 { instance } => {
+                self.o
+                    .instances
+                    .iter_mut()
+                    .find(|i| &i.id == instance)
+                    .unwrap()
+                    .http_tokens = Some("required".into());
+                None
+            }
             Op::TerminateInstance { instance } => {
                 self.terminate(instance);
                 None
@@ -736,6 +745,8 @@ impl Sim {
             root_device_name: Some(r.root_device.clone()),
             block_devices: [(r.root_device.clone(), vol)].into(),
             launch_time: None,
+            http_tokens: Some("required".into()),
+            instance_profile: None,
             tags: r.tags.clone(),
         });
         id
@@ -1059,6 +1070,28 @@ fn instance_type_change_is_in_place() {
     assert_eq!((s.add, s.change, s.destroy), (0, 3, 0));
     assert!(p.destroys_data().next().is_none());
     apply_and_converge(&after, o, &p);
+}
+
+/// A node whose metadata options were changed out of band to allow IMDSv1 is set back in place
+/// (ModifyInstanceMetadataOptions), without a restart; unknown options (None) are left alone.
+#[test]
+fn imdsv1_allowed_out_of_band_is_required_again() {
+    let spec = example();
+    let mut o = converged(&spec);
+    o.instances[1].http_tokens = Some("optional".into());
+    o.instances[2].http_tokens = None;
+    let p = plan::plan(&spec, &o);
+    snapshot("imdsv1", &render::plan::human(&p, false));
+    assert_eq!(p.steps.len(), 1, "{:#?}", p.steps);
+    let step = &p.steps[0];
+    assert_eq!(step.action, Action::Update);
+    assert!(
+        matches!(&step.ops[..], [Op::RequireImdsV2 { instance }] if instance == &o.instances[1].id),
+        "{:?}",
+        step.ops
+    );
+    assert!(p.destroys_data().next().is_none());
+    apply_and_converge(&spec, o, &p);
 }
 
 #[test]

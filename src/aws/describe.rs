@@ -298,6 +298,14 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
                 root_device_name: i.root_device_name().map(String::from),
                 block_devices: block_devices(i),
                 launch_time: i.launch_time().map(|t| t.to_string()),
+                http_tokens: i
+                    .metadata_options()
+                    .and_then(|m| m.http_tokens())
+                    .map(|t| t.as_str().to_string()),
+                instance_profile: i
+                    .iam_instance_profile()
+                    .and_then(|p| p.arn())
+                    .map(String::from),
                 tags: tag_map(i.tags()),
             })
             .collect();

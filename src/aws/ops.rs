@@ -8,8 +8,9 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, AttributeValue, BlockDeviceMapping, EbsBlockDevice, Filter,
-    HttpTokensState, InstanceMetadataOptionsRequest, InstanceType, IpPermission, IpRange,
-    Ipv6Range, PrefixListId, ResourceType, Tag, TagSpecification, UserIdGroupPair, VolumeType,
+    HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType,
+    IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, Tag, TagSpecification,
+    UserIdGroupPair, VolumeType,
 };
 
 use super::{Aws, AwsError, api_err, wait_for};
@@ -443,6 +444,16 @@ impl Aws {
                         .map_err(|e| api_err("StartInstances", instance, e))?;
                     self.wait_instance(instance, &["running"]).await?;
                 }
+                Ok(None)
+            }
+            Op::RequireImdsV2 { instance } => {
+                c.modify_instance_metadata_options()
+                    .instance_id(instance)
+                    .http_tokens(HttpTokensState::Required)
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    .send()
+                    .await
+                    .map_err(|e| api_err("ModifyInstanceMetadataOptions", instance, e))?;
                 Ok(None)
             }
             Op::TerminateInstance { instance } => {

@@ -219,6 +219,12 @@ pub struct Instance {
     /// Device name -> volume id.
     pub block_devices: BTreeMap<String, String>,
     pub launch_time: Option<String>,
+    /// `MetadataOptions.HttpTokens`: `required` is IMDSv2 only.
+    #[serde(default)]
+    pub http_tokens: Option<String>,
+    /// The ARN of an attached IAM instance profile (redisctl attaches none).
+    #[serde(default)]
+    pub instance_profile: Option<String>,
     pub tags: Tags,
 }
 

@@ -923,6 +923,19 @@ fn plan_nodes(b: &mut Builder<'_>, subnet_ids: &BTreeMap<String, Option<String>>
         } else {
             unchanged += 1;
         }
+        match inst.http_tokens.as_deref() {
+            Some(t) if t != "required" => {
+                changes.push(Change::update(
+                    "metadata_options.http_tokens",
+                    t,
+                    "required",
+                ));
+                ops.push(Op::RequireImdsV2 {
+                    instance: inst.id.clone(),
+                });
+            }
+            _ => unchanged += 1,
+        }
         match inst.state.as_str() {
             "running" | "pending" => unchanged += 1,
             // A root volume swap in flight stopped it; the swap starts it again.
@@ -991,6 +1004,11 @@ fn plan_nodes(b: &mut Builder<'_>, subnet_ids: &BTreeMap<String, Option<String>>
             );
         }
         if !ops.is_empty() {
+            let reason = if matches!(&ops[..], [Op::RequireImdsV2 { .. }]) {
+                "IMDSv1 was allowed out of band: every node requires IMDSv2 (session tokens)"
+            } else {
+                "the instance differs from the spec"
+            };
             b.push(Step {
                 address,
                 action: Action::Update,
@@ -998,7 +1016,7 @@ fn plan_nodes(b: &mut Builder<'_>, subnet_ids: &BTreeMap<String, Option<String>>
                 changes,
                 unchanged,
                 depends_on: deps,
-                reason: "the instance differs from the spec".into(),
+                reason: reason.into(),
                 destroys_data: false,
                 ops,
             });

@@ -257,6 +257,10 @@ pub enum Op {
         /// Running now: stop before and start after.
         restart: bool,
     },
+    /// IMDSv2 only (`HttpTokens=required`): a node found allowing IMDSv1.
+    RequireImdsV2 {
+        instance: String,
+    },
     /// Terminate, then run again (a replaced node).
     ReplaceInstance {
         terminate: String,

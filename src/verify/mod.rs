@@ -4,9 +4,10 @@
 //! The model: gather, then judge. One probe script per node, all nodes at once over their
 //! pinned sessions, collects what redis-cli prints (CLUSTER INFO / NODES, INFO replication,
 //! an unauthenticated and a plaintext PING, the node certificate); one DescribeVolumes reads the
-//! root volumes. Then, with the slot map known, the data write and one script per ACL user run
-//! concurrently. The judging in [`eval`] is pure. A node that cannot be reached fails the
-//! checks that needed it, with the reason; it never stops the others.
+//! root volumes; the security group and the instances' metadata options come from the same
+//! observation `plan` makes. Then, with the slot map known, the data write and one script per
+//! ACL user run concurrently. The judging in [`eval`] is pure. A node that cannot be reached
+//! fails the checks that needed it, with the reason; it never stops the others.
 //!
 //! Nothing destructive runs: FLUSHALL is tried with an argument the server refuses after the
 //! permission check, test keys expire within a minute and are deleted when allowed, and
@@ -24,7 +25,7 @@ use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::node::{NodeError, NodeRuntime};
-use crate::observed::{Observed, tags};
+use crate::observed::Observed;
 use crate::redis::conf;
 use crate::spec::Spec;
 use crate::spec::secrets::Secret;
@@ -386,11 +387,7 @@ async fn volumes(spec: &Spec, observed: &Observed, aws: &Aws) -> Check {
     let mut passed = true;
     let mut wanted: Vec<(String, String, String)> = Vec::new();
     for n in &spec.nodes.nodes {
-        let inst = observed
-            .instances
-            .iter()
-            .find(|i| i.tags.get(tags::NODE) == Some(&n.name) && i.state != "terminated");
-        let Some(i) = inst else {
+        let Some(i) = eval::node_instance(observed, &n.name) else {
             passed = false;
             ev.push(format!("{}: no instance", n.name));
             continue;
@@ -625,6 +622,8 @@ pub async fn run(
         SystemTime::now(),
     ));
     checks.push(vol_check);
+    checks.push(eval::security_group(spec, observed));
+    checks.push(eval::instance_metadata(spec, observed));
     rt.close().await;
     scrub(&mut checks, &secrets);
     Ok(Report {
