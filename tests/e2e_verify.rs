@@ -1,8 +1,9 @@
 //! End-to-end: `redisctl verify` against a cluster that `apply` built in the sandbox, through the
 //! real binary: every check passes with its evidence on a fresh cluster, `--json` parses, and a
 //! cluster broken out of band (Redis opened to the world in the security group, IMDSv1 allowed
-//! on a node, an ACL widened on the nodes, redis-server stopped on one node) fails with exit 1
-//! naming the failing checks, and `apply` repairs the AWS side. No password appears in any output.
+//! on a node, a node's key made world-readable, an ACL widened on the nodes, redis-server
+//! stopped on one node) fails with exit 1 naming the failing checks, and `apply` repairs the
+//! first three. No password appears in any output.
 //! Run inside the sandbox:
 //! `redisctl-sandbox exec -- cargo test -p redisctl --test e2e_verify -- --nocapture`.
 
@@ -223,7 +224,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     );
     assert!(table.starts_with("CHECK"), "{table}");
     assert!(!table.contains("FAIL"), "{table}");
-    assert!(table.contains("Verified: all 12 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 13 checks passed"), "{table}");
 
     let health = row(&table, "cluster health");
     for (node, _) in NODES {
@@ -351,11 +352,18 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
             "default user off",
             "tls only",
             "tls certificates",
+            "file modes",
             "root volumes encrypted",
             "security group",
             "instance metadata"
         ]
         .to_vec()
+    );
+    let modes = row(&table, "file modes");
+    assert_eq!(
+        modes.matches("6 files with their modes and owners").count(),
+        3,
+        "{modes}"
     );
     let sg = row(&table, "security group");
     assert!(
@@ -375,8 +383,28 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
         "{imds}"
     );
 
-    // Out of band in AWS: Redis opened to the world, IMDSv1 allowed again on one node. verify
-    // names both; plan shows the two repairs; apply makes them; verify passes again.
+    // Out of band: Redis opened to the world, IMDSv1 allowed again on one node, and on another
+    // the TLS key made world-readable and the ACL file given to root's group. verify names all
+    // three; plan shows the three repairs; apply makes them (without restarting Redis);
+    // verify passes again.
+    let pid = |ip: &str| {
+        text(
+            &c.ssh(
+                ip,
+                "systemctl show -p MainPID --value redis-server@cluster",
+                "",
+            )
+            .stdout,
+        )
+        .trim()
+        .to_string()
+    };
+    let pid_before = pid("10.0.1.10");
+    c.ssh(
+        "10.0.1.10",
+        "chmod 644 /etc/redis/tls/redis.key && chown root:root /etc/redis/users.acl",
+        "",
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use aws_sdk_ec2::types::{Filter, HttpTokensState, IpPermission, IpRange};
@@ -435,8 +463,13 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     eprintln!("{table}");
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(
-        table.contains("Verify failed: 2 of 12 checks failed"),
+        table.contains("Verify failed: 3 of 13 checks failed"),
         "{table}"
+    );
+    let modes = row(&table, "file modes");
+    assert!(
+        modes.contains("redis-node-1a: /etc/redis/users.acl is 0640 root:root [expected 0640 root:redis]; /etc/redis/tls/redis.key is 0644 root:redis [expected 0640 root:redis] WRONG"),
+        "{modes}"
     );
     let sg = row(&table, "security group");
     assert!(sg.lines().next().unwrap().contains(" FAIL "), "{sg}");
@@ -457,12 +490,17 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
         "{plan}"
     );
     assert!(
-        plan.contains("Plan: 0 to add, 1 to change, 1 to destroy."),
+        plan.contains("~ /etc/redis/tls/redis.key = \"0644 root:redis\" -> \"0640 root:redis\""),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 0 to add, 2 to change, 1 to destroy."),
         "{plan}"
     );
     c.apply();
     let table = c.ok(&["verify"]);
-    assert!(table.contains("Verified: all 12 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 13 checks passed"), "{table}");
+    assert_eq!(pid("10.0.1.10"), pid_before, "Redis restarted");
 
     // Tamper with the ACLs out of band: app may now FLUSHALL (on every node, in memory).
     for (_, ip) in NODES {
@@ -484,7 +522,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
         "{app}"
     );
     assert!(
-        table.contains("Verify failed: 1 of 12 checks failed"),
+        table.contains("Verify failed: 1 of 13 checks failed"),
         "{table}"
     );
     assert!(table.contains(": acl app."), "{table}");
@@ -578,7 +616,7 @@ fn verify_checks_replicas_on_a_six_node_cluster() {
         "figure: verify passed at attempt {attempts}, {:.1}s after apply",
         since_apply.elapsed().as_secs_f64()
     );
-    assert!(table.contains("Verified: all 12 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 13 checks passed"), "{table}");
     let health = row(&table, "cluster health");
     assert_eq!(
         health

@@ -410,6 +410,16 @@ impl Sim {
                     .instance_type = instance_type.clone();
                 None
             }
+            Op::SetFileModes { node } => {
+                if let Some(NodeObservation::Reached(f)) = self.o.nodes.get_mut(node) {
+                    for m in &files::MANAGED {
+                        if let Some(v) = f.modes.get_mut(m.path) {
+                            *v = m.mode_owner();
+                        }
+                    }
+                }
+                None
+            }
             Op::RequireImdsV2 { instance } => {
                 self.o
                     .instances
@@ -497,13 +507,14 @@ impl Sim {
                 f.node_cert_pem = Some(cert.cert_pem);
                 f.node_key_present = true;
                 f.files.insert(conf::CA_CERT.path.into(), ca_hash);
+                written(f, &[conf::CA_CERT, conf::NODE_CERT, conf::NODE_KEY]);
                 None
             }
             Op::WriteAcl { node, .. } => {
                 let h = self.desired(node, users_acl::USERS_ACL.path);
-                self.facts(node)
-                    .files
-                    .insert(users_acl::USERS_ACL.path.into(), h);
+                let f = self.facts(node);
+                f.files.insert(users_acl::USERS_ACL.path.into(), h);
+                written(f, &[users_acl::USERS_ACL]);
                 None
             }
             Op::WriteConfig { node, .. } => {
@@ -514,9 +525,11 @@ impl Sim {
                 let (n, masters) = (self.spec.nodes.nodes.len() as u32, self.spec.nodes.masters);
                 let f = self.facts(node);
                 f.files.insert(conf::CONF.path.into(), c);
+                written(f, &[conf::CONF]);
                 // Without systemd: no drop-in, nothing enabled; redisctl started Redis.
                 if f.init == InitSystem::Systemd {
                     f.files.insert(systemd::DROP_IN.path.into(), d);
+                    written(f, &[systemd::DROP_IN]);
                     f.service_enabled = true;
                 }
                 f.service_active = true;
@@ -760,6 +773,13 @@ impl Sim {
     }
 }
 
+/// A write (temp file, chown, chmod, rename) leaves each file with its own mode and owner.
+fn written(f: &mut NodeFacts, files: &[redisctl::redis::NodeFile]) {
+    for m in files {
+        f.modes.insert(m.path.into(), m.mode_owner());
+    }
+}
+
 /// Apply `plan` to the simulated region, then plan again: nothing must be left to do.
 fn apply_and_converge(spec: &Spec, observed: Observed, plan: &Plan) -> Observed {
     let mut sim = Sim::new(spec, observed);
@@ -880,6 +900,49 @@ fn missing_resources_are_recreated() {
         [Op::WriteAcl {
             node: "redis-node-1b".into(),
             reload: true
+        }]
+    );
+    apply_and_converge(&spec, o, &p);
+}
+
+/// `chmod`/`chown` on a node, out of band: set back in place without a restart, except where a
+/// file is rewritten anyway (the rewrite sets its mode).
+#[test]
+fn file_modes_changed_out_of_band_are_set_back() {
+    let spec = example();
+    let mut o = converged(&spec);
+    fn facts<'a>(o: &'a mut Observed, node: &str) -> &'a mut NodeFacts {
+        match o.nodes.get_mut(node) {
+            Some(NodeObservation::Reached(f)) => f,
+            _ => panic!("{node} not reached"),
+        }
+    }
+    let a = facts(&mut o, "redis-node-1a");
+    assert_eq!(a.modes.len(), 6, "{:?}", a.modes);
+    a.modes
+        .insert(conf::NODE_KEY.path.into(), "0644 root:redis".into());
+    a.modes
+        .insert(users_acl::USERS_ACL.path.into(), "0640 root:root".into());
+    // On 1b the ACL file's mode is wrong but its content differs too: the ACL step rewrites it.
+    let b = facts(&mut o, "redis-node-1b");
+    b.modes
+        .insert(users_acl::USERS_ACL.path.into(), "0666 root:redis".into());
+    b.files
+        .insert(users_acl::USERS_ACL.path.into(), Some("0".repeat(64)));
+    let p = plan::plan(&spec, &o);
+    snapshot("modes", &render::plan::human(&p, false));
+    let addrs: Vec<&str> = p.steps.iter().map(|s| s.address.as_str()).collect();
+    assert_eq!(
+        addrs,
+        ["node.redis-node-1b.acl", "node.redis-node-1a.modes"]
+    );
+    let modes = p.step("node.redis-node-1a.modes").unwrap();
+    assert_eq!(modes.action, Action::Update);
+    assert_eq!(modes.changes.len(), 2, "{:?}", modes.changes);
+    assert_eq!(
+        modes.ops,
+        [Op::SetFileModes {
+            node: "redis-node-1a".into()
         }]
     );
     apply_and_converge(&spec, o, &p);

@@ -608,6 +608,7 @@ impl Aws {
             | Op::InstallTls { .. }
             | Op::WriteAcl { .. }
             | Op::WriteConfig { .. }
+            | Op::SetFileModes { .. }
             | Op::CreateCluster { .. }
             | Op::WaitHealthy { .. }
             | Op::SwapRootVolume(_) => Err(AwsError::Local {

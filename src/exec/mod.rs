@@ -91,6 +91,7 @@ impl Ctx {
             | Op::InstallTls { .. }
             | Op::WriteAcl { .. }
             | Op::WriteConfig { .. }
+            | Op::SetFileModes { .. }
             | Op::CreateCluster { .. }
             | Op::WaitHealthy { .. } => {
                 // Node operations are ensures: one that lost its SSH connection is run once
@@ -121,6 +122,7 @@ impl Ctx {
             Op::InstallTls { node, restart } => n()?.install_tls(node, *restart).await,
             Op::WriteAcl { node, reload } => n()?.write_acl(node, *reload).await,
             Op::WriteConfig { node, restart } => n()?.write_config(node, *restart).await,
+            Op::SetFileModes { node } => n()?.set_file_modes(node).await,
             Op::CreateCluster { nodes, replicas } => n()?.create_cluster(nodes, *replicas).await,
             Op::WaitHealthy { nodes } => n()?.wait_healthy(*nodes).await,
             other => Err(NodeError::Failed {

@@ -503,6 +503,12 @@ impl NodeRuntime {
             "[ -f {} ] && echo key=yes || echo key=no\n",
             conf::NODE_KEY.path
         ));
+        for (i, f) in files::MANAGED.iter().enumerate() {
+            let q = ssh::sh_quote(f.path);
+            script.push_str(&format!(
+                "[ -e {q} ] && echo \"mode{i}=$(stat -c '%a %U:%G' {q})\"\n"
+            ));
+        }
         // With systemd, the units' states; without it (see `noinit`), the processes and the
         // init script's runlevel links, in the same words.
         script.push_str(&format!(
@@ -561,6 +567,16 @@ impl NodeRuntime {
             let h = value(&format!("file{i}"));
             files.insert(p.to_string(), (h != "-" && !h.is_empty()).then_some(h));
         }
+        let modes = files::MANAGED
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let v = value(&format!("mode{i}"));
+                let (mode, owner) = v.split_once(' ')?;
+                let mode = u32::from_str_radix(mode, 8).ok()?;
+                Some((f.path.to_string(), format!("{mode:04o} {owner}")))
+            })
+            .collect();
         let cluster = section("cluster")
             .and_then(|t| parse::cluster_info(&t).ok())
             .map(|c| ClusterView {
@@ -577,6 +593,7 @@ impl NodeRuntime {
             files,
             node_cert_pem: section("cert"),
             node_key_present: value("key") == "yes",
+            modes,
             init: if value("init") == "none" {
                 InitSystem::None
             } else {
@@ -725,6 +742,22 @@ else
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Every file redisctl writes that exists on `node` gets its mode and owner back.
+    pub async fn set_file_modes(&self, node: &str) -> Result<(), NodeError> {
+        let s = self.session(node).await?;
+        let mut script = String::from("set -e\n");
+        for f in &files::MANAGED {
+            let q = ssh::sh_quote(f.path);
+            script.push_str(&format!(
+                "if [ -e {q} ]; then chown {}:{} {q}; chmod {:o} {q}; fi\n",
+                f.owner, f.group, f.mode
+            ));
+        }
+        s.sudo_ok("set file modes and owners", &script, None)
+            .await?;
         Ok(())
     }
 

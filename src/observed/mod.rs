@@ -81,6 +81,9 @@ pub struct NodeFacts {
     /// The node certificate (public), to check expiry, SANs and issuer.
     pub node_cert_pem: Option<String>,
     pub node_key_present: bool,
+    /// Path -> `0640 root:redis` (mode and owner) of each file redisctl writes that exists.
+    #[serde(default)]
+    pub modes: BTreeMap<String, String>,
     /// What starts services on the node: systemd when `/run/systemd/system` exists (the
     /// standard `sd_booted()` check), else none (a minimal or container image).
     #[serde(default)]

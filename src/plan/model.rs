@@ -326,6 +326,11 @@ pub enum Op {
         node: String,
         restart: bool,
     },
+    /// Set the mode and owner of every file redisctl writes on `node` back to what it writes
+    /// (chown, chmod; no restart).
+    SetFileModes {
+        node: String,
+    },
     /// `redis-cli --cluster create` on the first node, then wait until healthy.
     CreateCluster {
         nodes: Vec<String>,

@@ -14,7 +14,7 @@ use super::aws_layer::Builder;
 use super::model::*;
 use crate::observed::{InitSystem, NodeFacts, NodeObservation, tags};
 use crate::pki::{self, WantedCert};
-use crate::redis::{conf, systemd, users_acl};
+use crate::redis::{conf, files, systemd, users_acl};
 
 enum NodeNow<'a> {
     /// Created or replaced by this plan, or not yet running: everything is to do.
@@ -329,6 +329,7 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
             },
         };
         let tls_addr = format!("{addr}.tls");
+        let tls_rewrites = tls_reason.is_some();
         if let Some(reason) = tls_reason {
             let mut deps = last.clone();
             if b.steps.iter().any(|s| s.address == "pki.ca") {
@@ -384,7 +385,8 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
         }
 
         // Phase 5: ACL.
-        if differs(users_acl::USERS_ACL.path) {
+        let acl_rewrites = differs(users_acl::USERS_ACL.path);
+        if acl_rewrites {
             let acl_addr = format!("{addr}.acl");
             let reload = running;
             b.steps.push(Step {
@@ -485,6 +487,46 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 previous_config_restart = Some(cfg_addr.clone());
             }
             last = vec![cfg_addr];
+        }
+
+        // Modes and owners changed out of band, on files no step above rewrites (a rewrite
+        // sets them): set back, with no restart.
+        if let Some(f) = facts {
+            let rewritten = |path: &str| {
+                if path == conf::CONF.path || path == systemd::DROP_IN.path {
+                    conf_differs
+                } else if path == users_acl::USERS_ACL.path {
+                    acl_rewrites
+                } else {
+                    tls_rewrites
+                }
+            };
+            let changes: Vec<Change> = files::MANAGED
+                .iter()
+                .filter(|m| !(no_init && m.path == systemd::DROP_IN.path) && !rewritten(m.path))
+                .filter_map(|m| {
+                    let have = f.modes.get(m.path)?;
+                    (*have != m.mode_owner()).then(|| Change::update(m.path, have, m.mode_owner()))
+                })
+                .collect();
+            if !changes.is_empty() {
+                let modes_addr = format!("{addr}.modes");
+                b.steps.push(Step {
+                    address: modes_addr.clone(),
+                    action: Action::Update,
+                    phase: Phase::Config,
+                    changes,
+                    unchanged: 0,
+                    depends_on: last.clone(),
+                    reason: "file modes or owners were changed out of band; set back, no restart"
+                        .into(),
+                    destroys_data: false,
+                    ops: vec![Op::SetFileModes {
+                        node: node.name.clone(),
+                    }],
+                });
+                last = vec![modes_addr];
+            }
         }
         service_steps.extend(last.into_iter().filter(|a| a.starts_with(&addr)));
     }

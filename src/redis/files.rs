@@ -15,6 +15,17 @@ pub fn replication_secret(spec: &Spec, ca: &Ca) -> Option<Secret> {
         .then(|| ca.derive_secret(users_acl::REPLICATION_SECRET_LABEL))
 }
 
+/// Every file redisctl writes on a node, each with the mode and owner it must keep (the node
+/// key and certificate are written by the TLS step, the others rendered below).
+pub const MANAGED: [NodeFile; 6] = [
+    conf::CONF,
+    systemd::DROP_IN,
+    users_acl::USERS_ACL,
+    conf::CA_CERT,
+    conf::NODE_CERT,
+    conf::NODE_KEY,
+];
+
 /// (file, content) for `node`.
 pub fn node_files(
     spec: &Spec,

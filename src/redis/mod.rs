@@ -30,6 +30,13 @@ pub struct NodeFile {
     pub group: &'static str,
 }
 
+impl NodeFile {
+    /// `0640 root:redis`: the form node observation reports and the plan shows.
+    pub fn mode_owner(&self) -> String {
+        format!("{:04o} {}:{}", self.mode, self.owner, self.group)
+    }
+}
+
 /// Lower-case hex SHA-256 of a file's bytes, the form the planner compares with what
 /// `sha256sum` reports on a node.
 pub fn content_hash(bytes: &[u8]) -> String {

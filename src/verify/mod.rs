@@ -153,6 +153,15 @@ fn probe_script(spec: &Spec, ip: Ipv4Addr) -> String {
         "cert",
         &format!("cat {} 2>&1", conf::NODE_CERT.path),
     ));
+    let mut modes = String::new();
+    for f in &crate::redis::files::MANAGED {
+        let q = sh_quote(f.path);
+        modes.push_str(&format!(
+            "if [ -e {q} ]; then stat -c '%a %U:%G %n' {q}; else echo \"missing {}\"; fi; ",
+            f.path
+        ));
+    }
+    s.push_str(&section_cmd("modes", modes.trim_end_matches("; ")));
     s
 }
 
@@ -186,6 +195,7 @@ async fn probe(
         wrongpass: section(&t, "wrongpass"),
         plaintext: section(&t, "plaintext"),
         cert: section(&t, "cert"),
+        modes: section(&t, "modes"),
     })
 }
 
@@ -621,6 +631,7 @@ pub async fn run(
         ca.as_deref().map_err(Clone::clone),
         SystemTime::now(),
     ));
+    checks.push(eval::file_modes(&probes));
     checks.push(vol_check);
     checks.push(eval::security_group(spec, observed));
     checks.push(eval::instance_metadata(spec, observed));
