@@ -503,7 +503,8 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
             };
             let changes: Vec<Change> = files::MANAGED
                 .iter()
-                .filter(|m| !(no_init && m.path == systemd::DROP_IN.path) && !rewritten(m.path))
+                // Without systemd there is no drop-in.
+                .filter(|m| !(rewritten(m.path) || no_init && m.path == systemd::DROP_IN.path))
                 .filter_map(|m| {
                     let have = f.modes.get(m.path)?;
                     (*have != m.mode_owner()).then(|| Change::update(m.path, have, m.mode_owner()))
