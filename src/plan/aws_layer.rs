@@ -1005,7 +1005,7 @@ fn plan_nodes(b: &mut Builder<'_>, subnet_ids: &BTreeMap<String, Option<String>>
         }
         if !ops.is_empty() {
             let reason = if matches!(&ops[..], [Op::RequireImdsV2 { .. }]) {
-                "IMDSv1 was allowed out of band: every node requires IMDSv2 (session tokens)"
+                "IMDSv1 was allowed out of band; every node requires IMDSv2 session tokens"
             } else {
                 "the instance differs from the spec"
             };
