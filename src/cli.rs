@@ -75,6 +75,9 @@ pub enum Command {
         after_help = REDIS_CLI_HELP
     )]
     RedisCli(RedisCliArgs),
+    /// Issue a client certificate from the cluster CA for an application (tls.auth_clients)
+    #[command(name = "client-cert", after_help = CLIENT_CERT_HELP)]
+    ClientCert(ClientCertArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(after_help = "Example: redisctl completions bash > /etc/bash_completion.d/redisctl")]
     Completions(CompletionsArgs),
@@ -103,6 +106,39 @@ pub struct RedisCliArgs {
     /// interactive session on a terminal, otherwise the commands on stdin
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
+}
+
+const CLIENT_CERT_HELP: &str = "\
+Writes DIR/NAME.key (0600, never printed), DIR/NAME.crt and DIR/ca.crt. The certificate
+says who the client is (CN=NAME, clientAuth only, signed by the cluster CA in the state
+directory, valid for tls.cert_days unless --days); it does not log the client in: it still
+needs an ACL user and password. Each issue is recorded (CN, serial, expiry, fingerprint; no
+key) in <state_dir>/client-certs.jsonl. Redis checks no revocation list: a leaked key is
+trusted until its certificate expires, so keep lifetimes short and keys on the application's
+host only. An existing NAME.key or NAME.crt is not replaced without --force.
+
+Example:
+  redisctl client-cert app --out ./app-tls --days 90
+
+Exit status: 0 issued, 1 error or refused (nothing written).";
+
+#[derive(Debug, Args)]
+pub struct ClientCertArgs {
+    /// The client's name, its certificate's CN (letters, digits, '.', '_', '-'; at most 64)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to write NAME.key, NAME.crt and ca.crt (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: std::path::PathBuf,
+    /// Lifetime in days (default: the spec's tls.cert_days; never past the CA's own end)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: Option<u32>,
+    /// Replace an existing NAME.key / NAME.crt in DIR
+    #[arg(long)]
+    pub force: bool,
+    /// Print what was issued as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,16 +1,15 @@
 //! End-to-end: a real cluster-aware client library (redis-py's RedisCluster, over TLS with a
-//! client certificate from the cluster CA) logged in as the app user writes and reads
-//! `patient:*` keys spread over all three masters, and is refused outside its key patterns and
-//! FLUSHALL. The Python venv with a pinned redis-py is made by scripts/test.
+//! client certificate that `redisctl client-cert` issued from the cluster CA) logged in as the
+//! app user writes and reads `patient:*` keys spread over all three masters, and is refused
+//! outside its key patterns and FLUSHALL; without the certificate, TLS refuses it. The Python
+//! venv with a pinned redis-py is made by scripts/test.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime};
 
 use common::{APP_PW, Cluster, text};
-use redisctl::pki::Ca;
 use redisctl_sandbox::testing::Sandbox;
 
 const SCRIPT: &str = r#"
@@ -19,6 +18,16 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoPermissionError, ResponseError
 
 d = sys.argv[1]
+if len(sys.argv) > 2 and sys.argv[2] == "no-cert":
+    try:
+        RedisCluster(
+            host="10.0.1.10", port=6379, username="app", password=os.environ["APP_PW"],
+            ssl=True, ssl_ca_certs=d + "/ca.crt", ssl_check_hostname=True,
+        ).ping()
+        print("connected")
+    except Exception as e:
+        print("refused: %s: %s" % (type(e).__name__, str(e).replace("\\n", " ")[:300]))
+    sys.exit(0)
 rc = RedisCluster(
     host="10.0.1.10", port=6379, username="app", password=os.environ["APP_PW"],
     ssl=True, ssl_certfile=d + "/app.crt", ssl_keyfile=d + "/app.key",
@@ -65,18 +74,31 @@ fn redis_py_cluster_client_as_the_app_user() {
     let c = Cluster::new("client", |t| t);
     c.ok(&["apply", "--yes"]);
 
-    // A client certificate for the app user from the cluster CA (tls.auth_clients = "yes").
-    let ca = Ca::load(&c.dir.join(".redisctl/prod-redis")).unwrap();
-    let now = SystemTime::now() - Duration::from_secs(60);
-    let cert = ca.issue_client("app", now, 1).unwrap();
-    std::fs::write(c.dir.join("ca.crt"), ca.cert_pem()).unwrap();
-    std::fs::write(c.dir.join("app.crt"), &cert.cert_pem).unwrap();
-    std::fs::write(c.dir.join("app.key"), cert.key_pem.expose()).unwrap();
+    // A client certificate for the app from the cluster CA (tls.auth_clients = "yes").
+    let issued = c.ok(&["client-cert", "app", "--out", "tls", "--days", "1"]);
+    assert!(issued.contains("CN=app (clientAuth only)"), "{issued}");
+    let tls = c.dir.join("tls");
     std::fs::write(c.dir.join("client.py"), SCRIPT).unwrap();
+
+    // Without it, the node refuses the TLS handshake (the password alone is not enough).
+    let out = Command::new(python())
+        .arg(c.dir.join("client.py"))
+        .arg(&tls)
+        .arg("no-cert")
+        .env("APP_PW", APP_PW)
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert!(
+        said.starts_with("refused: ") && said.contains("CERTIFICATE_REQUIRED"),
+        "{said}{}",
+        text(&out.stderr)
+    );
+    eprintln!("without a client certificate: {}", said.trim());
 
     let out = Command::new(python())
         .arg(c.dir.join("client.py"))
-        .arg(&c.dir)
+        .arg(&tls)
         .env("APP_PW", APP_PW)
         .output()
         .unwrap();

@@ -1,6 +1,7 @@
 //! Thin glue: each subcommand parses its arguments and calls one function of the core.
 
 mod apply;
+mod client_cert;
 mod destroy;
 mod plan;
 mod redis_cli;
@@ -35,6 +36,8 @@ pub enum Error {
     },
     #[error(transparent)]
     KeyFile(#[from] crate::ssh::keyfile::KeyFileError),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Secrets(Vec<crate::spec::secrets::SecretError>),
     #[error(transparent)]
@@ -90,6 +93,7 @@ pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
         Command::Destroy(args) => runtime().block_on(destroy::run(&cli.config, args, shell)),
         Command::Verify(args) => runtime().block_on(verify::run(&cli.config, args, shell)),
         Command::RedisCli(args) => runtime().block_on(redis_cli::run(&cli.config, args, shell)),
+        Command::ClientCert(args) => client_cert::run(&cli.config, args, shell),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

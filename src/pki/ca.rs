@@ -302,7 +302,7 @@ fn check_private_dir(dir: &Path) -> Result<(), PkiError> {
 
 /// Write `path` atomically with exactly `mode`: a temporary file in the same directory,
 /// created with `mode` (never wider), synced, then renamed over `path`.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
     let err = |source| PkiError::Write {
         path: path.to_path_buf(),
         source,
@@ -330,7 +330,7 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
     result.map_err(err)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), PkiError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), PkiError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| PkiError::Write {

@@ -28,6 +28,8 @@ pub struct CertInfo {
     pub signed_by_ca: bool,
     /// SHA-256 of the DER, lower-case hex (the usual certificate fingerprint).
     pub fingerprint_sha256: String,
+    /// The serial number, lower-case hex.
+    pub serial: String,
 }
 
 /// A parsed certificate with the bytes the CA code needs as well.
@@ -108,6 +110,7 @@ pub(super) fn parse(pem: &str, what: &str) -> Result<Parsed, PkiError> {
         is_ca: x.is_ca(),
         signed_by_ca: false,
         fingerprint_sha256: hex::encode(Sha256::digest(&der)),
+        serial: hex::encode(x.raw_serial()),
     };
     let public_key_raw = x.public_key().subject_public_key.data.to_vec();
     Ok(Parsed {

@@ -18,6 +18,7 @@ mod issue;
 use std::path::PathBuf;
 
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY_DAYS, Ca, CaStatus, ca_common_name};
+pub(crate) use ca::{sync_dir, write_atomic};
 pub use inspect::{CertInfo, ReissueReason, WantedCert, inspect, reissue_reason};
 pub use issue::{IssuedCert, KeyPem, node_sans};
 
