@@ -224,7 +224,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     );
     assert!(table.starts_with("CHECK"), "{table}");
     assert!(!table.contains("FAIL"), "{table}");
-    assert!(table.contains("Verified: all 13 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 14 checks passed"), "{table}");
 
     let health = row(&table, "cluster health");
     for (node, _) in NODES {
@@ -310,6 +310,13 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
         );
     }
     assert!(tls.contains("TLS PING: PONG"), "{tls}");
+    let protocols = row(&table, "tls protocols");
+    for (node, _) in NODES {
+        assert!(
+            protocols.contains(&format!("{node}: TLSv1 refused; TLSv1.1 refused; TLSv1.2 negotiated; TLSv1.3 negotiated; bus port 16379: TLS (TLSv1.3), certificate verified")),
+            "{protocols}"
+        );
+    }
     let certs = row(&table, "tls certificates");
     assert!(
         certs.contains("redis-node-1a: CN=redis-node-1a signed by the cluster CA"),
@@ -351,6 +358,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
             "acl dev",
             "default user off",
             "tls only",
+            "tls protocols",
             "tls certificates",
             "file modes",
             "root volumes encrypted",
@@ -463,7 +471,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     eprintln!("{table}");
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(
-        table.contains("Verify failed: 3 of 13 checks failed"),
+        table.contains("Verify failed: 3 of 14 checks failed"),
         "{table}"
     );
     let modes = row(&table, "file modes");
@@ -499,7 +507,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     );
     c.apply();
     let table = c.ok(&["verify"]);
-    assert!(table.contains("Verified: all 13 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 14 checks passed"), "{table}");
     assert_eq!(pid("10.0.1.10"), pid_before, "Redis restarted");
 
     // Tamper with the ACLs out of band: app may now FLUSHALL (on every node, in memory).
@@ -522,7 +530,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
         "{app}"
     );
     assert!(
-        table.contains("Verify failed: 1 of 13 checks failed"),
+        table.contains("Verify failed: 1 of 14 checks failed"),
         "{table}"
     );
     assert!(table.contains(": acl app."), "{table}");
@@ -616,7 +624,7 @@ fn verify_checks_replicas_on_a_six_node_cluster() {
         "figure: verify passed at attempt {attempts}, {:.1}s after apply",
         since_apply.elapsed().as_secs_f64()
     );
-    assert!(table.contains("Verified: all 13 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 14 checks passed"), "{table}");
     let health = row(&table, "cluster health");
     assert_eq!(
         health

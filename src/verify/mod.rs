@@ -153,6 +153,28 @@ fn probe_script(spec: &Spec, ip: Ipv4Addr) -> String {
         "cert",
         &format!("cat {} 2>&1", conf::NODE_CERT.path),
     ));
+    // The TLS handshake itself (openssl, on the node): each protocol version offered alone on
+    // the client port (old ones with the client's own floor lowered, so that a refusal is the
+    // server's), then the cluster bus port; each verifies the node's certificate against the
+    // CA and the node's IP, presenting the node's certificate as the client.
+    let verify_args = format!(
+        "-CAfile {} -cert {} -key {} -verify_ip {ip} -verify_return_error -brief",
+        conf::CA_CERT.path,
+        conf::NODE_CERT.path,
+        conf::NODE_KEY.path
+    );
+    let mut hs = String::new();
+    for (label, target, flag) in eval::HANDSHAKES {
+        let port = if *target == "bus" {
+            spec.redis.bus_port()
+        } else {
+            port
+        };
+        hs.push_str(&format!(
+            "o=$(timeout 10 openssl s_client -connect {ip}:{port} {flag} {verify_args} </dev/null 2>&1); echo \"{label} rc=$? $(printf '%s' \"$o\" | grep -m1 -E 'Protocol version|alert|error|rror:|not found')\"; "
+        ));
+    }
+    s.push_str(&section_cmd("handshakes", hs.trim_end_matches("; ")));
     let mut modes = String::new();
     for f in &crate::redis::files::MANAGED {
         let q = sh_quote(f.path);
@@ -196,6 +218,7 @@ async fn probe(
         plaintext: section(&t, "plaintext"),
         cert: section(&t, "cert"),
         modes: section(&t, "modes"),
+        handshakes: section(&t, "handshakes"),
     })
 }
 
@@ -623,6 +646,7 @@ pub async fn run(
 
     checks.push(eval::default_off(&probes));
     checks.push(eval::tls_only(spec, &probes));
+    checks.push(eval::tls_protocols(spec, &probes));
     let ca_path = spec.cluster.state_dir.join(crate::pki::CA_CERT_FILE);
     let ca = std::fs::read_to_string(&ca_path)
         .map_err(|e| format!("cannot read the cluster CA {}: {e}", ca_path.display()));
