@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use common::{Cluster, text};
 
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+use aws_sdk_ec2::types::Filter;
 use redisctl_sandbox::faults::{Effect, Fault};
 use redisctl_sandbox::testing::Sandbox;
 
@@ -429,42 +429,8 @@ fn out_of_band_changes_are_planned_back() {
     let ec2 = ec2();
     // Open Redis to the world and stop a node, behind redisctl's back.
     block(async {
-        let sg = ec2
-            .describe_security_groups()
-            .filters(tagged("prod-redis"))
-            .send()
-            .await
-            .unwrap();
-        let sg = sg.security_groups()[0].group_id().unwrap().to_string();
-        ec2.authorize_security_group_ingress()
-            .group_id(&sg)
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(6379)
-                    .to_port(6379)
-                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let inst = ec2
-            .describe_instances()
-            .filters(tagged("prod-redis"))
-            .filters(
-                Filter::builder()
-                    .name("tag:redisctl:node")
-                    .values("redis-node-1b")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let id = inst.reservations()[0].instances()[0]
-            .instance_id()
-            .unwrap()
-            .to_string();
+        common::open_redis_to_the_world(&ec2).await;
+        let id = common::instance_of(&ec2, "redis-node-1b").await;
         ec2.stop_instances().instance_ids(id).send().await.unwrap();
         let rts = ec2
             .describe_route_tables()

@@ -150,31 +150,8 @@ fn a_node_stopped_out_of_band_is_started_and_rejoins() {
     c.redis("10.0.1.10", "-c SET patient:42 kept");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        let ec2 = aws_sdk_ec2::Client::new(&conf);
-        let out = ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:redisctl:node")
-                    .values("redis-node-1b")
-                    .build(),
-            )
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let id = out.reservations()[0].instances()[0]
-            .instance_id()
-            .unwrap()
-            .to_string();
+        let ec2 = common::ec2_client().await;
+        let id = common::instance_of(&ec2, "redis-node-1b").await;
         ec2.stop_instances().instance_ids(id).send().await.unwrap();
     });
     let out = c.run(&["plan", "--detailed-exitcode"]);

@@ -13,6 +13,9 @@ use std::time::Instant;
 
 use redisctl_sandbox::testing::Sandbox;
 
+// Only its EC2 helpers: this file keeps its own harness (every run checked for secrets).
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
 const PASSWORDS: [(&str, &str); 3] = [
     ("REDIS_ADMIN_PASSWORD", "e2e-verify-admin-Zq81"),
@@ -415,56 +418,15 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        use aws_sdk_ec2::types::{Filter, HttpTokensState, IpPermission, IpRange};
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        let ec2 = aws_sdk_ec2::Client::new(&conf);
-        let cluster = Filter::builder()
-            .name("tag:redisctl:cluster")
-            .values("prod-redis")
-            .build();
-        let out = ec2
-            .describe_instances()
-            .filters(cluster.clone())
-            .filters(
-                Filter::builder()
-                    .name("tag:redisctl:node")
-                    .values("redis-node-1b")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let id = out.reservations()[0].instances()[0]
-            .instance_id()
-            .unwrap()
-            .to_string();
+        let ec2 = common::ec2_client().await;
+        let id = common::instance_of(&ec2, "redis-node-1b").await;
         ec2.modify_instance_metadata_options()
             .instance_id(&id)
-            .http_tokens(HttpTokensState::Optional)
+            .http_tokens(aws_sdk_ec2::types::HttpTokensState::Optional)
             .send()
             .await
             .unwrap();
-        let groups = ec2
-            .describe_security_groups()
-            .filters(cluster)
-            .send()
-            .await
-            .unwrap();
-        ec2.authorize_security_group_ingress()
-            .group_id(groups.security_groups()[0].group_id().unwrap())
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(6379)
-                    .to_port(6379)
-                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        common::open_redis_to_the_world(&ec2).await;
     });
     let out = c.run(&["verify"]);
     let table = text(&out.stdout);

@@ -223,3 +223,71 @@ pub fn text(b: &[u8]) -> String {
 }
 
 pub const IPS: [&str; 3] = ["10.0.1.10", "10.0.2.10", "10.0.3.10"];
+
+/// EC2 in the sandbox, through the real SDK (the environment `redisctl-sandbox exec` sets).
+pub async fn ec2_client() -> aws_sdk_ec2::Client {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    aws_sdk_ec2::Client::new(&conf)
+}
+
+fn tag(key: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{key}"))
+        .values(value)
+        .build()
+}
+
+/// The id of `node`'s instance in cluster prod-redis, found by its tags (not terminated).
+pub async fn instance_of(ec2: &aws_sdk_ec2::Client, node: &str) -> String {
+    let out = ec2
+        .describe_instances()
+        .filters(tag("redisctl:cluster", "prod-redis"))
+        .filters(tag("redisctl:node", node))
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("stopping")
+                .values("stopped")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| i.instance_id())
+        .unwrap_or_else(|| panic!("no live instance for {node}"))
+        .to_string()
+}
+
+/// Out of band: the Redis port opened to the world in cluster prod-redis's security group.
+/// Returns the group's id.
+pub async fn open_redis_to_the_world(ec2: &aws_sdk_ec2::Client) -> String {
+    use aws_sdk_ec2::types::{IpPermission, IpRange};
+    let groups = ec2
+        .describe_security_groups()
+        .filters(tag("redisctl:cluster", "prod-redis"))
+        .send()
+        .await
+        .unwrap();
+    let sg = groups.security_groups()[0].group_id().unwrap().to_string();
+    ec2.authorize_security_group_ingress()
+        .group_id(&sg)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(6379)
+                .to_port(6379)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    sg
+}
