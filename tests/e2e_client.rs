@@ -77,6 +77,13 @@ fn redis_py_cluster_client_as_the_app_user() {
     // A client certificate for the app from the cluster CA (tls.auth_clients = "yes").
     let issued = c.ok(&["client-cert", "app", "--out", "tls", "--days", "1"]);
     assert!(issued.contains("CN=app (clientAuth only)"), "{issued}");
+    // One day is within tls.renew_before_days: plan says so, and plans nothing for it.
+    let plan = c.ok(&["plan"]);
+    assert!(
+        plan.contains("client certificate CN=app (serial ") && plan.contains(") expires "),
+        "{plan}"
+    );
+    assert!(plan.contains("No changes."), "{plan}");
     let tls = c.dir.join("tls");
     std::fs::write(c.dir.join("client.py"), SCRIPT).unwrap();
 

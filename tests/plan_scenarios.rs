@@ -948,6 +948,50 @@ fn file_modes_changed_out_of_band_are_set_back() {
     apply_and_converge(&spec, o, &p);
 }
 
+/// Client certificates from `redisctl client-cert` (its inventory): the newest of each name
+/// that nears its end, or has passed it, is warned about; nothing is planned for them, and they
+/// are not part of the fingerprint (issuing one does not make a saved plan stale).
+#[test]
+fn client_certificates_near_their_end_are_warned_about() {
+    let spec = example();
+    let mut o = converged(&spec);
+    let before = plan::fingerprint::of(&spec, &o);
+    let day = 86_400;
+    let cert = |cn: &str, serial: &str, days: i64| observed::ClientCert {
+        cn: cn.into(),
+        serial: serial.into(),
+        not_after: (NOW as i64 + days * day) as u64,
+    };
+    o.local.client_certs = vec![
+        cert("app", "01", 5),
+        cert("app", "02", 200), // the renewed one: app is fine
+        cert("billing", "03", 10),
+        cert("old-svc", "04", -1),
+        cert("reports", "05", 31),
+    ];
+    let p = plan::plan(&spec, &o);
+    assert!(p.is_empty(), "{:#?}", p.steps);
+    let notes: Vec<(&str, &str)> = p
+        .notes
+        .iter()
+        .filter(|n| n.subject.starts_with("client_cert."))
+        .map(|n| (n.subject.as_str(), n.message.as_str()))
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    assert_eq!(notes[0].0, "client_cert.billing");
+    assert!(notes[0].1.starts_with("client certificate CN=billing (serial 03) expires in 10 days; issue its successor with `redisctl client-cert billing --out DIR --force`"), "{}", notes[0].1);
+    assert_eq!(notes[1].0, "client_cert.old-svc");
+    assert!(
+        notes[1]
+            .1
+            .contains("has expired: a client presenting it is refused"),
+        "{}",
+        notes[1].1
+    );
+    assert!(p.notes.iter().all(|n| n.level != NoteLevel::Blocker));
+    assert_eq!(plan::fingerprint::of(&spec, &o), before);
+}
+
 #[test]
 fn certificates_near_expiry_are_reissued_one_node_at_a_time() {
     let spec = example();

@@ -36,6 +36,27 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The client certificates issued so far, from the inventory in `state_dir` (none when it does
+/// not exist). A line that does not parse is skipped with a warning in the log.
+pub(crate) fn inventory(state_dir: &Path) -> Vec<crate::observed::ClientCert> {
+    let Ok(text) = std::fs::read_to_string(state_dir.join(INVENTORY_FILE)) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| match serde_json::from_str(l) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: a line that is not a client certificate record: {e}",
+                    INVENTORY_FILE
+                );
+                None
+            }
+        })
+        .collect()
+}
+
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -200,6 +221,25 @@ mod tests {
         ] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn inventory_skips_what_it_cannot_read() {
+        let dir = std::env::temp_dir().join(format!("redisctl-inventory-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(inventory(&dir).is_empty());
+        std::fs::write(
+            dir.join(INVENTORY_FILE),
+            "{\"cn\":\"app\",\"serial\":\"0a\",\"not_after\":1900000000,\"sha256\":\"x\"}\nnot json\n\n{\"cn\":\"b\",\"serial\":\"0b\",\"not_after\":1}\n",
+        )
+        .unwrap();
+        let got = inventory(&dir);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].cn.as_str(), got[0].not_after),
+            ("app", 1_900_000_000)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -53,6 +53,19 @@ pub struct Local {
     /// stale (on the spec's side of the fingerprint). Reveals nothing of the passwords.
     #[serde(default)]
     pub secrets_digest: String,
+    /// The client certificates `redisctl client-cert` issued (its inventory in the state
+    /// directory), for expiry warnings. Not part of the fingerprint.
+    #[serde(default)]
+    pub client_certs: Vec<ClientCert>,
+}
+
+/// One issued client certificate, as the inventory records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCert {
+    pub cn: String,
+    pub serial: String,
+    /// Seconds since the epoch.
+    pub not_after: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ pub fn observed(observed: &Observed) -> String {
     o.local.now = 0;
     o.local.desired_files.clear();
     o.local.secrets_digest.clear();
+    o.local.client_certs.clear();
     let json = serde_json::to_vec(&o).expect("observed state serializes");
     hex::encode(Sha256::digest(&json))
 }

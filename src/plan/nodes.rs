@@ -8,6 +8,7 @@
 //! (no restart); a config or certificate change restarts one node at a time, each waiting for
 //! the cluster to be healthy before the next.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::aws_layer::Builder;
@@ -81,6 +82,46 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 ),
             });
         }
+    }
+
+    // Client certificates redisctl issued (its inventory): the newest of each name nearing its
+    // end. redisctl cannot renew them in place (they live with the applications).
+    let mut newest: BTreeMap<&str, &crate::observed::ClientCert> = BTreeMap::new();
+    for c in &obs.local.client_certs {
+        let e = newest.entry(c.cn.as_str()).or_insert(c);
+        if c.not_after > e.not_after {
+            *e = c;
+        }
+    }
+    let window = u64::from(spec.tls.renew_before_days) * 86_400;
+    for (cn, c) in newest {
+        let renew = format!(
+            "issue its successor with `redisctl client-cert {cn} --out DIR --force` and deploy it"
+        );
+        let message = if c.not_after <= obs.local.now {
+            format!(
+                "client certificate CN={cn} (serial {}) has expired: a client presenting it is refused; {renew}",
+                c.serial
+            )
+        } else if c.not_after - obs.local.now <= window {
+            let days = (c.not_after - obs.local.now) / 86_400;
+            format!(
+                "client certificate CN={cn} (serial {}) expires {}; {renew} before then",
+                c.serial,
+                match days {
+                    0 => "within a day".to_string(),
+                    1 => "in 1 day".to_string(),
+                    n => format!("in {n} days"),
+                }
+            )
+        } else {
+            continue;
+        };
+        b.notes.push(Note {
+            level: NoteLevel::Warning,
+            subject: format!("client_cert.{cn}"),
+            message,
+        });
     }
 
     // Does a cluster already exist? Then changes roll one node at a time.
