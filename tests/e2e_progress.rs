@@ -172,11 +172,11 @@ fn json_stream_live_display_and_error_record() {
     assert!(text(&apply.stderr).contains("the plan has blockers"));
     c.assert_converged();
 
-    // sshd down on one node (back by itself in 20 s): the plan is incomplete, not "no changes".
+    // sshd down on one node (back by itself in 40 s): the plan is incomplete, not "no changes".
     common::Cluster::on_node(
         &c,
         common::IPS[2],
-        "systemd-run --on-active=20s systemctl start ssh.service && systemctl stop ssh.service",
+        "systemd-run --on-active=40s systemctl start ssh.service && systemctl stop ssh.service",
         "",
     );
     let plan = c.run(&["plan", "--detailed-exitcode"]);
@@ -189,6 +189,24 @@ fn json_stream_live_display_and_error_record() {
     );
     assert!(!o.contains("matches the spec"), "{o}");
     assert!(e.contains("the plan is incomplete"), "{e}");
+    // apply waits for that sshd (ssh.ready_timeout_secs, here the least: 10 s), then refuses to
+    // call a plan with nothing visible to do "complete".
+    c.edit_spec("ready_timeout_secs = 300", "ready_timeout_secs = 10");
+    let t = std::time::Instant::now();
+    let apply = c.run(&["apply", "--yes"]);
+    let waited = t.elapsed();
+    let e = text(&apply.stderr);
+    assert_eq!(apply.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("nothing to apply that can be seen, but node.redis-node-1c could not be observed over SSH"),
+        "{e}"
+    );
+    assert!(waited >= std::time::Duration::from_secs(9), "{waited:?}");
+    eprintln!(
+        "figure: apply with one node's sshd down refused after {:.1} s",
+        waited.as_secs_f64()
+    );
+    c.edit_spec("ready_timeout_secs = 10", "ready_timeout_secs = 300");
     let t = std::time::Instant::now();
     while c.plan_exit() != 0 {
         assert!(
