@@ -553,6 +553,73 @@ fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_req
     assert!(ec2.snapshots().is_empty());
 }
 
+/// For each of the cluster's plaintext snapshots: a second snapshot of the same volume with the
+/// same tags, and two encrypted volumes from it tagged as the swap tags its new root. Returns
+/// how many snapshots were so copied.
+fn inject_strays(ec2: &Ec2) -> usize {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification, VolumeType};
+    let spec = |kind: ResourceType, tags: &[Tag]| {
+        TagSpecification::builder()
+            .resource_type(kind)
+            .set_tags(Some(tags.to_vec()))
+            .build()
+    };
+    ec2.rt.block_on(async {
+        let c = &ec2.client;
+        let snaps = c
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(Ec2::cluster_filter())
+            .send()
+            .await
+            .unwrap();
+        for s in snaps.snapshots() {
+            let vol = s.volume_id().unwrap();
+            let az = c
+                .describe_volumes()
+                .volume_ids(vol)
+                .send()
+                .await
+                .unwrap()
+                .volumes()[0]
+                .availability_zone()
+                .unwrap()
+                .to_string();
+            c.create_snapshot()
+                .volume_id(vol)
+                .tag_specifications(spec(ResourceType::Snapshot, s.tags()))
+                .send()
+                .await
+                .unwrap();
+            let node = s
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("redisctl:node"))
+                .and_then(|t| t.value())
+                .unwrap();
+            let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+            let tags = [
+                tag("redisctl:cluster", "prod-redis"),
+                tag("redisctl:role", "volume"),
+                tag("redisctl:node", node),
+            ];
+            for _ in 0..2 {
+                c.create_volume()
+                    .snapshot_id(s.snapshot_id().unwrap())
+                    .availability_zone(&az)
+                    .volume_type(VolumeType::Gp3)
+                    .encrypted(true)
+                    .kms_key_id("alias/aws/ebs")
+                    .tag_specifications(spec(ResourceType::Volume, &tags))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        snaps.snapshots().len()
+    })
+}
+
 #[test]
 fn a_failed_swap_leaves_the_plaintext_volume_untouched_and_says_how_to_roll_back() {
     use redisctl_sandbox::faults::{Effect, Fault};
@@ -602,11 +669,27 @@ fn a_failed_swap_leaves_the_plaintext_volume_untouched_and_says_how_to_roll_back
         3,
         "the snapshots are kept for the rerun"
     );
+    // What the orphaned requests of a killed run can leave (see `Aws::swap_strays`): per node a
+    // second snapshot of the plaintext root and two encrypted volumes made from its snapshot.
+    // The rerun adopts one volume and must remove every other copy.
+    assert_eq!(inject_strays(&ec2), 3);
+    assert_eq!(ec2.snapshots().len(), 6);
+    assert_eq!(ec2.volumes().len(), 9);
     // The cause gone, a rerun continues from the recorded stage.
     sb.clear_faults();
     let plan = text(&c.run(&["plan"]).stdout);
     assert_eq!(plan.matches("in flight").count(), 3, "{plan}");
-    c.ok(&["apply", "--yes"]);
+    let out = c.ok(&["apply", "--yes"]);
+    assert_eq!(
+        out.matches("removing a stray volume").count(),
+        3,
+        "one of the two injected volumes per node is adopted, the other removed:\n{out}"
+    );
+    assert_eq!(
+        out.matches("removing a stray plaintext snapshot").count(),
+        3,
+        "{out}"
+    );
     read_keys(&c);
     assert_encrypted_and_clean(&ec2);
     assert_eq!(c.plan_exit(), 0);
