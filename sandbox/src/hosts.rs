@@ -120,6 +120,9 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
     let ns = std::fs::File::open(crate::net::netns_path(&spec.netns))
         .with_context(|| format!("the network namespace {} is missing", spec.netns))?;
     let fd = ns.as_raw_fd();
+    // Its own cgroups (see crate::cgroups): the child moves itself there before it execs.
+    let cgroup_procs = crate::cgroups::prepare(&spec.instance_id)?;
+    let cgroup_fds: Vec<i32> = cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = Command::new("systemd-nspawn");
     match &spec.init {
         Init::Systemd => {
@@ -134,6 +137,11 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
     }
     unsafe {
         cmd.pre_exec(move || {
+            for &cg in &cgroup_fds {
+                if libc::write(cg, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -168,6 +176,7 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
         .spawn()
         .context("cannot start systemd-nspawn")?;
     drop(ns);
+    drop(cgroup_procs);
     if let Some(pid) = child.id() {
         crate::proc::write_pid(&spec.pid_file, pid)?;
     }
@@ -228,6 +237,7 @@ pub fn boot(spec: HostSpec) -> Result<Running> {
             }
             *r.last_exit.lock().unwrap() = Some(described);
             std::fs::remove_file(&spec.pid_file).ok();
+            crate::cgroups::remove(&spec.instance_id);
             done_tx.send(true).ok();
             break;
         }

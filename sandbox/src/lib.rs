@@ -7,6 +7,7 @@
 //! machine.
 
 pub mod base;
+pub mod cgroups;
 pub mod cloudinit;
 pub mod control;
 pub mod faults;

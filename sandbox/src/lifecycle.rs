@@ -489,8 +489,11 @@ pub fn down(paths: &Paths) -> Result<()> {
     }
     let left = sandbox_processes(paths);
     let ns = net::sandbox_namespaces();
-    if !left.is_empty() || !ns.is_empty() {
-        bail!("down left things behind: processes {left:?}, namespaces {ns:?}");
+    let cgroups = crate::cgroups::remove_all();
+    if !left.is_empty() || !ns.is_empty() || !cgroups.is_empty() {
+        bail!(
+            "down left things behind: processes {left:?}, namespaces {ns:?}, cgroups {cgroups:?}"
+        );
     }
     println!("sandbox down in {:.1}s", t.elapsed().as_secs_f64());
     Ok(())

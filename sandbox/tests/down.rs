@@ -125,6 +125,18 @@ fn down_leaves_nothing_behind() {
         );
         assert!(!lifecycle::sandbox_processes(&paths).is_empty());
         assert!(net::sandbox_namespaces().len() >= 2);
+        assert!(
+            [
+                "/sys/fs/cgroup/systemd",
+                "/sys/fs/cgroup/unified",
+                "/sys/fs/cgroup"
+            ]
+            .iter()
+            .any(|h| std::path::Path::new(h)
+                .join(redisctl_sandbox::cgroups::PARENT)
+                .exists()),
+            "the booted host has no cgroup of its own"
+        );
     }
     let t = Instant::now();
     sandbox(&["down"]);
@@ -147,6 +159,14 @@ fn down_leaves_nothing_behind() {
     assert!(all.is_empty(), "processes left: {all:?}");
     let mounts = lifecycle::sandbox_mounts(&paths);
     assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    for h in [
+        "/sys/fs/cgroup/systemd",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+    ] {
+        let cg = std::path::Path::new(h).join(redisctl_sandbox::cgroups::PARENT);
+        assert!(!cg.exists(), "cgroup left: {}", cg.display());
+    }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mountinfo.contains("redisctl-sandbox") && !mountinfo.contains("rsbx-"),

@@ -556,6 +556,21 @@ async fn three_hosts_launched_at_once_all_come_up() {
             host_pss_kib(h.pid.unwrap()) / 1024
         );
     }
+    // Each guest's systemd has a cgroup tree of its own (guests booting at once used to remove
+    // each other's unit cgroups), and every unit of the boot started: none failed.
+    for h in &hosts {
+        // nspawn itself sits in `supervisor` below its host's cgroup, the guest in `payload`.
+        let own = format!("/{}/{}/", redisctl_sandbox::cgroups::PARENT, h.instance_id);
+        let cg = redisctl_sandbox::cgroups::of_process(h.pid.unwrap()).unwrap_or_default();
+        assert!(cg.starts_with(&own), "{cg} is not below {own}: {h:?}");
+    }
+    for ip in ips {
+        ssh_ok(
+            &keys,
+            ip,
+            "s=$(systemctl is-system-running --wait); [ \"$s\" = running ] || { echo \"$s\"; systemctl --failed --no-legend; exit 1; }",
+        );
+    }
     // Full mesh over the VPC router.
     ssh_ok(
         &keys,

@@ -115,7 +115,7 @@ pub enum SshError {
     #[error(
         "SSH authentication as {user} on node {node} failed{}",
         match server_said {
-            Some(m) if is_booting(m) => format!(" (the server said: {m:?}); the node was still booting when the wait for it ended (ssh.ready_timeout_secs): run the command again"),
+            Some(m) if is_booting(m) => format!(" (the server said: {m:?}); the node still refused logins as booting when the wait for it ended (ssh.ready_timeout_secs). If it stays so, its systemd-user-sessions.service failed and left /run/nologin: reboot the instance, then run the command again"),
             Some(m) => format!(" (the server said: {m:?}); the node refuses logins for that reason: fix it on the node, then run the command again"),
             None => "; check that the instance's key pair matches the spec's private key".into(),
         }
