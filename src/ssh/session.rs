@@ -276,13 +276,13 @@ fn host_key_algorithms(policy: &HostKeyPolicy) -> Vec<Algorithm> {
     algs
 }
 
-/// Errors that mean "nobody answered yet" (sshd still booting, host down, reset).
 /// Whether sshd's message before a refusal is pam_nologin's while systemd boots
 /// (`/run/nologin`, written by systemd-tmpfiles and removed by systemd-user-sessions).
 fn is_booting(server_said: &str) -> bool {
     server_said.contains("System is booting up")
 }
 
+/// Errors that mean "nobody answered yet" (sshd still booting, host down, reset).
 fn is_unreachable(e: &russh::Error) -> bool {
     use std::io::ErrorKind as K;
     match e {
