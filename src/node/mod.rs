@@ -503,12 +503,7 @@ impl NodeRuntime {
             "[ -f {} ] && echo key=yes || echo key=no\n",
             conf::NODE_KEY.path
         ));
-        for (i, f) in files::MANAGED.iter().enumerate() {
-            let q = ssh::sh_quote(f.path);
-            script.push_str(&format!(
-                "[ -e {q} ] && echo \"mode{i}=$(stat -c '%a %U:%G' {q})\"\n"
-            ));
-        }
+        script.push_str(&files::stat_script());
         // With systemd, the units' states; without it (see `noinit`), the processes and the
         // init script's runlevel links, in the same words.
         script.push_str(&format!(
@@ -567,16 +562,7 @@ impl NodeRuntime {
             let h = value(&format!("file{i}"));
             files.insert(p.to_string(), (h != "-" && !h.is_empty()).then_some(h));
         }
-        let modes = files::MANAGED
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| {
-                let v = value(&format!("mode{i}"));
-                let (mode, owner) = v.split_once(' ')?;
-                let mode = u32::from_str_radix(mode, 8).ok()?;
-                Some((f.path.to_string(), format!("{mode:04o} {owner}")))
-            })
-            .collect();
+        let modes = files::parse_modes(&text);
         let cluster = section("cluster")
             .and_then(|t| parse::cluster_info(&t).ok())
             .map(|c| ClusterView {

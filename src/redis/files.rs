@@ -26,6 +26,34 @@ pub const MANAGED: [NodeFile; 6] = [
     conf::NODE_KEY,
 ];
 
+/// Shell lines printing `<octal mode> <owner>:<group> <path>` for each file of [`MANAGED`] that
+/// exists (node observation and `verify` both read them with [`parse_modes`]).
+pub fn stat_script() -> String {
+    MANAGED
+        .iter()
+        .map(|f| {
+            let q = crate::ssh::sh_quote(f.path);
+            format!("[ -e {q} ] && stat -c '%a %U:%G %n' {q}\n")
+        })
+        .collect()
+}
+
+/// Path -> `0640 root:redis` for each file of [`MANAGED`] that [`stat_script`] listed in `text`
+/// (other lines are ignored).
+pub fn parse_modes(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let (mode, rest) = l.trim().split_once(' ')?;
+            let (owner, path) = rest.split_once(' ')?;
+            let mode = u32::from_str_radix(mode, 8).ok()?;
+            MANAGED
+                .iter()
+                .any(|f| f.path == path)
+                .then(|| (path.to_string(), format!("{mode:04o} {owner}")))
+        })
+        .collect()
+}
+
 /// (file, content) for `node`.
 pub fn node_files(
     spec: &Spec,

@@ -55,7 +55,7 @@ pub struct ProbeOut {
     pub plaintext: String,
     /// The node certificate file.
     pub cert: String,
-    /// `stat -c '%a %U:%G %n'` of each file redisctl writes, or `missing <path>`.
+    /// What [`crate::redis::files::stat_script`] printed: the files redisctl writes that exist.
     pub modes: String,
     /// One line per [`HANDSHAKES`] entry: `<label> rc=<openssl's exit> <its first telling
     /// line>` (`Protocol version: TLSv1.3`, an alert, an error).
@@ -818,18 +818,10 @@ pub fn file_modes(probes: &[NodeProbe]) -> Check {
         };
         let mut wrong = Vec::new();
         let mut right = 0;
+        let seen = files::parse_modes(&o.modes);
         for f in &files::MANAGED {
-            let seen = o.modes.lines().find_map(|l| {
-                let (mode, rest) = l.trim().split_once(' ')?;
-                let (owner, path) = rest.split_once(' ')?;
-                (path == f.path).then(|| {
-                    u32::from_str_radix(mode, 8)
-                        .map(|m| format!("{m:04o} {owner}"))
-                        .unwrap_or_else(|_| l.to_string())
-                })
-            });
-            match seen {
-                Some(s) if s == f.mode_owner() => right += 1,
+            match seen.get(f.path) {
+                Some(s) if *s == f.mode_owner() => right += 1,
                 Some(s) => wrong.push(format!("{} is {s} [expected {}]", f.path, f.mode_owner())),
                 // Only systemd hosts have the drop-in (see node::noinit).
                 None if f.path == systemd::DROP_IN.path => {}

@@ -175,15 +175,10 @@ fn probe_script(spec: &Spec, ip: Ipv4Addr) -> String {
         ));
     }
     s.push_str(&section_cmd("handshakes", hs.trim_end_matches("; ")));
-    let mut modes = String::new();
-    for f in &crate::redis::files::MANAGED {
-        let q = sh_quote(f.path);
-        modes.push_str(&format!(
-            "if [ -e {q} ]; then stat -c '%a %U:%G %n' {q}; else echo \"missing {}\"; fi; ",
-            f.path
-        ));
-    }
-    s.push_str(&section_cmd("modes", modes.trim_end_matches("; ")));
+    s.push_str(&format!(
+        "echo '@@modes@@'\n{}echo '@@end@@'\n",
+        crate::redis::files::stat_script()
+    ));
     s
 }
 
