@@ -162,7 +162,7 @@ where
     Fut: std::future::Future<Output = Result<Option<T>, AwsError>>,
 {
     let start = Instant::now();
-    crate::exec::status(format!("waiting for {what}"));
+    crate::progress::status(format!("waiting for {what}"));
     loop {
         if let Some(v) = check().await? {
             return Ok(v);

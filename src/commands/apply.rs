@@ -4,7 +4,7 @@ use super::{Error, Nodes, confirm, error_record, exit, interrupted, load_spec, o
 use crate::cli::ApplyArgs;
 use crate::exec;
 use crate::plan::{self, Plan, fingerprint, saved::SavedPlan};
-use crate::render::progress::{Display, Mode};
+use crate::render::progress::{ProgressDisplay, Mode};
 use crate::render::{self, Shell, Style};
 
 pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, Error> {
@@ -24,9 +24,9 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
 pub(super) async fn with_display(
     shell: &Shell,
     json: bool,
-    f: impl AsyncFnOnce(&Display) -> Result<u8, Error>,
+    f: impl AsyncFnOnce(&ProgressDisplay) -> Result<u8, Error>,
 ) -> Result<u8, Error> {
-    let mut display = Display::new(shell, Mode::choose(json));
+    let mut display = ProgressDisplay::new(shell, Mode::choose(json));
     let result = f(&display).await;
     if let Err(e) = &result {
         display.record("error", error_record(e));
@@ -39,7 +39,7 @@ async fn apply(
     config: &Path,
     args: &ApplyArgs,
     shell: &Shell,
-    display: &Display,
+    display: &ProgressDisplay,
 ) -> Result<u8, Error> {
     let json = display.mode() == Mode::Json;
     // The plan in words on stdout, or as the first record of the JSON stream.

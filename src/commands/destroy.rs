@@ -4,7 +4,7 @@ use super::{Error, Nodes, confirm, exit, interrupted, load_spec, observe};
 use crate::cli::DestroyArgs;
 use crate::exec;
 use crate::plan;
-use crate::render::progress::{Display, Mode};
+use crate::render::progress::{ProgressDisplay, Mode};
 use crate::render::{self, Shell, Style};
 
 pub async fn run(config: &Path, args: &DestroyArgs, shell: &Shell) -> Result<u8, Error> {
@@ -21,7 +21,7 @@ async fn destroy(
     config: &Path,
     args: &DestroyArgs,
     shell: &Shell,
-    display: &Display,
+    display: &ProgressDisplay,
 ) -> Result<u8, Error> {
     let json = display.mode() == Mode::Json;
     let loaded = load_spec(config, shell)?;

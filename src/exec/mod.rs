@@ -17,6 +17,7 @@ use std::sync::Arc;
 use crate::aws::{Aws, AwsError};
 use crate::node::{NodeError, NodeRuntime};
 use crate::plan::{Action, Op, Phase, Plan, Step};
+use crate::progress::{self, Event, Progress};
 
 /// What the executor works with: the EC2 edge, and the node runtime when the plan has node
 /// steps.
@@ -133,63 +134,6 @@ impl Ctx {
     }
 }
 
-/// What the executor reports while it works.
-#[derive(Debug, Clone)]
-pub enum Event {
-    PhaseStarted {
-        phase: Phase,
-        steps: usize,
-    },
-    PhaseFinished {
-        phase: Phase,
-        elapsed: Duration,
-    },
-    StepStarted {
-        address: String,
-        action: Action,
-    },
-    /// What a running step does or waits for now (see [`status`]).
-    StepStatus {
-        address: String,
-        status: String,
-    },
-    StepFinished {
-        address: String,
-        action: Action,
-        id: Option<String>,
-        elapsed: Duration,
-    },
-    StepFailed {
-        address: String,
-        elapsed: Duration,
-    },
-    Interrupted {
-        running: Vec<String>,
-    },
-}
-
-tokio::task_local! {
-    /// The step a task is carrying out, and where its status goes.
-    static STEP: (String, mpsc::UnboundedSender<Event>);
-}
-
-/// Says what the current step is doing or waiting for ("waiting for instance i-… to be
-/// running"); shown by the progress display until the step's next status. Does nothing outside
-/// a step (plan, verify, tests).
-pub fn status(what: impl Into<String>) {
-    let _ = STEP.try_with(|(address, tx)| {
-        let _ = tx.send(Event::StepStatus {
-            address: address.clone(),
-            status: what.into(),
-        });
-    });
-}
-
-/// Receives events (the renderer prints them).
-pub trait Progress: Send + Sync {
-    fn event(&self, e: Event);
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("step {address} failed")]
@@ -278,7 +222,7 @@ pub async fn apply(
                         );
                         running_names.insert(address.clone());
                         let scope = (address.clone(), status_tx.clone());
-                        running.spawn(STEP.scope(scope, async move {
+                        running.spawn(progress::in_step(scope, async move {
                             let t = Instant::now();
                             let mut id = None;
                             for op in &ops {

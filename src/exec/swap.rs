@@ -187,7 +187,7 @@ async fn swap_stages(
         let state = now.state.clone();
         if state == "running" {
             let during = "preparing Redis (failover, AOF rewrite, key count)";
-            super::status(during);
+            crate::progress::status(during);
             if op.failover {
                 nodes
                     .swap_failover(node)
@@ -217,7 +217,7 @@ async fn swap_stages(
             )
             .await?;
             let during = "stopping Redis and the instance";
-            super::status(during);
+            crate::progress::status(during);
             nodes
                 .swap_stop_redis(node)
                 .await
@@ -237,7 +237,7 @@ async fn swap_stages(
                 .into());
         }
         let during = "stopping the instance";
-        super::status(during);
+        crate::progress::status(during);
         if state != "stopped" {
             run.ctx
                 .aws
@@ -257,7 +257,7 @@ async fn swap_stages(
     // 2: the plaintext snapshot.
     if run.stage < Some(SwapStage::Snapshotted) {
         let during = "snapshotting the plaintext root volume";
-        super::status(during);
+        crate::progress::status(during);
         let state = run.state(during).await?;
         if state != "stopped" {
             return Err(run.fail(during, not_stopped(&run.instance, &state)).into());
@@ -280,7 +280,7 @@ async fn swap_stages(
     // 3: the encrypted volume, directly from the snapshot (docs/runbook.md says why).
     if run.stage < Some(SwapStage::VolumeCreated) {
         let during = "creating the encrypted volume";
-        super::status(during);
+        crate::progress::status(during);
         let vol = run
             .ctx
             .aws
@@ -299,7 +299,7 @@ async fn swap_stages(
     // 4: detach the old root, attach the new one at the same device.
     if run.stage < Some(SwapStage::Attached) {
         let during = "swapping the root volume";
-        super::status(during);
+        crate::progress::status(during);
         let state = run.state(during).await?;
         if state != "stopped" {
             return Err(run.fail(during, not_stopped(&run.instance, &state)).into());
@@ -315,7 +315,7 @@ async fn swap_stages(
     // 5: start; SSH with the pinned host key, then Redis (systemd starts it at boot).
     if run.stage < Some(SwapStage::Started) {
         let during = "starting the node on the encrypted volume";
-        super::status(during);
+        crate::progress::status(during);
         let state = run.state(during).await?;
         let aws = &run.ctx.aws;
         // Running without the stage recorded: an earlier run started it and stopped before
@@ -341,7 +341,7 @@ async fn swap_stages(
     // 6: rejoined, cluster ok, the keys are all there.
     if run.stage < Some(SwapStage::Verified) {
         let during = "verifying the cluster and the data";
-        super::status(during);
+        crate::progress::status(during);
         let keys = nodes
             .swap_verify(node, op.cluster_nodes, before, REJOIN_WAIT, &|| {
                 A_SWAP_FAILED.load(Ordering::Relaxed)
@@ -361,7 +361,7 @@ async fn swap_stages(
 
     // 7: only now remove the plaintext (or keep it, tagged, for a rollback).
     let during = "removing the plaintext snapshot and old volume";
-    super::status(during);
+    crate::progress::status(during);
     let aws = &run.ctx.aws;
     // Copies a killed run may have made twice (see `swap_strays`) go whatever is kept.
     let (stray_snaps, stray_vols) = aws

@@ -378,7 +378,7 @@ impl NodeRuntime {
         let (user, key) = (&self.spec.ssh.user, self.key()?);
         let connected = match reach {
             Reach::WaitForSshd => {
-                crate::exec::status(format!("waiting for sshd on {node} ({})", target.addr));
+                crate::progress::status(format!("waiting for sshd on {node} ({})", target.addr));
                 Session::wait_and_connect(&target, user, &key, &policy, &self.timeouts).await
             }
             Reach::Once => Session::connect(&target, user, &key, &policy, &self.timeouts).await,
@@ -598,7 +598,7 @@ impl NodeRuntime {
 
     pub async fn install_redis(&self, node: &str) -> Result<(), NodeError> {
         let s = self.session(node).await?;
-        crate::exec::status(
+        crate::progress::status(
             "apt-get install redis-server redis-tools (waits up to 600 s for the package lock)",
         );
         // policy-rc.d keeps the stock service from ever starting (no plaintext Redis, not even
@@ -783,12 +783,12 @@ else
     /// see no outage; it comes back as a replica.
     async fn restart_and_wait(&self, node: &str, s: &Session) -> Result<(), NodeError> {
         if self.spec.nodes.replicas_per_master > 0 {
-            crate::exec::status(format!(
+            crate::progress::status(format!(
                 "failover: a replica of {node} takes over its slots"
             ));
             self.failover_away(node, false).await?;
         }
-        crate::exec::status(format!("restarting Redis on {node}"));
+        crate::progress::status(format!("restarting Redis on {node}"));
         if self.has_systemd(node, s).await? {
             s.sudo_ok(
                 "restart redis-server@cluster",
@@ -905,7 +905,7 @@ else
             .iter()
             .map(|x| x.name.clone())
             .collect();
-        crate::exec::status(format!(
+        crate::progress::status(format!(
             "waiting for a healthy cluster ({n} nodes, 16384 slots, replica links up)"
         ));
         loop {
@@ -982,7 +982,7 @@ else
             redis_cli_command(&self.spec),
             addrs.join(" ")
         );
-        crate::exec::status(format!(
+        crate::progress::status(format!(
             "waiting for redis-cli --cluster create on {first} (bounded: {CLUSTER_CREATE_BOUND_SECS}s)"
         ));
         s.sudo_ok("redis-cli --cluster create", &script, self.stdin())

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::{Shell, Style};
-use crate::exec::{Event, Progress};
+use crate::progress::{Event, Progress};
 use crate::plan::Action;
 
 /// Version of the `--json` event stream (each line carries it as `"v"`).
@@ -77,7 +77,7 @@ struct State {
 
 /// The progress display; reports every executor [`Event`]. Dropping it stops the redraws and
 /// clears the live region (so an error prints on a clean screen).
-pub struct Display {
+pub struct ProgressDisplay {
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     ticker: Option<std::thread::JoinHandle<()>>,
@@ -135,9 +135,9 @@ fn fit(text: &str, width: usize) -> String {
     }
 }
 
-impl Display {
+impl ProgressDisplay {
     /// The display for `mode` on the real streams (json: stdout; the others: stderr).
-    pub fn new(shell: &Shell, mode: Mode) -> Display {
+    pub fn new(shell: &Shell, mode: Mode) -> ProgressDisplay {
         let (out, color): (Box<dyn Write + Send>, bool) = match mode {
             Mode::Json => (Box::new(std::io::stdout()), false),
             _ => (Box::new(std::io::stderr()), shell.color_err()),
@@ -147,11 +147,11 @@ impl Display {
         } else {
             usize::MAX
         };
-        Display::to_writer(mode, color, width, out)
+        ProgressDisplay::to_writer(mode, color, width, out)
     }
 
     /// The display writing to `out` (tests).
-    pub fn to_writer(mode: Mode, color: bool, width: usize, out: Box<dyn Write + Send>) -> Display {
+    pub fn to_writer(mode: Mode, color: bool, width: usize, out: Box<dyn Write + Send>) -> ProgressDisplay {
         let state = Arc::new(Mutex::new(State {
             mode,
             color,
@@ -179,7 +179,7 @@ impl Display {
                 }
             })
         });
-        Display {
+        ProgressDisplay {
             state,
             stop,
             ticker,
@@ -212,13 +212,13 @@ impl Display {
     }
 }
 
-impl Drop for Display {
+impl Drop for ProgressDisplay {
     fn drop(&mut self) {
         self.finish();
     }
 }
 
-impl Progress for Display {
+impl Progress for ProgressDisplay {
     fn event(&self, e: Event) {
         if let Ok(mut s) = self.state.lock() {
             s.event(e);
@@ -499,7 +499,7 @@ mod tests {
         }
     }
 
-    fn run_events(d: &Display) {
+    fn run_events(d: &ProgressDisplay) {
         d.event(Event::PhaseStarted {
             phase: Phase::Instances,
             steps: 1,
@@ -536,7 +536,7 @@ mod tests {
     #[test]
     fn lines_say_each_start_status_and_end_once() {
         let buf = Buf::default();
-        let mut d = Display::to_writer(Mode::Lines, false, usize::MAX, Box::new(buf.clone()));
+        let mut d = ProgressDisplay::to_writer(Mode::Lines, false, usize::MAX, Box::new(buf.clone()));
         run_events(&d);
         d.finish();
         let text = buf.text();
@@ -556,7 +556,7 @@ mod tests {
     #[test]
     fn live_region_is_cleared_before_lines_and_at_the_end() {
         let buf = Buf::default();
-        let mut d = Display::to_writer(Mode::Live, false, 60, Box::new(buf.clone()));
+        let mut d = ProgressDisplay::to_writer(Mode::Live, false, 60, Box::new(buf.clone()));
         d.event(Event::StepStarted {
             address: "node.a".into(),
             action: Action::Create,
@@ -597,7 +597,7 @@ mod tests {
     #[test]
     fn json_records_are_one_object_per_line_with_version_and_type() {
         let buf = Buf::default();
-        let mut d = Display::to_writer(Mode::Json, false, usize::MAX, Box::new(buf.clone()));
+        let mut d = ProgressDisplay::to_writer(Mode::Json, false, usize::MAX, Box::new(buf.clone()));
         run_events(&d);
         d.record("apply_complete", json!({"added": 1}));
         d.finish();
