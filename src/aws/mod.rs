@@ -4,6 +4,7 @@
 //! the call, the resource, AWS's error code, and what to do next.
 
 mod describe;
+mod nodes;
 mod ops;
 mod volumes;
 
@@ -14,8 +15,12 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+
+use crate::observed::Tags;
 
 pub use describe::observe;
+pub use nodes::NodeInstance;
 pub use volumes::{InstanceNow, VolumeNow};
 
 /// The EC2 client and the bounds of its waits.
@@ -118,6 +123,20 @@ impl AwsError {
             AwsError::Local { .. } => "fix the local problem above and run again".into(),
         }
     }
+}
+
+/// A Describe filter with one value.
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+/// The tags a resource is created with (TagSpecifications).
+fn tag_spec(kind: ResourceType, t: &Tags) -> TagSpecification {
+    let mut b = TagSpecification::builder().resource_type(kind);
+    for (k, v) in t {
+        b = b.tags(Tag::builder().key(k).value(v).build());
+    }
+    b.build()
 }
 
 /// Map an SDK error for `call` on `resource`.

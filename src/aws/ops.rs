@@ -9,25 +9,13 @@ use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, AttributeValue, BlockDeviceMapping, EbsBlockDevice, Filter,
     HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType,
-    IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, Tag, TagSpecification,
+    IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, Tag,
     UserIdGroupPair, VolumeType,
 };
 
-use super::{Aws, AwsError, api_err, wait_for};
+use super::{Aws, AwsError, api_err, filter, tag_spec, wait_for};
 use crate::observed::{IngressRule, Tags, tags};
 use crate::plan::{Op, Ref, RunInstance};
-
-fn tag_spec(kind: ResourceType, t: &Tags) -> TagSpecification {
-    let mut b = TagSpecification::builder().resource_type(kind);
-    for (k, v) in t {
-        b = b.tags(Tag::builder().key(k).value(v).build());
-    }
-    b.build()
-}
-
-fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
-}
 
 fn tag_filters(t: &Tags, keys: &[&str]) -> Vec<Filter> {
     keys.iter()

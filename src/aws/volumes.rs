@@ -9,28 +9,16 @@ use std::time::Duration;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification,
-    ResourceType, Tag, TagSpecification, VolumeType,
+    ResourceType, Tag, VolumeType,
 };
 
 use super::describe::{block_devices, tag_map};
-use super::{Aws, AwsError, api_err, wait_for};
+use super::{Aws, AwsError, api_err, filter, tag_spec, wait_for};
 use crate::observed::{Tags, tags};
 use crate::plan::Op;
 
 /// How long a snapshot of a root volume may take (the first one of a volume copies it all).
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(3 * 3600);
-
-fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
-}
-
-fn tag_spec(kind: ResourceType, t: &Tags) -> TagSpecification {
-    let mut b = TagSpecification::builder().resource_type(kind);
-    for (k, v) in t {
-        b = b.tags(Tag::builder().key(k).value(v).build());
-    }
-    b.build()
-}
 
 /// The cluster/role/node tags of `t`, as Describe filters.
 /// A ClientToken (≤ 64 ASCII characters) that is the same for the same request.

@@ -6,11 +6,10 @@
 //! `REDISCLI_AUTH="$(cat)"`) or inside files written 0640; never on a command line.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_ec2::types::{Filter, Tag};
 use russh::keys::PrivateKey;
 use tokio::sync::Mutex;
 
@@ -18,7 +17,7 @@ mod noinit;
 mod swap;
 pub use swap::KeysBefore;
 
-use crate::aws::Aws;
+use crate::aws::{Aws, NodeInstance};
 use crate::observed::{ClusterView, InitSystem, NodeFacts, NodeObservation, Observed, tags};
 use crate::pki::{self, Ca};
 use crate::redis::{NodeFile, conf, files, parse, systemd, users_acl};
@@ -64,14 +63,6 @@ impl NodeError {
     }
 }
 
-#[derive(Debug, Clone)]
-struct InstanceInfo {
-    id: String,
-    private_ip: Option<Ipv4Addr>,
-    public_ip: Option<Ipv4Addr>,
-    host_key_fp: Option<String>,
-}
-
 pub struct NodeRuntime {
     spec: Spec,
     aws: Aws,
@@ -81,7 +72,7 @@ pub struct NodeRuntime {
     secrets: Vec<(String, Secret)>,
     operator_password: Secret,
     sessions: Mutex<BTreeMap<String, Session>>,
-    instances: Mutex<BTreeMap<String, InstanceInfo>>,
+    instances: Mutex<BTreeMap<String, NodeInstance>>,
     ca: Mutex<Option<Arc<Ca>>>,
     /// Whether each node runs systemd, learnt once per session (see [`noinit`]).
     systemd: Mutex<BTreeMap<String, bool>>,
@@ -241,58 +232,20 @@ impl NodeRuntime {
 
     /// One DescribeInstances for every node of the cluster.
     async fn refresh_instances(&self) -> Result<(), NodeError> {
-        let out = self
+        let found = self
             .aws
-            .client
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{}", tags::CLUSTER))
-                    .values(&self.spec.cluster.name)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
-                    .values("pending")
-                    .build(),
-            )
-            .send()
+            .node_instances(&self.spec.cluster.name)
             .await
-            .map_err(|e| {
-                NodeError::Aws(crate::aws::api_err(
-                    "DescribeInstances",
-                    &self.spec.cluster.name,
-                    e,
-                ))
-            })?;
+            .map_err(NodeError::Aws)?;
         let mut map = self.instances.lock().await;
         map.clear();
-        for i in out.reservations().iter().flat_map(|r| r.instances()) {
-            let t = |k: &str| {
-                i.tags()
-                    .iter()
-                    .find(|x| x.key() == Some(k))
-                    .and_then(|x| x.value())
-                    .map(String::from)
-            };
-            if let Some(node) = t(tags::NODE) {
-                map.insert(
-                    node,
-                    InstanceInfo {
-                        id: i.instance_id().unwrap_or_default().to_string(),
-                        private_ip: i.private_ip_address().and_then(|a| a.parse().ok()),
-                        public_ip: i.public_ip_address().and_then(|a| a.parse().ok()),
-                        host_key_fp: t(tags::HOST_KEY),
-                    },
-                );
-            }
+        for i in found {
+            map.insert(i.node.clone(), i);
         }
         Ok(())
     }
 
-    async fn instance(&self, node: &str) -> Result<InstanceInfo, NodeError> {
+    async fn instance(&self, node: &str) -> Result<NodeInstance, NodeError> {
         if let Some(i) = self.instances.lock().await.get(node) {
             return Ok(i.clone());
         }
@@ -305,7 +258,7 @@ impl NodeRuntime {
             .ok_or_else(|| NodeError::NoInstance { node: node.into() })
     }
 
-    fn target(&self, node: &str, info: &InstanceInfo) -> Result<Target, NodeError> {
+    fn target(&self, node: &str, info: &NodeInstance) -> Result<Target, NodeError> {
         let ip = match self.via {
             SshVia::PrivateIp => info.private_ip,
             SshVia::PublicIp => info.public_ip,
@@ -324,7 +277,7 @@ impl NodeRuntime {
         })
     }
 
-    fn policy(&self, info: &InstanceInfo) -> HostKeyPolicy {
+    fn policy(&self, info: &NodeInstance) -> HostKeyPolicy {
         let pinned = self.known.get(&info.id);
         if pinned.is_none() && info.host_key_fp.is_none() {
             HostKeyPolicy::FirstContact
@@ -398,13 +351,9 @@ impl NodeRuntime {
         self.known.pin(instance, host_key)?;
         let fp = ssh::fingerprint(host_key);
         self.aws
-            .client
-            .create_tags()
-            .resources(instance)
-            .tags(Tag::builder().key(tags::HOST_KEY).value(&fp).build())
-            .send()
+            .tag_host_key(instance, &fp)
             .await
-            .map_err(|e| NodeError::Aws(crate::aws::api_err("CreateTags", instance, e)))?;
+            .map_err(NodeError::Aws)?;
         if let Some(i) = self.instances.lock().await.get_mut(node) {
             i.host_key_fp = Some(fp);
         }
@@ -435,7 +384,8 @@ impl NodeRuntime {
                 if let Some(node) = i.tags.get(tags::NODE) {
                     map.insert(
                         node.clone(),
-                        InstanceInfo {
+                        NodeInstance {
+                            node: node.clone(),
                             id: i.id.clone(),
                             private_ip: i.private_ip,
                             public_ip: i.public_ip,

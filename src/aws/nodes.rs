@@ -1,0 +1,69 @@
+//! The EC2 calls the node runtime makes: which instance (and address, and pinned host-key
+//! fingerprint) each node name has now, and the host-key pin written as a tag.
+
+use std::net::Ipv4Addr;
+
+use aws_sdk_ec2::types::{Filter, Tag};
+
+use super::describe::tag_map;
+use super::{Aws, AwsError, api_err, filter};
+use crate::observed::tags;
+
+/// A running or pending instance of the cluster that carries a node tag.
+#[derive(Debug, Clone)]
+pub struct NodeInstance {
+    pub node: String,
+    pub id: String,
+    pub private_ip: Option<Ipv4Addr>,
+    pub public_ip: Option<Ipv4Addr>,
+    /// The `redisctl:host-key` tag.
+    pub host_key_fp: Option<String>,
+}
+
+impl Aws {
+    /// One DescribeInstances for every running or pending node instance of `cluster`, in the
+    /// order EC2 lists them.
+    pub async fn node_instances(&self, cluster: &str) -> Result<Vec<NodeInstance>, AwsError> {
+        let out = self
+            .client
+            .describe_instances()
+            .filters(filter(&format!("tag:{}", tags::CLUSTER), cluster))
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("running")
+                    .values("pending")
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeInstances", cluster, e))?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                let t = tag_map(i.tags());
+                Some(NodeInstance {
+                    node: t.get(tags::NODE)?.clone(),
+                    id: i.instance_id().unwrap_or_default().to_string(),
+                    private_ip: i.private_ip_address().and_then(|a| a.parse().ok()),
+                    public_ip: i.public_ip_address().and_then(|a| a.parse().ok()),
+                    host_key_fp: t.get(tags::HOST_KEY).cloned(),
+                })
+            })
+            .collect())
+    }
+
+    /// Record a node's pinned host-key fingerprint as the instance's `redisctl:host-key` tag.
+    pub async fn tag_host_key(&self, instance: &str, fingerprint: &str) -> Result<(), AwsError> {
+        self.client
+            .create_tags()
+            .resources(instance)
+            .tags(Tag::builder().key(tags::HOST_KEY).value(fingerprint).build())
+            .send()
+            .await
+            .map_err(|e| api_err("CreateTags", instance, e))?;
+        Ok(())
+    }
+}
