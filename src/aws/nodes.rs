@@ -60,7 +60,12 @@ impl Aws {
         self.client
             .create_tags()
             .resources(instance)
-            .tags(Tag::builder().key(tags::HOST_KEY).value(fingerprint).build())
+            .tags(
+                Tag::builder()
+                    .key(tags::HOST_KEY)
+                    .value(fingerprint)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| api_err("CreateTags", instance, e))?;

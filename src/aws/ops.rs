@@ -9,8 +9,7 @@ use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, AttributeValue, BlockDeviceMapping, EbsBlockDevice, Filter,
     HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType,
-    IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, Tag,
-    UserIdGroupPair, VolumeType,
+    IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, Tag, UserIdGroupPair, VolumeType,
 };
 
 use super::{Aws, AwsError, api_err, filter, tag_spec, wait_for};

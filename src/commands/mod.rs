@@ -1,7 +1,8 @@
-//! Thin glue: each subcommand parses its arguments and calls one function of the core.
+//! Thin glue: each subcommand parses its arguments and calls one function of the core
+//! (`workflow/` for plan, apply and destroy), then hands the outcome to `render/`.
 
 mod apply;
-mod client_cert;
+pub(crate) mod client_cert;
 mod destroy;
 mod plan;
 mod redis_cli;
@@ -23,67 +24,7 @@ pub mod exit {
     pub const CHANGES: u8 = 2;
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Already rendered as diagnostics; only the summary line is printed.
-    #[error(transparent)]
-    Spec(#[from] LoadError),
-    #[error("cannot read the state of cluster {cluster} from AWS")]
-    Observe {
-        cluster: String,
-        #[source]
-        source: crate::aws::AwsError,
-    },
-    #[error(transparent)]
-    KeyFile(#[from] crate::ssh::keyfile::KeyFileError),
-    #[error(transparent)]
-    Pki(#[from] crate::pki::PkiError),
-    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
-    Secrets(Vec<crate::spec::secrets::SecretError>),
-    #[error(transparent)]
-    Node(#[from] crate::node::NodeError),
-    #[error(transparent)]
-    Exec(Box<crate::exec::ExecError>),
-    #[error("{0}")]
-    Refused(String),
-    /// A step on one node failed (`redis-cli`): the message names the node and the step.
-    #[error("{message}")]
-    NodeStep {
-        message: String,
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-        hint: String,
-    },
-    #[error("cannot {action} plan file {}", path.display())]
-    PlanFile {
-        action: &'static str,
-        path: std::path::PathBuf,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-impl From<crate::exec::ExecError> for Error {
-    fn from(e: crate::exec::ExecError) -> Self {
-        Error::Exec(Box::new(e))
-    }
-}
-
-impl Error {
-    /// What to do next, printed after the error.
-    fn hint(&self) -> Option<String> {
-        match self {
-            Error::Observe { source, .. } => Some(source.hint()),
-            Error::Exec(e) => e.hint(),
-            Error::Node(e) => Some(e.hint()),
-            Error::NodeStep { hint, .. } => Some(hint.clone()),
-            Error::Secrets(_) => Some(
-                "set the password_env variables (or create the password_file files) the spec names for its users".into(),
-            ),
-            _ => None,
-        }
-    }
-}
+pub use crate::workflow::Error;
 
 pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
     let result = match &cli.command {
@@ -111,19 +52,6 @@ pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
     }
 }
 
-/// The closing record of a `--json` stream that ends in an error: the message with its causes,
-/// and what to do next (the same words as on stderr).
-pub(crate) fn error_record(e: &Error) -> serde_json::Value {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    serde_json::json!({ "message": message, "hint": e.hint() })
-}
-
 fn report(shell: &Shell, e: &Error) {
     if let Error::Spec(LoadError::Invalid {
         path,
@@ -145,87 +73,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("the tokio runtime starts")
-}
-
-/// The world as observed, with what it takes to change it.
-pub(crate) struct World {
-    pub ctx: crate::exec::Ctx,
-    pub observed: crate::observed::Observed,
-}
-
-/// How much of the world to observe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Nodes {
-    /// EC2 only (destroy).
-    Skip,
-    /// Each running node once; one that does not answer is a fact (plan).
-    Look,
-    /// Wait for nodes whose sshd is still coming up (apply: a node launched or started by an
-    /// interrupted run is not mistaken for an unreachable one).
-    Wait,
-}
-
-/// Connect to EC2 and read the cluster's state, the local facts (SSH key, CA, the hashes the
-/// node files must have) and each running node over SSH.
-pub(crate) async fn observe(spec: &crate::spec::Spec, nodes: Nodes) -> Result<World, Error> {
-    let aws = crate::aws::Aws::connect(&spec.cluster.region).await;
-    let mut observed = crate::aws::observe(&aws, spec)
-        .await
-        .map_err(|source| Error::Observe {
-            cluster: spec.cluster.name.clone(),
-            source,
-        })?;
-    observed.local_public_key = crate::ssh::keyfile::public_key(&spec.ssh.private_key)?;
-    observed.local.now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    observed.local.client_certs = client_cert::inventory(&spec.cluster.state_dir);
-    let mut runtime = None;
-    if nodes != Nodes::Skip {
-        let secrets = crate::spec::secrets::read_all(spec).map_err(Error::Secrets)?;
-        observed.local.secrets_digest = crate::spec::secrets::digest(&secrets);
-        let rt = std::sync::Arc::new(crate::node::NodeRuntime::new(spec, aws.clone(), secrets)?);
-        let (ca, hashes) = rt.local_facts().await?;
-        observed.local.ca_cert_pem = ca;
-        observed.local.desired_files = hashes;
-        if observed.local_public_key.is_some() {
-            observed.nodes = rt.observe(&observed, nodes == Nodes::Wait).await;
-        }
-        runtime = Some(rt);
-    }
-    Ok(World {
-        ctx: crate::exec::Ctx {
-            aws,
-            nodes: runtime,
-        },
-        observed,
-    })
-}
-
-/// Ask for `yes` on a terminal; refuse without one unless `--yes` was given.
-pub(crate) fn confirm(shell: &Shell, yes: bool, question: &str) -> Result<(), Error> {
-    use std::io::IsTerminal;
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Error::Refused(
-            "no terminal to confirm on: pass --yes, or apply a saved plan file".into(),
-        ));
-    }
-    shell.err(&format!(
-        "\n{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
-    ));
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .map_err(|e| Error::Refused(format!("cannot read the answer: {e}")))?;
-    if answer.trim() == "yes" {
-        Ok(())
-    } else {
-        Err(Error::Refused("cancelled: nothing was changed".into()))
-    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM: the executor stops starting new steps.

@@ -1,36 +1,15 @@
 use std::path::Path;
 
-use super::{Error, Nodes, exit, load_spec, observe};
+use super::{Error, exit, load_spec};
 use crate::cli::PlanArgs;
-use crate::plan::{self, fingerprint, saved::SavedPlan};
 use crate::render::{self, Shell};
+use crate::workflow;
 
 pub async fn run(config: &Path, args: &PlanArgs, shell: &Shell) -> Result<u8, Error> {
     let loaded = load_spec(config, shell)?;
-    let spec = &loaded.spec;
-    let world = observe(spec, Nodes::Look).await?;
-    let observed = &world.observed;
-    let p = plan::plan(spec, observed);
-    if args.json {
-        shell.out(&render::plan::json(&p));
-    } else {
-        shell.out(&render::plan::human(&p, shell.color_out()));
-    }
-    if let Some(out) = &args.out {
-        let saved = SavedPlan::new(p.clone(), fingerprint::of(spec, observed));
-        std::fs::write(out, saved.to_json()).map_err(|e| Error::PlanFile {
-            action: "write",
-            path: out.clone(),
-            source: Box::new(e),
-        })?;
-        if !args.json {
-            shell.out(&format!(
-                "\nSaved the plan to {}. Apply it with: redisctl apply {}\n",
-                out.display(),
-                out.display()
-            ));
-        }
-    }
+    let planned = workflow::plan(&loaded.spec, args.out.as_deref()).await?;
+    let p = &planned.plan;
+    render::plan::show(shell, p, args.json, planned.saved_to.as_deref());
     if p.blockers().next().is_some() {
         return Err(Error::Refused(
             "the plan has blockers; resolve them and plan again".into(),

@@ -1,7 +1,8 @@
 use std::path::Path;
 
-use super::{Error, exit, load_spec, observe};
+use super::{Error, exit, load_spec};
 use crate::cli::VerifyArgs;
+use crate::observe::{self, Nodes};
 use crate::render::Shell;
 use crate::verify;
 
@@ -9,9 +10,9 @@ pub async fn run(config: &Path, args: &VerifyArgs, shell: &Shell) -> Result<u8, 
     let loaded = load_spec(config, shell)?;
     let spec = &loaded.spec;
     // The passwords first: without them there is nothing to verify, and AWS is not asked.
-    let secrets = crate::spec::secrets::read_all(spec).map_err(Error::Secrets)?;
-    let world = observe(spec, super::Nodes::Skip).await?;
-    let report = verify::run(spec, &world.observed, &world.ctx.aws, secrets).await?;
+    let secrets = observe::secrets(spec)?;
+    let world = observe::observe(spec, Nodes::Skip).await?;
+    let report = verify::run(spec, &world.observed, &world.aws, secrets).await?;
     if args.json {
         shell.out(&verify::render::json(&report));
     } else {

@@ -266,3 +266,19 @@ pub fn json_value(plan: &Plan) -> serde_json::Value {
     };
     serde_json::to_value(&doc).expect("plan serializes")
 }
+
+/// `plan`'s output: the plan as text or JSON, and where it was saved (text only).
+pub fn show(shell: &super::Shell, plan: &Plan, json: bool, saved_to: Option<&std::path::Path>) {
+    if json {
+        shell.out(&self::json(plan));
+        return;
+    }
+    shell.out(&human(plan, shell.color_out()));
+    if let Some(out) = saved_to {
+        shell.out(&format!(
+            "\nSaved the plan to {}. Apply it with: redisctl apply {}\n",
+            out.display(),
+            out.display()
+        ));
+    }
+}

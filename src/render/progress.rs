@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::{Shell, Style};
-use crate::progress::{Event, Progress};
 use crate::plan::Action;
+use crate::progress::{Event, Progress};
 
 /// Version of the `--json` event stream (each line carries it as `"v"`).
 pub const JSON_EVENTS_VERSION: u32 = 1;
@@ -151,7 +151,12 @@ impl ProgressDisplay {
     }
 
     /// The display writing to `out` (tests).
-    pub fn to_writer(mode: Mode, color: bool, width: usize, out: Box<dyn Write + Send>) -> ProgressDisplay {
+    pub fn to_writer(
+        mode: Mode,
+        color: bool,
+        width: usize,
+        out: Box<dyn Write + Send>,
+    ) -> ProgressDisplay {
         let state = Arc::new(Mutex::new(State {
             mode,
             color,
@@ -536,7 +541,8 @@ mod tests {
     #[test]
     fn lines_say_each_start_status_and_end_once() {
         let buf = Buf::default();
-        let mut d = ProgressDisplay::to_writer(Mode::Lines, false, usize::MAX, Box::new(buf.clone()));
+        let mut d =
+            ProgressDisplay::to_writer(Mode::Lines, false, usize::MAX, Box::new(buf.clone()));
         run_events(&d);
         d.finish();
         let text = buf.text();
@@ -597,7 +603,8 @@ mod tests {
     #[test]
     fn json_records_are_one_object_per_line_with_version_and_type() {
         let buf = Buf::default();
-        let mut d = ProgressDisplay::to_writer(Mode::Json, false, usize::MAX, Box::new(buf.clone()));
+        let mut d =
+            ProgressDisplay::to_writer(Mode::Json, false, usize::MAX, Box::new(buf.clone()));
         run_events(&d);
         d.record("apply_complete", json!({"added": 1}));
         d.finish();

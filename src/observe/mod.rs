@@ -1,0 +1,116 @@
+//! Observation: everything the planner is told about the world, gathered in one place.
+//!
+//! `Observed` (plain data, in `observed/`) is filled from three sources: EC2 (a constant number
+//! of tag-filtered Describe calls, `aws::observe`), each running node over SSH (one sudo script
+//! per node, `node::NodeRuntime::observe`), and the operator's machine — the clock, the SSH key
+//! pair, the cluster CA, the hashes the node files must have (rendered from the spec, the
+//! passwords and the CA, so the planner never sees a secret), and the client-certificate
+//! inventory. Nothing here decides anything: the planner does.
+
+use std::sync::Arc;
+
+use crate::aws::{Aws, AwsError};
+use crate::node::{NodeError, NodeRuntime};
+use crate::observed::Observed;
+use crate::spec::Spec;
+use crate::spec::secrets::SecretError;
+
+/// How much of the world to observe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nodes {
+    /// EC2 and the local facts only (destroy, verify).
+    Skip,
+    /// Each running node once; one that does not answer is a fact (plan).
+    Look,
+    /// Wait for nodes whose sshd is still coming up (apply: a node launched or started by an
+    /// interrupted run is not mistaken for an unreachable one).
+    Wait,
+}
+
+/// The world as observed, with the edges that observed it (and will change it).
+pub struct World {
+    pub observed: Observed,
+    pub aws: Aws,
+    /// The node runtime, unless the nodes were skipped.
+    pub nodes: Option<Arc<NodeRuntime>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error("cannot read the state of cluster {cluster} from AWS")]
+    Aws {
+        cluster: String,
+        #[source]
+        source: AwsError,
+    },
+    #[error(transparent)]
+    KeyFile(#[from] crate::ssh::keyfile::KeyFileError),
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Secrets(Vec<SecretError>),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+impl ObserveError {
+    /// What to do next.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ObserveError::Aws { source, .. } => Some(source.hint()),
+            ObserveError::Node(e) => Some(e.hint()),
+            ObserveError::Secrets(_) => Some(secrets_hint()),
+            ObserveError::KeyFile(_) => None,
+        }
+    }
+}
+
+/// What to do about passwords that cannot be read.
+pub fn secrets_hint() -> String {
+    "set the password_env variables (or create the password_file files) the spec names for its users".into()
+}
+
+/// The passwords the spec names, read from the environment or their files.
+pub fn secrets(spec: &Spec) -> Result<Vec<(String, crate::spec::secrets::Secret)>, ObserveError> {
+    crate::spec::secrets::read_all(spec).map_err(ObserveError::Secrets)
+}
+
+/// Seconds since the epoch: the planner's clock (it never reads one itself).
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Read the cluster's state from EC2, the local facts and (unless `Nodes::Skip`) each running
+/// node over SSH.
+pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
+    let aws = Aws::connect(&spec.cluster.region).await;
+    let mut observed =
+        crate::aws::observe(&aws, spec)
+            .await
+            .map_err(|source| ObserveError::Aws {
+                cluster: spec.cluster.name.clone(),
+                source,
+            })?;
+    observed.local_public_key = crate::ssh::keyfile::public_key(&spec.ssh.private_key)?;
+    observed.local.now = now();
+    observed.local.client_certs = crate::commands::client_cert::inventory(&spec.cluster.state_dir);
+    let mut runtime = None;
+    if nodes != Nodes::Skip {
+        let secrets = secrets(spec)?;
+        observed.local.secrets_digest = crate::spec::secrets::digest(&secrets);
+        let rt = Arc::new(NodeRuntime::new(spec, aws.clone(), secrets)?);
+        let (ca, hashes) = rt.local_facts().await?;
+        observed.local.ca_cert_pem = ca;
+        observed.local.desired_files = hashes;
+        if observed.local_public_key.is_some() {
+            observed.nodes = rt.observe(&observed, nodes == Nodes::Wait).await;
+        }
+        runtime = Some(rt);
+    }
+    Ok(World {
+        observed,
+        aws,
+        nodes: runtime,
+    })
+}

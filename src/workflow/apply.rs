@@ -1,0 +1,177 @@
+//! `apply`: a saved plan is checked (stale, another cluster) or a fresh one made; the gates
+//! refuse a plan with blockers, one that would only look done because a node was not observed,
+//! and one that destroys data without `--allow-replace`; `--keep-old-volumes` is written into
+//! the swap steps; the executor runs it; planning again must then find nothing to do.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Error, Ui};
+use crate::exec::{self, Report};
+use crate::observe::{Nodes, World, observe};
+use crate::plan::{self, Op, Plan, Summary, fingerprint, saved::SavedPlan};
+use crate::spec::Spec;
+
+/// Where the plan to apply comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum PlanSource<'a> {
+    /// Planned now, and confirmed by the operator.
+    Fresh,
+    /// A plan file from `redisctl plan --out` (applied without a prompt; refused when stale).
+    Saved(&'a Path),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    pub allow_replace: bool,
+    pub keep_old_volumes: bool,
+    pub parallelism: usize,
+}
+
+#[derive(Debug)]
+pub enum ApplyOutcome {
+    /// The cluster already matches the spec.
+    NoChanges(Summary),
+    /// The plan was carried out and planning again finds nothing to do.
+    Applied { plan: Plan, report: Report },
+}
+
+/// The executor's context: the edges the observation opened.
+pub(super) fn ctx(world: &World) -> exec::Ctx {
+    exec::Ctx {
+        aws: world.aws.clone(),
+        nodes: world.nodes.as_ref().map(Arc::clone),
+    }
+}
+
+/// Apply `spec`. `interrupted` makes a future that resolves when the operator asks to stop
+/// (Ctrl-C): the executor then starts no new step, and the final check stops.
+pub async fn apply<F: std::future::Future<Output = ()>>(
+    spec: &Spec,
+    source: PlanSource<'_>,
+    options: ApplyOptions,
+    ui: &dyn Ui,
+    interrupted: impl Fn() -> F,
+) -> Result<ApplyOutcome, Error> {
+    let _lock = crate::state_dir::lock(&spec.cluster.state_dir, "apply").map_err(Error::Refused)?;
+    let world = observe(spec, Nodes::Wait).await?;
+    let mut plan = match source {
+        PlanSource::Saved(file) => saved(spec, &world, file)?,
+        PlanSource::Fresh => plan::plan(spec, &world.observed),
+    };
+    ui.show_plan(&plan);
+    gates(&plan, options.allow_replace)?;
+    if plan.is_empty() {
+        return Ok(ApplyOutcome::NoChanges(plan.summary()));
+    }
+    if options.keep_old_volumes {
+        keep_old_volumes(&mut plan);
+    }
+    if let PlanSource::Fresh = source {
+        ui.confirm("Do you want to perform these actions?")?;
+    }
+    ui.starting();
+    let report = exec::apply(
+        &ctx(&world),
+        &plan,
+        options.parallelism,
+        ui.progress(),
+        interrupted(),
+    )
+    .await?;
+    converged(spec, interrupted()).await?;
+    Ok(ApplyOutcome::Applied { plan, report })
+}
+
+/// A saved plan, refused when it is stale or for another cluster.
+fn saved(spec: &Spec, world: &World, file: &Path) -> Result<Plan, Error> {
+    let err = |e: Box<dyn std::error::Error + Send + Sync>| Error::PlanFile {
+        action: "read",
+        path: file.to_path_buf(),
+        source: e,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| err(Box::new(e)))?;
+    let saved = SavedPlan::from_json(&text).map_err(|e| err(Box::new(e)))?;
+    if let Some(why) = saved.staleness(&fingerprint::of(spec, &world.observed)) {
+        return Err(Error::Refused(format!(
+            "saved plan {} is stale: {why}; nothing was changed. Run `redisctl plan --out {}` again",
+            file.display(),
+            file.display()
+        )));
+    }
+    if saved.plan.cluster != spec.cluster.name {
+        return Err(Error::Refused(format!(
+            "saved plan {} is for cluster {}, not {}",
+            file.display(),
+            saved.plan.cluster,
+            spec.cluster.name
+        )));
+    }
+    Ok(saved.plan)
+}
+
+/// What refuses a plan before anything is changed.
+fn gates(plan: &Plan, allow_replace: bool) -> Result<(), Error> {
+    if plan.blockers().next().is_some() {
+        return Err(Error::Refused(
+            "the plan has blockers (above); nothing was changed".into(),
+        ));
+    }
+    if plan.is_empty() && !plan.unobserved.is_empty() {
+        return Err(Error::Refused(format!(
+            "nothing to apply that can be seen, but {} could not be observed over SSH, so the cluster is not proven to match the spec; see docs/runbook.md (\"an unreachable node\")",
+            plan.unobserved.join(", ")
+        )));
+    }
+    let destroying: Vec<&str> = plan.destroys_data().map(|s| s.address.as_str()).collect();
+    if !plan.is_empty() && !destroying.is_empty() && !allow_replace {
+        return Err(Error::Refused(format!(
+            "the plan destroys data on {}; nothing was changed. Re-run with --allow-replace if that is intended",
+            destroying.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// `--keep-old-volumes`: every swap keeps the plaintext snapshot and old volume, tagged.
+fn keep_old_volumes(plan: &mut Plan) {
+    for op in plan.steps.iter_mut().flat_map(|s| s.ops.iter_mut()) {
+        if let Op::SwapRootVolume(swap) = op {
+            swap.keep_old = true;
+        }
+    }
+}
+
+/// Prove convergence: planning again must find nothing to do, on every node.
+/// (Ctrl-C still stops it: the executor's signal listener is gone.)
+async fn converged(
+    spec: &Spec,
+    interrupted: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let after = tokio::select! {
+        r = observe(spec, Nodes::Look) => r?.observed,
+        _ = interrupted => return Err(Error::Refused(
+            "interrupted during the final check: the steps are done; run `redisctl plan` to see whether the cluster matches the spec".into(),
+        )),
+    };
+    let again = plan::plan(spec, &after);
+    if !again.unobserved.is_empty() {
+        return Err(Error::Refused(format!(
+            "apply finished, but {} could not be observed over SSH afterwards, so it is not proven to match the spec; see `redisctl plan` and docs/runbook.md (\"an unreachable node\")",
+            again.unobserved.join(", ")
+        )));
+    }
+    if !again.is_empty() {
+        return Err(Error::Refused(format!(
+            "apply finished, but planning again still finds {} step(s) to do ({}); run `redisctl plan` to see why, then apply again",
+            again.steps.len(),
+            again
+                .steps
+                .iter()
+                .map(|s| s.address.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(())
+}

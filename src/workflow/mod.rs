@@ -1,0 +1,93 @@
+//! The core of the commands that change or read a cluster: the decisions around the planner
+//! and the executor that are neither planning nor carrying out a step. `apply` (saved-plan
+//! checks, the gates — blockers, unobserved nodes, data destroyed — the `--keep-old-volumes`
+//! rewrite, the run, and the convergence re-plan), `destroy` (the run and the proof that
+//! nothing is left), and `plan` (observe, plan, save). Each returns an outcome that `render/`
+//! prints; the commands only parse arguments and call one of them.
+
+pub mod apply;
+pub mod destroy;
+pub mod plan;
+
+use crate::observe::ObserveError;
+use crate::spec::LoadError;
+
+pub use apply::{ApplyOptions, ApplyOutcome, PlanSource, apply};
+pub use destroy::{DestroyOutcome, destroy};
+pub use plan::{Planned, plan};
+
+/// What the operator is asked and shown while a run goes on (`render::console` implements it).
+pub trait Ui {
+    /// Show the plan about to be carried out.
+    fn show_plan(&self, plan: &crate::plan::Plan);
+    /// Ask for approval; refuse if it is not given.
+    fn confirm(&self, question: &str) -> Result<(), Error>;
+    /// The run starts now.
+    fn starting(&self);
+    /// Where the executor's events go.
+    fn progress(&self) -> &dyn crate::progress::Progress;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Already rendered as diagnostics; only the summary line is printed.
+    #[error(transparent)]
+    Spec(#[from] LoadError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
+    #[error(transparent)]
+    Exec(Box<crate::exec::ExecError>),
+    #[error("{0}")]
+    Refused(String),
+    /// A step on one node failed (`redis-cli`): the message names the node and the step.
+    #[error("{message}")]
+    NodeStep {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+        hint: String,
+    },
+    #[error("cannot {action} plan file {}", path.display())]
+    PlanFile {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl From<crate::exec::ExecError> for Error {
+    fn from(e: crate::exec::ExecError) -> Self {
+        Error::Exec(Box::new(e))
+    }
+}
+
+impl Error {
+    /// What to do next, printed after the error.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Observe(e) => e.hint(),
+            Error::Exec(e) => e.hint(),
+            Error::Node(e) => Some(e.hint()),
+            Error::NodeStep { hint, .. } => Some(hint.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The closing record of a `--json` stream that ends in an error: the message with its causes,
+/// and what to do next (the same words as on stderr).
+pub fn error_record(e: &Error) -> serde_json::Value {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    serde_json::json!({ "message": message, "hint": e.hint() })
+}
