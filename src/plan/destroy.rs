@@ -32,17 +32,12 @@ impl Steps {
         depends_on: Vec<String>,
         op: Op,
     ) -> String {
-        self.steps.push(Step {
-            address: address.clone(),
-            action: Action::Delete,
-            phase,
-            changes: vec![Change::delete("id", id)],
-            unchanged: 0,
-            depends_on,
-            reason: String::new(),
-            destroys_data: false,
-            ops: vec![op],
-        });
+        self.steps.push(
+            Step::new(address.clone(), Action::Delete, phase, String::new())
+                .changes(vec![Change::delete("id", id)])
+                .depends_on(depends_on)
+                .op(op),
+        );
         address
     }
 }

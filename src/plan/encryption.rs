@@ -16,7 +16,7 @@
 //!   when both are key ids/ARNs (compared by key id) or both are aliases (compared by alias
 //!   name); otherwise an encrypted volume is taken as matching.
 
-use super::aws_layer::Builder;
+use super::builder::{Builder, root_volume};
 use super::model::*;
 use super::naming;
 use crate::observed::tags::{self, Role};
@@ -125,12 +125,6 @@ fn formed(obs: &Observed, n_nodes: usize) -> bool {
             .is_some_and(|c| c.slots_assigned == 16384 && c.known_nodes as usize == n_nodes),
         NodeObservation::Unreachable { .. } => false,
     })
-}
-
-fn root_volume<'o>(obs: &'o Observed, inst: &observed::Instance) -> Option<&'o observed::Volume> {
-    let dev = inst.root_device_name.as_ref()?;
-    let vid = inst.block_devices.get(dev)?;
-    obs.volumes.iter().find(|v| &v.id == vid)
 }
 
 /// What one node is down for, as the plan shows it.
@@ -261,16 +255,17 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
                 })
             })
             .unwrap_or_else(|| "/dev/sda1".into());
-        b.steps.push(Step {
-            address: step_addr.clone(),
-            action: Action::Replace,
-            phase: Phase::Encryption,
-            changes,
-            unchanged: 2,
-            depends_on: deps,
-            reason,
-            destroys_data: false,
-            ops: vec![Op::SwapRootVolume(Box::new(SwapRootVolume {
+        b.steps.push(
+            Step::new(
+                step_addr.clone(),
+                Action::Replace,
+                Phase::Encryption,
+                reason,
+            )
+            .changes(changes)
+            .unchanged(2)
+            .depends_on(deps)
+            .op(Op::SwapRootVolume(Box::new(SwapRootVolume {
                 node: node.name.clone(),
                 instance,
                 az: node.az.clone(),
@@ -292,8 +287,8 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
                     Some(&node.name),
                 ),
                 keep_old: false,
-            }))],
-        });
+            }))),
+        );
         previous = Some(step_addr);
     }
     if in_flight > 0 {

@@ -5,23 +5,38 @@
 //! fixtures. It never imports `exec`, `aws` or `ssh`.
 //!
 //! The model: the spec says what should exist; the observed state says what does. Each resource
-//! has an identity (see `aws_layer`) by which the two are matched; a missing resource becomes a
-//! create (`+`), a differing attribute an in-place update (`~`) when AWS can change it in place or
-//! a replacement (`-/+`) when it cannot, and a resource that exists but is not in the spec a
-//! delete (`-`). The plan decides everything the executor needs — ids to reuse, addresses,
+//! has an identity (see `network` and `instances`) by which the two are matched; a missing
+//! resource becomes a create (`+`), a differing attribute an in-place update (`~`) when AWS can
+//! change it in place or a replacement (`-/+`) when it cannot, and a resource that exists but is
+//! not in the spec a delete (`-`). The plan decides everything the executor needs — ids to reuse, addresses,
 //! device names, tokens, order — so the executor has no choices left. The order of `steps` is a
 //! topological order of `depends_on`. Differences that redisctl deliberately does not act on
 //! (the AMI of a running node) are notes, never steps, so that after a successful apply the plan
 //! is empty. Problems that make a plan unsafe to apply are blocker notes; apply refuses them.
+//!
+//! The parts, in the order `plan` calls them (each appends steps and notes to a shared
+//! `builder::Builder`; the steps are then sorted by phase):
+//! - `network`: phase 1, the VPC, subnets, internet gateway, route table and security group
+//!   (its ingress rules come from `security`);
+//! - `instances`: phase 2, the key pair and the nodes' instances;
+//! - `nodes`: phases 3-7 inside the nodes: install, TLS, ACL, config, cluster create;
+//! - `encryption`: phase 8, the root volume swap;
+//! - `destroy`: the separate plan that removes everything tagged for the cluster.
+//!
+//! `model` is the plan itself, `naming` the names, tags and tokens the plan fixes,
+//! `fingerprint` and `saved` what a saved plan carries to be refused when stale.
 
-mod aws_layer;
+mod builder;
 mod destroy;
 pub mod encryption;
 pub mod fingerprint;
+mod instances;
 pub mod model;
 pub mod naming;
+mod network;
 mod nodes;
 pub mod saved;
+pub mod security;
 
 pub use model::*;
 
@@ -30,15 +45,10 @@ use crate::spec::Spec;
 
 /// The plan that makes AWS match the spec.
 pub fn plan(spec: &Spec, observed: &Observed) -> Plan {
-    let mut b = aws_layer::Builder {
-        spec,
-        observed,
-        steps: Vec::new(),
-        notes: Vec::new(),
-        observed_fingerprint: fingerprint::observed(observed),
-    };
-    aws_layer::plan_aws(&mut b);
-    nodes::plan_nodes(&mut b);
+    let mut b = builder::Builder::new(spec, observed);
+    let net = network::plan_network(&mut b);
+    instances::plan_instances(&mut b, &net);
+    nodes::plan_inside_nodes(&mut b);
     encryption::plan_encryption(&mut b);
     // Phase order; stable, so the order within a phase (a topological one) is kept, and every
     // dependency points to the same or an earlier phase.
@@ -77,6 +87,3 @@ fn finish(spec: &Spec, steps: Vec<Step>, notes: Vec<Note>) -> Plan {
     debug_assert_eq!(plan.check_order(), Ok(()));
     plan
 }
-
-#[cfg(test)]
-mod tests;

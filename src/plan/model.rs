@@ -407,6 +407,60 @@ pub struct Step {
     pub ops: Vec<Op>,
 }
 
+impl Step {
+    /// A step with no changes, dependencies or operations yet, that destroys no data; the
+    /// setters below fill in the rest.
+    pub fn new(
+        address: impl Into<String>,
+        action: Action,
+        phase: Phase,
+        reason: impl Into<String>,
+    ) -> Self {
+        Step {
+            address: address.into(),
+            action,
+            phase,
+            changes: Vec::new(),
+            unchanged: 0,
+            depends_on: Vec::new(),
+            reason: reason.into(),
+            destroys_data: false,
+            ops: Vec::new(),
+        }
+    }
+
+    pub fn changes(mut self, changes: Vec<Change>) -> Self {
+        self.changes = changes;
+        self
+    }
+
+    pub fn unchanged(mut self, n: usize) -> Self {
+        self.unchanged = n;
+        self
+    }
+
+    pub fn depends_on(mut self, addresses: Vec<String>) -> Self {
+        self.depends_on = addresses;
+        self
+    }
+
+    /// Appends one operation.
+    pub fn op(mut self, op: Op) -> Self {
+        self.ops.push(op);
+        self
+    }
+
+    pub fn ops(mut self, ops: Vec<Op>) -> Self {
+        self.ops = ops;
+        self
+    }
+
+    pub fn destroying_data(mut self) -> Self {
+        self.destroys_data = true;
+        self
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NoteLevel {

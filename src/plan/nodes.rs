@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use super::aws_layer::Builder;
+use super::builder::Builder;
 use super::model::*;
 use crate::observed::{InitSystem, NodeFacts, NodeObservation, tags};
 use crate::pki::{self, WantedCert};
@@ -25,7 +25,7 @@ enum NodeNow<'a> {
     Waiting,
 }
 
-pub(super) fn plan_nodes(b: &mut Builder<'_>) {
+pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     let spec = b.spec;
     let obs = b.observed;
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(obs.local.now);
@@ -33,11 +33,14 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
 
     // The CA is local state; every certificate step depends on it.
     if obs.local.ca_cert_pem.is_none() {
-        b.steps.push(Step {
-            address: "pki.ca".into(),
-            action: Action::Create,
-            phase: Phase::Tls,
-            changes: vec![
+        b.steps.push(
+            Step::new(
+                "pki.ca",
+                Action::Create,
+                Phase::Tls,
+                "the cluster has no CA yet",
+            )
+            .changes(vec![
                 Change::create("subject", pki::ca_common_name(&spec.cluster.name)),
                 Change::create(
                     "key",
@@ -46,13 +49,9 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                         spec.cluster.state_dir.display()
                     ),
                 ),
-            ],
-            unchanged: 0,
-            depends_on: vec![],
-            reason: "the cluster has no CA yet".into(),
-            destroys_data: false,
-            ops: vec![Op::EnsureCa],
-        });
+            ])
+            .op(Op::EnsureCa),
+        );
     }
 
     // The CA's own end: node certificates never outlive it, so in its last renew_before_days
@@ -226,21 +225,20 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
             (_, Some(i)) => match obs.nodes.get(&node.name) {
                 Some(NodeObservation::Reached(f)) => {
                     if f.first_contact {
-                        b.steps.push(Step {
-                            address: format!("{addr}.host_key"),
-                            action: Action::Create,
-                            phase: Phase::Install,
-                            changes: vec![Change::create("fingerprint", &f.host_key_fingerprint)],
-                            unchanged: 0,
-                            depends_on: vec![],
-                            reason: "first contact: pin the host key this plan saw (locally and as an instance tag)".into(),
-                            destroys_data: false,
-                            ops: vec![Op::PinHostKey {
+                        b.steps.push(
+                            Step::new(
+                                format!("{addr}.host_key"),
+                                Action::Create,
+                                Phase::Install,
+                                "first contact: pin the host key this plan saw (locally and as an instance tag)",
+                            )
+                            .changes(vec![Change::create("fingerprint", &f.host_key_fingerprint)])
+                            .op(Op::PinHostKey {
                                 node: node.name.clone(),
                                 instance: i.id.clone(),
                                 host_key: f.host_key.clone(),
-                            }],
-                        });
+                            }),
+                        );
                     }
                     NodeNow::Reached(f)
                 }
@@ -311,15 +309,22 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
         let stock_on = facts.is_some_and(|f| f.stock_service_enabled || f.stock_service_active);
         let mut last = after_instance.clone();
         if needs_install || stock_on {
-            b.steps.push(Step {
-                address: install_addr.clone(),
-                action: if needs_install {
-                    Action::Create
-                } else {
-                    Action::Update
-                },
-                phase: Phase::Install,
-                changes: if needs_install {
+            b.steps.push(
+                Step::new(
+                    install_addr.clone(),
+                    if needs_install {
+                        Action::Create
+                    } else {
+                        Action::Update
+                    },
+                    Phase::Install,
+                    if needs_install {
+                        "Redis is not installed"
+                    } else {
+                        "the stock redis-server service must not run"
+                    },
+                )
+                .changes(if needs_install {
                     vec![
                         Change::create("packages", "redis-server redis-tools"),
                         Change::create(systemd::STOCK_SERVICE, "stopped, disabled"),
@@ -330,19 +335,12 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                         "enabled or running",
                         "stopped, disabled",
                     )]
-                },
-                unchanged: 0,
-                depends_on: last.clone(),
-                reason: if needs_install {
-                    "Redis is not installed".into()
-                } else {
-                    "the stock redis-server service must not run".into()
-                },
-                destroys_data: false,
-                ops: vec![Op::InstallRedis {
+                })
+                .depends_on(last.clone())
+                .op(Op::InstallRedis {
                     node: node.name.clone(),
-                }],
-            });
+                }),
+            );
             last = vec![install_addr.clone()];
         }
 
@@ -380,15 +378,22 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
             if restart && let Some(p) = &previous_tls_restart {
                 deps.push(p.clone());
             }
-            b.steps.push(Step {
-                address: tls_addr.clone(),
-                action: if facts.is_none_or(|f| f.node_cert_pem.is_none()) {
-                    Action::Create
-                } else {
-                    Action::Update
-                },
-                phase: Phase::Tls,
-                changes: vec![
+            b.steps.push(
+                Step::new(
+                    tls_addr.clone(),
+                    if facts.is_none_or(|f| f.node_cert_pem.is_none()) {
+                        Action::Create
+                    } else {
+                        Action::Update
+                    },
+                    Phase::Tls,
+                    if restart {
+                        format!("{reason}; Redis restarts to load it{handover}")
+                    } else {
+                        reason
+                    },
+                )
+                .changes(vec![
                     Change::create(
                         "certificate",
                         format!(
@@ -405,20 +410,13 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                             conf::NODE_KEY.path
                         ),
                     ),
-                ],
-                unchanged: 0,
-                depends_on: deps,
-                reason: if restart {
-                    format!("{reason}; Redis restarts to load it{handover}")
-                } else {
-                    reason
-                },
-                destroys_data: false,
-                ops: vec![Op::InstallTls {
+                ])
+                .depends_on(deps)
+                .op(Op::InstallTls {
                     node: node.name.clone(),
                     restart,
-                }],
-            });
+                }),
+            );
             if restart {
                 previous_tls_restart = Some(tls_addr.clone());
             }
@@ -430,21 +428,28 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
         if acl_rewrites {
             let acl_addr = format!("{addr}.acl");
             let reload = running;
-            b.steps.push(Step {
-                address: acl_addr.clone(),
-                action: if facts.is_some_and(|f| {
-                    f.files
-                        .get(users_acl::USERS_ACL.path)
-                        .cloned()
-                        .flatten()
-                        .is_some()
-                }) {
-                    Action::Update
-                } else {
-                    Action::Create
-                },
-                phase: Phase::Acl,
-                changes: vec![Change {
+            b.steps.push(
+                Step::new(
+                    acl_addr.clone(),
+                    if facts.is_some_and(|f| {
+                        f.files
+                            .get(users_acl::USERS_ACL.path)
+                            .cloned()
+                            .flatten()
+                            .is_some()
+                    }) {
+                        Action::Update
+                    } else {
+                        Action::Create
+                    },
+                    Phase::Acl,
+                    if reload {
+                        "the ACL users differ from the spec; loaded with ACL LOAD, no restart"
+                    } else {
+                        "the ACL file is not there yet"
+                    },
+                )
+                .changes(vec![Change {
                     attribute: users_acl::USERS_ACL.path.into(),
                     before: facts
                         .and_then(|f| f.files.get(users_acl::USERS_ACL.path).cloned().flatten())
@@ -458,20 +463,13 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                     ),
                     forces_replacement: false,
                     ignored_because: None,
-                }],
-                unchanged: 0,
-                depends_on: last.clone(),
-                reason: if reload {
-                    "the ACL users differ from the spec; loaded with ACL LOAD, no restart".into()
-                } else {
-                    "the ACL file is not there yet".into()
-                },
-                destroys_data: false,
-                ops: vec![Op::WriteAcl {
+                }])
+                .depends_on(last.clone())
+                .op(Op::WriteAcl {
                     node: node.name.clone(),
                     reload,
-                }],
-            });
+                }),
+            );
             last = vec![acl_addr];
         }
 
@@ -506,14 +504,12 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                     "enabled, running",
                 ));
             }
-            b.steps.push(Step {
-                address: cfg_addr.clone(),
-                action: if fresh { Action::Create } else { Action::Update },
-                phase: Phase::Config,
-                changes,
-                unchanged: 0,
-                depends_on: deps,
-                reason: match (restart, formed, no_init) {
+            b.steps.push(
+                Step::new(
+                    cfg_addr.clone(),
+                    if fresh { Action::Create } else { Action::Update },
+                    Phase::Config,
+                    match (restart, formed, no_init) {
                     (true, true, false) => format!("the configuration differs; the node restarts, one at a time, each waiting for a healthy cluster{handover}"),
                     (true, true, true) => format!("the configuration differs; the node restarts (no systemd: SIGTERM, wait until Redis exits, start it again as user redis), one at a time, each waiting for a healthy cluster{handover}"),
                     (true, false, false) => "the configuration differs; Redis restarts".into(),
@@ -521,9 +517,11 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                     (false, _, false) => "Redis is not running as redis-server@cluster yet".into(),
                     (false, _, true) => "Redis is not running; the host has no systemd, so redisctl starts redis-server as user redis".into(),
                 },
-                destroys_data: false,
-                ops: vec![Op::WriteConfig { node: node.name.clone(), restart }],
-            });
+                )
+                .changes(changes)
+                .depends_on(deps)
+                .op(Op::WriteConfig { node: node.name.clone(), restart }),
+            );
             if restart && formed {
                 previous_config_restart = Some(cfg_addr.clone());
             }
@@ -553,20 +551,19 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 .collect();
             if !changes.is_empty() {
                 let modes_addr = format!("{addr}.modes");
-                b.steps.push(Step {
-                    address: modes_addr.clone(),
-                    action: Action::Update,
-                    phase: Phase::Config,
-                    changes,
-                    unchanged: 0,
-                    depends_on: last.clone(),
-                    reason: "file modes or owners were changed out of band; set back, no restart"
-                        .into(),
-                    destroys_data: false,
-                    ops: vec![Op::SetFileModes {
+                b.steps.push(
+                    Step::new(
+                        modes_addr.clone(),
+                        Action::Update,
+                        Phase::Config,
+                        "file modes or owners were changed out of band; set back, no restart",
+                    )
+                    .changes(changes)
+                    .depends_on(last.clone())
+                    .op(Op::SetFileModes {
                         node: node.name.clone(),
-                    }],
-                });
+                    }),
+                );
                 last = vec![modes_addr];
             }
         }
@@ -610,20 +607,20 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                 .iter()
                 .any(|s| matches!(s.ops.first(), Some(Op::StartInstance { .. })))
         {
-            b.steps.push(Step {
-                address: "cluster.health".into(),
-                action: Action::Run,
-                phase: Phase::ClusterCreate,
-                changes: vec![Change::create(
+            b.steps.push(
+                Step::new(
+                    "cluster.health",
+                    Action::Run,
+                    Phase::ClusterCreate,
+                    "stopped nodes are started; wait until they rejoin",
+                )
+                .changes(vec![Change::create(
                     "wait_for",
                     format!("cluster_state:ok, 16384 slots, {n_nodes} nodes"),
-                )],
-                unchanged: 0,
-                depends_on: waiting.clone(),
-                reason: "stopped nodes are started; wait until they rejoin".into(),
-                destroys_data: false,
-                ops: vec![Op::WaitHealthy { nodes: n_nodes }],
-            });
+                )])
+                .depends_on(waiting.clone())
+                .op(Op::WaitHealthy { nodes: n_nodes }),
+            );
         }
         return;
     }
@@ -649,11 +646,17 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
         return;
     }
     let nodes: Vec<String> = spec.nodes.nodes.iter().map(|n| n.name.clone()).collect();
-    b.steps.push(Step {
-        address: "cluster".into(),
-        action: Action::Run,
-        phase: Phase::ClusterCreate,
-        changes: vec![
+    b.steps.push(
+        Step::new(
+            "cluster",
+            Action::Run,
+            Phase::ClusterCreate,
+            format!(
+                "no cluster yet: redis-cli --cluster create as {}",
+                spec.operator_user().name
+            ),
+        )
+        .changes(vec![
             Change::create("masters", spec.nodes.masters.to_string()),
             Change::create(
                 "replicas_per_master",
@@ -668,17 +671,11 @@ pub(super) fn plan_nodes(b: &mut Builder<'_>) {
                     .collect::<Vec<_>>()
                     .join(" "),
             ),
-        ],
-        unchanged: 0,
-        depends_on: service_steps,
-        reason: format!(
-            "no cluster yet: redis-cli --cluster create as {}",
-            spec.operator_user().name
-        ),
-        destroys_data: false,
-        ops: vec![Op::CreateCluster {
+        ])
+        .depends_on(service_steps)
+        .op(Op::CreateCluster {
             nodes,
             replicas: spec.nodes.replicas_per_master,
-        }],
-    });
+        }),
+    );
 }

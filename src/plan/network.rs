@@ -1,0 +1,505 @@
+//! Phase 1, the network: the spec's VPC, subnets, internet gateway, route table and security
+//! group against what AWS holds. Identity rules: the VPC, internet gateway, route table and
+//! security group by their role tag; subnets by CIDR inside the cluster's VPC; security group
+//! rules by (protocol, ports, source).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::builder::{Builder, role_is};
+use super::model::*;
+use super::{naming, security};
+use crate::observed::tags::Role;
+use crate::observed::{self, IngressRule};
+use crate::spec::SshVia;
+
+/// What the instances need from the network.
+pub(super) struct Network {
+    /// Each subnet's id by name; `None` when this plan creates it.
+    pub subnet_ids: BTreeMap<String, Option<String>>,
+    pub security_group: Ref,
+}
+
+pub(super) fn plan_network(b: &mut Builder<'_>) -> Network {
+    let (vpc_id, vpc_ref) = vpc(b);
+    let subnet_ids = subnets(b, vpc_id.as_deref(), &vpc_ref);
+    let igw_ref = internet_gateway(b, vpc_id.as_deref(), &vpc_ref);
+    let (rt, rt_ref) = route_table(b, &vpc_ref, &igw_ref);
+    route_table_associations(b, rt, &rt_ref, &subnet_ids);
+    let (sg, sg_ref) = security_group(b, &vpc_ref);
+    ingress_rules(b, sg, &sg_ref);
+    Network {
+        subnet_ids,
+        security_group: sg_ref,
+    }
+}
+
+/// The VPC's id if it exists, and the reference the other resources use.
+fn vpc(b: &mut Builder<'_>) -> (Option<String>, Ref) {
+    let obs = b.observed;
+    let vpcs: Vec<&observed::Vpc> = obs
+        .vpcs
+        .iter()
+        .filter(|v| role_is(&v.tags, Role::Vpc))
+        .collect();
+    let vpc = b.single("vpc", vpcs, |v| &v.id);
+    let vpc_tags = b.tags(Role::Vpc, "vpc", None);
+    let vpc_cidr = b.spec.network.vpc_cidr.to_string();
+    match vpc {
+        None => b.push(
+            Step::new(
+                "vpc",
+                Action::Create,
+                Phase::Network,
+                "the cluster has no VPC",
+            )
+            .changes(vec![
+                Change::create("cidr_block", &vpc_cidr),
+                Change::create("enable_dns_support", "true"),
+                Change::create("enable_dns_hostnames", "true"),
+                Change::after_apply("id"),
+            ])
+            .op(Op::CreateVpc {
+                cidr: vpc_cidr.clone(),
+                tags: vpc_tags,
+            }),
+        ),
+        Some(v) => {
+            if v.cidr != vpc_cidr {
+                b.note(
+                    NoteLevel::Blocker,
+                    "vpc",
+                    format!(
+                        "VPC {} has CIDR {} but the spec says {vpc_cidr}: a VPC's CIDR cannot change; destroy the cluster and apply again, or set network.vpc_cidr = \"{}\"",
+                        v.id, v.cidr, v.cidr
+                    ),
+                );
+            }
+            b.update_tags_only("vpc", &v.id, &v.tags, &vpc_tags);
+        }
+    }
+    let vpc_id = vpc.map(|v| v.id.clone());
+    let vpc_ref = b.reference("vpc", vpc_id.as_deref());
+    (vpc_id, vpc_ref)
+}
+
+fn subnets(
+    b: &mut Builder<'_>,
+    vpc_id: Option<&str>,
+    vpc_ref: &Ref,
+) -> BTreeMap<String, Option<String>> {
+    let spec = b.spec;
+    let obs = b.observed;
+    let our_subnets: Vec<&observed::Subnet> = obs
+        .subnets
+        .iter()
+        .filter(|s| role_is(&s.tags, Role::Subnet) && Some(s.vpc_id.as_str()) == vpc_id)
+        .collect();
+    let map_public_ip = spec.ssh.via == SshVia::PublicIp;
+    let mut subnet_ids: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for s in &spec.network.subnets {
+        let address = format!("subnet.{}", s.name);
+        let cidr = s.cidr.to_string();
+        let desired_tags = b.tags(Role::Subnet, &s.name, None);
+        let matching: Vec<&observed::Subnet> = our_subnets
+            .iter()
+            .copied()
+            .filter(|o| o.cidr == cidr)
+            .collect();
+        let found = b.single(&address, matching, |o| &o.id);
+        match found {
+            None => {
+                b.push(
+                    Step::new(
+                        address.clone(),
+                        Action::Create,
+                        Phase::Network,
+                        format!("no subnet {cidr} in the cluster's VPC"),
+                    )
+                    .changes(vec![
+                        Change::create("cidr_block", &cidr),
+                        Change::create("availability_zone", &s.az),
+                        Change::create("map_public_ip_on_launch", map_public_ip.to_string()),
+                        Change::after_apply("id"),
+                    ])
+                    .depends_on(b.dep("vpc"))
+                    .op(Op::CreateSubnet {
+                        vpc: vpc_ref.clone(),
+                        cidr: cidr.clone(),
+                        az: s.az.clone(),
+                        map_public_ip,
+                        tags: desired_tags,
+                    }),
+                );
+                subnet_ids.insert(s.name.clone(), None);
+            }
+            Some(o) => {
+                subnet_ids.insert(s.name.clone(), Some(o.id.clone()));
+                if o.az != s.az {
+                    b.note(
+                        NoteLevel::Blocker,
+                        &address,
+                        format!(
+                            "subnet {} ({cidr}) is in {} but the spec puts it in {}: a subnet cannot move between AZs; restore the AZ in the spec, or destroy and re-create the cluster",
+                            o.id, o.az, s.az
+                        ),
+                    );
+                }
+                let mut changes = Vec::new();
+                let mut ops = Vec::new();
+                if o.map_public_ip_on_launch != map_public_ip {
+                    changes.push(Change::update(
+                        "map_public_ip_on_launch",
+                        o.map_public_ip_on_launch.to_string(),
+                        map_public_ip.to_string(),
+                    ));
+                    ops.push(Op::SetSubnetPublicIp {
+                        subnet: o.id.clone(),
+                        map_public_ip,
+                    });
+                }
+                if let Some((c, op)) = b.set_tags_op(&o.id, &o.tags, &desired_tags) {
+                    changes.extend(c);
+                    ops.push(op);
+                }
+                if !ops.is_empty() {
+                    b.push(
+                        Step::new(
+                            address,
+                            Action::Update,
+                            Phase::Network,
+                            "attributes differ from the spec",
+                        )
+                        .unchanged(3 - usize::from(o.map_public_ip_on_launch != map_public_ip))
+                        .changes(changes)
+                        .ops(ops),
+                    );
+                }
+            }
+        }
+    }
+    subnet_ids
+}
+
+/// The reference to the internet gateway.
+fn internet_gateway(b: &mut Builder<'_>, vpc_id: Option<&str>, vpc_ref: &Ref) -> Ref {
+    let obs = b.observed;
+    let igws: Vec<&observed::InternetGateway> = obs
+        .internet_gateways
+        .iter()
+        .filter(|g| role_is(&g.tags, Role::Igw))
+        .collect();
+    let igw = b.single("igw", igws, |g| &g.id);
+    let igw_tags = b.tags(Role::Igw, "igw", None);
+    match igw {
+        None => {
+            let deps = b.dep("vpc");
+            b.push(
+                Step::new(
+                    "igw",
+                    Action::Create,
+                    Phase::Network,
+                    "the cluster has no internet gateway",
+                )
+                .changes(vec![
+                    Change::after_apply("id"),
+                    Change::after_apply("attached_to"),
+                ])
+                .depends_on(deps)
+                .op(Op::CreateInternetGateway {
+                    vpc: vpc_ref.clone(),
+                    tags: igw_tags,
+                }),
+            );
+        }
+        Some(g) => {
+            let mut changes = Vec::new();
+            let mut ops = Vec::new();
+            let attached = vpc_id.is_some_and(|v| g.attached_to.iter().any(|a| a == v));
+            if !attached {
+                changes.push(Change {
+                    attribute: "attached_to".into(),
+                    before: Some(Value::Known(if g.attached_to.is_empty() {
+                        "(none)".into()
+                    } else {
+                        g.attached_to.join(", ")
+                    })),
+                    after: Some(match vpc_id {
+                        Some(v) => Value::Known(v.to_string()),
+                        None => Value::KnownAfterApply,
+                    }),
+                    forces_replacement: false,
+                    ignored_because: None,
+                });
+                ops.push(Op::AttachInternetGateway {
+                    igw: g.id.clone(),
+                    vpc: vpc_ref.clone(),
+                });
+            }
+            if let Some((c, op)) = b.set_tags_op(&g.id, &g.tags, &igw_tags) {
+                changes.extend(c);
+                ops.push(op);
+            }
+            if !ops.is_empty() {
+                let deps = b.dep("vpc");
+                let reason = if attached {
+                    "tags differ from the spec"
+                } else {
+                    "the internet gateway is not attached to the cluster's VPC"
+                };
+                b.push(
+                    Step::new("igw", Action::Update, Phase::Network, reason)
+                        .unchanged(usize::from(attached))
+                        .changes(changes)
+                        .depends_on(deps)
+                        .ops(ops),
+                );
+            }
+        }
+    }
+    b.reference("igw", igw.map(|g| g.id.as_str()))
+}
+
+/// The route table as observed, and the reference the associations use.
+fn route_table<'o>(
+    b: &mut Builder<'o>,
+    vpc_ref: &Ref,
+    igw_ref: &Ref,
+) -> (Option<&'o observed::RouteTable>, Ref) {
+    let obs = b.observed;
+    let rts: Vec<&observed::RouteTable> = obs
+        .route_tables
+        .iter()
+        .filter(|r| role_is(&r.tags, Role::RouteTable))
+        .collect();
+    let rt = b.single("route_table", rts, |r| &r.id);
+    let rt_tags = b.tags(Role::RouteTable, "rt", None);
+    match rt {
+        None => {
+            let mut deps = b.dep("vpc");
+            deps.extend(b.dep("igw"));
+            b.push(
+                Step::new(
+                    "route_table",
+                    Action::Create,
+                    Phase::Network,
+                    "the cluster has no route table",
+                )
+                .changes(vec![
+                    Change {
+                        attribute: "route[0.0.0.0/0]".into(),
+                        before: None,
+                        after: Some(match igw_ref {
+                            Ref::Id(id) => Value::Known(id.clone()),
+                            Ref::Step(_) => Value::KnownAfterApply,
+                        }),
+                        forces_replacement: false,
+                        ignored_because: None,
+                    },
+                    Change::after_apply("id"),
+                ])
+                .depends_on(deps)
+                .op(Op::CreateRouteTable {
+                    vpc: vpc_ref.clone(),
+                    igw: igw_ref.clone(),
+                    tags: rt_tags,
+                }),
+            );
+        }
+        Some(r) => {
+            let mut changes = Vec::new();
+            let mut ops = Vec::new();
+            let default_route = r.routes.iter().find(|x| x.destination == "0.0.0.0/0");
+            let igw_now = match igw_ref {
+                Ref::Id(id) => Some(id.as_str()),
+                Ref::Step(_) => None,
+            };
+            let route_ok = default_route.is_some_and(|x| Some(x.target.as_str()) == igw_now);
+            if !route_ok {
+                changes.push(Change {
+                    attribute: "route[0.0.0.0/0]".into(),
+                    before: default_route.map(|x| Value::Known(x.target.clone())),
+                    after: Some(igw_now.map_or(Value::KnownAfterApply, |i| Value::Known(i.into()))),
+                    forces_replacement: false,
+                    ignored_because: None,
+                });
+                ops.push(Op::SetDefaultRoute {
+                    route_table: r.id.clone(),
+                    igw: igw_ref.clone(),
+                    replace: default_route.is_some(),
+                });
+            }
+            if let Some((c, op)) = b.set_tags_op(&r.id, &r.tags, &rt_tags) {
+                changes.extend(c);
+                ops.push(op);
+            }
+            if !ops.is_empty() {
+                let deps = b.dep("igw");
+                let reason = if route_ok {
+                    "tags differ from the spec"
+                } else {
+                    "the default route does not go to the cluster's internet gateway"
+                };
+                b.push(
+                    Step::new("route_table", Action::Update, Phase::Network, reason)
+                        .unchanged(usize::from(route_ok))
+                        .changes(changes)
+                        .depends_on(deps)
+                        .ops(ops),
+                );
+            }
+        }
+    }
+    let rt_ref = b.reference("route_table", rt.map(|r| r.id.as_str()));
+    (rt, rt_ref)
+}
+
+/// Every subnet of the spec uses the cluster's route table.
+fn route_table_associations(
+    b: &mut Builder<'_>,
+    rt: Option<&observed::RouteTable>,
+    rt_ref: &Ref,
+    subnet_ids: &BTreeMap<String, Option<String>>,
+) {
+    let spec = b.spec;
+    for s in &spec.network.subnets {
+        let existing = subnet_ids.get(&s.name).cloned().flatten();
+        let associated = match (rt, &existing) {
+            (Some(r), Some(sid)) => r
+                .associations
+                .iter()
+                .any(|a| a.subnet_id.as_ref() == Some(sid)),
+            _ => false,
+        };
+        if !associated {
+            let address = format!("route_table.association[{}]", s.name);
+            let subnet_addr = format!("subnet.{}", s.name);
+            let mut deps = b.dep("route_table");
+            deps.extend(b.dep(&subnet_addr));
+            let subnet_ref = b.reference(&subnet_addr, existing.as_deref());
+            b.push(
+                Step::new(
+                    address,
+                    Action::Create,
+                    Phase::Network,
+                    format!("subnet {} does not use the cluster's route table", s.name),
+                )
+                .changes(vec![
+                    Change::create("subnet", &s.name),
+                    Change::after_apply("association_id"),
+                ])
+                .depends_on(deps)
+                .op(Op::AssociateRouteTable {
+                    route_table: rt_ref.clone(),
+                    subnet: subnet_ref,
+                }),
+            );
+        }
+    }
+}
+
+/// The security group as observed, and the reference the rules and instances use.
+fn security_group<'o>(
+    b: &mut Builder<'o>,
+    vpc_ref: &Ref,
+) -> (Option<&'o observed::SecurityGroup>, Ref) {
+    let spec = b.spec;
+    let obs = b.observed;
+    let sgs: Vec<&observed::SecurityGroup> = obs
+        .security_groups
+        .iter()
+        .filter(|g| role_is(&g.tags, Role::SecurityGroup))
+        .collect();
+    let sg = b.single("sg", sgs, |g| &g.id);
+    let sg_tags = b.tags(Role::SecurityGroup, "redis", None);
+    let sg_name = naming::security_group_name(spec);
+    match sg {
+        None => {
+            let deps = b.dep("vpc");
+            b.push(
+                Step::new(
+                    "sg",
+                    Action::Create,
+                    Phase::Network,
+                    "the cluster has no security group",
+                )
+                .changes(vec![
+                    Change::create("name", &sg_name),
+                    Change::after_apply("id"),
+                ])
+                .depends_on(deps)
+                .op(Op::CreateSecurityGroup {
+                    vpc: vpc_ref.clone(),
+                    name: sg_name.clone(),
+                    description: format!(
+                        "redisctl {}: SSH from admins, Redis and bus from the VPC",
+                        spec.cluster.name
+                    ),
+                    tags: sg_tags,
+                }),
+            );
+        }
+        Some(g) => {
+            b.update_tags_only("sg", &g.id, &g.tags, &sg_tags);
+        }
+    }
+    let sg_ref = b.reference("sg", sg.map(|g| g.id.as_str()));
+    (sg, sg_ref)
+}
+
+/// The spec's ingress rules are authorized; any other rule was added out of band and goes.
+fn ingress_rules(b: &mut Builder<'_>, sg: Option<&observed::SecurityGroup>, sg_ref: &Ref) {
+    let desired_rules = security::ingress_rules(b.spec);
+    let observed_rules: BTreeSet<&IngressRule> =
+        sg.map(|g| g.ingress.iter().collect()).unwrap_or_default();
+    for r in &desired_rules {
+        if !observed_rules.contains(&r.rule) {
+            let deps = b.dep("sg");
+            b.push(
+                Step::new(
+                    format!("sg.rule[{}]", r.description),
+                    Action::Create,
+                    Phase::Network,
+                    "the spec allows this traffic",
+                )
+                .changes(vec![
+                    Change::create("protocol", &r.rule.protocol),
+                    Change::create("ports", security::ports(&r.rule)),
+                    Change::create("source", &r.rule.source),
+                ])
+                .depends_on(deps)
+                .op(Op::AuthorizeIngress {
+                    security_group: sg_ref.clone(),
+                    rule: r.clone(),
+                }),
+            );
+        }
+    }
+    if let Some(g) = sg {
+        for r in &g.ingress {
+            if !desired_rules.iter().any(|d| &d.rule == r) {
+                b.push(
+                    Step::new(
+                        format!(
+                            "sg.rule[{} {} {}]",
+                            r.protocol,
+                            security::ports(r),
+                            r.source
+                        ),
+                        Action::Delete,
+                        Phase::Network,
+                        "not in the spec: added out of band",
+                    )
+                    .changes(vec![
+                        Change::delete("protocol", &r.protocol),
+                        Change::delete("ports", security::ports(r)),
+                        Change::delete("source", &r.source),
+                    ])
+                    .op(Op::RevokeIngress {
+                        security_group: g.id.clone(),
+                        rule: r.clone(),
+                    }),
+                );
+            }
+        }
+    }
+}
