@@ -1,6 +1,7 @@
-//! The executor's EC2 operations. Each is an idempotent ensure: it looks for the resource by
-//! its identity first and adopts it, so re-running a half-applied plan makes no duplicates.
-//! Tags are written at creation (TagSpecifications), never after.
+//! The executor's EC2 operations (`Ec2Op`, every one matched). Each is an idempotent ensure: it
+//! looks for the resource by its identity first and adopts it, so re-running a half-applied plan
+//! makes no duplicates. Tags are written at creation (TagSpecifications); the ones written
+//! after are state that changes (`SetTags`, the host-key pin, the swap's stage).
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,7 @@ use aws_sdk_ec2::types::{
 
 use super::{Aws, AwsError, api_err, filter, tag_spec, wait_for};
 use crate::observed::{IngressRule, Tags, tags};
-use crate::plan::{Op, Ref, RunInstance};
+use crate::plan::{Ec2Op, Ref, RunInstance};
 
 fn tag_filters(t: &Tags, keys: &[&str]) -> Vec<Filter> {
     keys.iter()
@@ -59,7 +60,7 @@ impl Aws {
     /// Returns the id this operation produced or adopted, if any.
     pub async fn run_op(
         &self,
-        op: &Op,
+        op: &Ec2Op,
         made: &BTreeMap<String, String>,
     ) -> Result<Option<String>, AwsError> {
         let r = |x: &Ref| -> Result<String, AwsError> {
@@ -73,7 +74,7 @@ impl Aws {
         };
         let c = &self.client;
         match op {
-            Op::CreateVpc { cidr, tags } => {
+            Ec2Op::CreateVpc { cidr, tags } => {
                 let mut found = c
                     .describe_vpcs()
                     .set_filters(Some(tag_filters(tags, &[tags::CLUSTER, tags::ROLE])));
@@ -111,7 +112,7 @@ impl Aws {
                     .map_err(|e| api_err("ModifyVpcAttribute", &id, e))?;
                 Ok(Some(id))
             }
-            Op::CreateSubnet {
+            Ec2Op::CreateSubnet {
                 vpc,
                 cidr,
                 az,
@@ -145,14 +146,14 @@ impl Aws {
                 self.set_subnet_public_ip(&id, *map_public_ip).await?;
                 Ok(Some(id))
             }
-            Op::SetSubnetPublicIp {
+            Ec2Op::SetSubnetPublicIp {
                 subnet,
                 map_public_ip,
             } => {
                 self.set_subnet_public_ip(subnet, *map_public_ip).await?;
                 Ok(None)
             }
-            Op::CreateInternetGateway { vpc, tags } => {
+            Ec2Op::CreateInternetGateway { vpc, tags } => {
                 let vpc = r(vpc)?;
                 let out = c
                     .describe_internet_gateways()
@@ -184,11 +185,11 @@ impl Aws {
                 }
                 Ok(Some(id))
             }
-            Op::AttachInternetGateway { igw, vpc } => {
+            Ec2Op::AttachInternetGateway { igw, vpc } => {
                 self.attach_igw(igw, &r(vpc)?).await?;
                 Ok(None)
             }
-            Op::CreateRouteTable { vpc, igw, tags } => {
+            Ec2Op::CreateRouteTable { vpc, igw, tags } => {
                 let (vpc, igw) = (r(vpc)?, r(igw)?);
                 let out = c
                     .describe_route_tables()
@@ -224,7 +225,7 @@ impl Aws {
                 }
                 Ok(Some(id))
             }
-            Op::SetDefaultRoute {
+            Ec2Op::SetDefaultRoute {
                 route_table,
                 igw,
                 replace,
@@ -232,7 +233,7 @@ impl Aws {
                 self.default_route(route_table, &r(igw)?, *replace).await?;
                 Ok(None)
             }
-            Op::AssociateRouteTable {
+            Ec2Op::AssociateRouteTable {
                 route_table,
                 subnet,
             } => {
@@ -271,7 +272,7 @@ impl Aws {
                     .map_err(|e| api_err("AssociateRouteTable", &subnet, e))?;
                 Ok(out.association_id().map(String::from))
             }
-            Op::DisassociateRouteTable { association_id } => {
+            Ec2Op::DisassociateRouteTable { association_id } => {
                 match c
                     .disassociate_route_table()
                     .association_id(association_id)
@@ -283,7 +284,7 @@ impl Aws {
                     Err(e) => Err(api_err("DisassociateRouteTable", association_id, e)),
                 }
             }
-            Op::CreateSecurityGroup {
+            Ec2Op::CreateSecurityGroup {
                 vpc,
                 name,
                 description,
@@ -311,7 +312,7 @@ impl Aws {
                     .map_err(|e| api_err("CreateSecurityGroup", name, e))?;
                 Ok(out.group_id().map(String::from))
             }
-            Op::AuthorizeIngress {
+            Ec2Op::AuthorizeIngress {
                 security_group,
                 rule,
             } => {
@@ -332,7 +333,7 @@ impl Aws {
                     )),
                 }
             }
-            Op::RevokeIngress {
+            Ec2Op::RevokeIngress {
                 security_group,
                 rule,
             } => {
@@ -348,19 +349,21 @@ impl Aws {
                     Err(e) => Err(api_err("RevokeSecurityGroupIngress", security_group, e)),
                 }
             }
-            Op::ImportKeyPair {
+            Ec2Op::ImportKeyPair {
                 name,
                 private_key,
                 tags,
             } => {
-                let public = crate::ssh::keyfile::ensure(
-                    std::path::Path::new(private_key),
-                    &format!("redisctl {name}"),
-                )
-                .map_err(|e| AwsError::Local {
-                    what: format!("cannot prepare the SSH key for key pair {name}"),
-                    source: Box::new(e),
-                })?;
+                // Made on the operator's machine by the step's `LocalOp::EnsureSshKey`.
+                let public = crate::ssh::keyfile::public_key(std::path::Path::new(private_key))
+                    .map_err(|e| AwsError::Local {
+                        what: format!("cannot read the SSH key for key pair {name}"),
+                        source: Box::new(e),
+                    })?
+                    .ok_or_else(|| AwsError::Local {
+                        what: format!("cannot read the SSH key for key pair {name}"),
+                        source: format!("{private_key} does not exist").into(),
+                    })?;
                 let out = c
                     .describe_key_pairs()
                     .filters(filter("key-name", name))
@@ -380,22 +383,24 @@ impl Aws {
                     .map_err(|e| api_err("ImportKeyPair", name, e))?;
                 Ok(out.key_pair_id().map(String::from))
             }
-            Op::DeleteKeyPair { name } => match c.delete_key_pair().key_name(name).send().await {
-                Ok(_) => Ok(None),
-                Err(e) if is_code(&e, &["InvalidKeyPair.NotFound"]) => Ok(None),
-                Err(e) => Err(api_err("DeleteKeyPair", name, e)),
-            },
-            Op::RunInstance(run) => self
+            Ec2Op::DeleteKeyPair { name } => {
+                match c.delete_key_pair().key_name(name).send().await {
+                    Ok(_) => Ok(None),
+                    Err(e) if is_code(&e, &["InvalidKeyPair.NotFound"]) => Ok(None),
+                    Err(e) => Err(api_err("DeleteKeyPair", name, e)),
+                }
+            }
+            Ec2Op::RunInstance(run) => self
                 .run_instance(run, &r(&run.subnet)?, &r(&run.security_group)?)
                 .await
                 .map(Some),
-            Op::ReplaceInstance { terminate, run } => {
+            Ec2Op::ReplaceInstance { terminate, run } => {
                 self.terminate(terminate).await?;
                 self.run_instance(run, &r(&run.subnet)?, &r(&run.security_group)?)
                     .await
                     .map(Some)
             }
-            Op::StartInstance { instance } => {
+            Ec2Op::StartInstance { instance } => {
                 c.start_instances()
                     .instance_ids(instance)
                     .send()
@@ -404,7 +409,7 @@ impl Aws {
                 self.wait_instance(instance, &["running"]).await?;
                 Ok(None)
             }
-            Op::ModifyInstanceType {
+            Ec2Op::ModifyInstanceType {
                 instance,
                 instance_type,
                 restart,
@@ -433,7 +438,7 @@ impl Aws {
                 }
                 Ok(None)
             }
-            Op::RequireImdsV2 { instance } => {
+            Ec2Op::RequireImdsV2 { instance } => {
                 c.modify_instance_metadata_options()
                     .instance_id(instance)
                     .http_tokens(HttpTokensState::Required)
@@ -443,11 +448,11 @@ impl Aws {
                     .map_err(|e| api_err("ModifyInstanceMetadataOptions", instance, e))?;
                 Ok(None)
             }
-            Op::TerminateInstance { instance } => {
+            Ec2Op::TerminateInstance { instance } => {
                 self.terminate(instance).await?;
                 Ok(None)
             }
-            Op::SetTags {
+            Ec2Op::SetTags {
                 resource,
                 set,
                 remove,
@@ -472,7 +477,7 @@ impl Aws {
                 }
                 Ok(None)
             }
-            Op::DeleteSecurityGroup { id } => {
+            Ec2Op::DeleteSecurityGroup { id } => {
                 self.delete_with_retry(
                     "DeleteSecurityGroup",
                     id,
@@ -487,7 +492,7 @@ impl Aws {
                 )
                 .await
             }
-            Op::DeleteRouteTable { id } => {
+            Ec2Op::DeleteRouteTable { id } => {
                 let out = match c.describe_route_tables().route_table_ids(id).send().await {
                     Ok(o) => o,
                     Err(e) if is_code(&e, &["InvalidRouteTableID.NotFound"]) => return Ok(None),
@@ -527,7 +532,7 @@ impl Aws {
                 )
                 .await
             }
-            Op::DeleteInternetGateway { id, detach_from } => {
+            Ec2Op::DeleteInternetGateway { id, detach_from } => {
                 for vpc in detach_from {
                     match c
                         .detach_internet_gateway()
@@ -559,7 +564,7 @@ impl Aws {
                 )
                 .await
             }
-            Op::DeleteSubnet { id } => {
+            Ec2Op::DeleteSubnet { id } => {
                 self.delete_with_retry(
                     "DeleteSubnet",
                     id,
@@ -568,19 +573,19 @@ impl Aws {
                 )
                 .await
             }
-            Op::DeleteVpc { id } => {
+            Ec2Op::DeleteVpc { id } => {
                 self.delete_with_retry("DeleteVpc", id, &["InvalidVpcID.NotFound"], || async {
                     c.delete_vpc().vpc_id(id).send().await.map(|_| ())
                 })
                 .await
             }
-            Op::DeleteVolume { id } => {
+            Ec2Op::DeleteVolume { id } => {
                 self.delete_with_retry("DeleteVolume", id, &["InvalidVolume.NotFound"], || async {
                     c.delete_volume().volume_id(id).send().await.map(|_| ())
                 })
                 .await
             }
-            Op::DeleteSnapshot { id } => {
+            Ec2Op::DeleteSnapshot { id } => {
                 self.delete_with_retry(
                     "DeleteSnapshot",
                     id,
@@ -589,19 +594,6 @@ impl Aws {
                 )
                 .await
             }
-            Op::PinHostKey { .. }
-            | Op::EnsureCa
-            | Op::InstallRedis { .. }
-            | Op::InstallTls { .. }
-            | Op::WriteAcl { .. }
-            | Op::WriteConfig { .. }
-            | Op::SetFileModes { .. }
-            | Op::CreateCluster { .. }
-            | Op::WaitHealthy { .. }
-            | Op::SwapRootVolume(_) => Err(AwsError::Local {
-                what: "internal: a node operation was sent to the EC2 edge".into(),
-                source: format!("{op:?}").into(),
-            }),
         }
     }
 

@@ -15,7 +15,7 @@ use aws_sdk_ec2::types::{
 use super::describe::{block_devices, tag_map};
 use super::{Aws, AwsError, api_err, filter, tag_spec, wait_for};
 use crate::observed::{Tags, tags};
-use crate::plan::Op;
+use crate::plan::Ec2Op;
 
 /// How long a snapshot of a root volume may take (the first one of a volume copies it all).
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(3 * 3600);
@@ -341,13 +341,13 @@ impl Aws {
     }
 
     pub async fn delete_volume(&self, id: &str) -> Result<(), AwsError> {
-        self.run_op(&Op::DeleteVolume { id: id.into() }, &BTreeMap::new())
+        self.run_op(&Ec2Op::DeleteVolume { id: id.into() }, &BTreeMap::new())
             .await
             .map(|_| ())
     }
 
     pub async fn delete_snapshot(&self, id: &str) -> Result<(), AwsError> {
-        self.run_op(&Op::DeleteSnapshot { id: id.into() }, &BTreeMap::new())
+        self.run_op(&Ec2Op::DeleteSnapshot { id: id.into() }, &BTreeMap::new())
             .await
             .map(|_| ())
     }

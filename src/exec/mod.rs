@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::aws::{Aws, AwsError};
 use crate::node::{NodeError, NodeRuntime};
-use crate::plan::{Action, Op, Phase, Plan, Step};
+use crate::plan::{Action, LocalOp, NodeOp, Op, Phase, Plan, Step};
 use crate::progress::{self, Event, Progress};
 
 /// What the executor works with: the EC2 edge, and the node runtime when the plan has node
@@ -36,6 +36,13 @@ pub enum OpError {
     Node(Box<NodeError>),
     #[error(transparent)]
     Swap(Box<SwapError>),
+    /// The operator's machine (the state directory).
+    #[error("{what}")]
+    Local {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl From<AwsError> for OpError {
@@ -62,6 +69,7 @@ impl OpError {
             OpError::Aws(e) => e.hint(),
             OpError::Node(e) => e.hint(),
             OpError::Swap(e) => e.hint(),
+            OpError::Local { .. } => "fix the local problem above and run again".into(),
         }
     }
 }
@@ -78,23 +86,16 @@ impl Ctx {
         })
     }
 
-    /// Carry out one operation; the id it produced, for EC2 creates.
+    /// Carry out one operation on the edge its kind names; the id it produced, for EC2
+    /// creates.
     pub async fn run_op(
         &self,
         op: &Op,
         made: &BTreeMap<String, String>,
     ) -> Result<Option<String>, OpError> {
         match op {
-            Op::SwapRootVolume(s) => swap::swap(self, s, made).await,
-            Op::PinHostKey { .. }
-            | Op::EnsureCa
-            | Op::InstallRedis { .. }
-            | Op::InstallTls { .. }
-            | Op::WriteAcl { .. }
-            | Op::WriteConfig { .. }
-            | Op::SetFileModes { .. }
-            | Op::CreateCluster { .. }
-            | Op::WaitHealthy { .. } => {
+            Op::Ec2(op) => Ok(self.aws.run_op(op, made).await?),
+            Op::Node(op) => {
                 // Node operations are ensures: one that lost its SSH connection is run once
                 // more on a new connection (the runtime reconnects a closed session).
                 match self.node_op(op).await {
@@ -106,30 +107,48 @@ impl Ctx {
                 }
                 Ok(None)
             }
-            aws_op => Ok(self.aws.run_op(aws_op, made).await?),
+            Op::Local(op) => {
+                self.local_op(op).await?;
+                Ok(None)
+            }
+            Op::Swap(s) => swap::swap(self, s, made).await,
         }
     }
 
-    async fn node_op(&self, op: &Op) -> Result<(), NodeError> {
-        let n = || self.runtime();
+    async fn node_op(&self, op: &NodeOp) -> Result<(), NodeError> {
+        let n = self.runtime()?;
         match op {
-            Op::PinHostKey {
+            NodeOp::PinHostKey {
                 node,
                 instance,
                 host_key,
-            } => n()?.pin(node, instance, host_key).await,
-            Op::EnsureCa => n()?.ensure_ca().await,
-            Op::InstallRedis { node } => n()?.install_redis(node).await,
-            Op::InstallTls { node, restart } => n()?.install_tls(node, *restart).await,
-            Op::WriteAcl { node, reload } => n()?.write_acl(node, *reload).await,
-            Op::WriteConfig { node, restart } => n()?.write_config(node, *restart).await,
-            Op::SetFileModes { node } => n()?.set_file_modes(node).await,
-            Op::CreateCluster { nodes, replicas } => n()?.create_cluster(nodes, *replicas).await,
-            Op::WaitHealthy { nodes } => n()?.wait_healthy(*nodes).await,
-            other => Err(NodeError::Failed {
-                node: "-".into(),
-                what: format!("internal: not a node operation: {other:?}"),
-            }),
+            } => n.pin(node, instance, host_key).await,
+            NodeOp::InstallRedis { node } => n.install_redis(node).await,
+            NodeOp::InstallTls { node, restart } => n.install_tls(node, *restart).await,
+            NodeOp::WriteAcl { node, reload } => n.write_acl(node, *reload).await,
+            NodeOp::WriteConfig { node, restart } => n.write_config(node, *restart).await,
+            NodeOp::SetFileModes { node } => n.set_file_modes(node).await,
+            NodeOp::CreateCluster { nodes, replicas } => n.create_cluster(nodes, *replicas).await,
+            NodeOp::WaitHealthy { nodes } => n.wait_healthy(*nodes).await,
+        }
+    }
+
+    async fn local_op(&self, op: &LocalOp) -> Result<(), OpError> {
+        match op {
+            // The node runtime keeps the CA it loads or makes: it signs the nodes' certificates.
+            LocalOp::EnsureCa => Ok(self.runtime()?.ensure_ca().await?),
+            LocalOp::EnsureSshKey {
+                private_key,
+                comment,
+            } => {
+                crate::ssh::keyfile::ensure(std::path::Path::new(private_key), comment).map_err(
+                    |e| OpError::Local {
+                        what: format!("cannot prepare the SSH key {private_key}"),
+                        source: Box::new(e),
+                    },
+                )?;
+                Ok(())
+            }
         }
     }
 }

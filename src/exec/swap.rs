@@ -1,4 +1,4 @@
-//! Carrying out `Op::SwapRootVolume`: the stages of phase 8 for one node, each recorded in the
+//! Carrying out `Op::Swap`: the stages of phase 8 for one node, each recorded in the
 //! instance's `redisctl:stage` tag once done (with the ids it produced in `redisctl:swap-*`
 //! tags), so that a rerun, by anyone, continues after the last recorded stage and never repeats
 //! a destructive one. Until the last stage the plaintext volume is not touched beyond a detach,
@@ -12,8 +12,8 @@ use super::{Ctx, OpError};
 use crate::aws::AwsError;
 use crate::node::{KeysBefore, NodeError};
 use crate::observed::{Tags, tags};
-use crate::plan::encryption::{SwapStage, stage_of};
 use crate::plan::{Ref, SwapRootVolume};
+use crate::plan::{SwapStage, stage_of};
 
 /// How long a node waits after its start for the cluster to be whole again (without replicas
 /// every node is swapped at once: the others' snapshots must finish too).

@@ -133,11 +133,11 @@ impl<'a> Builder<'a> {
         (!changes.is_empty()).then(|| {
             (
                 changes,
-                Op::SetTags {
+                Op::Ec2(Ec2Op::SetTags {
                     resource: id.to_string(),
                     set,
                     remove,
-                },
+                }),
             )
         })
     }

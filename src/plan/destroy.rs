@@ -59,9 +59,9 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Instances,
             &i.id,
             vec![],
-            Op::TerminateInstance {
+            Op::Ec2(Ec2Op::TerminateInstance {
                 instance: i.id.clone(),
-            },
+            }),
         ));
     }
     for k in o
@@ -75,9 +75,9 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Instances,
             &k.id,
             vec![],
-            Op::DeleteKeyPair {
+            Op::Ec2(Ec2Op::DeleteKeyPair {
                 name: k.name.clone(),
-            },
+            }),
         );
     }
     let mut network = Vec::new();
@@ -88,7 +88,7 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Network,
             &g.id,
             instances.clone(),
-            Op::DeleteSecurityGroup { id: g.id.clone() },
+            Op::Ec2(Ec2Op::DeleteSecurityGroup { id: g.id.clone() }),
         ));
     }
     let mut route_tables = Vec::new();
@@ -99,7 +99,7 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Network,
             &r.id,
             instances.clone(),
-            Op::DeleteRouteTable { id: r.id.clone() },
+            Op::Ec2(Ec2Op::DeleteRouteTable { id: r.id.clone() }),
         ));
     }
     network.extend(route_tables.iter().cloned());
@@ -110,10 +110,10 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Network,
             &g.id,
             instances.clone(),
-            Op::DeleteInternetGateway {
+            Op::Ec2(Ec2Op::DeleteInternetGateway {
                 id: g.id.clone(),
                 detach_from: g.attached_to.clone(),
-            },
+            }),
         ));
     }
     for sub in &o.subnets {
@@ -132,7 +132,7 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Network,
             &sub.id,
             deps,
-            Op::DeleteSubnet { id: sub.id.clone() },
+            Op::Ec2(Ec2Op::DeleteSubnet { id: sub.id.clone() }),
         ));
     }
     for v in &o.vpcs {
@@ -142,7 +142,7 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Network,
             &v.id,
             network.clone(),
-            Op::DeleteVpc { id: v.id.clone() },
+            Op::Ec2(Ec2Op::DeleteVpc { id: v.id.clone() }),
         );
     }
     for v in &o.volumes {
@@ -152,7 +152,7 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Instances,
             &v.id,
             instances.clone(),
-            Op::DeleteVolume { id: v.id.clone() },
+            Op::Ec2(Ec2Op::DeleteVolume { id: v.id.clone() }),
         );
     }
     for snap in &o.snapshots {
@@ -162,9 +162,9 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Phase::Instances,
             &snap.id,
             vec![],
-            Op::DeleteSnapshot {
+            Op::Ec2(Ec2Op::DeleteSnapshot {
                 id: snap.id.clone(),
-            },
+            }),
         );
     }
     s.steps

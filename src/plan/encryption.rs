@@ -23,60 +23,6 @@ use crate::observed::tags::{self, Role};
 use crate::observed::{self, NodeObservation, Observed};
 use crate::spec::EncryptionStrategy;
 
-/// The stages of a swap, in order; the `redisctl:stage` tag holds the last one completed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SwapStage {
-    /// Failover done (with replicas), Redis made durable, its key count and the old volume
-    /// recorded. Nothing changed yet: redone on a rerun while the instance runs.
-    Prepared,
-    /// 1: Redis and the instance stopped.
-    Stopped,
-    /// 2: the plaintext snapshot completed.
-    Snapshotted,
-    /// 3: the encrypted volume available.
-    VolumeCreated,
-    /// 4: the old root detached, the new one attached at the same device.
-    Attached,
-    /// 5: the instance started, SSH and Redis answer.
-    Started,
-    /// 6: the node rejoined, the cluster is ok, the key count matches.
-    Verified,
-}
-
-impl SwapStage {
-    pub const ALL: [SwapStage; 7] = [
-        SwapStage::Prepared,
-        SwapStage::Stopped,
-        SwapStage::Snapshotted,
-        SwapStage::VolumeCreated,
-        SwapStage::Attached,
-        SwapStage::Started,
-        SwapStage::Verified,
-    ];
-
-    /// The tag value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SwapStage::Prepared => "swap:0-prepared",
-            SwapStage::Stopped => "swap:1-stopped",
-            SwapStage::Snapshotted => "swap:2-snapshotted",
-            SwapStage::VolumeCreated => "swap:3-volume-created",
-            SwapStage::Attached => "swap:4-attached",
-            SwapStage::Started => "swap:5-started",
-            SwapStage::Verified => "swap:6-verified",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<SwapStage> {
-        SwapStage::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-}
-
-/// The swap stage recorded on an instance, if a swap is in flight.
-pub fn stage_of(t: &observed::Tags) -> Option<SwapStage> {
-    t.get(tags::STAGE).and_then(|s| SwapStage::parse(s))
-}
-
 #[derive(Debug, PartialEq, Eq)]
 enum KmsKey<'a> {
     Id(&'a str),
@@ -152,7 +98,8 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
     });
     if swapping
         && let Some(at) = b.steps.iter().position(|s| {
-            s.address == "cluster" && matches!(s.ops.first(), Some(Op::CreateCluster { .. }))
+            s.address == "cluster"
+                && matches!(s.ops.first(), Some(Op::Node(NodeOp::CreateCluster { .. })))
         })
     {
         b.steps.remove(at);
@@ -248,8 +195,10 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
             .or_else(|| {
                 b.steps.iter().find(|s| s.address == addr).and_then(|s| {
                     s.ops.iter().find_map(|o| match o {
-                        Op::RunInstance(r) => Some(r.root_device.clone()),
-                        Op::ReplaceInstance { run, .. } => Some(run.root_device.clone()),
+                        Op::Ec2(Ec2Op::RunInstance(r)) => Some(r.root_device.clone()),
+                        Op::Ec2(Ec2Op::ReplaceInstance { run, .. }) => {
+                            Some(run.root_device.clone())
+                        }
                         _ => None,
                     })
                 })
@@ -265,7 +214,7 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
             .changes(changes)
             .unchanged(2)
             .depends_on(deps)
-            .op(Op::SwapRootVolume(Box::new(SwapRootVolume {
+            .op(Op::Swap(Box::new(SwapRootVolume {
                 node: node.name.clone(),
                 instance,
                 az: node.az.clone(),

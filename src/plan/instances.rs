@@ -54,11 +54,16 @@ fn key_pair(b: &mut Builder<'_>) {
     let kp = b.single("key_pair", kps, |k| &k.id);
     let kp_tags = b.tags(Role::KeyPair, "key", None);
     let local = obs.local_public_key.as_deref();
-    let import = Op::ImportKeyPair {
+    // The private key is made on the operator's machine first when there is none.
+    let ensure_key = Op::Local(LocalOp::EnsureSshKey {
+        private_key: spec.ssh.private_key.display().to_string(),
+        comment: format!("redisctl {key_name}"),
+    });
+    let import = Op::Ec2(Ec2Op::ImportKeyPair {
         name: key_name.clone(),
         private_key: spec.ssh.private_key.display().to_string(),
         tags: kp_tags,
-    };
+    });
     match (kp, local) {
         (None, _) => b.push(
             Step::new(
@@ -80,7 +85,7 @@ fn key_pair(b: &mut Builder<'_>) {
                     None => Change::after_apply("public_key"),
                 },
             ])
-            .op(import),
+            .ops(vec![ensure_key, import]),
         ),
         (Some(k), None) => b.note(
             NoteLevel::Blocker,
@@ -132,9 +137,9 @@ fn key_pair(b: &mut Builder<'_>) {
                     ])
                     .unchanged(1)
                     .ops(vec![
-                        Op::DeleteKeyPair {
+                        Op::Ec2(Ec2Op::DeleteKeyPair {
                             name: key_name.clone(),
-                        },
+                        }),
                         import,
                     ]),
                 );
@@ -173,9 +178,9 @@ fn delete_unwanted(b: &mut Builder<'_>, node_instances: &[&observed::Instance]) 
                     ),
                 ])
                 .destroying_data()
-                .op(Op::TerminateInstance {
+                .op(Op::Ec2(Ec2Op::TerminateInstance {
                     instance: i.id.clone(),
-                }),
+                })),
             );
         }
     }
@@ -304,7 +309,7 @@ fn instance(
                 Change::after_apply("instance_id"),
             ])
             .depends_on(deps)
-            .op(Op::RunInstance(Box::new(run))),
+            .op(Op::Ec2(Ec2Op::RunInstance(Box::new(run)))),
         );
         return;
     };
@@ -387,10 +392,10 @@ fn existing_instance(
             .unchanged(unchanged)
             .depends_on(deps)
             .destroying_data()
-            .op(Op::ReplaceInstance {
+            .op(Op::Ec2(Ec2Op::ReplaceInstance {
                 terminate: inst.id.clone(),
                 run: Box::new(run),
-            }),
+            })),
         );
         return;
     }
@@ -402,11 +407,11 @@ fn existing_instance(
             &inst.instance_type,
             &spec.nodes.instance_type,
         ));
-        ops.push(Op::ModifyInstanceType {
+        ops.push(Op::Ec2(Ec2Op::ModifyInstanceType {
             instance: inst.id.clone(),
             instance_type: spec.nodes.instance_type.clone(),
             restart: running,
-        });
+        }));
         if running {
             b.note(
                 NoteLevel::Warning,
@@ -425,21 +430,21 @@ fn existing_instance(
                 t,
                 "required",
             ));
-            ops.push(Op::RequireImdsV2 {
+            ops.push(Op::Ec2(Ec2Op::RequireImdsV2 {
                 instance: inst.id.clone(),
-            });
+            }));
         }
         _ => unchanged += 1,
     }
     match inst.state.as_str() {
         "running" | "pending" => unchanged += 1,
         // A root volume swap in flight stopped it; the swap starts it again.
-        "stopped" if super::encryption::stage_of(&inst.tags).is_some() => unchanged += 1,
+        "stopped" if stage_of(&inst.tags).is_some() => unchanged += 1,
         "stopped" => {
             changes.push(Change::update("state", "stopped", "running"));
-            ops.push(Op::StartInstance {
+            ops.push(Op::Ec2(Ec2Op::StartInstance {
                 instance: inst.id.clone(),
-            });
+            }));
         }
         other => b.note(
             NoteLevel::Warning,
@@ -482,7 +487,7 @@ fn existing_instance(
     }
     let changes = notes_for_ignored(b, &address, changes);
     if !ops.is_empty() {
-        let reason = if matches!(&ops[..], [Op::RequireImdsV2 { .. }]) {
+        let reason = if matches!(&ops[..], [Op::Ec2(Ec2Op::RequireImdsV2 { .. })]) {
             "IMDSv1 was allowed out of band; every node requires IMDSv2 session tokens"
         } else {
             "the instance differs from the spec"

@@ -176,11 +176,27 @@ pub struct RuleSpec {
     pub description: String,
 }
 
-/// What the executor does for a step. Every operation is an idempotent "ensure": it first looks
-/// for the resource by its identity (tags, name, CIDR) and adopts it if it is there.
+/// What the executor does for a step, by the edge that carries it out: the compiler checks
+/// that each edge handles every operation of its own kind. Every operation is an idempotent
+/// "ensure": it first looks for its resource by identity (tags, name, CIDR, the file) and adopts
+/// it if it is there. A saved plan holds these as `{"edge": …, "op": …, …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "edge", rename_all = "snake_case")]
+pub enum Op {
+    /// The EC2 API (`aws/`).
+    Ec2(Ec2Op),
+    /// A node, over SSH (`node/`).
+    Node(NodeOp),
+    /// The operator's machine: the state directory (`ssh/`, `pki/`).
+    Local(LocalOp),
+    /// Phase 8's root-volume swap of one node: EC2 and SSH stage by stage (`exec/swap.rs`).
+    Swap(Box<SwapRootVolume>),
+}
+
+/// An operation on the EC2 API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
+pub enum Ec2Op {
     CreateVpc {
         cidr: String,
         tags: Tags,
@@ -238,7 +254,7 @@ pub enum Op {
         security_group: String,
         rule: IngressRule,
     },
-    /// Generate the private key if absent (mode 0600), then import its public key.
+    /// Import the public key of the private key at `private_key` (made by `LocalOp::EnsureSshKey`).
     ImportKeyPair {
         name: String,
         private_key: String,
@@ -296,19 +312,21 @@ pub enum Op {
     DeleteSnapshot {
         id: String,
     },
+}
+
+/// An operation on a node, over its SSH session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum NodeOp {
     /// Pin the host key the plan saw at first contact: locally and as an instance tag.
     PinHostKey {
         node: String,
         instance: String,
         host_key: String,
     },
-    /// The cluster CA in the state directory (created once; its key never leaves it).
-    EnsureCa,
     /// redis-server and redis-tools from the distribution; the stock service stopped and
     /// disabled.
-    InstallRedis {
-        node: String,
-    },
+    InstallRedis { node: String },
     /// A fresh key and certificate for the node, and the CA certificate.
     InstallTls {
         node: String,
@@ -316,38 +334,52 @@ pub enum Op {
         restart: bool,
     },
     /// Write users.acl; `reload` runs ACL LOAD on a running server (no restart).
-    WriteAcl {
-        node: String,
-        reload: bool,
-    },
+    WriteAcl { node: String, reload: bool },
     /// Write redis-cluster.conf and the systemd drop-in, enable `redis-server@cluster`, and
     /// start it (or restart it when `restart`, then wait for the cluster to be healthy).
-    WriteConfig {
-        node: String,
-        restart: bool,
-    },
+    WriteConfig { node: String, restart: bool },
     /// Set the mode and owner of every file redisctl writes on `node` back to what it writes
     /// (chown, chmod; no restart).
-    SetFileModes {
-        node: String,
-    },
+    SetFileModes { node: String },
     /// `redis-cli --cluster create` on the first node, then wait until healthy.
-    CreateCluster {
-        nodes: Vec<String>,
-        replicas: u32,
-    },
+    CreateCluster { nodes: Vec<String>, replicas: u32 },
     /// Wait until every node reports `cluster_state:ok`, all slots and all nodes known.
-    WaitHealthy {
-        nodes: usize,
-    },
-    /// Phase 8: encrypt a node's root volume by replacing it — durable Redis, stop, snapshot,
-    /// encrypted volume from the snapshot, detach the old root and attach the new one at the
-    /// same device, start, verify, then delete the plaintext snapshot and old volume. Every
-    /// stage is recorded in the instance's `redisctl:stage` tag; a rerun continues from it.
-    SwapRootVolume(Box<SwapRootVolume>),
+    WaitHealthy { nodes: usize },
 }
 
-/// What the encryption swap of one node needs (see `Op::SwapRootVolume`).
+/// An operation on the operator's machine (the state directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum LocalOp {
+    /// The cluster CA in the state directory (created once; its key never leaves it).
+    EnsureCa,
+    /// The SSH key pair's private key (mode 0600), generated if absent; `comment` is the public
+    /// key's comment.
+    EnsureSshKey {
+        private_key: String,
+        comment: String,
+    },
+}
+
+impl From<Ec2Op> for Op {
+    fn from(op: Ec2Op) -> Self {
+        Op::Ec2(op)
+    }
+}
+
+impl From<NodeOp> for Op {
+    fn from(op: NodeOp) -> Self {
+        Op::Node(op)
+    }
+}
+
+impl From<LocalOp> for Op {
+    fn from(op: LocalOp) -> Self {
+        Op::Local(op)
+    }
+}
+
+/// What the encryption swap of one node needs (see `Op::Swap`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwapRootVolume {
     pub node: String,
@@ -367,6 +399,61 @@ pub struct SwapRootVolume {
     /// (`apply --keep-old-volumes`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_old: bool,
+}
+
+/// The stages of a swap, in order; the `redisctl:stage` tag holds the last one completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SwapStage {
+    /// Failover done (with replicas), Redis made durable, its key count and the old volume
+    /// recorded. Nothing changed yet: redone on a rerun while the instance runs.
+    Prepared,
+    /// 1: Redis and the instance stopped.
+    Stopped,
+    /// 2: the plaintext snapshot completed.
+    Snapshotted,
+    /// 3: the encrypted volume available.
+    VolumeCreated,
+    /// 4: the old root detached, the new one attached at the same device.
+    Attached,
+    /// 5: the instance started, SSH and Redis answer.
+    Started,
+    /// 6: the node rejoined, the cluster is ok, the key count matches.
+    Verified,
+}
+
+impl SwapStage {
+    pub const ALL: [SwapStage; 7] = [
+        SwapStage::Prepared,
+        SwapStage::Stopped,
+        SwapStage::Snapshotted,
+        SwapStage::VolumeCreated,
+        SwapStage::Attached,
+        SwapStage::Started,
+        SwapStage::Verified,
+    ];
+
+    /// The tag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwapStage::Prepared => "swap:0-prepared",
+            SwapStage::Stopped => "swap:1-stopped",
+            SwapStage::Snapshotted => "swap:2-snapshotted",
+            SwapStage::VolumeCreated => "swap:3-volume-created",
+            SwapStage::Attached => "swap:4-attached",
+            SwapStage::Started => "swap:5-started",
+            SwapStage::Verified => "swap:6-verified",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SwapStage> {
+        SwapStage::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// The swap stage recorded on an instance, if a swap is in flight.
+pub fn stage_of(t: &Tags) -> Option<SwapStage> {
+    t.get(crate::observed::tags::STAGE)
+        .and_then(|s| SwapStage::parse(s))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

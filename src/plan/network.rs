@@ -58,10 +58,10 @@ fn vpc(b: &mut Builder<'_>) -> (Option<String>, Ref) {
                 Change::create("enable_dns_hostnames", "true"),
                 Change::after_apply("id"),
             ])
-            .op(Op::CreateVpc {
+            .op(Op::Ec2(Ec2Op::CreateVpc {
                 cidr: vpc_cidr.clone(),
                 tags: vpc_tags,
-            }),
+            })),
         ),
         Some(v) => {
             if v.cidr != vpc_cidr {
@@ -122,13 +122,13 @@ fn subnets(
                         Change::after_apply("id"),
                     ])
                     .depends_on(b.dep("vpc"))
-                    .op(Op::CreateSubnet {
+                    .op(Op::Ec2(Ec2Op::CreateSubnet {
                         vpc: vpc_ref.clone(),
                         cidr: cidr.clone(),
                         az: s.az.clone(),
                         map_public_ip,
                         tags: desired_tags,
-                    }),
+                    })),
                 );
                 subnet_ids.insert(s.name.clone(), None);
             }
@@ -152,10 +152,10 @@ fn subnets(
                         o.map_public_ip_on_launch.to_string(),
                         map_public_ip.to_string(),
                     ));
-                    ops.push(Op::SetSubnetPublicIp {
+                    ops.push(Op::Ec2(Ec2Op::SetSubnetPublicIp {
                         subnet: o.id.clone(),
                         map_public_ip,
-                    });
+                    }));
                 }
                 if let Some((c, op)) = b.set_tags_op(&o.id, &o.tags, &desired_tags) {
                     changes.extend(c);
@@ -205,10 +205,10 @@ fn internet_gateway(b: &mut Builder<'_>, vpc_id: Option<&str>, vpc_ref: &Ref) ->
                     Change::after_apply("attached_to"),
                 ])
                 .depends_on(deps)
-                .op(Op::CreateInternetGateway {
+                .op(Op::Ec2(Ec2Op::CreateInternetGateway {
                     vpc: vpc_ref.clone(),
                     tags: igw_tags,
-                }),
+                })),
             );
         }
         Some(g) => {
@@ -230,10 +230,10 @@ fn internet_gateway(b: &mut Builder<'_>, vpc_id: Option<&str>, vpc_ref: &Ref) ->
                     forces_replacement: false,
                     ignored_because: None,
                 });
-                ops.push(Op::AttachInternetGateway {
+                ops.push(Op::Ec2(Ec2Op::AttachInternetGateway {
                     igw: g.id.clone(),
                     vpc: vpc_ref.clone(),
-                });
+                }));
             }
             if let Some((c, op)) = b.set_tags_op(&g.id, &g.tags, &igw_tags) {
                 changes.extend(c);
@@ -298,11 +298,11 @@ fn route_table<'o>(
                     Change::after_apply("id"),
                 ])
                 .depends_on(deps)
-                .op(Op::CreateRouteTable {
+                .op(Op::Ec2(Ec2Op::CreateRouteTable {
                     vpc: vpc_ref.clone(),
                     igw: igw_ref.clone(),
                     tags: rt_tags,
-                }),
+                })),
             );
         }
         Some(r) => {
@@ -322,11 +322,11 @@ fn route_table<'o>(
                     forces_replacement: false,
                     ignored_because: None,
                 });
-                ops.push(Op::SetDefaultRoute {
+                ops.push(Op::Ec2(Ec2Op::SetDefaultRoute {
                     route_table: r.id.clone(),
                     igw: igw_ref.clone(),
                     replace: default_route.is_some(),
-                });
+                }));
             }
             if let Some((c, op)) = b.set_tags_op(&r.id, &r.tags, &rt_tags) {
                 changes.extend(c);
@@ -388,10 +388,10 @@ fn route_table_associations(
                     Change::after_apply("association_id"),
                 ])
                 .depends_on(deps)
-                .op(Op::AssociateRouteTable {
+                .op(Op::Ec2(Ec2Op::AssociateRouteTable {
                     route_table: rt_ref.clone(),
                     subnet: subnet_ref,
-                }),
+                })),
             );
         }
     }
@@ -427,7 +427,7 @@ fn security_group<'o>(
                     Change::after_apply("id"),
                 ])
                 .depends_on(deps)
-                .op(Op::CreateSecurityGroup {
+                .op(Op::Ec2(Ec2Op::CreateSecurityGroup {
                     vpc: vpc_ref.clone(),
                     name: sg_name.clone(),
                     description: format!(
@@ -435,7 +435,7 @@ fn security_group<'o>(
                         spec.cluster.name
                     ),
                     tags: sg_tags,
-                }),
+                })),
             );
         }
         Some(g) => {
@@ -467,10 +467,10 @@ fn ingress_rules(b: &mut Builder<'_>, sg: Option<&observed::SecurityGroup>, sg_r
                     Change::create("source", &r.rule.source),
                 ])
                 .depends_on(deps)
-                .op(Op::AuthorizeIngress {
+                .op(Op::Ec2(Ec2Op::AuthorizeIngress {
                     security_group: sg_ref.clone(),
                     rule: r.clone(),
-                }),
+                })),
             );
         }
     }
@@ -494,10 +494,10 @@ fn ingress_rules(b: &mut Builder<'_>, sg: Option<&observed::SecurityGroup>, sg_r
                         Change::delete("ports", security::ports(r)),
                         Change::delete("source", &r.source),
                     ])
-                    .op(Op::RevokeIngress {
+                    .op(Op::Ec2(Ec2Op::RevokeIngress {
                         security_group: g.id.clone(),
                         rule: r.clone(),
-                    }),
+                    })),
                 );
             }
         }

@@ -50,7 +50,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
                     ),
                 ),
             ])
-            .op(Op::EnsureCa),
+            .op(Op::Local(LocalOp::EnsureCa)),
         );
     }
 
@@ -212,7 +212,9 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
         let state = match (&instance_step, instance) {
             (Some((Action::Create | Action::Replace, _)), _) | (_, None) => NodeNow::Fresh,
             (Some((_, ops)), Some(_))
-                if ops.iter().any(|o| matches!(o, Op::StartInstance { .. })) =>
+                if ops
+                    .iter()
+                    .any(|o| matches!(o, Op::Ec2(Ec2Op::StartInstance { .. }))) =>
             {
                 b.notes.push(Note {
                     level: NoteLevel::Info,
@@ -233,11 +235,11 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
                                 "first contact: pin the host key this plan saw (locally and as an instance tag)",
                             )
                             .changes(vec![Change::create("fingerprint", &f.host_key_fingerprint)])
-                            .op(Op::PinHostKey {
+                            .op(Op::Node(NodeOp::PinHostKey {
                                 node: node.name.clone(),
                                 instance: i.id.clone(),
                                 host_key: f.host_key.clone(),
-                            }),
+                            })),
                         );
                     }
                     NodeNow::Reached(f)
@@ -337,9 +339,9 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
                     )]
                 })
                 .depends_on(last.clone())
-                .op(Op::InstallRedis {
+                .op(Op::Node(NodeOp::InstallRedis {
                     node: node.name.clone(),
-                }),
+                })),
             );
             last = vec![install_addr.clone()];
         }
@@ -412,10 +414,10 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
                     ),
                 ])
                 .depends_on(deps)
-                .op(Op::InstallTls {
+                .op(Op::Node(NodeOp::InstallTls {
                     node: node.name.clone(),
                     restart,
-                }),
+                })),
             );
             if restart {
                 previous_tls_restart = Some(tls_addr.clone());
@@ -465,10 +467,10 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
                     ignored_because: None,
                 }])
                 .depends_on(last.clone())
-                .op(Op::WriteAcl {
+                .op(Op::Node(NodeOp::WriteAcl {
                     node: node.name.clone(),
                     reload,
-                }),
+                })),
             );
             last = vec![acl_addr];
         }
@@ -520,7 +522,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
                 )
                 .changes(changes)
                 .depends_on(deps)
-                .op(Op::WriteConfig { node: node.name.clone(), restart }),
+                .op(Op::Node(NodeOp::WriteConfig { node: node.name.clone(), restart })),
             );
             if restart && formed {
                 previous_config_restart = Some(cfg_addr.clone());
@@ -560,9 +562,9 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
                     )
                     .changes(changes)
                     .depends_on(last.clone())
-                    .op(Op::SetFileModes {
+                    .op(Op::Node(NodeOp::SetFileModes {
                         node: node.name.clone(),
-                    }),
+                    })),
                 );
                 last = vec![modes_addr];
             }
@@ -605,7 +607,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
         if !waiting.is_empty()
             && b.steps
                 .iter()
-                .any(|s| matches!(s.ops.first(), Some(Op::StartInstance { .. })))
+                .any(|s| matches!(s.ops.first(), Some(Op::Ec2(Ec2Op::StartInstance { .. }))))
         {
             b.steps.push(
                 Step::new(
@@ -619,7 +621,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
                     format!("cluster_state:ok, 16384 slots, {n_nodes} nodes"),
                 )])
                 .depends_on(waiting.clone())
-                .op(Op::WaitHealthy { nodes: n_nodes }),
+                .op(Op::Node(NodeOp::WaitHealthy { nodes: n_nodes })),
             );
         }
         return;
@@ -673,9 +675,9 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
             ),
         ])
         .depends_on(service_steps)
-        .op(Op::CreateCluster {
+        .op(Op::Node(NodeOp::CreateCluster {
             nodes,
             replicas: spec.nodes.replicas_per_master,
-        }),
+        })),
     );
 }

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::model::{Fingerprint, Plan};
 
 pub const KIND: &str = "redisctl-plan";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: each operation names the edge that carries it out (`{"edge": "ec2", "op": …}`), and the
+/// key pair's step makes the local key in its own operation. Format 1 files are refused.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedPlan {
@@ -23,7 +25,7 @@ pub enum SavedPlanError {
     #[error("not a redisctl plan file: {0}")]
     Format(#[from] serde_json::Error),
     #[error(
-        "plan file format {found} is not supported (this redisctl reads format {FORMAT_VERSION}); run plan again"
+        "plan file format {found} is not supported (this redisctl reads format {FORMAT_VERSION}); nothing was changed: run `redisctl plan --out FILE` again with this redisctl"
     )]
     Version { found: u32 },
     #[error("not a redisctl plan file (kind is {0:?})")]
@@ -75,5 +77,66 @@ impl SavedPlan {
             (true, false) => Some("AWS changed since the plan was made"),
             (false, false) => Some("the spec and AWS both changed since the plan was made"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, Ec2Op, LocalOp, Phase, Step};
+
+    fn plan() -> Plan {
+        Plan {
+            cluster: "c".into(),
+            region: "r".into(),
+            steps: vec![
+                Step::new("key_pair", Action::Create, Phase::Instances, "no key pair").ops(vec![
+                    LocalOp::EnsureSshKey {
+                        private_key: "/k".into(),
+                        comment: "redisctl k".into(),
+                    }
+                    .into(),
+                    Ec2Op::ImportKeyPair {
+                        name: "k".into(),
+                        private_key: "/k".into(),
+                        tags: Default::default(),
+                    }
+                    .into(),
+                ]),
+            ],
+            notes: vec![],
+            unobserved: vec![],
+        }
+    }
+
+    fn fingerprint() -> Fingerprint {
+        Fingerprint {
+            spec: "s".into(),
+            observed: "o".into(),
+        }
+    }
+
+    #[test]
+    fn operations_name_their_edge_and_round_trip() {
+        let saved = SavedPlan::new(plan(), fingerprint());
+        let text = saved.to_json();
+        assert!(text.contains("\"edge\": \"local\""), "{text}");
+        assert!(text.contains("\"edge\": \"ec2\""), "{text}");
+        assert!(text.contains("\"op\": \"import_key_pair\""), "{text}");
+        assert_eq!(SavedPlan::from_json(&text).unwrap(), saved);
+    }
+
+    #[test]
+    fn a_format_1_file_is_refused_with_what_to_do() {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&SavedPlan::new(plan(), fingerprint()).to_json()).unwrap();
+        v["format_version"] = 1.into();
+        let e = SavedPlan::from_json(&v.to_string()).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("format 1 is not supported"), "{msg}");
+        assert!(
+            msg.contains("run `redisctl plan --out FILE` again"),
+            "{msg}"
+        );
     }
 }

@@ -136,7 +136,7 @@ fn gates(plan: &Plan, allow_replace: bool) -> Result<(), Error> {
 /// `--keep-old-volumes`: every swap keeps the plaintext snapshot and old volume, tagged.
 fn keep_old_volumes(plan: &mut Plan) {
     for op in plan.steps.iter_mut().flat_map(|s| s.ops.iter_mut()) {
-        if let Op::SwapRootVolume(swap) = op {
+        if let Op::Swap(swap) = op {
             swap.keep_old = true;
         }
     }
