@@ -10,6 +10,7 @@ pub mod node;
 pub mod observed;
 pub mod pki;
 pub mod plan;
+pub mod private_fs;
 pub mod redis;
 pub mod render;
 pub mod spec;

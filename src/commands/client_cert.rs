@@ -8,8 +8,6 @@
 //! appended to `<state_dir>/client-certs.jsonl` (0600) with the CN, serial, validity and
 //! fingerprint — the inventory a revocation would need, since Redis checks no CRL.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -124,11 +122,16 @@ pub fn run(config: &Path, args: &ClientCertArgs, shell: &Shell) -> Result<u8, Er
         path: args.out.clone(),
         source,
     })?;
+    let write = |path: &Path, bytes: &[u8], mode| {
+        crate::private_fs::write_atomic(path, bytes, mode).map_err(|source| pki::PkiError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
     // The key first: a certificate is never left without its key.
-    pki::write_atomic(&key_path, issued.key_pem.expose().as_bytes(), 0o600)?;
-    pki::write_atomic(&cert_path, issued.cert_pem.as_bytes(), 0o644)?;
-    pki::write_atomic(&ca_path, ca.cert_pem().as_bytes(), 0o644)?;
-    pki::sync_dir(&args.out)?;
+    write(&key_path, issued.key_pem.expose().as_bytes(), 0o600)?;
+    write(&cert_path, issued.cert_pem.as_bytes(), 0o644)?;
+    write(&ca_path, ca.cert_pem().as_bytes(), 0o644)?;
 
     let record = serde_json::json!({
         "issued_at": unix(now),
@@ -141,19 +144,12 @@ pub fn run(config: &Path, args: &ClientCertArgs, shell: &Shell) -> Result<u8, Er
         "cert_file": absolute(&cert_path),
     });
     let inventory = state.join(INVENTORY_FILE);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&inventory)
-        .and_then(|mut f| {
-            writeln!(f, "{record}")?;
-            f.sync_all()
-        })
-        .map_err(|source| pki::PkiError::Write {
+    crate::private_fs::append_private(&inventory, format!("{record}\n").as_bytes()).map_err(
+        |source| pki::PkiError::Write {
             path: inventory.clone(),
             source,
-        })?;
+        },
+    )?;
 
     if args.json {
         shell.out(&format!("{record}\n"));

@@ -18,7 +18,6 @@ mod issue;
 use std::path::PathBuf;
 
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY_DAYS, Ca, CaStatus, ca_common_name};
-pub(crate) use ca::{sync_dir, write_atomic};
 pub use inspect::{CertInfo, ReissueReason, WantedCert, inspect, reissue_reason};
 pub use issue::{IssuedCert, KeyPem, node_sans};
 
@@ -34,11 +33,6 @@ pub enum PkiError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "state directory {} is accessible by group or others (mode {mode:o}); run chmod 700 on it",
-        path.display()
-    )]
-    DirMode { path: PathBuf, mode: u32 },
     #[error(
         "CA key {} is readable by group or others (mode {mode:o}); run chmod 600 on it",
         path.display()
