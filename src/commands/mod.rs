@@ -180,7 +180,7 @@ pub(crate) async fn observe(spec: &crate::spec::Spec, nodes: Nodes) -> Result<Wo
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    observed.local.client_certs = client_cert::inventory(&spec.cluster.state_dir);
+    observed.local.client_certs = crate::pki::client::inventory(&spec.cluster.state_dir);
     let mut runtime = None;
     if nodes != Nodes::Skip {
         let secrets = crate::spec::secrets::read_all(spec).map_err(Error::Secrets)?;

@@ -7,11 +7,14 @@
 //!   exist only in memory ([`KeyPem`]) until the executor sends them to their node.
 //! - [`inspect`] / [`reissue_reason`] — what a certificate observed on a node says (expiry,
 //!   SANs, EKUs, whether our CA signed it) and whether the plan must re-issue it.
+//! - [`client`] — client certificates for applications, written to a directory of the
+//!   operator's choice and recorded in the state directory's inventory.
 //!
 //! Nothing here reads the clock: every function that needs "now" takes it as a parameter, so
 //! the planner stays a pure function of its inputs.
 
 mod ca;
+pub mod client;
 mod inspect;
 mod issue;
 
