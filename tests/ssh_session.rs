@@ -68,7 +68,7 @@ async fn launch(ec2: &Client, public_key: &str) -> (String, Instant) {
         .send()
         .await
         .unwrap();
-    let ami = common::ami::noble_ami(&ec2).await;
+    let ami = common::ami::noble_ami(ec2).await;
     let t = Instant::now();
     let out = ec2
         .run_instances()
