@@ -11,6 +11,7 @@ pub mod observe;
 pub mod observed;
 pub mod pki;
 pub mod plan;
+pub mod private_fs;
 pub mod progress;
 pub mod redis;
 pub mod render;

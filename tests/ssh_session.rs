@@ -8,12 +8,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, Filter, InstanceType, VolumeType};
+use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, InstanceType, VolumeType};
 use redisctl::redis::{NodeFile, content_hash};
 use redisctl::ssh::{
     HostKeyPolicy, KnownHosts, Session, SshError, Target, Timeouts, fingerprint, keyfile,
 };
 use redisctl_sandbox::testing::Sandbox;
+
+mod common;
 
 const IP: &str = "10.0.1.10";
 
@@ -66,27 +68,7 @@ async fn launch(ec2: &Client, public_key: &str) -> (String, Instant) {
         .send()
         .await
         .unwrap();
-    let imgs = ec2
-        .describe_images()
-        .owners("099720109477")
-        .filters(
-            Filter::builder()
-                .name("name")
-                .values("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .images
-        .unwrap_or_default();
-    let ami = imgs
-        .iter()
-        .max_by_key(|i| i.creation_date.clone())
-        .expect("no Ubuntu noble image in the sandbox")
-        .image_id
-        .clone()
-        .unwrap();
+    let ami = common::ami::noble_ami(ec2).await;
     let t = Instant::now();
     let out = ec2
         .run_instances()

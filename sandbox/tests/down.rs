@@ -8,6 +8,9 @@ use redisctl_sandbox::{client_env, lifecycle, net};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/common/ami.rs"]
+mod ami;
+
 const BIN: &str = env!("CARGO_BIN_EXE_redisctl-sandbox");
 
 fn sandbox(args: &[&str]) {
@@ -60,19 +63,7 @@ fn boot_a_host() {
                 .unwrap()
                 .subnet_id
                 .unwrap();
-            let ami = ec2
-                .describe_images()
-                .owners("099720109477")
-                .send()
-                .await
-                .unwrap()
-                .images
-                .unwrap()
-                .into_iter()
-                .find(|i| i.name().is_some_and(|n| n.contains("noble")))
-                .unwrap()
-                .image_id
-                .unwrap();
+            let ami = ami::noble_ami(&ec2).await;
             ec2.run_instances()
                 .image_id(ami)
                 .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)

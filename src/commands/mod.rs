@@ -2,7 +2,7 @@
 //! (`workflow/` for plan, apply and destroy), then hands the outcome to `render/`.
 
 mod apply;
-pub(crate) mod client_cert;
+mod client_cert;
 mod destroy;
 mod plan;
 mod redis_cli;

@@ -14,6 +14,7 @@ use russh::keys::PrivateKey;
 use tokio::sync::Mutex;
 
 mod noinit;
+pub mod redis_cli;
 mod swap;
 pub use swap::KeysBefore;
 

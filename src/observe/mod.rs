@@ -94,7 +94,7 @@ pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
             })?;
     observed.local_public_key = crate::ssh::keyfile::public_key(&spec.ssh.private_key)?;
     observed.local.now = now();
-    observed.local.client_certs = crate::commands::client_cert::inventory(&spec.cluster.state_dir);
+    observed.local.client_certs = crate::pki::client::inventory(&spec.cluster.state_dir);
     let mut runtime = None;
     if nodes != Nodes::Skip {
         let secrets = secrets(spec)?;

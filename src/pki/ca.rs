@@ -1,9 +1,8 @@
 //! The cluster CA and its two files in the state directory.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -13,6 +12,7 @@ use rcgen::{
 };
 
 use super::PkiError;
+use crate::private_fs;
 
 /// The CA certificate in the state directory (mode 0644).
 pub const CA_CERT_FILE: &str = "ca.crt";
@@ -144,16 +144,20 @@ impl Ca {
         })
     }
 
-    /// Write the CA into `dir` (created 0700 if missing): `ca.crt` 0644, `ca.key` 0600. Each
-    /// file is written to a temporary file created with its final mode, synced, then renamed,
-    /// so the key is never readable by others, not even for a moment, and a crash leaves
-    /// either the old file or the new one.
+    /// Write the CA into the private directory `dir` (created, or tightened, to 0700):
+    /// `ca.crt` 0644, `ca.key` 0600, each atomically with its exact mode from the first byte
+    /// ([`private_fs`]), so the key is never readable by others, not even for a moment, and a
+    /// crash leaves either the old file or the new one.
     pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
-        ensure_private_dir(dir)?;
-        write_atomic(&dir.join(CA_CERT_FILE), self.cert_pem.as_bytes(), 0o644)?;
+        private_dir(dir)?;
+        let write = |name: &str, bytes: &[u8], mode| {
+            let path = dir.join(name);
+            private_fs::write_atomic(&path, bytes, mode)
+                .map_err(|source| PkiError::Write { path, source })
+        };
+        write(CA_CERT_FILE, self.cert_pem.as_bytes(), 0o644)?;
         let key_pem = self.issuer.key().serialize_pem();
-        write_atomic(&dir.join(CA_KEY_FILE), key_pem.as_bytes(), 0o600)?;
-        sync_dir(dir)
+        write(CA_KEY_FILE, key_pem.as_bytes(), private_fs::FILE_MODE)
     }
 
     /// The cluster's CA from `dir`, or a new one written there if `dir` has none. A CA made
@@ -166,7 +170,7 @@ impl Ca {
         validity_days: u32,
     ) -> Result<(Ca, CaStatus), PkiError> {
         if dir.exists() {
-            check_private_dir(dir)?;
+            private_dir(dir)?;
         }
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
@@ -238,6 +242,14 @@ impl Ca {
     }
 }
 
+/// [`private_fs::private_dir`], its error as the state directory's.
+fn private_dir(dir: &Path) -> Result<(), PkiError> {
+    private_fs::private_dir(dir).map_err(|source| PkiError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
 /// HMAC-SHA256 (RFC 2104) over sha2, which is already a dependency.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
@@ -258,85 +270,6 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
         .chain_update(inner)
         .finalize()
         .into()
-}
-
-/// Create `dir` (and its parents) if missing; the directory itself gets 0700.
-fn ensure_private_dir(dir: &Path) -> Result<(), PkiError> {
-    if !dir.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| PkiError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        // The mode above is filtered by the umask and applies to parents too; make the
-        // state directory itself exactly 0700.
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
-            PkiError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            }
-        })?;
-    }
-    check_private_dir(dir)
-}
-
-fn check_private_dir(dir: &Path) -> Result<(), PkiError> {
-    let mode = fs::metadata(dir)
-        .map_err(|source| PkiError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(PkiError::DirMode {
-            path: dir.to_path_buf(),
-            mode: mode & 0o777,
-        });
-    }
-    Ok(())
-}
-
-/// Write `path` atomically with exactly `mode`: a temporary file in the same directory,
-/// created with `mode` (never wider), synced, then renamed over `path`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
-    let err = |source| PkiError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    // A leftover from a crashed run of this same process id: ours to remove.
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The creation mode was filtered by the umask; set it exactly (only ever narrower
-        // than `mode` before this call, so never wider at any moment).
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), PkiError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| PkiError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })
 }
 
 #[cfg(test)]
@@ -441,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_loose_modes_other_clusters_and_half_a_ca() {
+    fn refuses_a_loose_key_other_clusters_and_half_a_ca() {
         let dir = tmpdir("refuse");
         Ca::load_or_create(&dir, "prod", t0(), 30).unwrap();
 
@@ -460,15 +393,15 @@ mod tests {
             )
         );
 
+        // A loose directory is tightened, as every private directory is (`private_fs`).
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        let e = Ca::load_or_create(&dir, "prod", t0(), 30).unwrap_err();
-        assert!(matches!(e, PkiError::DirMode { mode: 0o755, .. }), "{e}");
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        Ca::load_or_create(&dir, "prod", t0(), 30).unwrap();
+        assert_eq!(mode(&dir), 0o700);
 
         // A key from another CA.
         let other = Ca::create("prod", t0(), 30).unwrap();
         let other_key = other.issuer.key().serialize_pem();
-        write_atomic(&dir.join(CA_KEY_FILE), other_key.as_bytes(), 0o600).unwrap();
+        private_fs::write_private(&dir.join(CA_KEY_FILE), other_key.as_bytes()).unwrap();
         let e = Ca::load_or_create(&dir, "prod", t0(), 30).unwrap_err();
         assert!(matches!(e, PkiError::KeyMismatch { .. }), "{e}");
 

@@ -7,18 +7,20 @@
 //!   exist only in memory ([`KeyPem`]) until the executor sends them to their node.
 //! - [`inspect`] / [`reissue_reason`] — what a certificate observed on a node says (expiry,
 //!   SANs, EKUs, whether our CA signed it) and whether the plan must re-issue it.
+//! - [`client`] — client certificates for applications, written to a directory of the
+//!   operator's choice and recorded in the state directory's inventory.
 //!
 //! Nothing here reads the clock: every function that needs "now" takes it as a parameter, so
 //! the planner stays a pure function of its inputs.
 
 mod ca;
+pub mod client;
 mod inspect;
 mod issue;
 
 use std::path::PathBuf;
 
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY_DAYS, Ca, CaStatus, ca_common_name};
-pub(crate) use ca::{sync_dir, write_atomic};
 pub use inspect::{CertInfo, ReissueReason, WantedCert, inspect, reissue_reason};
 pub use issue::{IssuedCert, KeyPem, node_sans};
 
@@ -34,11 +36,6 @@ pub enum PkiError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "state directory {} is accessible by group or others (mode {mode:o}); run chmod 700 on it",
-        path.display()
-    )]
-    DirMode { path: PathBuf, mode: u32 },
     #[error(
         "CA key {} is readable by group or others (mode {mode:o}); run chmod 600 on it",
         path.display()

@@ -1,8 +1,7 @@
 //! The operator's SSH key: generated once (ed25519, mode 0600, in a 0700 directory), loaded
 //! afterwards. Only its public half is ever sent anywhere (ImportKeyPair).
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use russh::keys::ssh_key::LineEnding;
@@ -84,21 +83,9 @@ pub fn ensure(path: &Path, comment: &str) -> Result<String, KeyFileError> {
         .to_openssh(LineEnding::LF)
         .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::state_dir::ensure(dir).map_err(werr)?;
+        crate::private_fs::private_dir(dir).map_err(werr)?;
     }
-    // Written 0600 from the first byte, then renamed into place.
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(werr)?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(werr)?;
-    std::fs::rename(&tmp, path).map_err(werr)?;
+    crate::private_fs::write_private(path, text.as_bytes()).map_err(werr)?;
     Ok(openssh_public(key.public_key()))
 }
 

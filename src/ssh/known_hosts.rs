@@ -4,8 +4,6 @@
 //! The same key's fingerprint is also written on the instance as the `redisctl:host-key` tag, so
 //! another operator (or CI) without this file still verifies the host.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -50,7 +48,7 @@ impl KnownHosts {
     }
 
     /// Pin `key_openssh` for `instance_id`, replacing any earlier line for it. The file is
-    /// rewritten atomically (a 0600 temp file, then rename).
+    /// rewritten atomically ([`crate::private_fs::write_private`]).
     pub fn pin(&self, instance_id: &str, key_openssh: &str) -> Result<(), SshError> {
         let key = normalize(key_openssh)?;
         self.rewrite(instance_id, Some(&key))
@@ -112,20 +110,7 @@ impl KnownHosts {
         if text == old {
             return Ok(());
         }
-        let tmp = self
-            .path
-            .with_file_name(format!("{FILE}.tmp.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)
+        crate::private_fs::write_private(&self.path, text.as_bytes()).map_err(err)
     }
 }
 

@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+pub mod ami;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
 pub const ADMIN_PW: &str = "cluster-admin-pw-51c9";
 pub const APP_PW: &str = "cluster-app-pw-0d2e";

@@ -3,12 +3,16 @@
 #![allow(dead_code)]
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, Filter, InstanceType, VolumeType};
+use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, InstanceType, VolumeType};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 pub use redisctl_sandbox::testing::Sandbox;
+
+#[path = "../../../tests/common/ami.rs"]
+mod ami;
+pub use ami::noble_ami;
 
 pub async fn client() -> Client {
     let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -125,29 +129,6 @@ pub fn wait_ssh(keys: &Keys, ip: &str, limit: Duration) -> Duration {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The newest Canonical Ubuntu 24.04 image, resolved as redisctl does.
-pub async fn noble_ami(ec2: &Client) -> String {
-    let imgs = ec2
-        .describe_images()
-        .owners("099720109477")
-        .filters(
-            Filter::builder()
-                .name("name")
-                .values("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .images
-        .unwrap_or_default();
-    let newest = imgs
-        .iter()
-        .max_by_key(|i| i.creation_date.clone())
-        .expect("no Ubuntu noble image in the sandbox");
-    newest.image_id.clone().unwrap()
 }
 
 pub struct Net {
