@@ -4,6 +4,7 @@
 //! the call, the resource, AWS's error code, and what to do next.
 
 mod describe;
+pub mod inspect;
 mod ops;
 mod volumes;
 
