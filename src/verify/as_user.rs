@@ -8,12 +8,106 @@ use super::checks::data::{DATA_KEY, data_writer};
 use super::checks::health::owner;
 use super::checks::{NodeProbe, Outcome, classify, first_line};
 use super::probe::{prelude, section, section_cmd, section_rc};
-use super::{Check, chain};
+use super::{Check, chain, password};
 use crate::node::NodeRuntime;
 use crate::redis::keyspace::key_slot;
 use crate::spec::Spec;
 use crate::spec::secrets::Secret;
 use crate::ssh::sh_quote;
+
+/// The data write and each enabled user's ACL row, concurrently, on the nodes that answered
+/// the probe: [data distribution, acl users in the spec's order…].
+pub(super) async fn user_checks(
+    rt: &Arc<NodeRuntime>,
+    spec: &Arc<Spec>,
+    probes: &Arc<Vec<NodeProbe>>,
+    secrets: &[(String, Secret)],
+    token: &str,
+) -> Vec<Check> {
+    let pw = |user: &str| password(secrets, user);
+    let token = token.to_string();
+    // Masters first: commands run there without a replica's READONLY in the way.
+    let mut reachable: Vec<(bool, String)> = probes
+        .iter()
+        .filter_map(|p| {
+            let o = p.out.as_ref().ok()?;
+            Some((o.replication.contains("role:slave"), p.node.clone()))
+        })
+        .collect();
+    reachable.sort_by_key(|(replica, _)| *replica);
+    let reachable: Vec<String> = reachable.into_iter().map(|(_, n)| n).collect();
+    let mut checks = Vec::new();
+    let mut later = tokio::task::JoinSet::new();
+    if reachable.is_empty() {
+        checks.push(Check::fail(
+            "data distribution",
+            vec!["no node could be reached".into()],
+        ));
+    } else {
+        let writer = data_writer(spec).name.clone();
+        let owner = owner(spec, probes, key_slot(DATA_KEY)).map(|o| o.0);
+        // Write through a node that does not own the slot, so that the redirect is exercised.
+        let via = reachable
+            .iter()
+            .find(|n| Some(*n) != owner.as_ref())
+            .unwrap_or(&reachable[0])
+            .clone();
+        match pw(&writer) {
+            Some(p) => {
+                later.spawn(data(
+                    rt.clone(),
+                    spec.clone(),
+                    probes.clone(),
+                    via,
+                    p,
+                    token.clone(),
+                ));
+            }
+            None => checks.push(Check::fail(
+                "data distribution",
+                vec![format!("user {writer} has no password")],
+            )),
+        }
+    }
+    let users: Vec<&crate::spec::AclUser> = spec.users.iter().filter(|u| u.enabled).collect();
+    let mut acl_checks: Vec<(usize, Check)> = Vec::new();
+    let mut acl_set = tokio::task::JoinSet::new();
+    for (i, u) in users.iter().enumerate() {
+        match (pw(&u.name), reachable.get(i % reachable.len().max(1))) {
+            (Some(p), Some(node)) => {
+                let fut = acl_user(
+                    rt.clone(),
+                    spec.clone(),
+                    node.clone(),
+                    u.name.clone(),
+                    p,
+                    token.clone(),
+                );
+                acl_set.spawn(async move { (i, fut.await) });
+            }
+            (None, _) => acl_checks.push((
+                i,
+                Check::fail(format!("acl {}", u.name), vec!["it has no password".into()]),
+            )),
+            (_, None) => acl_checks.push((
+                i,
+                Check::fail(
+                    format!("acl {}", u.name),
+                    vec!["no node could be reached".into()],
+                ),
+            )),
+        }
+    }
+    while let Some(j) = later.join_next().await {
+        checks.push(j.expect("data task"));
+    }
+    while let Some(j) = acl_set.join_next().await {
+        acl_checks.push(j.expect("acl task"));
+    }
+    acl_checks.sort_by_key(|(i, _)| *i);
+    checks.extend(acl_checks.into_iter().map(|(_, c)| c));
+    checks
+}
 
 /// Run `argv` lists as `user` on `node`, one section each; the outcomes in order.
 async fn run_as(
@@ -54,7 +148,7 @@ async fn run_as(
 }
 
 /// The ACL row of one user, its commands run on `node`.
-pub(super) async fn acl_user(
+async fn acl_user(
     rt: Arc<NodeRuntime>,
     spec: Arc<Spec>,
     node: String,
@@ -106,7 +200,7 @@ pub(super) async fn acl_user(
 
 /// Write `patient:12345` (if absent) as the data writer, read it through `redis-cli -c` and
 /// directly on the owning master, then delete it.
-pub(super) async fn data(
+async fn data(
     rt: Arc<NodeRuntime>,
     spec: Arc<Spec>,
     probes: Arc<Vec<NodeProbe>>,

@@ -27,11 +27,8 @@ use serde::Serialize;
 use crate::aws::Aws;
 use crate::node::{NodeError, NodeRuntime};
 use crate::observed::Observed;
-use crate::redis::keyspace::key_slot;
 use crate::spec::Spec;
 use crate::spec::secrets::Secret;
-use checks::NodeProbe;
-use checks::data::{DATA_KEY, data_writer};
 
 /// One row: a check, its verdict and what was seen.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -97,6 +94,14 @@ async fn volumes(spec: &Spec, observed: &Observed, aws: &Aws) -> Check {
     checks::aws::volumes_encrypted(spec, &roots, described)
 }
 
+/// The password of `user`, if it has one.
+fn password(secrets: &[(String, Secret)], user: &str) -> Option<Secret> {
+    secrets
+        .iter()
+        .find(|(u, _)| u == user)
+        .map(|(_, s)| s.clone())
+}
+
 /// Replace every secret value in the evidence (defence in depth: none should be there).
 fn scrub(checks: &mut [Check], secrets: &[(String, Secret)]) {
     for c in checks {
@@ -121,13 +126,8 @@ pub async fn run(
     let started = Instant::now();
     let rt = Arc::new(NodeRuntime::new(spec, aws.clone(), secrets.clone())?);
     let spec_a = Arc::new(spec.clone());
-    let pw = |user: &str| {
-        secrets
-            .iter()
-            .find(|(u, _)| u == user)
-            .map(|(_, s)| s.clone())
-    };
-    let op_pw = pw(&spec.operator_user().name).expect("NodeRuntime::new checked it");
+    let op_pw =
+        password(&secrets, &spec.operator_user().name).expect("NodeRuntime::new checked it");
     let token = format!(
         "redisctl-verify-{}-{}",
         std::process::id(),
@@ -137,128 +137,19 @@ pub async fn run(
             .unwrap_or(0)
     );
 
-    // Phase 1: every node probed at once; the root volumes meanwhile.
+    // Every node probed at once; the root volumes meanwhile.
     let located = rt.locate_all().await.map_err(|e| chain(&e));
-    let mut set = tokio::task::JoinSet::new();
-    for (i, n) in spec.nodes.nodes.iter().enumerate() {
-        let (rt, spec, pw, located) = (rt.clone(), spec_a.clone(), op_pw.clone(), located.clone());
-        let (name, ip, az) = (n.name.clone(), n.private_ip, n.az.clone());
-        set.spawn(async move {
-            let out = match located {
-                Err(e) => Err(e),
-                Ok(()) => probe::probe(&rt, &spec, &name, ip, &pw).await,
-            };
-            (
-                i,
-                NodeProbe {
-                    node: name,
-                    ip,
-                    az,
-                    out,
-                },
-            )
-        });
-    }
-    let vols = volumes(spec, observed, aws);
-    let (mut probes, vol_check) = tokio::join!(
-        async {
-            let mut v = Vec::new();
-            while let Some(j) = set.join_next().await {
-                v.push(j.expect("probe task"));
-            }
-            v.sort_by_key(|(i, _)| *i);
-            v.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
-        },
-        vols
+    let (probes, vol_check) = tokio::join!(
+        probe::probe_all(&rt, &spec_a, &op_pw, located),
+        volumes(spec, observed, aws)
     );
-    probes.shrink_to_fit();
     let probes = Arc::new(probes);
 
-    // Phase 2: the data write and the ACL users, concurrently, on reachable nodes.
-    // Masters first: commands run there without a replica's READONLY in the way.
-    let mut reachable: Vec<(bool, String)> = probes
-        .iter()
-        .filter_map(|p| {
-            let o = p.out.as_ref().ok()?;
-            Some((o.replication.contains("role:slave"), p.node.clone()))
-        })
-        .collect();
-    reachable.sort_by_key(|(replica, _)| *replica);
-    let reachable: Vec<String> = reachable.into_iter().map(|(_, n)| n).collect();
     let mut checks = vec![
         checks::health::health(spec, &probes),
         checks::health::slots(spec, &probes),
     ];
-    let mut later = tokio::task::JoinSet::new();
-    if reachable.is_empty() {
-        checks.push(Check::fail(
-            "data distribution",
-            vec!["no node could be reached".into()],
-        ));
-    } else {
-        let writer = data_writer(spec).name.clone();
-        let owner = checks::health::owner(spec, &probes, key_slot(DATA_KEY)).map(|o| o.0);
-        // Write through a node that does not own the slot, so that the redirect is exercised.
-        let via = reachable
-            .iter()
-            .find(|n| Some(*n) != owner.as_ref())
-            .unwrap_or(&reachable[0])
-            .clone();
-        match pw(&writer) {
-            Some(p) => {
-                later.spawn(as_user::data(
-                    rt.clone(),
-                    spec_a.clone(),
-                    probes.clone(),
-                    via,
-                    p,
-                    token.clone(),
-                ));
-            }
-            None => checks.push(Check::fail(
-                "data distribution",
-                vec![format!("user {writer} has no password")],
-            )),
-        }
-    }
-    let users: Vec<&crate::spec::AclUser> = spec.users.iter().filter(|u| u.enabled).collect();
-    let mut acl_checks: Vec<(usize, Check)> = Vec::new();
-    let mut acl_set = tokio::task::JoinSet::new();
-    for (i, u) in users.iter().enumerate() {
-        match (pw(&u.name), reachable.get(i % reachable.len().max(1))) {
-            (Some(p), Some(node)) => {
-                let fut = as_user::acl_user(
-                    rt.clone(),
-                    spec_a.clone(),
-                    node.clone(),
-                    u.name.clone(),
-                    p,
-                    token.clone(),
-                );
-                acl_set.spawn(async move { (i, fut.await) });
-            }
-            (None, _) => acl_checks.push((
-                i,
-                Check::fail(format!("acl {}", u.name), vec!["it has no password".into()]),
-            )),
-            (_, None) => acl_checks.push((
-                i,
-                Check::fail(
-                    format!("acl {}", u.name),
-                    vec!["no node could be reached".into()],
-                ),
-            )),
-        }
-    }
-    while let Some(j) = later.join_next().await {
-        checks.push(j.expect("data task"));
-    }
-    while let Some(j) = acl_set.join_next().await {
-        acl_checks.push(j.expect("acl task"));
-    }
-    acl_checks.sort_by_key(|(i, _)| *i);
-    checks.extend(acl_checks.into_iter().map(|(_, c)| c));
-
+    checks.extend(as_user::user_checks(&rt, &spec_a, &probes, &secrets, &token).await);
     checks.push(checks::acl::default_off(&probes));
     checks.push(checks::tls::tls_only(spec, &probes));
     checks.push(checks::tls::tls_protocols(spec, &probes));

@@ -3,12 +3,13 @@
 //! run as other users share with it.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use super::chain;
-use super::checks::ProbeOut;
 use super::checks::data::DATA_KEY;
 use super::checks::first_line;
 use super::checks::tls::HANDSHAKES;
+use super::checks::{NodeProbe, ProbeOut};
 use crate::node::NodeRuntime;
 use crate::redis::conf;
 use crate::spec::Spec;
@@ -130,7 +131,43 @@ fn probe_script(spec: &Spec, ip: Ipv4Addr) -> String {
     s
 }
 
-pub(super) async fn probe(
+/// Every node of the spec probed at once (none if `located` failed: that reason for each),
+/// in the spec's order.
+pub(super) async fn probe_all(
+    rt: &Arc<NodeRuntime>,
+    spec: &Arc<Spec>,
+    pw: &Secret,
+    located: Result<(), String>,
+) -> Vec<NodeProbe> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, n) in spec.nodes.nodes.iter().enumerate() {
+        let (rt, spec, pw, located) = (rt.clone(), spec.clone(), pw.clone(), located.clone());
+        let (name, ip, az) = (n.name.clone(), n.private_ip, n.az.clone());
+        set.spawn(async move {
+            let out = match located {
+                Err(e) => Err(e),
+                Ok(()) => probe(&rt, &spec, &name, ip, &pw).await,
+            };
+            (
+                i,
+                NodeProbe {
+                    node: name,
+                    ip,
+                    az,
+                    out,
+                },
+            )
+        });
+    }
+    let mut v = Vec::new();
+    while let Some(j) = set.join_next().await {
+        v.push(j.expect("probe task"));
+    }
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, p)| p).collect()
+}
+
+async fn probe(
     rt: &NodeRuntime,
     spec: &Spec,
     node: &str,
