@@ -4,6 +4,7 @@
 //! the call, the resource, AWS's error code, and what to do next.
 
 mod describe;
+mod inspect;
 mod nodes;
 mod ops;
 mod volumes;
@@ -20,13 +21,14 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use crate::observed::Tags;
 
 pub use describe::observe;
+pub use inspect::VolumeFacts;
 pub use nodes::NodeInstance;
 pub use volumes::{InstanceNow, VolumeNow};
 
 /// The EC2 client and the bounds of its waits.
 #[derive(Clone)]
 pub struct Aws {
-    pub(crate) client: Client,
+    client: Client,
     /// How long to wait for an instance to reach a state.
     pub instance_wait: Duration,
     /// How long to retry a delete that AWS refuses because of a dependency still going away.

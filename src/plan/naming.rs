@@ -8,7 +8,6 @@ use crate::observed::tags::{self, Role};
 use crate::spec::Spec;
 
 // Re-exported: src/verify calls these as `naming::`.
-pub use super::security::{ingress_rules, ports};
 
 /// The tags of one resource: the spec's extra tags, a readable Name, and the redisctl tags.
 pub fn tags(spec: &Spec, role: Role, name: &str, node: Option<&str>) -> Tags {

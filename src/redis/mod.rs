@@ -6,10 +6,12 @@
 //! - [`users_acl`] — `/etc/redis/users.acl` (SHA-256 hashes only) and the `ACL SETUSER` dry run.
 //! - [`systemd`] — `redis-server@cluster` and the drop-in for Debian's template unit.
 //! - [`parse`] — `CLUSTER INFO`, `CLUSTER NODES`, `INFO`, `redis-cli --cluster check`.
+//! - [`keyspace`] — a key's cluster slot (CRC16, hash tags) and glob patterns over keys.
 
 pub mod acl;
 pub mod conf;
 pub mod files;
+pub mod keyspace;
 pub mod parse;
 pub mod systemd;
 pub mod users_acl;

@@ -1,0 +1,199 @@
+//! The ACL checks: each user's rules tried on the live cluster, and the `default` user off.
+
+use super::{NodeProbe, Outcome, first_line, reached};
+use crate::redis::acl::{self, CommandRule};
+use crate::redis::keyspace::glob;
+use crate::spec::AclUser;
+use crate::verify::Check;
+
+/// A concrete key inside `pattern` (`session:*` → `session:redisctl-verify`), if one is easy
+/// to make.
+pub fn key_in(pattern: &str) -> Option<String> {
+    let k: String = pattern
+        .replace('*', "redisctl-verify")
+        .replace('?', "x")
+        .chars()
+        .filter(|c| !matches!(c, '[' | ']' | '\\' | '^'))
+        .collect();
+    (glob(pattern, &k) && !k.is_empty()).then_some(k)
+}
+
+/// A key no pattern of `keys` covers, if there is one.
+pub fn key_outside(keys: &[String]) -> Option<String> {
+    ["redisctl-verify:outside", "zz-redisctl-verify-outside"]
+        .into_iter()
+        .find(|k| !keys.iter().any(|p| glob(p, k)))
+        .map(String::from)
+}
+
+/// One command tried as a user, and what its rules say should happen.
+#[derive(Debug, Clone)]
+pub struct Try {
+    /// For people: `SET session:redisctl-verify`.
+    pub label: String,
+    pub argv: Vec<String>,
+    pub expect_allowed: bool,
+    /// Why the rules say so, for the evidence.
+    pub because: String,
+}
+
+/// The commands to try as `user`: a write and a read on a key inside its first key pattern, a
+/// write outside its patterns, FLUSHALL (with an argument it refuses, so that nothing is ever
+/// flushed), CONFIG GET and CLUSTER SLOTS. Expectations come from [`acl::allows`].
+pub fn acl_tries(user: &AclUser, token: &str) -> Vec<Try> {
+    let rules: &[CommandRule] = &user.commands;
+    let says = |cmd: &str| acl::allows(rules, cmd);
+    let rule_word = |ok: bool| if ok { "allowed" } else { "denied" };
+    let mut out = Vec::new();
+    let inside = user.keys.iter().find_map(|p| key_in(p));
+    match &inside {
+        Some(k) => {
+            out.push(Try {
+                label: format!("SET {k}"),
+                argv: vec![
+                    "SET".into(),
+                    k.clone(),
+                    token.into(),
+                    "PX".into(),
+                    "60000".into(),
+                ],
+                expect_allowed: says("set"),
+                because: format!("set {} by its commands", rule_word(says("set"))),
+            });
+            out.push(Try {
+                label: format!("GET {k}"),
+                argv: vec!["GET".into(), k.clone()],
+                expect_allowed: says("get"),
+                because: format!("get {} by its commands", rule_word(says("get"))),
+            });
+        }
+        None => {
+            out.push(Try {
+                label: "GET redisctl-verify".into(),
+                argv: vec!["GET".into(), "redisctl-verify".into()],
+                expect_allowed: false,
+                because: "it has no key patterns".into(),
+            });
+        }
+    }
+    if inside.is_some()
+        && let Some(k) = key_outside(&user.keys)
+    {
+        out.push(Try {
+            label: format!("SET {k}"),
+            argv: vec!["SET".into(), k, token.into(), "PX".into(), "60000".into()],
+            expect_allowed: false,
+            because: format!("key outside {}", user.keys.join(" ")),
+        });
+    }
+    for (label, argv, cmd) in [
+        (
+            "FLUSHALL (with an invalid argument: never flushes)",
+            vec!["FLUSHALL", "REDISCTL-VERIFY-PROBE"],
+            "flushall",
+        ),
+        (
+            "CONFIG GET maxmemory",
+            vec!["CONFIG", "GET", "maxmemory"],
+            "config|get",
+        ),
+        ("CLUSTER SLOTS", vec!["CLUSTER", "SLOTS"], "cluster|slots"),
+    ] {
+        out.push(Try {
+            label: label.into(),
+            argv: argv.into_iter().map(String::from).collect(),
+            expect_allowed: says(cmd),
+            because: format!("{cmd} {} by its commands", rule_word(says(cmd))),
+        });
+    }
+    out
+}
+
+/// The ACL row of one user from the outcomes of its tries (same order).
+pub fn acl_check(user: &str, tries: &[Try], outcomes: Result<Vec<Outcome>, String>) -> Check {
+    let name = format!("acl {user}");
+    let outcomes = match outcomes {
+        Ok(o) => o,
+        Err(why) => return Check::fail(name, vec![why]),
+    };
+    let mut passed = outcomes.len() == tries.len();
+    let mut evidence = Vec::new();
+    for (t, o) in tries.iter().zip(&outcomes) {
+        let (ok, seen) = match o {
+            // A value read is data: not shown (only whether there was one).
+            Outcome::Allowed(r)
+                if t.argv[0] == "GET" && r != "(nil)" && !r.starts_with("read back") =>
+            {
+                (t.expect_allowed, "ran (a value)".to_string())
+            }
+            Outcome::Allowed(r) => (t.expect_allowed, format!("ran ({r})")),
+            Outcome::Denied(r) => (!t.expect_allowed, r.clone()),
+            Outcome::Broken(r) => (false, format!("no verdict: {r}")),
+        };
+        passed &= ok;
+        let want = if t.expect_allowed { "allow" } else { "deny" };
+        let mark = if ok { "ok" } else { "WRONG" };
+        evidence.push(format!(
+            "{}: {seen} [expected {want}: {}] {mark}",
+            t.label, t.because
+        ));
+    }
+    Check {
+        name,
+        passed,
+        evidence,
+    }
+}
+
+/// No connection without credentials, `AUTH default …` refused.
+pub fn default_off(probes: &[NodeProbe]) -> Check {
+    let mut passed = true;
+    let mut ev = Vec::new();
+    for p in probes {
+        let Some(o) = reached(p, &mut passed, &mut ev) else {
+            continue;
+        };
+        let a = o.noauth.contains("NOAUTH");
+        let b = o.wrongpass.contains("WRONGPASS");
+        passed &= a && b;
+        ev.push(format!(
+            "{}: PING without credentials: {}; AUTH default <wrong>: {}",
+            p.node,
+            first_line(&o.noauth),
+            first_line(&o.wrongpass)
+        ));
+    }
+    Check {
+        name: "default user off".into(),
+        passed,
+        evidence: ev,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_inside_and_outside_patterns() {
+        assert_eq!(key_in("cache:*").as_deref(), Some("cache:redisctl-verify"));
+        assert_eq!(key_outside(&["*".into()]), None);
+        assert_eq!(
+            key_outside(&["session:*".into()]).as_deref(),
+            Some("redisctl-verify:outside")
+        );
+    }
+
+    #[test]
+    fn app_tries_follow_its_rules() {
+        let spec = crate::redis::test_spec::reference();
+        let app = spec.users.iter().find(|u| u.name == "app").unwrap();
+        let tries = acl_tries(app, "t");
+        let get = |l: &str| tries.iter().find(|t| t.label.starts_with(l)).unwrap();
+        assert!(get("SET session:redisctl-verify").expect_allowed);
+        assert!(!get("SET redisctl-verify:outside").expect_allowed);
+        assert!(!get("FLUSHALL").expect_allowed);
+        assert!(!get("CONFIG GET").expect_allowed);
+        assert!(get("CLUSTER SLOTS").expect_allowed);
+    }
+}
