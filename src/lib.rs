@@ -14,6 +14,8 @@ pub mod plan;
 pub mod progress;
 pub mod redis;
 pub mod render;
+#[doc(hidden)]
+pub mod snapshot;
 pub mod spec;
 pub mod ssh;
 pub mod state_dir;
