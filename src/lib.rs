@@ -15,6 +15,8 @@ pub mod private_fs;
 pub mod progress;
 pub mod redis;
 pub mod render;
+#[doc(hidden)]
+pub mod snapshot;
 pub mod spec;
 pub mod ssh;
 pub mod state_dir;

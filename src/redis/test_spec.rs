@@ -91,27 +91,7 @@ pub fn reference() -> Spec {
     }
 }
 
-/// Compare `actual` with tests/snapshots/`name`. With `UPDATE_SNAPSHOTS=1` the file is
-/// (re)written instead; review the diff before committing it.
+/// Compare `actual` with tests/snapshots/`name` (see [`crate::snapshot`]).
 pub fn assert_snapshot(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read snapshot {} ({e}); run with UPDATE_SNAPSHOTS=1 to create it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        panic!(
-            "{} differs from the rendered text (run with UPDATE_SNAPSHOTS=1 and review the diff)\n--- rendered ---\n{actual}",
-            path.display()
-        );
-    }
+    crate::snapshot::assert_snapshot("tests/snapshots", name, actual);
 }

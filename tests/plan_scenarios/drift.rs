@@ -1,0 +1,103 @@
+//! Out-of-band changes to the network, the security group and the VPC: corrected, recreated,
+//! or reported (duplicates) rather than hidden.
+
+use redisctl::observed::{self, NodeObservation};
+use redisctl::plan::{self, Action, NoteLevel, Op};
+use redisctl::redis::users_acl;
+use redisctl::render;
+
+use crate::fixtures::{example, example_text, spec_from};
+use crate::sim::{apply_and_converge, converged};
+use crate::snapshot;
+
+#[test]
+fn out_of_band_drift_is_corrected() {
+    let spec = example();
+    let mut o = converged(&spec);
+    // Someone opened Redis to the world, turned off public IPs on a subnet, retagged the VPC and
+    // stopped a node.
+    o.security_groups[0].ingress.push(observed::IngressRule {
+        protocol: "tcp".into(),
+        from_port: 6379,
+        to_port: 6379,
+        source: "0.0.0.0/0".into(),
+    });
+    o.subnets[1].map_public_ip_on_launch = false;
+    o.vpcs[0].tags.insert("owner".into(), "someone".into());
+    o.vpcs[0].tags.insert("team".into(), "other".into());
+    o.instances[2].state = "stopped".into();
+    let p = plan::plan(&spec, &o);
+    snapshot("drift", &render::plan::human(&p, false));
+    assert_eq!(
+        p.step("sg.rule[tcp 6379 0.0.0.0/0]").unwrap().action,
+        Action::Delete
+    );
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn missing_resources_are_recreated() {
+    let spec = example();
+    let mut o = converged(&spec);
+    // A rule and a subnet's route table association were deleted by hand, and the ACL file
+    // on a node was edited.
+    o.security_groups[0].ingress.retain(|r| r.from_port != 22);
+    o.route_tables[0].associations.remove(0);
+    if let Some(NodeObservation::Reached(f)) = o.nodes.get_mut("redis-node-1b") {
+        f.files
+            .insert(users_acl::USERS_ACL.path.into(), Some("0".repeat(64)));
+    }
+    let p = plan::plan(&spec, &o);
+    snapshot("recreate", &render::plan::human(&p, false));
+    assert_eq!(p.summary().add, 2);
+    let acl = p
+        .step("node.redis-node-1b.acl")
+        .expect("the edited ACL file is rewritten");
+    assert_eq!(
+        acl.ops,
+        [Op::WriteAcl {
+            node: "redis-node-1b".into(),
+            reload: true
+        }]
+    );
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn ssh_cidr_change_swaps_one_rule() {
+    let text = example_text().replace("203.0.113.7/32", "203.0.113.9/32");
+    let after = spec_from(&text);
+    let o = converged(&example());
+    let p = plan::plan(&after, &o);
+    let addrs: Vec<(&str, Action)> = p
+        .steps
+        .iter()
+        .map(|s| (s.address.as_str(), s.action))
+        .collect();
+    assert_eq!(
+        addrs,
+        [
+            ("sg.rule[ssh 203.0.113.9/32]", Action::Create),
+            ("sg.rule[tcp 22 203.0.113.7/32]", Action::Delete)
+        ]
+    );
+    apply_and_converge(&after, o, &p);
+}
+
+#[test]
+fn duplicates_are_reported_not_hidden() {
+    let spec = example();
+    let mut o = converged(&spec);
+    let mut dup = o.vpcs[0].clone();
+    dup.id = "vpc-0ffffffffffffffff".into();
+    o.vpcs.push(dup);
+    let p = plan::plan(&spec, &o);
+    assert!(p.is_empty());
+    let n = p
+        .notes
+        .iter()
+        .find(|n| n.subject == "vpc")
+        .expect("a note about the duplicate VPC");
+    assert_eq!(n.level, NoteLevel::Warning);
+    assert!(n.message.contains("vpc-0ffffffffffffffff"), "{}", n.message);
+}

@@ -1,0 +1,115 @@
+//! The instances phase: what replaces a node (moving it, renaming it) and what does not (a new
+//! AMI, an instance type, IMDS options), and that a node's address is free before it is reused.
+
+use redisctl::plan::{self, Action, NoteLevel, Op};
+use redisctl::render;
+
+use crate::fixtures::{example, example_text, image, spec_from};
+use crate::sim::{apply_and_converge, converged};
+use crate::snapshot;
+
+#[test]
+fn a_new_ami_never_replaces_a_node() {
+    let spec = example();
+    let mut o = converged(&spec);
+    o.images.push(image("ami-0ccccccccccccccc3", "20261101"));
+    let p = plan::plan(&spec, &o);
+    assert!(p.is_empty(), "{}", render::plan::human(&p, false));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.level == NoteLevel::Info && n.message.contains("never a reason to replace"))
+    );
+    snapshot("new-ami", &render::plan::human(&p, false));
+}
+
+#[test]
+fn moving_a_node_is_a_replacement_that_destroys_data() {
+    let text = example_text().replace("private_ip = \"10.0.2.10\"", "private_ip = \"10.0.2.20\"");
+    let before = example();
+    let after = spec_from(&text);
+    let o = converged(&before);
+    let p = plan::plan(&after, &o);
+    snapshot("replace-node", &render::plan::human(&p, false));
+    let step = p.step("node.redis-node-1b").unwrap();
+    assert_eq!(step.action, Action::Replace);
+    assert!(step.destroys_data);
+    assert!(
+        step.changes
+            .iter()
+            .any(|c| c.attribute == "private_ip" && c.forces_replacement)
+    );
+    // A node of a running cluster cannot be replaced yet: its slots would be lost.
+    assert!(p.blockers().any(|n| {
+        n.message
+            .contains("redis-node-1b would not be part of the running cluster")
+    }));
+}
+
+#[test]
+fn instance_type_change_is_in_place() {
+    let text = example_text().replace(
+        "instance_type = \"t2.micro\"",
+        "instance_type = \"t3.small\"",
+    );
+    let after = spec_from(&text);
+    let o = converged(&example());
+    let p = plan::plan(&after, &o);
+    snapshot("instance-type", &render::plan::human(&p, false));
+    let s = p.summary();
+    assert_eq!((s.add, s.change, s.destroy), (0, 3, 0));
+    assert!(p.destroys_data().next().is_none());
+    apply_and_converge(&after, o, &p);
+}
+
+/// A node whose metadata options were changed out of band to allow IMDSv1 is set back in place
+/// (ModifyInstanceMetadataOptions), without a restart; unknown options (None) are left alone.
+#[test]
+fn imdsv1_allowed_out_of_band_is_required_again() {
+    let spec = example();
+    let mut o = converged(&spec);
+    o.instances[1].http_tokens = Some("optional".into());
+    o.instances[2].http_tokens = None;
+    let p = plan::plan(&spec, &o);
+    snapshot("imdsv1", &render::plan::human(&p, false));
+    assert_eq!(p.steps.len(), 1, "{:#?}", p.steps);
+    let step = &p.steps[0];
+    assert_eq!(step.action, Action::Update);
+    assert!(
+        matches!(&step.ops[..], [Op::RequireImdsV2 { instance }] if instance == &o.instances[1].id),
+        "{:?}",
+        step.ops
+    );
+    assert!(p.destroys_data().next().is_none());
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn a_removed_node_is_deleted_before_its_address_is_reused() {
+    // Rename node 1a: the old instance goes, the new one takes the same address.
+    let text = example_text().replace("name = \"redis-node-1a\"", "name = \"redis-node-1a-new\"");
+    let after = spec_from(&text);
+    let o = converged(&example());
+    let p = plan::plan(&after, &o);
+    let del = p
+        .steps
+        .iter()
+        .position(|s| s.address == "node.redis-node-1a")
+        .unwrap();
+    let add = p
+        .steps
+        .iter()
+        .position(|s| s.address == "node.redis-node-1a-new")
+        .unwrap();
+    assert!(
+        del < add
+            && p.steps[add]
+                .depends_on
+                .contains(&"node.redis-node-1a".to_string())
+    );
+    assert!(p.steps[del].destroys_data);
+    assert!(
+        p.blockers()
+            .any(|n| n.message.contains("redis-node-1a-new would not be part"))
+    );
+}

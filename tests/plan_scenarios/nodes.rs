@@ -1,0 +1,204 @@
+//! The nodes (phases 3 to 7): reaching them (the SSH key, host keys, an unreachable node), their
+//! files' modes, configuration restarts with and without replicas, nodes without systemd.
+
+use redisctl::observed::{InitSystem, NodeFacts, NodeObservation, Observed};
+use redisctl::plan::{self, Action, NoteLevel, Op};
+use redisctl::redis::{conf, systemd, users_acl};
+use redisctl::render;
+
+use crate::fixtures::{example, example_text, spec_from};
+use crate::sim::{Sim, apply_and_converge, converged};
+use crate::snapshot;
+
+#[test]
+fn a_lost_private_key_blocks_the_plan() {
+    let spec = example();
+    let mut o = converged(&spec);
+    o.local_public_key = None;
+    let p = plan::plan(&spec, &o);
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1);
+    assert!(b[0].message.contains("private key"), "{}", b[0].message);
+}
+
+#[test]
+fn an_unreachable_node_makes_the_plan_incomplete_and_a_changed_host_key_blocks_it() {
+    let spec = example();
+    let mut o = converged(&spec);
+    o.nodes.insert(
+        "redis-node-1b".into(),
+        NodeObservation::Unreachable {
+            reason: "ssh: connection timed out".into(),
+            host_key_changed: false,
+        },
+    );
+    let p = plan::plan(&spec, &o);
+    // Nothing to do that can be seen, but the plan does not claim the node matches.
+    assert!(p.is_empty(), "{}", render::plan::human(&p, false));
+    assert_eq!(p.unobserved, ["node.redis-node-1b"]);
+    assert!(p.blockers().next().is_none());
+    let text = render::plan::human(&p, false);
+    assert!(
+        text.starts_with("No changes found for cluster prod-redis (us-east-1), but node.redis-node-1b could not be observed: the plan is incomplete."),
+        "{text}"
+    );
+    assert!(!text.contains("matches the spec"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&render::plan::json(&p)).unwrap();
+    assert_eq!(v["unobserved"], serde_json::json!(["node.redis-node-1b"]));
+
+    o.nodes.insert(
+        "redis-node-1b".into(),
+        NodeObservation::Unreachable {
+            reason: "host key of node redis-node-1b changed".into(),
+            host_key_changed: true,
+        },
+    );
+    let p = plan::plan(&spec, &o);
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1, "{:?}", p.notes);
+    assert_eq!(b[0].subject, "node.redis-node-1b");
+    assert!(b[0].message.contains("host key"), "{}", b[0].message);
+}
+
+/// `chmod`/`chown` on a node, out of band: set back in place without a restart, except where a
+/// file is rewritten anyway (the rewrite sets its mode).
+#[test]
+fn file_modes_changed_out_of_band_are_set_back() {
+    let spec = example();
+    let mut o = converged(&spec);
+    fn facts<'a>(o: &'a mut Observed, node: &str) -> &'a mut NodeFacts {
+        match o.nodes.get_mut(node) {
+            Some(NodeObservation::Reached(f)) => f,
+            _ => panic!("{node} not reached"),
+        }
+    }
+    let a = facts(&mut o, "redis-node-1a");
+    assert_eq!(a.modes.len(), 6, "{:?}", a.modes);
+    a.modes
+        .insert(conf::NODE_KEY.path.into(), "0644 root:redis".into());
+    a.modes
+        .insert(users_acl::USERS_ACL.path.into(), "0640 root:root".into());
+    // On 1b the ACL file's mode is wrong but its content differs too: the ACL step rewrites it.
+    let b = facts(&mut o, "redis-node-1b");
+    b.modes
+        .insert(users_acl::USERS_ACL.path.into(), "0666 root:redis".into());
+    b.files
+        .insert(users_acl::USERS_ACL.path.into(), Some("0".repeat(64)));
+    let p = plan::plan(&spec, &o);
+    snapshot("modes", &render::plan::human(&p, false));
+    let addrs: Vec<&str> = p.steps.iter().map(|s| s.address.as_str()).collect();
+    assert_eq!(
+        addrs,
+        ["node.redis-node-1b.acl", "node.redis-node-1a.modes"]
+    );
+    let modes = p.step("node.redis-node-1a.modes").unwrap();
+    assert_eq!(modes.action, Action::Update);
+    assert_eq!(modes.changes.len(), 2, "{:?}", modes.changes);
+    assert_eq!(
+        modes.ops,
+        [Op::SetFileModes {
+            node: "redis-node-1a".into()
+        }]
+    );
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn with_replicas_a_config_restart_says_the_master_hands_over_first() {
+    let six = |t: String| {
+        let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
+        let start = t.find("\n[[nodes.node]]").unwrap();
+        let end = t.find("\n[ssh]").unwrap();
+        format!("{}{}", &t[..start], &t[end..])
+    };
+    let spec = spec_from(&six(example_text()));
+    let o = converged(&spec);
+    let changed = spec_from(&six(
+        example_text().replace("# maxmemory = \"", "maxmemory = \"")
+    ));
+    let mut sim = Sim::new(&changed, o);
+    sim.observe_local();
+    let p = plan::plan(&changed, &sim.o);
+    let cfg: Vec<&plan::Step> = p
+        .steps
+        .iter()
+        .filter(|s| s.address.ends_with(".config"))
+        .collect();
+    assert_eq!(cfg.len(), 6, "{}", render::plan::human(&p, false));
+    for s in &cfg {
+        assert!(
+            s.reason.contains("hands its slots to a replica"),
+            "{}",
+            s.reason
+        );
+    }
+    // Without replicas there is nobody to hand over to, and the plan does not say so.
+    let three = spec_from(&example_text().replace("# maxmemory = \"", "maxmemory = \""));
+    let mut sim = Sim::new(&three, converged(&example()));
+    sim.observe_local();
+    let p = plan::plan(&three, &sim.o);
+    let cfg: Vec<&plan::Step> = p
+        .steps
+        .iter()
+        .filter(|s| s.address.ends_with(".config"))
+        .collect();
+    assert_eq!(cfg.len(), 3, "{}", render::plan::human(&p, false));
+    assert!(cfg.iter().all(|s| !s.reason.contains("hands its slots")));
+}
+
+#[test]
+fn nodes_without_systemd_are_started_and_restarted_by_redisctl() {
+    let spec = example();
+    let mut o = converged(&spec);
+    // The nodes have no init system: nothing is enabled, no drop-in, no stock unit.
+    for n in o.nodes.values_mut() {
+        let NodeObservation::Reached(f) = n else {
+            panic!()
+        };
+        f.init = InitSystem::None;
+        f.service_enabled = false;
+        f.stock_service_enabled = false;
+        f.stock_service_active = false;
+        f.files.insert(systemd::DROP_IN.path.into(), None);
+        f.cluster_state_file = true;
+    }
+    // Converged as it is: "enabled" means nothing there, and the drop-in is not needed.
+    let again = plan::plan(&spec, &o);
+    assert!(
+        again.is_empty(),
+        "a converged cluster without systemd plans changes:\n{}",
+        render::plan::human(&again, false)
+    );
+
+    // Node 2's host restarted: nothing started Redis (it kept its cluster state file). And the
+    // spec now caps memory: every node's configuration changes.
+    let NodeObservation::Reached(f) = o.nodes.get_mut("redis-node-1b").unwrap() else {
+        panic!()
+    };
+    f.service_active = false;
+    f.cluster = None;
+    let spec = spec_from(&example_text().replace("[redis]\n", "[redis]\nmaxmemory = \"256mb\"\n"));
+    assert_eq!(spec.redis.maxmemory.as_deref(), Some("256mb"));
+    let o = Sim::new(&spec, o).o;
+    let p = plan::plan(&spec, &o);
+    p.check_order().unwrap();
+    snapshot("no-systemd", &render::plan::human(&p, false));
+    assert!(
+        !p.notes.iter().any(|n| n.level == NoteLevel::Blocker),
+        "{:?}",
+        p.notes
+    );
+    let restart = |node: &str| match &p.step(&format!("node.{node}.config")).unwrap().ops[0] {
+        Op::WriteConfig { restart, .. } => *restart,
+        _ => panic!(),
+    };
+    // The stopped one is started (no restart); the others restart one at a time.
+    assert!(!restart("redis-node-1b"));
+    assert!(restart("redis-node-1a") && restart("redis-node-1c"));
+    let c = p.step("node.redis-node-1c.config").unwrap();
+    assert_eq!(c.depends_on, ["node.redis-node-1a.config"]);
+    let text = render::plan::human(&p, false);
+    assert!(!text.contains("enabled"), "{text}");
+    assert!(!text.contains(systemd::DROP_IN.path), "{text}");
+    apply_and_converge(&spec, o, &p);
+}

@@ -1,0 +1,512 @@
+//! A simulated region: applies plan operations to `Observed` as the executor and a later
+//! observation would. `Sim::op` matches every `Op`, so a new operation does not compile until
+//! the simulator carries it out. EC2 resources that take more than one line (instances, the
+//! root volume swap, tags) are in [`ec2`]; the simulated nodes' facts in [`nodes`].
+
+mod ec2;
+mod nodes;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use redisctl::observed::{self, ClusterView, InitSystem, NodeObservation, Observed};
+use redisctl::pki::Ca;
+use redisctl::plan::{self, Op, Plan, Ref};
+use redisctl::redis::{conf, files, systemd, users_acl};
+use redisctl::render;
+use redisctl::spec::Spec;
+
+use crate::fixtures::{empty_region, now, secrets};
+use nodes::written;
+
+pub struct Sim {
+    pub o: Observed,
+    next: u32,
+    /// Step address -> id made by that step.
+    made: BTreeMap<String, String>,
+    spec: Spec,
+    ca: Option<Ca>,
+}
+
+static NEXT_CA: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// CAs the simulation made, by certificate: a later simulation of the same world (same
+    /// test thread) signs with the same CA, as redisctl would with the CA in its state dir.
+    static CAS: std::cell::RefCell<BTreeMap<String, std::path::PathBuf>> = const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+impl Sim {
+    pub fn new(spec: &Spec, o: Observed) -> Self {
+        let ca = o
+            .local
+            .ca_cert_pem
+            .as_ref()
+            .and_then(|pem| CAS.with(|c| c.borrow().get(pem).cloned()))
+            .map(|dir| Ca::load(&dir).expect("the simulation's CA loads back"));
+        let mut sim = Sim {
+            o,
+            next: 1,
+            made: BTreeMap::new(),
+            spec: spec.clone(),
+            ca,
+        };
+        sim.observe_local();
+        sim
+    }
+
+    /// What observation computes locally: the files' hashes for the current spec.
+    pub fn observe_local(&mut self) {
+        if let Some(ca) = &self.ca {
+            self.o.local.desired_files =
+                files::desired_hashes(&self.spec, &secrets(&self.spec), ca).unwrap();
+        }
+    }
+
+    fn id(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}-{:017x}", self.next)
+    }
+
+    fn resolve(&self, r: &Ref) -> String {
+        match r {
+            Ref::Id(id) => id.clone(),
+            Ref::Step(a) => self
+                .made
+                .get(a)
+                .cloned()
+                .unwrap_or_else(|| panic!("{a} has not run yet")),
+        }
+    }
+
+    pub fn apply(&mut self, plan: &Plan) {
+        assert!(
+            plan.blockers().next().is_none(),
+            "plan has blockers: {:?}",
+            plan.notes
+        );
+        for step in &plan.steps {
+            for op in &step.ops {
+                if let Some(id) = self.op(op) {
+                    self.made.insert(step.address.clone(), id);
+                }
+            }
+        }
+    }
+
+    fn op(&mut self, op: &Op) -> Option<String> {
+        match op {
+            Op::CreateVpc { cidr, tags } => {
+                let id = self.id("vpc");
+                self.o.vpcs.push(observed::Vpc {
+                    id: id.clone(),
+                    cidr: cidr.clone(),
+                    state: "available".into(),
+                    dns_support: Some(true),
+                    dns_hostnames: Some(true),
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::CreateSubnet {
+                vpc,
+                cidr,
+                az,
+                map_public_ip,
+                tags,
+            } => {
+                let id = self.id("subnet");
+                let vpc_id = self.resolve(vpc);
+                self.o.subnets.push(observed::Subnet {
+                    id: id.clone(),
+                    vpc_id,
+                    cidr: cidr.clone(),
+                    az: az.clone(),
+                    map_public_ip_on_launch: *map_public_ip,
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::SetSubnetPublicIp {
+                subnet,
+                map_public_ip,
+            } => {
+                self.o
+                    .subnets
+                    .iter_mut()
+                    .find(|s| &s.id == subnet)
+                    .unwrap()
+                    .map_public_ip_on_launch = *map_public_ip;
+                None
+            }
+            Op::CreateInternetGateway { vpc, tags } => {
+                let id = self.id("igw");
+                let v = self.resolve(vpc);
+                self.o.internet_gateways.push(observed::InternetGateway {
+                    id: id.clone(),
+                    attached_to: vec![v],
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::AttachInternetGateway { igw, vpc } => {
+                let v = self.resolve(vpc);
+                self.o
+                    .internet_gateways
+                    .iter_mut()
+                    .find(|g| &g.id == igw)
+                    .unwrap()
+                    .attached_to = vec![v];
+                None
+            }
+            Op::CreateRouteTable { vpc, igw, tags } => {
+                let id = self.id("rtb");
+                let (v, g) = (self.resolve(vpc), self.resolve(igw));
+                self.o.route_tables.push(observed::RouteTable {
+                    id: id.clone(),
+                    vpc_id: v,
+                    routes: vec![
+                        observed::Route {
+                            destination: "10.0.0.0/16".into(),
+                            target: "local".into(),
+                        },
+                        observed::Route {
+                            destination: "0.0.0.0/0".into(),
+                            target: g,
+                        },
+                    ],
+                    associations: vec![],
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::SetDefaultRoute {
+                route_table, igw, ..
+            } => {
+                let g = self.resolve(igw);
+                let rt = self
+                    .o
+                    .route_tables
+                    .iter_mut()
+                    .find(|r| &r.id == route_table)
+                    .unwrap();
+                rt.routes.retain(|r| r.destination != "0.0.0.0/0");
+                rt.routes.push(observed::Route {
+                    destination: "0.0.0.0/0".into(),
+                    target: g,
+                });
+                None
+            }
+            Op::AssociateRouteTable {
+                route_table,
+                subnet,
+            } => {
+                let (rt, s) = (self.resolve(route_table), self.resolve(subnet));
+                let id = self.id("rtbassoc");
+                self.o
+                    .route_tables
+                    .iter_mut()
+                    .find(|r| r.id == rt)
+                    .unwrap()
+                    .associations
+                    .push(observed::RouteTableAssociation {
+                        id: id.clone(),
+                        subnet_id: Some(s),
+                        main: false,
+                    });
+                Some(id)
+            }
+            Op::CreateSecurityGroup {
+                vpc, name, tags, ..
+            } => {
+                let id = self.id("sg");
+                let v = self.resolve(vpc);
+                self.o.security_groups.push(observed::SecurityGroup {
+                    id: id.clone(),
+                    name: name.clone(),
+                    vpc_id: v,
+                    ingress: vec![],
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::AuthorizeIngress {
+                security_group,
+                rule,
+            } => {
+                let sg = self.resolve(security_group);
+                self.o
+                    .security_groups
+                    .iter_mut()
+                    .find(|g| g.id == sg)
+                    .unwrap()
+                    .ingress
+                    .push(rule.rule.clone());
+                None
+            }
+            Op::RevokeIngress {
+                security_group,
+                rule,
+            } => {
+                self.o
+                    .security_groups
+                    .iter_mut()
+                    .find(|g| &g.id == security_group)
+                    .unwrap()
+                    .ingress
+                    .retain(|r| r != rule);
+                None
+            }
+            Op::ImportKeyPair { name, tags, .. } => {
+                let id = self.id("key");
+                let public_key = self.o.local_public_key.clone();
+                self.o.key_pairs.push(observed::KeyPair {
+                    id: id.clone(),
+                    name: name.clone(),
+                    public_key,
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::DeleteKeyPair { name } => {
+                self.o.key_pairs.retain(|k| &k.name != name);
+                None
+            }
+            Op::RunInstance(run) => Some(self.run(run)),
+            Op::ReplaceInstance { terminate, run } => {
+                self.terminate(terminate);
+                Some(self.run(run))
+            }
+            Op::StartInstance { instance } => {
+                self.o
+                    .instances
+                    .iter_mut()
+                    .find(|i| &i.id == instance)
+                    .unwrap()
+                    .state = "running".into();
+                None
+            }
+            Op::ModifyInstanceType {
+                instance,
+                instance_type,
+                ..
+            } => {
+                self.o
+                    .instances
+                    .iter_mut()
+                    .find(|i| &i.id == instance)
+                    .unwrap()
+                    .instance_type = instance_type.clone();
+                None
+            }
+            Op::SetFileModes { node } => {
+                if let Some(NodeObservation::Reached(f)) = self.o.nodes.get_mut(node) {
+                    for m in &files::MANAGED {
+                        if let Some(v) = f.modes.get_mut(m.path) {
+                            *v = m.mode_owner();
+                        }
+                    }
+                }
+                None
+            }
+            Op::RequireImdsV2 { instance } => {
+                self.o
+                    .instances
+                    .iter_mut()
+                    .find(|i| &i.id == instance)
+                    .unwrap()
+                    .http_tokens = Some("required".into());
+                None
+            }
+            Op::TerminateInstance { instance } => {
+                self.terminate(instance);
+                None
+            }
+            Op::SetTags {
+                resource,
+                set,
+                remove,
+            } => {
+                let t = self.tags_of(resource);
+                t.extend(set.clone());
+                t.retain(|k, _| !remove.contains(k));
+                None
+            }
+            Op::DisassociateRouteTable { association_id } => {
+                for rt in &mut self.o.route_tables {
+                    rt.associations.retain(|a| &a.id != association_id);
+                }
+                None
+            }
+            Op::PinHostKey { node, .. } => {
+                self.facts(node).first_contact = false;
+                None
+            }
+            Op::EnsureCa => {
+                let ca = Ca::create(
+                    &self.spec.cluster.name,
+                    now(),
+                    redisctl::pki::CA_VALIDITY_DAYS,
+                )
+                .unwrap();
+                self.o.local.ca_cert_pem = Some(ca.cert_pem().to_string());
+                self.o.local.desired_files =
+                    files::desired_hashes(&self.spec, &secrets(&self.spec), &ca).unwrap();
+                let dir = std::env::temp_dir().join(format!(
+                    "redisctl-sim-ca-{}-{}",
+                    std::process::id(),
+                    NEXT_CA.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ));
+                let _ = std::fs::remove_dir_all(&dir);
+                redisctl::state_dir::ensure(&dir).unwrap();
+                ca.save(&dir).unwrap();
+                CAS.with(|c| c.borrow_mut().insert(ca.cert_pem().to_string(), dir));
+                self.ca = Some(ca);
+                None
+            }
+            Op::InstallRedis { node } => {
+                let f = self.facts(node);
+                f.redis_installed = true;
+                f.stock_service_enabled = false;
+                f.stock_service_active = false;
+                None
+            }
+            Op::InstallTls { node, .. } => {
+                let n = self
+                    .spec
+                    .nodes
+                    .nodes
+                    .iter()
+                    .find(|n| &n.name == node)
+                    .unwrap()
+                    .clone();
+                let cert = self
+                    .ca
+                    .as_ref()
+                    .expect("the CA exists before certificates")
+                    .issue_node(
+                        &n.name,
+                        &redisctl::pki::node_sans(n.private_ip),
+                        SystemTime::UNIX_EPOCH + Duration::from_secs(self.o.local.now),
+                        self.spec.tls.cert_days,
+                    )
+                    .unwrap();
+                let ca_hash = self.desired(node, conf::CA_CERT.path);
+                let f = self.facts(node);
+                f.node_cert_pem = Some(cert.cert_pem);
+                f.node_key_present = true;
+                f.files.insert(conf::CA_CERT.path.into(), ca_hash);
+                written(f, &[conf::CA_CERT, conf::NODE_CERT, conf::NODE_KEY]);
+                None
+            }
+            Op::WriteAcl { node, .. } => {
+                let h = self.desired(node, users_acl::USERS_ACL.path);
+                let f = self.facts(node);
+                f.files.insert(users_acl::USERS_ACL.path.into(), h);
+                written(f, &[users_acl::USERS_ACL]);
+                None
+            }
+            Op::WriteConfig { node, .. } => {
+                let (c, d) = (
+                    self.desired(node, conf::CONF.path),
+                    self.desired(node, systemd::DROP_IN.path),
+                );
+                let (n, masters) = (self.spec.nodes.nodes.len() as u32, self.spec.nodes.masters);
+                let f = self.facts(node);
+                f.files.insert(conf::CONF.path.into(), c);
+                written(f, &[conf::CONF]);
+                // Without systemd: no drop-in, nothing enabled; redisctl started Redis.
+                if f.init == InitSystem::Systemd {
+                    f.files.insert(systemd::DROP_IN.path.into(), d);
+                    written(f, &[systemd::DROP_IN]);
+                    f.service_enabled = true;
+                }
+                f.service_active = true;
+                if f.cluster.is_none() && f.cluster_state_file {
+                    // It was part of the cluster: started, it rejoins.
+                    f.cluster = Some(ClusterView {
+                        state: "ok".into(),
+                        slots_assigned: 16384,
+                        known_nodes: n,
+                        size: masters,
+                    });
+                }
+                None
+            }
+            Op::CreateCluster { nodes, replicas } => {
+                for n in nodes {
+                    let count = nodes.len() as u32;
+                    self.facts(n).cluster = Some(ClusterView {
+                        state: "ok".into(),
+                        slots_assigned: 16384,
+                        known_nodes: count,
+                        size: count / (1 + replicas),
+                    });
+                }
+                None
+            }
+            Op::WaitHealthy { .. } => None,
+            Op::DeleteSecurityGroup { id } => {
+                self.o.security_groups.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteRouteTable { id } => {
+                self.o.route_tables.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteInternetGateway { id, .. } => {
+                self.o.internet_gateways.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteSubnet { id } => {
+                assert!(
+                    !self
+                        .o
+                        .instances
+                        .iter()
+                        .any(|i| i.subnet_id.as_ref() == Some(id)),
+                    "subnet {id} deleted under an instance"
+                );
+                self.o.subnets.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteVpc { id } => {
+                assert!(
+                    !self.o.subnets.iter().any(|s| &s.vpc_id == id),
+                    "vpc deleted before its subnets"
+                );
+                self.o.vpcs.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteVolume { id } => {
+                self.o.volumes.retain(|x| &x.id != id);
+                None
+            }
+            Op::DeleteSnapshot { id } => {
+                self.o.snapshots.retain(|x| &x.id != id);
+                None
+            }
+            Op::SwapRootVolume(s) => Some(self.swap_root(s)),
+        }
+    }
+}
+
+/// Apply `plan` to the simulated region, then plan again: nothing must be left to do.
+pub fn apply_and_converge(spec: &Spec, observed: Observed, plan: &Plan) -> Observed {
+    let mut sim = Sim::new(spec, observed);
+    sim.apply(plan);
+    sim.observe_local();
+    let again = plan::plan(spec, &sim.o);
+    assert!(
+        again.is_empty(),
+        "planning after apply is not empty:\n{}",
+        render::plan::human(&again, false)
+    );
+    sim.o
+}
+
+pub fn converged(spec: &Spec) -> Observed {
+    let o = empty_region();
+    let p = plan::plan(spec, &o);
+    apply_and_converge(spec, o, &p)
+}
