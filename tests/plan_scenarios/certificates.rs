@@ -4,7 +4,7 @@
 
 use redisctl::observed;
 use redisctl::pki::Ca;
-use redisctl::plan::{self, NoteLevel, Op};
+use redisctl::plan::{self, NodeOp, NoteLevel, Op};
 use redisctl::render;
 
 use crate::fixtures::{NOW, empty_region, example, example_text, now, spec_from};
@@ -71,7 +71,10 @@ fn certificates_near_expiry_are_reissued_one_node_at_a_time() {
     assert_eq!(tls.len(), 3, "{}", render::plan::human(&p, false));
     for s in &tls {
         assert!(s.reason.contains("expires"), "{}", s.reason);
-        assert!(matches!(&s.ops[..], [Op::InstallTls { restart: true, .. }]));
+        assert!(matches!(
+            &s.ops[..],
+            [Op::Node(NodeOp::InstallTls { restart: true, .. })]
+        ));
     }
     // A running cluster restarts one node at a time: each waits for the previous one.
     assert!(tls[1].depends_on.contains(&tls[0].address));

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use redisctl::observed::tags;
-use redisctl::plan::{self, Op};
+use redisctl::plan::{self, Ec2Op, Op};
 use redisctl::render;
 
 use crate::fixtures::{empty_region, example};
@@ -23,7 +23,7 @@ fn empty_region_creates_the_reference_cluster() {
     // 17 AWS resources, the CA, 4 steps in each of 3 nodes; then cluster create.
     assert_eq!((s.add, s.change, s.destroy, s.run), (30, 0, 0, 1));
     // The newest Ubuntu image is chosen, and encryption is at launch with the spec's key.
-    let Op::RunInstance(run) = &p.step("node.redis-node-1a").unwrap().ops[0] else {
+    let Op::Ec2(Ec2Op::RunInstance(run)) = &p.step("node.redis-node-1a").unwrap().ops[0] else {
         panic!()
     };
     assert_eq!(run.image_id, "ami-0bbbbbbbbbbbbbbb2");
@@ -68,13 +68,13 @@ fn tags_of_every_resource_name_the_cluster_and_role() {
     for step in &p.steps {
         for op in &step.ops {
             let t = match op {
-                Op::CreateVpc { tags, .. }
-                | Op::CreateSubnet { tags, .. }
-                | Op::CreateInternetGateway { tags, .. }
-                | Op::CreateRouteTable { tags, .. }
-                | Op::CreateSecurityGroup { tags, .. }
-                | Op::ImportKeyPair { tags, .. } => tags,
-                Op::RunInstance(r) => {
+                Op::Ec2(Ec2Op::CreateVpc { tags, .. })
+                | Op::Ec2(Ec2Op::CreateSubnet { tags, .. })
+                | Op::Ec2(Ec2Op::CreateInternetGateway { tags, .. })
+                | Op::Ec2(Ec2Op::CreateRouteTable { tags, .. })
+                | Op::Ec2(Ec2Op::CreateSecurityGroup { tags, .. })
+                | Op::Ec2(Ec2Op::ImportKeyPair { tags, .. }) => tags,
+                Op::Ec2(Ec2Op::RunInstance(r)) => {
                     assert_eq!(
                         r.volume_tags.get(tags::ROLE).map(String::as_str),
                         Some("volume")

@@ -2,7 +2,7 @@
 //! or reported (duplicates) rather than hidden.
 
 use redisctl::observed::{self, NodeObservation};
-use redisctl::plan::{self, Action, NoteLevel, Op};
+use redisctl::plan::{self, Action, NodeOp, NoteLevel, Op};
 use redisctl::redis::users_acl;
 use redisctl::render;
 
@@ -55,10 +55,10 @@ fn missing_resources_are_recreated() {
         .expect("the edited ACL file is rewritten");
     assert_eq!(
         acl.ops,
-        [Op::WriteAcl {
+        [Op::Node(NodeOp::WriteAcl {
             node: "redis-node-1b".into(),
             reload: true
-        }]
+        })]
     );
     apply_and_converge(&spec, o, &p);
 }

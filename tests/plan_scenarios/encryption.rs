@@ -3,7 +3,7 @@
 //! volumes kept for a rollback.
 
 use redisctl::observed::{self, NodeObservation, Tags, tags};
-use redisctl::plan::{self, Action, NoteLevel, Op, Plan, Ref};
+use redisctl::plan::{self, Action, Ec2Op, NoteLevel, Op, Plan, Ref};
 use redisctl::render;
 use redisctl::spec::Spec;
 
@@ -38,9 +38,7 @@ fn an_unencrypted_cluster_is_swapped_all_at_once_without_replicas() {
         assert_eq!(s.reason, "encryption forces replacement of the root volume");
         assert!(s.depends_on.is_empty(), "no replicas: all together");
         assert!(!s.destroys_data, "the swap keeps the data");
-        let Op::SwapRootVolume(op) = &s.ops[0] else {
-            panic!()
-        };
+        let Op::Swap(op) = &s.ops[0] else { panic!() };
         assert!(!op.failover);
         assert_eq!(op.kms_key, "alias/aws/ebs");
         assert_eq!(op.device, "/dev/sda1");
@@ -156,7 +154,7 @@ fn swap_strategy_launches_unencrypted_then_swaps_after_cluster_create() {
     let o = empty_region();
     let p = plan::plan(&spec, &o);
     p.check_order().unwrap();
-    let Op::RunInstance(run) = &p.step("node.redis-node-1a").unwrap().ops[0] else {
+    let Op::Ec2(Ec2Op::RunInstance(run)) = &p.step("node.redis-node-1a").unwrap().ops[0] else {
         panic!()
     };
     assert!(!run.encrypted);
@@ -164,9 +162,7 @@ fn swap_strategy_launches_unencrypted_then_swaps_after_cluster_create() {
     assert_eq!(steps.len(), 3);
     for s in &steps {
         assert_eq!(s.depends_on, ["cluster"]);
-        let Op::SwapRootVolume(op) = &s.ops[0] else {
-            panic!()
-        };
+        let Op::Swap(op) = &s.ops[0] else { panic!() };
         assert!(matches!(&op.instance, Ref::Step(a) if a.starts_with("node.")));
     }
     // The swap is last, after cluster create (the hand procedure's order).
@@ -202,9 +198,7 @@ fn with_replicas_nodes_are_swapped_one_at_a_time_after_a_failover() {
         assert_eq!(w[1].depends_on, [w[0].address.clone()], "chained");
     }
     for s in &steps {
-        let Op::SwapRootVolume(op) = &s.ops[0] else {
-            panic!()
-        };
+        let Op::Swap(op) = &s.ops[0] else { panic!() };
         assert!(op.failover);
     }
     assert!(
@@ -226,7 +220,7 @@ fn kept_plaintext_volumes_are_told_not_planned() {
     let spec = example();
     let mut p = plan::plan(&spec, &o);
     for op in p.steps.iter_mut().flat_map(|s| s.ops.iter_mut()) {
-        if let Op::SwapRootVolume(s) = op {
+        if let Op::Swap(s) = op {
             s.keep_old = true;
         }
     }
@@ -247,7 +241,7 @@ fn kept_plaintext_volumes_are_told_not_planned() {
     assert_eq!(
         d.steps
             .iter()
-            .filter(|s| matches!(s.ops[0], Op::DeleteVolume { .. }))
+            .filter(|s| matches!(s.ops[0], Op::Ec2(Ec2Op::DeleteVolume { .. })))
             .count(),
         6
     );

@@ -8,7 +8,7 @@ use redisctl::observed::{self, Image, Observed};
 use redisctl::spec::secrets::Secret;
 use redisctl::spec::{self, SourceMap, Spec};
 
-const LOCAL_KEY: &str =
+pub const LOCAL_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForPlannerScenarios0123456789abcd redisctl";
 
 pub fn spec_from(text: &str) -> Spec {

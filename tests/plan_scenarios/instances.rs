@@ -1,7 +1,7 @@
 //! The instances phase: what replaces a node (moving it, renaming it) and what does not (a new
 //! AMI, an instance type, IMDS options), and that a node's address is free before it is reused.
 
-use redisctl::plan::{self, Action, NoteLevel, Op};
+use redisctl::plan::{self, Action, Ec2Op, NoteLevel, Op};
 use redisctl::render;
 
 use crate::fixtures::{example, example_text, image, spec_from};
@@ -76,7 +76,7 @@ fn imdsv1_allowed_out_of_band_is_required_again() {
     let step = &p.steps[0];
     assert_eq!(step.action, Action::Update);
     assert!(
-        matches!(&step.ops[..], [Op::RequireImdsV2 { instance }] if instance == &o.instances[1].id),
+        matches!(&step.ops[..], [Op::Ec2(Ec2Op::RequireImdsV2 { instance })] if instance == &o.instances[1].id),
         "{:?}",
         step.ops
     );

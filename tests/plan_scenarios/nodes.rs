@@ -2,7 +2,7 @@
 //! files' modes, configuration restarts with and without replicas, nodes without systemd.
 
 use redisctl::observed::{InitSystem, NodeFacts, NodeObservation, Observed};
-use redisctl::plan::{self, Action, NoteLevel, Op};
+use redisctl::plan::{self, Action, NodeOp, NoteLevel, Op};
 use redisctl::redis::{conf, systemd, users_acl};
 use redisctl::render;
 
@@ -96,9 +96,9 @@ fn file_modes_changed_out_of_band_are_set_back() {
     assert_eq!(modes.changes.len(), 2, "{:?}", modes.changes);
     assert_eq!(
         modes.ops,
-        [Op::SetFileModes {
+        [Op::Node(NodeOp::SetFileModes {
             node: "redis-node-1a".into()
-        }]
+        })]
     );
     apply_and_converge(&spec, o, &p);
 }
@@ -189,7 +189,7 @@ fn nodes_without_systemd_are_started_and_restarted_by_redisctl() {
         p.notes
     );
     let restart = |node: &str| match &p.step(&format!("node.{node}.config")).unwrap().ops[0] {
-        Op::WriteConfig { restart, .. } => *restart,
+        Op::Node(NodeOp::WriteConfig { restart, .. }) => *restart,
         _ => panic!(),
     };
     // The stopped one is started (no restart); the others restart one at a time.

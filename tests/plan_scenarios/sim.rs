@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use redisctl::observed::{self, ClusterView, InitSystem, NodeObservation, Observed};
 use redisctl::pki::Ca;
-use redisctl::plan::{self, Op, Plan, Ref};
+use redisctl::plan::{self, Ec2Op, LocalOp, NodeOp, Op, Plan, Ref};
 use redisctl::redis::{conf, files, systemd, users_acl};
 use redisctl::render;
 use redisctl::spec::Spec;
@@ -96,7 +96,7 @@ impl Sim {
 
     fn op(&mut self, op: &Op) -> Option<String> {
         match op {
-            Op::CreateVpc { cidr, tags } => {
+            Op::Ec2(Ec2Op::CreateVpc { cidr, tags }) => {
                 let id = self.id("vpc");
                 self.o.vpcs.push(observed::Vpc {
                     id: id.clone(),
@@ -108,13 +108,13 @@ impl Sim {
                 });
                 Some(id)
             }
-            Op::CreateSubnet {
+            Op::Ec2(Ec2Op::CreateSubnet {
                 vpc,
                 cidr,
                 az,
                 map_public_ip,
                 tags,
-            } => {
+            }) => {
                 let id = self.id("subnet");
                 let vpc_id = self.resolve(vpc);
                 self.o.subnets.push(observed::Subnet {
@@ -127,10 +127,10 @@ impl Sim {
                 });
                 Some(id)
             }
-            Op::SetSubnetPublicIp {
+            Op::Ec2(Ec2Op::SetSubnetPublicIp {
                 subnet,
                 map_public_ip,
-            } => {
+            }) => {
                 self.o
                     .subnets
                     .iter_mut()
@@ -139,7 +139,7 @@ impl Sim {
                     .map_public_ip_on_launch = *map_public_ip;
                 None
             }
-            Op::CreateInternetGateway { vpc, tags } => {
+            Op::Ec2(Ec2Op::CreateInternetGateway { vpc, tags }) => {
                 let id = self.id("igw");
                 let v = self.resolve(vpc);
                 self.o.internet_gateways.push(observed::InternetGateway {
@@ -149,7 +149,7 @@ impl Sim {
                 });
                 Some(id)
             }
-            Op::AttachInternetGateway { igw, vpc } => {
+            Op::Ec2(Ec2Op::AttachInternetGateway { igw, vpc }) => {
                 let v = self.resolve(vpc);
                 self.o
                     .internet_gateways
@@ -159,7 +159,7 @@ impl Sim {
                     .attached_to = vec![v];
                 None
             }
-            Op::CreateRouteTable { vpc, igw, tags } => {
+            Op::Ec2(Ec2Op::CreateRouteTable { vpc, igw, tags }) => {
                 let id = self.id("rtb");
                 let (v, g) = (self.resolve(vpc), self.resolve(igw));
                 self.o.route_tables.push(observed::RouteTable {
@@ -180,9 +180,9 @@ impl Sim {
                 });
                 Some(id)
             }
-            Op::SetDefaultRoute {
+            Op::Ec2(Ec2Op::SetDefaultRoute {
                 route_table, igw, ..
-            } => {
+            }) => {
                 let g = self.resolve(igw);
                 let rt = self
                     .o
@@ -197,10 +197,10 @@ impl Sim {
                 });
                 None
             }
-            Op::AssociateRouteTable {
+            Op::Ec2(Ec2Op::AssociateRouteTable {
                 route_table,
                 subnet,
-            } => {
+            }) => {
                 let (rt, s) = (self.resolve(route_table), self.resolve(subnet));
                 let id = self.id("rtbassoc");
                 self.o
@@ -216,9 +216,9 @@ impl Sim {
                     });
                 Some(id)
             }
-            Op::CreateSecurityGroup {
+            Op::Ec2(Ec2Op::CreateSecurityGroup {
                 vpc, name, tags, ..
-            } => {
+            }) => {
                 let id = self.id("sg");
                 let v = self.resolve(vpc);
                 self.o.security_groups.push(observed::SecurityGroup {
@@ -230,10 +230,10 @@ impl Sim {
                 });
                 Some(id)
             }
-            Op::AuthorizeIngress {
+            Op::Ec2(Ec2Op::AuthorizeIngress {
                 security_group,
                 rule,
-            } => {
+            }) => {
                 let sg = self.resolve(security_group);
                 self.o
                     .security_groups
@@ -244,10 +244,10 @@ impl Sim {
                     .push(rule.rule.clone());
                 None
             }
-            Op::RevokeIngress {
+            Op::Ec2(Ec2Op::RevokeIngress {
                 security_group,
                 rule,
-            } => {
+            }) => {
                 self.o
                     .security_groups
                     .iter_mut()
@@ -257,7 +257,7 @@ impl Sim {
                     .retain(|r| r != rule);
                 None
             }
-            Op::ImportKeyPair { name, tags, .. } => {
+            Op::Ec2(Ec2Op::ImportKeyPair { name, tags, .. }) => {
                 let id = self.id("key");
                 let public_key = self.o.local_public_key.clone();
                 self.o.key_pairs.push(observed::KeyPair {
@@ -268,16 +268,16 @@ impl Sim {
                 });
                 Some(id)
             }
-            Op::DeleteKeyPair { name } => {
+            Op::Ec2(Ec2Op::DeleteKeyPair { name }) => {
                 self.o.key_pairs.retain(|k| &k.name != name);
                 None
             }
-            Op::RunInstance(run) => Some(self.run(run)),
-            Op::ReplaceInstance { terminate, run } => {
+            Op::Ec2(Ec2Op::RunInstance(run)) => Some(self.run(run)),
+            Op::Ec2(Ec2Op::ReplaceInstance { terminate, run }) => {
                 self.terminate(terminate);
                 Some(self.run(run))
             }
-            Op::StartInstance { instance } => {
+            Op::Ec2(Ec2Op::StartInstance { instance }) => {
                 self.o
                     .instances
                     .iter_mut()
@@ -286,11 +286,11 @@ impl Sim {
                     .state = "running".into();
                 None
             }
-            Op::ModifyInstanceType {
+            Op::Ec2(Ec2Op::ModifyInstanceType {
                 instance,
                 instance_type,
                 ..
-            } => {
+            }) => {
                 self.o
                     .instances
                     .iter_mut()
@@ -299,7 +299,7 @@ impl Sim {
                     .instance_type = instance_type.clone();
                 None
             }
-            Op::SetFileModes { node } => {
+            Op::Node(NodeOp::SetFileModes { node }) => {
                 if let Some(NodeObservation::Reached(f)) = self.o.nodes.get_mut(node) {
                     for m in &files::MANAGED {
                         if let Some(v) = f.modes.get_mut(m.path) {
@@ -309,7 +309,7 @@ impl Sim {
                 }
                 None
             }
-            Op::RequireImdsV2 { instance } => {
+            Op::Ec2(Ec2Op::RequireImdsV2 { instance }) => {
                 self.o
                     .instances
                     .iter_mut()
@@ -318,31 +318,37 @@ impl Sim {
                     .http_tokens = Some("required".into());
                 None
             }
-            Op::TerminateInstance { instance } => {
+            Op::Ec2(Ec2Op::TerminateInstance { instance }) => {
                 self.terminate(instance);
                 None
             }
-            Op::SetTags {
+            Op::Ec2(Ec2Op::SetTags {
                 resource,
                 set,
                 remove,
-            } => {
+            }) => {
                 let t = self.tags_of(resource);
                 t.extend(set.clone());
                 t.retain(|k, _| !remove.contains(k));
                 None
             }
-            Op::DisassociateRouteTable { association_id } => {
+            Op::Ec2(Ec2Op::DisassociateRouteTable { association_id }) => {
                 for rt in &mut self.o.route_tables {
                     rt.associations.retain(|a| &a.id != association_id);
                 }
                 None
             }
-            Op::PinHostKey { node, .. } => {
+            Op::Node(NodeOp::PinHostKey { node, .. }) => {
                 self.facts(node).first_contact = false;
                 None
             }
-            Op::EnsureCa => {
+            Op::Local(LocalOp::EnsureSshKey { .. }) => {
+                if self.o.local_public_key.is_none() {
+                    self.o.local_public_key = Some(crate::fixtures::LOCAL_KEY.into());
+                }
+                None
+            }
+            Op::Local(LocalOp::EnsureCa) => {
                 let ca = Ca::create(
                     &self.spec.cluster.name,
                     now(),
@@ -364,14 +370,14 @@ impl Sim {
                 self.ca = Some(ca);
                 None
             }
-            Op::InstallRedis { node } => {
+            Op::Node(NodeOp::InstallRedis { node }) => {
                 let f = self.facts(node);
                 f.redis_installed = true;
                 f.stock_service_enabled = false;
                 f.stock_service_active = false;
                 None
             }
-            Op::InstallTls { node, .. } => {
+            Op::Node(NodeOp::InstallTls { node, .. }) => {
                 let n = self
                     .spec
                     .nodes
@@ -399,14 +405,14 @@ impl Sim {
                 written(f, &[conf::CA_CERT, conf::NODE_CERT, conf::NODE_KEY]);
                 None
             }
-            Op::WriteAcl { node, .. } => {
+            Op::Node(NodeOp::WriteAcl { node, .. }) => {
                 let h = self.desired(node, users_acl::USERS_ACL.path);
                 let f = self.facts(node);
                 f.files.insert(users_acl::USERS_ACL.path.into(), h);
                 written(f, &[users_acl::USERS_ACL]);
                 None
             }
-            Op::WriteConfig { node, .. } => {
+            Op::Node(NodeOp::WriteConfig { node, .. }) => {
                 let (c, d) = (
                     self.desired(node, conf::CONF.path),
                     self.desired(node, systemd::DROP_IN.path),
@@ -433,7 +439,7 @@ impl Sim {
                 }
                 None
             }
-            Op::CreateCluster { nodes, replicas } => {
+            Op::Node(NodeOp::CreateCluster { nodes, replicas }) => {
                 for n in nodes {
                     let count = nodes.len() as u32;
                     self.facts(n).cluster = Some(ClusterView {
@@ -445,20 +451,20 @@ impl Sim {
                 }
                 None
             }
-            Op::WaitHealthy { .. } => None,
-            Op::DeleteSecurityGroup { id } => {
+            Op::Node(NodeOp::WaitHealthy { .. }) => None,
+            Op::Ec2(Ec2Op::DeleteSecurityGroup { id }) => {
                 self.o.security_groups.retain(|x| &x.id != id);
                 None
             }
-            Op::DeleteRouteTable { id } => {
+            Op::Ec2(Ec2Op::DeleteRouteTable { id }) => {
                 self.o.route_tables.retain(|x| &x.id != id);
                 None
             }
-            Op::DeleteInternetGateway { id, .. } => {
+            Op::Ec2(Ec2Op::DeleteInternetGateway { id, .. }) => {
                 self.o.internet_gateways.retain(|x| &x.id != id);
                 None
             }
-            Op::DeleteSubnet { id } => {
+            Op::Ec2(Ec2Op::DeleteSubnet { id }) => {
                 assert!(
                     !self
                         .o
@@ -470,7 +476,7 @@ impl Sim {
                 self.o.subnets.retain(|x| &x.id != id);
                 None
             }
-            Op::DeleteVpc { id } => {
+            Op::Ec2(Ec2Op::DeleteVpc { id }) => {
                 assert!(
                     !self.o.subnets.iter().any(|s| &s.vpc_id == id),
                     "vpc deleted before its subnets"
@@ -478,15 +484,15 @@ impl Sim {
                 self.o.vpcs.retain(|x| &x.id != id);
                 None
             }
-            Op::DeleteVolume { id } => {
+            Op::Ec2(Ec2Op::DeleteVolume { id }) => {
                 self.o.volumes.retain(|x| &x.id != id);
                 None
             }
-            Op::DeleteSnapshot { id } => {
+            Op::Ec2(Ec2Op::DeleteSnapshot { id }) => {
                 self.o.snapshots.retain(|x| &x.id != id);
                 None
             }
-            Op::SwapRootVolume(s) => Some(self.swap_root(s)),
+            Op::Swap(s) => Some(self.swap_root(s)),
         }
     }
 }
