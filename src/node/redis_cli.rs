@@ -37,7 +37,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{NodeError, NodeRuntime, redis_cli_command};
+use super::{NodeError, NodeRuntime, admin_cli_command};
 use crate::spec::Spec;
 use crate::spec::secrets::Secret;
 use crate::ssh::SshError;
@@ -100,7 +100,7 @@ pub async fn run(
         .await
         .map_err(|e| connect_error(spec, &node, e))?;
     let formatted = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let command = remote_command(&redis_cli_command(spec), args, mode, formatted);
+    let command = remote_command(&admin_cli_command(spec), args, mode, formatted);
     let first_line = password_line(&password);
     let remote = Remote {
         command: &command,

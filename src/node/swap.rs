@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{NodeError, NodeRuntime, redis_cli};
+use super::{NodeError, NodeRuntime, admin_cli};
 use crate::redis::parse;
 
 /// The node's role and key count when it was stopped (the `redisctl:swap-keys` tag:
@@ -54,7 +54,7 @@ impl NodeRuntime {
     async fn cli(&self, node: &str, args: &str) -> Result<String, NodeError> {
         let s = self.session(node).await?;
         let out = s
-            .sudo(&format!("{} {args}", redis_cli(&self.spec)), self.stdin())
+            .sudo(&format!("{} {args}", admin_cli(&self.spec)), self.stdin())
             .await?;
         if out.status != 0 {
             return Err(Self::failed(

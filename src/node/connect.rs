@@ -1,0 +1,239 @@
+//! Reaching a node: its instance found by tags (one DescribeInstances for all nodes, cached),
+//! its address chosen by `ssh.via` / `REDISCTL_SSH_VIA`, and its host key checked. Only apply
+//! and observation may meet a node never pinned, and they pin what it presents (locally and as
+//! the instance's tag); verify and `redisctl redis-cli` refuse it.
+
+use std::net::SocketAddr;
+
+use russh::keys::PrivateKey;
+
+use super::{NodeError, NodeRuntime};
+use crate::aws::NodeInstance;
+use crate::spec::SshVia;
+use crate::ssh::{self, HostKeyPolicy, Session, SshError, Target};
+
+/// How [`NodeRuntime::open`] reaches sshd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reach {
+    /// Wait (bounded by `ssh.ready_timeout_secs`) for a node that may still be booting.
+    WaitForSshd,
+    /// One bounded attempt: a node that does not answer is reported.
+    Once,
+}
+
+/// Whether [`NodeRuntime::open`] may meet a node whose host key was never pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pinning {
+    /// Yes: the key it presents is returned for the caller to pin (apply, observation).
+    OnFirstContact,
+    /// No: only a pinned key is trusted (verify, `redisctl redis-cli`).
+    Required,
+}
+
+/// A session opened by [`NodeRuntime::open`].
+pub(super) struct Opened {
+    pub(super) session: Session,
+    /// The host key the node presented (OpenSSH public key).
+    pub(super) host_key: String,
+    pub(super) instance_id: String,
+    /// Nothing was pinned for this instance: `host_key` was not checked.
+    pub(super) first_contact: bool,
+}
+
+impl NodeRuntime {
+    /// The operator's SSH key, read when a connection is made (apply may generate it first).
+    fn key(&self) -> Result<PrivateKey, NodeError> {
+        ssh::keyfile::load(&self.spec.ssh.private_key).map_err(|e| NodeError::Failed {
+            node: "-".into(),
+            what: e.to_string(),
+        })
+    }
+
+    /// One DescribeInstances for every node of the cluster.
+    async fn refresh_instances(&self) -> Result<(), NodeError> {
+        let found = self
+            .aws
+            .node_instances(&self.spec.cluster.name)
+            .await
+            .map_err(NodeError::Aws)?;
+        let mut map = self.instances.lock().await;
+        map.clear();
+        for i in found {
+            map.insert(i.node.clone(), i);
+        }
+        Ok(())
+    }
+
+    async fn instance(&self, node: &str) -> Result<NodeInstance, NodeError> {
+        if let Some(i) = self.instances.lock().await.get(node) {
+            return Ok(i.clone());
+        }
+        self.refresh_instances().await?;
+        self.instances
+            .lock()
+            .await
+            .get(node)
+            .cloned()
+            .ok_or_else(|| NodeError::NoInstance { node: node.into() })
+    }
+
+    fn target(&self, node: &str, info: &NodeInstance) -> Result<Target, NodeError> {
+        let ip = match self.via {
+            SshVia::PrivateIp => info.private_ip,
+            SshVia::PublicIp => info.public_ip,
+        }
+        .ok_or_else(|| NodeError::Failed {
+            node: node.into(),
+            what: format!(
+                "the instance has no {} address to reach it by (ssh.via / REDISCTL_SSH_VIA)",
+                self.via.as_str()
+            ),
+        })?;
+        Ok(Target {
+            node: node.into(),
+            instance_id: info.id.clone(),
+            addr: SocketAddr::new(ip.into(), 22),
+        })
+    }
+
+    fn policy(&self, info: &NodeInstance) -> HostKeyPolicy {
+        let pinned = self.known.get(&info.id);
+        if pinned.is_none() && info.host_key_fp.is_none() {
+            HostKeyPolicy::FirstContact
+        } else {
+            HostKeyPolicy::Pinned {
+                key_openssh: pinned,
+                fingerprint: info.host_key_fp.clone(),
+            }
+        }
+    }
+
+    /// The node's session, opened (and, at first contact, pinned) when first needed; waits for
+    /// sshd (a node that just booted).
+    pub(super) async fn session(&self, node: &str) -> Result<Session, NodeError> {
+        if let Some(s) = self.sessions.lock().await.get(node)
+            && !s.is_closed()
+        {
+            return Ok(s.clone());
+        }
+        let o = self
+            .open(node, Reach::WaitForSshd, Pinning::OnFirstContact)
+            .await?;
+        if o.first_contact {
+            // A node this run created (or never reached): pin what it presented.
+            self.pin(node, &o.instance_id, &o.host_key).await?;
+        }
+        let session = o.session;
+        self.sessions
+            .lock()
+            .await
+            .insert(node.into(), session.clone());
+        Ok(session)
+    }
+
+    /// A new session to `node`, reached as apply reaches it: its instance found by tags, the
+    /// spec's user and key, its address (`REDISCTL_SSH_VIA`), and the host key checked against
+    /// the pinned one (or, at first contact and with `Pinning::OnFirstContact`, taken as it is
+    /// and returned to be pinned). `Pinning::Required` refuses a node never pinned before any
+    /// connection is made.
+    pub(super) async fn open(
+        &self,
+        node: &str,
+        reach: Reach,
+        pinning: Pinning,
+    ) -> Result<Opened, NodeError> {
+        let info = self.instance(node).await?;
+        let target = self.target(node, &info)?;
+        let policy = self.policy(&info);
+        let first_contact = policy == HostKeyPolicy::FirstContact;
+        if first_contact && pinning == Pinning::Required {
+            return Err(NodeError::Ssh(SshError::NothingPinned {
+                node: node.into(),
+                instance_id: info.id,
+            }));
+        }
+        let (user, key) = (&self.spec.ssh.user, self.key()?);
+        let connected = match reach {
+            Reach::WaitForSshd => {
+                crate::progress::status(format!("waiting for sshd on {node} ({})", target.addr));
+                Session::wait_and_connect(&target, user, &key, &policy, &self.timeouts).await
+            }
+            Reach::Once => Session::connect(&target, user, &key, &policy, &self.timeouts).await,
+        };
+        let (session, host_key) = connected.map_err(|e| self.known.annotate(e))?;
+        Ok(Opened {
+            session,
+            host_key,
+            instance_id: info.id,
+            first_contact,
+        })
+    }
+
+    /// Pin a host key locally and as the instance's `redisctl:host-key` tag (so another
+    /// operator or CI checks against the same key).
+    pub async fn pin(&self, node: &str, instance: &str, host_key: &str) -> Result<(), NodeError> {
+        self.known.pin(instance, host_key)?;
+        let fp = ssh::fingerprint(host_key);
+        self.aws
+            .tag_host_key(instance, &fp)
+            .await
+            .map_err(NodeError::Aws)?;
+        if let Some(i) = self.instances.lock().await.get_mut(node) {
+            i.host_key_fp = Some(fp);
+        }
+        Ok(())
+    }
+
+    /// Look up every node's instance (one DescribeInstances), before concurrent work that would
+    /// otherwise each look them up.
+    pub(crate) async fn locate_all(&self) -> Result<(), NodeError> {
+        self.refresh_instances().await
+    }
+
+    /// Open the node's session with one bounded attempt (no waiting for sshd to come up): a
+    /// check reports a node that does not answer promptly. Like `redisctl redis-cli`, verify
+    /// never pins: it only trusts a host key that apply pinned (locally or in the instance's
+    /// tag), so evidence is never gathered from a host nobody vouched for.
+    pub(crate) async fn reach(&self, node: &str) -> Result<(), NodeError> {
+        if let Some(s) = self.sessions.lock().await.get(node)
+            && !s.is_closed()
+        {
+            return Ok(());
+        }
+        let session = self.pinned_session(node).await?;
+        self.sessions.lock().await.insert(node.into(), session);
+        Ok(())
+    }
+
+    /// A new session to the node for `redisctl redis-cli`: found by its tags and reached as
+    /// apply reaches it (same user, key, address, `REDISCTL_SSH_VIA`), with one bounded attempt.
+    /// The host key must match the pinned one; a node whose key was never pinned (nothing in
+    /// the state directory nor in the instance's tag) is refused, not pinned: only apply pins.
+    pub(crate) async fn pinned_session(&self, node: &str) -> Result<Session, NodeError> {
+        Ok(self
+            .open(node, Reach::Once, Pinning::Required)
+            .await?
+            .session)
+    }
+
+    /// `sudo sh -c <script>` on the node over its session (opened when needed), `stdin` passed
+    /// through (secrets go there). The exit status is in the output, not an error.
+    pub(crate) async fn sudo_on(
+        &self,
+        node: &str,
+        script: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<ssh::Output, NodeError> {
+        let s = self.session(node).await?;
+        Ok(s.sudo(script, stdin).await?)
+    }
+
+    pub async fn close(&self) {
+        let sessions: Vec<Session> = std::mem::take(&mut *self.sessions.lock().await)
+            .into_values()
+            .collect();
+        for s in sessions {
+            s.close().await;
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Observation: what the planner needs to know of each node, gathered by one sudo script per
+//! node over a session of its own (closed afterwards), all nodes concurrently.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::connect::{Opened, Pinning, Reach};
+use super::{NodeError, NodeRuntime, admin_cli, noinit};
+use crate::aws::NodeInstance;
+use crate::observed::{ClusterView, InitSystem, NodeFacts, NodeObservation, Observed, tags};
+use crate::redis::{conf, files, parse, systemd, users_acl};
+use crate::ssh::{self, SshError};
+
+impl NodeRuntime {
+    /// Facts of every running node of the spec, concurrently. A node that does not answer is
+    /// `Unreachable`, with the reason. With `wait` (apply), a node whose sshd is not up yet (it
+    /// was just launched or started) is waited for, up to `ssh.ready_timeout`.
+    pub async fn observe(
+        self: &Arc<Self>,
+        observed: &Observed,
+        wait: bool,
+    ) -> BTreeMap<String, NodeObservation> {
+        let running: Vec<String> = observed
+            .instances
+            .iter()
+            .filter(|i| i.state == "running")
+            .filter_map(|i| i.tags.get(tags::NODE).cloned())
+            .filter(|n| self.spec.nodes.nodes.iter().any(|x| &x.name == n))
+            .collect();
+        // The instances are known already: no DescribeInstances per node.
+        {
+            let mut map = self.instances.lock().await;
+            for i in observed.instances.iter().filter(|i| i.state == "running") {
+                if let Some(node) = i.tags.get(tags::NODE) {
+                    map.insert(
+                        node.clone(),
+                        NodeInstance {
+                            node: node.clone(),
+                            id: i.id.clone(),
+                            private_ip: i.private_ip,
+                            public_ip: i.public_ip,
+                            host_key_fp: i.tags.get(tags::HOST_KEY).cloned(),
+                        },
+                    );
+                }
+            }
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for node in running {
+            let me = self.clone();
+            set.spawn(async move {
+                let r = me.observe_node(&node, wait).await;
+                (node, r)
+            });
+        }
+        let mut out = BTreeMap::new();
+        while let Some(j) = set.join_next().await {
+            let (node, r) = j.expect("observation task");
+            out.insert(
+                node,
+                match r {
+                    Ok(f) => NodeObservation::Reached(Box::new(f)),
+                    Err(e) => NodeObservation::Unreachable {
+                        host_key_changed: matches!(
+                            e,
+                            NodeError::Ssh(SshError::HostKeyChanged { .. })
+                        ),
+                        reason: e.to_string(),
+                    },
+                },
+            );
+        }
+        out
+    }
+
+    async fn observe_node(&self, node: &str, wait: bool) -> Result<NodeFacts, NodeError> {
+        let reach = if wait {
+            Reach::WaitForSshd
+        } else {
+            Reach::Once
+        };
+        let Opened {
+            session,
+            host_key,
+            first_contact,
+            ..
+        } = self.open(node, reach, Pinning::OnFirstContact).await?;
+        let paths = [
+            conf::CONF.path,
+            systemd::DROP_IN.path,
+            users_acl::USERS_ACL.path,
+            conf::CA_CERT.path,
+        ];
+        let mut script = String::from("set +e\n");
+        script.push_str("if dpkg-query -W -f='${Status}' redis-server 2>/dev/null | grep -q 'install ok installed'; then echo installed=yes; else echo installed=no; fi\n");
+        for (i, p) in paths.iter().enumerate() {
+            let q = ssh::sh_quote(p);
+            script.push_str(&format!(
+                "if [ -f {q} ]; then h=$(sha256sum < {q}); echo \"file{i}=${{h%% *}}\"; else echo \"file{i}=-\"; fi\n"
+            ));
+        }
+        script.push_str(&format!(
+            "[ -f {} ] && echo key=yes || echo key=no\n",
+            conf::NODE_KEY.path
+        ));
+        script.push_str(&files::stat_script());
+        // With systemd, the units' states; without it (see `noinit`), the processes and the
+        // init script's runlevel links, in the same words.
+        script.push_str(&format!(
+            "if {}; then\necho init=systemd\nredis_active() {{ systemctl is-active --quiet {}; }}\n",
+            noinit::IS_SYSTEMD,
+            systemd::SERVICE
+        ));
+        for (k, unit, what) in [
+            ("svc_enabled", systemd::SERVICE, "is-enabled"),
+            ("svc_active", systemd::SERVICE, "is-active"),
+            ("stock_enabled", systemd::STOCK_SERVICE, "is-enabled"),
+            ("stock_active", systemd::STOCK_SERVICE, "is-active"),
+        ] {
+            script.push_str(&format!(
+                "echo {k}=$(systemctl {what} {unit} 2>/dev/null)\n"
+            ));
+        }
+        script.push_str(&format!(
+            "else\necho init=none\nredis_active() {{ {} >/dev/null 2>&1; }}\necho svc_enabled=\nredis_active && echo svc_active=active\n{} && echo stock_enabled=enabled\n{} >/dev/null 2>&1 && echo stock_active=active\nfi\n",
+            noinit::is_active(),
+            noinit::STOCK_ENABLED,
+            noinit::stock_is_active()
+        ));
+        script.push_str(&format!(
+            "[ -s {}/nodes-{}.conf ] && echo state_file=yes\n",
+            conf::DATA_DIR,
+            self.spec.redis.port
+        ));
+        script.push_str(&format!(
+            "echo '--cert--'; cat {} 2>/dev/null; echo '--end--'\n",
+            conf::NODE_CERT.path
+        ));
+        script.push_str(&format!(
+            "if redis_active; then echo '--cluster--'; {} CLUSTER INFO 2>&1; echo '--end--'; fi\n",
+            admin_cli(&self.spec)
+        ));
+        let out = session.sudo(&script, self.stdin()).await?;
+        session.close().await;
+        let text = out.stdout_str();
+        let value = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        let section = |name: &str| -> Option<String> {
+            let marker = format!("--{name}--\n");
+            let start = text.find(&marker)? + marker.len();
+            let end = text[start..].find("--end--")? + start;
+            let s = text[start..end].to_string();
+            (!s.trim().is_empty()).then_some(s)
+        };
+        let mut files = BTreeMap::new();
+        for (i, p) in paths.iter().enumerate() {
+            let h = value(&format!("file{i}"));
+            files.insert(p.to_string(), (h != "-" && !h.is_empty()).then_some(h));
+        }
+        let modes = files::parse_modes(&text);
+        let cluster = section("cluster")
+            .and_then(|t| parse::cluster_info(&t).ok())
+            .map(|c| ClusterView {
+                state: c.cluster_state.clone(),
+                slots_assigned: c.slots_assigned,
+                known_nodes: c.known_nodes,
+                size: c.size,
+            });
+        Ok(NodeFacts {
+            host_key_fingerprint: ssh::fingerprint(&host_key),
+            host_key,
+            first_contact,
+            redis_installed: value("installed") == "yes",
+            files,
+            node_cert_pem: section("cert"),
+            node_key_present: value("key") == "yes",
+            modes,
+            init: if value("init") == "none" {
+                InitSystem::None
+            } else {
+                InitSystem::Systemd
+            },
+            service_enabled: value("svc_enabled") == "enabled",
+            service_active: value("svc_active") == "active",
+            stock_service_enabled: value("stock_enabled") == "enabled",
+            stock_service_active: value("stock_active") == "active",
+            cluster,
+            cluster_state_file: value("state_file") == "yes",
+        })
+    }
+}

@@ -1,0 +1,382 @@
+//! The node operations of a plan: install Redis, its TLS files, the ACL file, the config and
+//! the service, file modes, restarts (with replicas, a master hands its slots over first),
+//! cluster creation, and the waits for a node and for a healthy cluster: every wait is bounded
+//! and says what it waits for.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{NodeError, NodeRuntime, admin_cli, admin_cli_command, noinit};
+use crate::pki;
+use crate::redis::{conf, files, parse, systemd, users_acl};
+use crate::ssh::{self, Session};
+
+/// The longest `redis-cli --cluster create` may take (it has no bound of its own).
+const CLUSTER_CREATE_BOUND_SECS: u32 = 180;
+
+impl NodeRuntime {
+    pub async fn install_redis(&self, node: &str) -> Result<(), NodeError> {
+        let s = self.session(node).await?;
+        crate::progress::status(
+            "apt-get install redis-server redis-tools (waits up to 600 s for the package lock)",
+        );
+        // policy-rc.d keeps the stock service from ever starting (no plaintext Redis, not even
+        // for a moment); apt waits for a lock held by unattended-upgrades or cloud-init.
+        let script = format!(
+            "set -e
+export DEBIAN_FRONTEND=noninteractive
+printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server redis-tools >/dev/null
+if {}; then
+systemctl disable --now {} >/dev/null 2>&1 || true
+else
+{}fi
+",
+            noinit::IS_SYSTEMD,
+            systemd::STOCK_SERVICE,
+            noinit::stock_off()
+        );
+        s.sudo_ok("install redis-server", &script, None).await?;
+        Ok(())
+    }
+
+    pub async fn install_tls(&self, node: &str, restart: bool) -> Result<(), NodeError> {
+        let ca = self.ca().await?;
+        let n = self.node_spec(node)?;
+        let cert = ca
+            .issue_node(
+                &n.name,
+                &pki::node_sans(n.private_ip),
+                SystemTime::now(),
+                self.spec.tls.cert_days,
+            )
+            .map_err(|e| NodeError::Failed {
+                node: node.into(),
+                what: format!("cannot issue its certificate: {e}"),
+            })?;
+        let s = self.session(node).await?;
+        s.sudo_ok(
+            "create /etc/redis/tls",
+            &format!("install -d -m 0750 -o root -g redis {}", conf::TLS_DIR),
+            None,
+        )
+        .await?;
+        s.upload(&conf::CA_CERT, ca.cert_pem().as_bytes()).await?;
+        s.upload(&conf::NODE_KEY, cert.key_pem.expose().as_bytes())
+            .await?;
+        s.upload(&conf::NODE_CERT, cert.cert_pem.as_bytes()).await?;
+        if restart {
+            self.restart_and_wait(node, &s).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn write_acl(&self, node: &str, reload: bool) -> Result<(), NodeError> {
+        let content = self.file(node, users_acl::USERS_ACL).await?;
+        let s = self.session(node).await?;
+        if reload {
+            // Check the rules against the live server first: a file ACL LOAD refuses would also
+            // be refused at the next restart.
+            for u in self.spec.users.iter() {
+                let quote = |v: Vec<String>| {
+                    v.iter()
+                        .map(|a| ssh::sh_quote(a))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                let args = quote(users_acl::dry_run_args(u));
+                let cleanup = quote(users_acl::dry_run_cleanup_args(&users_acl::dry_run_user(
+                    &u.name,
+                )));
+                let script = format!(
+                    "pw=\"$(cat)\"; out=$(printf %s \"$pw\" | {cli} {args}); printf %s \"$pw\" | {cli} {cleanup} >/dev/null; [ \"$out\" = OK ] || {{ echo \"$out\" >&2; exit 1; }}",
+                    cli = admin_cli(&self.spec)
+                );
+                s.sudo_ok(
+                    &format!("check the ACL rules of user {}", u.name),
+                    &script,
+                    self.stdin(),
+                )
+                .await?;
+            }
+        }
+        s.upload(&users_acl::USERS_ACL, content.as_bytes()).await?;
+        if reload {
+            let out = s
+                .sudo_ok(
+                    "ACL LOAD",
+                    &format!("{} ACL LOAD", admin_cli(&self.spec)),
+                    self.stdin(),
+                )
+                .await?;
+            let text = out.stdout_str();
+            if text.trim() != "OK" {
+                return Err(NodeError::Failed {
+                    node: node.into(),
+                    what: format!("ACL LOAD answered: {}", text.trim()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every file redisctl writes that exists on `node` gets its mode and owner back.
+    pub async fn set_file_modes(&self, node: &str) -> Result<(), NodeError> {
+        let s = self.session(node).await?;
+        let mut script = String::from("set -e\n");
+        for f in &files::MANAGED {
+            let q = ssh::sh_quote(f.path);
+            script.push_str(&format!(
+                "if [ -e {q} ]; then chown {}:{} {q}; chmod {:o} {q}; fi\n",
+                f.owner, f.group, f.mode
+            ));
+        }
+        s.sudo_ok("set file modes and owners", &script, None)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn write_config(&self, node: &str, restart: bool) -> Result<(), NodeError> {
+        let content = self.file(node, conf::CONF).await?;
+        let s = self.session(node).await?;
+        s.upload(&conf::CONF, content.as_bytes()).await?;
+        if self.has_systemd(node, &s).await? {
+            s.upload(&systemd::DROP_IN, systemd::render_drop_in().as_bytes())
+                .await?;
+            let mut script = String::from("set -e\n");
+            for argv in systemd::enable_commands() {
+                script.push_str(&argv.join(" "));
+                script.push_str(" >/dev/null 2>&1\n");
+            }
+            s.sudo_ok("enable redis-server@cluster", &script, None)
+                .await?;
+        } else if !restart {
+            // No init system: nothing to enable; start it unless it runs.
+            s.sudo_ok(
+                "start redis-server as user redis (no systemd)",
+                &noinit::start(),
+                None,
+            )
+            .await?;
+        }
+        if restart {
+            self.restart_and_wait(node, &s).await?;
+        } else {
+            self.wait_ping(node, &s).await?;
+        }
+        Ok(())
+    }
+
+    /// Restarts Redis on `node` and waits until it answers and the cluster is healthy. A master
+    /// with a replica hands its slots over first (CLUSTER FAILOVER on the replica), so clients
+    /// see no outage; it comes back as a replica.
+    async fn restart_and_wait(&self, node: &str, s: &Session) -> Result<(), NodeError> {
+        if self.spec.nodes.replicas_per_master > 0 {
+            crate::progress::status(format!(
+                "failover: a replica of {node} takes over its slots"
+            ));
+            self.failover_away(node, false).await?;
+        }
+        crate::progress::status(format!("restarting Redis on {node}"));
+        if self.has_systemd(node, s).await? {
+            s.sudo_ok(
+                "restart redis-server@cluster",
+                &format!("systemctl restart {}", systemd::SERVICE),
+                None,
+            )
+            .await?;
+        } else {
+            self.stop_redis(node, s).await?;
+            s.sudo_ok(
+                "start redis-server as user redis (no systemd)",
+                &noinit::start(),
+                None,
+            )
+            .await?;
+        }
+        self.wait_ping(node, s).await?;
+        self.wait_cluster_healthy(self.spec.nodes.nodes.len()).await
+    }
+
+    /// Stops Redis cleanly (SIGTERM: it flushes the AOF and saves its cluster state), by
+    /// systemd or, without it, by its pidfile with a bounded wait until it exited.
+    pub(crate) async fn stop_redis(&self, node: &str, s: &Session) -> Result<(), NodeError> {
+        if self.has_systemd(node, s).await? {
+            s.sudo_ok(
+                "stop redis-server@cluster",
+                &format!("systemctl stop {}", systemd::SERVICE),
+                None,
+            )
+            .await?;
+        } else {
+            s.sudo_ok(
+                "stop redis-server (SIGTERM, wait until it exits; no systemd)",
+                &noinit::stop(),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the node runs systemd (`sd_booted()`), asked once per node and remembered until
+    /// its session is dropped.
+    async fn has_systemd(&self, node: &str, s: &Session) -> Result<bool, NodeError> {
+        if let Some(b) = self.systemd.lock().await.get(node) {
+            return Ok(*b);
+        }
+        let out = s.sudo(noinit::IS_SYSTEMD, None).await?;
+        let b = out.status == 0;
+        self.systemd.lock().await.insert(node.into(), b);
+        Ok(b)
+    }
+
+    /// On a node without systemd, start Redis unless it runs (nothing else would: there is no
+    /// init). A no-op under systemd, which starts it at boot.
+    pub(super) async fn start_without_init(&self, node: &str) -> Result<(), NodeError> {
+        let s = self.session(node).await?;
+        if !self.has_systemd(node, &s).await? {
+            s.sudo_ok(
+                "start redis-server as user redis (no systemd)",
+                &noinit::start(),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Stopped nodes were started: on nodes without systemd start Redis (nothing else does),
+    /// then wait (bounded) until the cluster is healthy with `n` nodes.
+    pub async fn wait_healthy(&self, n: usize) -> Result<(), NodeError> {
+        for node in self.spec.nodes.nodes.iter().map(|x| x.name.clone()) {
+            self.start_without_init(&node).await?;
+        }
+        self.wait_cluster_healthy(n).await
+    }
+
+    /// Wait (bounded) until the node's Redis answers PING.
+    pub(super) async fn wait_ping(&self, node: &str, s: &Session) -> Result<(), NodeError> {
+        let start = Instant::now();
+        let bound = Duration::from_secs(120);
+        loop {
+            let out = s
+                .sudo(&format!("{} PING", admin_cli(&self.spec)), self.stdin())
+                .await?;
+            if out.status == 0 && out.stdout_str().trim() == "PONG" {
+                return Ok(());
+            }
+            if start.elapsed() > bound {
+                return Err(NodeError::Timeout {
+                    what: format!(
+                        "Redis on node {node} to answer PING (last: {} {})",
+                        out.stdout_str().trim(),
+                        out.stderr_str().trim()
+                    ),
+                    waited: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Wait (bounded) until every node says cluster_state:ok, 16384 slots, `n` nodes known, sees
+    /// every replica as a replica (right after `--cluster create`, gossip can still show a
+    /// replica as a master without slots), and every replica's link to its master is up.
+    pub(super) async fn wait_cluster_healthy(&self, n: usize) -> Result<(), NodeError> {
+        let replicas = n.saturating_sub(self.spec.nodes.masters as usize);
+        let start = Instant::now();
+        let bound = Duration::from_secs(180);
+        let names: Vec<String> = self
+            .spec
+            .nodes
+            .nodes
+            .iter()
+            .map(|x| x.name.clone())
+            .collect();
+        crate::progress::status(format!(
+            "waiting for a healthy cluster ({n} nodes, 16384 slots, replica links up)"
+        ));
+        loop {
+            let mut last = None;
+            for node in &names {
+                let s = self.session(node).await?;
+                // CLUSTER INFO, then the replication section: a replica counts as healthy only
+                // once its link to the master is up (it syncs a few seconds after create).
+                let cli = admin_cli(&self.spec);
+                let out = s
+                    .sudo(
+                        &format!("pw=\"$(cat)\"; printf %s \"$pw\" | {cli} CLUSTER INFO; echo '--replication--'; printf %s \"$pw\" | {cli} INFO replication; echo '--nodes--'; printf %s \"$pw\" | {cli} CLUSTER NODES"),
+                        self.stdin(),
+                    )
+                    .await?;
+                let text = out.stdout_str();
+                let (info, rest) = text.split_once("--replication--").unwrap_or((&text, ""));
+                let (replication, nodes) = rest.split_once("--nodes--").unwrap_or((rest, ""));
+                let replica_down = replication.contains("role:slave")
+                    && !replication.contains("master_link_status:up");
+                let seen_replicas = parse::cluster_nodes(nodes)
+                    .map(|v| v.iter().filter(|x| x.is_replica()).count())
+                    .unwrap_or(0);
+                match parse::cluster_info(info) {
+                    Ok(_) if replica_down => {
+                        last = Some(format!("{node}: replica link to its master is not up yet"))
+                    }
+                    Ok(_) if seen_replicas != replicas => {
+                        last = Some(format!(
+                            "{node}: sees {seen_replicas} replicas, want {replicas}"
+                        ))
+                    }
+                    Ok(c)
+                        if c.cluster_state == "ok"
+                            && c.slots_assigned == 16384
+                            && c.known_nodes as usize == n => {}
+                    Ok(c) => {
+                        last = Some(format!(
+                            "{node}: cluster_state:{} slots_assigned:{} known_nodes:{}",
+                            c.cluster_state, c.slots_assigned, c.known_nodes
+                        ))
+                    }
+                    Err(_) => last = Some(format!("{node}: {}", info.trim())),
+                }
+            }
+            let Some(last) = last else { return Ok(()) };
+            if start.elapsed() > bound {
+                return Err(NodeError::Timeout {
+                    what: format!("a healthy cluster (last: {last})"),
+                    waited: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    pub async fn create_cluster(&self, nodes: &[String], replicas: u32) -> Result<(), NodeError> {
+        let first = nodes.first().ok_or_else(|| NodeError::Failed {
+            node: "-".into(),
+            what: "no nodes".into(),
+        })?;
+        let s = self.session(first).await?;
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                self.node_spec(n)
+                    .map(|x| format!("{}:{}", x.private_ip, self.spec.redis.port))
+            })
+            .collect::<Result<_, _>>()?;
+        // redis-cli waits for the cluster to join with no bound of its own (a bus that cannot
+        // connect, a node that goes away): bound it here.
+        let script = format!(
+            "REDISCLI_AUTH=\"$(cat)\" timeout {CLUSTER_CREATE_BOUND_SECS} {} --cluster create {} --cluster-replicas {replicas} --cluster-yes",
+            admin_cli_command(&self.spec),
+            addrs.join(" ")
+        );
+        crate::progress::status(format!(
+            "waiting for redis-cli --cluster create on {first} (bounded: {CLUSTER_CREATE_BOUND_SECS}s)"
+        ));
+        s.sudo_ok("redis-cli --cluster create", &script, self.stdin())
+            .await?;
+        self.wait_cluster_healthy(nodes.len()).await
+    }
+}
