@@ -8,6 +8,7 @@
 use crate::control::{HostStatus, Request as Ctl, Response as CtlResponse};
 use crate::faults::{Effect, Faults, Stats};
 use crate::hosts::{self, HostSpec, Running};
+use crate::logging::log;
 use crate::paths::Paths;
 use crate::{cloudinit, net, xml};
 use anyhow::{Context, Result, anyhow, bail};
@@ -36,13 +37,6 @@ const STOP_GRACE: Duration = Duration::from_secs(60);
 const MOTO_START_LIMIT: Duration = Duration::from_secs(90);
 /// One request to moto (moto answers in milliseconds; this only bounds a hung moto).
 const MOTO_CALL_LIMIT: Duration = Duration::from_secs(120);
-
-pub fn log(msg: &str) {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    eprintln!("[{}.{:03}] {msg}", t.as_secs(), t.subsec_millis());
-}
 
 /// The connection is dropped without an answer (an injected fault).
 #[derive(Debug)]
