@@ -6,6 +6,7 @@
 //! `--boot`: [`NOINIT_SCRIPT`] is PID 1 instead of systemd (as in a minimal container image),
 //! so nothing creates `/run/systemd/system` and nothing starts a service at boot.
 
+use crate::logging::log;
 use anyhow::{Context, Result};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -208,7 +209,7 @@ pub fn boot(spec: HostSpec) -> Result<Running> {
                 Err(e) => format!("wait failed: {e}"),
             };
             if code == Some(REBOOT_EXIT) && !r.stop_requested.load(Ordering::SeqCst) {
-                crate::front::log(&format!(
+                log(&format!(
                     "{}: guest rebooted; booting it again",
                     spec.instance_id
                 ));
@@ -223,14 +224,14 @@ pub fn boot(spec: HostSpec) -> Result<Running> {
                         continue;
                     }
                     Err(e) => {
-                        crate::front::log(&format!(
+                        log(&format!(
                             "{}: cannot boot it again after reboot: {e:#}",
                             spec.instance_id
                         ));
                     }
                 }
             } else if !r.stop_requested.load(Ordering::SeqCst) {
-                crate::front::log(&format!(
+                log(&format!(
                     "{}: host exited by itself ({described})",
                     spec.instance_id
                 ));
@@ -298,7 +299,7 @@ pub async fn stop(r: &Running, instance_id: &str, grace: Duration) {
             unsafe { libc::kill(init, r.halt_signal) };
         }
     }
-    crate::front::log(&format!(
+    log(&format!(
         "warning: {instance_id} did not shut down within {}s of SIGTERM; sending SIGKILL",
         grace.as_secs()
     ));
@@ -307,7 +308,7 @@ pub async fn stop(r: &Running, instance_id: &str, grace: Duration) {
         .await
         .is_err()
     {
-        crate::front::log(&format!(
+        log(&format!(
             "warning: {instance_id}'s nspawn still has not exited after SIGKILL"
         ));
     }

@@ -14,6 +14,7 @@ pub mod faults;
 pub mod front;
 pub mod hosts;
 pub mod lifecycle;
+pub mod logging;
 pub mod net;
 pub mod paths;
 pub mod proc;

@@ -1,0 +1,434 @@
+//! The machine effects: what the front does after moto said yes to an action that touches a
+//! machine or a disk (the [`ACTIONS`]), and the table of hosts it booted. RunInstances and
+//! StartInstances boot a host (network, first-boot files, nspawn), StopInstances stops it
+//! cleanly, RebootInstances does both, TerminateInstances also removes its namespace and the
+//! volumes deleted with it; the snapshot and volume actions go to the [`Volumes`] store. Ids,
+//! IPs and attachments come from moto's answer and from Describe calls of the front's own.
+//! The checks AWS makes and moto does not, and what must be read before moto forgets it, come
+//! before the request is forwarded ([`Machines::before`]).
+
+use crate::control::HostStatus;
+use crate::front::moto::{Auth, Moto, numbered, param};
+use crate::front::volumes::Volumes;
+use crate::hosts::{self, HostSpec, Running};
+use crate::logging::log;
+use crate::paths::Paths;
+use crate::{cloudinit, net, xml};
+use anyhow::{Context, Result};
+use base64::Engine;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long a host gets to shut down cleanly before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(60);
+
+/// The actions with an effect beyond moto's record.
+pub const ACTIONS: &[&str] = &[
+    "RunInstances",
+    "StartInstances",
+    "StopInstances",
+    "RebootInstances",
+    "TerminateInstances",
+    "CreateSnapshot",
+    "CopySnapshot",
+    "DeleteSnapshot",
+    "CreateVolume",
+    "DeleteVolume",
+    "AttachVolume",
+    "DetachVolume",
+];
+
+/// What [`Machines::before`] found.
+pub enum Before {
+    Nothing,
+    /// The request is answered with this EC2 error and never reaches moto.
+    Refuse {
+        status: u16,
+        code: &'static str,
+        message: String,
+    },
+    /// Volumes to delete once moto terminated their instances.
+    Volumes(Vec<String>),
+}
+
+struct Host {
+    private_ip: String,
+    root_volume: Option<String>,
+    running: Option<Running>,
+}
+
+pub struct Machines {
+    paths: Paths,
+    base: PathBuf,
+    moto: Moto,
+    volumes: Volumes,
+    hosts: Mutex<HashMap<String, Host>>,
+}
+
+impl Machines {
+    pub fn new(paths: Paths, base: PathBuf, moto: Moto) -> Machines {
+        Machines {
+            volumes: Volumes::new(paths.clone()),
+            paths,
+            base,
+            moto,
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Before moto sees the action: refuse what AWS would, note what the effect will need.
+    pub async fn before(
+        &self,
+        auth: &Auth,
+        action: &str,
+        params: &[(String, String)],
+    ) -> Result<Before> {
+        match action {
+            "StartInstances" => {
+                for id in numbered(params, "InstanceId") {
+                    let inst = match self.moto.describe_instance(auth, &id).await {
+                        Ok(i) => i,
+                        Err(_) => continue, // moto gives the proper NotFound error
+                    };
+                    if inst.root_volume().is_none() {
+                        let dev = inst.root_device_name.unwrap_or_else(|| "/dev/sda1".into());
+                        return Ok(Before::Refuse {
+                            status: 400,
+                            code: "IncorrectState",
+                            message: format!(
+                                "Unable to start instance {id}: it has no volume attached at its root device {dev}"
+                            ),
+                        });
+                    }
+                }
+                Ok(Before::Nothing)
+            }
+            "TerminateInstances" => {
+                let mut vols = Vec::new();
+                for id in numbered(params, "InstanceId") {
+                    if let Ok(inst) = self.moto.describe_instance(auth, &id).await {
+                        vols.extend(
+                            inst.block_devices
+                                .into_iter()
+                                .filter(|b| b.delete_on_termination)
+                                .map(|b| b.volume_id),
+                        );
+                    }
+                }
+                Ok(Before::Volumes(vols))
+            }
+            _ => Ok(Before::Nothing),
+        }
+    }
+
+    /// After moto said yes: the physical effect, given moto's answer.
+    pub async fn effect(
+        &self,
+        auth: &Auth,
+        action: &str,
+        params: &[(String, String)],
+        body: &str,
+        before: Before,
+    ) -> Result<()> {
+        match action {
+            "RunInstances" | "StartInstances" => {
+                let ids: Vec<String> = xml::instances(body)?
+                    .into_iter()
+                    .map(|i| i.instance_id)
+                    .collect();
+                for id in ids {
+                    self.boot(auth, &id).await?;
+                }
+            }
+            "StopInstances" => {
+                let ids: Vec<String> = xml::instances(body)?
+                    .into_iter()
+                    .map(|i| i.instance_id)
+                    .collect();
+                self.stop_many(&ids).await;
+            }
+            "RebootInstances" => {
+                let ids = numbered(params, "InstanceId");
+                self.stop_many(&ids).await;
+                for id in ids {
+                    self.boot(auth, &id).await?;
+                }
+            }
+            "TerminateInstances" => {
+                let ids: Vec<String> = xml::instances(body)?
+                    .into_iter()
+                    .map(|i| i.instance_id)
+                    .collect();
+                self.stop_many(&ids).await;
+                for id in &ids {
+                    self.hosts.lock().unwrap().remove(id);
+                    let ns = net::host_netns(id);
+                    tokio::task::spawn_blocking(move || net::delete_netns(&ns)).await?;
+                }
+                if let Before::Volumes(vols) = before {
+                    for v in vols {
+                        self.volumes.delete_volume(&v).await?;
+                    }
+                }
+            }
+            "CreateSnapshot" => {
+                let vol = param(params, "VolumeId").context("CreateSnapshot without VolumeId")?;
+                let snap = xml::first_text(body, "snapshotId")?
+                    .context("moto's CreateSnapshot answer has no snapshotId")?;
+                self.volumes.snapshot(vol, &snap).await?;
+            }
+            "CopySnapshot" => {
+                let src = param(params, "SourceSnapshotId")
+                    .context("CopySnapshot without SourceSnapshotId")?;
+                let snap = xml::first_text(body, "snapshotId")?
+                    .context("moto's CopySnapshot answer has no snapshotId")?;
+                self.volumes.copy_snapshot(src, &snap).await?;
+            }
+            "CreateVolume" => {
+                let vol = xml::first_text(body, "volumeId")?
+                    .context("moto's CreateVolume answer has no volumeId")?;
+                self.volumes
+                    .create(&vol, param(params, "SnapshotId"))
+                    .await?;
+            }
+            "DeleteVolume" => {
+                if let Some(v) = param(params, "VolumeId") {
+                    self.volumes.delete_volume(v).await?;
+                }
+            }
+            "DeleteSnapshot" => {
+                if let Some(s) = param(params, "SnapshotId") {
+                    self.volumes.delete_snapshot(s).await?;
+                }
+            }
+            // Attach/Detach only change moto's record; the root volume is read from it at boot.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Boots an instance's host (no-op when it runs): network, first-boot files, nspawn.
+    async fn boot(&self, auth: &Auth, id: &str) -> Result<()> {
+        if self
+            .hosts
+            .lock()
+            .unwrap()
+            .get(id)
+            .and_then(|h| h.running.as_ref())
+            .is_some_and(|r| r.is_running())
+        {
+            return Ok(());
+        }
+        let inst = self.moto.describe_instance(auth, id).await?;
+        let root = inst
+            .root_volume()
+            .map(|b| b.volume_id.clone())
+            .with_context(|| format!("{id} has no root volume attached"))?;
+        let ip = inst
+            .private_ip
+            .clone()
+            .with_context(|| format!("{id} has no private IP"))?;
+        let subnet = inst
+            .subnet_id
+            .clone()
+            .with_context(|| format!("{id} is in no subnet"))?;
+        let cidr = xml::subnet_cidr(
+            &self
+                .moto
+                .ec2(
+                    auth,
+                    &[("Action", "DescribeSubnets"), ("SubnetId.1", &subnet)],
+                )
+                .await?,
+        )?
+        .with_context(|| format!("moto gave no CIDR block for {subnet}"))?;
+        let upper = self.volumes.ensure(&root).await?;
+
+        let marker = upper.join("var/lib/cloud/data/instance-id");
+        let initialised = tokio::fs::read_to_string(&marker)
+            .await
+            .is_ok_and(|s| s.trim() == id);
+        if !initialised {
+            let key = match &inst.key_name {
+                Some(k) => xml::key_public(
+                    &self
+                        .moto
+                        .ec2(
+                            auth,
+                            &[
+                                ("Action", "DescribeKeyPairs"),
+                                ("KeyName.1", k),
+                                ("IncludePublicKey", "true"),
+                            ],
+                        )
+                        .await?,
+                )?,
+                None => None,
+            };
+            let ud = xml::user_data(
+                &self
+                    .moto
+                    .ec2(
+                        auth,
+                        &[
+                            ("Action", "DescribeInstanceAttribute"),
+                            ("InstanceId", id),
+                            ("Attribute", "userData"),
+                        ],
+                    )
+                    .await?,
+            )?;
+            let cfg = match ud {
+                Some(b64) => {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .context("the instance's user data is not base64")?;
+                    let text = String::from_utf8_lossy(&raw).into_owned();
+                    let cfg = cloudinit::parse_user_data(&text)?;
+                    match &cfg {
+                        None => log(&format!("{id}: user data is not #cloud-config; ignored")),
+                        Some(c) if !c.ignored.is_empty() => log(&format!(
+                            "{id}: cloud-config keys not emulated, ignored: {}",
+                            c.ignored.join(", ")
+                        )),
+                        _ => {}
+                    }
+                    cfg
+                }
+                None => None,
+            };
+            let base = self.base.clone();
+            let (upper2, id2, ip2) = (upper.clone(), id.to_string(), ip.clone());
+            tokio::task::spawn_blocking(move || {
+                cloudinit::apply(
+                    &base,
+                    &upper2,
+                    &cloudinit::FirstBoot {
+                        instance_id: &id2,
+                        private_ip: &ip2,
+                        key_pair_public: key.as_deref(),
+                        cloud_config: cfg.as_ref(),
+                    },
+                )
+            })
+            .await??;
+        }
+
+        let ipv4: Ipv4Addr = ip.parse().with_context(|| format!("bad private IP {ip}"))?;
+        let (id2, cidr2) = (id.to_string(), cidr.clone());
+        tokio::task::spawn_blocking(move || net::ensure_host(&id2, ipv4, &cidr2)).await??;
+
+        std::fs::create_dir_all(self.paths.host_pids())?;
+        let spec = HostSpec {
+            instance_id: id.to_string(),
+            base: self.base.clone(),
+            upper,
+            netns: net::host_netns(id),
+            log: self.paths.logs().join(format!("{id}.log")),
+            pid_file: self.paths.host_pids().join(format!("{id}.pid")),
+            init: if inst.image_id.as_deref() == Some(crate::NOINIT_AMI) {
+                hosts::Init::None {
+                    hostname: cloudinit::hostname_for(&ip),
+                }
+            } else {
+                hosts::Init::Systemd
+            },
+        };
+        let noinit = matches!(spec.init, hosts::Init::None { .. });
+        let running = hosts::boot(spec)?;
+        log(&format!(
+            "{id}: booting at {ip} (root volume {root}, {}, pid {})",
+            if noinit { "no init system" } else { "systemd" },
+            running.pid.load(Ordering::SeqCst)
+        ));
+        self.hosts.lock().unwrap().insert(
+            id.to_string(),
+            Host {
+                private_ip: ip,
+                root_volume: Some(root),
+                running: Some(running),
+            },
+        );
+        Ok(())
+    }
+
+    async fn stop_many(&self, ids: &[String]) {
+        let to_stop: Vec<(String, Running)> = {
+            let hosts = self.hosts.lock().unwrap();
+            ids.iter()
+                .filter_map(|id| Some((id.clone(), hosts.get(id)?.running.clone()?)))
+                .collect()
+        };
+        let mut set = tokio::task::JoinSet::new();
+        for (id, r) in to_stop {
+            set.spawn(async move {
+                let t = Instant::now();
+                hosts::stop(&r, &id, STOP_GRACE).await;
+                log(&format!("{id}: stopped in {} ms", t.elapsed().as_millis()));
+            });
+        }
+        while set.join_next().await.is_some() {}
+    }
+
+    /// Every host stopped and forgotten, every host namespace removed.
+    pub async fn remove_all_hosts(&self) -> Result<()> {
+        let ids: Vec<String> = self.hosts.lock().unwrap().keys().cloned().collect();
+        self.stop_many(&ids).await;
+        self.hosts.lock().unwrap().clear();
+        tokio::task::spawn_blocking(|| {
+            for ns in net::sandbox_namespaces() {
+                if ns != crate::OPERATOR_NETNS {
+                    net::delete_netns(&ns);
+                }
+            }
+            crate::proc::run_quiet("ip", &["addr", "flush", "dev", crate::BRIDGE]);
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Every host removed ([`Machines::remove_all_hosts`]), every volume and snapshot deleted.
+    pub async fn reset(&self) -> Result<()> {
+        self.remove_all_hosts().await?;
+        self.volumes.clear().await
+    }
+
+    pub fn status(&self) -> Vec<HostStatus> {
+        let hosts = self.hosts.lock().unwrap();
+        let mut out: Vec<HostStatus> = hosts
+            .iter()
+            .map(|(id, h)| {
+                let (state, pid, boots) = match &h.running {
+                    Some(r) if r.is_running() => (
+                        "running".to_string(),
+                        Some(r.pid.load(Ordering::SeqCst)),
+                        r.boots.load(Ordering::SeqCst),
+                    ),
+                    Some(r) => (
+                        format!(
+                            "stopped ({})",
+                            r.last_exit.lock().unwrap().clone().unwrap_or_default()
+                        ),
+                        None,
+                        r.boots.load(Ordering::SeqCst),
+                    ),
+                    None => ("stopped".to_string(), None, 0),
+                };
+                HostStatus {
+                    instance_id: id.clone(),
+                    state,
+                    private_ip: h.private_ip.clone(),
+                    root_volume: h.root_volume.clone(),
+                    pid,
+                    boots,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.private_ip.cmp(&b.private_ip));
+        out
+    }
+}

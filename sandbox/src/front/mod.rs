@@ -1,0 +1,172 @@
+//! The EC2 front: the daemon in the operator namespace that EC2 clients talk to instead of
+//! moto. It waits for moto, listens for HTTP (`proxy`) and on the control socket (stats,
+//! faults, reset, status, stop-all), and stops every host when it is told to end.
+//!
+//! Inside, imports point one way: the proxy uses the machine effects (`machines`), which use
+//! the volume store (`volumes`) and [`crate::hosts`]; both the proxy and the effects talk to
+//! moto through `moto`; everything logs through [`crate::logging`].
+
+mod machines;
+mod moto;
+mod proxy;
+mod volumes;
+
+use crate::control::{Request as Ctl, Response as CtlResponse};
+use crate::faults::Faults;
+use crate::logging::log;
+use crate::paths::Paths;
+use anyhow::{Context, Result};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use machines::Machines;
+use moto::Moto;
+use proxy::Proxy;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener};
+
+/// Entry point of the hidden `__front` subcommand; the process is already in the operator
+/// network namespace (the CLI spawns it there).
+pub fn daemon(paths: Paths) -> Result<()> {
+    let base = PathBuf::from(
+        std::fs::read_to_string(paths.current_base())
+            .context("no base recorded; the front is started by `redisctl-sandbox up`")?
+            .trim(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(paths, base))
+}
+
+async fn serve(paths: Paths, base: PathBuf) -> Result<()> {
+    let (moto, waited) = Moto::connect().await?;
+    log(&format!(
+        "moto answers on {} after {} ms",
+        crate::MOTO_ADDR,
+        waited.as_millis()
+    ));
+    std::fs::create_dir_all(paths.volumes())?;
+    std::fs::create_dir_all(paths.snapshots())?;
+    std::fs::create_dir_all(paths.logs())?;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let proxy = Arc::new(Proxy::new(
+        moto.clone(),
+        Machines::new(paths.clone(), base, moto),
+        Faults::new(seed),
+    ));
+
+    let http = TcpListener::bind(crate::FRONT_ADDR)
+        .await
+        .with_context(|| format!("cannot listen on {}", crate::FRONT_ADDR))?;
+    let sock = paths.control_socket();
+    std::fs::remove_file(&sock).ok();
+    let ctl = UnixListener::bind(&sock)
+        .with_context(|| format!("cannot listen on {}", sock.display()))?;
+    log(&format!(
+        "EC2 front on http://{} (control {})",
+        crate::FRONT_ADDR,
+        sock.display()
+    ));
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            accepted = http.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let f = proxy.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| f.clone().handle(req));
+                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await
+                        && !e.to_string().contains("dropped by an injected fault")
+                    {
+                        log(&format!("HTTP connection ended with an error: {e}"));
+                    }
+                });
+            }
+            accepted = ctl.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let f = proxy.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = stream.into_split();
+                    let mut line = String::new();
+                    if BufReader::new(r).read_line(&mut line).await.is_err() {
+                        return;
+                    }
+                    let resp = match serde_json::from_str::<Ctl>(&line) {
+                        Ok(req) => control(&f, req).await,
+                        Err(e) => CtlResponse::err(format!("bad control request: {e}")),
+                    };
+                    let mut out = serde_json::to_string(&resp).unwrap_or_default();
+                    out.push('\n');
+                    w.write_all(out.as_bytes()).await.ok();
+                });
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    log("shutting down: stopping every host");
+    proxy.machines.remove_all_hosts().await.ok();
+    std::fs::remove_file(&sock).ok();
+    Ok(())
+}
+
+async fn control(proxy: &Proxy, req: Ctl) -> CtlResponse {
+    let result: Result<serde_json::Value> = async {
+        Ok(match req {
+            Ctl::Ping => {
+                serde_json::json!({ "moto": crate::MOTO_ADDR, "front": crate::FRONT_ADDR })
+            }
+            Ctl::Stats { reset } => {
+                let mut stats = proxy.stats.lock().unwrap();
+                let v = serde_json::to_value(&*stats)?;
+                if reset {
+                    stats.clear();
+                }
+                v
+            }
+            Ctl::FaultsAdd { fault } => {
+                log(&format!("fault added: {fault:?}"));
+                proxy.faults.lock().unwrap().list.push(fault);
+                serde_json::Value::Null
+            }
+            Ctl::FaultsList => serde_json::to_value(&proxy.faults.lock().unwrap().list)?,
+            Ctl::FaultsClear => {
+                proxy.faults.lock().unwrap().list.clear();
+                serde_json::Value::Null
+            }
+            Ctl::Reset => reset(proxy).await?,
+            Ctl::Status => serde_json::to_value(proxy.machines.status())?,
+            Ctl::StopAll => {
+                let _guard = proxy.machine.lock().await;
+                proxy.machines.remove_all_hosts().await?;
+                serde_json::Value::Null
+            }
+        })
+    }
+    .await;
+    match result {
+        Ok(v) => CtlResponse::ok(v),
+        Err(e) => CtlResponse::err(e),
+    }
+}
+
+/// An empty region again: no host, no volume or snapshot, nothing in moto, no stats or faults.
+async fn reset(proxy: &Proxy) -> Result<serde_json::Value> {
+    let _guard = proxy.machine.lock().await;
+    let t = Instant::now();
+    proxy.machines.reset().await?;
+    proxy.moto.reset().await?;
+    proxy.stats.lock().unwrap().clear();
+    proxy.faults.lock().unwrap().list.clear();
+    log(&format!("reset in {} ms", t.elapsed().as_millis()));
+    Ok(serde_json::json!({ "millis": t.elapsed().as_millis() as u64 }))
+}

@@ -1,0 +1,199 @@
+//! moto as the front sees it: a request forwarded as it came (bounded in time), the front's own
+//! EC2 calls signed with the caller's headers (so moto picks the same account and region), and
+//! the Query parameters of a request. Below the proxy and the machine effects, which both talk
+//! to moto through it.
+
+use crate::xml;
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::{Duration, Instant};
+
+const MOTO_START_LIMIT: Duration = Duration::from_secs(90);
+/// One request to moto (moto answers in milliseconds; this only bounds a hung moto).
+const MOTO_CALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// The caller's signing headers, reused on the front's own calls to moto.
+#[derive(Clone, Default)]
+pub struct Auth(Vec<(String, HeaderValue)>);
+
+impl Auth {
+    pub fn from(headers: &HeaderMap) -> Auth {
+        Auth(
+            ["authorization", "x-amz-date", "x-amz-security-token"]
+                .iter()
+                .filter_map(|h| headers.get(*h).map(|v| (h.to_string(), v.clone())))
+                .collect(),
+        )
+    }
+}
+
+/// Request parameters `Name.N` in order.
+pub fn numbered(params: &[(String, String)], prefix: &str) -> Vec<String> {
+    let mut v: Vec<(u32, String)> = params
+        .iter()
+        .filter_map(|(k, val)| {
+            let n = k.strip_prefix(prefix)?.strip_prefix('.')?.parse().ok()?;
+            Some((n, val.clone()))
+        })
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, s)| s).collect()
+}
+
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[derive(Clone)]
+pub struct Moto {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Moto {
+    /// Waits until moto answers anything; returns how long that took.
+    pub async fn connect() -> Result<(Moto, Duration)> {
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let t = Instant::now();
+        loop {
+            let req = Request::get(format!("http://{}/moto-api/data.json", crate::MOTO_ADDR))
+                .body(Full::new(Bytes::new()))?;
+            if client.request(req).await.is_ok() {
+                break;
+            }
+            if t.elapsed() > MOTO_START_LIMIT {
+                bail!(
+                    "moto did not answer on {} within {}s",
+                    crate::MOTO_ADDR,
+                    MOTO_START_LIMIT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok((Moto { client }, t.elapsed()))
+    }
+
+    /// Sends a request to moto as it came and returns status, headers and body.
+    pub async fn forward(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<(StatusCode, HeaderMap, Bytes)> {
+        let uri = format!("http://{}{}", crate::MOTO_ADDR, path);
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            if !matches!(
+                k.as_str(),
+                "host" | "connection" | "content-length" | "transfer-encoding"
+            ) {
+                req = req.header(k, v);
+            }
+        }
+        let req = req.body(Full::new(body))?;
+        let call = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .context("moto did not answer")?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .context("moto's answer broke off")?
+                .to_bytes();
+            Ok::<_, anyhow::Error>((parts.status, parts.headers, body))
+        };
+        tokio::time::timeout(MOTO_CALL_LIMIT, call)
+            .await
+            .with_context(|| {
+                format!(
+                    "moto did not answer {path} within {}s",
+                    MOTO_CALL_LIMIT.as_secs()
+                )
+            })?
+    }
+
+    /// One EC2 call of the front's own to moto; an error answer is an error.
+    pub async fn ec2(&self, auth: &Auth, params: &[(&str, &str)]) -> Result<String> {
+        let form = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("Version", "2016-11-15");
+            for (k, v) in params {
+                form.append_pair(k, v);
+            }
+            form.finish()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        );
+        for (k, v) in &auth.0 {
+            headers.insert(
+                hyper::header::HeaderName::from_bytes(k.as_bytes())?,
+                v.clone(),
+            );
+        }
+        let (status, _, body) = self
+            .forward(Method::POST, "/", &headers, Bytes::from(form))
+            .await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !status.is_success() {
+            let action = params
+                .iter()
+                .find(|(k, _)| *k == "Action")
+                .map(|(_, v)| *v)
+                .unwrap_or("?");
+            bail!(
+                "moto refused the front's {action} ({status}): {}",
+                xml::error_code(&text).unwrap_or(text)
+            );
+        }
+        Ok(text)
+    }
+
+    pub async fn describe_instance(&self, auth: &Auth, id: &str) -> Result<xml::Instance> {
+        let body = self
+            .ec2(
+                auth,
+                &[("Action", "DescribeInstances"), ("InstanceId.1", id)],
+            )
+            .await?;
+        xml::instances(&body)?
+            .into_iter()
+            .find(|i| i.instance_id == id)
+            .ok_or_else(|| anyhow!("moto does not know instance {id}"))
+    }
+
+    /// moto forgets everything it holds.
+    pub async fn reset(&self) -> Result<()> {
+        let (status, _, body) = self
+            .forward(
+                Method::POST,
+                "/moto-api/reset",
+                &HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await?;
+        if !status.is_success() {
+            bail!(
+                "moto refused its reset ({status}): {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(())
+    }
+}
