@@ -1,0 +1,76 @@
+//! `[redis]`: the port (its bus at +10000, clear of Sentinel's), timeouts and memory settings.
+
+use super::checks::{int_in, is_memory_size};
+use crate::spec::diag::Diags;
+use crate::spec::raw::RawRedis;
+use crate::spec::types::{Redis, SecurityGroup};
+
+const MAXMEMORY_POLICIES: &[&str] = &[
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+];
+
+pub(super) fn redis(
+    raw: Option<&RawRedis>,
+    sg: Option<&SecurityGroup>,
+    d: &mut Diags<'_>,
+) -> Option<Redis> {
+    let default = RawRedis::default();
+    let raw = raw.unwrap_or(&default);
+    let port = int_in(raw.port, 6379, 1024, 55535, "redis.port", d);
+    if raw.port.is_some_and(|p| p > 55535)
+        && let Some(last) = d.list.last_mut()
+    {
+        last.help = Some("the cluster bus uses port + 10000, which must stay below 65536".into());
+    }
+    if let Some(p) = port
+        && sg.is_some_and(|s| s.sentinel)
+        && (26379..=26381).contains(&p)
+    {
+        d.error(
+            "redis.port",
+            format!("{p} collides with the Sentinel ports 26379-26381"),
+        );
+    }
+    let timeout = int_in(
+        raw.cluster_node_timeout_ms,
+        15000,
+        100,
+        600_000,
+        "redis.cluster_node_timeout_ms",
+        d,
+    );
+    if let Some(m) = &raw.maxmemory
+        && !is_memory_size(m)
+    {
+        d.error(
+            "redis.maxmemory",
+            format!("`{m}` is not a memory size like 512mb or 2gb"),
+        );
+    }
+    if let Some(pol) = &raw.maxmemory_policy
+        && !MAXMEMORY_POLICIES.contains(&pol.as_str())
+    {
+        d.error(
+            "redis.maxmemory_policy",
+            format!(
+                "`{pol}` is not a maxmemory policy (one of {})",
+                MAXMEMORY_POLICIES.join(", ")
+            ),
+        );
+    }
+    Some(Redis {
+        port: port? as u16,
+        cluster_node_timeout_ms: timeout?,
+        appendonly: raw.appendonly.unwrap_or(true),
+        maxmemory: raw.maxmemory.clone(),
+        maxmemory_policy: raw.maxmemory_policy.clone(),
+        cluster_require_full_coverage: raw.cluster_require_full_coverage.unwrap_or(true),
+    })
+}
