@@ -5,6 +5,8 @@
 
 mod describe;
 mod inspect;
+mod instances;
+mod network;
 mod nodes;
 mod ops;
 mod volumes;

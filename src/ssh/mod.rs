@@ -8,5 +8,8 @@ pub mod known_hosts;
 pub mod relay;
 pub mod session;
 
+mod exec;
+
+pub use exec::{Output, sh_quote};
 pub use known_hosts::{KnownHosts, fingerprint};
-pub use session::{HostKeyPolicy, Output, Session, SshError, Target, Timeouts, sh_quote};
+pub use session::{HostKeyPolicy, Session, SshError, Target, Timeouts};
