@@ -23,8 +23,9 @@
 //! - `encryption`: phase 8, the root volume swap;
 //! - `destroy`: the separate plan that removes everything tagged for the cluster.
 //!
-//! `model` is the plan itself, `naming` the names, tags and tokens the plan fixes,
-//! `fingerprint` and `saved` what a saved plan carries to be refused when stale.
+//! `model` is the plan itself (the operations its steps carry, by edge, in `ops`), `naming` the
+//! names, tags and tokens the plan fixes, `fingerprint` and `saved` what a saved plan carries to
+//! be refused when stale.
 
 mod builder;
 mod destroy;
@@ -35,6 +36,7 @@ pub mod model;
 pub mod naming;
 mod network;
 mod nodes;
+mod ops;
 pub mod saved;
 pub mod security;
 

@@ -1,0 +1,54 @@
+//! Phase 5: the ACL file. On a running node it is loaded with ACL LOAD: no restart.
+
+use super::super::builder::Builder;
+use super::super::model::*;
+use super::NodeNow;
+use crate::redis::users_acl::USERS_ACL;
+
+/// Whether the ACL file is rewritten.
+pub(super) fn acl(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String>) -> bool {
+    if !n.differs(USERS_ACL.path) {
+        return false;
+    }
+    let acl_addr = format!("{}.acl", n.addr);
+    let have = n
+        .facts
+        .and_then(|f| f.files.get(USERS_ACL.path).cloned().flatten());
+    let reload = n.running;
+    b.steps.push(
+        Step::new(
+            acl_addr.clone(),
+            if have.is_some() {
+                Action::Update
+            } else {
+                Action::Create
+            },
+            Phase::Acl,
+            if reload {
+                "the ACL users differ from the spec; loaded with ACL LOAD, no restart"
+            } else {
+                "the ACL file is not there yet"
+            },
+        )
+        .changes(vec![Change {
+            attribute: USERS_ACL.path.into(),
+            before: have.map(|h| Value::Known(format!("sha256:{}", &h[..12]))),
+            after: Some(
+                n.desired
+                    .and_then(|d| d.get(USERS_ACL.path))
+                    .map_or(Value::KnownAfterApply, |h| {
+                        Value::Known(format!("sha256:{}", &h[..12]))
+                    }),
+            ),
+            forces_replacement: false,
+            ignored_because: None,
+        }])
+        .depends_on(last.clone())
+        .op(Op::Node(NodeOp::WriteAcl {
+            node: n.node.name.clone(),
+            reload,
+        })),
+    );
+    *last = vec![acl_addr];
+    true
+}

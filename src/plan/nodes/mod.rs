@@ -1,0 +1,219 @@
+//! Phases 3-7, inside the nodes: install, TLS, ACL, config + service, cluster create. The
+//! observed facts of each node (files' hashes, certificate, services, the cluster's view) are
+//! compared with what the spec and the local secrets say they must be (as hashes, computed
+//! before planning). Nodes that are created or replaced in this plan get every step. A node that
+//! cannot be reached is a note; its steps wait for a plan that can see it.
+//!
+//! Changes to a running cluster are careful: an ACL change is written and loaded with ACL LOAD
+//! (no restart); a config or certificate change restarts one node at a time, each waiting for
+//! the cluster to be healthy before the next.
+//!
+//! One file per phase. Each per-node phase appends at most one step, which depends on the
+//! node's previous step (`last`) and becomes it: a node's steps form a chain.
+
+mod acl;
+mod cluster;
+mod config;
+mod install;
+mod tls;
+
+use std::collections::BTreeMap;
+
+use super::builder::Builder;
+use super::model::*;
+use crate::observed::{InitSystem, NodeFacts, NodeObservation, tags};
+use crate::redis::{conf, systemd};
+use crate::spec::types;
+
+pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
+    let spec = b.spec;
+    tls::ensure_ca(b);
+    tls::warn_ca_expiry(b);
+    tls::warn_client_certs(b);
+    let cluster = cluster::ClusterNow::observe(b.observed, spec.nodes.nodes.len());
+    if cluster.formed || cluster.partly {
+        tls::refuse_foreign_ca(b);
+    }
+
+    let mut roll = Rolling {
+        formed: cluster.formed,
+        // With replicas, a master hands its slots over before it restarts
+        // (node::restart_and_wait).
+        handover: if spec.nodes.replicas_per_master > 0 {
+            " (a master first hands its slots to a replica: CLUSTER FAILOVER)"
+        } else {
+            ""
+        },
+        previous_tls_restart: None,
+        previous_config_restart: None,
+    };
+    let mut service_steps = Vec::new();
+    let mut waiting = Vec::new();
+    for node in &spec.nodes.nodes {
+        let Some(n) = NodeNow::observe(b, node) else {
+            waiting.push(format!("node.{}", node.name));
+            continue;
+        };
+        let mut last = if n.fresh() && b.planned(&n.addr) {
+            vec![n.addr.clone()]
+        } else {
+            vec![]
+        };
+        install::install(b, &n, &mut last);
+        let tls = tls::tls(b, &n, &mut roll, &mut last);
+        let acl = acl::acl(b, &n, &mut last);
+        config::config(b, &n, &mut roll, &mut last);
+        let rewrites = Rewrites {
+            tls,
+            acl,
+            conf: n.conf_differs(),
+        };
+        config::modes(b, &n, &rewrites, &mut last);
+        service_steps.extend(last.into_iter().filter(|a| a.starts_with(&n.addr)));
+    }
+
+    cluster::cluster(b, &cluster, &waiting, service_steps);
+}
+
+/// What rolling restarts share across nodes. Each restart waits for the previous one of its
+/// phase (phases run one after another, so a chain never crosses phases: all certificate
+/// restarts are done before the first configuration restart starts).
+struct Rolling {
+    /// A cluster runs: a restart is one of a roll.
+    formed: bool,
+    /// Appended to a restart's reason.
+    handover: &'static str,
+    previous_tls_restart: Option<String>,
+    previous_config_restart: Option<String>,
+}
+
+/// Which of a node's files a step of this plan rewrites (a rewrite sets modes and owners too).
+struct Rewrites {
+    tls: bool,
+    acl: bool,
+    conf: bool,
+}
+
+/// One node as its phases see it: reached (`facts`), or fresh: created or replaced by this
+/// plan, or not yet running (everything is to do).
+struct NodeNow<'a> {
+    node: &'a types::Node,
+    /// `node.NAME`, the prefix of every step address of this node.
+    addr: String,
+    facts: Option<&'a NodeFacts>,
+    /// The hashes of the files the node must have, by path.
+    desired: Option<&'a BTreeMap<String, String>>,
+    running: bool,
+    /// Without an init system redisctl runs Redis itself (node::noinit): nothing to enable,
+    /// no systemd drop-in, no stock unit. A node not reached yet counts as systemd.
+    no_init: bool,
+}
+
+impl<'a> NodeNow<'a> {
+    /// The node, or `None` when nothing can be planned inside it: stopped (the AWS layer starts
+    /// it) or unreachable. First contact with a reached node pins its host key.
+    fn observe(b: &mut Builder<'a>, node: &'a types::Node) -> Option<Self> {
+        let obs = b.observed;
+        let addr = format!("node.{}", node.name);
+        let instance_step = b
+            .steps
+            .iter()
+            .find(|s| s.address == addr)
+            .map(|s| (s.action, s.ops.clone()));
+        let instance = obs.instances.iter().find(|i| {
+            i.tags.get(tags::NODE) == Some(&node.name)
+                && i.tags.get(tags::ROLE).map(String::as_str) == Some("node")
+        });
+        let facts = match (&instance_step, instance) {
+            (Some((Action::Create | Action::Replace, _)), _) | (_, None) => None,
+            (Some((_, ops)), Some(_))
+                if ops
+                    .iter()
+                    .any(|o| matches!(o, Op::Ec2(Ec2Op::StartInstance { .. }))) =>
+            {
+                b.notes.push(Note {
+                    level: NoteLevel::Info,
+                    subject: addr.clone(),
+                    message: "the node is stopped: apply starts it; Redis comes back (systemd starts it; on a host without systemd, apply does) and rejoins the cluster".into(),
+                });
+                return None;
+            }
+            (_, Some(i)) if i.state != "running" => return None,
+            (_, Some(i)) => match obs.nodes.get(&node.name) {
+                Some(NodeObservation::Reached(f)) => {
+                    if f.first_contact {
+                        b.steps.push(
+                            Step::new(
+                                format!("{addr}.host_key"),
+                                Action::Create,
+                                Phase::Install,
+                                "first contact: pin the host key this plan saw (locally and as an instance tag)",
+                            )
+                            .changes(vec![Change::create("fingerprint", &f.host_key_fingerprint)])
+                            .op(Op::Node(NodeOp::PinHostKey {
+                                node: node.name.clone(),
+                                instance: i.id.clone(),
+                                host_key: f.host_key.clone(),
+                            })),
+                        );
+                    }
+                    Some(f.as_ref())
+                }
+                Some(NodeObservation::Unreachable {
+                    reason,
+                    host_key_changed: true,
+                }) => {
+                    // Never talk past a changed host key: someone may be in the middle.
+                    b.notes.push(Note {
+                        level: NoteLevel::Blocker,
+                        subject: addr.clone(),
+                        message: format!(
+                            "{reason}. Nothing is applied until this is resolved (docs/runbook.md, \"an unreachable node\")"
+                        ),
+                    });
+                    return None;
+                }
+                Some(NodeObservation::Unreachable { reason, .. }) => {
+                    b.notes.push(Note {
+                        level: NoteLevel::Warning,
+                        subject: addr.clone(),
+                        message: format!(
+                            "running but unreachable over SSH ({reason}); nothing is planned inside it. Check that security_group.ssh_cidrs covers this machine and that the node is healthy, then plan again"
+                        ),
+                    });
+                    return None;
+                }
+                None => return None,
+            },
+        };
+        Some(NodeNow {
+            node,
+            addr,
+            facts,
+            desired: obs.local.desired_files.get(&node.name),
+            running: facts.is_some_and(|f| f.service_active),
+            no_init: facts.is_some_and(|f| f.init == InitSystem::None),
+        })
+    }
+
+    fn fresh(&self) -> bool {
+        self.facts.is_none()
+    }
+
+    /// The node's file at `path` is missing or not the one the spec makes (always, for a fresh
+    /// node).
+    fn differs(&self, path: &str) -> bool {
+        match self.facts {
+            None => true,
+            Some(f) => {
+                let have = f.files.get(path).cloned().flatten();
+                have.is_none() || self.desired.and_then(|d| d.get(path)) != have.as_ref()
+            }
+        }
+    }
+
+    /// The configuration (and, under systemd, the drop-in) is to be rewritten.
+    fn conf_differs(&self) -> bool {
+        self.differs(conf::CONF.path) || (!self.no_init && self.differs(systemd::DROP_IN.path))
+    }
+}

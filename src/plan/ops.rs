@@ -1,0 +1,325 @@
+//! The operations a step carries out, by the edge that carries them out, and their payloads:
+//! what the executor does, with every choice already made by the plan (ids or the steps that
+//! make them, addresses, device names, tokens). Re-exported by `model`.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::observed::{IngressRule, Tags};
+
+/// A reference to an AWS resource: one that exists, or one an earlier step of this plan makes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ref {
+    Id(String),
+    /// The id produced by the step with this address.
+    Step(String),
+}
+
+/// A security group ingress rule as the plan wants it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSpec {
+    pub rule: IngressRule,
+    pub description: String,
+}
+
+/// What the executor does for a step, by the edge that carries it out: the compiler checks
+/// that each edge handles every operation of its own kind. Every operation is an idempotent
+/// "ensure": it first looks for its resource by identity (tags, name, CIDR, the file) and adopts
+/// it if it is there. A saved plan holds these as `{"edge": …, "op": …, …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "edge", rename_all = "snake_case")]
+pub enum Op {
+    /// The EC2 API (`aws/`).
+    Ec2(Ec2Op),
+    /// A node, over SSH (`node/`).
+    Node(NodeOp),
+    /// The operator's machine: the state directory (`ssh/`, `pki/`).
+    Local(LocalOp),
+    /// Phase 8's root-volume swap of one node: EC2 and SSH stage by stage (`exec/swap.rs`).
+    Swap(Box<SwapRootVolume>),
+}
+
+/// An operation on the EC2 API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Ec2Op {
+    CreateVpc {
+        cidr: String,
+        tags: Tags,
+    },
+    CreateSubnet {
+        vpc: Ref,
+        cidr: String,
+        az: String,
+        map_public_ip: bool,
+        tags: Tags,
+    },
+    SetSubnetPublicIp {
+        subnet: String,
+        map_public_ip: bool,
+    },
+    /// Create and attach.
+    CreateInternetGateway {
+        vpc: Ref,
+        tags: Tags,
+    },
+    AttachInternetGateway {
+        igw: String,
+        vpc: Ref,
+    },
+    /// Create, with the default route to the internet gateway.
+    CreateRouteTable {
+        vpc: Ref,
+        igw: Ref,
+        tags: Tags,
+    },
+    /// Create or replace the default route.
+    SetDefaultRoute {
+        route_table: String,
+        igw: Ref,
+        replace: bool,
+    },
+    AssociateRouteTable {
+        route_table: Ref,
+        subnet: Ref,
+    },
+    DisassociateRouteTable {
+        association_id: String,
+    },
+    CreateSecurityGroup {
+        vpc: Ref,
+        name: String,
+        description: String,
+        tags: Tags,
+    },
+    AuthorizeIngress {
+        security_group: Ref,
+        rule: RuleSpec,
+    },
+    RevokeIngress {
+        security_group: String,
+        rule: IngressRule,
+    },
+    /// Import the public key of the private key at `private_key` (made by `LocalOp::EnsureSshKey`).
+    ImportKeyPair {
+        name: String,
+        private_key: String,
+        tags: Tags,
+    },
+    DeleteKeyPair {
+        name: String,
+    },
+    RunInstance(Box<RunInstance>),
+    StartInstance {
+        instance: String,
+    },
+    ModifyInstanceType {
+        instance: String,
+        instance_type: String,
+        /// Running now: stop before and start after.
+        restart: bool,
+    },
+    /// IMDSv2 only (`HttpTokens=required`): a node found allowing IMDSv1.
+    RequireImdsV2 {
+        instance: String,
+    },
+    /// Terminate, then run again (a replaced node).
+    ReplaceInstance {
+        terminate: String,
+        run: Box<RunInstance>,
+    },
+    TerminateInstance {
+        instance: String,
+    },
+    SetTags {
+        resource: String,
+        set: Tags,
+        remove: Vec<String>,
+    },
+    DeleteSecurityGroup {
+        id: String,
+    },
+    DeleteRouteTable {
+        id: String,
+    },
+    DeleteInternetGateway {
+        id: String,
+        detach_from: Vec<String>,
+    },
+    DeleteSubnet {
+        id: String,
+    },
+    DeleteVpc {
+        id: String,
+    },
+    DeleteVolume {
+        id: String,
+    },
+    DeleteSnapshot {
+        id: String,
+    },
+}
+
+/// An operation on a node, over its SSH session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum NodeOp {
+    /// Pin the host key the plan saw at first contact: locally and as an instance tag.
+    PinHostKey {
+        node: String,
+        instance: String,
+        host_key: String,
+    },
+    /// redis-server and redis-tools from the distribution; the stock service stopped and
+    /// disabled.
+    InstallRedis { node: String },
+    /// A fresh key and certificate for the node, and the CA certificate.
+    InstallTls {
+        node: String,
+        /// Restart Redis afterwards (it runs and must pick the new certificate up).
+        restart: bool,
+    },
+    /// Write users.acl; `reload` runs ACL LOAD on a running server (no restart).
+    WriteAcl { node: String, reload: bool },
+    /// Write redis-cluster.conf and the systemd drop-in, enable `redis-server@cluster`, and
+    /// start it (or restart it when `restart`, then wait for the cluster to be healthy).
+    WriteConfig { node: String, restart: bool },
+    /// Set the mode and owner of every file redisctl writes on `node` back to what it writes
+    /// (chown, chmod; no restart).
+    SetFileModes { node: String },
+    /// `redis-cli --cluster create` on the first node, then wait until healthy.
+    CreateCluster { nodes: Vec<String>, replicas: u32 },
+    /// Wait until every node reports `cluster_state:ok`, all slots and all nodes known.
+    WaitHealthy { nodes: usize },
+}
+
+/// An operation on the operator's machine (the state directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum LocalOp {
+    /// The cluster CA in the state directory (created once; its key never leaves it).
+    EnsureCa,
+    /// The SSH key pair's private key (mode 0600), generated if absent; `comment` is the public
+    /// key's comment.
+    EnsureSshKey {
+        private_key: String,
+        comment: String,
+    },
+}
+
+impl From<Ec2Op> for Op {
+    fn from(op: Ec2Op) -> Self {
+        Op::Ec2(op)
+    }
+}
+
+impl From<NodeOp> for Op {
+    fn from(op: NodeOp) -> Self {
+        Op::Node(op)
+    }
+}
+
+impl From<LocalOp> for Op {
+    fn from(op: LocalOp) -> Self {
+        Op::Local(op)
+    }
+}
+
+/// What the encryption swap of one node needs (see `Op::Swap`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapRootVolume {
+    pub node: String,
+    pub instance: Ref,
+    pub az: String,
+    /// The root device: the new volume is attached where the old one was.
+    pub device: String,
+    pub volume_type: String,
+    pub kms_key: String,
+    /// Hand the node's master role to one of its replicas first (clusters with replicas).
+    pub failover: bool,
+    /// How many nodes a healthy cluster has.
+    pub cluster_nodes: usize,
+    pub snapshot_tags: Tags,
+    pub volume_tags: Tags,
+    /// Keep the plaintext snapshot and old volume (tagged) for a manual rollback
+    /// (`apply --keep-old-volumes`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_old: bool,
+}
+
+/// The stages of a swap, in order; the `redisctl:stage` tag holds the last one completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SwapStage {
+    /// Failover done (with replicas), Redis made durable, its key count and the old volume
+    /// recorded. Nothing changed yet: redone on a rerun while the instance runs.
+    Prepared,
+    /// 1: Redis and the instance stopped.
+    Stopped,
+    /// 2: the plaintext snapshot completed.
+    Snapshotted,
+    /// 3: the encrypted volume available.
+    VolumeCreated,
+    /// 4: the old root detached, the new one attached at the same device.
+    Attached,
+    /// 5: the instance started, SSH and Redis answer.
+    Started,
+    /// 6: the node rejoined, the cluster is ok, the key count matches.
+    Verified,
+}
+
+impl SwapStage {
+    pub const ALL: [SwapStage; 7] = [
+        SwapStage::Prepared,
+        SwapStage::Stopped,
+        SwapStage::Snapshotted,
+        SwapStage::VolumeCreated,
+        SwapStage::Attached,
+        SwapStage::Started,
+        SwapStage::Verified,
+    ];
+
+    /// The tag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwapStage::Prepared => "swap:0-prepared",
+            SwapStage::Stopped => "swap:1-stopped",
+            SwapStage::Snapshotted => "swap:2-snapshotted",
+            SwapStage::VolumeCreated => "swap:3-volume-created",
+            SwapStage::Attached => "swap:4-attached",
+            SwapStage::Started => "swap:5-started",
+            SwapStage::Verified => "swap:6-verified",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SwapStage> {
+        SwapStage::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// The swap stage recorded on an instance, if a swap is in flight.
+pub fn stage_of(t: &Tags) -> Option<SwapStage> {
+    t.get(crate::observed::tags::STAGE)
+        .and_then(|s| SwapStage::parse(s))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInstance {
+    pub node: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub subnet: Ref,
+    pub security_group: Ref,
+    pub key_name: String,
+    pub private_ip: Ipv4Addr,
+    pub root_device: String,
+    pub volume_size_gib: u32,
+    pub volume_type: String,
+    pub encrypted: bool,
+    pub kms_key: Option<String>,
+    pub tags: Tags,
+    pub volume_tags: Tags,
+    /// Idempotency token: a retried RunInstances on AWS returns the first instance.
+    pub client_token: String,
+}
