@@ -3,7 +3,7 @@ use std::path::Path;
 use super::{Error, exit, load_spec};
 use crate::cli::VerifyArgs;
 use crate::observe::{self, Nodes};
-use crate::render::Shell;
+use crate::render::{self, Shell};
 use crate::verify;
 
 pub async fn run(config: &Path, args: &VerifyArgs, shell: &Shell) -> Result<u8, Error> {
@@ -14,9 +14,9 @@ pub async fn run(config: &Path, args: &VerifyArgs, shell: &Shell) -> Result<u8, 
     let world = observe::observe(spec, Nodes::Skip).await?;
     let report = verify::run(spec, &world.observed, &world.aws, secrets).await?;
     if args.json {
-        shell.out(&verify::render::json(&report));
+        shell.out(&render::verify::json(&report));
     } else {
-        shell.out(&verify::render::human(&report, shell.color_out()));
+        shell.out(&render::verify::human(&report, shell.color_out()));
     }
     Ok(if report.passed() {
         exit::OK

@@ -5,6 +5,7 @@ pub mod console;
 pub mod diagnostics;
 pub mod plan;
 pub mod progress;
+pub mod verify;
 
 use std::io::{self, IsTerminal, Write};
 

@@ -17,7 +17,6 @@
 mod as_user;
 pub mod checks;
 mod probe;
-pub mod render;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

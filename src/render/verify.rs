@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::{Check, Report};
-use crate::render::{Shell, Style};
+use super::{Shell, Style};
+use crate::verify::{Check, Report};
 
 /// Bumped when a field changes meaning or goes away; new fields do not bump it.
 pub const JSON_FORMAT_VERSION: &str = "1.0";
