@@ -6,13 +6,9 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, Tag};
 
-use super::{Aws, AwsError, api_err};
+use super::{Aws, AwsError, api_err, filter, filter_any};
 use crate::observed::{self, Observed, Tags, tags};
 use crate::spec::{Ami, CANONICAL_OWNER, Spec, UBUNTU_2404_NAME_FILTER};
-
-fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
-}
 
 fn cluster_filter(spec: &Spec) -> Filter {
     filter(&format!("tag:{}", tags::CLUSTER), &spec.cluster.name)
@@ -255,16 +251,10 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         let reservations: Vec<_> = c
             .describe_instances()
             .filters(cluster_filter(spec))
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .values("shutting-down")
-                    .build(),
-            )
+            .filters(filter_any(
+                "instance-state-name",
+                &["pending", "running", "stopping", "stopped", "shutting-down"],
+            ))
             .into_paginator()
             .items()
             .send()

@@ -3,13 +3,13 @@
 
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    AttributeValue, BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState,
+    AttributeValue, BlockDeviceMapping, EbsBlockDevice, HttpTokensState,
     InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType, ResourceType, Tag,
     VolumeType,
 };
 
 use super::ops::{is_code, tag_filters};
-use super::{Aws, AwsError, api_err, filter, tag_spec, wait_for};
+use super::{Aws, AwsError, api_err, filter, filter_any, tag_spec, wait_for};
 use crate::observed::{Tags, tags};
 use crate::plan::RunInstance;
 
@@ -72,15 +72,10 @@ impl Aws {
         let out = c
             .describe_instances()
             .set_filters(Some(tag_filters(&run.tags, &[tags::CLUSTER, tags::NODE])))
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build(),
-            )
+            .filters(filter_any(
+                "instance-state-name",
+                &["pending", "running", "stopping", "stopped"],
+            ))
             .send()
             .await
             .map_err(|e| api_err("DescribeInstances", &run.node, e))?;

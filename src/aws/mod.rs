@@ -131,7 +131,15 @@ impl AwsError {
 
 /// A Describe filter with one value.
 fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
+    filter_any(name, &[value])
+}
+
+/// A Describe filter that matches any of `values`.
+fn filter_any(name: &str, values: &[&str]) -> Filter {
+    values
+        .iter()
+        .fold(Filter::builder().name(name), |b, v| b.values(*v))
+        .build()
 }
 
 /// The tags a resource is created with (TagSpecifications).

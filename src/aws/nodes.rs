@@ -3,10 +3,10 @@
 
 use std::net::Ipv4Addr;
 
-use aws_sdk_ec2::types::{Filter, Tag};
+use aws_sdk_ec2::types::Tag;
 
 use super::describe::tag_map;
-use super::{Aws, AwsError, api_err, filter};
+use super::{Aws, AwsError, api_err, filter, filter_any};
 use crate::observed::tags;
 
 /// A running or pending instance of the cluster that carries a node tag.
@@ -28,13 +28,7 @@ impl Aws {
             .client
             .describe_instances()
             .filters(filter(&format!("tag:{}", tags::CLUSTER), cluster))
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
-                    .values("pending")
-                    .build(),
-            )
+            .filters(filter_any("instance-state-name", &["running", "pending"]))
             .send()
             .await
             .map_err(|e| api_err("DescribeInstances", cluster, e))?;
