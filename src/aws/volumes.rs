@@ -13,6 +13,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::describe::{block_devices, tag_map};
+use super::ops::tag_filters;
 use super::{Aws, AwsError, api_err, filter, tag_spec, wait_for};
 use crate::observed::{Tags, tags};
 use crate::plan::Ec2Op;
@@ -20,7 +21,6 @@ use crate::plan::Ec2Op;
 /// How long a snapshot of a root volume may take (the first one of a volume copies it all).
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(3 * 3600);
 
-/// The cluster/role/node tags of `t`, as Describe filters.
 /// A ClientToken (≤ 64 ASCII characters) that is the same for the same request.
 fn idempotency_token(parts: &[&str]) -> String {
     use sha2::{Digest, Sha256};
@@ -28,11 +28,9 @@ fn idempotency_token(parts: &[&str]) -> String {
     format!("redisctl-{}", &hex::encode(digest)[..40])
 }
 
+/// The cluster/role/node tags of `t`, as Describe filters.
 fn identity(t: &Tags) -> Vec<Filter> {
-    [tags::CLUSTER, tags::ROLE, tags::NODE]
-        .iter()
-        .filter_map(|k| t.get(*k).map(|v| filter(&format!("tag:{k}"), v)))
-        .collect()
+    tag_filters(t, &[tags::CLUSTER, tags::ROLE, tags::NODE])
 }
 
 /// An instance as the swap sees it.
