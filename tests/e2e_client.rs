@@ -108,7 +108,7 @@ fn redis_py_cluster_client_as_the_app_user() {
         .output()
         .unwrap();
     let said = text(&out.stdout);
-    let (client, tls) = said.split_once('\n').unwrap_or((&said, ""));
+    let (client, handshake) = said.split_once('\n').unwrap_or((&said, ""));
     // redis-py is refused: by the alert, or by the connection closed under its first write.
     assert!(
         client.starts_with("refused: ")
@@ -119,7 +119,7 @@ fn redis_py_cluster_client_as_the_app_user() {
     );
     // And the reason is the missing certificate.
     assert!(
-        tls.starts_with("tls: ") && tls.contains("CERTIFICATE_REQUIRED"),
+        handshake.starts_with("tls: ") && handshake.contains("CERTIFICATE_REQUIRED"),
         "{said}{}",
         text(&out.stderr)
     );
