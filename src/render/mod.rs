@@ -1,6 +1,7 @@
 //! What the user reads: one output layer ([`Shell`]) with colour decided once, and renderers
 //! for diagnostics (and, later, plans and progress). `tracing` is for `-v` diagnostics only.
 
+pub mod client_cert;
 pub mod console;
 pub mod diagnostics;
 pub mod plan;
