@@ -1,6 +1,7 @@
 //! redisctl: deploy and keep a production Redis Cluster on AWS EC2 from one declarative TOML
-//! file. See DESIGN.md (docs/architecture.md) for the layers:
-//! spec -> (observe) -> plan -> render / exec.
+//! file. docs/architecture.md describes the layers, which only point down:
+//! commands -> render -> workflow / verify -> observe -> plan (pure) -> exec -> the edges
+//! (aws, node, ssh, pki, redis) -> progress, private_fs, state_dir, observed, spec.
 
 pub mod aws;
 pub mod cli;

@@ -3,12 +3,6 @@
 
 use std::path::Path;
 
-/// Create the state directory `dir` (and parents) with mode 0700, or tighten an existing one to
-/// 0700: a private directory ([`crate::private_fs::private_dir`], which says why it tightens).
-pub fn ensure(dir: &Path) -> std::io::Result<()> {
-    crate::private_fs::private_dir(dir)
-}
-
 /// An exclusive lock on the state directory (`<dir>/apply.lock`), held while apply or destroy
 /// runs: two runs from the same state directory (an operator and a cron job, two terminals)
 /// never interleave their steps. Released when dropped or when the process dies. It does not
@@ -22,7 +16,8 @@ pub struct Lock {
 pub fn lock(dir: &Path, command: &str) -> Result<Lock, String> {
     use std::io::{Read, Seek, Write};
     use std::os::fd::AsRawFd;
-    ensure(dir).map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+    crate::private_fs::private_dir(dir)
+        .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
     let path = dir.join("apply.lock");
     let mut file = std::fs::File::options()
         .create(true)

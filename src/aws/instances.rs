@@ -23,15 +23,13 @@ impl Aws {
     ) -> Result<Option<String>, AwsError> {
         let c = &self.client;
         // Made on the operator's machine by the step's `LocalOp::EnsureSshKey`.
+        let unreadable = |source: Box<dyn std::error::Error + Send + Sync>| AwsError::Local {
+            what: format!("cannot read the SSH key for key pair {name}"),
+            source,
+        };
         let public = crate::ssh::keyfile::public_key(std::path::Path::new(private_key))
-            .map_err(|e| AwsError::Local {
-                what: format!("cannot read the SSH key for key pair {name}"),
-                source: Box::new(e),
-            })?
-            .ok_or_else(|| AwsError::Local {
-                what: format!("cannot read the SSH key for key pair {name}"),
-                source: format!("{private_key} does not exist").into(),
-            })?;
+            .map_err(|e| unreadable(Box::new(e)))?
+            .ok_or_else(|| unreadable(format!("{private_key} does not exist").into()))?;
         let out = c
             .describe_key_pairs()
             .filters(filter("key-name", name))

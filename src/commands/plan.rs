@@ -7,9 +7,13 @@ use crate::workflow;
 
 pub async fn run(config: &Path, args: &PlanArgs, shell: &Shell) -> Result<u8, Error> {
     let loaded = load_spec(config, shell)?;
-    let planned = workflow::plan(&loaded.spec, args.out.as_deref()).await?;
+    let planned = workflow::plan(&loaded.spec).await?;
     let p = &planned.plan;
-    render::plan::show(shell, p, args.json, planned.saved_to.as_deref());
+    render::plan::show(shell, p, args.json);
+    if let Some(out) = &args.out {
+        planned.save(out)?;
+        render::plan::saved(shell, out, args.json);
+    }
     if p.blockers().next().is_some() {
         return Err(Error::Refused(
             "the plan has blockers; resolve them and plan again".into(),

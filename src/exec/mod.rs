@@ -27,7 +27,7 @@ pub struct Ctx {
     pub nodes: Option<Arc<NodeRuntime>>,
 }
 
-/// A failed operation, from either edge (boxed: errors travel far and are rare).
+/// A failed operation, from any edge (boxed: errors travel far and are rare).
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
     #[error(transparent)]
@@ -139,11 +139,12 @@ impl Ctx {
             LocalOp::EnsureCa => Ok(self.runtime()?.ensure_ca().await?),
             LocalOp::EnsureSshKey {
                 private_key,
-                comment,
+                key_pair,
             } => {
-                crate::ssh::keyfile::ensure(std::path::Path::new(private_key), comment).map_err(
+                let comment = format!("redisctl {key_pair}");
+                crate::ssh::keyfile::ensure(std::path::Path::new(private_key), &comment).map_err(
                     |e| OpError::Local {
-                        what: format!("cannot prepare the SSH key {private_key}"),
+                        what: format!("cannot prepare the SSH key for key pair {key_pair}"),
                         source: Box::new(e),
                     },
                 )?;

@@ -108,7 +108,7 @@ pub(crate) fn admin_cli_command(spec: &Spec) -> String {
 
 impl NodeRuntime {
     pub fn new(spec: &Spec, aws: Aws, secrets: Vec<(String, Secret)>) -> Result<Self, NodeError> {
-        crate::state_dir::ensure(&spec.cluster.state_dir).map_err(|e| NodeError::Failed {
+        crate::private_fs::private_dir(&spec.cluster.state_dir).map_err(|e| NodeError::Failed {
             node: "-".into(),
             what: format!(
                 "cannot create the state directory {}: {e}",

@@ -64,7 +64,7 @@ impl ObserveError {
 }
 
 /// What to do about passwords that cannot be read.
-pub fn secrets_hint() -> String {
+fn secrets_hint() -> String {
     "set the password_env variables (or create the password_file files) the spec names for its users".into()
 }
 

@@ -57,7 +57,7 @@ fn key_pair(b: &mut Builder<'_>) {
     // The private key is made on the operator's machine first when there is none.
     let ensure_key = Op::Local(LocalOp::EnsureSshKey {
         private_key: spec.ssh.private_key.display().to_string(),
-        comment: format!("redisctl {key_name}"),
+        key_pair: key_name.clone(),
     });
     let import = Op::Ec2(Ec2Op::ImportKeyPair {
         name: key_name.clone(),
@@ -140,6 +140,7 @@ fn key_pair(b: &mut Builder<'_>) {
                         Op::Ec2(Ec2Op::DeleteKeyPair {
                             name: key_name.clone(),
                         }),
+                        ensure_key,
                         import,
                     ]),
                 );

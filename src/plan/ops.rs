@@ -27,7 +27,8 @@ pub struct RuleSpec {
 /// What the executor does for a step, by the edge that carries it out: the compiler checks
 /// that each edge handles every operation of its own kind. Every operation is an idempotent
 /// "ensure": it first looks for its resource by identity (tags, name, CIDR, the file) and adopts
-/// it if it is there. A saved plan holds these as `{"edge": …, "op": …, …}`.
+/// it if it is there. A saved plan holds these as `{"edge": …, "op": …, …}` (the swap, which
+/// has one operation, as `{"edge": "swap", …}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "edge", rename_all = "snake_case")]
 pub enum Op {
@@ -195,17 +196,17 @@ pub enum NodeOp {
     WaitHealthy { nodes: usize },
 }
 
-/// An operation on the operator's machine (the state directory).
+/// An operation on the operator's machine (the state directory, the SSH key file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum LocalOp {
     /// The cluster CA in the state directory (created once; its key never leaves it).
     EnsureCa,
-    /// The SSH key pair's private key (mode 0600), generated if absent; `comment` is the public
-    /// key's comment.
+    /// The private key of key pair `key_pair` at `private_key` (mode 0600), generated if
+    /// absent.
     EnsureSshKey {
         private_key: String,
-        comment: String,
+        key_pair: String,
     },
 }
 

@@ -93,7 +93,7 @@ mod tests {
                 Step::new("key_pair", Action::Create, Phase::Instances, "no key pair").ops(vec![
                     LocalOp::EnsureSshKey {
                         private_key: "/k".into(),
-                        comment: "redisctl k".into(),
+                        key_pair: "k".into(),
                     }
                     .into(),
                     Ec2Op::ImportKeyPair {

@@ -153,7 +153,7 @@ impl Ui for Console<'_> {
 }
 
 /// Ask for `yes` on a terminal; refuse without one unless `--yes` was given.
-pub fn confirm(shell: &Shell, yes: bool, question: &str) -> Result<(), Error> {
+fn confirm(shell: &Shell, yes: bool, question: &str) -> Result<(), Error> {
     use std::io::IsTerminal;
     if yes {
         return Ok(());

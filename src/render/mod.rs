@@ -1,5 +1,6 @@
 //! What the user reads: one output layer ([`Shell`]) with colour decided once, and renderers
-//! for diagnostics (and, later, plans and progress). `tracing` is for `-v` diagnostics only.
+//! for spec diagnostics, plans, progress, the apply/destroy console, verify's report and
+//! client-cert's. `tracing` is for `-v` diagnostics only.
 
 pub mod client_cert;
 pub mod console;

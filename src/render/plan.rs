@@ -267,14 +267,18 @@ pub fn json_value(plan: &Plan) -> serde_json::Value {
     serde_json::to_value(&doc).expect("plan serializes")
 }
 
-/// `plan`'s output: the plan as text or JSON, and where it was saved (text only).
-pub fn show(shell: &super::Shell, plan: &Plan, json: bool, saved_to: Option<&std::path::Path>) {
+/// `plan`'s output: the plan as text or JSON.
+pub fn show(shell: &super::Shell, plan: &Plan, json: bool) {
     if json {
         shell.out(&self::json(plan));
-        return;
+    } else {
+        shell.out(&human(plan, shell.color_out()));
     }
-    shell.out(&human(plan, shell.color_out()));
-    if let Some(out) = saved_to {
+}
+
+/// Where `plan --out` saved the plan (text only: the JSON document stays alone on stdout).
+pub fn saved(shell: &super::Shell, out: &std::path::Path, json: bool) {
+    if !json {
         shell.out(&format!(
             "\nSaved the plan to {}. Apply it with: redisctl apply {}\n",
             out.display(),

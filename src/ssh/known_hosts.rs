@@ -25,7 +25,7 @@ pub struct KnownHosts {
 impl KnownHosts {
     /// The pinned keys of the state directory `state_dir` (created 0700 if missing).
     pub fn open(state_dir: &Path) -> Result<KnownHosts, SshError> {
-        crate::state_dir::ensure(state_dir).map_err(|source| SshError::KnownHosts {
+        crate::private_fs::private_dir(state_dir).map_err(|source| SshError::KnownHosts {
             path: state_dir.into(),
             source,
         })?;

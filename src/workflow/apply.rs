@@ -4,9 +4,8 @@
 //! the swap steps; the executor runs it; planning again must then find nothing to do.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use super::{Error, Ui};
+use super::{Error, Ui, ctx};
 use crate::exec::{self, Report};
 use crate::observe::{Nodes, World, observe};
 use crate::plan::{self, Op, Plan, Summary, fingerprint, saved::SavedPlan};
@@ -34,14 +33,6 @@ pub enum ApplyOutcome {
     NoChanges(Summary),
     /// The plan was carried out and planning again finds nothing to do.
     Applied { plan: Plan, report: Report },
-}
-
-/// The executor's context: the edges the observation opened.
-pub(super) fn ctx(world: &World) -> exec::Ctx {
-    exec::Ctx {
-        aws: world.aws.clone(),
-        nodes: world.nodes.as_ref().map(Arc::clone),
-    }
 }
 
 /// Apply `spec`. `interrupted` makes a future that resolves when the operator asks to stop

@@ -45,7 +45,7 @@ pub async fn destroy<F: std::future::Future<Output = ()>>(
     ))?;
     ui.starting();
     let report = exec::apply(
-        &super::apply::ctx(&world),
+        &super::ctx(&world),
         &plan,
         PARALLELISM,
         ui.progress(),

@@ -9,12 +9,22 @@ pub mod apply;
 pub mod destroy;
 pub mod plan;
 
-use crate::observe::ObserveError;
+use std::sync::Arc;
+
+use crate::observe::{ObserveError, World};
 use crate::spec::LoadError;
 
 pub use apply::{ApplyOptions, ApplyOutcome, PlanSource, apply};
 pub use destroy::{DestroyOutcome, destroy};
 pub use plan::{Planned, plan};
+
+/// The executor's context: the edges the observation opened.
+fn ctx(world: &World) -> crate::exec::Ctx {
+    crate::exec::Ctx {
+        aws: world.aws.clone(),
+        nodes: world.nodes.as_ref().map(Arc::clone),
+    }
+}
 
 /// What the operator is asked and shown while a run goes on (`render::console` implements it).
 pub trait Ui {

@@ -364,7 +364,7 @@ impl Sim {
                     NEXT_CA.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 ));
                 let _ = std::fs::remove_dir_all(&dir);
-                redisctl::state_dir::ensure(&dir).unwrap();
+                redisctl::private_fs::private_dir(&dir).unwrap();
                 ca.save(&dir).unwrap();
                 CAS.with(|c| c.borrow_mut().insert(ca.cert_pem().to_string(), dir));
                 self.ca = Some(ca);
