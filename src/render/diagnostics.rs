@@ -53,3 +53,27 @@ pub fn render_all(shell: &Shell, file: &Path, source: &SourceMap, list: &[Diagno
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// `validate`'s one line for a valid spec: what it describes, and how many warnings it has.
+pub fn valid(shell: &Shell, config: &Path, loaded: &crate::spec::Loaded) -> String {
+    let spec = &loaded.spec;
+    let azs: std::collections::BTreeSet<&str> =
+        spec.nodes.nodes.iter().map(|n| n.az.as_str()).collect();
+    let warnings = match loaded.warnings.len() {
+        0 => String::new(),
+        1 => " (1 warning)".into(),
+        n => format!(" ({n} warnings)"),
+    };
+    format!(
+        "{} {} is valid{warnings}: cluster {} in {}, {} nodes ({} masters × {} replicas) in {} AZs, {} ACL users\n",
+        shell.out_style(Style::Ok, "ok:"),
+        config.display(),
+        spec.cluster.name,
+        spec.cluster.region,
+        spec.nodes.nodes.len(),
+        spec.nodes.masters,
+        spec.nodes.replicas_per_master,
+        azs.len(),
+        spec.users.len(),
+    )
+}
