@@ -73,14 +73,6 @@ pub fn secrets(spec: &Spec) -> Result<Vec<(String, crate::spec::secrets::Secret)
     crate::spec::secrets::read_all(spec).map_err(ObserveError::Secrets)
 }
 
-/// Seconds since the epoch: the planner's clock (it never reads one itself).
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Read the cluster's state from EC2, the local facts and (unless `Nodes::Skip`) each running
 /// node over SSH.
 pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
@@ -93,7 +85,8 @@ pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
                 source,
             })?;
     observed.local_public_key = crate::ssh::keyfile::public_key(&spec.ssh.private_key)?;
-    observed.local.now = now();
+    // The planner's clock (it never reads one itself): seconds since the epoch.
+    observed.local.now = crate::pki::client::unix(std::time::SystemTime::now());
     observed.local.client_certs = crate::pki::client::inventory(&spec.cluster.state_dir);
     let mut runtime = None;
     if nodes != Nodes::Skip {
