@@ -8,8 +8,8 @@ pub mod known_hosts;
 pub mod relay;
 pub mod session;
 
-mod exec;
+mod remote;
 
-pub use exec::{Output, sh_quote};
 pub use known_hosts::{KnownHosts, fingerprint};
+pub use remote::{Output, sh_quote};
 pub use session::{HostKeyPolicy, Session, SshError, Target, Timeouts};

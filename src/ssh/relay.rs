@@ -308,7 +308,7 @@ pub async fn relay(session: &Session, remote: Remote<'_>) -> Result<u8, RelayErr
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
                 Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
-                    status = Some(128 + super::exec::signal_number(&signal_name))
+                    status = Some(128 + super::remote::signal_number(&signal_name))
                 }
                 Some(ChannelMsg::Failure) => {
                     drop(_raw.take());

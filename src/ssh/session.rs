@@ -1,5 +1,5 @@
 //! One russh connection per node, reused for every command of that node (the commands are in
-//! `exec.rs`).
+//! `remote.rs`).
 //!
 //! - Host keys: [`HostKeyPolicy::Pinned`] accepts exactly the pinned key (from the state
 //!   directory's known_hosts, or the fingerprint in the instance's `redisctl:host-key` tag);
