@@ -103,11 +103,11 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
         })
     {
         b.steps.remove(at);
-        b.notes.push(Note {
-            level: NoteLevel::Info,
-            subject: "cluster".into(),
-            message: "a root volume swap is in flight: the cluster exists (its nodes are stopped or restarting for the swap), so cluster create is not planned".into(),
-        });
+        b.note(
+            NoteLevel::Info,
+            "cluster",
+            "a root volume swap is in flight: the cluster exists (its nodes are stopped or restarting for the swap), so cluster create is not planned".into(),
+        );
     }
     let planned = |b: &Builder<'_>, a: &str| b.steps.iter().any(|s| s.address == a);
     let cluster_planned = planned(b, "cluster");
@@ -167,11 +167,11 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
                 let reached =
                     matches!(obs.nodes.get(&node.name), Some(NodeObservation::Reached(_)));
                 if i.state != "running" || !reached || !(formed || cluster_planned) {
-                    b.notes.push(Note {
-                        level: NoteLevel::Info,
-                        subject: format!("{addr}.root_volume"),
-                        message: "the root volume is to be encrypted, but the swap waits for a running, reachable node in a formed cluster; plan again once it is".into(),
-                    });
+                    b.note(
+                        NoteLevel::Info,
+                        &format!("{addr}.root_volume"),
+                        "the root volume is to be encrypted, but the swap waits for a running, reachable node in a formed cluster; plan again once it is".into(),
+                    );
                     continue;
                 }
                 (
@@ -258,14 +258,14 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
         )
         .collect();
     if !kept.is_empty() {
-        b.notes.push(Note {
-            level: NoteLevel::Info,
-            subject: "nodes.root_volume".into(),
-            message: format!(
+        b.note(
+            NoteLevel::Info,
+            "nodes.root_volume",
+            format!(
                 "kept for a rollback of the encryption swap (they hold plaintext data; delete them when no longer needed, see docs/runbook.md): {}",
                 kept.join(", ")
             ),
-        });
+        );
     }
     if swapped == 0 {
         return;

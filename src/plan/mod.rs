@@ -56,11 +56,11 @@ pub fn plan(spec: &Spec, observed: &Observed) -> Plan {
     // dependency points to the same or an earlier phase.
     b.steps.sort_by_key(|s| s.phase);
     if spec.nodes.replicas_per_master == 0 {
-        b.notes.push(Note {
-            level: NoteLevel::Warning,
-            subject: "nodes.replicas_per_master".into(),
-            message: "no replicas: losing any one node takes the whole cluster down".into(),
-        });
+        b.note(
+            NoteLevel::Warning,
+            "nodes.replicas_per_master",
+            "no replicas: losing any one node takes the whole cluster down".into(),
+        );
     }
     let mut plan = finish(spec, b.steps, b.notes);
     plan.unobserved = observed

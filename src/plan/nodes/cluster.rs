@@ -70,14 +70,14 @@ pub(super) fn cluster(
             .map(|n| n.name.as_str())
             .collect();
         if !outside.is_empty() {
-            b.notes.push(Note {
-                level: NoteLevel::Blocker,
-                subject: "cluster".into(),
-                message: format!(
+            b.note(
+                NoteLevel::Blocker,
+                "cluster",
+                format!(
                     "{} would not be part of the running cluster: joining a node to an existing cluster (and re-homing the slots of a replaced master) is not supported yet; see docs/runbook.md",
                     outside.join(", ")
                 ),
-            });
+            );
         }
         if !waiting.is_empty()
             && b.steps
@@ -102,24 +102,24 @@ pub(super) fn cluster(
         return;
     }
     if now.partly {
-        b.notes.push(Note {
-            level: NoteLevel::Blocker,
-            subject: "cluster".into(),
-            message: format!(
+        b.note(
+            NoteLevel::Blocker,
+            "cluster",
+            format!(
                 "the cluster is partly formed (some nodes know each other or hold slots, but not all {n_nodes} with 16384 slots): redisctl will not guess. See docs/runbook.md, or run `redis-cli --cluster check`/`fix` on a node"
             ),
-        });
+        );
         return;
     }
     if !waiting.is_empty() {
-        b.notes.push(Note {
-            level: NoteLevel::Warning,
-            subject: "cluster".into(),
-            message: format!(
+        b.note(
+            NoteLevel::Warning,
+            "cluster",
+            format!(
                 "cluster create waits for every node to be reachable ({} are not)",
                 waiting.join(", ")
             ),
-        });
+        );
         return;
     }
     let nodes: Vec<String> = spec.nodes.nodes.iter().map(|n| n.name.clone()).collect();

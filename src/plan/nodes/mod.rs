@@ -131,11 +131,11 @@ impl<'a> NodeNow<'a> {
                     .iter()
                     .any(|o| matches!(o, Op::Ec2(Ec2Op::StartInstance { .. }))) =>
             {
-                b.notes.push(Note {
-                    level: NoteLevel::Info,
-                    subject: addr.clone(),
-                    message: "the node is stopped: apply starts it; Redis comes back (systemd starts it; on a host without systemd, apply does) and rejoins the cluster".into(),
-                });
+                b.note(
+                    NoteLevel::Info,
+                    &addr,
+                    "the node is stopped: apply starts it; Redis comes back (systemd starts it; on a host without systemd, apply does) and rejoins the cluster".into(),
+                );
                 return None;
             }
             (_, Some(i)) if i.state != "running" => return None,
@@ -164,23 +164,23 @@ impl<'a> NodeNow<'a> {
                     host_key_changed: true,
                 }) => {
                     // Never talk past a changed host key: someone may be in the middle.
-                    b.notes.push(Note {
-                        level: NoteLevel::Blocker,
-                        subject: addr.clone(),
-                        message: format!(
+                    b.note(
+                        NoteLevel::Blocker,
+                        &addr,
+                        format!(
                             "{reason}. Nothing is applied until this is resolved (docs/runbook.md, \"an unreachable node\")"
                         ),
-                    });
+                    );
                     return None;
                 }
                 Some(NodeObservation::Unreachable { reason, .. }) => {
-                    b.notes.push(Note {
-                        level: NoteLevel::Warning,
-                        subject: addr.clone(),
-                        message: format!(
+                    b.note(
+                        NoteLevel::Warning,
+                        &addr,
+                        format!(
                             "running but unreachable over SSH ({reason}); nothing is planned inside it. Check that security_group.ssh_cidrs covers this machine and that the node is healthy, then plan again"
                         ),
-                    });
+                    );
                     return None;
                 }
                 None => return None,

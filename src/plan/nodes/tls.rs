@@ -66,13 +66,13 @@ pub(super) fn warn_ca_expiry(b: &mut Builder<'_>) {
         Ok(_) => None,
     };
     if let Some(m) = message {
-        b.notes.push(Note {
-            level: NoteLevel::Warning,
-            subject: "pki.ca".into(),
-            message: format!(
+        b.note(
+            NoteLevel::Warning,
+            "pki.ca",
+            format!(
                 "{m}. redisctl does not rotate the CA: plan the rotation by hand (docs/runbook.md, \"certificate renewal\")"
             ),
-        });
+        );
     }
 }
 
@@ -111,11 +111,7 @@ pub(super) fn warn_client_certs(b: &mut Builder<'_>) {
         } else {
             continue;
         };
-        b.notes.push(Note {
-            level: NoteLevel::Warning,
-            subject: format!("client_cert.{cn}"),
-            message,
-        });
+        b.note(NoteLevel::Warning, &format!("client_cert.{cn}"), message);
     }
 }
 
@@ -145,10 +141,10 @@ pub(super) fn refuse_foreign_ca(b: &mut Builder<'_>) {
         return;
     }
     let dir = spec.cluster.state_dir.display();
-    b.notes.push(Note {
-        level: NoteLevel::Blocker,
-        subject: "pki.ca".into(),
-        message: format!(
+    b.note(
+        NoteLevel::Blocker,
+        "pki.ca",
+        format!(
             "the cluster runs with certificates from a CA that is not the one in {dir} ({}): {}. A new CA would split the cluster while nodes restart one by one. Restore ca.key and ca.crt from your backup into {dir} and plan again (docs/runbook.md, \"the state directory, lost or damaged\")",
             if obs.local.ca_cert_pem.is_none() {
                 "there is none"
@@ -157,7 +153,7 @@ pub(super) fn refuse_foreign_ca(b: &mut Builder<'_>) {
             },
             foreign.join(", ")
         ),
-    });
+    );
 }
 
 /// Why the node's certificate, key or CA file is (re)written, if it is.
