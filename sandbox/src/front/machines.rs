@@ -136,19 +136,13 @@ impl Machines {
     ) -> Result<()> {
         match action {
             "RunInstances" | "StartInstances" => {
-                let ids: Vec<String> = xml::instances(body)?
-                    .into_iter()
-                    .map(|i| i.instance_id)
-                    .collect();
+                let ids = instance_ids(body)?;
                 for id in ids {
                     self.boot(auth, &id).await?;
                 }
             }
             "StopInstances" => {
-                let ids: Vec<String> = xml::instances(body)?
-                    .into_iter()
-                    .map(|i| i.instance_id)
-                    .collect();
+                let ids = instance_ids(body)?;
                 self.stop_many(&ids).await;
             }
             "RebootInstances" => {
@@ -159,10 +153,7 @@ impl Machines {
                 }
             }
             "TerminateInstances" => {
-                let ids: Vec<String> = xml::instances(body)?
-                    .into_iter()
-                    .map(|i| i.instance_id)
-                    .collect();
+                let ids = instance_ids(body)?;
                 self.stop_many(&ids).await;
                 for id in &ids {
                     self.hosts.lock().unwrap().remove(id);
@@ -431,4 +422,12 @@ impl Machines {
         out.sort_by(|a, b| a.private_ip.cmp(&b.private_ip));
         out
     }
+}
+
+/// The ids of the instances an EC2 response lists (its `instancesSet`).
+fn instance_ids(body: &str) -> Result<Vec<String>> {
+    Ok(xml::instances(body)?
+        .into_iter()
+        .map(|i| i.instance_id)
+        .collect())
 }
