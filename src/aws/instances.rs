@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::ops::{is_code, tag_filters};
-use super::{Aws, AwsError, api_err, filter, filter_any, tag_spec, wait_for};
+use super::{Aws, AwsError, api_err, attempt_token, filter, filter_any, tag_spec, wait_for};
 use crate::observed::{Tags, tags};
 use crate::plan::RunInstance;
 
@@ -47,6 +47,7 @@ impl Aws {
             .send()
             .await
             .map_err(|e| api_err("ImportKeyPair", name, e))?;
+        self.created(name);
         Ok(out.key_pair_id().map(String::from))
     }
 
@@ -84,56 +85,73 @@ impl Aws {
             .find_map(|i| i.instance_id());
         let id = match existing {
             Some(id) => id.to_string(),
-            None => {
-                let mut ebs = EbsBlockDevice::builder()
-                    .volume_size(run.volume_size_gib as i32)
-                    .volume_type(VolumeType::from(run.volume_type.as_str()))
-                    .delete_on_termination(true)
-                    .encrypted(run.encrypted);
-                if let Some(k) = &run.kms_key {
-                    ebs = ebs.kms_key_id(k);
-                }
-                let out = c
-                    .run_instances()
-                    .image_id(&run.image_id)
-                    .instance_type(InstanceType::from(run.instance_type.as_str()))
-                    .min_count(1)
-                    .max_count(1)
-                    .key_name(&run.key_name)
-                    .subnet_id(subnet)
-                    .private_ip_address(run.private_ip.to_string())
-                    .security_group_ids(sg)
-                    .client_token(&run.client_token)
-                    .block_device_mappings(
-                        BlockDeviceMapping::builder()
-                            .device_name(&run.root_device)
-                            .ebs(ebs.build())
-                            .build(),
-                    )
-                    .metadata_options(
-                        InstanceMetadataOptionsRequest::builder()
-                            .http_tokens(HttpTokensState::Required)
-                            .build(),
-                    )
-                    .tag_specifications(tag_spec(ResourceType::Instance, &run.tags))
-                    .tag_specifications(tag_spec(ResourceType::Volume, &run.volume_tags))
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        api_err(
-                            "RunInstances",
-                            &format!("node {} ({})", run.node, run.private_ip),
-                            e,
-                        )
-                    })?;
-                out.instances()
-                    .first()
-                    .and_then(|i| i.instance_id())
-                    .unwrap_or_default()
-                    .to_string()
-            }
+            None => self.launch(run, subnet, sg).await?,
         };
         self.wait_instance(&id, &["running"]).await?;
+        Ok(id)
+    }
+
+    /// One RunInstances for the node. Its ClientToken is new for this attempt and the same
+    /// for every retry of it (the SDK's, and ours below), so a launch whose answer was lost is
+    /// answered again with the same instance, and a later run never meets an old token (EC2
+    /// remembers one for at least 24 hours, also after the instance is terminated). Retried
+    /// while EC2 does not know yet the subnet, group or key pair this run just made, and while
+    /// the node's fixed private IP is still held by the instance it replaces.
+    async fn launch(&self, run: &RunInstance, subnet: &str, sg: &str) -> Result<String, AwsError> {
+        let token = attempt_token(&run.node)?;
+        let mut ebs = EbsBlockDevice::builder()
+            .volume_size(run.volume_size_gib as i32)
+            .volume_type(VolumeType::from(run.volume_type.as_str()))
+            .delete_on_termination(true)
+            .encrypted(run.encrypted);
+        if let Some(k) = &run.kms_key {
+            ebs = ebs.kms_key_id(k);
+        }
+        let ebs = ebs.build();
+        let resource = format!("node {} ({})", run.node, run.private_ip);
+        let c = &self.client;
+        let out = self
+            .settle(
+                "RunInstances",
+                &resource,
+                &[subnet, sg, &run.key_name],
+                &["InvalidIPAddress.InUse"],
+                || {
+                    c.run_instances()
+                        .image_id(&run.image_id)
+                        .instance_type(InstanceType::from(run.instance_type.as_str()))
+                        .min_count(1)
+                        .max_count(1)
+                        .key_name(&run.key_name)
+                        .subnet_id(subnet)
+                        .private_ip_address(run.private_ip.to_string())
+                        .security_group_ids(sg)
+                        .client_token(&token)
+                        .block_device_mappings(
+                            BlockDeviceMapping::builder()
+                                .device_name(&run.root_device)
+                                .ebs(ebs.clone())
+                                .build(),
+                        )
+                        .metadata_options(
+                            InstanceMetadataOptionsRequest::builder()
+                                .http_tokens(HttpTokensState::Required)
+                                .build(),
+                        )
+                        .tag_specifications(tag_spec(ResourceType::Instance, &run.tags))
+                        .tag_specifications(tag_spec(ResourceType::Volume, &run.volume_tags))
+                        .send()
+                },
+            )
+            .await
+            .map_err(|e| api_err("RunInstances", &resource, e))?;
+        let id = out
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .unwrap_or_default()
+            .to_string();
+        self.created(&id);
         Ok(id)
     }
 
@@ -204,7 +222,7 @@ impl Aws {
     }
 
     /// Write the tags in `set`, then remove the keys in `remove`.
-    pub(super) async fn set_tags(
+    pub(crate) async fn set_tags(
         &self,
         resource: &str,
         set: &Tags,
@@ -212,64 +230,225 @@ impl Aws {
     ) -> Result<(), AwsError> {
         let c = &self.client;
         if !set.is_empty() {
-            let mut req = c.create_tags().resources(resource);
-            for (k, v) in set {
-                req = req.tags(Tag::builder().key(k).value(v).build());
-            }
-            req.send()
-                .await
-                .map_err(|e| api_err("CreateTags", resource, e))?;
+            self.settle("CreateTags", resource, &[resource], &[], || {
+                let mut req = c.create_tags().resources(resource);
+                for (k, v) in set {
+                    req = req.tags(Tag::builder().key(k).value(v).build());
+                }
+                req.send()
+            })
+            .await
+            .map_err(|e| api_err("CreateTags", resource, e))?;
         }
         if !remove.is_empty() {
-            let mut req = c.delete_tags().resources(resource);
-            for k in remove {
-                req = req.tags(Tag::builder().key(k).build());
-            }
-            req.send()
-                .await
-                .map_err(|e| api_err("DeleteTags", resource, e))?;
+            self.settle("DeleteTags", resource, &[resource], &[], || {
+                let mut req = c.delete_tags().resources(resource);
+                for k in remove {
+                    req = req.tags(Tag::builder().key(k).build());
+                }
+                req.send()
+            })
+            .await
+            .map_err(|e| api_err("DeleteTags", resource, e))?;
         }
         Ok(())
     }
 
-    /// Wait until the instance is in one of `states` (a vanished instance counts as terminated).
+    /// Wait until the instance is in one of `states` (a vanished instance counts as
+    /// terminated). Ends at once, with EC2's `StateReason`, when the instance went where it
+    /// cannot come back from ([`judge`]).
     pub(crate) async fn wait_instance(
         &self,
         instance: &str,
         states: &[&str],
     ) -> Result<(), AwsError> {
         let c = self.client.clone();
-        wait_for(
-            format!("instance {instance} to be {}", states.join(" or ")),
-            self.instance_wait,
-            self.poll,
-            || {
-                let c = c.clone();
-                async move {
-                    let out = match c.describe_instances().instance_ids(instance).send().await {
-                        Ok(o) => o,
-                        Err(e) if is_code(&e, &["InvalidInstanceID.NotFound"]) => {
-                            return Ok(states.contains(&"terminated").then_some(()));
+        let what = format!("instance {instance} to be {}", states.join(" or "));
+        let seen = std::sync::Mutex::new(Vec::<String>::new());
+        wait_for(what.clone(), self.instance_wait, self.poll, || {
+            let (c, what, seen) = (c.clone(), what.clone(), &seen);
+            async move {
+                let out = match c.describe_instances().instance_ids(instance).send().await {
+                    Ok(o) => o,
+                    Err(e) if is_code(&e, &["InvalidInstanceID.NotFound"]) => {
+                        if states.contains(&"terminated") {
+                            return Ok(Some(()));
                         }
-                        Err(e) => return Err(api_err("DescribeInstances", instance, e)),
-                    };
-                    let state = out
-                        .reservations()
-                        .iter()
-                        .flat_map(|r| r.instances())
-                        .find_map(|i| {
-                            i.state()
-                                .and_then(|s| s.name())
-                                .map(|n| n.as_str().to_string())
-                        });
-                    Ok(match state {
-                        Some(s) if states.contains(&s.as_str()) => Some(()),
-                        None if states.contains(&"terminated") => Some(()),
-                        _ => None,
-                    })
+                        if self.fresh.contains(instance) {
+                            self.retries.count("InvalidInstanceID.NotFound");
+                            return Ok(None);
+                        }
+                        return Err(api_err("DescribeInstances", instance, e));
+                    }
+                    Err(e) => return Err(api_err("DescribeInstances", instance, e)),
+                };
+                let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).next() else {
+                    return Ok(states.contains(&"terminated").then_some(()));
+                };
+                let state = i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default();
+                let reason = i.state_reason();
+                let code = reason.and_then(|r| r.code());
+                let mut seen = seen.lock().unwrap();
+                let verdict = judge(states, &state, code, &seen);
+                seen.push(state.clone());
+                match verdict {
+                    Look::Done => Ok(Some(())),
+                    Look::Wait => Ok(None),
+                    Look::Ended => Err(AwsError::Ended {
+                        what: format!("while waiting for {what}"),
+                        state,
+                        reason: reason.map(|r| state_reason(r.code(), r.message())),
+                    }),
                 }
-            },
-        )
+            }
+        })
         .await
+    }
+}
+
+/// What one look at an instance in `state` means for a wait for `want`.
+#[derive(Debug, PartialEq, Eq)]
+enum Look {
+    Done,
+    Wait,
+    /// It will not get there by itself.
+    Ended,
+}
+
+/// The stop that redisctl (or an operator) asked for; any other reason for `stopped` while
+/// waiting for `running` is a start that failed.
+const USER_STOP: &str = "Client.UserInitiatedShutdown";
+
+/// Judge a look at an instance: `state` now, `reason` the code of its `StateReason`, `seen`
+/// the states seen earlier in the same wait. Waiting for `running`, `shutting-down` or
+/// `terminated` is final (a launch that failed), and so is `stopped` once the start was seen
+/// to move (`pending`) or when EC2 gives a reason other than a requested stop (a start that
+/// failed); a `stopped` with neither may be the answer lagging behind the StartInstances.
+fn judge(want: &[&str], state: &str, reason: Option<&str>, seen: &[String]) -> Look {
+    if want.contains(&state) {
+        return Look::Done;
+    }
+    let gone = matches!(state, "shutting-down" | "terminated");
+    if want.contains(&"running") {
+        if gone {
+            return Look::Ended;
+        }
+        if state == "stopped"
+            && (seen.iter().any(|s| s == "pending") || reason.is_some_and(|r| r != USER_STOP))
+        {
+            return Look::Ended;
+        }
+    }
+    if want.contains(&"stopped") && gone {
+        return Look::Ended;
+    }
+    Look::Wait
+}
+
+/// EC2's `StateReason` as one line: its message usually starts with its code already.
+fn state_reason(code: Option<&str>, message: Option<&str>) -> String {
+    match (code, message) {
+        (Some(c), Some(m)) if m.starts_with(c) => m.to_string(),
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => "no reason given".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(states: &[&str]) -> Vec<String> {
+        states.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_launch_that_terminated_ends_the_wait() {
+        let none = seen(&[]);
+        assert_eq!(judge(&["running"], "pending", None, &none), Look::Wait);
+        assert_eq!(judge(&["running"], "running", None, &none), Look::Done);
+        assert_eq!(
+            judge(
+                &["running"],
+                "terminated",
+                Some("Client.InvalidKMSKey.InvalidState"),
+                &none
+            ),
+            Look::Ended
+        );
+        assert_eq!(
+            judge(&["running"], "shutting-down", None, &none),
+            Look::Ended
+        );
+    }
+
+    #[test]
+    fn a_start_that_fell_back_to_stopped_ends_the_wait() {
+        // Right after StartInstances, `stopped` from the earlier stop may still be shown.
+        assert_eq!(
+            judge(&["running"], "stopped", Some(USER_STOP), &seen(&[])),
+            Look::Wait
+        );
+        assert_eq!(judge(&["running"], "stopped", None, &seen(&[])), Look::Wait);
+        assert_eq!(
+            judge(
+                &["running"],
+                "stopped",
+                Some(USER_STOP),
+                &seen(&["stopped", "pending"])
+            ),
+            Look::Ended
+        );
+        assert_eq!(
+            judge(
+                &["running"],
+                "stopped",
+                Some("Server.InternalError"),
+                &seen(&[])
+            ),
+            Look::Ended
+        );
+    }
+
+    #[test]
+    fn a_stop_ends_on_termination_only() {
+        assert_eq!(
+            judge(&["stopped"], "stopping", None, &seen(&[])),
+            Look::Wait
+        );
+        assert_eq!(
+            judge(&["stopped"], "terminated", None, &seen(&[])),
+            Look::Ended
+        );
+        assert_eq!(
+            judge(&["terminated"], "shutting-down", None, &seen(&[])),
+            Look::Wait
+        );
+    }
+
+    #[test]
+    fn state_reasons_read_as_one_line() {
+        assert_eq!(
+            state_reason(
+                Some("Client.InvalidKMSKey.InvalidState"),
+                Some(
+                    "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
+                )
+            ),
+            "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
+        );
+        assert_eq!(
+            state_reason(
+                Some("Server.InternalError"),
+                Some("Internal error on launch")
+            ),
+            "Server.InternalError: Internal error on launch"
+        );
     }
 }

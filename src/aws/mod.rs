@@ -9,6 +9,7 @@ mod instances;
 mod network;
 mod nodes;
 mod ops;
+mod settle;
 mod volumes;
 
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use crate::observed::Tags;
 pub use describe::observe;
 pub use inspect::VolumeFacts;
 pub use nodes::NodeInstance;
+pub use settle::Retries;
 pub use volumes::{InstanceNow, VolumeNow};
 
 /// The EC2 client and the bounds of its waits.
@@ -33,9 +35,16 @@ pub struct Aws {
     client: Client,
     /// How long to wait for an instance to reach a state.
     pub instance_wait: Duration,
-    /// How long to retry a delete that AWS refuses because of a dependency still going away.
+    /// How long to retry a call that AWS refuses because of a dependency still going away.
     pub dependency_wait: Duration,
+    /// How long to retry a call naming an id this run created that EC2 does not know yet, and
+    /// how long the final checks wait for Describe results to show what was done.
+    pub consistency_wait: Duration,
+    /// The longest pause between two polls of a wait.
     pub poll: Duration,
+    fresh: settle::Fresh,
+    /// The retries this client made, by EC2 error code.
+    pub retries: Retries,
 }
 
 impl Aws {
@@ -61,7 +70,10 @@ impl Aws {
             client: Client::new(&conf),
             instance_wait: Duration::from_secs(600),
             dependency_wait: Duration::from_secs(300),
+            consistency_wait: Duration::from_secs(60),
             poll: Duration::from_secs(2),
+            fresh: settle::Fresh::default(),
+            retries: Retries::default(),
         }
     }
 }
@@ -83,6 +95,15 @@ pub enum AwsError {
     },
     #[error("gave up after {waited:?} waiting for {what}")]
     Timeout { what: String, waited: Duration },
+    /// EC2 accepted a request, then the resource ended in a state that is not the one waited
+    /// for (a launch that terminated, a start that fell back to `stopped`, a volume in `error`).
+    #[error("{what}: EC2 put it in state `{state}`{}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    Ended {
+        what: String,
+        state: String,
+        /// EC2's `StateReason` (`code: message`), when it gave one.
+        reason: Option<String>,
+    },
     #[error("{what}")]
     Local {
         what: String,
@@ -110,8 +131,11 @@ impl AwsError {
                 "RequestLimitExceeded" | "Throttling" => {
                     "AWS kept throttling after retries; wait a minute and run the same command (apply or destroy) again: it continues where it stopped".into()
                 }
-                "InsufficientInstanceCapacity" | "Unsupported" => {
+                "InsufficientInstanceCapacity" => {
                     "the AZ has no capacity for this instance type now; try again later or choose another nodes.instance_type".into()
+                }
+                "Unsupported" => {
+                    "EC2 does not offer this instance type (or one of its options) in this AZ; check `aws ec2 describe-instance-type-offerings --location-type availability-zone` and choose another nodes.instance_type or AZ".into()
                 }
                 "VcpuLimitExceeded" | "InstanceLimitExceeded" | "VpcLimitExceeded" => {
                     "an account quota is reached; raise it in Service Quotas or free resources".into()
@@ -124,9 +148,45 @@ impl AwsError {
             AwsError::Timeout { .. } => {
                 "run the same command (apply or destroy) again later: it re-observes and continues where it stopped".into()
             }
+            AwsError::Ended { reason, .. } => ended_hint(reason.as_deref()),
             AwsError::Local { .. } => "fix the local problem above and run again".into(),
         }
     }
+}
+
+/// What to do when EC2 ended a resource in a state that was not asked for, by its reason.
+fn ended_hint(reason: Option<&str>) -> String {
+    let reason = reason.unwrap_or_default();
+    let next = "then run the same command again: it launches or creates anew (a new idempotency token), and leaves the failed resource to EC2";
+    if reason.contains("KMS") {
+        format!(
+            "the EBS KMS key cannot be used: check that the key in encryption.kms_key is enabled and that its key policy lets EC2 use it for this account (kms:CreateGrant, kms:Decrypt, kms:GenerateDataKeyWithoutPlaintext), {next}"
+        )
+    } else if reason.contains("InsufficientInstanceCapacity") {
+        format!(
+            "the AZ has no capacity for this instance type now; wait or choose another nodes.instance_type, {next}"
+        )
+    } else if reason.contains("VolumeLimitExceeded") || reason.contains("InstanceLimitExceeded") {
+        format!("an account quota is reached; raise it in Service Quotas or free resources, {next}")
+    } else {
+        format!(
+            "read EC2's reason above (also in the console's instance or volume details), {next}"
+        )
+    }
+}
+
+/// A ClientToken for one attempt at a create: random, so no two runs (and no two attempts in
+/// a run) share one, and kept by the caller for the retries of the same attempt. EC2 allows
+/// 64 ASCII characters.
+fn attempt_token(what: &str) -> Result<String, AwsError> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| AwsError::Local {
+            what: format!("cannot make an idempotency token for {what}"),
+            source: Box::new(e),
+        })?;
+    Ok(format!("redisctl-{}", hex::encode(bytes)))
 }
 
 /// A Describe filter with one value.
@@ -181,7 +241,8 @@ where
     }
 }
 
-/// Poll `check` until it yields a value, at most `bound`, saying what it waits for.
+/// Poll `check` until it yields a value, at most `bound`, saying what it waits for. Polls
+/// start at 100 ms and double up to `every`.
 pub(crate) async fn wait_for<T, F, Fut>(
     what: String,
     bound: Duration,
@@ -193,6 +254,7 @@ where
     Fut: std::future::Future<Output = Result<Option<T>, AwsError>>,
 {
     let start = Instant::now();
+    let mut backoff = settle::Backoff::new(every);
     crate::progress::status(format!("waiting for {what}"));
     loop {
         if let Some(v) = check().await? {
@@ -205,6 +267,6 @@ where
             });
         }
         tracing::debug!("waiting for {what} ({:?} so far)", start.elapsed());
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }

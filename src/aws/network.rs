@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::ops::{is_code, tag_filters};
-use super::{Aws, AwsError, api_err, filter, tag_spec};
+use super::{Aws, AwsError, api_err, attempt_token, filter, tag_spec};
 use crate::observed::{IngressRule, Tags, tags};
 use crate::plan::RuleSpec;
 
@@ -54,31 +54,34 @@ impl Aws {
             .map_err(|e| api_err("DescribeVpcs", cidr, e))?;
         let id = match out.vpcs().first().and_then(|v| v.vpc_id()) {
             Some(id) => id.to_string(),
-            None => c
-                .create_vpc()
-                .cidr_block(cidr)
-                .tag_specifications(tag_spec(ResourceType::Vpc, tags))
-                .send()
-                .await
-                .map_err(|e| api_err("CreateVpc", cidr, e))?
-                .vpc()
-                .and_then(|v| v.vpc_id())
-                .unwrap_or_default()
-                .to_string(),
+            None => self.made(
+                c.create_vpc()
+                    .cidr_block(cidr)
+                    .tag_specifications(tag_spec(ResourceType::Vpc, tags))
+                    .send()
+                    .await
+                    .map_err(|e| api_err("CreateVpc", cidr, e))?
+                    .vpc()
+                    .and_then(|v| v.vpc_id()),
+            ),
         };
         let yes = || AttributeBooleanValue::builder().value(true).build();
-        c.modify_vpc_attribute()
-            .vpc_id(&id)
-            .enable_dns_support(yes())
-            .send()
-            .await
-            .map_err(|e| api_err("ModifyVpcAttribute", &id, e))?;
-        c.modify_vpc_attribute()
-            .vpc_id(&id)
-            .enable_dns_hostnames(yes())
-            .send()
-            .await
-            .map_err(|e| api_err("ModifyVpcAttribute", &id, e))?;
+        self.settle("ModifyVpcAttribute", &id, &[&id], &[], || {
+            c.modify_vpc_attribute()
+                .vpc_id(&id)
+                .enable_dns_support(yes())
+                .send()
+        })
+        .await
+        .map_err(|e| api_err("ModifyVpcAttribute", &id, e))?;
+        self.settle("ModifyVpcAttribute", &id, &[&id], &[], || {
+            c.modify_vpc_attribute()
+                .vpc_id(&id)
+                .enable_dns_hostnames(yes())
+                .send()
+        })
+        .await
+        .map_err(|e| api_err("ModifyVpcAttribute", &id, e))?;
         Ok(id)
     }
 
@@ -101,19 +104,20 @@ impl Aws {
             .map_err(|e| api_err("DescribeSubnets", cidr, e))?;
         let id = match out.subnets().first().and_then(|s| s.subnet_id()) {
             Some(id) => id.to_string(),
-            None => c
-                .create_subnet()
-                .vpc_id(vpc)
-                .cidr_block(cidr)
-                .availability_zone(az)
-                .tag_specifications(tag_spec(ResourceType::Subnet, tags))
-                .send()
+            None => self.made(
+                self.settle("CreateSubnet", cidr, &[vpc], &[], || {
+                    c.create_subnet()
+                        .vpc_id(vpc)
+                        .cidr_block(cidr)
+                        .availability_zone(az)
+                        .tag_specifications(tag_spec(ResourceType::Subnet, tags))
+                        .send()
+                })
                 .await
                 .map_err(|e| api_err("CreateSubnet", cidr, e))?
                 .subnet()
-                .and_then(|s| s.subnet_id())
-                .unwrap_or_default()
-                .to_string(),
+                .and_then(|s| s.subnet_id()),
+            ),
         };
         self.set_subnet_public_ip(&id, map_public_ip).await?;
         Ok(id)
@@ -124,13 +128,15 @@ impl Aws {
         subnet: &str,
         value: bool,
     ) -> Result<(), AwsError> {
-        self.client
-            .modify_subnet_attribute()
-            .subnet_id(subnet)
-            .map_public_ip_on_launch(AttributeBooleanValue::builder().value(value).build())
-            .send()
-            .await
-            .map_err(|e| api_err("ModifySubnetAttribute", subnet, e))?;
+        self.settle("ModifySubnetAttribute", subnet, &[subnet], &[], || {
+            self.client
+                .modify_subnet_attribute()
+                .subnet_id(subnet)
+                .map_public_ip_on_launch(AttributeBooleanValue::builder().value(value).build())
+                .send()
+        })
+        .await
+        .map_err(|e| api_err("ModifySubnetAttribute", subnet, e))?;
         Ok(())
     }
 
@@ -150,16 +156,15 @@ impl Aws {
         let existing = out.internet_gateways().first();
         let id = match existing.and_then(|g| g.internet_gateway_id()) {
             Some(id) => id.to_string(),
-            None => c
-                .create_internet_gateway()
-                .tag_specifications(tag_spec(ResourceType::InternetGateway, tags))
-                .send()
-                .await
-                .map_err(|e| api_err("CreateInternetGateway", "igw", e))?
-                .internet_gateway()
-                .and_then(|g| g.internet_gateway_id())
-                .unwrap_or_default()
-                .to_string(),
+            None => self.made(
+                c.create_internet_gateway()
+                    .tag_specifications(tag_spec(ResourceType::InternetGateway, tags))
+                    .send()
+                    .await
+                    .map_err(|e| api_err("CreateInternetGateway", "igw", e))?
+                    .internet_gateway()
+                    .and_then(|g| g.internet_gateway_id()),
+            ),
         };
         let attached =
             existing.is_some_and(|g| g.attachments().iter().any(|a| a.vpc_id() == Some(vpc)));
@@ -171,11 +176,13 @@ impl Aws {
 
     pub(super) async fn attach_igw(&self, igw: &str, vpc: &str) -> Result<(), AwsError> {
         match self
-            .client
-            .attach_internet_gateway()
-            .internet_gateway_id(igw)
-            .vpc_id(vpc)
-            .send()
+            .settle("AttachInternetGateway", igw, &[igw, vpc], &[], || {
+                self.client
+                    .attach_internet_gateway()
+                    .internet_gateway_id(igw)
+                    .vpc_id(vpc)
+                    .send()
+            })
             .await
         {
             Ok(_) => Ok(()),
@@ -203,17 +210,22 @@ impl Aws {
         let existing = out.route_tables().first();
         let id = match existing.and_then(|t| t.route_table_id()) {
             Some(id) => id.to_string(),
-            None => c
-                .create_route_table()
-                .vpc_id(vpc)
-                .tag_specifications(tag_spec(ResourceType::RouteTable, tags))
-                .send()
-                .await
-                .map_err(|e| api_err("CreateRouteTable", vpc, e))?
-                .route_table()
-                .and_then(|t| t.route_table_id())
-                .unwrap_or_default()
-                .to_string(),
+            None => {
+                let token = attempt_token("the route table")?;
+                self.made(
+                    self.settle("CreateRouteTable", vpc, &[vpc], &[], || {
+                        c.create_route_table()
+                            .vpc_id(vpc)
+                            .client_token(&token)
+                            .tag_specifications(tag_spec(ResourceType::RouteTable, tags))
+                            .send()
+                    })
+                    .await
+                    .map_err(|e| api_err("CreateRouteTable", vpc, e))?
+                    .route_table()
+                    .and_then(|t| t.route_table_id()),
+                )
+            }
         };
         let route = existing.and_then(|t| {
             t.routes()
@@ -236,24 +248,28 @@ impl Aws {
     ) -> Result<(), AwsError> {
         let c = &self.client;
         let replace_route = || async {
-            c.replace_route()
-                .route_table_id(rt)
-                .destination_cidr_block("0.0.0.0/0")
-                .gateway_id(igw)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| api_err("ReplaceRoute", rt, e))
+            self.settle("ReplaceRoute", rt, &[rt, igw], &[], || {
+                c.replace_route()
+                    .route_table_id(rt)
+                    .destination_cidr_block("0.0.0.0/0")
+                    .gateway_id(igw)
+                    .send()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| api_err("ReplaceRoute", rt, e))
         };
         if replace {
             return replace_route().await;
         }
-        match c
-            .create_route()
-            .route_table_id(rt)
-            .destination_cidr_block("0.0.0.0/0")
-            .gateway_id(igw)
-            .send()
+        match self
+            .settle("CreateRoute", rt, &[rt, igw], &[], || {
+                c.create_route()
+                    .route_table_id(rt)
+                    .destination_cidr_block("0.0.0.0/0")
+                    .gateway_id(igw)
+                    .send()
+            })
             .await
         {
             Ok(_) => Ok(()),
@@ -295,11 +311,13 @@ impl Aws {
                 return Ok(out.new_association_id().map(String::from));
             }
         }
-        let out = c
-            .associate_route_table()
-            .route_table_id(rt)
-            .subnet_id(subnet)
-            .send()
+        let out = self
+            .settle("AssociateRouteTable", subnet, &[rt, subnet], &[], || {
+                c.associate_route_table()
+                    .route_table_id(rt)
+                    .subnet_id(subnet)
+                    .send()
+            })
             .await
             .map_err(|e| api_err("AssociateRouteTable", subnet, e))?;
         Ok(out.association_id().map(String::from))
@@ -341,16 +359,18 @@ impl Aws {
         if let Some(id) = out.security_groups().first().and_then(|g| g.group_id()) {
             return Ok(Some(id.to_string()));
         }
-        let out = c
-            .create_security_group()
-            .vpc_id(vpc)
-            .group_name(name)
-            .description(description)
-            .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
-            .send()
+        let out = self
+            .settle("CreateSecurityGroup", name, &[vpc], &[], || {
+                c.create_security_group()
+                    .vpc_id(vpc)
+                    .group_name(name)
+                    .description(description)
+                    .tag_specifications(tag_spec(ResourceType::SecurityGroup, tags))
+                    .send()
+            })
             .await
             .map_err(|e| api_err("CreateSecurityGroup", name, e))?;
-        Ok(out.group_id().map(String::from))
+        Ok(out.group_id().map(|id| self.made(Some(id))))
     }
 
     pub(super) async fn authorize_ingress(
@@ -359,11 +379,13 @@ impl Aws {
         rule: &RuleSpec,
     ) -> Result<(), AwsError> {
         match self
-            .client
-            .authorize_security_group_ingress()
-            .group_id(sg)
-            .ip_permissions(permission(&rule.rule, Some(&rule.description)))
-            .send()
+            .settle("AuthorizeSecurityGroupIngress", sg, &[sg], &[], || {
+                self.client
+                    .authorize_security_group_ingress()
+                    .group_id(sg)
+                    .ip_permissions(permission(&rule.rule, Some(&rule.description)))
+                    .send()
+            })
             .await
         {
             Ok(_) => Ok(()),
@@ -463,11 +485,21 @@ impl Aws {
     ) -> Result<(), AwsError> {
         let c = &self.client;
         for vpc in detach_from {
-            match c
-                .detach_internet_gateway()
-                .internet_gateway_id(id)
-                .vpc_id(vpc)
-                .send()
+            // Right after the instances are terminated, EC2 refuses while their public
+            // addresses are still mapped.
+            match self
+                .settle(
+                    "DetachInternetGateway",
+                    id,
+                    &[id, vpc],
+                    &["DependencyViolation"],
+                    || {
+                        c.detach_internet_gateway()
+                            .internet_gateway_id(id)
+                            .vpc_id(vpc)
+                            .send()
+                    },
+                )
                 .await
             {
                 Ok(_) => {}

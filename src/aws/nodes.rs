@@ -3,9 +3,8 @@
 
 use std::net::Ipv4Addr;
 
-use aws_sdk_ec2::types::Tag;
-
 use super::describe::tag_map;
+use super::settle::Backoff;
 use super::{Aws, AwsError, api_err, filter, filter_any};
 use crate::observed::tags;
 
@@ -21,9 +20,30 @@ pub struct NodeInstance {
 }
 
 impl Aws {
-    /// One DescribeInstances for every running or pending node instance of `cluster`, in the
-    /// order EC2 lists them.
+    /// Every running or pending node instance of `cluster`, in the order EC2 lists them: one
+    /// DescribeInstances, repeated (within [`Aws::consistency_wait`]) while an instance this
+    /// run launched is not listed yet.
     pub async fn node_instances(&self, cluster: &str) -> Result<Vec<NodeInstance>, AwsError> {
+        let start = std::time::Instant::now();
+        let mut backoff = Backoff::new(self.poll);
+        loop {
+            let found = self.node_instances_once(cluster).await?;
+            let listed: Vec<&str> = found.iter().map(|i| i.id.as_str()).collect();
+            let missing = self.fresh.missing_from("i-", &listed);
+            if missing.is_empty() || start.elapsed() >= self.consistency_wait {
+                return Ok(found);
+            }
+            self.retries.count("DescribeInstances:unlisted");
+            let wait = backoff.next_delay();
+            tracing::info!(
+                "DescribeInstances ({cluster}): {} launched by this run not listed yet; retrying in {wait:?}",
+                missing.join(", ")
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn node_instances_once(&self, cluster: &str) -> Result<Vec<NodeInstance>, AwsError> {
         let out = self
             .client
             .describe_instances()
@@ -51,18 +71,9 @@ impl Aws {
 
     /// Record a node's pinned host-key fingerprint as the instance's `redisctl:host-key` tag.
     pub async fn tag_host_key(&self, instance: &str, fingerprint: &str) -> Result<(), AwsError> {
-        self.client
-            .create_tags()
-            .resources(instance)
-            .tags(
-                Tag::builder()
-                    .key(tags::HOST_KEY)
-                    .value(fingerprint)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| api_err("CreateTags", instance, e))?;
-        Ok(())
+        let set = [(tags::HOST_KEY.to_string(), fingerprint.to_string())]
+            .into_iter()
+            .collect();
+        self.set_tags(instance, &set, &[]).await
     }
 }

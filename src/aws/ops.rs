@@ -187,7 +187,7 @@ impl Aws {
         call: &'static str,
         id: &str,
         gone: &[&str],
-        mut f: F,
+        f: F,
     ) -> Result<(), AwsError>
     where
         F: FnMut() -> Fut,
@@ -196,27 +196,16 @@ impl Aws {
             >,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let start = std::time::Instant::now();
-        loop {
-            match f().await {
-                Ok(()) => return Ok(()),
-                Err(e) if is_code(&e, gone) => return Ok(()),
-                Err(e)
-                    if is_code(
-                        &e,
-                        &[
-                            "DependencyViolation",
-                            "IncorrectState",
-                            "VolumeInUse",
-                            "InvalidSnapshot.InUse",
-                        ],
-                    ) && start.elapsed() < self.dependency_wait =>
-                {
-                    tracing::debug!("{call} {id}: {:?}; retrying", e.code());
-                    tokio::time::sleep(self.poll).await;
-                }
-                Err(e) => return Err(api_err(call, id, e)),
-            }
+        const BUSY: &[&str] = &[
+            "DependencyViolation",
+            "IncorrectState",
+            "VolumeInUse",
+            "InvalidSnapshot.InUse",
+        ];
+        match self.settle(call, id, &[id], BUSY, f).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_code(&e, gone) => Ok(()),
+            Err(e) => Err(api_err(call, id, e)),
         }
     }
 }

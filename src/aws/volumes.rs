@@ -9,24 +9,17 @@ use std::time::Duration;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification,
-    ResourceType, Tag, VolumeType,
+    ResourceType, VolumeType,
 };
 
 use super::describe::{block_devices, tag_map};
 use super::ops::tag_filters;
-use super::{Aws, AwsError, api_err, filter, tag_spec, wait_for};
+use super::{Aws, AwsError, api_err, attempt_token, filter, tag_spec, wait_for};
 use crate::observed::{Tags, tags};
 use crate::plan::Ec2Op;
 
 /// How long a snapshot of a root volume may take (the first one of a volume copies it all).
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(3 * 3600);
-
-/// A ClientToken (≤ 64 ASCII characters) that is the same for the same request.
-fn idempotency_token(parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(parts.join("\n").as_bytes());
-    format!("redisctl-{}", &hex::encode(digest)[..40])
-}
 
 /// The cluster/role/node tags of `t`, as Describe filters.
 fn identity(t: &Tags) -> Vec<Filter> {
@@ -82,8 +75,16 @@ impl Aws {
         })
     }
 
+    /// The volume now; `None` when EC2 does not know it (after the bounded wait for one this
+    /// run just created).
     pub async fn volume_now(&self, id: &str) -> Result<Option<VolumeNow>, AwsError> {
-        let out = match self.client.describe_volumes().volume_ids(id).send().await {
+        let c = &self.client;
+        let out = match self
+            .settle("DescribeVolumes", id, &[id], &[], || {
+                c.describe_volumes().volume_ids(id).send()
+            })
+            .await
+        {
             Ok(o) => o,
             Err(e) if e.code() == Some("InvalidVolume.NotFound") => return Ok(None),
             Err(e) => return Err(api_err("DescribeVolumes", id, e)),
@@ -105,21 +106,8 @@ impl Aws {
 
     /// Set and remove tags on one resource.
     pub async fn retag(&self, id: &str, set: &Tags, remove: &[&str]) -> Result<(), AwsError> {
-        if !set.is_empty() {
-            let mut req = self.client.create_tags().resources(id);
-            for (k, v) in set {
-                req = req.tags(Tag::builder().key(k).value(v).build());
-            }
-            req.send().await.map_err(|e| api_err("CreateTags", id, e))?;
-        }
-        if !remove.is_empty() {
-            let mut req = self.client.delete_tags().resources(id);
-            for k in remove {
-                req = req.tags(Tag::builder().key(*k).build());
-            }
-            req.send().await.map_err(|e| api_err("DeleteTags", id, e))?;
-        }
-        Ok(())
+        let remove: Vec<String> = remove.iter().map(|k| k.to_string()).collect();
+        self.set_tags(id, set, &remove).await
     }
 
     pub async fn stop_and_wait(&self, id: &str) -> Result<(), AwsError> {
@@ -160,45 +148,51 @@ impl Aws {
             .and_then(|s| s.snapshot_id());
         let id = match existing {
             Some(id) => id.to_string(),
-            None => c
-                .create_snapshot()
-                .volume_id(volume)
-                .description(format!(
-                    "redisctl: plaintext root of {} before the encryption swap",
-                    t.get(tags::NODE).map(String::as_str).unwrap_or("?")
-                ))
-                .tag_specifications(tag_spec(ResourceType::Snapshot, t))
-                .send()
-                .await
-                .map_err(|e| api_err("CreateSnapshot", volume, e))?
-                .snapshot_id()
-                .unwrap_or_default()
-                .to_string(),
+            None => {
+                let id = c
+                    .create_snapshot()
+                    .volume_id(volume)
+                    .description(format!(
+                        "redisctl: plaintext root of {} before the encryption swap",
+                        t.get(tags::NODE).map(String::as_str).unwrap_or("?")
+                    ))
+                    .tag_specifications(tag_spec(ResourceType::Snapshot, t))
+                    .send()
+                    .await
+                    .map_err(|e| api_err("CreateSnapshot", volume, e))?
+                    .snapshot_id()
+                    .unwrap_or_default()
+                    .to_string();
+                self.created(&id);
+                id
+            }
         };
-        let c = c.clone();
-        let sid = id.clone();
+        let sid = id.as_str();
         wait_for(
             format!("snapshot {id} of {volume} to complete"),
             SNAPSHOT_WAIT,
             self.poll,
-            || {
-                let (c, sid) = (c.clone(), sid.clone());
-                async move {
-                    let out = c
-                        .describe_snapshots()
-                        .snapshot_ids(&sid)
-                        .send()
-                        .await
-                        .map_err(|e| api_err("DescribeSnapshots", &sid, e))?;
-                    match out.snapshots().first().and_then(|s| s.state()) {
-                        Some(s) if s.as_str() == "completed" => Ok(Some(())),
-                        Some(s) if s.as_str() == "error" => Err(AwsError::Api {
-                            call: "CreateSnapshot",
-                            resource: sid.clone(),
-                            code: "SnapshotError".into(),
-                            message: "the snapshot failed; delete it and run apply again".into(),
-                        }),
-                        _ => Ok(None),
+            || async move {
+                let out = self
+                    .settle("DescribeSnapshots", sid, &[sid], &[], || {
+                        c.describe_snapshots().snapshot_ids(sid).send()
+                    })
+                    .await
+                    .map_err(|e| api_err("DescribeSnapshots", sid, e))?;
+                let Some(s) = out.snapshots().first() else {
+                    return Ok(None);
+                };
+                match s.state().map(|s| s.as_str()) {
+                    Some("completed") => Ok(Some(())),
+                    Some("error") => Err(AwsError::Ended {
+                        what: format!("snapshot {sid} of {volume}"),
+                        state: "error".into(),
+                        reason: s.state_message().map(String::from),
+                    }),
+                    _ => {
+                        let progress = s.progress().unwrap_or("0%");
+                        crate::progress::status(format!("snapshot {sid} of {volume}: {progress}"));
+                        Ok(None)
                     }
                 }
             },
@@ -225,47 +219,69 @@ impl Aws {
             .send()
             .await
             .map_err(|e| api_err("DescribeVolumes", snapshot, e))?;
+        // A volume EBS put in `error` holds nothing: it is removed, not adopted.
+        for v in out.volumes().iter().filter(|v| v.encrypted() == Some(true)) {
+            if let (Some(id), Some("error")) = (v.volume_id(), v.state().map(|s| s.as_str())) {
+                tracing::info!("deleting volume {id}, which EBS left in state error");
+                self.delete_volume(id).await?;
+            }
+        }
         let existing = out
             .volumes()
             .iter()
+            .filter(|v| v.state().is_none_or(|s| s.as_str() != "error"))
             .find(|v| v.encrypted() == Some(true))
             .and_then(|v| v.volume_id());
         let id = match existing {
             Some(id) => id.to_string(),
-            None => c
-                .create_volume()
-                // The same request again (a rerun after a kill, before DescribeVolumes shows
-                // the first volume) gets the same volume on AWS, not a second one.
-                .client_token(idempotency_token(&[snapshot, az, volume_type, kms_key]))
-                .snapshot_id(snapshot)
-                .availability_zone(az)
-                .volume_type(VolumeType::from(volume_type))
-                .encrypted(true)
-                .kms_key_id(kms_key)
-                .tag_specifications(tag_spec(ResourceType::Volume, t))
-                .send()
-                .await
-                .map_err(|e| api_err("CreateVolume", snapshot, e))?
-                .volume_id()
-                .unwrap_or_default()
-                .to_string(),
+            None => {
+                // One token per attempt: the SDK's retry of a create whose answer was lost gets
+                // the same volume, and a rerun never meets the token of a volume that failed.
+                let token = attempt_token(&format!("the volume from {snapshot}"))?;
+                let id = self
+                    .settle("CreateVolume", snapshot, &[snapshot], &[], || {
+                        c.create_volume()
+                            .client_token(&token)
+                            .snapshot_id(snapshot)
+                            .availability_zone(az)
+                            .volume_type(VolumeType::from(volume_type))
+                            .encrypted(true)
+                            .kms_key_id(kms_key)
+                            .tag_specifications(tag_spec(ResourceType::Volume, t))
+                            .send()
+                    })
+                    .await
+                    .map_err(|e| api_err("CreateVolume", snapshot, e))?
+                    .volume_id()
+                    .unwrap_or_default()
+                    .to_string();
+                self.created(&id);
+                id
+            }
         };
         self.wait_volume(&id, &["available", "in-use"]).await?;
         Ok(id)
     }
 
+    /// Wait until the volume is in one of `states`; ends at once on `error`.
     async fn wait_volume(&self, id: &str, states: &[&str]) -> Result<VolumeNow, AwsError> {
-        wait_for(
-            format!("volume {id} to be {}", states.join(" or ")),
-            self.instance_wait,
-            self.poll,
-            || async move {
-                Ok(self
-                    .volume_now(id)
-                    .await?
-                    .filter(|v| states.contains(&v.state.as_str())))
-            },
-        )
+        let what = format!("volume {id} to be {}", states.join(" or "));
+        wait_for(what.clone(), self.instance_wait, self.poll, || {
+            let what = what.clone();
+            async move {
+                match self.volume_now(id).await? {
+                    Some(v) if states.contains(&v.state.as_str()) => Ok(Some(v)),
+                    Some(v) if v.state == "error" => Err(AwsError::Ended {
+                        what: format!("while waiting for {what}"),
+                        state: v.state,
+                        reason: Some(
+                            "EBS could not create the volume; redisctl deletes it and makes a new one at the next run".into(),
+                        ),
+                    }),
+                    _ => Ok(None),
+                }
+            }
+        })
         .await
     }
 
@@ -282,13 +298,15 @@ impl Aws {
         if let Some(v) = self.volume_now(old).await?
             && v.attached_to.as_ref().is_some_and(|(i, _)| i == instance)
         {
-            c.detach_volume()
-                .volume_id(old)
-                .instance_id(instance)
-                .device(device)
-                .send()
-                .await
-                .map_err(|e| api_err("DetachVolume", old, e))?;
+            self.settle("DetachVolume", old, &[old, instance], &[], || {
+                c.detach_volume()
+                    .volume_id(old)
+                    .instance_id(instance)
+                    .device(device)
+                    .send()
+            })
+            .await
+            .map_err(|e| api_err("DetachVolume", old, e))?;
             self.wait_volume(old, &["available"]).await?;
         }
         let now = self.volume_now(new).await?.ok_or_else(|| AwsError::Api {
@@ -308,33 +326,43 @@ impl Aws {
                 });
             }
             None => {
-                c.attach_volume()
-                    .volume_id(new)
-                    .instance_id(instance)
-                    .device(device)
-                    .send()
-                    .await
-                    .map_err(|e| api_err("AttachVolume", new, e))?;
+                self.settle("AttachVolume", new, &[new, instance], &[], || {
+                    c.attach_volume()
+                        .volume_id(new)
+                        .instance_id(instance)
+                        .device(device)
+                        .send()
+                })
+                .await
+                .map_err(|e| api_err("AttachVolume", new, e))?;
             }
         }
         self.wait_volume(new, &["in-use"]).await?;
         // As at launch: the root goes with the instance (AttachVolume defaults to keeping it).
-        c.modify_instance_attribute()
-            .instance_id(instance)
-            .block_device_mappings(
-                InstanceBlockDeviceMappingSpecification::builder()
-                    .device_name(device)
-                    .ebs(
-                        EbsInstanceBlockDeviceSpecification::builder()
-                            .volume_id(new)
-                            .delete_on_termination(true)
+        self.settle(
+            "ModifyInstanceAttribute",
+            instance,
+            &[new, instance],
+            &[],
+            || {
+                c.modify_instance_attribute()
+                    .instance_id(instance)
+                    .block_device_mappings(
+                        InstanceBlockDeviceMappingSpecification::builder()
+                            .device_name(device)
+                            .ebs(
+                                EbsInstanceBlockDeviceSpecification::builder()
+                                    .volume_id(new)
+                                    .delete_on_termination(true)
+                                    .build(),
+                            )
                             .build(),
                     )
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| api_err("ModifyInstanceAttribute", instance, e))?;
+                    .send()
+            },
+        )
+        .await
+        .map_err(|e| api_err("ModifyInstanceAttribute", instance, e))?;
         Ok(())
     }
 

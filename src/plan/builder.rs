@@ -3,7 +3,6 @@
 //! resource per role, duplicates reported) and to refer to them (an existing id, or the step
 //! that makes it).
 
-use super::fingerprint;
 use super::model::*;
 use super::naming;
 use crate::observed::tags::{self, Role};
@@ -25,8 +24,6 @@ pub(super) struct Builder<'a> {
     pub observed: &'a Observed,
     pub steps: Vec<Step>,
     pub notes: Vec<Note>,
-    /// Fingerprint of the observed state, for RunInstances client tokens.
-    pub observed_fingerprint: String,
 }
 
 impl<'a> Builder<'a> {
@@ -36,7 +33,6 @@ impl<'a> Builder<'a> {
             observed,
             steps: Vec::new(),
             notes: Vec::new(),
-            observed_fingerprint: fingerprint::observed(observed),
         }
     }
 

@@ -277,7 +277,6 @@ fn instance(
         kms_key: encrypt_at_launch.then(|| rv.kms_key.clone()),
         tags: b.tags(Role::Node, &n.name, Some(&n.name)),
         volume_tags: b.tags(Role::Volume, &format!("{}-root", n.name), Some(&n.name)),
-        client_token: naming::client_token(&spec.cluster.name, &n.name, &b.observed_fingerprint),
     };
     let mut deps = b.dep(&subnet_addr);
     deps.extend(b.dep("sg"));

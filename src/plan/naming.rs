@@ -1,7 +1,5 @@
-//! Names, tags and tokens derived from the spec: the planner decides them, the executor only
-//! uses them.
-
-use sha2::{Digest, Sha256};
+//! Names and tags derived from the spec: the planner decides them, the executor only uses
+//! them. (Idempotency tokens are the EC2 edge's: one per attempt, never derived from the spec.)
 
 use crate::observed::Tags;
 use crate::observed::tags::{self, Role};
@@ -48,11 +46,4 @@ pub fn same_public_key(a: &str, b: &str) -> bool {
     }
     let (a, b) = (key(a), key(b));
     a.len() == 2 && a == b
-}
-
-/// RunInstances idempotency token: stable for one plan (so a retried call returns the first
-/// instance on AWS), different after the world changed (so a node re-created later is new).
-pub fn client_token(cluster: &str, node: &str, observed_fingerprint: &str) -> String {
-    let h = Sha256::digest(format!("{cluster}\0{node}\0{observed_fingerprint}").as_bytes());
-    format!("redisctl-{}", &hex::encode(h)[..40])
 }

@@ -321,6 +321,4 @@ pub struct RunInstance {
     pub kms_key: Option<String>,
     pub tags: Tags,
     pub volume_tags: Tags,
-    /// Idempotency token: a retried RunInstances on AWS returns the first instance.
-    pub client_token: String,
 }

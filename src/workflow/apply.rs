@@ -4,8 +4,9 @@
 //! the swap steps; the executor runs it; planning again must then find nothing to do.
 
 use std::path::Path;
+use std::time::Duration;
 
-use super::{Error, Ui, ctx};
+use super::{Error, Ui, ctx, final_look};
 use crate::exec::{self, Report};
 use crate::observe::{Nodes, World, observe};
 use crate::plan::{self, Op, Plan, Summary, fingerprint, saved::SavedPlan};
@@ -70,7 +71,7 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
         interrupted(),
     )
     .await?;
-    converged(spec, interrupted()).await?;
+    converged(spec, world.aws.consistency_wait, interrupted()).await?;
     Ok(ApplyOutcome::Applied { plan, report })
 }
 
@@ -133,19 +134,36 @@ fn keep_old_volumes(plan: &mut Plan) {
     }
 }
 
-/// Prove convergence: planning again must find nothing to do, on every node.
+/// Prove convergence: planning again must find nothing to do, on every node. EC2's Describe
+/// results can lag behind the changes just made (eventual consistency), so while what is left
+/// to do includes AWS steps, it looks again, with backoff, for up to `lag`.
 /// (Ctrl-C still stops it: the executor's signal listener is gone.)
 async fn converged(
     spec: &Spec,
+    lag: Duration,
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
-    let after = tokio::select! {
-        r = observe(spec, Nodes::Look) => r?.observed,
+    let aws_left = |p: &Plan| {
+        p.steps
+            .iter()
+            .any(|s| s.ops.iter().any(|o| matches!(o, Op::Ec2(_) | Op::Swap(_))))
+    };
+    let again = final_look(
+        lag,
+        || async {
+            Ok(plan::plan(
+                spec,
+                &observe(spec, Nodes::Look).await?.observed,
+            ))
+        },
+        |p| !aws_left(p),
+    );
+    let again = tokio::select! {
+        r = again => r?,
         _ = interrupted => return Err(Error::Refused(
             "interrupted during the final check: the steps are done; run `redisctl plan` to see whether the cluster matches the spec".into(),
         )),
     };
-    let again = plan::plan(spec, &after);
     if !again.unobserved.is_empty() {
         return Err(Error::Refused(format!(
             "apply finished, but {} could not be observed over SSH afterwards, so it is not proven to match the spec; see `redisctl plan` and docs/runbook.md (\"an unreachable node\")",

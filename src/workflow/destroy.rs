@@ -1,7 +1,7 @@
 //! `destroy`: everything tagged for the cluster, in reverse order, then the proof that nothing
 //! tagged is left. Local secrets (the state directory) are kept.
 
-use super::{Error, Ui};
+use super::{Error, Ui, final_look};
 use crate::exec::{self, Report};
 use crate::observe::{Nodes, observe};
 use crate::plan::{self, Plan};
@@ -52,14 +52,19 @@ pub async fn destroy<F: std::future::Future<Output = ()>>(
         interrupted(),
     )
     .await?;
-    // Prove it: nothing tagged for the cluster is left.
-    let after = tokio::select! {
-        r = observe(spec, Nodes::Skip) => r?.observed,
+    // Prove it: nothing tagged for the cluster is left. Describe results can lag behind the
+    // deletes just made (eventual consistency): look again, with backoff, within a bound.
+    let left = final_look(
+        world.aws.consistency_wait,
+        || async { Ok(observe(spec, Nodes::Skip).await?.observed.leftovers()) },
+        |left| left.is_empty(),
+    );
+    let left = tokio::select! {
+        r = left => r?,
         _ = interrupted() => return Err(Error::Refused(
             "interrupted during the final check: the steps are done; run `redisctl destroy` again to confirm nothing is left".into(),
         )),
     };
-    let left = after.leftovers();
     if !left.is_empty() {
         return Err(Error::Refused(format!(
             "destroy finished but these are still tagged redisctl:cluster={}: {}; run destroy again",

@@ -10,6 +10,7 @@ pub mod destroy;
 pub mod plan;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::observe::{ObserveError, World};
 use crate::spec::LoadError;
@@ -23,6 +24,31 @@ fn ctx(world: &World) -> crate::exec::Ctx {
     crate::exec::Ctx {
         aws: world.aws.clone(),
         nodes: world.nodes.as_ref().map(Arc::clone),
+    }
+}
+
+/// The final look after a run: `look` again, with backoff, until `settled` accepts what it saw
+/// or `lag` has passed, and return the last look. EC2's Describe results can lag behind the
+/// changes just made (eventual consistency); a run that succeeded must not be failed by that.
+async fn final_look<T, F, Fut>(
+    lag: Duration,
+    mut look: F,
+    settled: impl Fn(&T) -> bool,
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let seen = look().await?;
+        if settled(&seen) || start.elapsed() >= lag {
+            return Ok(seen);
+        }
+        tracing::info!("the final check is not settled yet; looking again in {pause:?}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 
