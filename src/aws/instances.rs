@@ -9,7 +9,9 @@ use aws_sdk_ec2::types::{
 };
 
 use super::ops::{is_code, tag_filters};
-use super::{Aws, AwsError, api_err, attempt_token, filter, filter_any, tag_spec, wait_for};
+use super::{
+    ATTEMPTS, Aws, AwsError, api_err, attempt_token, filter, filter_any, tag_spec, wait_for,
+};
 use crate::observed::{Tags, tags};
 use crate::plan::RunInstance;
 
@@ -83,12 +85,23 @@ impl Aws {
             .iter()
             .flat_map(|r| r.instances())
             .find_map(|i| i.instance_id());
-        let id = match existing {
-            Some(id) => id.to_string(),
-            None => self.launch(run, subnet, sg).await?,
-        };
-        self.wait_instance(&id, &["running"]).await?;
-        Ok(id)
+        let mut existing = existing.map(String::from);
+        let mut attempt = 1;
+        loop {
+            let id = match existing.take() {
+                Some(id) => id,
+                None => self.launch(run, subnet, sg).await?,
+            };
+            match self.wait_instance(&id, &["running"]).await {
+                Ok(()) => return Ok(id),
+                Err(e) if e.ended_on_server_side() && attempt < ATTEMPTS => {
+                    self.retries.count("launch ended by EC2");
+                    tracing::warn!("node {}: {e}; launching again", run.node);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// One RunInstances for the node. Its ClientToken is new for this attempt and the same
@@ -155,14 +168,26 @@ impl Aws {
         Ok(id)
     }
 
-    pub(super) async fn start_instance(&self, instance: &str) -> Result<(), AwsError> {
-        self.client
-            .start_instances()
-            .instance_ids(instance)
-            .send()
-            .await
-            .map_err(|e| api_err("StartInstances", instance, e))?;
-        self.wait_instance(instance, &["running"]).await
+    /// Start the instance and wait until it runs; a start that EC2 ended on its own side is
+    /// tried again, up to [`ATTEMPTS`] times.
+    pub(crate) async fn start_instance(&self, instance: &str) -> Result<(), AwsError> {
+        let mut attempt = 1;
+        loop {
+            self.client
+                .start_instances()
+                .instance_ids(instance)
+                .send()
+                .await
+                .map_err(|e| api_err("StartInstances", instance, e))?;
+            match self.wait_instance(instance, &["running"]).await {
+                Err(e) if e.ended_on_server_side() && attempt < ATTEMPTS => {
+                    self.retries.count("start ended by EC2");
+                    tracing::warn!("{e}; starting it again");
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Change the instance type; a running instance (`restart`) is stopped before and started

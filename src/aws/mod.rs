@@ -121,6 +121,12 @@ impl AwsError {
         }
     }
 
+    /// EC2 ended the resource for a reason of its own side (`Server.*`: an internal error, no
+    /// capacity now), which a new attempt may not meet.
+    pub fn ended_on_server_side(&self) -> bool {
+        matches!(self, AwsError::Ended { reason: Some(r), .. } if r.starts_with("Server."))
+    }
+
     /// What the operator should do next.
     pub fn hint(&self) -> String {
         match self {
@@ -174,6 +180,9 @@ fn ended_hint(reason: Option<&str>) -> String {
         )
     }
 }
+
+/// How many times a launch, a start or a volume that EC2 ended on its own side is tried.
+const ATTEMPTS: u32 = 3;
 
 /// A ClientToken for one attempt at a create: random, so no two runs (and no two attempts in
 /// a run) share one, and kept by the caller for the retries of the same attempt. EC2 allows

@@ -14,7 +14,7 @@ use aws_sdk_ec2::types::{
 
 use super::describe::{block_devices, tag_map};
 use super::ops::tag_filters;
-use super::{Aws, AwsError, api_err, attempt_token, filter, tag_spec, wait_for};
+use super::{ATTEMPTS, Aws, AwsError, api_err, attempt_token, filter, tag_spec, wait_for};
 use crate::observed::{Tags, tags};
 use crate::plan::Ec2Op;
 
@@ -120,16 +120,6 @@ impl Aws {
         self.wait_instance(id, &["stopped"]).await
     }
 
-    pub async fn start_and_wait(&self, id: &str) -> Result<(), AwsError> {
-        self.client
-            .start_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .map_err(|e| api_err("StartInstances", id, e))?;
-        self.wait_instance(id, &["running"]).await
-    }
-
     /// The snapshot of `volume` tagged `t` (adopted if a previous run made it), completed.
     pub async fn ensure_snapshot(&self, volume: &str, t: &Tags) -> Result<String, AwsError> {
         let c = &self.client;
@@ -232,35 +222,48 @@ impl Aws {
             .filter(|v| v.state().is_none_or(|s| s.as_str() != "error"))
             .find(|v| v.encrypted() == Some(true))
             .and_then(|v| v.volume_id());
-        let id = match existing {
-            Some(id) => id.to_string(),
-            None => {
-                // One token per attempt: the SDK's retry of a create whose answer was lost gets
-                // the same volume, and a rerun never meets the token of a volume that failed.
-                let token = attempt_token(&format!("the volume from {snapshot}"))?;
-                let id = self
-                    .settle("CreateVolume", snapshot, &[snapshot], &[], || {
-                        c.create_volume()
-                            .client_token(&token)
-                            .snapshot_id(snapshot)
-                            .availability_zone(az)
-                            .volume_type(VolumeType::from(volume_type))
-                            .encrypted(true)
-                            .kms_key_id(kms_key)
-                            .tag_specifications(tag_spec(ResourceType::Volume, t))
-                            .send()
-                    })
-                    .await
-                    .map_err(|e| api_err("CreateVolume", snapshot, e))?
-                    .volume_id()
-                    .unwrap_or_default()
-                    .to_string();
-                self.created(&id);
-                id
+        let mut existing = existing.map(String::from);
+        let mut attempt = 1;
+        loop {
+            let id = match existing.take() {
+                Some(id) => id,
+                None => {
+                    // One token per attempt: the SDK's retry of a create whose answer was lost
+                    // gets the same volume; a new attempt never meets the token of one that
+                    // failed.
+                    let token = attempt_token(&format!("the volume from {snapshot}"))?;
+                    let id = self
+                        .settle("CreateVolume", snapshot, &[snapshot], &[], || {
+                            c.create_volume()
+                                .client_token(&token)
+                                .snapshot_id(snapshot)
+                                .availability_zone(az)
+                                .volume_type(VolumeType::from(volume_type))
+                                .encrypted(true)
+                                .kms_key_id(kms_key)
+                                .tag_specifications(tag_spec(ResourceType::Volume, t))
+                                .send()
+                        })
+                        .await
+                        .map_err(|e| api_err("CreateVolume", snapshot, e))?
+                        .volume_id()
+                        .unwrap_or_default()
+                        .to_string();
+                    self.created(&id);
+                    id
+                }
+            };
+            match self.wait_volume(&id, &["available", "in-use"]).await {
+                Ok(_) => return Ok(id),
+                Err(e @ AwsError::Ended { .. }) if attempt < ATTEMPTS => {
+                    self.retries.count("volume ended in error");
+                    tracing::warn!("{e}; deleting it and creating the volume again");
+                    self.delete_volume(&id).await?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
             }
-        };
-        self.wait_volume(&id, &["available", "in-use"]).await?;
-        Ok(id)
+        }
     }
 
     /// Wait until the volume is in one of `states`; ends at once on `error`.
@@ -275,7 +278,8 @@ impl Aws {
                         what: format!("while waiting for {what}"),
                         state: v.state,
                         reason: Some(
-                            "EBS could not create the volume; redisctl deletes it and makes a new one at the next run".into(),
+                            "EBS could not create the volume; redisctl deletes it and makes a new one at the next run"
+                                .into(),
                         ),
                     }),
                     _ => Ok(None),

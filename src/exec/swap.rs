@@ -328,7 +328,7 @@ async fn swap_stages(
                 .await
                 .map_err(|e| run.fail(during, e))?;
         }
-        aws.start_and_wait(&run.instance)
+        aws.start_instance(&run.instance)
             .await
             .map_err(|e| run.fail(during, e))?;
         nodes
