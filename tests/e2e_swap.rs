@@ -12,75 +12,18 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::data::dbsize_total;
 use common::{ADMIN_PW, Cluster, IPS, text};
 use redisctl_sandbox::testing::Sandbox;
 
 const KEYS: usize = 10_000;
 
-fn crc16(b: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &x in b {
-        crc ^= u16::from(x) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The test keys, in slot order (a cluster client then follows few redirects).
-fn keys() -> Vec<(String, String)> {
-    let mut k: Vec<(String, String)> = (0..KEYS)
-        .map(|i| {
-            (
-                format!("patient:{i}"),
-                format!("record-{i}-{}", i * 7919 % 10007),
-            )
-        })
-        .collect();
-    k.sort_by_key(|(key, _)| crc16(key.as_bytes()) % 16384);
-    k
-}
-
-/// Write the keys through redis-cli in cluster mode (-c) on node 1.
 fn write_keys(c: &Cluster) {
-    let cmds: String = keys()
-        .iter()
-        .map(|(k, v)| format!("SET {k} {v}\n"))
-        .collect();
-    c.on_node(IPS[0], "cat > /root/set.cmds", &cmds);
-    let out = c.redis(IPS[0], "-c < /root/set.cmds | grep -c '^OK$'");
-    assert_eq!(out.trim(), KEYS.to_string(), "every SET answered OK: {out}");
+    common::data::write_keys(c, KEYS);
 }
 
-/// Read every key back through a cluster client on node 2; each must have its value.
 fn read_keys(c: &Cluster) {
-    let k = keys();
-    let cmds: String = k.iter().map(|(k, _)| format!("GET {k}\n")).collect();
-    c.on_node(IPS[1], "cat > /root/get.cmds", &cmds);
-    let out = c.redis(IPS[1], "-c < /root/get.cmds");
-    let values: Vec<&str> = out.lines().filter(|l| l.starts_with("record-")).collect();
-    assert_eq!(values.len(), KEYS, "every key reads back");
-    for ((key, want), got) in k.iter().zip(values) {
-        assert_eq!(want, got, "{key}");
-    }
-}
-
-fn dbsize_total(c: &Cluster) -> u64 {
-    IPS.iter()
-        .map(|ip| {
-            let role = c.redis(ip, "ROLE");
-            if role.starts_with("master") {
-                c.redis(ip, "DBSIZE").trim().parse::<u64>().unwrap()
-            } else {
-                0
-            }
-        })
-        .sum()
+    common::data::read_keys(c, KEYS);
 }
 
 struct Ec2 {

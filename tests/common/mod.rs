@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 pub mod ami;
+pub mod data;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
 pub const ADMIN_PW: &str = "cluster-admin-pw-51c9";
