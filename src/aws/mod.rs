@@ -182,7 +182,7 @@ fn ended_hint(reason: Option<&str>) -> String {
 }
 
 /// How many times a launch, a start or a volume that EC2 ended on its own side is tried.
-const ATTEMPTS: u32 = 3;
+const ATTEMPTS: u32 = 5;
 
 /// A ClientToken for one attempt at a create: random, so no two runs (and no two attempts in
 /// a run) share one, and kept by the caller for the retries of the same attempt. EC2 allows
