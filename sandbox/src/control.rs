@@ -25,6 +25,102 @@ pub enum Request {
     Status,
     /// Stop and remove every host (for `down`).
     StopAll,
+    /// Read the timed region's settings and counters, after applying `change`.
+    Region {
+        #[serde(default)]
+        change: RegionChange,
+    },
+}
+
+/// The speed factor tests and the demo run at when nothing else is said: sandbox seconds per
+/// modelled real second, so a 20 s `pending` lasts 1 s (see docs/sandbox.md, "Time").
+pub const DEFAULT_SPEED: f64 = 0.05;
+/// The environment variable `up` reads the speed factor from when `--speed` is not given.
+pub const SPEED_ENV: &str = "REDISCTL_SANDBOX_SPEED";
+
+/// How the front's timed region behaves (docs/sandbox.md, "Time").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RegionSettings {
+    /// Sandbox seconds per modelled real second: 1.0 = durations as on AWS, 0 = instant.
+    pub speed: f64,
+    /// Probability that a create is hidden for the eventual-consistency window.
+    pub consistency_rate: f64,
+    /// Probability that a termination leaves lingering dependencies in its VPC.
+    pub lingering_rate: f64,
+}
+
+impl Default for RegionSettings {
+    fn default() -> RegionSettings {
+        RegionSettings {
+            speed: DEFAULT_SPEED,
+            consistency_rate: 1.0,
+            lingering_rate: 1.0,
+        }
+    }
+}
+
+impl RegionSettings {
+    /// The settings with `change` applied, or why it is refused.
+    pub fn with(self, change: &RegionChange) -> Result<RegionSettings> {
+        let out = RegionSettings {
+            speed: change.speed.unwrap_or(self.speed),
+            consistency_rate: change.consistency_rate.unwrap_or(self.consistency_rate),
+            lingering_rate: change.lingering_rate.unwrap_or(self.lingering_rate),
+        };
+        if !(out.speed.is_finite() && out.speed >= 0.0) {
+            bail!("the speed factor must be 0 or more, not {}", out.speed);
+        }
+        for (name, r) in [
+            ("consistency rate", out.consistency_rate),
+            ("lingering rate", out.lingering_rate),
+        ] {
+            if !(0.0..=1.0).contains(&r) {
+                bail!("the {name} must be between 0 and 1, not {r}");
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A change of some [`RegionSettings`]; the fields left out keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegionChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lingering_rate: Option<f64>,
+}
+
+/// What the timed region did since the last reset, by class (the retries a client needed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionCounters {
+    /// `*.NotFound` answers to requests naming a resource inside its consistency window.
+    pub not_found: u64,
+    /// Answers replayed for a ClientToken seen before with the same parameters.
+    pub token_replays: u64,
+    /// `IdempotentParameterMismatch` answers (a ClientToken reused with other parameters).
+    pub idempotent_mismatches: u64,
+    /// Refusals of a request in a transitional state (`IncorrectInstanceState`, `IncorrectState`).
+    pub incorrect_state: u64,
+    /// `DependencyViolation` and `InvalidIPAddress.InUse` answers after a termination.
+    pub lingering: u64,
+    /// Launches that failed after `pending` (injected).
+    pub launches_failed: u64,
+    /// Starts that fell back to `stopped` (injected).
+    pub starts_failed: u64,
+    /// Volumes that went to `error` (injected).
+    pub volumes_failed: u64,
+    /// Answers lost after the request took effect (injected).
+    pub lost_responses: u64,
+}
+
+/// The answer to [`Request::Region`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionStatus {
+    pub settings: RegionSettings,
+    pub counters: RegionCounters,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

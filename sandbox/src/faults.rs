@@ -1,9 +1,15 @@
 //! Fault injection and per-action counts, kept by the front.
+//!
+//! Two families of effects: those that answer instead of moto (an error, a bare status, a
+//! dropped connection: the request never reaches moto), and those EC2 produces *after* it said
+//! yes (the request reaches moto and takes effect; [`Effect::reaches_moto`]): a launch or a
+//! start that fails at the end of `pending`, a volume that ends in `error`, and an answer lost
+//! on its way back.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What a fault does to a request instead of forwarding it to moto.
+/// What a fault does to a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Effect {
@@ -13,6 +19,61 @@ pub enum Effect {
     Status { status: u16 },
     /// The connection is closed without an answer.
     Drop,
+    /// RunInstances: the instances are answered `pending`, then go `terminated` at the end of
+    /// the pending window with this state reason code (e.g. `Client.InvalidKMSKey.InvalidState`).
+    LaunchFails { reason: String },
+    /// StartInstances: `pending`, then back to `stopped` with this state reason code (e.g.
+    /// `Server.InsufficientInstanceCapacity`).
+    StartFails { reason: String },
+    /// CreateVolume: the volume goes from `creating` to `error`.
+    VolumeFails,
+    /// The request takes effect, then the connection is closed without its answer.
+    LoseResponse,
+}
+
+impl Effect {
+    /// Whether the request still goes to moto (the effects of a failure after EC2 said yes).
+    pub fn reaches_moto(&self) -> bool {
+        matches!(
+            self,
+            Effect::LaunchFails { .. }
+                | Effect::StartFails { .. }
+                | Effect::VolumeFails
+                | Effect::LoseResponse
+        )
+    }
+
+    /// The action an effect is meant for, when it is meant for one only.
+    pub fn only_for(&self) -> Option<&'static str> {
+        match self {
+            Effect::LaunchFails { .. } => Some("RunInstances"),
+            Effect::StartFails { .. } => Some("StartInstances"),
+            Effect::VolumeFails => Some("CreateVolume"),
+            _ => None,
+        }
+    }
+}
+
+/// The state reason code a failed launch shows by default (a KMS key EC2 cannot use).
+pub const DEFAULT_LAUNCH_FAILURE: &str = "Client.InvalidKMSKey.InvalidState";
+/// The state reason code a failed start shows by default.
+pub const DEFAULT_START_FAILURE: &str = "Server.InsufficientInstanceCapacity";
+
+/// EC2's `stateReason` message for a code: `CODE: text`, with the text of the EC2 API
+/// reference (`StateReason`) for the codes it lists.
+pub fn state_reason_message(code: &str) -> String {
+    let text = match code {
+        "Client.InvalidKMSKey.InvalidState" => "The KMS key provided is in an incorrect state",
+        "Server.InsufficientInstanceCapacity" => {
+            "There was insufficient capacity available to satisfy the launch request"
+        }
+        "Server.InternalError" => "Internal error on launch",
+        "Client.InternalError" => "Client error on launch",
+        "Client.VolumeLimitExceeded" => "Volume limit exceeded",
+        "Client.InvalidSnapshot.NotFound" => "The specified snapshot was not found",
+        _ => "injected by redisctl-sandbox",
+    };
+    format!("{code}: {text}")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +234,24 @@ mod tests {
         let mut never = Faults::new(1);
         never.list.push(fault("X", None, Some(0.0)));
         assert!((0..1000).all(|_| never.check("X").is_none()));
+    }
+
+    #[test]
+    fn effects_after_yes_reach_moto() {
+        assert!(Effect::LoseResponse.reaches_moto());
+        assert!(Effect::VolumeFails.reaches_moto());
+        assert!(!Effect::Drop.reaches_moto());
+        assert_eq!(
+            Effect::LaunchFails {
+                reason: DEFAULT_LAUNCH_FAILURE.into()
+            }
+            .only_for(),
+            Some("RunInstances")
+        );
+        assert_eq!(
+            state_reason_message(DEFAULT_LAUNCH_FAILURE),
+            "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"
+        );
     }
 
     #[test]

@@ -268,8 +268,30 @@ fn ping(paths: &Paths) -> bool {
     .is_ok()
 }
 
-pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
+/// The speed factor `up` gives the front: `--speed`, else `REDISCTL_SANDBOX_SPEED`, else none
+/// (the front's default, [`control::DEFAULT_SPEED`]).
+pub fn speed_asked(flag: Option<f64>) -> Result<Option<f64>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    match std::env::var(control::SPEED_ENV) {
+        Ok(v) if !v.trim().is_empty() => {
+            Ok(Some(v.trim().parse().with_context(|| {
+                format!("{}={v} is not a number", control::SPEED_ENV)
+            })?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Starts the region (see docs/sandbox.md); `speed` is the timed region's speed factor (when
+/// the sandbox is already up, it is applied to the running front).
+pub fn up(paths: &Paths, install_prereqs: bool, speed: Option<f64>) -> Result<()> {
     let t = Instant::now();
+    let settings = control::RegionSettings::default().with(&control::RegionChange {
+        speed,
+        ..Default::default()
+    })?;
     check_prereqs(install_prereqs)?;
     let _lock = proc::lock_file(
         &paths.lifecycle_lock(),
@@ -312,6 +334,18 @@ pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
     } else if moto_ok && front_ok {
         net::ensure_operator()?;
         net::add_blackholes(&paths.routes_file())?;
+        if speed.is_some() {
+            control::call(
+                &paths.control_socket(),
+                &Request::Region {
+                    change: control::RegionChange {
+                        speed,
+                        ..Default::default()
+                    },
+                },
+                Duration::from_secs(10),
+            )?;
+        }
         println!("sandbox already up ({:.1}s)", t.elapsed().as_secs_f64());
         return Ok(());
     }
@@ -340,7 +374,10 @@ pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
     spawn_in_operator(moto, &paths.logs().join("moto.log"), &paths.moto_pid())?;
 
     let mut front = Command::new(std::env::current_exe()?);
-    front.arg(FRONT_NEEDLE);
+    front
+        .arg(FRONT_NEEDLE)
+        .arg("--speed")
+        .arg(settings.speed.to_string());
     spawn_in_operator(front, &paths.logs().join("front.log"), &paths.front_pid())?;
 
     proc::wait_until(
@@ -362,9 +399,10 @@ pub fn up(paths: &Paths, install_prereqs: bool) -> Result<()> {
         );
     }
     println!(
-        "sandbox up in {:.1}s: EC2 endpoint http://{} in network namespace {OPERATOR_NETNS}; run commands with `redisctl-sandbox exec -- CMD`",
+        "sandbox up in {:.1}s: EC2 endpoint http://{} in network namespace {OPERATOR_NETNS}, speed factor {}; run commands with `redisctl-sandbox exec -- CMD`",
         t.elapsed().as_secs_f64(),
-        crate::FRONT_ADDR
+        crate::FRONT_ADDR,
+        settings.speed
     );
     Ok(())
 }

@@ -2,8 +2,10 @@
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
-use redisctl_sandbox::control::{self, Request};
-use redisctl_sandbox::faults::{Effect, Fault, default_status};
+use redisctl_sandbox::control::{self, RegionChange, RegionSettings, RegionStatus, Request};
+use redisctl_sandbox::faults::{
+    DEFAULT_LAUNCH_FAILURE, DEFAULT_START_FAILURE, Effect, Fault, default_status,
+};
 use redisctl_sandbox::paths::Paths;
 use redisctl_sandbox::{front, lifecycle};
 use std::process::ExitCode;
@@ -24,6 +26,10 @@ enum Cmd {
         /// apt-get install missing prerequisites instead of naming them.
         #[arg(long)]
         install_prereqs: bool,
+        /// Speed factor of the timed region: sandbox seconds per modelled AWS second (1 = as
+        /// on AWS, 0 = instant). Default: $REDISCTL_SANDBOX_SPEED, else 0.05.
+        #[arg(long)]
+        speed: Option<f64>,
     },
     /// Remove every host, namespace, route, mount and process of the sandbox.
     Down,
@@ -51,9 +57,26 @@ enum Cmd {
         #[command(subcommand)]
         command: FaultsCmd,
     },
+    /// Show (and change) the timed region's settings and what it did since the last reset.
+    Region {
+        /// Sandbox seconds per modelled AWS second (1 = as on AWS, 0 = instant).
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Probability that a create is hidden for the eventual-consistency window (0..1).
+        #[arg(long)]
+        consistency_rate: Option<f64>,
+        /// Probability that a termination leaves lingering dependencies (0..1).
+        #[arg(long)]
+        lingering_rate: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the EC2 front daemon (started by `up`).
     #[command(name = "__front", hide = true)]
-    Front,
+    Front {
+        #[arg(long, default_value_t = control::DEFAULT_SPEED)]
+        speed: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -80,9 +103,25 @@ struct FaultArgs {
     /// HTTP status: of the error (default: AWS's for the code), or alone a bare status.
     #[arg(long, conflicts_with = "drop_connection")]
     http_status: Option<u16>,
-    /// Close the connection without answering.
+    /// Close the connection without answering (the request never reaches moto).
     #[arg(long)]
     drop_connection: bool,
+    /// Let the request take effect, then close the connection without its answer.
+    #[arg(long)]
+    lose_response: bool,
+    /// RunInstances: answered `pending`, then `terminated` with a state reason (--reason).
+    #[arg(long)]
+    launch_fails: bool,
+    /// StartInstances: answered `pending`, then `stopped` again with a state reason (--reason).
+    #[arg(long)]
+    start_fails: bool,
+    /// CreateVolume: the volume goes from `creating` to `error`.
+    #[arg(long)]
+    volume_fails: bool,
+    /// The state reason code of --launch-fails (default Client.InvalidKMSKey.InvalidState) or
+    /// --start-fails (default Server.InsufficientInstanceCapacity).
+    #[arg(long)]
+    reason: Option<String>,
     /// Fire this many times, then disappear (default: until cleared).
     #[arg(long)]
     times: Option<u64>,
@@ -91,18 +130,64 @@ struct FaultArgs {
     rate: Option<f64>,
 }
 
-fn fault_from(a: FaultArgs) -> Result<Fault> {
-    let effect = match (a.error, a.http_status, a.drop_connection) {
-        (Some(code), status, false) => {
-            let status = status.unwrap_or_else(|| default_status(&code));
-            Effect::Error { code, status }
-        }
-        (None, Some(status), false) => Effect::Status { status },
-        (None, None, true) => Effect::Drop,
-        _ => bail!(
-            "say what the fault does: --error CODE [--http-status N], --http-status N, or --drop-connection"
+/// The effect the fault flags ask for; exactly one must be given.
+fn effect_from(a: &FaultArgs) -> Result<Effect> {
+    let reason = |default: &str| a.reason.clone().unwrap_or_else(|| default.to_string());
+    let mut asked = Vec::new();
+    if let Some(code) = &a.error {
+        let status = a.http_status.unwrap_or_else(|| default_status(code));
+        asked.push(Effect::Error {
+            code: code.clone(),
+            status,
+        });
+    } else if let Some(status) = a.http_status {
+        asked.push(Effect::Status { status });
+    }
+    for (on, effect) in [
+        (a.drop_connection, Effect::Drop),
+        (a.lose_response, Effect::LoseResponse),
+        (
+            a.launch_fails,
+            Effect::LaunchFails {
+                reason: reason(DEFAULT_LAUNCH_FAILURE),
+            },
         ),
-    };
+        (
+            a.start_fails,
+            Effect::StartFails {
+                reason: reason(DEFAULT_START_FAILURE),
+            },
+        ),
+        (a.volume_fails, Effect::VolumeFails),
+    ] {
+        if on {
+            asked.push(effect);
+        }
+    }
+    if asked.len() != 1 {
+        bail!(
+            "say what the fault does (one of): --error CODE [--http-status N], --http-status N, --drop-connection, --lose-response, --launch-fails [--reason CODE], --start-fails [--reason CODE], --volume-fails"
+        );
+    }
+    let effect = asked.remove(0);
+    if a.reason.is_some()
+        && !matches!(
+            effect,
+            Effect::LaunchFails { .. } | Effect::StartFails { .. }
+        )
+    {
+        bail!("--reason goes with --launch-fails or --start-fails");
+    }
+    if let Some(only) = effect.only_for()
+        && a.action != only
+    {
+        bail!("this fault is for --action {only}, not {}", a.action);
+    }
+    Ok(effect)
+}
+
+fn fault_from(a: FaultArgs) -> Result<Fault> {
+    let effect = effect_from(&a)?;
     if let Some(r) = a.rate
         && !(0.0..=1.0).contains(&r)
     {
@@ -121,12 +206,31 @@ fn ctl(paths: &Paths, req: Request) -> Result<serde_json::Value> {
     control::call(&paths.control_socket(), &req, Duration::from_secs(30))
 }
 
+fn print_region(r: &RegionStatus) -> Result<()> {
+    let s = &r.settings;
+    println!(
+        "speed factor {} (a modelled 20 s lasts {:.2} s), consistency rate {}, lingering rate {}",
+        s.speed,
+        20.0 * s.speed,
+        s.consistency_rate,
+        s.lingering_rate
+    );
+    let counters = serde_json::to_value(&r.counters)?;
+    for (name, n) in counters.as_object().into_iter().flatten() {
+        println!("{:>8}  {name}", n.as_u64().unwrap_or(0));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let paths = Paths::from_env();
     let result: Result<bool> = (|| {
         match cli.command {
-            Cmd::Up { install_prereqs } => lifecycle::up(&paths, install_prereqs)?,
+            Cmd::Up {
+                install_prereqs,
+                speed,
+            } => lifecycle::up(&paths, install_prereqs, lifecycle::speed_asked(speed)?)?,
             Cmd::Down => lifecycle::down(&paths)?,
             Cmd::Reset => lifecycle::reset(&paths)?,
             Cmd::Status => return lifecycle::status(&paths),
@@ -181,7 +285,31 @@ fn main() -> ExitCode {
                     ctl(&paths, Request::FaultsClear)?;
                 }
             },
-            Cmd::Front => front::daemon(paths.clone())?,
+            Cmd::Region {
+                speed,
+                consistency_rate,
+                lingering_rate,
+                json,
+            } => {
+                let change = RegionChange {
+                    speed,
+                    consistency_rate,
+                    lingering_rate,
+                };
+                let v = ctl(&paths, Request::Region { change })?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    print_region(&serde_json::from_value(v)?)?;
+                }
+            }
+            Cmd::Front { speed } => {
+                let settings = RegionSettings::default().with(&RegionChange {
+                    speed: Some(speed),
+                    ..Default::default()
+                })?;
+                front::daemon(paths.clone(), settings)?
+            }
         }
         Ok(true)
     })();

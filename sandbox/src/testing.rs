@@ -4,8 +4,14 @@
 //! sandbox, and take [`Sandbox::acquire`] first: it fails the test when the sandbox environment
 //! is missing, serialises tests on a file lock (across threads and test binaries), and resets the
 //! region so each test starts from an empty one.
+//!
+//! The region is timed (docs/sandbox.md, "Time"): tests see `pending`, NotFound right after a
+//! create, and so on, at the speed factor the sandbox runs at. [`Sandbox::region`] reads the
+//! settings and what the region did; [`Sandbox::set_region`] changes them (a test that does
+//! must restore them: they outlive the reset).
 
-use crate::control::{self, Request};
+use crate::control::{self, RegionChange, RegionStatus, Request};
+use crate::faults::{DEFAULT_LAUNCH_FAILURE, DEFAULT_START_FAILURE, Effect, Fault};
 use crate::paths::Paths;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -86,6 +92,67 @@ impl Sandbox {
             Duration::from_secs(10),
         )
         .unwrap_or_else(|e| panic!("cannot add a sandbox fault: {e:#}"));
+    }
+
+    /// `times` RunInstances calls are answered `pending`, then their instances are terminated
+    /// with the state reason `reason` (default `Client.InvalidKMSKey.InvalidState`).
+    pub fn fail_launches(&self, times: u64, reason: Option<&str>) {
+        self.add_effect(
+            "RunInstances",
+            Effect::LaunchFails {
+                reason: reason.unwrap_or(DEFAULT_LAUNCH_FAILURE).into(),
+            },
+            times,
+        );
+    }
+
+    /// `times` StartInstances calls go `pending`, then back to `stopped` with the state reason
+    /// `reason` (default `Server.InsufficientInstanceCapacity`).
+    pub fn fail_starts(&self, times: u64, reason: Option<&str>) {
+        self.add_effect(
+            "StartInstances",
+            Effect::StartFails {
+                reason: reason.unwrap_or(DEFAULT_START_FAILURE).into(),
+            },
+            times,
+        );
+    }
+
+    /// `times` CreateVolume calls make a volume that ends in `error`.
+    pub fn fail_volumes(&self, times: u64) {
+        self.add_effect("CreateVolume", Effect::VolumeFails, times);
+    }
+
+    /// `times` requests for `action` take effect, then lose their answer.
+    pub fn lose_responses(&self, action: &str, times: u64) {
+        self.add_effect(action, Effect::LoseResponse, times);
+    }
+
+    fn add_effect(&self, action: &str, effect: Effect, times: u64) {
+        self.add_fault(Fault {
+            action: action.into(),
+            effect,
+            times: Some(times),
+            rate: None,
+            fired: 0,
+        });
+    }
+
+    /// The timed region's settings and counters.
+    pub fn region(&self) -> RegionStatus {
+        self.set_region(RegionChange::default())
+    }
+
+    /// Changes some of the timed region's settings; returns them with the counters. They stay
+    /// after [`Sandbox::reset`]: restore them at the end of the test.
+    pub fn set_region(&self, change: RegionChange) -> RegionStatus {
+        let v = control::call(
+            &self.paths.control_socket(),
+            &Request::Region { change },
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("cannot reach the sandbox's region settings: {e:#}"));
+        serde_json::from_value(v).expect("malformed region status")
     }
 
     pub fn clear_faults(&self) {

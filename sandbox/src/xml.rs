@@ -1,5 +1,8 @@
-//! Reading the fields the front needs out of moto's EC2 (awsquery) XML responses, and writing
-//! awsquery error responses. Namespaces are ignored: only local element names matter.
+//! Reading the fields the front needs out of moto's EC2 (awsquery) XML responses, rewriting
+//! them (states, progress, hidden items) for the timed region, and writing awsquery error
+//! responses. Namespaces are ignored: only local element names matter. A rewrite is a list of
+//! [`Edit`]s of byte ranges that roxmltree gives for each element, spliced into moto's text, so
+//! everything not rewritten stays byte for byte as moto wrote it.
 
 use anyhow::{Context, Result};
 use roxmltree::{Document, Node};
@@ -54,6 +57,9 @@ pub struct Instance {
     pub image_id: Option<String>,
     pub private_ip: Option<String>,
     pub subnet_id: Option<String>,
+    pub vpc_id: Option<String>,
+    /// The security groups of the instance and of its network interfaces.
+    pub group_ids: Vec<String>,
     pub key_name: Option<String>,
     pub root_device_name: Option<String>,
     pub block_devices: Vec<BlockDevice>,
@@ -101,12 +107,25 @@ pub fn instances(xml: &str) -> Result<Vec<Instance>> {
             image_id: child_text(item, "imageId"),
             private_ip: child_text(item, "privateIpAddress"),
             subnet_id: child_text(item, "subnetId"),
+            vpc_id: child_text(item, "vpcId"),
+            group_ids: group_ids(item),
             key_name: child_text(item, "keyName"),
             root_device_name: child_text(item, "rootDeviceName"),
             block_devices,
         });
     }
     Ok(out)
+}
+
+fn group_ids(item: Node) -> Vec<String> {
+    let mut ids: Vec<String> = item
+        .descendants()
+        .filter(|n| n.is_element() && n.tag_name().name() == "groupId")
+        .filter_map(|n| n.text().map(|t| t.trim().to_string()))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// `cidrBlock` of the first subnet in a DescribeSubnets response.
@@ -141,6 +160,313 @@ pub fn error_code(xml: &str) -> Option<String> {
     doc.descendants()
         .find(|n| n.is_element() && n.tag_name().name() == "Error")
         .and_then(|e| child_text(e, "Code"))
+}
+
+/// A replacement of a byte range of a document (an element, usually).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub range: std::ops::Range<usize>,
+    pub text: String,
+}
+
+/// The document with the edits applied. An edit inside a range another edit already replaces
+/// (a field of an item that is removed) is dropped.
+pub fn splice(xml: &str, mut edits: Vec<Edit>) -> String {
+    edits.sort_by_key(|e| (e.range.start, std::cmp::Reverse(e.range.end)));
+    let mut out = String::with_capacity(xml.len());
+    let mut at = 0;
+    for e in edits {
+        if e.range.start < at {
+            continue;
+        }
+        out.push_str(&xml[at..e.range.start]);
+        out.push_str(&e.text);
+        at = e.range.end;
+    }
+    out.push_str(&xml[at..]);
+    out
+}
+
+/// `<name>text</name>`, the text escaped.
+fn leaf(name: &str, text: &str) -> String {
+    format!("<{name}>{}</{name}>", escape(text))
+}
+
+/// The edit that replaces `node` by `<name>text</name>`.
+fn replace_leaf(node: Node, text: &str) -> Edit {
+    Edit {
+        range: node.range(),
+        text: leaf(node.tag_name().name(), text),
+    }
+}
+
+fn removal(node: Node) -> Edit {
+    Edit {
+        range: node.range(),
+        text: String::new(),
+    }
+}
+
+/// Whether `node` is an `<item>` of a set named one of `sets`.
+fn is_item_of(node: &Node, sets: &[&str]) -> bool {
+    node.is_element()
+        && node.tag_name().name() == "item"
+        && node
+            .parent_element()
+            .is_some_and(|p| sets.contains(&p.tag_name().name()))
+}
+
+/// The nodes describing one resource each: the items of `sets`, and the root element when it
+/// is one of `roots` (a create's answer describes its resource at the top level).
+fn resource_nodes<'a, 'i>(
+    doc: &'a Document<'i>,
+    sets: &[&str],
+    roots: &[&str],
+) -> Vec<Node<'a, 'i>> {
+    let root = doc.root_element();
+    let mut nodes: Vec<Node> = doc.descendants().filter(|n| is_item_of(n, sets)).collect();
+    if roots.contains(&root.tag_name().name()) {
+        nodes.push(root);
+    }
+    nodes
+}
+
+/// The code EC2 gives an instance state name (`instanceState/code`).
+pub fn state_code(name: &str) -> u16 {
+    match name {
+        "pending" => 0,
+        "running" => 16,
+        "shutting-down" => 32,
+        "terminated" => 48,
+        "stopping" => 64,
+        "stopped" => 80,
+        _ => 16,
+    }
+}
+
+fn instance_state(element: &str, name: &str) -> String {
+    format!(
+        "<{element}><code>{}</code><name>{name}</name></{element}>",
+        state_code(name)
+    )
+}
+
+/// How the timed region shows one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceView {
+    /// Left out of lists (inside its consistency window).
+    pub hide: bool,
+    /// The state shown instead of moto's (`instanceState` or `currentState`).
+    pub state: Option<&'static str>,
+    /// The state shown as `previousState` in a Start/Stop/Terminate answer.
+    pub previous: Option<&'static str>,
+    /// `stateReason` code and message (also the `stateTransitionReason`).
+    pub reason: Option<(String, String)>,
+}
+
+/// The instances of a Describe/Run/Start/Stop/Terminate/DescribeInstanceStatus answer as the
+/// region shows them. A reservation whose instances are all hidden is left out as a whole.
+pub fn rewrite_instances(xml: &str, view: impl Fn(&str) -> InstanceView) -> Result<String> {
+    let doc = parse(xml)?;
+    let mut edits = Vec::new();
+    for item in resource_nodes(&doc, &["instancesSet", "instanceStatusSet"], &[]) {
+        let Some(id) = child_text(item, "instanceId") else {
+            continue;
+        };
+        let v = view(&id);
+        if v.hide {
+            edits.push(removal(hidden_reservation(item, &view).unwrap_or(item)));
+            continue;
+        }
+        for (element, state) in [
+            ("instanceState", v.state),
+            ("currentState", v.state),
+            ("previousState", v.previous),
+        ] {
+            if let (Some(node), Some(name)) = (child(item, element), state) {
+                edits.push(Edit {
+                    range: node.range(),
+                    text: instance_state(element, name),
+                });
+            }
+        }
+        if let Some((code, message)) = &v.reason {
+            if let Some(node) = child(item, "stateReason") {
+                edits.push(Edit {
+                    range: node.range(),
+                    text: format!(
+                        "<stateReason>{}{}</stateReason>",
+                        leaf("code", code),
+                        leaf("message", message)
+                    ),
+                });
+            }
+            if let Some(node) = child(item, "reason") {
+                edits.push(replace_leaf(node, message));
+            }
+        }
+    }
+    Ok(splice(xml, edits))
+}
+
+/// The reservation item around an instance item, when every instance in it is hidden.
+fn hidden_reservation<'a, 'i>(
+    item: Node<'a, 'i>,
+    view: &impl Fn(&str) -> InstanceView,
+) -> Option<Node<'a, 'i>> {
+    let set = item.parent_element()?;
+    let reservation = set.parent_element()?;
+    if set.tag_name().name() != "instancesSet" || !is_item_of(&reservation, &["reservationSet"]) {
+        return None;
+    }
+    set.children()
+        .filter(|c| c.is_element())
+        .all(|c| child_text(c, "instanceId").is_some_and(|id| view(&id).hide))
+        .then_some(reservation)
+}
+
+/// One volume attachment (a DetachVolume answer; an `attachmentSet` item).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub volume_id: String,
+    pub instance_id: String,
+    pub device: String,
+    pub attach_time: String,
+}
+
+/// The attachment an AttachVolume/DetachVolume answer describes.
+pub fn attachment(xml: &str) -> Result<Option<Attachment>> {
+    let doc = parse(xml)?;
+    let root = doc.root_element();
+    let field = |name| child_text(root, name);
+    Ok(match (field("volumeId"), field("instanceId")) {
+        (Some(volume_id), Some(instance_id)) => Some(Attachment {
+            volume_id,
+            instance_id,
+            device: field("device").unwrap_or_default(),
+            attach_time: field("attachTime").unwrap_or_default(),
+        }),
+        _ => None,
+    })
+}
+
+/// How the timed region shows one volume.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VolumeView {
+    pub hide: bool,
+    /// The status shown instead of moto's (`creating`, `error`).
+    pub status: Option<&'static str>,
+    /// The instance whose attachment is still `attaching`.
+    pub attaching: Option<String>,
+    /// An attachment moto already dropped that is still `detaching` (the volume `in-use`).
+    pub detaching: Option<Attachment>,
+}
+
+/// The volumes of a DescribeVolumes or CreateVolume answer as the region shows them.
+pub fn rewrite_volumes(xml: &str, view: impl Fn(&str) -> VolumeView) -> Result<String> {
+    let doc = parse(xml)?;
+    let mut edits = Vec::new();
+    for node in resource_nodes(&doc, &["volumeSet"], &["CreateVolumeResponse"]) {
+        let Some(id) = child_text(node, "volumeId") else {
+            continue;
+        };
+        let v = view(&id);
+        if v.hide {
+            edits.push(removal(node));
+            continue;
+        }
+        let set = child(node, "attachmentSet");
+        let attachments: Vec<Node> = set
+            .map(|s| {
+                s.children()
+                    .filter(|c| is_item_of(c, &["attachmentSet"]))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut status = v.status;
+        if let (Some(a), Some(set), true) = (&v.detaching, set, attachments.is_empty()) {
+            status = status.or(Some("in-use"));
+            edits.push(Edit {
+                range: set.range(),
+                text: format!(
+                    "<attachmentSet><item>{}{}{}{}{}</item></attachmentSet>",
+                    leaf("volumeId", &a.volume_id),
+                    leaf("instanceId", &a.instance_id),
+                    leaf("device", &a.device),
+                    leaf("status", "detaching"),
+                    leaf("attachTime", &a.attach_time)
+                ),
+            });
+        }
+        if let Some(inst) = &v.attaching {
+            for a in &attachments {
+                if child_text(*a, "instanceId").as_deref() == Some(inst.as_str())
+                    && let Some(s) = child(*a, "status")
+                {
+                    edits.push(replace_leaf(s, "attaching"));
+                }
+            }
+        }
+        if let (Some(s), Some(node)) = (status, child(node, "status")) {
+            edits.push(replace_leaf(node, s));
+        }
+    }
+    Ok(splice(xml, edits))
+}
+
+/// How the timed region shows one snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotView {
+    pub hide: bool,
+    /// Still `pending`, at this progress (percent).
+    pub pending: Option<u8>,
+}
+
+/// The snapshots of a DescribeSnapshots or CreateSnapshot answer as the region shows them.
+pub fn rewrite_snapshots(xml: &str, view: impl Fn(&str) -> SnapshotView) -> Result<String> {
+    let doc = parse(xml)?;
+    let mut edits = Vec::new();
+    for node in resource_nodes(&doc, &["snapshotSet"], &["CreateSnapshotResponse"]) {
+        let Some(id) = child_text(node, "snapshotId") else {
+            continue;
+        };
+        let v = view(&id);
+        if v.hide {
+            edits.push(removal(node));
+            continue;
+        }
+        if let Some(p) = v.pending {
+            if let Some(s) = child(node, "status") {
+                edits.push(replace_leaf(s, "pending"));
+            }
+            if let Some(s) = child(node, "progress") {
+                edits.push(replace_leaf(s, &format!("{p}%")));
+            }
+        }
+    }
+    Ok(splice(xml, edits))
+}
+
+/// The list of a Describe answer without the items of `set` whose id (any of `id_elements`,
+/// direct children of the item) is hidden.
+pub fn hide_items(
+    xml: &str,
+    set: &str,
+    id_elements: &[&str],
+    hidden: impl Fn(&str) -> bool,
+) -> Result<String> {
+    let doc = parse(xml)?;
+    let edits = doc
+        .descendants()
+        .filter(|n| is_item_of(n, &[set]))
+        .filter(|item| {
+            id_elements
+                .iter()
+                .any(|e| child_text(*item, e).is_some_and(|id| hidden(&id)))
+        })
+        .map(removal)
+        .collect();
+    Ok(splice(xml, edits))
 }
 
 fn escape(s: &str) -> String {
@@ -250,6 +576,57 @@ mod tests {
         let xml =
             r#"<DescribeInstanceAttributeResponse><userData/></DescribeInstanceAttributeResponse>"#;
         assert_eq!(user_data(xml).unwrap(), None);
+    }
+
+    #[test]
+    fn splice_keeps_the_rest_and_drops_edits_inside_a_removal() {
+        let xml = "<a><b>1</b><c>2</c></a>";
+        let edits = vec![
+            Edit {
+                range: 3..11,
+                text: String::new(),
+            },
+            Edit {
+                range: 6..7,
+                text: "x".into(),
+            },
+            Edit {
+                range: 14..15,
+                text: "3".into(),
+            },
+        ];
+        assert_eq!(splice(xml, edits), "<a><c>3</c></a>");
+    }
+
+    #[test]
+    fn hidden_items_and_instances_leave_the_lists() {
+        let xml = r#"<DescribeSubnetsResponse><subnetSet><item><subnetId>s-1</subnetId><vpcId>v</vpcId></item><item><subnetId>s-2</subnetId><vpcId>v</vpcId></item></subnetSet></DescribeSubnetsResponse>"#;
+        let out = hide_items(xml, "subnetSet", &["subnetId"], |id| id == "s-1").unwrap();
+        assert_eq!(
+            out,
+            r#"<DescribeSubnetsResponse><subnetSet><item><subnetId>s-2</subnetId><vpcId>v</vpcId></item></subnetSet></DescribeSubnetsResponse>"#
+        );
+        // Hiding by a VPC id leaves its subnets alone.
+        assert_eq!(
+            hide_items(xml, "subnetSet", &["subnetId"], |id| id == "v").unwrap(),
+            xml
+        );
+
+        // One of two instances of a reservation hidden: the other stays, with its rewritten state.
+        let two = RUN.replace(
+            "<instancesSet>",
+            "<instancesSet><item><instanceId>i-hidden</instanceId></item>",
+        );
+        let out = rewrite_instances(&two, |id| InstanceView {
+            hide: id == "i-hidden",
+            state: Some("stopping"),
+            ..InstanceView::default()
+        })
+        .unwrap();
+        let shown = instances(&out).unwrap();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(shown[0].state, "stopping");
+        assert!(out.contains("<code>64</code>"), "{out}");
     }
 
     #[test]

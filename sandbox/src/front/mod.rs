@@ -2,16 +2,19 @@
 //! moto. It waits for moto, listens for HTTP (`proxy`) and on the control socket (stats,
 //! faults, reset, status, stop-all), and stops every host when it is told to end.
 //!
-//! Inside, imports point one way: the proxy uses the machine effects (`machines`), which use
+//! Inside, imports point one way: the proxy uses the timed region (`region`, what clients see
+//! and when), the ClientToken table (`tokens`) and the machine effects (`machines`), which use
 //! the volume store (`volumes`) and [`crate::hosts`]; both the proxy and the effects talk to
 //! moto through `moto`; everything logs through [`crate::logging`].
 
 mod machines;
 mod moto;
 mod proxy;
+mod region;
+mod tokens;
 mod volumes;
 
-use crate::control::{Request as Ctl, Response as CtlResponse};
+use crate::control::{RegionSettings, RegionStatus, Request as Ctl, Response as CtlResponse};
 use crate::faults::Faults;
 use crate::logging::log;
 use crate::paths::Paths;
@@ -22,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use machines::Machines;
 use moto::Moto;
 use proxy::Proxy;
+use region::Region;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +34,7 @@ use tokio::net::{TcpListener, UnixListener};
 
 /// Entry point of the hidden `__front` subcommand; the process is already in the operator
 /// network namespace (the CLI spawns it there).
-pub fn daemon(paths: Paths) -> Result<()> {
+pub fn daemon(paths: Paths, settings: RegionSettings) -> Result<()> {
     let base = PathBuf::from(
         std::fs::read_to_string(paths.current_base())
             .context("no base recorded; the front is started by `redisctl-sandbox up`")?
@@ -40,10 +44,10 @@ pub fn daemon(paths: Paths) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(serve(paths, base))
+    rt.block_on(serve(paths, base, settings))
 }
 
-async fn serve(paths: Paths, base: PathBuf) -> Result<()> {
+async fn serve(paths: Paths, base: PathBuf, settings: RegionSettings) -> Result<()> {
     let (moto, waited) = Moto::connect().await?;
     log(&format!(
         "moto answers on {} after {} ms",
@@ -60,7 +64,9 @@ async fn serve(paths: Paths, base: PathBuf) -> Result<()> {
         moto.clone(),
         Machines::new(paths.clone(), base, moto),
         Faults::new(seed),
+        Region::new(settings, seed.rotate_left(17)),
     ));
+    log(&format!("timed region: {settings:?}"));
 
     let http = TcpListener::bind(crate::FRONT_ADDR)
         .await
@@ -145,6 +151,18 @@ async fn control(proxy: &Proxy, req: Ctl) -> CtlResponse {
             }
             Ctl::Reset => reset(proxy).await?,
             Ctl::Status => serde_json::to_value(proxy.machines.status())?,
+            Ctl::Region { change } => {
+                let mut region = proxy.region.lock().unwrap();
+                let settings = region.settings.with(&change)?;
+                if settings != region.settings {
+                    log(&format!("timed region: {settings:?}"));
+                }
+                region.settings = settings;
+                serde_json::to_value(RegionStatus {
+                    settings,
+                    counters: region.counters.clone(),
+                })?
+            }
             Ctl::StopAll => {
                 let _guard = proxy.machine.lock().await;
                 proxy.machines.remove_all_hosts().await?;
@@ -159,7 +177,8 @@ async fn control(proxy: &Proxy, req: Ctl) -> CtlResponse {
     }
 }
 
-/// An empty region again: no host, no volume or snapshot, nothing in moto, no stats or faults.
+/// An empty region again: no host, no volume or snapshot, nothing in moto, no stats, faults,
+/// timeline or ClientTokens (the region's settings stay).
 async fn reset(proxy: &Proxy) -> Result<serde_json::Value> {
     let _guard = proxy.machine.lock().await;
     let t = Instant::now();
@@ -167,6 +186,8 @@ async fn reset(proxy: &Proxy) -> Result<serde_json::Value> {
     proxy.moto.reset().await?;
     proxy.stats.lock().unwrap().clear();
     proxy.faults.lock().unwrap().list.clear();
+    proxy.region.lock().unwrap().clear();
+    proxy.tokens.lock().unwrap().clear();
     log(&format!("reset in {} ms", t.elapsed().as_millis()));
     Ok(serde_json::json!({ "millis": t.elapsed().as_millis() as u64 }))
 }

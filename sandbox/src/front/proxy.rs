@@ -1,12 +1,17 @@
 //! The HTTP proxy in front of moto: a request comes in, is counted by action, may meet an
-//! injected fault, and is forwarded to moto unchanged; moto's answer goes back unchanged. For
-//! the [`machines::ACTIONS`] it holds the machine lock from the checks before moto to the
-//! physical effect after it, and answers only once that effect is done (or failed: then with
-//! an EC2 `InternalError`).
+//! injected fault, may be answered from the ClientToken table ([`Tokens`]) or refused by the
+//! timed region ([`Region`]), and is forwarded to moto unchanged; moto's answer is recorded in
+//! the region's timeline and goes back as the region shows it now (states, progress, hidden
+//! items). For the [`machines::ACTIONS`] it holds the machine lock from the checks before moto
+//! to the physical effect after it, and answers only once that effect is done (or failed: then
+//! with an EC2 `InternalError`). Failures due later (a launch that fails after `pending`) are
+//! carried out by tasks of their own, under the machine lock.
 
 use crate::faults::{Effect, Faults, Stats};
 use crate::front::machines::{self, Before, Machines};
-use crate::front::moto::{Auth, Moto, param};
+use crate::front::moto::{Auth, Moto, numbered, param};
+use crate::front::region::{Due, Outcome, Region};
+use crate::front::tokens::{Seen, Tokens};
 use crate::logging::log;
 use crate::xml;
 use bytes::Bytes;
@@ -14,6 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -33,8 +39,13 @@ pub struct Proxy {
     pub machines: Machines,
     pub stats: Mutex<Stats>,
     pub faults: Mutex<Faults>,
+    /// The timed region: what clients see of moto's records, and when.
+    pub region: Mutex<Region>,
+    pub tokens: Mutex<Tokens>,
     /// Serialises the actions that touch machines and volume directories.
     pub machine: tokio::sync::Mutex<()>,
+    /// Serialises the requests that carry a ClientToken.
+    token_lock: tokio::sync::Mutex<()>,
     requests: AtomicU64,
 }
 
@@ -49,13 +60,16 @@ fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
 }
 
 impl Proxy {
-    pub fn new(moto: Moto, machines: Machines, faults: Faults) -> Proxy {
+    pub fn new(moto: Moto, machines: Machines, faults: Faults, region: Region) -> Proxy {
         Proxy {
             moto,
             machines,
             stats: Mutex::new(Stats::new()),
             faults: Mutex::new(faults),
+            region: Mutex::new(region),
+            tokens: Mutex::new(Tokens::default()),
             machine: tokio::sync::Mutex::new(()),
+            token_lock: tokio::sync::Mutex::new(()),
             requests: AtomicU64::new(1),
         }
     }
@@ -119,63 +133,282 @@ impl Proxy {
             .entry(action.clone())
             .or_insert(0) += 1;
         let fault = self.faults.lock().unwrap().check(&action);
-        if let Some(effect) = fault {
+        if let Some(effect) = &fault {
             log(&format!("{action}: injected fault {effect:?}"));
-            return match effect {
-                Effect::Drop => Err(Dropped),
-                Effect::Status { status } => {
-                    let mut r = Response::new(Full::new(Bytes::new()));
-                    *r.status_mut() =
-                        StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                    Ok(r)
-                }
-                Effect::Error { code, status } => Ok(self.error(
-                    status,
-                    &code,
-                    &format!("{code} (injected by redisctl-sandbox)"),
-                )),
-            };
+            if !effect.reaches_moto() {
+                return self.faulted(effect.clone());
+            }
         }
-        if !machines::ACTIONS.contains(&action.as_str()) {
-            return Ok(self
-                .pass_through(parts.method, &path, &parts.headers, body)
-                .await);
+        let lose = fault == Some(Effect::LoseResponse);
+        let answer = self
+            .answer(parts, path, &action, &params, body, fault)
+            .await;
+        if lose {
+            self.region.lock().unwrap().counters.lost_responses += 1;
+            return Err(Dropped);
+        }
+        Ok(answer)
+    }
+
+    /// The answer of a fault that answers instead of moto.
+    fn faulted(&self, effect: Effect) -> Result<Response<Full<Bytes>>, Dropped> {
+        match effect {
+            Effect::Status { status } => {
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                Ok(r)
+            }
+            Effect::Error { code, status } => Ok(self.error(
+                status,
+                &code,
+                &format!("{code} (injected by redisctl-sandbox)"),
+            )),
+            _ => Err(Dropped),
+        }
+    }
+
+    /// The answer as EC2 gives it: a remembered ClientToken's answer, a refusal of the timed
+    /// region, or moto's answer (with the machine effect) as the region shows it now.
+    async fn answer(
+        self: &Arc<Self>,
+        parts: hyper::http::request::Parts,
+        path: String,
+        action: &str,
+        params: &[(String, String)],
+        body: Bytes,
+        fault: Option<Effect>,
+    ) -> Response<Full<Bytes>> {
+        let token = param(params, "ClientToken")
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        // Requests with a token are carried out one at a time, so that a retry sees the answer.
+        let _token_guard = match &token {
+            Some(_) => Some(self.token_lock.lock().await),
+            None => None,
+        };
+        let now = Instant::now();
+        if let Some(t) = &token
+            && let Some(r) = self.remembered(action, t, params, now)
+        {
+            return r;
+        }
+        let refusal = self.region.lock().unwrap().refuse(action, params, now);
+        if let Some(r) = refusal {
+            log(&format!("{action}: the timed region answers {}", r.code));
+            return self.error(400, r.code, &r.message);
         }
         let auth = Auth::from(&parts.headers);
+        let ids = numbered(params, "InstanceId");
+        let previous = self.region.lock().unwrap().shown_states(&ids, now);
+        let terminated = if action == "TerminateInstances" {
+            self.instances_before(&auth, &ids).await
+        } else {
+            Vec::new()
+        };
+        let (status, headers, resp_body) = match self
+            .call(
+                &auth,
+                parts.method,
+                &path,
+                &parts.headers,
+                action,
+                params,
+                body,
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(answer) => return answer,
+        };
+        if !status.is_success() {
+            return rebuild(status, &headers, resp_body);
+        }
+        let text = String::from_utf8_lossy(&resp_body).into_owned();
+        let shown = match self.timed(
+            &auth,
+            action,
+            params,
+            &text,
+            fault.as_ref(),
+            &terminated,
+            &previous,
+        ) {
+            Ok(shown) => shown,
+            Err(e) => {
+                log(&format!(
+                    "{action}: the timed region cannot read moto's answer: {e:#}"
+                ));
+                text
+            }
+        };
+        if let Some(t) = &token {
+            self.tokens
+                .lock()
+                .unwrap()
+                .remember(action, t, params, shown.clone(), Instant::now());
+        }
+        rebuild(status, &headers, Bytes::from(shown))
+    }
+
+    /// The answer remembered for a ClientToken, or `IdempotentParameterMismatch`.
+    fn remembered(
+        &self,
+        action: &str,
+        token: &str,
+        params: &[(String, String)],
+        now: Instant,
+    ) -> Option<Response<Full<Bytes>>> {
+        let memory = self.region.lock().unwrap().token_memory();
+        let seen = self
+            .tokens
+            .lock()
+            .unwrap()
+            .seen(action, token, params, now, memory);
+        let mut region = self.region.lock().unwrap();
+        match seen {
+            Seen::New => None,
+            Seen::Replay(body) => {
+                region.counters.token_replays += 1;
+                log(&format!(
+                    "{action}: ClientToken {token} seen before: its answer again"
+                ));
+                Some(xml_response(200, body))
+            }
+            Seen::Mismatch => {
+                region.counters.idempotent_mismatches += 1;
+                Some(self.error(
+                    400,
+                    "IdempotentParameterMismatch",
+                    &format!(
+                        "Client token {token} was already used with different parameters for {action}"
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The instances as moto holds them before a termination (for what they leave behind).
+    async fn instances_before(&self, auth: &Auth, ids: &[String]) -> Vec<xml::Instance> {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Ok(i) = self.moto.describe_instance(auth, id).await {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    /// Records a successful request in the timed region, schedules the failures it will
+    /// carry out, and returns moto's answer as the region shows it now.
+    #[allow(clippy::too_many_arguments)]
+    fn timed(
+        self: &Arc<Self>,
+        auth: &Auth,
+        action: &str,
+        params: &[(String, String)],
+        body: &str,
+        fault: Option<&Effect>,
+        terminated: &[xml::Instance],
+        previous: &HashMap<String, &'static str>,
+    ) -> anyhow::Result<String> {
+        let now = Instant::now();
+        let mut region = self.region.lock().unwrap();
+        let due = region.record(action, params, body, fault, terminated, now)?;
+        for d in due {
+            tokio::spawn(self.clone().carry_out(auth.clone(), d));
+        }
+        region.rewrite(action, body, previous, now)
+    }
+
+    /// At the end of `pending`, a launch that fails is terminated (moto, host, volumes) and a
+    /// start that fails is stopped, as TerminateInstances and StopInstances would.
+    async fn carry_out(self: Arc<Self>, auth: Auth, due: Due) {
+        tokio::time::sleep(due.after).await;
+        let _guard = self.machine.lock().await;
+        if !self.region.lock().unwrap().is_due(&due) {
+            return;
+        }
+        let (action, name) = match due.outcome {
+            Outcome::Terminated => ("TerminateInstances", "launch"),
+            Outcome::Stopped => ("StopInstances", "start"),
+        };
+        let params = vec![("InstanceId.1".to_string(), due.instance.clone())];
+        let result = async {
+            let before = self.machines.before(&auth, action, &params).await?;
+            let body = self
+                .moto
+                .ec2(
+                    &auth,
+                    &[("Action", action), ("InstanceId.1", &due.instance)],
+                )
+                .await?;
+            self.machines
+                .effect(&auth, action, &params, &body, before)
+                .await
+        }
+        .await;
+        match result {
+            Ok(()) => log(&format!("{}: the {name} failed (injected)", due.instance)),
+            Err(e) => log(&format!(
+                "{}: cannot carry out the failed {name}: {e:#}",
+                due.instance
+            )),
+        }
+        self.region.lock().unwrap().carried_out(&due);
+    }
+
+    /// moto's answer, with the physical effect for the [`machines::ACTIONS`]; `Err` is the
+    /// front's own answer (a refusal, or the effect failed).
+    #[allow(clippy::too_many_arguments)]
+    async fn call(
+        &self,
+        auth: &Auth,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        action: &str,
+        params: &[(String, String)],
+        body: Bytes,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), Response<Full<Bytes>>> {
+        let unavailable =
+            |e: anyhow::Error| self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}"));
+        if !machines::ACTIONS.contains(&action) {
+            return self
+                .moto
+                .forward(method, path, headers, body)
+                .await
+                .map_err(unavailable);
+        }
         let _guard = self.machine.lock().await;
         let started = Instant::now();
         // Checks moto does not make but AWS does, and what must be read before moto forgets it.
-        let before = match self.machines.before(&auth, &action, &params).await {
+        let before = match self.machines.before(auth, action, params).await {
             Ok(Before::Refuse {
                 status,
                 code,
                 message,
-            }) => return Ok(self.error(status, code, &message)),
+            }) => return Err(self.error(status, code, &message)),
             Ok(b) => b,
             Err(e) => {
                 log(&format!("{action}: cannot prepare: {e:#}"));
-                return Ok(self.error(500, "InternalError", &format!("redisctl-sandbox: {e:#}")));
+                return Err(self.error(500, "InternalError", &format!("redisctl-sandbox: {e:#}")));
             }
         };
-        let (status, headers, resp_body) = match self
+        let (status, headers, resp_body) = self
             .moto
-            .forward(parts.method, &path, &parts.headers, body)
+            .forward(method, path, headers, body)
             .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}")));
-            }
-        };
+            .map_err(unavailable)?;
         if status.is_success() {
             let text = String::from_utf8_lossy(&resp_body).into_owned();
             if let Err(e) = self
                 .machines
-                .effect(&auth, &action, &params, &text, before)
+                .effect(auth, action, params, &text, before)
                 .await
             {
                 log(&format!("{action}: the physical effect failed: {e:#}"));
-                return Ok(self.error(
+                return Err(self.error(
                     500,
                     "InternalError",
                     &format!("redisctl-sandbox could not carry out {action}: {e:#}"),
@@ -186,7 +419,7 @@ impl Proxy {
                 started.elapsed().as_millis()
             ));
         }
-        Ok(rebuild(status, &headers, resp_body))
+        Ok((status, headers, resp_body))
     }
 
     async fn pass_through(
