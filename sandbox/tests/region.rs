@@ -130,7 +130,8 @@ async fn a_file_survives_stop_and_start_and_ssh_is_refused_while_stopped() {
         "figure: StopInstances (clean shutdown) answered in {:?}",
         t.elapsed()
     );
-    assert_eq!(instance_state(&ec2, &id).await, "stopped");
+    let stopping = wait_state(&ec2, &id, "stopped").await;
+    eprintln!("figure: stopping → stopped after {stopping:?}");
     let out = ssh(&keys, "10.0.1.20", "true");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -184,6 +185,7 @@ async fn root_swap_to_an_encrypted_volume_keeps_the_snapshot_contents() {
         .snapshot_id
         .unwrap();
     // A file written after the snapshot must not come back.
+    wait_state(&ec2, &id, "stopped").await;
     ec2.start_instances()
         .instance_ids(&id)
         .send()
@@ -198,17 +200,18 @@ async fn root_swap_to_an_encrypted_volume_keeps_the_snapshot_contents() {
     ec2.stop_instances().instance_ids(&id).send().await.unwrap();
 
     let t = Instant::now();
-    let new_root = ec2
-        .create_volume()
-        .snapshot_id(&snap)
-        .availability_zone(&az)
-        .encrypted(true)
-        .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
-        .send()
-        .await
-        .unwrap()
-        .volume_id
-        .unwrap();
+    let new_root = until_found("CreateVolume from the new snapshot", || {
+        ec2.create_volume()
+            .snapshot_id(&snap)
+            .availability_zone(&az)
+            .encrypted(true)
+            .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+            .send()
+    })
+    .await
+    .volume_id
+    .unwrap();
+    wait_state(&ec2, &id, "stopped").await;
     ec2.detach_volume()
         .volume_id(&old_root)
         .instance_id(&id)
@@ -225,6 +228,7 @@ async fn root_swap_to_an_encrypted_volume_keeps_the_snapshot_contents() {
         .unwrap_err();
     assert_eq!(err.code(), Some("IncorrectState"), "{err:?}");
 
+    wait_volume(&ec2, &new_root, "available").await;
     ec2.attach_volume()
         .volume_id(&new_root)
         .instance_id(&id)
@@ -287,7 +291,7 @@ async fn terminate_removes_the_host() {
         .send()
         .await
         .unwrap();
-    assert_eq!(instance_state(&ec2, &id).await, "terminated");
+    wait_state(&ec2, &id, "terminated").await;
     assert!(sb.hosts().is_empty(), "{:?}", sb.hosts());
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
@@ -605,25 +609,27 @@ async fn encrypted_snapshot_copy_then_volume_and_deletes_free_the_disk() {
         .unwrap()
         .snapshot_id
         .unwrap();
-    let copy = ec2
-        .copy_snapshot()
-        .source_snapshot_id(&plain)
-        .source_region("us-east-1")
-        .encrypted(true)
-        .send()
-        .await
-        .unwrap()
-        .snapshot_id
-        .unwrap();
-    let new_root = ec2
-        .create_volume()
-        .snapshot_id(&copy)
-        .availability_zone(&az)
-        .send()
-        .await
-        .unwrap()
-        .volume_id
-        .unwrap();
+    let copy = until_found("CopySnapshot of the new snapshot", || {
+        ec2.copy_snapshot()
+            .source_snapshot_id(&plain)
+            .source_region("us-east-1")
+            .encrypted(true)
+            .send()
+    })
+    .await
+    .snapshot_id
+    .unwrap();
+    let new_root = until_found("CreateVolume from the copy", || {
+        ec2.create_volume()
+            .snapshot_id(&copy)
+            .availability_zone(&az)
+            .send()
+    })
+    .await
+    .volume_id
+    .unwrap();
+    wait_volume(&ec2, &new_root, "available").await;
+    wait_state(&ec2, &id, "stopped").await;
     ec2.detach_volume()
         .volume_id(&old_root)
         .instance_id(&id)
@@ -682,6 +688,7 @@ async fn a_stop_right_after_launch_is_still_a_clean_shutdown() {
         hosts[0].state, "stopped (exit status: 0)",
         "not a clean shutdown: {hosts:?}"
     );
+    wait_state(&ec2, &id, "stopped").await;
     ec2.start_instances()
         .instance_ids(&id)
         .send()
@@ -764,6 +771,7 @@ async fn a_host_without_an_init_system_runs_sshd_and_stops_cleanly() {
     );
     assert!(!console.contains("SIGKILL"), "{console}");
 
+    wait_state(&ec2, &id, "stopped").await;
     ec2.start_instances()
         .instance_ids(&id)
         .send()

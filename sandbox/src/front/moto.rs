@@ -54,6 +54,32 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .map(|(_, v)| v.as_str())
 }
 
+/// The body moto gets for a client's request: as it came, except that a RunInstances into a
+/// subnet that names no network interface gets its primary interface spelled out, deleted on
+/// termination as on AWS (`SubnetId` and `PrivateIpAddress` move into `NetworkInterface.1`).
+/// Otherwise moto keeps that interface, and with it the private IP in its subnet, forever: the
+/// address of a terminated instance could never be given to a new one.
+pub fn with_aws_defaults(action: &str, params: &[(String, String)], body: Bytes) -> Bytes {
+    let names_interfaces = params
+        .iter()
+        .any(|(k, _)| k.starts_with("NetworkInterface."));
+    if action != "RunInstances" || names_interfaces || param(params, "SubnetId").is_none() {
+        return body;
+    }
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(&body) {
+        match &*k {
+            "SubnetId" | "PrivateIpAddress" => {
+                form.append_pair(&format!("NetworkInterface.1.{k}"), &v)
+            }
+            _ => form.append_pair(&k, &v),
+        };
+    }
+    form.append_pair("NetworkInterface.1.DeviceIndex", "0");
+    form.append_pair("NetworkInterface.1.DeleteOnTermination", "true");
+    Bytes::from(form.finish())
+}
+
 #[derive(Clone)]
 pub struct Moto {
     client: Client<HttpConnector, Full<Bytes>>,
@@ -195,5 +221,51 @@ impl Moto {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_instances_into_a_subnet_gets_a_primary_interface_deleted_on_termination() {
+        let body = Bytes::from(
+            "Action=RunInstances&SubnetId=subnet-1&PrivateIpAddress=10.0.1.10&MaxCount=1",
+        );
+        let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+        let sent = with_aws_defaults("RunInstances", &params, body);
+        let sent: Vec<(String, String)> = form_urlencoded::parse(&sent).into_owned().collect();
+        let p = |k: &str| param(&sent, k).map(str::to_string);
+        assert_eq!(p("SubnetId"), None);
+        assert_eq!(
+            p("NetworkInterface.1.SubnetId").as_deref(),
+            Some("subnet-1")
+        );
+        assert_eq!(
+            p("NetworkInterface.1.PrivateIpAddress").as_deref(),
+            Some("10.0.1.10")
+        );
+        assert_eq!(
+            p("NetworkInterface.1.DeleteOnTermination").as_deref(),
+            Some("true")
+        );
+        assert_eq!(p("MaxCount").as_deref(), Some("1"));
+
+        let named = vec![
+            ("SubnetId".to_string(), "s".to_string()),
+            (
+                "NetworkInterface.1.DeviceIndex".to_string(),
+                "0".to_string(),
+            ),
+        ];
+        assert_eq!(
+            with_aws_defaults("RunInstances", &named, Bytes::from("x=1")),
+            Bytes::from("x=1")
+        );
+        assert_eq!(
+            with_aws_defaults("CreateVpc", &params, Bytes::from("x=1")),
+            Bytes::from("x=1")
+        );
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::faults::{Effect, Faults, Stats};
 use crate::front::machines::{self, Before, Machines};
-use crate::front::moto::{Auth, Moto, numbered, param};
+use crate::front::moto::{Auth, Moto, numbered, param, with_aws_defaults};
 use crate::front::region::{Due, Outcome, Region};
 use crate::front::tokens::{Seen, Tokens};
 use crate::logging::log;
@@ -371,6 +371,7 @@ impl Proxy {
         params: &[(String, String)],
         body: Bytes,
     ) -> Result<(StatusCode, HeaderMap, Bytes), Response<Full<Bytes>>> {
+        let body = with_aws_defaults(action, params, body);
         let unavailable =
             |e: anyhow::Error| self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}"));
         if !machines::ACTIONS.contains(&action) {

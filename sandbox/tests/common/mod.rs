@@ -1,8 +1,11 @@
 //! Shared helpers for the sandbox's own end-to-end tests: the real aws-sdk-ec2 against the
-//! front, the `ssh` client against the hosts.
+//! front, the `ssh` client against the hosts. The region is timed, so the helpers do what a
+//! careful EC2 client does: retry a `*.NotFound` right after a create ([`until_found`]) and wait
+//! (bounded) for the state they need ([`wait_state`], [`wait_volume`], [`wait_snapshot`]).
 #![allow(dead_code)]
 
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, InstanceType, VolumeType};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -131,6 +134,101 @@ pub fn wait_ssh(keys: &Keys, ip: &str, limit: Duration) -> Duration {
     }
 }
 
+/// How long a new resource may stay NotFound, or a state take to settle, in these tests (the
+/// longest modelled window, a snapshot's 60 s, is 3 s at the default speed factor).
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Retries `call` while it fails with a `*.NotFound` code (a new resource inside its
+/// eventual-consistency window), for at most [`SETTLE_LIMIT`].
+pub async fn until_found<T, E, Fut>(what: &str, mut call: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: ProvideErrorMetadata + std::fmt::Debug,
+{
+    let t = Instant::now();
+    loop {
+        match call().await {
+            Ok(v) => return v,
+            Err(e)
+                if e.code().is_some_and(|c| c.ends_with(".NotFound"))
+                    && t.elapsed() < SETTLE_LIMIT =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+}
+
+/// Polls `probe` until it returns `Some`, for at most [`SETTLE_LIMIT`].
+async fn settle<T, Fut>(what: &str, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = (Option<T>, String)>,
+{
+    let t = Instant::now();
+    loop {
+        let (got, seen) = probe().await;
+        if let Some(v) = got {
+            return v;
+        }
+        assert!(
+            t.elapsed() < SETTLE_LIMIT,
+            "{what}: still {seen} after {}s",
+            SETTLE_LIMIT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until DescribeInstances shows the instance in `state`; returns how long that took.
+pub async fn wait_state(ec2: &Client, id: &str, state: &str) -> Duration {
+    let t = Instant::now();
+    settle(&format!("{id} to be {state}"), || async {
+        let now = instance_state(ec2, id).await;
+        ((now == state).then_some(()), now)
+    })
+    .await;
+    t.elapsed()
+}
+
+/// Waits until DescribeVolumes shows the volume with `status`.
+pub async fn wait_volume(ec2: &Client, id: &str, status: &str) {
+    settle(&format!("{id} to be {status}"), || async {
+        let now = volume_status(ec2, id).await;
+        ((now == status).then_some(()), now)
+    })
+    .await
+}
+
+pub async fn volume_status(ec2: &Client, id: &str) -> String {
+    let r = until_found(id, || ec2.describe_volumes().volume_ids(id).send()).await;
+    r.volumes()[0].state().unwrap().as_str().to_string()
+}
+
+/// Waits until the snapshot is `completed`; returns the progress values seen on the way.
+pub async fn wait_snapshot(ec2: &Client, id: &str) -> Vec<String> {
+    let t = Instant::now();
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let r = until_found(id, || ec2.describe_snapshots().snapshot_ids(id).send()).await;
+        let s = &r.snapshots()[0];
+        let progress = s.progress().unwrap_or_default().to_string();
+        if seen.last() != Some(&progress) {
+            seen.push(progress);
+        }
+        let state = s.state().unwrap().as_str();
+        if state == "completed" {
+            return seen;
+        }
+        assert!(
+            t.elapsed() < SETTLE_LIMIT,
+            "{id} still {state} after {}s",
+            SETTLE_LIMIT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub struct Net {
     pub vpc: String,
     /// (subnet id, AZ) for 10.0.1.0/24, 10.0.2.0/24.
@@ -150,17 +248,20 @@ pub async fn network(ec2: &Client) -> Net {
         .unwrap();
     let mut subnets = Vec::new();
     for (n, az) in [(1, "us-east-1a"), (2, "us-east-1b")] {
-        let s = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(format!("10.0.{n}.0/24"))
-            .availability_zone(az)
-            .send()
-            .await
-            .unwrap()
-            .subnet
-            .unwrap();
+        let s = until_found("CreateSubnet in the new VPC", || {
+            ec2.create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block(format!("10.0.{n}.0/24"))
+                .availability_zone(az)
+                .send()
+        })
+        .await
+        .subnet
+        .unwrap();
         subnets.push((s.subnet_id.unwrap(), az.to_string()));
+    }
+    for (s, _) in &subnets {
+        until_found(s, || ec2.describe_subnets().subnet_ids(s).send()).await;
     }
     Net { vpc, subnets }
 }
@@ -172,6 +273,7 @@ pub async fn import_key(ec2: &Client, name: &str, keys: &Keys) {
         .send()
         .await
         .unwrap();
+    until_found(name, || ec2.describe_key_pairs().key_names(name).send()).await;
 }
 
 /// RunInstances of one t2.micro at a fixed private IP, root 8 GiB gp3, as redisctl launches.
@@ -224,16 +326,13 @@ pub async fn run_instance_from(
         req = req.user_data(base64::engine::general_purpose::STANDARD.encode(ud));
     }
     let out = req.send().await.unwrap();
-    out.instances.unwrap()[0].instance_id.clone().unwrap()
+    let id = out.instances.unwrap()[0].instance_id.clone().unwrap();
+    until_found(&id, || ec2.describe_instances().instance_ids(&id).send()).await;
+    id
 }
 
 pub async fn root_volume(ec2: &Client, id: &str) -> String {
-    let r = ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .unwrap();
+    let r = until_found(id, || ec2.describe_instances().instance_ids(id).send()).await;
     let inst = &r.reservations()[0].instances()[0];
     let root = inst.root_device_name().unwrap().to_string();
     inst.block_device_mappings()
@@ -244,12 +343,7 @@ pub async fn root_volume(ec2: &Client, id: &str) -> String {
 }
 
 pub async fn instance_state(ec2: &Client, id: &str) -> String {
-    let r = ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .unwrap();
+    let r = until_found(id, || ec2.describe_instances().instance_ids(id).send()).await;
     r.reservations()[0].instances()[0]
         .state()
         .unwrap()
