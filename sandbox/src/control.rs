@@ -33,12 +33,12 @@ pub enum Request {
 }
 
 /// The speed factor tests and the demo run at when nothing else is said: sandbox seconds per
-/// modelled real second, so a 20 s `pending` lasts 1 s (see docs/sandbox.md, "Time").
+/// modelled real second, so a 20 s `pending` lasts 1 s (see docs/sandbox.md, "The timed region").
 pub const DEFAULT_SPEED: f64 = 0.05;
 /// The environment variable `up` reads the speed factor from when `--speed` is not given.
 pub const SPEED_ENV: &str = "REDISCTL_SANDBOX_SPEED";
 
-/// How the front's timed region behaves (docs/sandbox.md, "Time").
+/// How the front's timed region behaves (docs/sandbox.md, "The timed region").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RegionSettings {
     /// Sandbox seconds per modelled real second: 1.0 = durations as on AWS, 0 = instant.

@@ -5,7 +5,7 @@
 //! is missing, serialises tests on a file lock (across threads and test binaries), and resets the
 //! region so each test starts from an empty one.
 //!
-//! The region is timed (docs/sandbox.md, "Time"): tests see `pending`, NotFound right after a
+//! The region is timed (docs/sandbox.md, "The timed region"): tests see `pending`, NotFound right after a
 //! create, and so on, at the speed factor the sandbox runs at. [`Sandbox::region`] reads the
 //! settings and what the region did; [`Sandbox::set_region`] changes them (a test that does
 //! must restore them: they outlive the reset).

@@ -1,4 +1,4 @@
-//! The timed region (docs/sandbox.md, "Time"), through the real aws-sdk-ec2: eventual
+//! The timed region (docs/sandbox.md, "The timed region"), through the real aws-sdk-ec2: eventual
 //! consistency, states that take time, failures after EC2 said yes, ClientToken memory, a lost
 //! answer, and the dependencies a termination leaves for a while. Run inside the sandbox
 //! (`redisctl-sandbox exec -- cargo test -p redisctl-sandbox`), at the sandbox's speed factor;
