@@ -138,9 +138,16 @@ impl Faults {
     /// The effect to apply to a request for `action`, if a fault fires. The first matching fault
     /// that fires wins; a fault with `times` exhausted is dropped from the list.
     pub fn check(&mut self, action: &str) -> Option<Effect> {
+        self.check_where(action, |_| true)
+    }
+
+    /// [`Faults::check`] among the faults whose effect satisfies `kind` only (the others are not
+    /// drawn and keep their count): a fault that reaches moto is drawn only once the request is
+    /// known to reach it.
+    pub fn check_where(&mut self, action: &str, kind: impl Fn(&Effect) -> bool) -> Option<Effect> {
         let mut hit = None;
         for (i, f) in self.list.iter_mut().enumerate() {
-            if f.action != "*" && f.action != action {
+            if (f.action != "*" && f.action != action) || !kind(&f.effect) {
                 continue;
             }
             if f.times == Some(0) {
@@ -208,6 +215,23 @@ mod tests {
             assert_eq!(f.check(action), Some(Effect::Drop));
         }
         assert_eq!(f.list[0].fired, 3);
+    }
+
+    #[test]
+    fn a_fault_of_another_kind_is_not_drawn() {
+        let mut f = Faults::new(7);
+        f.list.push(Fault {
+            effect: Effect::LoseResponse,
+            ..fault("RunInstances", Some(1), None)
+        });
+        let refusing = |e: &Effect| !e.reaches_moto();
+        assert_eq!(f.check_where("RunInstances", refusing), None);
+        assert_eq!(f.list[0].fired, 0, "not drawn, not spent");
+        assert_eq!(
+            f.check_where("RunInstances", Effect::reaches_moto),
+            Some(Effect::LoseResponse)
+        );
+        assert!(f.list.is_empty());
     }
 
     #[test]

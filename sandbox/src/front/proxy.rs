@@ -132,22 +132,33 @@ impl Proxy {
             .unwrap()
             .entry(action.clone())
             .or_insert(0) += 1;
-        let fault = self.faults.lock().unwrap().check(&action);
-        if let Some(effect) = &fault {
+        let fault = self
+            .faults
+            .lock()
+            .unwrap()
+            .check_where(&action, |e| !e.reaches_moto());
+        if let Some(effect) = fault {
             log(&format!("{action}: injected fault {effect:?}"));
-            if !effect.reaches_moto() {
-                return self.faulted(effect.clone());
-            }
+            return self.faulted(effect);
         }
-        let lose = fault == Some(Effect::LoseResponse);
-        let answer = self
-            .answer(parts, path, &action, &params, body, fault)
-            .await;
-        if lose {
+        let (answer, fault) = self.answer(parts, path, &action, &params, body).await;
+        if fault == Some(Effect::LoseResponse) {
             self.region.lock().unwrap().counters.lost_responses += 1;
             return Err(Dropped);
         }
         Ok(answer)
+    }
+
+    /// Draws a fault that reaches moto for a request that does (`replayed`: its answer is a
+    /// remembered one, which only a lost answer can meet).
+    fn reaching_fault(&self, action: &str, replayed: bool) -> Option<Effect> {
+        let fault = self.faults.lock().unwrap().check_where(action, |e| {
+            e.reaches_moto() && (!replayed || *e == Effect::LoseResponse)
+        });
+        if let Some(effect) = &fault {
+            log(&format!("{action}: injected fault {effect:?}"));
+        }
+        fault
     }
 
     /// The answer of a fault that answers instead of moto.
@@ -169,7 +180,9 @@ impl Proxy {
     }
 
     /// The answer as EC2 gives it: a remembered ClientToken's answer, a refusal of the timed
-    /// region, or moto's answer (with the machine effect) as the region shows it now.
+    /// region, or moto's answer (with the machine effect) as the region shows it now; and the
+    /// fault drawn for a request that reached moto (or a replay), if one fired. A request the
+    /// region refuses draws none: it never took effect.
     async fn answer(
         self: &Arc<Self>,
         parts: hyper::http::request::Parts,
@@ -177,8 +190,7 @@ impl Proxy {
         action: &str,
         params: &[(String, String)],
         body: Bytes,
-        fault: Option<Effect>,
-    ) -> Response<Full<Bytes>> {
+    ) -> (Response<Full<Bytes>>, Option<Effect>) {
         let token = param(params, "ClientToken")
             .filter(|t| !t.is_empty())
             .map(str::to_string);
@@ -191,13 +203,14 @@ impl Proxy {
         if let Some(t) = &token
             && let Some(r) = self.remembered(action, t, params, now)
         {
-            return r;
+            return (r, self.reaching_fault(action, true));
         }
         let refusal = self.region.lock().unwrap().refuse(action, params, now);
         if let Some(r) = refusal {
             log(&format!("{action}: the timed region answers {}", r.code));
-            return self.error(400, r.code, &r.message);
+            return (self.error(400, r.code, &r.message), None);
         }
+        let fault = self.reaching_fault(action, false);
         let auth = Auth::from(&parts.headers);
         let ids = numbered(params, "InstanceId");
         let previous = self.region.lock().unwrap().shown_states(&ids, now);
@@ -219,10 +232,10 @@ impl Proxy {
             .await
         {
             Ok(r) => r,
-            Err(answer) => return answer,
+            Err(answer) => return (answer, fault),
         };
         if !status.is_success() {
-            return rebuild(status, &headers, resp_body);
+            return (rebuild(status, &headers, resp_body), fault);
         }
         let text = String::from_utf8_lossy(&resp_body).into_owned();
         let shown = match self.timed(
@@ -248,7 +261,7 @@ impl Proxy {
                 .unwrap()
                 .remember(action, t, params, shown.clone(), Instant::now());
         }
-        rebuild(status, &headers, Bytes::from(shown))
+        (rebuild(status, &headers, Bytes::from(shown)), fault)
     }
 
     /// The answer remembered for a ClientToken, or `IdempotentParameterMismatch`.
