@@ -431,7 +431,7 @@ fn out_of_band_changes_are_planned_back() {
     block(async {
         common::open_redis_to_the_world(&ec2).await;
         let id = common::instance_of(&ec2, "redis-node-1b").await;
-        ec2.stop_instances().instance_ids(id).send().await.unwrap();
+        common::stop_instance(&ec2, &id).await;
         let rts = ec2
             .describe_route_tables()
             .filters(tagged("prod-redis"))

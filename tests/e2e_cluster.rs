@@ -152,7 +152,7 @@ fn a_node_stopped_out_of_band_is_started_and_rejoins() {
     rt.block_on(async {
         let ec2 = common::ec2_client().await;
         let id = common::instance_of(&ec2, "redis-node-1b").await;
-        ec2.stop_instances().instance_ids(id).send().await.unwrap();
+        common::stop_instance(&ec2, &id).await;
     });
     let out = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(2));

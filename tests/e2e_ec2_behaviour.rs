@@ -271,10 +271,15 @@ fn failures_after_ec2_said_yes_end_the_wait_with_the_state_reason() {
     assert!(err.contains("the EBS KMS key cannot be used"), "{err}");
 
     // The rerun launches anew (the terminated instance is not adopted), and a failure on
-    // EC2's side is tried again by itself.
+    // EC2's side is tried again by itself, at the same private IP, which the failed launch's
+    // interface holds for a while (class 6).
     sb.fail_launches(1, Some("Server.InternalError"));
     let out = c.ok(&["apply", "--yes"]);
     assert!(out.contains("launching again"), "{out}");
+    assert!(
+        retries(&out).contains_key("InvalidIPAddress.InUse"),
+        "the relaunch waited for its IP: {out}"
+    );
     assert_eq!(live_instances().len(), 3, "no duplicate instance");
     c.assert_converged();
 

@@ -616,8 +616,9 @@ fn a_failed_swap_leaves_the_plaintext_volume_untouched_and_says_how_to_roll_back
     // second snapshot of the plaintext root and two encrypted volumes made from its snapshot.
     // The rerun adopts one volume and must remove every other copy.
     assert_eq!(inject_strays(&ec2), 3);
-    assert_eq!(ec2.snapshots().len(), 6);
-    assert_eq!(ec2.volumes().len(), 9);
+    common::eventually("6 snapshots and 9 volumes listed", || {
+        ec2.snapshots().len() == 6 && ec2.volumes().len() == 9
+    });
     // The cause gone, a rerun continues from the recorded stage.
     sb.clear_faults();
     let plan = text(&c.run(&["plan"]).stdout);

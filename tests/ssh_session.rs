@@ -50,18 +50,18 @@ async fn launch(ec2: &Client, public_key: &str) -> (String, Instant) {
         .unwrap()
         .vpc_id
         .unwrap();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc)
-        .cidr_block("10.0.1.0/24")
-        .availability_zone("us-east-1a")
-        .send()
-        .await
-        .unwrap()
-        .subnet
-        .unwrap()
-        .subnet_id
-        .unwrap();
+    let subnet = common::settle::until_found("CreateSubnet", || {
+        ec2.create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block("10.0.1.0/24")
+            .availability_zone("us-east-1a")
+            .send()
+    })
+    .await
+    .subnet
+    .unwrap()
+    .subnet_id
+    .unwrap();
     ec2.import_key_pair()
         .key_name("op")
         .public_key_material(aws_sdk_ec2::primitives::Blob::new(public_key))
@@ -70,30 +70,30 @@ async fn launch(ec2: &Client, public_key: &str) -> (String, Instant) {
         .unwrap();
     let ami = common::ami::noble_ami(ec2).await;
     let t = Instant::now();
-    let out = ec2
-        .run_instances()
-        .image_id(ami)
-        .instance_type(InstanceType::T2Micro)
-        .min_count(1)
-        .max_count(1)
-        .key_name("op")
-        .subnet_id(subnet)
-        .private_ip_address(IP)
-        .block_device_mappings(
-            BlockDeviceMapping::builder()
-                .device_name("/dev/sda1")
-                .ebs(
-                    EbsBlockDevice::builder()
-                        .volume_size(8)
-                        .volume_type(VolumeType::Gp3)
-                        .delete_on_termination(true)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let out = common::settle::until_found("RunInstances", || {
+        ec2.run_instances()
+            .image_id(&ami)
+            .instance_type(InstanceType::T2Micro)
+            .min_count(1)
+            .max_count(1)
+            .key_name("op")
+            .subnet_id(&subnet)
+            .private_ip_address(IP)
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name("/dev/sda1")
+                    .ebs(
+                        EbsBlockDevice::builder()
+                            .volume_size(8)
+                            .volume_type(VolumeType::Gp3)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+    })
+    .await;
     (out.instances.unwrap()[0].instance_id.clone().unwrap(), t)
 }
 

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 #[path = "../../tests/common/ami.rs"]
 mod ami;
+#[path = "../../tests/common/settle.rs"]
+mod settle;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redisctl-sandbox");
 
@@ -52,28 +54,29 @@ fn boot_a_host() {
                 .unwrap()
                 .vpc_id
                 .unwrap();
-            let subnet = ec2
-                .create_subnet()
-                .vpc_id(vpc)
-                .cidr_block("10.0.1.0/24")
-                .send()
-                .await
-                .unwrap()
-                .subnet
-                .unwrap()
-                .subnet_id
-                .unwrap();
+            let subnet = settle::until_found("CreateSubnet", || {
+                ec2.create_subnet()
+                    .vpc_id(&vpc)
+                    .cidr_block("10.0.1.0/24")
+                    .send()
+            })
+            .await
+            .subnet
+            .unwrap()
+            .subnet_id
+            .unwrap();
             let ami = ami::noble_ami(&ec2).await;
-            ec2.run_instances()
-                .image_id(ami)
-                .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
-                .min_count(1)
-                .max_count(1)
-                .subnet_id(subnet)
-                .private_ip_address("10.0.1.10")
-                .send()
-                .await
-                .unwrap();
+            settle::until_found("RunInstances", || {
+                ec2.run_instances()
+                    .image_id(&ami)
+                    .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
+                    .min_count(1)
+                    .max_count(1)
+                    .subnet_id(&subnet)
+                    .private_ip_address("10.0.1.10")
+                    .send()
+            })
+            .await;
             // sshd answering (no key needed to see the banner).
             let t = Instant::now();
             while tokio::net::TcpStream::connect("10.0.1.10:22")

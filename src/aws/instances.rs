@@ -41,14 +41,20 @@ impl Aws {
         if let Some(id) = out.key_pairs().first().and_then(|k| k.key_pair_id()) {
             return Ok(Some(id.to_string()));
         }
-        let out = c
+        let out = match c
             .import_key_pair()
             .key_name(name)
             .public_key_material(Blob::new(public.into_bytes()))
             .tag_specifications(tag_spec(ResourceType::KeyPair, tags))
             .send()
             .await
-            .map_err(|e| api_err("ImportKeyPair", name, e))?;
+        {
+            Ok(out) => out,
+            // Imported by a run killed a moment ago, not listed yet (eventual consistency): it
+            // is there, and its name is all a launch needs.
+            Err(e) if is_code(&e, &["InvalidKeyPair.Duplicate"]) => return Ok(None),
+            Err(e) => return Err(api_err("ImportKeyPair", name, e)),
+        };
         self.created(name);
         Ok(out.key_pair_id().map(String::from))
     }

@@ -279,3 +279,57 @@ where
         tokio::time::sleep(backoff.next_delay()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: &str) -> AwsError {
+        AwsError::Api {
+            call: "RunInstances",
+            resource: "node redis-node-1a".into(),
+            code: code.into(),
+            message: "-".into(),
+        }
+    }
+
+    #[test]
+    fn unsupported_says_the_type_is_not_offered_there() {
+        assert!(
+            api("Unsupported")
+                .hint()
+                .contains("does not offer this instance type")
+        );
+        assert!(
+            api("InsufficientInstanceCapacity")
+                .hint()
+                .contains("no capacity")
+        );
+    }
+
+    #[test]
+    fn only_a_reason_on_ec2s_side_is_tried_again() {
+        let ended = |reason: &str| AwsError::Ended {
+            what: "while waiting for instance i-1 to be running".into(),
+            state: "terminated".into(),
+            reason: Some(reason.into()),
+        };
+        assert!(ended("Server.InternalError: Internal error on launch").ended_on_server_side());
+        let kms = ended(
+            "Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state",
+        );
+        assert!(!kms.ended_on_server_side());
+        assert!(kms.hint().contains("the EBS KMS key cannot be used"));
+        assert!(
+            kms.to_string()
+                .contains("EC2 put it in state `terminated` (Client.InvalidKMSKey")
+        );
+    }
+
+    #[test]
+    fn tokens_differ_per_attempt_and_fit_ec2s_limit() {
+        let (a, b) = (attempt_token("x").unwrap(), attempt_token("x").unwrap());
+        assert_ne!(a, b);
+        assert!(a.len() <= 64 && a.is_ascii(), "{a}");
+    }
+}

@@ -46,8 +46,9 @@ where
         if settled(&seen) || start.elapsed() >= lag {
             return Ok(seen);
         }
-        tracing::info!("the final check is not settled yet; looking again in {pause:?}");
-        tokio::time::sleep(pause).await;
+        let pause_now = pause.min(lag.saturating_sub(start.elapsed()));
+        tracing::info!("the final check is not settled yet; looking again in {pause_now:?}");
+        tokio::time::sleep(pause_now).await;
         pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
@@ -126,4 +127,27 @@ pub fn error_record(e: &Error) -> serde_json::Value {
         source = s.source();
     }
     serde_json::json!({ "message": message, "hint": e.hint() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn the_final_look_waits_for_a_lagging_view_within_its_bound() {
+        let looks = AtomicU32::new(0);
+        let look = || async { Ok(looks.fetch_add(1, Ordering::SeqCst) + 1) };
+        // Settles at the third look.
+        let seen = final_look(Duration::from_secs(30), look, |n| *n >= 3)
+            .await
+            .unwrap();
+        assert_eq!(seen, 3);
+        // Never settles: the last look is returned once the bound has passed.
+        looks.store(0, Ordering::SeqCst);
+        let seen = final_look(Duration::from_millis(300), look, |_| false)
+            .await
+            .unwrap();
+        assert_eq!(seen, 3, "looks at 0 ms, 250 ms and at the bound (300 ms)");
+    }
 }

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 pub mod ami;
 pub mod data;
+pub mod settle;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
 pub const ADMIN_PW: &str = "cluster-admin-pw-51c9";
@@ -221,6 +222,20 @@ pub fn front_log_tail() -> String {
     format!("--- the end of {} ---\n{tail}", path.display())
 }
 
+/// Waits (bounded) until `check` holds: what a test just made through EC2 is listed only once
+/// the eventual-consistency window has passed.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < settle::SETTLE_LIMIT,
+            "{what}: not so after {:?}",
+            settle::SETTLE_LIMIT
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -266,6 +281,38 @@ pub async fn instance_of(ec2: &aws_sdk_ec2::Client, node: &str) -> String {
         .find_map(|i| i.instance_id())
         .unwrap_or_else(|| panic!("no live instance for {node}"))
         .to_string()
+}
+
+/// Out of band: stop the instance and wait (bounded) until EC2 shows it `stopped`, as an
+/// operator would before planning (EC2 shows `stopping` for a while).
+pub async fn stop_instance(ec2: &aws_sdk_ec2::Client, id: &str) {
+    ec2.stop_instances().instance_ids(id).send().await.unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let out = ec2
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .unwrap();
+        let state = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find_map(|i| {
+                i.state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+            });
+        if state.as_deref() == Some("stopped") {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "{id} is still {state:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// Out of band: the Redis port opened to the world in cluster prod-redis's security group.

@@ -347,6 +347,13 @@ impl Proxy {
             Outcome::Stopped => ("StopInstances", "start"),
         };
         let params = vec![("InstanceId.1".to_string(), due.instance.clone())];
+        let held = match due.outcome {
+            Outcome::Terminated => {
+                self.instances_before(&auth, std::slice::from_ref(&due.instance))
+                    .await
+            }
+            Outcome::Stopped => Vec::new(),
+        };
         let result = async {
             let before = self.machines.before(&auth, action, &params).await?;
             let body = self
@@ -368,7 +375,10 @@ impl Proxy {
                 due.instance
             )),
         }
-        self.region.lock().unwrap().carried_out(&due);
+        let mut region = self.region.lock().unwrap();
+        region.carried_out(&due);
+        // A failed launch leaves its interface behind for a while, as a termination does.
+        region.linger(&held, Instant::now());
     }
 
     /// moto's answer, with the physical effect for the [`machines::ACTIONS`]; `Err` is the

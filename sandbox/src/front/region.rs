@@ -308,7 +308,7 @@ impl Region {
     ) -> Option<Refusal> {
         self.hidden.retain(|_, (_, until)| now < *until);
         self.lingering.retain(|l| now < l.until);
-        if let Some(r) = self.not_found(params) {
+        if let Some(r) = self.not_found(action, params) {
             self.counters.not_found += 1;
             return Some(r);
         }
@@ -321,7 +321,12 @@ impl Region {
         Some(r)
     }
 
-    fn not_found(&self, params: &[(String, String)]) -> Option<Refusal> {
+    /// A request naming a resource inside its consistency window. A key pair's create names
+    /// the key pair itself: EC2 answers it with `InvalidKeyPair.Duplicate` (moto does).
+    fn not_found(&self, action: &str, params: &[(String, String)]) -> Option<Refusal> {
+        if matches!(action, "ImportKeyPair" | "CreateKeyPair") {
+            return None;
+        }
         self.hidden.iter().find_map(|(id, (kind, _))| {
             params
                 .iter()
@@ -543,7 +548,9 @@ impl Region {
         self.serial
     }
 
-    fn linger(&mut self, terminated: &[xml::Instance], now: Instant) {
+    /// The terminated instances' interfaces linger in their VPC for a while (each with
+    /// probability `lingering_rate`): a termination asked for, or a launch that failed.
+    pub fn linger(&mut self, terminated: &[xml::Instance], now: Instant) {
         let until = now + self.window(LINGERING_SECS);
         if until <= now {
             return;
@@ -762,6 +769,9 @@ mod tests {
         assert_eq!(r.refuse("CreateVolume", &tagged, t0), None);
         let by_id = p(&[("KeyPairId.1", "key-1")]);
         assert!(r.refuse("DescribeKeyPairs", &by_id, t0).is_some());
+        // Importing it again (a rerun) is moto's to answer: InvalidKeyPair.Duplicate.
+        let again = p(&[("KeyName", "op"), ("PublicKeyMaterial", "c3No")]);
+        assert_eq!(r.refuse("ImportKeyPair", &again, t0), None);
     }
 
     #[test]

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, InstanceType, VolumeType};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,7 +14,10 @@ pub use redisctl_sandbox::testing::Sandbox;
 
 #[path = "../../../tests/common/ami.rs"]
 mod ami;
+#[path = "../../../tests/common/settle.rs"]
+mod settle;
 pub use ami::noble_ami;
+pub use settle::{SETTLE_LIMIT, until_found};
 
 pub async fn client() -> Client {
     let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -131,32 +133,6 @@ pub fn wait_ssh(keys: &Keys, ip: &str, limit: Duration) -> Duration {
             );
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// How long a new resource may stay NotFound, or a state take to settle, in these tests (the
-/// longest modelled window, a snapshot's 60 s, is 3 s at the default speed factor).
-pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
-
-/// Retries `call` while it fails with a `*.NotFound` code (a new resource inside its
-/// eventual-consistency window), for at most [`SETTLE_LIMIT`].
-pub async fn until_found<T, E, Fut>(what: &str, mut call: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Result<T, E>>,
-    E: ProvideErrorMetadata + std::fmt::Debug,
-{
-    let t = Instant::now();
-    loop {
-        match call().await {
-            Ok(v) => return v,
-            Err(e)
-                if e.code().is_some_and(|c| c.ends_with(".NotFound"))
-                    && t.elapsed() < SETTLE_LIMIT =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("{what}: {e:?}"),
-        }
     }
 }
 
