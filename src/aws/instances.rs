@@ -51,8 +51,12 @@ impl Aws {
         {
             Ok(out) => out,
             // Imported by a run killed a moment ago, not listed yet (eventual consistency): it
-            // is there, and its name is all a launch needs.
-            Err(e) if is_code(&e, &["InvalidKeyPair.Duplicate"]) => return Ok(None),
+            // is there, and its name is all a launch needs; a launch naming it may still meet
+            // InvalidKeyPair.NotFound for a moment, as for one imported now.
+            Err(e) if is_code(&e, &["InvalidKeyPair.Duplicate"]) => {
+                self.created(name);
+                return Ok(None);
+            }
             Err(e) => return Err(api_err("ImportKeyPair", name, e)),
         };
         self.created(name);

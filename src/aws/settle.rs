@@ -19,7 +19,8 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 
 use super::Aws;
 
-/// The ids this run created: EC2 may not know them everywhere yet.
+/// The ids this run created (or that EC2 just said exist, though not listed yet): EC2 may not
+/// know them everywhere yet.
 #[derive(Clone, Default)]
 pub(crate) struct Fresh(Arc<Mutex<HashSet<String>>>);
 
