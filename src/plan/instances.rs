@@ -64,7 +64,29 @@ fn key_pair(b: &mut Builder<'_>) {
         private_key: spec.ssh.private_key.display().to_string(),
         tags: kp_tags,
     });
+    // A key pair of the spec's name that redisctl did not make for this cluster (another
+    // team's, a hand-made one) is never replaced or deleted: the name is taken.
+    let foreign = kp.filter(|k| k.tags.get(tags::CLUSTER) != Some(&spec.cluster.name));
     match (kp, local) {
+        (Some(k), Some(local))
+            if foreign.is_some()
+                && !k
+                    .public_key
+                    .as_deref()
+                    .is_some_and(|p| naming::same_public_key(p, local)) =>
+        {
+            b.note(
+                NoteLevel::Blocker,
+                "key_pair",
+                format!(
+                    "key pair {key_name} ({}) holds another public key than {} and was not made by redisctl for cluster {} (it has no redisctl:cluster={} tag), so redisctl does not replace it: choose another ssh.key_name, or point ssh.private_key at the key pair's own private key if it is yours",
+                    k.id,
+                    spec.ssh.private_key.display(),
+                    spec.cluster.name,
+                    spec.cluster.name
+                ),
+            );
+        }
         (None, _) => b.push(
             Step::new(
                 "key_pair",
@@ -86,6 +108,14 @@ fn key_pair(b: &mut Builder<'_>) {
                 },
             ])
             .ops(vec![ensure_key, import]),
+        ),
+        (Some(k), None) if foreign.is_some() => b.note(
+            NoteLevel::Blocker,
+            "key_pair",
+            format!(
+                "key pair {key_name} ({}) exists in AWS and was not made by redisctl for cluster {}: choose another ssh.key_name (redisctl then makes its own key), or point ssh.private_key at that key pair's private key if it is yours",
+                k.id, spec.cluster.name
+            ),
         ),
         (Some(k), None) => b.note(
             NoteLevel::Blocker,

@@ -113,3 +113,47 @@ fn a_removed_node_is_deleted_before_its_address_is_reused() {
             .any(|n| n.message.contains("redis-node-1a-new would not be part"))
     );
 }
+
+/// A key pair of the spec's name that redisctl did not make (no `redisctl:cluster` tag of this
+/// cluster: another team's, or one made by hand) is never replaced: the plan is blocked and
+/// says what to do. One redisctl made, with another public key, is replaced as before.
+#[test]
+fn a_key_pair_redisctl_did_not_make_is_never_replaced() {
+    let spec = example();
+    let mut o = converged(&spec);
+    let other =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherTeamsKeyOtherTeamsKeyOtherTeams1 ops@team";
+    o.key_pairs[0].public_key = Some(other.into());
+    let ours = plan::plan(&spec, &o);
+    assert_eq!(
+        ours.step("key_pair").map(|s| s.action),
+        Some(Action::Replace),
+        "tagged for this cluster: redisctl's own, replaced"
+    );
+    o.key_pairs[0].tags.clear();
+    let p = plan::plan(&spec, &o);
+    assert!(
+        p.step("key_pair").is_none(),
+        "{}",
+        render::plan::human(&p, false)
+    );
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1, "{}", render::plan::human(&p, false));
+    assert!(
+        b[0].message
+            .contains("was not made by redisctl for cluster prod-redis")
+            && b[0].message.contains("choose another ssh.key_name"),
+        "{}",
+        b[0].message
+    );
+    // Without the private key here either: still not ours to touch, and said so.
+    o.local_public_key = None;
+    let p = plan::plan(&spec, &o);
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1);
+    assert!(
+        b[0].message.contains("was not made by redisctl"),
+        "{}",
+        b[0].message
+    );
+}
