@@ -5,10 +5,10 @@ use std::net::Ipv4Addr;
 
 use super::describe::tag_map;
 use super::settle::Backoff;
-use super::{Aws, AwsError, api_err, filter, filter_any};
+use super::{Aws, AwsError, api_err, filter};
 use crate::observed::tags;
 
-/// A running or pending instance of the cluster that carries a node tag.
+/// A running instance of the cluster that carries a node tag.
 #[derive(Debug, Clone)]
 pub struct NodeInstance {
     pub node: String,
@@ -20,7 +20,7 @@ pub struct NodeInstance {
 }
 
 impl Aws {
-    /// Every running or pending node instance of `cluster`, in the order EC2 lists them: one
+    /// Every running node instance of `cluster`, in the order EC2 lists them: one
     /// DescribeInstances, repeated (within [`Aws::consistency_wait`]) while an instance this
     /// run launched is not listed yet.
     pub async fn node_instances(&self, cluster: &str) -> Result<Vec<NodeInstance>, AwsError> {
@@ -48,7 +48,8 @@ impl Aws {
             .client
             .describe_instances()
             .filters(filter(&format!("tag:{}", tags::CLUSTER), cluster))
-            .filters(filter_any("instance-state-name", &["running", "pending"]))
+            // A `pending` instance may have no address yet, or not its final one.
+            .filters(filter("instance-state-name", "running"))
             .send()
             .await
             .map_err(|e| api_err("DescribeInstances", cluster, e))?;

@@ -94,7 +94,14 @@ impl Ctx {
         made: &BTreeMap<String, String>,
     ) -> Result<Option<String>, OpError> {
         match op {
-            Op::Ec2(op) => Ok(self.aws.run_op(op, made).await?),
+            Op::Ec2(op) => {
+                let id = self.aws.run_op(op, made).await?;
+                // A started instance has a new public IP: the node runtime reads it again.
+                if let (Some(n), Some(instance)) = (&self.nodes, op.starts()) {
+                    n.started(instance).await;
+                }
+                Ok(id)
+            }
             Op::Node(op) => {
                 // Node operations are ensures: one that lost its SSH connection is run once
                 // more on a new connection (the runtime reconnects a closed session).

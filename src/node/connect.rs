@@ -64,6 +64,28 @@ impl NodeRuntime {
         Ok(())
     }
 
+    /// The instance was started (or replaced) by an EC2 operation: its node's address and
+    /// session are read and made again at next use (a start gives a new public IP).
+    pub async fn started(&self, instance: &str) {
+        let nodes: Vec<String> = self
+            .instances
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, i)| i.id == instance)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for node in nodes {
+            self.relocate(&node).await;
+        }
+    }
+
+    /// Forget the node's address and session: both are read and made again at next use.
+    pub(super) async fn relocate(&self, node: &str) {
+        self.forget(node).await;
+        self.instances.lock().await.remove(node);
+    }
+
     async fn instance(&self, node: &str) -> Result<NodeInstance, NodeError> {
         if let Some(i) = self.instances.lock().await.get(node) {
             return Ok(i.clone());

@@ -224,8 +224,7 @@ impl NodeRuntime {
     /// After the start: wait for SSH (pinned host key) and for Redis to answer PING. systemd
     /// starts Redis at boot; on a host without it nothing does, so redisctl starts it here.
     pub async fn swap_wait_back(&self, node: &str) -> Result<(), NodeError> {
-        self.forget(node).await;
-        self.instances.lock().await.remove(node);
+        self.relocate(node).await;
         self.start_without_init(node).await?;
         let s = self.session(node).await?;
         self.wait_ping(node, &s).await

@@ -163,6 +163,23 @@ pub enum Ec2Op {
     },
 }
 
+impl Ec2Op {
+    /// The instance this operation starts (or replaces), if any: EC2 gives a started instance
+    /// a new public IP, so whoever holds its address must read it again.
+    pub fn starts(&self) -> Option<&str> {
+        match self {
+            Ec2Op::StartInstance { instance }
+            | Ec2Op::ModifyInstanceType {
+                instance,
+                restart: true,
+                ..
+            } => Some(instance),
+            Ec2Op::ReplaceInstance { terminate, .. } => Some(terminate),
+            _ => None,
+        }
+    }
+}
+
 /// An operation on a node, over its SSH session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -321,4 +338,32 @@ pub struct RunInstance {
     pub kms_key: Option<String>,
     pub tags: Tags,
     pub volume_tags: Tags,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operations_that_start_an_instance_say_which() {
+        let start = Ec2Op::StartInstance {
+            instance: "i-1".into(),
+        };
+        assert_eq!(start.starts(), Some("i-1"));
+        let resize = |restart| Ec2Op::ModifyInstanceType {
+            instance: "i-2".into(),
+            instance_type: "t3.micro".into(),
+            restart,
+        };
+        assert_eq!(resize(true).starts(), Some("i-2"));
+        assert_eq!(
+            resize(false).starts(),
+            None,
+            "a stopped instance stays stopped"
+        );
+        let terminate = Ec2Op::TerminateInstance {
+            instance: "i-3".into(),
+        };
+        assert_eq!(terminate.starts(), None);
+    }
 }
