@@ -382,7 +382,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
         "{sg}"
     );
     assert!(
-        sg.contains("allowed: bus tcp/16379 from 10.0.0.0/16"),
+        sg.contains("allowed: bus tcp/16379 from the nodes (this group)"),
         "{sg}"
     );
     assert!(!sg.contains("NOT IN THE SPEC"), "{sg}");

@@ -181,6 +181,7 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
             .map_err(|e| api_err("DescribeSecurityGroups", name, e))?
             .into_iter()
             .map(|g| {
+                let own = g.group_id().unwrap_or_default();
                 let mut ingress = Vec::new();
                 for p in g.ip_permissions() {
                     let protocol = s(p.ip_protocol());
@@ -194,11 +195,12 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
                                 .iter()
                                 .filter_map(|r| r.cidr_ipv6().map(String::from)),
                         )
-                        .chain(
-                            p.user_id_group_pairs()
-                                .iter()
-                                .filter_map(|r| r.group_id().map(String::from)),
-                        )
+                        .chain(p.user_id_group_pairs().iter().filter_map(|r| {
+                            r.group_id().map(|id| match id == own {
+                                true => observed::SELF_SOURCE.to_string(),
+                                false => id.to_string(),
+                            })
+                        }))
                         .chain(
                             p.prefix_list_ids()
                                 .iter()

@@ -9,16 +9,24 @@ use aws_sdk_ec2::types::{
 
 use super::ops::{is_code, tag_filters};
 use super::{Aws, AwsError, api_err, attempt_token, filter, tag_spec};
-use crate::observed::{IngressRule, Tags, tags};
+use crate::observed::{IngressRule, SELF_SOURCE, Tags, tags};
 use crate::plan::RuleSpec;
 
-fn permission(rule: &IngressRule, description: Option<&str>) -> IpPermission {
+/// The rule as EC2 takes it, in group `sg` (a [`SELF_SOURCE`] rule references `sg` itself).
+fn permission(rule: &IngressRule, sg: &str, description: Option<&str>) -> IpPermission {
     let b = IpPermission::builder()
         .ip_protocol(&rule.protocol)
         .from_port(rule.from_port)
         .to_port(rule.to_port);
     let src = &rule.source;
-    let b = if src.starts_with("sg-") {
+    let b = if src == SELF_SOURCE {
+        b.user_id_group_pairs(
+            UserIdGroupPair::builder()
+                .group_id(sg)
+                .set_description(description.map(String::from))
+                .build(),
+        )
+    } else if src.starts_with("sg-") {
         b.user_id_group_pairs(UserIdGroupPair::builder().group_id(src).build())
     } else if src.starts_with("pl-") {
         b.prefix_list_ids(PrefixListId::builder().prefix_list_id(src).build())
@@ -383,7 +391,7 @@ impl Aws {
                 self.client
                     .authorize_security_group_ingress()
                     .group_id(sg)
-                    .ip_permissions(permission(&rule.rule, Some(&rule.description)))
+                    .ip_permissions(permission(&rule.rule, sg, Some(&rule.description)))
                     .send()
             })
             .await
@@ -407,7 +415,7 @@ impl Aws {
             .client
             .revoke_security_group_ingress()
             .group_id(security_group)
-            .ip_permissions(permission(rule, None))
+            .ip_permissions(permission(rule, security_group, None))
             .send()
             .await
         {

@@ -207,9 +207,13 @@ pub struct IngressRule {
     pub protocol: String,
     pub from_port: i32,
     pub to_port: i32,
-    /// An IPv4 CIDR, an IPv6 CIDR, a security group id or a prefix list id.
+    /// An IPv4 CIDR, an IPv6 CIDR, a security group id, a prefix list id, or [`SELF_SOURCE`].
     pub source: String,
 }
+
+/// The source of a rule that allows the group's own members (a reference to the group itself,
+/// whose id is not known before it exists).
+pub const SELF_SOURCE: &str = "self";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyPair {

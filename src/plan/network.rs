@@ -446,6 +446,26 @@ fn security_group<'o>(
     (sg, sg_ref)
 }
 
+/// Why a rule the spec does not ask for is revoked: the bus from a Redis source is what
+/// redisctl itself opened before the bus was limited to the nodes; anything else came from
+/// outside.
+fn removal_reason(spec: &crate::spec::Spec, r: &IngressRule) -> String {
+    let bus = i32::from(spec.redis.bus_port());
+    let redis_source = spec
+        .security_group
+        .redis_cidrs
+        .iter()
+        .any(|c| c.to_string() == r.source);
+    if r.from_port == bus && r.to_port == bus && redis_source {
+        format!(
+            "the cluster bus is open to the nodes (the group itself) only, no longer to {}",
+            r.source
+        )
+    } else {
+        "not in the spec: added out of band".into()
+    }
+}
+
 /// The spec's ingress rules are authorized; any other rule was added out of band and goes.
 fn ingress_rules(b: &mut Builder<'_>, sg: Option<&observed::SecurityGroup>, sg_ref: &Ref) {
     let desired_rules = security::ingress_rules(b.spec);
@@ -487,7 +507,7 @@ fn ingress_rules(b: &mut Builder<'_>, sg: Option<&observed::SecurityGroup>, sg_r
                         ),
                         Action::Delete,
                         Phase::Network,
-                        "not in the spec: added out of band",
+                        removal_reason(b.spec, r),
                     )
                     .changes(vec![
                         Change::delete("protocol", &r.protocol),

@@ -101,3 +101,33 @@ fn duplicates_are_reported_not_hidden() {
     assert_eq!(n.level, NoteLevel::Warning);
     assert!(n.message.contains("vpc-0ffffffffffffffff"), "{}", n.message);
 }
+
+/// A cluster built when the bus was open to `redis_cidrs` gets the narrower rule from the next
+/// plan: the bus from the group itself is authorized, the old CIDR rule revoked, with a reason
+/// that says so (not "added out of band").
+#[test]
+fn the_bus_open_to_the_vpc_is_narrowed_to_the_nodes() {
+    let spec = example();
+    let mut o = converged(&spec);
+    let ingress = &mut o.security_groups[0].ingress;
+    let own = ingress
+        .iter()
+        .position(|r| r.source == observed::SELF_SOURCE)
+        .expect("the converged group has the bus from itself");
+    ingress[own].source = "10.0.0.0/16".into();
+    let p = plan::plan(&spec, &o);
+    let text = render::plan::human(&p, false);
+    assert_eq!(
+        p.step("sg.rule[bus self]").map(|s| s.action),
+        Some(Action::Create),
+        "{text}"
+    );
+    let revoke = p.step("sg.rule[tcp 16379 10.0.0.0/16]").expect(&text);
+    assert_eq!(revoke.action, Action::Delete);
+    assert!(
+        revoke.reason.contains("no longer to 10.0.0.0/16"),
+        "{}",
+        revoke.reason
+    );
+    apply_and_converge(&spec, o, &p);
+}

@@ -49,7 +49,10 @@ pub fn security_group(spec: &Spec, observed: &Observed) -> Check {
             w.description.split(' ').next().unwrap_or(""),
             w.rule.protocol,
             security::ports(&w.rule),
-            w.rule.source
+            match w.rule.source.as_str() {
+                crate::observed::SELF_SOURCE => "the nodes (this group)",
+                other => other,
+            }
         );
         if sg.ingress.contains(&w.rule) {
             ev.push(format!("  allowed: {what}"));
