@@ -47,6 +47,15 @@ pub fn numbered(params: &[(String, String)], prefix: &str) -> Vec<String> {
     v.into_iter().map(|(_, s)| s).collect()
 }
 
+/// Request parameters from pairs (for tests of what reads them).
+#[cfg(test)]
+pub fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()

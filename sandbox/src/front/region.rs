@@ -686,13 +686,7 @@ fn progress(s: &SnapshotClock, now: Instant) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::front::moto::params as p;
 
     /// Speed 1: the modelled durations as they are.
     fn region() -> Region {

@@ -102,13 +102,7 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::front::moto::params as p;
 
     const DAY: Duration = Duration::from_secs(86_400);
 
