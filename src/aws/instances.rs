@@ -104,12 +104,18 @@ impl Aws {
             };
             match self.wait_instance(&id, &["running"]).await {
                 Ok(()) => return Ok(id),
-                Err(e) if e.ended_on_server_side() && attempt < ATTEMPTS => {
+                Err(e) => {
+                    if matches!(e, AwsError::Ended { .. }) {
+                        // Never to be listed as running: nothing waits for it to show.
+                        self.fresh.forget(&id);
+                    }
+                    if !(e.ended_on_server_side() && attempt < ATTEMPTS) {
+                        return Err(e);
+                    }
                     self.retries.count("launch ended by EC2");
                     tracing::warn!("node {}: {e}; launching again", run.node);
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
             }
         }
     }
@@ -242,6 +248,7 @@ impl Aws {
     }
 
     pub(super) async fn terminate(&self, instance: &str) -> Result<(), AwsError> {
+        self.fresh.forget(instance);
         match self
             .client
             .terminate_instances()

@@ -40,7 +40,12 @@ impl Fresh {
         self.0.lock().unwrap().contains(id)
     }
 
-    /// The ones of `ids`'s kind (`i-`, `vol-`, …) that are not in `listed`.
+    /// An id no longer expected to show (a launch EC2 ended, an instance terminated).
+    pub fn forget(&self, id: &str) {
+        self.0.lock().unwrap().remove(id);
+    }
+
+    /// The ids with `prefix` (`i-`, `vol-`, …) that are not in `listed`.
     pub fn missing_from(&self, prefix: &str, listed: &[&str]) -> Vec<String> {
         let set = self.0.lock().unwrap();
         let mut v: Vec<String> = set
@@ -189,6 +194,18 @@ mod tests {
         assert_eq!(d("InvalidSubnetID.NotFound", &["subnet-2"]), None);
         assert_eq!(d("InvalidParameterValue", &["subnet-1"]), None);
         assert_eq!(delay(None, &["subnet-1"], &[], &fresh), None);
+    }
+
+    #[test]
+    fn a_forgotten_instance_is_not_waited_for() {
+        let fresh = Fresh::default();
+        for id in ["i-1", "i-2", "subnet-1"] {
+            fresh.add(id);
+        }
+        assert_eq!(fresh.missing_from("i-", &["i-1"]), ["i-2"]);
+        // A launch EC2 ended is never listed as running.
+        fresh.forget("i-2");
+        assert!(fresh.missing_from("i-", &["i-1"]).is_empty());
     }
 
     #[test]
