@@ -1,7 +1,7 @@
 //! The timed region (docs/sandbox.md, "The timed region"), through the real aws-sdk-ec2: eventual
 //! consistency, states that take time, failures after EC2 said yes, ClientToken memory, a lost
 //! answer, and the dependencies a termination leaves for a while. Run inside the sandbox
-//! (`redisctl-sandbox exec -- cargo test -p redisctl-sandbox`), at the sandbox's speed factor;
+//! (`redisctl-sandbox exec -- cargo test -p redisctl-sandbox`), at `common::TEST_SPEED`;
 //! each test takes the shared sandbox (lock + reset) first. The behaviour is asserted before
 //! the region's counters, so against an instant front a test fails on what a client sees.
 
@@ -80,6 +80,7 @@ async fn setup(ec2: &Client) -> (Net, Keys) {
 #[tokio::test]
 async fn new_resources_are_not_found_by_id_then_found() {
     let sb = Sandbox::acquire();
+    let _speed = at_speed(&sb, TEST_SPEED);
     let ec2 = client().await;
     let vpc = ec2
         .create_vpc()
@@ -165,6 +166,7 @@ async fn new_resources_are_not_found_by_id_then_found() {
 #[tokio::test]
 async fn instance_states_take_time() {
     let sb = Sandbox::acquire();
+    let _speed = at_speed(&sb, TEST_SPEED);
     let ec2 = client().await;
     let (net, _keys) = setup(&ec2).await;
     let t = Instant::now();
@@ -221,6 +223,7 @@ async fn instance_states_take_time() {
 #[tokio::test]
 async fn volumes_attachments_and_snapshots_take_time() {
     let sb = Sandbox::acquire();
+    let _speed = at_speed(&sb, TEST_SPEED);
     let ec2 = client().await;
     let (net, _keys) = setup(&ec2).await;
     let (subnet, az) = net.subnets[0].clone();
@@ -301,6 +304,7 @@ async fn volumes_attachments_and_snapshots_take_time() {
 #[tokio::test]
 async fn a_launch_that_fails_after_pending_ends_terminated_with_its_reason() {
     let sb = Sandbox::acquire();
+    let _speed = at_speed(&sb, TEST_SPEED);
     let ec2 = client().await;
     let (net, _keys) = setup(&ec2).await;
     sb.fail_launches(1, None);
@@ -337,6 +341,7 @@ async fn a_launch_that_fails_after_pending_ends_terminated_with_its_reason() {
 #[tokio::test]
 async fn a_start_that_fails_falls_back_to_stopped() {
     let sb = Sandbox::acquire();
+    let _speed = at_speed(&sb, TEST_SPEED);
     let ec2 = client().await;
     let (net, _keys) = setup(&ec2).await;
     let (id, _) = first_instance(
@@ -387,6 +392,7 @@ async fn a_start_that_fails_falls_back_to_stopped() {
 #[tokio::test]
 async fn a_volume_that_fails_ends_in_error() {
     let sb = Sandbox::acquire();
+    let _speed = at_speed(&sb, TEST_SPEED);
     let ec2 = client().await;
     sb.fail_volumes(1);
     let vol = ec2
@@ -416,6 +422,7 @@ async fn a_volume_that_fails_ends_in_error() {
 #[tokio::test]
 async fn a_client_token_replays_its_first_answer() {
     let sb = Sandbox::acquire();
+    let _speed = at_speed(&sb, TEST_SPEED);
     let ec2 = client().await;
     let (net, _keys) = setup(&ec2).await;
     let subnet = &net.subnets[0].0;
@@ -453,6 +460,7 @@ async fn a_client_token_replays_its_first_answer() {
 #[tokio::test]
 async fn a_lost_answer_to_run_instances_makes_one_instance() {
     let sb = Sandbox::acquire();
+    let _speed = at_speed(&sb, TEST_SPEED);
     let ec2 = client().await;
     let (net, keys) = setup(&ec2).await;
     sb.stats(true);
@@ -477,6 +485,7 @@ async fn a_lost_answer_to_run_instances_makes_one_instance() {
 #[tokio::test]
 async fn a_termination_leaves_dependencies_for_a_while() {
     let sb = Sandbox::acquire();
+    let _speed = at_speed(&sb, TEST_SPEED);
     let ec2 = client().await;
     let (net, _keys) = setup(&ec2).await;
     let subnet = net.subnets[0].0.clone();
