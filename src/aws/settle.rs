@@ -126,7 +126,7 @@ impl Aws {
     /// Record the id a create answered with (empty if it gave none) and return it.
     pub(super) fn made(&self, id: Option<&str>) -> String {
         let id = id.unwrap_or_default();
-        self.fresh.add(id);
+        self.created(id);
         id.to_string()
     }
 
