@@ -62,6 +62,7 @@ async fn launch(ec2: &Client, public_key: &str) -> (String, Instant) {
     .unwrap()
     .subnet_id
     .unwrap();
+    common::vpc::operator_may_ssh(ec2, &vpc).await;
     ec2.import_key_pair()
         .key_name("op")
         .public_key_material(aws_sdk_ec2::primitives::Blob::new(public_key))

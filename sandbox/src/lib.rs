@@ -52,7 +52,6 @@ pub fn client_env() -> Vec<(&'static str, String)> {
             "sandbox-secret-key-not-a-real-one".to_string(),
         ),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        ("REDISCTL_SSH_VIA", "private-ip".to_string()),
         ("REDISCTL_SANDBOX_NETNS", OPERATOR_NETNS.to_string()),
     ]
 }

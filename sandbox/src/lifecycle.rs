@@ -59,6 +59,11 @@ const PREREQS: &[Prereq] = &[
         present: || on_path("ip"),
     },
     Prereq {
+        what: "nft (security groups and the internet gateway)",
+        package: "nftables",
+        present: || on_path("nft") || Path::new("/usr/sbin/nft").exists(),
+    },
+    Prereq {
         what: "ssh-keygen and ssh",
         package: "openssh-client",
         present: || on_path("ssh-keygen") && on_path("ssh"),

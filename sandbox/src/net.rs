@@ -30,6 +30,12 @@ fn nameservers() -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// The operator's address on the emulated internet (inside the reference spec's `ssh_cidrs`,
+/// `203.0.113.7/32`, a documentation range): what it sends into the VPC leaves from here.
+pub const OPERATOR_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+/// Where instances' public IPs come from (TEST-NET-2, a documentation range).
+pub const PUBLIC_RANGE: &str = "198.51.100.0/24";
+
 /// The VPC router's MAC address (locally administered).
 pub const BRIDGE_MAC: &str = "02:72:73:62:78:01";
 
@@ -143,6 +149,17 @@ pub fn ensure_operator() -> Result<()> {
         ],
     )?;
     run("ip", &["-n", OPERATOR_NETNS, "link", "set", BRIDGE, "up"])?;
+    // The operator's address on the emulated internet, and the instances' public IPs on the
+    // far side of the bridge (the front's table translates or drops them).
+    let lo = run("ip", &["-n", OPERATOR_NETNS, "-4", "-o", "addr", "show", "dev", "lo"])?;
+    let operator = format!("{OPERATOR_ADDR}/32");
+    if !lo.contains(&format!(" {operator} ")) {
+        run("ip", &["-n", OPERATOR_NETNS, "addr", "add", &operator, "dev", "lo"])?;
+    }
+    run(
+        "ip",
+        &["-n", OPERATOR_NETNS, "route", "replace", PUBLIC_RANGE, "dev", BRIDGE],
+    )?;
     // Routing between subnets happens in the operator namespace (per-namespace sysctl).
     run(
         "ip",

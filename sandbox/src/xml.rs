@@ -7,19 +7,19 @@
 use anyhow::{Context, Result};
 use roxmltree::{Document, Node};
 
-fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+pub(crate) fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
     node.children()
         .find(|c| c.is_element() && c.tag_name().name() == name)
 }
 
-fn child_text(node: Node, name: &str) -> Option<String> {
+pub(crate) fn child_text(node: Node, name: &str) -> Option<String> {
     child(node, name)
         .and_then(|c| c.text())
         .map(|t| t.trim().to_string())
 }
 
 /// `<set><item>…</item>…</set>` items of the first element named `set` anywhere.
-fn items<'a, 'i>(doc: &'a Document<'i>, set: &str) -> Vec<Node<'a, 'i>> {
+pub(crate) fn items<'a, 'i>(doc: &'a Document<'i>, set: &str) -> Vec<Node<'a, 'i>> {
     doc.descendants()
         .filter(|n| n.is_element() && n.tag_name().name() == set)
         .flat_map(|s| {
@@ -29,7 +29,7 @@ fn items<'a, 'i>(doc: &'a Document<'i>, set: &str) -> Vec<Node<'a, 'i>> {
         .collect()
 }
 
-fn parse(xml: &str) -> Result<Document<'_>> {
+pub(crate) fn parse(xml: &str) -> Result<Document<'_>> {
     Document::parse(xml).context("moto answered with XML that does not parse")
 }
 
@@ -58,6 +58,8 @@ pub struct Instance {
     pub private_ip: Option<String>,
     pub subnet_id: Option<String>,
     pub vpc_id: Option<String>,
+    /// The public IPv4 address moto gave it (moto keeps one for good; the front shows its own).
+    pub public_ip: Option<String>,
     /// The security groups of the instance and of its network interfaces.
     pub group_ids: Vec<String>,
     pub key_name: Option<String>,
@@ -108,6 +110,7 @@ pub fn instances(xml: &str) -> Result<Vec<Instance>> {
             private_ip: child_text(item, "privateIpAddress"),
             subnet_id: child_text(item, "subnetId"),
             vpc_id: child_text(item, "vpcId"),
+            public_ip: child_text(item, "ipAddress").filter(|a| !a.is_empty()),
             group_ids: group_ids(item),
             key_name: child_text(item, "keyName"),
             root_device_name: child_text(item, "rootDeviceName"),
@@ -323,6 +326,56 @@ fn hidden_reservation<'a, 'i>(
         .filter(|c| c.is_element())
         .all(|c| child_text(c, "instanceId").is_some_and(|id| view(&id).hide))
         .then_some(reservation)
+}
+
+/// The public IPv4 address of every instance in an answer as the front gives them: `public(id)`
+/// is `Some(Some(ip))` for the address the instance has now (its `ipAddress`, `dnsName` and the
+/// `association` of its interfaces say so), `Some(None)` for none (all three removed: a stopped
+/// instance has no public IP), `None` to leave moto's text alone. Only instances moto gave an
+/// address are touched.
+pub fn rewrite_public_ips(
+    xml: &str,
+    public: impl Fn(&str) -> Option<Option<std::net::Ipv4Addr>>,
+) -> Result<String> {
+    let doc = parse(xml)?;
+    let mut edits = Vec::new();
+    for item in resource_nodes(&doc, &["instancesSet"], &[]) {
+        let (Some(id), Some(ip_node)) = (child_text(item, "instanceId"), child(item, "ipAddress"))
+        else {
+            continue;
+        };
+        let Some(shown) = public(&id) else { continue };
+        let dashed = shown.map(|ip| ip.to_string().replace('.', "-"));
+        match shown {
+            Some(ip) => edits.push(replace_leaf(ip_node, &ip.to_string())),
+            None => edits.push(removal(ip_node)),
+        }
+        if let Some(dns) = child(item, "dnsName") {
+            let name = dashed
+                .as_ref()
+                .map(|d| format!("ec2-{d}.compute-1.amazonaws.com"))
+                .unwrap_or_default();
+            edits.push(replace_leaf(dns, &name));
+        }
+        for assoc in item
+            .descendants()
+            .filter(|n| n.is_element() && n.tag_name().name() == "association")
+        {
+            edits.push(match (shown, &dashed) {
+                (Some(ip), Some(d)) => Edit {
+                    range: assoc.range(),
+                    text: format!(
+                        "<association>{}{}{}</association>",
+                        leaf("ipOwnerId", "amazon"),
+                        leaf("publicDnsName", &format!("ec2-{d}.compute-1.amazonaws.com")),
+                        leaf("publicIp", &ip.to_string())
+                    ),
+                },
+                _ => removal(assoc),
+            });
+        }
+    }
+    Ok(splice(xml, edits))
 }
 
 /// One volume attachment (a DetachVolume answer; an `attachmentSet` item).

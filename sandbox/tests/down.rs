@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 mod ami;
 #[path = "../../tests/common/settle.rs"]
 mod settle;
+#[path = "../../tests/common/vpc.rs"]
+mod vpc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redisctl-sandbox");
 
@@ -65,6 +67,7 @@ fn boot_a_host() {
             .unwrap()
             .subnet_id
             .unwrap();
+            vpc::operator_may_ssh(&ec2, &vpc).await;
             let ami = ami::noble_ami(&ec2).await;
             settle::until_found("RunInstances", || {
                 ec2.run_instances()

@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 pub mod ami;
 pub mod data;
 pub mod settle;
+pub mod vpc;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
 pub const ADMIN_PW: &str = "cluster-admin-pw-51c9";

@@ -388,6 +388,18 @@ impl Machines {
         self.volumes.clear().await
     }
 
+    /// The instances whose host runs now.
+    pub fn running_ids(&self) -> Vec<String> {
+        let hosts = self.hosts.lock().unwrap();
+        let mut ids: Vec<String> = hosts
+            .iter()
+            .filter(|(_, h)| h.running.as_ref().is_some_and(|r| r.is_running()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     pub fn status(&self) -> Vec<HostStatus> {
         let hosts = self.hosts.lock().unwrap();
         let mut out: Vec<HostStatus> = hosts

@@ -9,6 +9,7 @@
 
 mod machines;
 mod moto;
+mod network;
 mod proxy;
 mod region;
 mod tokens;
@@ -67,6 +68,11 @@ async fn serve(paths: Paths, base: PathBuf, settings: RegionSettings) -> Result<
         Region::new(settings, seed.rotate_left(17)),
     ));
     log(&format!("timed region: {settings:?}"));
+    proxy
+        .network
+        .clear()
+        .await
+        .context("cannot set up the VPC's network rules")?;
 
     let http = TcpListener::bind(crate::FRONT_ADDR)
         .await
@@ -188,6 +194,7 @@ async fn reset(proxy: &Proxy) -> Result<serde_json::Value> {
     proxy.faults.lock().unwrap().list.clear();
     proxy.region.lock().unwrap().clear();
     proxy.tokens.lock().unwrap().clear();
+    proxy.network.clear().await?;
     log(&format!("reset in {} ms", t.elapsed().as_millis()));
     Ok(serde_json::json!({ "millis": t.elapsed().as_millis() as u64 }))
 }

@@ -10,6 +10,7 @@
 use crate::faults::{Effect, Faults, Stats};
 use crate::front::machines::{self, Before, Machines};
 use crate::front::moto::{Auth, Moto, numbered, param, with_aws_defaults};
+use crate::front::network::{self, Network};
 use crate::front::region::{Due, Outcome, Region};
 use crate::front::tokens::{Seen, Tokens};
 use crate::logging::log;
@@ -42,6 +43,8 @@ pub struct Proxy {
     /// The timed region: what clients see of moto's records, and when.
     pub region: Mutex<Region>,
     pub tokens: Mutex<Tokens>,
+    /// Public IPs, the internet gateway and the security groups, enforced.
+    pub network: Network,
     /// Serialises the actions that touch machines and volume directories.
     pub machine: tokio::sync::Mutex<()>,
     /// Serialises the requests that carry a ClientToken.
@@ -68,6 +71,7 @@ impl Proxy {
             faults: Mutex::new(faults),
             region: Mutex::new(region),
             tokens: Mutex::new(Tokens::default()),
+            network: Network::default(),
             machine: tokio::sync::Mutex::new(()),
             token_lock: tokio::sync::Mutex::new(()),
             requests: AtomicU64::new(1),
@@ -331,7 +335,13 @@ impl Proxy {
         for d in due {
             tokio::spawn(self.clone().carry_out(auth.clone(), d));
         }
-        region.rewrite(action, body, previous, now)
+        let shown = region.rewrite(action, body, previous, now)?;
+        drop(region);
+        if matches!(action, "DescribeInstances" | "RunInstances") {
+            let ips = self.network.ips.lock().unwrap();
+            return xml::rewrite_public_ips(&shown, |id| ips.shown(id));
+        }
+        Ok(shown)
     }
 
     /// At the end of `pending`, a launch that fails is terminated (moto, host, volumes) and a
@@ -368,6 +378,10 @@ impl Proxy {
                 .await
         }
         .await;
+        let result = match result {
+            Ok(()) => self.reconcile(&auth).await,
+            e => e,
+        };
         match result {
             Ok(()) => log(&format!("{}: the {name} failed (injected)", due.instance)),
             Err(e) => log(&format!(
@@ -398,11 +412,25 @@ impl Proxy {
         let unavailable =
             |e: anyhow::Error| self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}"));
         if !machines::ACTIONS.contains(&action) {
-            return self
+            let answer = self
                 .moto
                 .forward(method, path, headers, body)
                 .await
-                .map_err(unavailable);
+                .map_err(unavailable)?;
+            if answer.0.is_success() && action == "CreateVpc" {
+                let text = String::from_utf8_lossy(&answer.2).into_owned();
+                self.network
+                    .default_group_rule(&self.moto, auth, &text)
+                    .await
+                    .map_err(|e| self.network_failed(action, e))?;
+            }
+            if answer.0.is_success() && network::ACTIONS.contains(&action) {
+                let _guard = self.machine.lock().await;
+                self.reconcile(auth)
+                    .await
+                    .map_err(|e| self.network_failed(action, e))?;
+            }
+            return Ok(answer);
         }
         let _guard = self.machine.lock().await;
         let started = Instant::now();
@@ -438,12 +466,32 @@ impl Proxy {
                     &format!("redisctl-sandbox could not carry out {action}: {e:#}"),
                 ));
             }
+            if network::ACTIONS.contains(&action) {
+                self.reconcile(auth)
+                    .await
+                    .map_err(|e| self.network_failed(action, e))?;
+            }
             log(&format!(
                 "{action}: done in {} ms",
                 started.elapsed().as_millis()
             ));
         }
         Ok((status, headers, resp_body))
+    }
+
+    /// The network decided again from moto's records (under the machine lock).
+    pub async fn reconcile(&self, auth: &Auth) -> anyhow::Result<()> {
+        let running = self.machines.running_ids();
+        self.network.reconcile(&self.moto, auth, &running).await
+    }
+
+    fn network_failed(&self, action: &str, e: anyhow::Error) -> Response<Full<Bytes>> {
+        log(&format!("{action}: cannot enforce the network: {e:#}"));
+        self.error(
+            500,
+            "InternalError",
+            &format!("redisctl-sandbox could not enforce the network after {action}: {e:#}"),
+        )
     }
 
     async fn pass_through(

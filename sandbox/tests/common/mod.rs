@@ -16,6 +16,8 @@ pub use redisctl_sandbox::testing::Sandbox;
 mod ami;
 #[path = "../../../tests/common/settle.rs"]
 mod settle;
+#[path = "../../../tests/common/vpc.rs"]
+mod vpc;
 pub use ami::noble_ami;
 pub use settle::{SETTLE_LIMIT, until_found};
 
@@ -270,6 +272,7 @@ pub async fn network(ec2: &Client) -> Net {
     for (s, _) in &subnets {
         until_found(s, || ec2.describe_subnets().subnet_ids(s).send()).await;
     }
+    vpc::operator_may_ssh(ec2, &vpc).await;
     Net { vpc, subnets }
 }
 
