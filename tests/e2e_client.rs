@@ -2,7 +2,8 @@
 //! client certificate that `redisctl client-cert` issued from the cluster CA) logged in as the
 //! app user writes and reads `patient:*` keys spread over all three masters, and is refused
 //! outside its key patterns and FLUSHALL; without the certificate, TLS refuses it. The Python
-//! venv with a pinned redis-py is made by scripts/test.
+//! venv with a pinned redis-py is made by scripts/test. Security groups are enforced: the client
+//! is let in by `redis_cidrs`.
 
 mod common;
 
@@ -83,7 +84,9 @@ fn python() -> std::path::PathBuf {
 #[test]
 fn redis_py_cluster_client_as_the_app_user() {
     let _sb = Sandbox::acquire();
-    let c = Cluster::new("client", |t| t);
+    // The client runs on the operator's machine, which reaches the VPC as through a VPN from
+    // the sandbox's internet address: Redis must be open to it (the default is the VPC only).
+    let c = Cluster::new("client", common::redis_open_to_operator);
     c.ok(&["apply", "--yes"]);
 
     // A client certificate for the app from the cluster CA (tls.auth_clients = "yes").

@@ -411,7 +411,9 @@ fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_req
     let _sb = Sandbox::acquire();
     let ec2 = Ec2::new();
     let six = |t: String| {
-        let t = unencrypted(t).replace("replicas_per_master = 0", "replicas_per_master = 1");
+        // The writer below is a client on the operator's machine.
+        let t = common::redis_open_to_operator(unencrypted(t))
+            .replace("replicas_per_master = 0", "replicas_per_master = 1");
         let start = t.find("\n[[nodes.node]]").unwrap();
         let end = t.find("\n[ssh]").unwrap();
         format!("{}{}", &t[..start], &t[end..])

@@ -213,6 +213,18 @@ impl Drop for Cluster {
 }
 
 /// The end of the sandbox front's log (hosts booted, stopped, exited), for a failure message.
+/// The spec with Redis open to the operator's machine too, for a client that runs there (it
+/// reaches the VPC as through a VPN, from the sandbox's internet address): security groups are
+/// enforced, and `redis_cidrs` defaults to the VPC only.
+pub fn redis_open_to_operator(t: String) -> String {
+    let t2 = t.replace(
+        "# redis_cidrs = [\"10.0.0.0/16\"]",
+        &format!("redis_cidrs = [\"10.0.0.0/16\", \"{}\"]", vpc::OPERATOR_CIDR),
+    );
+    assert_ne!(t, t2, "the spec has no redis_cidrs line to replace");
+    t2
+}
+
 pub fn front_log_tail() -> String {
     let path = redisctl_sandbox::paths::Paths::from_env()
         .logs()
