@@ -37,10 +37,76 @@ fn hierarchies() -> Vec<PathBuf> {
     out
 }
 
+/// The v1 hierarchies of the memory and CPU controllers, where a host is held to its instance
+/// type's size (a hybrid machine like this one; on a pure v2 machine the unified hierarchy does
+/// both, see [`size`]).
+fn controllers() -> Vec<PathBuf> {
+    ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu"]
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect()
+}
+
+/// What an instance type gives a host (DescribeInstanceTypes: `memoryInfo/sizeInMiB`,
+/// `vCpuInfo/defaultVCpus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub memory_mib: u64,
+    pub vcpus: u64,
+}
+
+/// The CFS period the CPU quota is given in (the kernel's default).
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Writes `value` into a cgroup's control file.
+fn set(dir: &Path, file: &str, value: &str) -> Result<()> {
+    fs::write(dir.join(file), value)
+        .with_context(|| format!("cannot write {value} into {}/{file}", dir.display()))
+}
+
+/// Holds a host's cgroups to `size`: memory (no swap beyond it) and CPU time (vCPUs × period).
+fn size(dir: &Path, size: Size) -> Result<()> {
+    let bytes = (size.memory_mib * 1024 * 1024).to_string();
+    let quota = (size.vcpus * CPU_PERIOD_US).to_string();
+    if dir.join("memory.limit_in_bytes").exists() {
+        set(dir, "memory.limit_in_bytes", &bytes)?;
+        if dir.join("memory.memsw.limit_in_bytes").exists() {
+            set(dir, "memory.memsw.limit_in_bytes", &bytes)?;
+        }
+    }
+    if dir.join("cpu.cfs_quota_us").exists() {
+        set(dir, "cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
+        set(dir, "cpu.cfs_quota_us", &quota)?;
+    }
+    if dir.join("memory.max").exists() {
+        set(dir, "memory.max", &bytes)?;
+        if dir.join("memory.swap.max").exists() {
+            set(dir, "memory.swap.max", "0")?;
+        }
+    }
+    if dir.join("cpu.max").exists() {
+        set(dir, "cpu.max", &format!("{quota} {CPU_PERIOD_US}"))?;
+    }
+    Ok(())
+}
+
+/// On a unified hierarchy, the memory and CPU controllers for the hosts' cgroups (enabled in
+/// the parents' `cgroup.subtree_control`; best effort: where the machine does not delegate them,
+/// hosts are not held to a size and the front logs it).
+fn enable_v2_controllers(mount: &Path) {
+    for dir in [mount.to_path_buf(), mount.join(PARENT)] {
+        for c in ["+memory", "+cpu"] {
+            fs::write(dir.join("cgroup.subtree_control"), c).ok();
+        }
+    }
+}
+
 /// Where a host's cgroups are (they may not exist).
 fn host_dirs(instance_id: &str) -> Vec<PathBuf> {
     hierarchies()
         .into_iter()
+        .chain(controllers())
         .map(|mount| mount.join(PARENT).join(instance_id))
         .collect()
 }
@@ -60,12 +126,25 @@ fn remove_tree(dir: &Path) {
 
 /// A fresh cgroup for the host in each hierarchy (what an earlier boot left is removed first),
 /// opened for the move: write `0` into each file from the child before it execs.
-pub fn prepare(instance_id: &str) -> Result<Vec<fs::File>> {
+/// With `size`, the host is held to it (memory and CPU); returns whether it could be (the
+/// controllers are there).
+pub fn prepare(instance_id: &str, host_size: Option<Size>) -> Result<(Vec<fs::File>, bool)> {
     let mut procs = Vec::new();
+    let mut sized = false;
+    for mount in hierarchies() {
+        if mount.join("cgroup.controllers").exists() && controllers().is_empty() {
+            fs::create_dir_all(mount.join(PARENT)).ok();
+            enable_v2_controllers(&mount);
+        }
+    }
     for dir in host_dirs(instance_id) {
         remove_tree(&dir);
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the host's cgroup {}", dir.display()))?;
+        if let Some(sz) = host_size {
+            size(&dir, sz)?;
+            sized |= dir.join("memory.limit_in_bytes").exists() || dir.join("memory.max").exists();
+        }
         procs.push(
             fs::OpenOptions::new()
                 .write(true)
@@ -73,7 +152,7 @@ pub fn prepare(instance_id: &str) -> Result<Vec<fs::File>> {
                 .with_context(|| format!("cannot open {}/cgroup.procs", dir.display()))?,
         );
     }
-    Ok(procs)
+    Ok((procs, sized))
 }
 
 /// Remove a host's cgroups once it is gone.
@@ -87,6 +166,7 @@ pub fn remove(instance_id: &str) {
 pub fn remove_all() -> Vec<PathBuf> {
     hierarchies()
         .into_iter()
+        .chain(controllers())
         .map(|mount| mount.join(PARENT))
         .filter(|d| {
             remove_tree(d);

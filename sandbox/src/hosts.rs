@@ -30,6 +30,8 @@ pub struct HostSpec {
     pub log: PathBuf,
     pub pid_file: PathBuf,
     pub init: Init,
+    /// The instance type's memory and vCPUs, which the host is held to (its cgroups).
+    pub size: Option<crate::cgroups::Size>,
 }
 
 /// What runs as the host's PID 1.
@@ -122,7 +124,13 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
         .with_context(|| format!("the network namespace {} is missing", spec.netns))?;
     let fd = ns.as_raw_fd();
     // Its own cgroups (see crate::cgroups): the child moves itself there before it execs.
-    let cgroup_procs = crate::cgroups::prepare(&spec.instance_id)?;
+    let (cgroup_procs, sized) = crate::cgroups::prepare(&spec.instance_id, spec.size)?;
+    if let (Some(size), false) = (spec.size, sized) {
+        crate::logging::log(&format!(
+            "{}: not held to {size:?}: this machine's cgroups have no memory controller for it",
+            spec.instance_id
+        ));
+    }
     let cgroup_fds: Vec<i32> = cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = Command::new("systemd-nspawn");
     match &spec.init {

@@ -151,14 +151,37 @@ pub fn ensure_operator() -> Result<()> {
     run("ip", &["-n", OPERATOR_NETNS, "link", "set", BRIDGE, "up"])?;
     // The operator's address on the emulated internet, and the instances' public IPs on the
     // far side of the bridge (the front's table translates or drops them).
-    let lo = run("ip", &["-n", OPERATOR_NETNS, "-4", "-o", "addr", "show", "dev", "lo"])?;
+    let lo = run(
+        "ip",
+        &[
+            "-n",
+            OPERATOR_NETNS,
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            "lo",
+        ],
+    )?;
     let operator = format!("{OPERATOR_ADDR}/32");
     if !lo.contains(&format!(" {operator} ")) {
-        run("ip", &["-n", OPERATOR_NETNS, "addr", "add", &operator, "dev", "lo"])?;
+        run(
+            "ip",
+            &["-n", OPERATOR_NETNS, "addr", "add", &operator, "dev", "lo"],
+        )?;
     }
     run(
         "ip",
-        &["-n", OPERATOR_NETNS, "route", "replace", PUBLIC_RANGE, "dev", BRIDGE],
+        &[
+            "-n",
+            OPERATOR_NETNS,
+            "route",
+            "replace",
+            PUBLIC_RANGE,
+            "dev",
+            BRIDGE,
+        ],
     )?;
     // Routing between subnets happens in the operator namespace (per-namespace sysctl).
     run(

@@ -55,6 +55,7 @@ pub struct Instance {
     pub instance_id: String,
     pub state: String,
     pub image_id: Option<String>,
+    pub instance_type: Option<String>,
     pub private_ip: Option<String>,
     pub subnet_id: Option<String>,
     pub vpc_id: Option<String>,
@@ -107,6 +108,7 @@ pub fn instances(xml: &str) -> Result<Vec<Instance>> {
             instance_id,
             state,
             image_id: child_text(item, "imageId"),
+            instance_type: child_text(item, "instanceType"),
             private_ip: child_text(item, "privateIpAddress"),
             subnet_id: child_text(item, "subnetId"),
             vpc_id: child_text(item, "vpcId"),
@@ -137,6 +139,17 @@ pub fn subnet_cidr(xml: &str) -> Result<Option<String>> {
     Ok(items(&doc, "subnetSet")
         .first()
         .and_then(|s| child_text(*s, "cidrBlock")))
+}
+
+/// `memoryInfo/sizeInMiB` and `vCpuInfo/defaultVCpus` of the first type in a
+/// DescribeInstanceTypes response.
+pub fn instance_type_size(xml: &str) -> Result<Option<(u64, u64)>> {
+    let doc = parse(xml)?;
+    Ok(items(&doc, "instanceTypeSet").first().and_then(|t| {
+        let mem = child(*t, "memoryInfo").and_then(|m| child_text(m, "sizeInMiB"))?;
+        let cpus = child(*t, "vCpuInfo").and_then(|c| child_text(c, "defaultVCpus"))?;
+        Some((mem.parse().ok()?, cpus.parse().ok()?))
+    }))
 }
 
 /// `publicKey` (or, failing that, nothing) of the first key pair in a DescribeKeyPairs response.

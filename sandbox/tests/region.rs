@@ -68,6 +68,26 @@ async fn run_instance_boots_a_host_reachable_by_ssh_with_offline_apt() {
     assert_eq!(links.trim(), "eth0 lo");
     assert!(ssh_ok(&keys, "10.0.1.10", "ip route get 192.0.2.1").contains("via 10.0.1.1 dev eth0"));
 
+    // A t2.micro has 1 GiB (DescribeInstanceTypes): more than that is not there for a process.
+    let held = ssh(
+        &keys,
+        "10.0.1.10",
+        "python3 -c 'b = bytearray(1536 * 1024 * 1024); print(len(b))'",
+    );
+    assert!(
+        !held.status.success(),
+        "1.5 GiB fit in a t2.micro: {}",
+        String::from_utf8_lossy(&held.stdout)
+    );
+    assert!(
+        ssh_ok(
+            &keys,
+            "10.0.1.10",
+            "python3 -c 'b = bytearray(512 * 1024 * 1024); print(len(b))'"
+        )
+        .contains("536870912")
+    );
+
     let hosts = sb.hosts();
     assert_eq!(hosts.len(), 1);
     assert_eq!(hosts[0].instance_id, id);

@@ -219,7 +219,10 @@ impl Drop for Cluster {
 pub fn redis_open_to_operator(t: String) -> String {
     let t2 = t.replace(
         "# redis_cidrs = [\"10.0.0.0/16\"]",
-        &format!("redis_cidrs = [\"10.0.0.0/16\", \"{}\"]", vpc::OPERATOR_CIDR),
+        &format!(
+            "redis_cidrs = [\"10.0.0.0/16\", \"{}\"]",
+            vpc::OPERATOR_CIDR
+        ),
     );
     assert_ne!(t, t2, "the spec has no redis_cidrs line to replace");
     t2

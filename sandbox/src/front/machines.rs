@@ -67,6 +67,8 @@ pub struct Machines {
     moto: Moto,
     volumes: Volumes,
     hosts: Mutex<HashMap<String, Host>>,
+    /// Instance type → its size (DescribeInstanceTypes), asked once.
+    sizes: Mutex<HashMap<String, Option<crate::cgroups::Size>>>,
 }
 
 impl Machines {
@@ -77,6 +79,7 @@ impl Machines {
             base,
             moto,
             hosts: Mutex::new(HashMap::new()),
+            sizes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -314,6 +317,10 @@ impl Machines {
         tokio::task::spawn_blocking(move || net::ensure_host(&id2, ipv4, &cidr2)).await??;
 
         std::fs::create_dir_all(self.paths.host_pids())?;
+        let size = match &inst.instance_type {
+            Some(t) => self.size_of(auth, t).await?,
+            None => None,
+        };
         let spec = HostSpec {
             instance_id: id.to_string(),
             base: self.base.clone(),
@@ -328,11 +335,15 @@ impl Machines {
             } else {
                 hosts::Init::Systemd
             },
+            size,
         };
         let noinit = matches!(spec.init, hosts::Init::None { .. });
+        let sized = size
+            .map(|s| format!("{} MiB, {} vCPU", s.memory_mib, s.vcpus))
+            .unwrap_or_else(|| "no size".into());
         let running = hosts::boot(spec)?;
         log(&format!(
-            "{id}: booting at {ip} (root volume {root}, {}, pid {})",
+            "{id}: booting at {ip} (root volume {root}, {sized}, {}, pid {})",
             if noinit { "no init system" } else { "systemd" },
             running.pid.load(Ordering::SeqCst)
         ));
@@ -345,6 +356,39 @@ impl Machines {
             },
         );
         Ok(())
+    }
+
+    /// What an instance type gives a host: moto's DescribeInstanceTypes, as on AWS.
+    async fn size_of(
+        &self,
+        auth: &Auth,
+        instance_type: &str,
+    ) -> Result<Option<crate::cgroups::Size>> {
+        if let Some(s) = self.sizes.lock().unwrap().get(instance_type) {
+            return Ok(*s);
+        }
+        let answer = self
+            .moto
+            .ec2(
+                auth,
+                &[
+                    ("Action", "DescribeInstanceTypes"),
+                    ("InstanceType.1", instance_type),
+                ],
+            )
+            .await?;
+        let size = xml::instance_type_size(&answer)?
+            .map(|(memory_mib, vcpus)| crate::cgroups::Size { memory_mib, vcpus });
+        if size.is_none() {
+            log(&format!(
+                "{instance_type}: moto gives no size; its hosts are not held to one"
+            ));
+        }
+        self.sizes
+            .lock()
+            .unwrap()
+            .insert(instance_type.to_string(), size);
+        Ok(size)
     }
 
     async fn stop_many(&self, ids: &[String]) {

@@ -82,7 +82,9 @@ pub struct View {
 }
 
 fn rules(perms: Option<roxmltree::Node>) -> Vec<Rule> {
-    let Some(perms) = perms else { return Vec::new() };
+    let Some(perms) = perms else {
+        return Vec::new();
+    };
     let sub_items = |n: roxmltree::Node, set: &str, field: &str| -> Vec<String> {
         child(n, set)
             .map(|s| {
@@ -260,10 +262,7 @@ fn l4(rule: &Rule) -> Option<String> {
             (Some(t), _) if (0..=255).contains(&t) => Some(format!("icmp type {t}")),
             _ => Some("meta l4proto icmp".into()),
         },
-        n => n
-            .parse::<u8>()
-            .ok()
-            .map(|n| format!("meta l4proto {n}")),
+        n => n.parse::<u8>().ok().map(|n| format!("meta l4proto {n}")),
     }
 }
 
@@ -303,9 +302,15 @@ pub struct Host {
 pub fn operator_rules(view: &View, hosts: &[Host], bridge: &str) -> String {
     let mut s = String::new();
     // Created empty first so that the delete never fails, then replaced as a whole.
-    let _ = writeln!(s, "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{");
+    let _ = writeln!(
+        s,
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{"
+    );
     // The internet gateway: a public IP leads to its instance only through a gateway route.
-    let _ = writeln!(s, "  chain igw_in {{\n    type nat hook output priority -100;");
+    let _ = writeln!(
+        s,
+        "  chain igw_in {{\n    type nat hook output priority -100;"
+    );
     for h in hosts {
         let reachable = view
             .instance(&h.id)
@@ -401,7 +406,10 @@ pub fn operator_rules(view: &View, hosts: &[Host], bridge: &str) -> String {
         let mut body = String::new();
         for r in &ingress {
             let Some(l4) = l4(r) else { continue };
-            if r.cidrs.iter().any(|c| crate::net::contains(c, OPERATOR_ADDR)) {
+            if r.cidrs
+                .iter()
+                .any(|c| crate::net::contains(c, OPERATOR_ADDR))
+            {
                 let _ = writeln!(body, "    {}", accept("", &l4));
             }
         }
@@ -546,7 +554,13 @@ impl Network {
         ] {
             answers.push(moto.ec2(auth, &[("Action", action)]).await?);
         }
-        let view = View::parse(&answers[0], &answers[1], &answers[2], &answers[3], &answers[4])?;
+        let view = View::parse(
+            &answers[0],
+            &answers[1],
+            &answers[2],
+            &answers[3],
+            &answers[4],
+        )?;
         let hosts: Vec<Host> = {
             let mut ips = self.ips.lock().unwrap();
             for change in ips.settle(&view, running) {
@@ -563,7 +577,8 @@ impl Network {
                 })
                 .collect()
         };
-        self.apply(operator_rules(&view, &hosts, crate::BRIDGE)).await
+        self.apply(operator_rules(&view, &hosts, crate::BRIDGE))
+            .await
     }
 
     /// A new VPC's default security group as AWS makes it: besides moto's egress to anywhere,
@@ -726,19 +741,33 @@ mod tests {
     fn the_internet_gateway_needs_a_route_and_an_attachment() {
         let mut v = cluster();
         assert!(v.routes_to_internet("subnet-1"));
-        assert!(!v.routes_to_internet("subnet-3"), "the main table has no gateway route");
+        assert!(
+            !v.routes_to_internet("subnet-3"),
+            "the main table has no gateway route"
+        );
         v.gateways.clear();
-        assert!(!v.routes_to_internet("subnet-1"), "a detached gateway leads nowhere");
+        assert!(
+            !v.routes_to_internet("subnet-1"),
+            "a detached gateway leads nowhere"
+        );
         let mut v = cluster();
-        v.route_tables[0].routes.push(("0.0.0.0/0".into(), "igw-1".into()));
-        assert!(v.routes_to_internet("subnet-3"), "the main table serves unassociated subnets");
+        v.route_tables[0]
+            .routes
+            .push(("0.0.0.0/0".into(), "igw-1".into()));
+        assert!(
+            v.routes_to_internet("subnet-3"),
+            "the main table serves unassociated subnets"
+        );
     }
 
     #[test]
     fn rules_follow_the_groups() {
         let r = operator_rules(&cluster(), &hosts(), "br0");
         // The gateway translates only the host whose subnet routes to it.
-        assert!(r.contains("ip daddr 198.51.100.10 dnat to 10.0.1.10\n"), "{r}");
+        assert!(
+            r.contains("ip daddr 198.51.100.10 dnat to 10.0.1.10\n"),
+            "{r}"
+        );
         assert_eq!(r.matches(" dnat to ").count(), 1, "{r}");
         // The bus from the group's members only, Redis from the VPC, SSH from the operator.
         let chain = |name: &str| -> String {
@@ -746,14 +775,26 @@ mod tests {
             r[start..start + r[start..].find("  }").unwrap()].to_string()
         };
         let a_in = chain("in_i_a");
-        assert!(a_in.contains("ip saddr 10.0.1.10 tcp dport 16379 accept"), "{a_in}");
-        assert!(a_in.contains("ip saddr 10.0.2.10 tcp dport 16379 accept"), "{a_in}");
+        assert!(
+            a_in.contains("ip saddr 10.0.1.10 tcp dport 16379 accept"),
+            "{a_in}"
+        );
+        assert!(
+            a_in.contains("ip saddr 10.0.2.10 tcp dport 16379 accept"),
+            "{a_in}"
+        );
         assert!(!a_in.contains("10.0.3.50"), "not a member: {a_in}");
-        assert!(a_in.contains("ip saddr 10.0.0.0/16 tcp dport 6379 accept"), "{a_in}");
+        assert!(
+            a_in.contains("ip saddr 10.0.0.0/16 tcp dport 6379 accept"),
+            "{a_in}"
+        );
         assert!(a_in.trim_end().ends_with("drop"), "{a_in}");
         let a_op = chain("op_in_i_a");
         assert!(a_op.contains("tcp dport 22 accept"), "{a_op}");
-        assert!(!a_op.contains("6379"), "Redis is not open to the operator: {a_op}");
+        assert!(
+            !a_op.contains("6379"),
+            "Redis is not open to the operator: {a_op}"
+        );
         assert!(chain("out_i_a").contains("ip daddr 0.0.0.0/0 accept"));
         // A host whose group is unknown (or has no rules) accepts nothing.
         assert_eq!(chain("in_i_x").trim(), "chain in_i_x {\n    drop");
@@ -762,15 +803,27 @@ mod tests {
 
     #[test]
     fn protocols_and_ports() {
-        assert_eq!(l4(&rule("tcp", Some((22, 22)), &[], &[])).unwrap(), "tcp dport 22");
+        assert_eq!(
+            l4(&rule("tcp", Some((22, 22)), &[], &[])).unwrap(),
+            "tcp dport 22"
+        );
         assert_eq!(
             l4(&rule("tcp", Some((26379, 26381)), &[], &[])).unwrap(),
             "tcp dport 26379-26381"
         );
-        assert_eq!(l4(&rule("tcp", Some((0, 65535)), &[], &[])).unwrap(), "meta l4proto tcp");
+        assert_eq!(
+            l4(&rule("tcp", Some((0, 65535)), &[], &[])).unwrap(),
+            "meta l4proto tcp"
+        );
         assert_eq!(l4(&rule("-1", None, &[], &[])).unwrap(), "");
-        assert_eq!(l4(&rule("icmp", Some((-1, -1)), &[], &[])).unwrap(), "meta l4proto icmp");
-        assert_eq!(l4(&rule("icmp", Some((8, -1)), &[], &[])).unwrap(), "icmp type 8");
+        assert_eq!(
+            l4(&rule("icmp", Some((-1, -1)), &[], &[])).unwrap(),
+            "meta l4proto icmp"
+        );
+        assert_eq!(
+            l4(&rule("icmp", Some((8, -1)), &[], &[])).unwrap(),
+            "icmp type 8"
+        );
         assert_eq!(l4(&rule("50", None, &[], &[])).unwrap(), "meta l4proto 50");
     }
 
