@@ -208,6 +208,14 @@ pub fn ensure_operator() -> Result<()> {
     Ok(())
 }
 
+/// The route to the instances' public IPs, over the bridge (run in the operator namespace, by
+/// the front, whenever it applies the VPC's rules): the kernel drops every route through the
+/// bridge when its last address goes (a reset flushes them), so it is put back each time.
+pub fn ensure_public_route() -> Result<()> {
+    run("ip", &["route", "replace", PUBLIC_RANGE, "dev", BRIDGE])?;
+    Ok(())
+}
+
 /// Adds the blackhole routes in the root namespace, skipping (with a warning) a range the
 /// machine itself uses. Returns the ranges added (recorded for `down`).
 pub fn add_blackholes(routes_file: &Path) -> Result<Vec<String>> {

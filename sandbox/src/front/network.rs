@@ -627,6 +627,7 @@ impl Network {
 
     async fn apply(&self, rules: String) -> Result<()> {
         let mut applied = self.applied.lock().await;
+        tokio::task::spawn_blocking(crate::net::ensure_public_route).await??;
         if *applied == rules {
             return Ok(());
         }
