@@ -3,6 +3,7 @@
 //! [`Diagnostic`] with its key path and its line and column in the file.
 
 mod diag;
+pub mod instance_memory;
 pub mod raw;
 mod resolved;
 pub mod secrets;

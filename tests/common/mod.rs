@@ -212,7 +212,6 @@ impl Drop for Cluster {
     }
 }
 
-/// The end of the sandbox front's log (hosts booted, stopped, exited), for a failure message.
 /// The spec with Redis open to the operator's machine too, for a client that runs there (it
 /// reaches the VPC as through a VPN, from the sandbox's internet address): security groups are
 /// enforced, and `redis_cidrs` defaults to the VPC only.
@@ -228,6 +227,7 @@ pub fn redis_open_to_operator(t: String) -> String {
     t2
 }
 
+/// The end of the sandbox front's log (hosts booted, stopped, exited), for a failure message.
 pub fn front_log_tail() -> String {
     let path = redisctl_sandbox::paths::Paths::from_env()
         .logs()

@@ -34,7 +34,12 @@ pub(crate) fn validate(raw: &RawSpec, base_dir: &Path, d: &mut Diags<'_>) -> Opt
     let nodes = nodes::nodes(raw.nodes.as_ref(), &network, d);
     let ssh = ssh::ssh(raw.ssh.as_ref(), &cluster, base_dir, d);
     let tls = tls::tls(raw.tls.as_ref(), d);
-    let redis = redis::redis(raw.redis.as_ref(), security_group.as_ref(), d);
+    let redis = redis::redis(
+        raw.redis.as_ref(),
+        security_group.as_ref(),
+        nodes.as_ref().map(|n| n.instance_type.as_str()),
+        d,
+    );
     let users = users::users(&raw.users, base_dir, d);
     if d.has_errors() {
         return None;

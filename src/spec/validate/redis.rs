@@ -2,6 +2,7 @@
 
 use super::checks::{int_in, is_memory_size};
 use crate::spec::diag::Diags;
+use crate::spec::instance_memory;
 use crate::spec::raw::RawRedis;
 use crate::spec::types::{Redis, SecurityGroup};
 
@@ -19,6 +20,7 @@ const MAXMEMORY_POLICIES: &[&str] = &[
 pub(super) fn redis(
     raw: Option<&RawRedis>,
     sg: Option<&SecurityGroup>,
+    instance_type: Option<&str>,
     d: &mut Diags<'_>,
 ) -> Option<Redis> {
     let default = RawRedis::default();
@@ -54,6 +56,7 @@ pub(super) fn redis(
             format!("`{m}` is not a memory size like 512mb or 2gb"),
         );
     }
+    let maxmemory = maxmemory(raw.maxmemory.as_deref(), instance_type, d);
     if let Some(pol) = &raw.maxmemory_policy
         && !MAXMEMORY_POLICIES.contains(&pol.as_str())
     {
@@ -69,8 +72,54 @@ pub(super) fn redis(
         port: port? as u16,
         cluster_node_timeout_ms: timeout?,
         appendonly: raw.appendonly.unwrap_or(true),
-        maxmemory: raw.maxmemory.clone(),
+        maxmemory,
         maxmemory_policy: raw.maxmemory_policy.clone(),
         cluster_require_full_coverage: raw.cluster_require_full_coverage.unwrap_or(true),
     })
+}
+
+/// `maxmemory` as given, or derived from the instance type's memory (less what the OS and a
+/// saving fork need); a warning when the given value leaves less than that, or when the type's
+/// memory is unknown and none is given (Redis would grow until the OOM killer ends it).
+fn maxmemory(
+    given: Option<&str>,
+    instance_type: Option<&str>,
+    d: &mut Diags<'_>,
+) -> Option<String> {
+    let memory = instance_type.and_then(instance_memory::memory_mib);
+    match (given, memory) {
+        (Some(m), Some(mem)) => {
+            let reserve = instance_memory::reserve_mib(mem);
+            if let Some(b) = instance_memory::bytes(m)
+                && b > (mem - reserve.min(mem)) * 1024 * 1024
+            {
+                d.warn(
+                    "redis.maxmemory",
+                    format!(
+                        "`{m}` leaves less than {reserve} MiB of the {mem} MiB of a {} for the OS and for the copy a save (RDB, AOF rewrite) makes",
+                        instance_type.unwrap_or_default()
+                    ),
+                    format!(
+                        "at most {}mb, or leave maxmemory out for that default",
+                        instance_memory::default_maxmemory_mib(mem)
+                    ),
+                );
+            }
+            Some(m.to_string())
+        }
+        (Some(m), None) => Some(m.to_string()),
+        (None, Some(mem)) => Some(format!("{}mb", instance_memory::default_maxmemory_mib(mem))),
+        (None, None) => {
+            if let Some(t) = instance_type {
+                d.warn(
+                    "nodes.instance_type",
+                    format!(
+                        "no maxmemory, and redisctl does not know how much memory a {t} has: Redis would grow until the kernel's OOM killer ends it"
+                    ),
+                    "set redis.maxmemory to about three quarters of the instance's memory",
+                );
+            }
+            None
+        }
+    }
 }
