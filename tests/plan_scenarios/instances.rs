@@ -5,7 +5,7 @@ use redisctl::plan::{self, Action, Ec2Op, NoteLevel, Op};
 use redisctl::render;
 
 use crate::fixtures::{example, example_text, image, spec_from};
-use crate::sim::{apply_and_converge, converged};
+use crate::sim::{apply_and_converge, converged, observed_for};
 use crate::snapshot;
 
 #[test]
@@ -53,11 +53,12 @@ fn instance_type_change_is_in_place() {
         "instance_type = \"t3.small\"",
     );
     let after = spec_from(&text);
-    let o = converged(&example());
+    let o = observed_for(&after, converged(&example()));
     let p = plan::plan(&after, &o);
     snapshot("instance-type", &render::plan::human(&p, false));
     let s = p.summary();
-    assert_eq!((s.add, s.change, s.destroy), (0, 3, 0));
+    // The type, and the configuration: the default maxmemory follows the type's memory.
+    assert_eq!((s.add, s.change, s.destroy), (0, 6, 0));
     assert!(p.destroys_data().next().is_none());
     apply_and_converge(&after, o, &p);
 }

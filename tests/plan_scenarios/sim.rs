@@ -511,6 +511,12 @@ pub fn apply_and_converge(spec: &Spec, observed: Observed, plan: &Plan) -> Obser
     sim.o
 }
 
+/// A region observed for another spec than the one it converged to: what observation computes
+/// locally (the files' hashes) is the new spec's, as when `plan` runs with an edited spec.
+pub fn observed_for(spec: &Spec, observed: Observed) -> Observed {
+    Sim::new(spec, observed).o
+}
+
 pub fn converged(spec: &Spec) -> Observed {
     let o = empty_region();
     let p = plan::plan(spec, &o);

@@ -682,12 +682,14 @@ mod tests {
     /// The reference cluster: two nodes in a public subnet, SSH from the operator, Redis from
     /// the VPC, the bus from the group itself.
     fn cluster() -> View {
-        let mut v = View::default();
-        v.instances = vec![
-            inst("i-a", "10.0.1.10", "subnet-1", &["sg-redis"], true),
-            inst("i-b", "10.0.2.10", "subnet-2", &["sg-redis"], true),
-            inst("i-x", "10.0.3.50", "subnet-3", &["sg-other"], false),
-        ];
+        let mut v = View {
+            instances: vec![
+                inst("i-a", "10.0.1.10", "subnet-1", &["sg-redis"], true),
+                inst("i-b", "10.0.2.10", "subnet-2", &["sg-redis"], true),
+                inst("i-x", "10.0.3.50", "subnet-3", &["sg-other"], false),
+            ],
+            ..View::default()
+        };
         for s in ["subnet-1", "subnet-2", "subnet-3"] {
             v.subnets.insert(s.into(), "vpc-1".into());
         }
