@@ -71,6 +71,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Fill the region with what a used AWS account holds: the default VPC, a key pair named
+    /// KEY_NAME that redisctl did not make, an untagged VPC and instance with the reference
+    /// spec's addresses, another redisctl cluster's tagged resources (docs/sandbox.md).
+    Seed {
+        /// The name of the foreign key pair (the spec's ssh.key_name, to see it refused).
+        #[arg(long, default_value = "prod-redis-key")]
+        key_name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the EC2 front daemon (started by `up`).
     #[command(name = "__front", hide = true)]
     Front {
@@ -301,6 +311,16 @@ fn main() -> ExitCode {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
                     print_region(&serde_json::from_value(v)?)?;
+                }
+            }
+            Cmd::Seed { key_name, json } => {
+                let v = ctl(&paths, Request::Seed { key_name })?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    for id in v["made"].as_array().into_iter().flatten() {
+                        println!("{}", id.as_str().unwrap_or_default());
+                    }
                 }
             }
             Cmd::Front { speed } => {

@@ -74,6 +74,20 @@ impl Sandbox {
         }
     }
 
+    /// Fills the region with what a used account holds, the foreign key pair named `key_name`
+    /// (docs/sandbox.md, "A used account"); returns the ids made.
+    pub fn seed_used_account(&self, key_name: &str) -> Vec<String> {
+        let v = control::call(
+            &self.paths.control_socket(),
+            &Request::Seed {
+                key_name: key_name.to_string(),
+            },
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("cannot seed the sandbox: {e:#}"));
+        serde_json::from_value(v["made"].clone()).expect("malformed seed answer")
+    }
+
     /// Per-action request counts since the last reset.
     pub fn stats(&self, reset: bool) -> std::collections::BTreeMap<String, u64> {
         let v = control::call(

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+pub mod account;
 pub mod ami;
 pub mod data;
 pub mod settle;

@@ -12,6 +12,7 @@ mod moto;
 mod network;
 mod proxy;
 mod region;
+mod seed;
 mod tokens;
 mod volumes;
 
@@ -168,6 +169,13 @@ async fn control(proxy: &Proxy, req: Ctl) -> CtlResponse {
                     settings,
                     counters: region.counters.clone(),
                 })?
+            }
+            Ctl::Seed { key_name } => {
+                let _guard = proxy.machine.lock().await;
+                let made = seed::used_account(&proxy.moto, &key_name).await?;
+                proxy.reconcile(&moto::Auth::default()).await?;
+                log(&format!("seeded a used account: {}", made.join(", ")));
+                serde_json::json!({ "made": made })
             }
             Ctl::StopAll => {
                 let _guard = proxy.machine.lock().await;
