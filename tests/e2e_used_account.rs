@@ -54,7 +54,10 @@ fn in_a_used_account_apply_and_destroy_change_nothing_redisctl_did_not_make() {
     assert_eq!(differences(&before, &account()), Vec::<String>::new());
 
     // With a key name of its own, the cluster is built beside what was there.
-    c.edit_spec("key_name = \"prod-redis-key\"", "key_name = \"prod-redis-ops\"");
+    c.edit_spec(
+        "key_name = \"prod-redis-key\"",
+        "key_name = \"prod-redis-ops\"",
+    );
     c.ok(&["apply", "--yes"]);
     c.ok(&["verify"]);
     c.assert_converged();

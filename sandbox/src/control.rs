@@ -32,7 +32,9 @@ pub enum Request {
     },
     /// Fill the region with what a used account holds (docs/sandbox.md, "A used account"), the
     /// key pair under `key_name`; answers the ids made.
-    Seed { key_name: String },
+    Seed {
+        key_name: String,
+    },
 }
 
 /// The speed factor tests and the demo run at when nothing else is said: sandbox seconds per

@@ -15,7 +15,13 @@ pub async fn snapshot(ec2: &aws_sdk_ec2::Client) -> Account {
     for s in ec2.describe_subnets().send().await.unwrap().subnets() {
         a.insert(s.subnet_id().unwrap().into(), format!("{s:?}"));
     }
-    for r in ec2.describe_route_tables().send().await.unwrap().route_tables() {
+    for r in ec2
+        .describe_route_tables()
+        .send()
+        .await
+        .unwrap()
+        .route_tables()
+    {
         a.insert(r.route_table_id().unwrap().into(), format!("{r:?}"));
     }
     for g in ec2
@@ -36,7 +42,13 @@ pub async fn snapshot(ec2: &aws_sdk_ec2::Client) -> Account {
     {
         a.insert(g.group_id().unwrap().into(), format!("{g:?}"));
     }
-    for r in ec2.describe_instances().send().await.unwrap().reservations() {
+    for r in ec2
+        .describe_instances()
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+    {
         for i in r.instances() {
             // Terminated instances stay listed for a while; only the live ones are the account's.
             if i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated") {
@@ -58,7 +70,10 @@ pub async fn snapshot(ec2: &aws_sdk_ec2::Client) -> Account {
         a.insert(s.snapshot_id().unwrap().into(), format!("{s:?}"));
     }
     for k in ec2.describe_key_pairs().send().await.unwrap().key_pairs() {
-        a.insert(format!("key-pair {}", k.key_name().unwrap()), format!("{k:?}"));
+        a.insert(
+            format!("key-pair {}", k.key_name().unwrap()),
+            format!("{k:?}"),
+        );
     }
     a
 }

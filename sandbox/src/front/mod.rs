@@ -173,7 +173,7 @@ async fn control(proxy: &Proxy, req: Ctl) -> CtlResponse {
             Ctl::Seed { key_name } => {
                 let _guard = proxy.machine.lock().await;
                 let made = seed::used_account(&proxy.moto, &key_name).await?;
-                proxy.reconcile(&moto::Auth::default()).await?;
+                proxy.reconcile(&moto::Auth::sandbox()).await?;
                 log(&format!("seeded a used account: {}", made.join(", ")));
                 serde_json::json!({ "made": made })
             }

@@ -34,6 +34,27 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// The headers of the sandbox's own client (`client_env`): for calls no client made (seeding
+    /// a region), so that moto takes them for EC2 in the sandbox's account and region. moto
+    /// does not check signatures, and picks the service from the credential scope.
+    pub fn sandbox() -> Auth {
+        let key = crate::client_env()
+            .into_iter()
+            .find(|(k, _)| *k == "AWS_ACCESS_KEY_ID")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        let header = format!(
+            "AWS4-HMAC-SHA256 Credential={key}/20260101/{}/ec2/aws4_request, SignedHeaders=host, Signature=0",
+            crate::REGION
+        );
+        Auth(vec![(
+            "authorization".into(),
+            HeaderValue::from_str(&header).expect("an ASCII header"),
+        )])
+    }
+}
+
 /// Request parameters `Name.N` in order.
 pub fn numbered(params: &[(String, String)], prefix: &str) -> Vec<String> {
     let mut v: Vec<(u32, String)> = params

@@ -23,16 +23,25 @@ const FOREIGN_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIwBhMRVCDzP6JcC4
 pub const OTHER_CLUSTER: &str = "other-team";
 
 async fn call(moto: &Moto, params: &[(&str, &str)], id: &str) -> Result<String> {
-    let body = moto.ec2(&Auth::default(), params).await?;
+    let body = moto.ec2(&Auth::sandbox(), params).await?;
     xml::first_text(&body, id)?.with_context(|| format!("moto's answer has no {id}"))
 }
 
 /// `TagSpecification.1` parameters for `kind` with `tags`.
 fn tagged<'a>(kind: &'a str, tags: &'a [(&'a str, &'a str)]) -> Vec<(String, String)> {
-    let mut out = vec![("TagSpecification.1.ResourceType".to_string(), kind.to_string())];
+    let mut out = vec![(
+        "TagSpecification.1.ResourceType".to_string(),
+        kind.to_string(),
+    )];
     for (n, (k, v)) in tags.iter().enumerate() {
-        out.push((format!("TagSpecification.1.Tag.{}.Key", n + 1), k.to_string()));
-        out.push((format!("TagSpecification.1.Tag.{}.Value", n + 1), v.to_string()));
+        out.push((
+            format!("TagSpecification.1.Tag.{}.Key", n + 1),
+            k.to_string(),
+        ));
+        out.push((
+            format!("TagSpecification.1.Tag.{}.Value", n + 1),
+            v.to_string(),
+        ));
     }
     out
 }
@@ -91,9 +100,14 @@ pub async fn used_account(moto: &Moto, key_name: &str) -> Result<Vec<String>> {
         made.push(s.clone());
         subnets.push(s);
     }
-    let igw = call(moto, &[("Action", "CreateInternetGateway")], "internetGatewayId").await?;
+    let igw = call(
+        moto,
+        &[("Action", "CreateInternetGateway")],
+        "internetGatewayId",
+    )
+    .await?;
     moto.ec2(
-        &Auth::default(),
+        &Auth::sandbox(),
         &[
             ("Action", "AttachInternetGateway"),
             ("InternetGatewayId", &igw),
@@ -114,7 +128,7 @@ pub async fn used_account(moto: &Moto, key_name: &str) -> Result<Vec<String>> {
     )
     .await?;
     moto.ec2(
-        &Auth::default(),
+        &Auth::sandbox(),
         &[
             ("Action", "AuthorizeSecurityGroupIngress"),
             ("GroupId", &sg),
