@@ -439,7 +439,11 @@ fn a_saved_plan_applies_without_prompt_and_is_refused_when_stale() {
 #[test]
 fn out_of_band_changes_are_planned_back() {
     let _sb = Sandbox::acquire();
-    let c = Cluster::new("drift", |t| t);
+    // The cluster is seconds old, so apply's look at the nodes waits for sshd on the ones it
+    // cannot reach (they may still be booting) up to ssh.ready_timeout_secs: 20 s here, not 300.
+    let c = Cluster::new("drift", |t| {
+        t.replace("ready_timeout_secs = 300", "ready_timeout_secs = 20")
+    });
     c.ok(&["apply", "--yes"]);
     let ec2 = ec2();
     // Open Redis to the world and stop a node, behind redisctl's back.

@@ -391,6 +391,50 @@ pub fn rewrite_public_ips(
     Ok(splice(xml, edits))
 }
 
+/// `launchTime` of every instance in an answer that `launched(id)` gives a time for (EC2's
+/// `LaunchTime` is the last start; moto keeps the first launch's).
+pub fn rewrite_launch_times(
+    xml: &str,
+    launched: impl Fn(&str) -> Option<std::time::SystemTime>,
+) -> Result<String> {
+    let doc = parse(xml)?;
+    let mut edits = Vec::new();
+    for item in resource_nodes(&doc, &["instancesSet"], &[]) {
+        let (Some(id), Some(node)) = (child_text(item, "instanceId"), child(item, "launchTime"))
+        else {
+            continue;
+        };
+        if let Some(t) = launched(&id) {
+            edits.push(replace_leaf(node, &iso8601(t)));
+        }
+    }
+    Ok(splice(xml, edits))
+}
+
+/// A time as EC2 writes it: `2026-12-06T05:27:17.000Z` (UTC).
+pub fn iso8601(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
 /// One volume attachment (a DetachVolume answer; an `attachmentSet` item).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
@@ -705,5 +749,14 @@ mod tests {
         assert_eq!(error_code(&body).as_deref(), Some("RequestLimitExceeded"));
         assert!(body.contains("&lt;injected&gt;"));
         assert!(body.contains("<RequestID>req-1</RequestID>"));
+    }
+
+    #[test]
+    fn times_as_ec2_writes_them() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_535_122_379);
+        assert_eq!(iso8601(t), "2026-12-06T05:32:02.379Z");
+        assert_eq!(iso8601(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(iso8601(t), "2000-02-29T00:00:00.000Z");
     }
 }

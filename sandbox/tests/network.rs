@@ -11,6 +11,19 @@ use std::time::Duration;
 
 const BOOT_LIMIT: Duration = Duration::from_secs(60);
 
+async fn launch_time(ec2: &aws_sdk_ec2::Client, id: &str) -> i64 {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    out.reservations()[0].instances()[0]
+        .launch_time()
+        .unwrap()
+        .secs()
+}
+
 async fn public_ip(ec2: &aws_sdk_ec2::Client, id: &str) -> Option<String> {
     let out = ec2
         .describe_instances()
@@ -123,7 +136,10 @@ async fn a_public_ip_leads_to_its_instance_through_the_gateway_and_changes_at_st
         .unwrap();
     ssh_ok(&keys, &ip, "true");
 
-    // A stop takes the address back; a start gives a new one.
+    // A stop takes the address back; a start gives a new one (and a new LaunchTime, the
+    // last start's, as on EC2).
+    let first_launch = launch_time(&ec2, &id).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     ec2.stop_instances().instance_ids(&id).send().await.unwrap();
     wait_state(&ec2, &id, "stopped").await;
     assert_eq!(
@@ -139,6 +155,10 @@ async fn a_public_ip_leads_to_its_instance_through_the_gateway_and_changes_at_st
     wait_state(&ec2, &id, "running").await;
     let new_ip = public_ip(&ec2, &id).await.expect("a public IP after start");
     assert_ne!(new_ip, ip, "a start gives a new public IP");
+    assert!(
+        launch_time(&ec2, &id).await > first_launch,
+        "LaunchTime is the last start"
+    );
     wait_ssh(&keys, &new_ip, BOOT_LIMIT);
     assert!(
         !ssh(&keys, &ip, "true").status.success(),

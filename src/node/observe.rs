@@ -20,12 +20,16 @@ impl NodeRuntime {
         observed: &Observed,
         wait: bool,
     ) -> BTreeMap<String, NodeObservation> {
-        let running: Vec<String> = observed
+        // Only a node launched or started less than `ssh.ready_timeout` ago may still be
+        // booting: one that has run longer and does not answer is unreachable, and waiting the
+        // whole timeout for it (a route or rule gone) would only delay the plan.
+        let ready = self.spec.ssh.ready_timeout;
+        let running: Vec<(String, bool)> = observed
             .instances
             .iter()
             .filter(|i| i.state == "running")
-            .filter_map(|i| i.tags.get(tags::NODE).cloned())
-            .filter(|n| self.spec.nodes.nodes.iter().any(|x| &x.name == n))
+            .filter_map(|i| Some((i.tags.get(tags::NODE)?.clone(), wait && booting(i, ready))))
+            .filter(|(n, _)| self.spec.nodes.nodes.iter().any(|x| &x.name == n))
             .collect();
         // The instances are known already: no DescribeInstances per node.
         {
@@ -46,7 +50,7 @@ impl NodeRuntime {
             }
         }
         let mut set = tokio::task::JoinSet::new();
-        for node in running {
+        for (node, wait) in running {
             let me = self.clone();
             set.spawn(async move {
                 let r = me.observe_node(&node, wait).await;
@@ -72,7 +76,27 @@ impl NodeRuntime {
         }
         out
     }
+}
 
+/// Whether the instance was (re)started less than `ready` ago (EC2's `LaunchTime` is the last
+/// start); without a launch time, it may be.
+fn booting(i: &crate::observed::Instance, ready: std::time::Duration) -> bool {
+    use aws_sdk_ec2::primitives::{DateTime, DateTimeFormat};
+    let Some(t) = i
+        .launch_time
+        .as_deref()
+        .and_then(|t| DateTime::from_str(t, DateTimeFormat::DateTime).ok())
+    else {
+        return true;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    now - t.secs() < ready.as_secs() as i64
+}
+
+impl NodeRuntime {
     async fn observe_node(&self, node: &str, wait: bool) -> Result<NodeFacts, NodeError> {
         let reach = if wait {
             Reach::WaitForSshd
@@ -192,5 +216,46 @@ impl NodeRuntime {
             cluster,
             cluster_state_file: value("state_file") == "yes",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::booting;
+    use std::time::Duration;
+
+    fn launched(secs_ago: i64) -> crate::observed::Instance {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let t = aws_sdk_ec2::primitives::DateTime::from_secs(now - secs_ago);
+        crate::observed::Instance {
+            id: "i-1".into(),
+            state: "running".into(),
+            instance_type: "t2.micro".into(),
+            image_id: "ami-1".into(),
+            subnet_id: None,
+            private_ip: None,
+            public_ip: None,
+            key_name: None,
+            security_group_ids: vec![],
+            root_device_name: None,
+            block_devices: Default::default(),
+            launch_time: Some(t.to_string()),
+            http_tokens: None,
+            instance_profile: None,
+            tags: Default::default(),
+        }
+    }
+
+    #[test]
+    fn only_a_node_started_within_the_ready_timeout_is_waited_for() {
+        let ready = Duration::from_secs(300);
+        assert!(booting(&launched(5), ready));
+        assert!(!booting(&launched(3600), ready));
+        let mut unknown = launched(3600);
+        unknown.launch_time = None;
+        assert!(booting(&unknown, ready));
     }
 }

@@ -67,6 +67,8 @@ pub struct Machines {
     moto: Moto,
     volumes: Volumes,
     hosts: Mutex<HashMap<String, Host>>,
+    /// When each instance was last started by StartInstances (EC2's `LaunchTime`).
+    started: Mutex<HashMap<String, std::time::SystemTime>>,
     /// Instance type → its size (DescribeInstanceTypes), asked once.
     sizes: Mutex<HashMap<String, Option<crate::cgroups::Size>>>,
 }
@@ -80,6 +82,7 @@ impl Machines {
             moto,
             hosts: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
+            started: Mutex::new(HashMap::new()),
         }
     }
 
@@ -142,6 +145,12 @@ impl Machines {
                 let ids = instance_ids(body)?;
                 for id in ids {
                     self.boot(auth, &id).await?;
+                    if action == "StartInstances" {
+                        self.started
+                            .lock()
+                            .unwrap()
+                            .insert(id, std::time::SystemTime::now());
+                    }
                 }
             }
             "StopInstances" => {
@@ -429,7 +438,13 @@ impl Machines {
     /// Every host removed ([`Machines::remove_all_hosts`]), every volume and snapshot deleted.
     pub async fn reset(&self) -> Result<()> {
         self.remove_all_hosts().await?;
+        self.started.lock().unwrap().clear();
         self.volumes.clear().await
+    }
+
+    /// When the instance was last started by StartInstances, if it was.
+    pub fn last_start(&self, id: &str) -> Option<std::time::SystemTime> {
+        self.started.lock().unwrap().get(id).copied()
     }
 
     /// The instances whose host runs now.

@@ -338,6 +338,7 @@ impl Proxy {
         let shown = region.rewrite(action, body, previous, now)?;
         drop(region);
         if matches!(action, "DescribeInstances" | "RunInstances") {
+            let shown = xml::rewrite_launch_times(&shown, |id| self.machines.last_start(id))?;
             let ips = self.network.ips.lock().unwrap();
             return xml::rewrite_public_ips(&shown, |id| ips.shown(id));
         }
