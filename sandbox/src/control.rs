@@ -119,6 +119,10 @@ pub struct RegionCounters {
     pub volumes_failed: u64,
     /// Answers lost after the request took effect (injected).
     pub lost_responses: u64,
+    /// Requests refused as EC2 refuses them and moto would not (an unknown parameter or filter,
+    /// a missing one, a value of the wrong type: `front/model.rs`).
+    #[serde(default)]
+    pub invalid_requests: u64,
 }
 
 /// The answer to [`Request::Region`].

@@ -55,7 +55,9 @@ impl Aws {
         let mut found = c
             .describe_vpcs()
             .set_filters(Some(tag_filters(tags, &[tags::CLUSTER, tags::ROLE])));
-        found = found.filters(filter("cidr-block", cidr));
+        // DescribeVpcs calls the primary block `cidr` (DescribeSubnets says `cidr-block`); EC2
+        // refuses a filter name it does not know.
+        found = found.filters(filter("cidr", cidr));
         let out = found
             .send()
             .await

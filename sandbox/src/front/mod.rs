@@ -8,6 +8,7 @@
 //! moto through `moto`; everything logs through [`crate::logging`].
 
 mod machines;
+mod model;
 mod moto;
 mod network;
 mod proxy;
@@ -62,11 +63,21 @@ async fn serve(paths: Paths, base: PathBuf, settings: RegionSettings) -> Result<
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos() as u64;
+    let model = match model::Model::load(&paths.venv()) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            log(&format!(
+                "requests are NOT checked against EC2's model (moto takes what EC2 refuses): {e:#}"
+            ));
+            None
+        }
+    };
     let proxy = Arc::new(Proxy::new(
         moto.clone(),
         Machines::new(paths.clone(), base, moto),
         Faults::new(seed),
         Region::new(settings, seed.rotate_left(17)),
+        model,
     ));
     log(&format!("timed region: {settings:?}"));
     proxy

@@ -45,6 +45,8 @@ pub struct Proxy {
     pub tokens: Mutex<Tokens>,
     /// Public IPs, the internet gateway and the security groups, enforced.
     pub network: Network,
+    /// EC2's service model, which every request is checked against (`None`: not found).
+    model: Option<crate::front::model::Model>,
     /// Serialises the actions that touch machines and volume directories.
     pub machine: tokio::sync::Mutex<()>,
     /// Serialises the requests that carry a ClientToken.
@@ -63,7 +65,13 @@ fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
 }
 
 impl Proxy {
-    pub fn new(moto: Moto, machines: Machines, faults: Faults, region: Region) -> Proxy {
+    pub fn new(
+        moto: Moto,
+        machines: Machines,
+        faults: Faults,
+        region: Region,
+        model: Option<crate::front::model::Model>,
+    ) -> Proxy {
         Proxy {
             moto,
             machines,
@@ -72,6 +80,7 @@ impl Proxy {
             region: Mutex::new(region),
             tokens: Mutex::new(Tokens::default()),
             network: Network::default(),
+            model,
             machine: tokio::sync::Mutex::new(()),
             token_lock: tokio::sync::Mutex::new(()),
             requests: AtomicU64::new(1),
@@ -144,6 +153,14 @@ impl Proxy {
         if let Some(effect) = fault {
             log(&format!("{action}: injected fault {effect:?}"));
             return self.faulted(effect);
+        }
+        if let Some(r) = self.model.as_ref().and_then(|m| m.check(&action, &params)) {
+            log(&format!(
+                "{action}: refused as EC2 would: {} {}",
+                r.code, r.message
+            ));
+            self.region.lock().unwrap().counters.invalid_requests += 1;
+            return Ok(self.error(400, r.code, &r.message));
         }
         let (answer, fault) = self.answer(parts, path, &action, &params, body).await;
         if fault == Some(Effect::LoseResponse) {
