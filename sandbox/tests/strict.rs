@@ -136,3 +136,77 @@ async fn an_unknown_filter_name_is_refused() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_kms_key_that_does_not_exist_fails_the_launch_and_the_volume_after_yes() {
+    use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, VolumeType};
+    let sb = Sandbox::acquire();
+    let ec2 = client().await;
+    let net = network(&ec2).await;
+    let out = ec2
+        .run_instances()
+        .image_id(noble_ami(&ec2).await)
+        .instance_type(InstanceType::T2Micro)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&net.subnets[0].0)
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/sda1")
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .volume_size(8)
+                        .volume_type(VolumeType::Gp3)
+                        .encrypted(true)
+                        .kms_key_id("alias/no-such-key")
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("EC2 says yes first");
+    let id = out.instances()[0].instance_id().unwrap().to_string();
+    wait_state(&ec2, &id, "terminated").await;
+    let d = ec2
+        .describe_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    let reason = d.reservations()[0].instances()[0]
+        .state_reason()
+        .and_then(|r| r.code())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(reason, "Client.InvalidKMSKey.InvalidState");
+
+    let vol = ec2
+        .create_volume()
+        .availability_zone("us-east-1a")
+        .size(8)
+        .encrypted(true)
+        .kms_key_id("alias/no-such-key")
+        .send()
+        .await
+        .expect("EC2 says yes first")
+        .volume_id
+        .unwrap();
+    wait_volume(&ec2, &vol, "error").await;
+    // The AWS managed key is there in every account.
+    let ok = ec2
+        .create_volume()
+        .availability_zone("us-east-1a")
+        .size(8)
+        .encrypted(true)
+        .kms_key_id("alias/aws/ebs")
+        .send()
+        .await
+        .unwrap()
+        .volume_id
+        .unwrap();
+    wait_volume(&ec2, &ok, "available").await;
+    assert_eq!(sb.region().counters.launches_failed, 1);
+    assert_eq!(sb.region().counters.volumes_failed, 1);
+}

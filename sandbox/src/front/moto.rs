@@ -221,6 +221,37 @@ impl Moto {
         Ok(text)
     }
 
+    /// Whether KMS (moto's) has the key: a key id, key ARN, alias name or alias ARN, as EC2
+    /// takes them. The AWS managed keys (`alias/aws/ebs`) exist in every account.
+    pub async fn kms_key_exists(&self, key: &str) -> Result<bool> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_static("TrentService.DescribeKey"),
+        );
+        let scope = format!(
+            "AWS4-HMAC-SHA256 Credential=AKIASANDBOXSANDBOX00/20260101/{}/kms/aws4_request, SignedHeaders=host, Signature=0",
+            crate::REGION
+        );
+        headers.insert("authorization", HeaderValue::from_str(&scope)?);
+        let body = serde_json::json!({ "KeyId": key }).to_string();
+        let (status, _, answer) = self
+            .forward(Method::POST, "/", &headers, Bytes::from(body))
+            .await?;
+        if status.is_success() {
+            return Ok(true);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if text.contains("NotFoundException") {
+            return Ok(false);
+        }
+        bail!("moto's KMS answered DescribeKey of {key} with {status}: {text}")
+    }
+
     pub async fn describe_instance(&self, auth: &Auth, id: &str) -> Result<xml::Instance> {
         let body = self
             .ec2(

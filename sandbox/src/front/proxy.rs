@@ -182,6 +182,41 @@ impl Proxy {
         fault
     }
 
+    /// EC2 checks a KMS key after it said yes ("the action can appear to complete, but
+    /// eventually fails"): a launch naming a key KMS does not have ends `terminated` with
+    /// `Client.InvalidKMSKey.InvalidState`, a volume goes to `error`. moto never checks.
+    async fn kms_failure(&self, action: &str, params: &[(String, String)]) -> Option<Effect> {
+        let keys: Vec<&str> = params
+            .iter()
+            .filter(|(k, _)| match action {
+                "RunInstances" => {
+                    k.starts_with("BlockDeviceMapping.") && k.ends_with(".Ebs.KmsKeyId")
+                }
+                "CreateVolume" => k == "KmsKeyId",
+                _ => false,
+            })
+            .map(|(_, v)| v.as_str())
+            .collect();
+        for key in keys {
+            match self.moto.kms_key_exists(key).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    log(&format!(
+                        "{action}: KMS has no key {key}: it will fail after yes"
+                    ));
+                    return Some(match action {
+                        "RunInstances" => Effect::LaunchFails {
+                            reason: crate::faults::DEFAULT_LAUNCH_FAILURE.into(),
+                        },
+                        _ => Effect::VolumeFails,
+                    });
+                }
+                Err(e) => log(&format!("{action}: cannot ask KMS about {key}: {e:#}")),
+            }
+        }
+        None
+    }
+
     /// The answer of a fault that answers instead of moto.
     fn faulted(&self, effect: Effect) -> Result<Response<Full<Bytes>>, Dropped> {
         match effect {
@@ -231,7 +266,10 @@ impl Proxy {
             log(&format!("{action}: the timed region answers {}", r.code));
             return (self.error(400, r.code, &r.message), None);
         }
-        let fault = self.reaching_fault(action, false);
+        let mut fault = self.reaching_fault(action, false);
+        if fault.is_none() {
+            fault = self.kms_failure(action, params).await;
+        }
         let auth = Auth::from(&parts.headers);
         let ids = numbered(params, "InstanceId");
         let previous = self.region.lock().unwrap().shown_states(&ids, now);
