@@ -189,8 +189,9 @@ fn json_stream_live_display_and_error_record() {
     );
     assert!(!o.contains("matches the spec"), "{o}");
     assert!(e.contains("the plan is incomplete"), "{e}");
-    // apply waits for that sshd (ssh.ready_timeout_secs, here the least: 10 s), then refuses to
-    // call a plan with nothing visible to do "complete".
+    // apply refuses to call a plan with nothing visible to do "complete". It does not wait for
+    // that sshd: the node has run longer than ssh.ready_timeout_secs (here the least, 10 s), so
+    // it is not booting, it is unreachable (a node started within the timeout is waited for).
     c.edit_spec("ready_timeout_secs = 300", "ready_timeout_secs = 10");
     let t = std::time::Instant::now();
     let apply = c.run(&["apply", "--yes"]);
@@ -201,7 +202,7 @@ fn json_stream_live_display_and_error_record() {
         e.contains("nothing to apply that can be seen, but node.redis-node-1c could not be observed over SSH"),
         "{e}"
     );
-    assert!(waited >= std::time::Duration::from_secs(9), "{waited:?}");
+    assert!(waited < std::time::Duration::from_secs(9), "{waited:?}");
     eprintln!(
         "figure: apply with one node's sshd down refused after {:.1} s",
         waited.as_secs_f64()

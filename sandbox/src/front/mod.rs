@@ -1,11 +1,13 @@
 //! The EC2 front: the daemon in the operator namespace that EC2 clients talk to instead of
 //! moto. It waits for moto, listens for HTTP (`proxy`) and on the control socket (stats,
-//! faults, reset, status, stop-all), and stops every host when it is told to end.
+//! faults, reset, status, region, seed, stop-all), and stops every host when it is told to end.
 //!
-//! Inside, imports point one way: the proxy uses the timed region (`region`, what clients see
-//! and when), the ClientToken table (`tokens`) and the machine effects (`machines`), which use
-//! the volume store (`volumes`) and [`crate::hosts`]; both the proxy and the effects talk to
-//! moto through `moto`; everything logs through [`crate::logging`].
+//! Inside, imports point one way: the proxy checks each request against EC2's model (`model`),
+//! uses the timed region (`region`, what clients see and when), the ClientToken table
+//! (`tokens`), the machine effects (`machines`, which use the volume store `volumes` and
+//! [`crate::hosts`]) and the VPC's enforced network (`network`: public IPs, the internet
+//! gateway, security groups); `seed` fills a region as a used account; all of them talk to moto
+//! through `moto`; everything logs through [`crate::logging`].
 
 mod machines;
 mod model;

@@ -289,6 +289,30 @@ fn chain_name(prefix: &str, id: &str) -> String {
     format!("{prefix}_{}", id.replace('-', "_"))
 }
 
+/// A base chain (`header`: name, hook and first rules) that passes replies, then sends each
+/// host's traffic to its own chain (`jump(h)`), then `tail`.
+fn dispatch(
+    s: &mut String,
+    header: &str,
+    hosts: &[Host],
+    jump: impl Fn(&Host) -> String,
+    tail: &str,
+) {
+    let _ = writeln!(
+        s,
+        "  chain {header}\n    ct state established,related accept"
+    );
+    for h in hosts {
+        let _ = writeln!(s, "    {}", jump(h));
+    }
+    let _ = writeln!(s, "{tail}  }}");
+}
+
+/// A host's chain: `rules` (each accepts), then drop.
+fn deny_after(s: &mut String, name: &str, rules: &str) {
+    let _ = writeln!(s, "  chain {name} {{\n{rules}    drop\n  }}");
+}
+
 /// What the operator namespace enforces: one host per running instance with its private IP
 /// and, when reachable from the internet, its public IP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,60 +352,56 @@ pub fn operator_rules(view: &View, hosts: &[Host], bridge: &str) -> String {
     );
     // From the operator: a public IP not translated leads nowhere; a host's ingress rules see
     // the operator's address.
-    let _ = writeln!(
-        s,
-        "  chain from_operator {{\n    type filter hook output priority 0; policy accept;\n    ip daddr {PUBLIC_RANGE} drop\n    ct state established,related accept"
+    dispatch(
+        &mut s,
+        &format!(
+            "from_operator {{\n    type filter hook output priority 0; policy accept;\n    ip daddr {PUBLIC_RANGE} drop"
+        ),
+        hosts,
+        |h| {
+            format!(
+                "ip daddr {} jump {}",
+                h.private_ip,
+                chain_name("op_in", &h.id)
+            )
+        },
+        "",
     );
-    for h in hosts {
-        let _ = writeln!(
-            s,
-            "    ip daddr {} jump {}",
-            h.private_ip,
-            chain_name("op_in", &h.id)
-        );
-    }
-    let _ = writeln!(s, "  }}");
     // To the operator: replies only (nothing on the operator side serves the hosts).
-    let _ = writeln!(
-        s,
-        "  chain to_operator {{\n    type filter hook input priority 0; policy accept;\n    iifname \"{bridge}\" ct state established,related accept"
+    dispatch(
+        &mut s,
+        "to_operator {\n    type filter hook input priority 0; policy accept;",
+        hosts,
+        |h| {
+            format!(
+                "iifname \"{bridge}\" ip saddr {} jump {}",
+                h.private_ip,
+                chain_name("out", &h.id)
+            )
+        },
+        &format!("    iifname \"{bridge}\" drop\n"),
     );
-    for h in hosts {
-        let _ = writeln!(
-            s,
-            "    iifname \"{bridge}\" ip saddr {} jump {}",
-            h.private_ip,
-            chain_name("out", &h.id)
-        );
-    }
-    let _ = writeln!(s, "    iifname \"{bridge}\" drop\n  }}");
     // Host to host: the sender's egress rules, then (a later base chain) the receiver's ingress.
-    let _ = writeln!(
-        s,
-        "  chain host_egress {{\n    type filter hook forward priority 0; policy accept;\n    ct state established,related accept"
+    dispatch(
+        &mut s,
+        "host_egress {\n    type filter hook forward priority 0; policy accept;",
+        hosts,
+        |h| {
+            format!(
+                "ip saddr {} jump {}",
+                h.private_ip,
+                chain_name("out", &h.id)
+            )
+        },
+        "",
     );
-    for h in hosts {
-        let _ = writeln!(
-            s,
-            "    ip saddr {} jump {}",
-            h.private_ip,
-            chain_name("out", &h.id)
-        );
-    }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(
-        s,
-        "  chain host_ingress {{\n    type filter hook forward priority 10; policy accept;\n    ct state established,related accept"
+    dispatch(
+        &mut s,
+        "host_ingress {\n    type filter hook forward priority 10; policy accept;",
+        hosts,
+        |h| format!("ip daddr {} jump {}", h.private_ip, chain_name("in", &h.id)),
+        "",
     );
-    for h in hosts {
-        let _ = writeln!(
-            s,
-            "    ip daddr {} jump {}",
-            h.private_ip,
-            chain_name("in", &h.id)
-        );
-    }
-    let _ = writeln!(s, "  }}");
     for h in hosts {
         let groups: Vec<&Group> = view
             .instance(&h.id)
@@ -397,11 +417,7 @@ pub fn operator_rules(view: &View, hosts: &[Host], bridge: &str) -> String {
                 let _ = writeln!(body, "    {}", accept(&format!("ip saddr {p}"), &l4));
             }
         }
-        let _ = writeln!(
-            s,
-            "  chain {} {{\n{body}    drop\n  }}",
-            chain_name("in", &h.id)
-        );
+        deny_after(&mut s, &chain_name("in", &h.id), &body);
         // Ingress from the operator: the rules whose CIDR blocks hold its address.
         let mut body = String::new();
         for r in &ingress {
@@ -413,11 +429,7 @@ pub fn operator_rules(view: &View, hosts: &[Host], bridge: &str) -> String {
                 let _ = writeln!(body, "    {}", accept("", &l4));
             }
         }
-        let _ = writeln!(
-            s,
-            "  chain {} {{\n{body}    drop\n  }}",
-            chain_name("op_in", &h.id)
-        );
+        deny_after(&mut s, &chain_name("op_in", &h.id), &body);
         // Egress (by destination address).
         let mut body = String::new();
         for r in &egress {
@@ -426,11 +438,7 @@ pub fn operator_rules(view: &View, hosts: &[Host], bridge: &str) -> String {
                 let _ = writeln!(body, "    {}", accept(&format!("ip daddr {p}"), &l4));
             }
         }
-        let _ = writeln!(
-            s,
-            "  chain {} {{\n{body}    drop\n  }}",
-            chain_name("out", &h.id)
-        );
+        deny_after(&mut s, &chain_name("out", &h.id), &body);
     }
     let _ = writeln!(s, "}}");
     s
@@ -857,5 +865,31 @@ mod tests {
         assert_eq!(v.groups["sg-1"].egress[0].cidrs, vec!["0.0.0.0/0"]);
         assert_eq!(v.members("sg-1"), vec![Ipv4Addr::new(10, 0, 1, 10)]);
         assert!(v.instances[0].has_public_ip);
+    }
+
+    /// nft itself reads the table (`nft -c`, in a network namespace of its own), when this
+    /// machine has nft and may make one (the sandbox's machines do).
+    #[test]
+    fn nft_reads_the_rules() {
+        let rules = operator_rules(&cluster(), &hosts(), "lo");
+        let child = std::process::Command::new("unshare")
+            .args(["-n", "nft", "-c", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            eprintln!("no unshare/nft here: not checked");
+            return;
+        };
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("Operation not permitted") || err.contains("No such file") {
+            eprintln!("cannot check here: {err}");
+            return;
+        }
+        assert!(out.status.success(), "{err}\n{rules}");
     }
 }
