@@ -149,8 +149,8 @@ pub fn ensure_operator() -> Result<()> {
         ],
     )?;
     run("ip", &["-n", OPERATOR_NETNS, "link", "set", BRIDGE, "up"])?;
-    // The operator's address on the emulated internet, and the instances' public IPs on the
-    // far side of the bridge (the front's table translates or drops them).
+    // The operator's address on the emulated internet (the route to the instances' public IPs
+    // is the front's: `ensure_public_route`).
     let lo = run(
         "ip",
         &[
@@ -171,18 +171,6 @@ pub fn ensure_operator() -> Result<()> {
             &["-n", OPERATOR_NETNS, "addr", "add", &operator, "dev", "lo"],
         )?;
     }
-    run(
-        "ip",
-        &[
-            "-n",
-            OPERATOR_NETNS,
-            "route",
-            "replace",
-            PUBLIC_RANGE,
-            "dev",
-            BRIDGE,
-        ],
-    )?;
     // Routing between subnets happens in the operator namespace (per-namespace sysctl).
     run(
         "ip",
@@ -209,8 +197,9 @@ pub fn ensure_operator() -> Result<()> {
 }
 
 /// The route to the instances' public IPs, over the bridge (run in the operator namespace, by
-/// the front, whenever it applies the VPC's rules): the kernel drops every route through the
-/// bridge when its last address goes (a reset flushes them), so it is put back each time.
+/// the front, whenever it applies a changed table of VPC rules): the kernel drops every route
+/// through the bridge when its last address goes (a reset flushes them, and changes the table),
+/// so it is put back each time.
 pub fn ensure_public_route() -> Result<()> {
     run("ip", &["route", "replace", PUBLIC_RANGE, "dev", BRIDGE])?;
     Ok(())

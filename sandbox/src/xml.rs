@@ -341,23 +341,36 @@ fn hidden_reservation<'a, 'i>(
         .then_some(reservation)
 }
 
-/// The public IPv4 address of every instance in an answer as the front gives them: `public(id)`
-/// is `Some(Some(ip))` for the address the instance has now (its `ipAddress`, `dnsName` and the
-/// `association` of its interfaces say so), `Some(None)` for none (all three removed: a stopped
-/// instance has no public IP), `None` to leave moto's text alone. Only instances moto gave an
-/// address are touched.
-pub fn rewrite_public_ips(
-    xml: &str,
-    public: impl Fn(&str) -> Option<Option<std::net::Ipv4Addr>>,
-) -> Result<String> {
+/// What the front shows of an instance's boots instead of moto's record (see
+/// [`rewrite_boots`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BootView {
+    /// `Some(Some(ip))`: the public IP it has now (its `ipAddress`, `dnsName` and the
+    /// `association` of its interfaces say so); `Some(None)`: none (all three removed: a stopped
+    /// instance has no public IP); `None`: moto's text. Only instances moto gave an address
+    /// are touched.
+    pub public_ip: Option<Option<std::net::Ipv4Addr>>,
+    /// Its last start (EC2's `LaunchTime`; moto keeps the first launch's), when the front
+    /// started it.
+    pub launched: Option<std::time::SystemTime>,
+}
+
+/// The instances of an answer with their public IPs and launch times as `view(id)` gives them,
+/// in one pass over the document.
+pub fn rewrite_boots(xml: &str, view: impl Fn(&str) -> BootView) -> Result<String> {
     let doc = parse(xml)?;
     let mut edits = Vec::new();
     for item in resource_nodes(&doc, &["instancesSet"], &[]) {
-        let (Some(id), Some(ip_node)) = (child_text(item, "instanceId"), child(item, "ipAddress"))
-        else {
+        let Some(id) = child_text(item, "instanceId") else {
             continue;
         };
-        let Some(shown) = public(&id) else { continue };
+        let v = view(&id);
+        if let (Some(t), Some(node)) = (v.launched, child(item, "launchTime")) {
+            edits.push(replace_leaf(node, &iso8601(t)));
+        }
+        let (Some(shown), Some(ip_node)) = (v.public_ip, child(item, "ipAddress")) else {
+            continue;
+        };
         let dashed = shown.map(|ip| ip.to_string().replace('.', "-"));
         match shown {
             Some(ip) => edits.push(replace_leaf(ip_node, &ip.to_string())),
@@ -386,26 +399,6 @@ pub fn rewrite_public_ips(
                 },
                 _ => removal(assoc),
             });
-        }
-    }
-    Ok(splice(xml, edits))
-}
-
-/// `launchTime` of every instance in an answer that `launched(id)` gives a time for (EC2's
-/// `LaunchTime` is the last start; moto keeps the first launch's).
-pub fn rewrite_launch_times(
-    xml: &str,
-    launched: impl Fn(&str) -> Option<std::time::SystemTime>,
-) -> Result<String> {
-    let doc = parse(xml)?;
-    let mut edits = Vec::new();
-    for item in resource_nodes(&doc, &["instancesSet"], &[]) {
-        let (Some(id), Some(node)) = (child_text(item, "instanceId"), child(item, "launchTime"))
-        else {
-            continue;
-        };
-        if let Some(t) = launched(&id) {
-            edits.push(replace_leaf(node, &iso8601(t)));
         }
     }
     Ok(splice(xml, edits))

@@ -11,27 +11,24 @@ use std::time::Duration;
 
 const BOOT_LIMIT: Duration = Duration::from_secs(60);
 
-async fn launch_time(ec2: &aws_sdk_ec2::Client, id: &str) -> i64 {
+/// The instance as DescribeInstances shows it now.
+async fn described(ec2: &aws_sdk_ec2::Client, id: &str) -> aws_sdk_ec2::types::Instance {
     let out = ec2
         .describe_instances()
         .instance_ids(id)
         .send()
         .await
         .unwrap();
-    out.reservations()[0].instances()[0]
-        .launch_time()
-        .unwrap()
-        .secs()
+    out.reservations()[0].instances()[0].clone()
+}
+
+async fn launch_time(ec2: &aws_sdk_ec2::Client, id: &str) -> i64 {
+    described(ec2, id).await.launch_time().unwrap().secs()
 }
 
 async fn public_ip(ec2: &aws_sdk_ec2::Client, id: &str) -> Option<String> {
-    let out = ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
+    described(ec2, id)
         .await
-        .unwrap();
-    out.reservations()[0].instances()[0]
         .public_ip_address()
         .map(str::to_string)
 }

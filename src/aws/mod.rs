@@ -29,6 +29,14 @@ pub use nodes::NodeInstance;
 pub use settle::Retries;
 pub use volumes::{InstanceNow, VolumeNow};
 
+/// Seconds from an EC2 time as observation records it (`LaunchTime`, RFC 3339) to `now`.
+pub fn seconds_since(ec2_time: &str, now: std::time::SystemTime) -> Option<i64> {
+    use aws_sdk_ec2::primitives::{DateTime, DateTimeFormat};
+    let t = DateTime::from_str(ec2_time, DateTimeFormat::DateTime).ok()?;
+    let now = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
+    Some(now - t.secs())
+}
+
 /// The EC2 client and the bounds of its waits.
 #[derive(Clone)]
 pub struct Aws {

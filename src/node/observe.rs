@@ -23,12 +23,17 @@ impl NodeRuntime {
         // Only a node launched or started less than `ssh.ready_timeout` ago may still be
         // booting: one that has run longer and does not answer is unreachable, and waiting the
         // whole timeout for it (a route or rule gone) would only delay the plan.
-        let ready = self.spec.ssh.ready_timeout;
+        let (ready, now) = (self.spec.ssh.ready_timeout, std::time::SystemTime::now());
         let running: Vec<(String, bool)> = observed
             .instances
             .iter()
             .filter(|i| i.state == "running")
-            .filter_map(|i| Some((i.tags.get(tags::NODE)?.clone(), wait && booting(i, ready))))
+            .filter_map(|i| {
+                Some((
+                    i.tags.get(tags::NODE)?.clone(),
+                    wait && booting(i, ready, now),
+                ))
+            })
             .filter(|(n, _)| self.spec.nodes.nodes.iter().any(|x| &x.name == n))
             .collect();
         // The instances are known already: no DescribeInstances per node.
@@ -78,22 +83,17 @@ impl NodeRuntime {
     }
 }
 
-/// Whether the instance was (re)started less than `ready` ago (EC2's `LaunchTime` is the last
-/// start); without a launch time, it may be.
-fn booting(i: &crate::observed::Instance, ready: std::time::Duration) -> bool {
-    use aws_sdk_ec2::primitives::{DateTime, DateTimeFormat};
-    let Some(t) = i
-        .launch_time
+/// Whether the instance was (re)started less than `ready` before `now` (EC2's `LaunchTime` is
+/// the last start); without a launch time, it may be.
+fn booting(
+    i: &crate::observed::Instance,
+    ready: std::time::Duration,
+    now: std::time::SystemTime,
+) -> bool {
+    i.launch_time
         .as_deref()
-        .and_then(|t| DateTime::from_str(t, DateTimeFormat::DateTime).ok())
-    else {
-        return true;
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    now - t.secs() < ready.as_secs() as i64
+        .and_then(|t| crate::aws::seconds_since(t, now))
+        .is_none_or(|age| age < ready.as_secs() as i64)
 }
 
 impl NodeRuntime {
@@ -222,14 +222,9 @@ impl NodeRuntime {
 #[cfg(test)]
 mod tests {
     use super::booting;
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    fn launched(secs_ago: i64) -> crate::observed::Instance {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let t = aws_sdk_ec2::primitives::DateTime::from_secs(now - secs_ago);
+    fn launched(at: Option<&str>) -> crate::observed::Instance {
         crate::observed::Instance {
             id: "i-1".into(),
             state: "running".into(),
@@ -242,7 +237,7 @@ mod tests {
             security_group_ids: vec![],
             root_device_name: None,
             block_devices: Default::default(),
-            launch_time: Some(t.to_string()),
+            launch_time: at.map(String::from),
             http_tokens: None,
             instance_profile: None,
             tags: Default::default(),
@@ -252,10 +247,11 @@ mod tests {
     #[test]
     fn only_a_node_started_within_the_ready_timeout_is_waited_for() {
         let ready = Duration::from_secs(300);
-        assert!(booting(&launched(5), ready));
-        assert!(!booting(&launched(3600), ready));
-        let mut unknown = launched(3600);
-        unknown.launch_time = None;
-        assert!(booting(&unknown, ready));
+        // 2026-12-06T05:27:17Z
+        let start = UNIX_EPOCH + Duration::from_secs(1_796_534_837);
+        let i = launched(Some("2026-12-06T05:27:17Z"));
+        assert!(booting(&i, ready, start + Duration::from_secs(5)));
+        assert!(!booting(&i, ready, start + Duration::from_secs(3600)));
+        assert!(booting(&launched(None), ready, SystemTime::now()));
     }
 }

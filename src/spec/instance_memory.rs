@@ -62,14 +62,13 @@ pub fn default_maxmemory_mib(memory_mib: u64) -> u64 {
     memory_mib.saturating_sub(reserve_mib(memory_mib))
 }
 
-/// Bytes of a Redis memory size (`512mb`, `2gb`, `100000`, `1g` = 10⁹ as Redis reads it).
-pub fn bytes(size: &str) -> Option<u64> {
-    let lower = size.to_ascii_lowercase();
-    let end = lower
+/// The digits and the unit (its bytes) of a Redis memory size: `512mb`, `2gb`, `100000`; `1g` is
+/// 10⁹ as Redis reads it. `None` when the unit is not one of Redis's or there are no digits.
+pub fn split_size(size: &str) -> Option<(&str, u64)> {
+    let end = size
         .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
-    let n: u64 = lower[..end].parse().ok()?;
-    let unit: u64 = match &lower[end..] {
+        .unwrap_or(size.len());
+    let unit: u64 = match size[end..].to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" => 1000,
         "kb" => 1024,
@@ -79,7 +78,13 @@ pub fn bytes(size: &str) -> Option<u64> {
         "gb" => 1024 * 1024 * 1024,
         _ => return None,
     };
-    n.checked_mul(unit)
+    (end > 0).then(|| (&size[..end], unit))
+}
+
+/// Bytes of a Redis memory size (see [`split_size`]).
+pub fn bytes(size: &str) -> Option<u64> {
+    let (digits, unit) = split_size(size)?;
+    digits.parse::<u64>().ok()?.checked_mul(unit)
 }
 
 #[cfg(test)]

@@ -221,7 +221,7 @@ pub fn redis_open_to_operator(t: String) -> String {
         "# redis_cidrs = [\"10.0.0.0/16\"]",
         &format!(
             "redis_cidrs = [\"10.0.0.0/16\", \"{}\"]",
-            vpc::OPERATOR_CIDR
+            vpc::operator_cidr()
         ),
     );
     assert_ne!(t, t2, "the spec has no redis_cidrs line to replace");

@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-/// The operator's address as the VPC sees it (`redisctl_sandbox::net::OPERATOR_ADDR`).
-pub const OPERATOR_CIDR: &str = "203.0.113.7/32";
+/// The operator's address as the VPC sees it, as a CIDR block.
+pub fn operator_cidr() -> String {
+    format!("{}/32", redisctl_sandbox::net::OPERATOR_ADDR)
+}
 
 /// Opens port 22 of the VPC's default security group (which new instances get) to the
 /// operator: the default group lets in only its own members, as on AWS.
@@ -45,7 +47,7 @@ pub async fn operator_may_ssh(ec2: &aws_sdk_ec2::Client, vpc: &str) {
                     .to_port(22)
                     .ip_ranges(
                         aws_sdk_ec2::types::IpRange::builder()
-                            .cidr_ip(OPERATOR_CIDR)
+                            .cidr_ip(operator_cidr())
                             .build(),
                     )
                     .build(),

@@ -36,23 +36,25 @@ impl Auth {
 
 impl Auth {
     /// The headers of the sandbox's own client (`client_env`): for calls no client made (seeding
-    /// a region), so that moto takes them for EC2 in the sandbox's account and region. moto
-    /// does not check signatures, and picks the service from the credential scope.
+    /// a region), so that moto takes them for EC2 in the sandbox's account and region.
     pub fn sandbox() -> Auth {
-        let key = crate::client_env()
-            .into_iter()
-            .find(|(k, _)| *k == "AWS_ACCESS_KEY_ID")
-            .map(|(_, v)| v)
-            .unwrap_or_default();
-        let header = format!(
-            "AWS4-HMAC-SHA256 Credential={key}/20260101/{}/ec2/aws4_request, SignedHeaders=host, Signature=0",
-            crate::REGION
-        );
-        Auth(vec![(
-            "authorization".into(),
-            HeaderValue::from_str(&header).expect("an ASCII header"),
-        )])
+        Auth(vec![("authorization".into(), sandbox_scope("ec2"))])
     }
+}
+
+/// An `Authorization` header of the sandbox's own client for `service`: moto does not check
+/// signatures, and picks the service (and account, region) from the credential scope.
+fn sandbox_scope(service: &str) -> HeaderValue {
+    let key = crate::client_env()
+        .into_iter()
+        .find(|(k, _)| *k == "AWS_ACCESS_KEY_ID")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let header = format!(
+        "AWS4-HMAC-SHA256 Credential={key}/20260101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0",
+        crate::REGION
+    );
+    HeaderValue::from_str(&header).expect("an ASCII header")
 }
 
 /// Request parameters `Name.N` in order.
@@ -233,11 +235,7 @@ impl Moto {
             "x-amz-target",
             HeaderValue::from_static("TrentService.DescribeKey"),
         );
-        let scope = format!(
-            "AWS4-HMAC-SHA256 Credential=AKIASANDBOXSANDBOX00/20260101/{}/kms/aws4_request, SignedHeaders=host, Signature=0",
-            crate::REGION
-        );
-        headers.insert("authorization", HeaderValue::from_str(&scope)?);
+        headers.insert("authorization", sandbox_scope("kms"));
         let body = serde_json::json!({ "KeyId": key }).to_string();
         let (status, _, answer) = self
             .forward(Method::POST, "/", &headers, Bytes::from(body))

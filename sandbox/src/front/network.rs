@@ -11,7 +11,7 @@
 //!
 //! - **Public IPs**: an instance moto gave a public address gets one of the front's from
 //!   [`PUBLIC_RANGE`] each time its host boots, and loses it when the host stops; the answers
-//!   show the front's address (`xml::rewrite_public_ips`).
+//!   show the front's address (`xml::rewrite_boots`).
 //! - **The internet gateway**: a public IP leads to its instance (DNAT) only when the instance's
 //!   subnet routes `0.0.0.0/0` to an internet gateway attached to its VPC; otherwise packets to
 //!   it are dropped (a connection times out, as on AWS).
@@ -503,7 +503,7 @@ impl PublicIps {
         changes
     }
 
-    /// How an answer shows an instance's public IP (see `xml::rewrite_public_ips`).
+    /// How an answer shows an instance's public IP (see `xml::BootView`).
     pub fn shown(&self, id: &str) -> Option<Option<Ipv4Addr>> {
         Some(self.held.get(id).copied())
     }
@@ -635,10 +635,10 @@ impl Network {
 
     async fn apply(&self, rules: String) -> Result<()> {
         let mut applied = self.applied.lock().await;
-        tokio::task::spawn_blocking(crate::net::ensure_public_route).await??;
         if *applied == rules {
             return Ok(());
         }
+        tokio::task::spawn_blocking(crate::net::ensure_public_route).await??;
         let mut child = tokio::process::Command::new("nft")
             .args(["-f", "-"])
             .stdin(std::process::Stdio::piped())
@@ -883,7 +883,12 @@ mod tests {
             return;
         };
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("Operation not permitted") || err.contains("No such file") {

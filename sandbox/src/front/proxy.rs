@@ -393,9 +393,11 @@ impl Proxy {
         let shown = region.rewrite(action, body, previous, now)?;
         drop(region);
         if matches!(action, "DescribeInstances" | "RunInstances") {
-            let shown = xml::rewrite_launch_times(&shown, |id| self.machines.last_start(id))?;
             let ips = self.network.ips.lock().unwrap();
-            return xml::rewrite_public_ips(&shown, |id| ips.shown(id));
+            return xml::rewrite_boots(&shown, |id| xml::BootView {
+                public_ip: ips.shown(id),
+                launched: self.machines.last_start(id),
+            });
         }
         Ok(shown)
     }

@@ -168,11 +168,7 @@ pub(super) fn is_env_name(s: &str) -> bool {
 }
 
 pub(super) fn is_memory_size(s: &str) -> bool {
-    let lower = s.to_ascii_lowercase();
-    let digits_end = lower
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
-    digits_end > 0 && ["", "b", "k", "kb", "m", "mb", "g", "gb"].contains(&&lower[digits_end..])
+    crate::spec::instance_memory::split_size(s).is_some()
 }
 
 pub(super) fn expand_home(p: &str) -> PathBuf {
