@@ -4,14 +4,18 @@
 set -eu
 root="$1"
 
-# 1. An offline apt repository with redis-server, redis-tools and whatever they need that the
-#    base does not already have: downloaded, not installed.
+# 1. The apt archive with redis-server, redis-tools and whatever they need that the base does
+#    not already have: downloaded, not installed, and moved OUT of the base into $2 (a cache
+#    directory next to it) with a Packages index. The front serves it over HTTP at 192.0.2.80,
+#    the distribution mirror's stand-in on the emulated internet: a host reaches it only as an
+#    EC2 instance reaches the internet (a public IP behind an internet gateway, or a NAT gateway).
+archive="$2"
 rm -f "$root"/var/cache/apt/archives/*.deb
 chroot "$root" apt-get install --download-only -y -q redis-server redis-tools
-mkdir -p "$root/opt/sandbox-apt"
-mv "$root"/var/cache/apt/archives/*.deb "$root/opt/sandbox-apt/"
+mkdir -p "$archive"
+mv "$root"/var/cache/apt/archives/*.deb "$archive/"
 (
-  cd "$root/opt/sandbox-apt"
+  cd "$archive"
   : > Packages
   for deb in *.deb; do
     dpkg-deb -f "$deb" >> Packages
@@ -21,7 +25,7 @@ mv "$root"/var/cache/apt/archives/*.deb "$root/opt/sandbox-apt/"
 )
 rm -f "$root/etc/apt/sources.list"
 rm -rf "$root"/etc/apt/sources.list.d/*
-echo 'deb [trusted=yes] file:/opt/sandbox-apt ./' > "$root/etc/apt/sources.list.d/sandbox.list"
+echo 'deb [trusted=yes] http://192.0.2.80/debian ./' > "$root/etc/apt/sources.list.d/sandbox.list"
 rm -rf "$root"/var/lib/apt/lists/*
 mkdir -p "$root/var/lib/apt/lists/partial"
 

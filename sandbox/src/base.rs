@@ -1,6 +1,9 @@
 //! The read-only Debian 12 base tree every host boots from, built once with mmdebstrap and
 //! cached under a content hash of its recipe (suite, mirrors, package list, customize script),
-//! so that a changed recipe builds a new base and an unchanged one is reused.
+//! so that a changed recipe builds a new base and an unchanged one is reused. The apt archive
+//! the build downloads (redis-server, redis-tools and what they need) is not in the base: it is
+//! moved to [`archive_dir`] next to it, which the front serves over HTTP on the emulated
+//! internet ([`crate::net::ARCHIVE_URL`]).
 
 use crate::paths::Paths;
 use anyhow::{Context, Result, bail};
@@ -30,7 +33,7 @@ pub const PACKAGES: &[&str] = &[
 ];
 const CUSTOMIZE: &str = include_str!("../base/customize.sh");
 /// Bump when the way the base is built changes outside the inputs hashed below.
-const RECIPE_VERSION: &str = "1";
+const RECIPE_VERSION: &str = "2";
 const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 
 pub fn content_hash() -> String {
@@ -52,11 +55,35 @@ pub fn dir(paths: &Paths) -> PathBuf {
     paths.cache.join(format!("base-{}", content_hash()))
 }
 
-/// Returns the base tree, building it first when the cache has none for this recipe.
+/// The apt archive built with a base (`<cache>/archive-<hash>/`, `Packages` and the .debs),
+/// next to the base tree `base`.
+pub fn archive_dir(base: &std::path::Path) -> PathBuf {
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().replacen("base-", "archive-", 1))
+        .unwrap_or_else(|| "archive".into());
+    base.with_file_name(name)
+}
+
+/// Whether a base and its archive are complete.
+fn complete(base: &std::path::Path) -> bool {
+    base.join("etc/apt/sources.list.d/sandbox.list").exists()
+        && archive_dir(base).join("Packages").exists()
+}
+
+/// Returns the base tree, building it (and its archive) first when the cache has none for this
+/// recipe.
 pub fn ensure(paths: &Paths) -> Result<PathBuf> {
     let target = dir(paths);
-    if target.join("opt/sandbox-apt/Packages").exists() {
+    if complete(&target) {
         return Ok(target);
+    }
+    let archive = archive_dir(&target);
+    for stale in [&target, &archive] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .with_context(|| format!("cannot remove the incomplete {}", stale.display()))?;
+        }
     }
     std::fs::create_dir_all(&paths.cache)?;
     std::fs::create_dir_all(paths.logs())?;
@@ -64,13 +91,18 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
     for entry in std::fs::read_dir(&paths.cache)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("base-") && name.contains(".tmp") {
+        if (name.starts_with("base-") || name.starts_with("archive-")) && name.contains(".tmp") {
             std::fs::remove_dir_all(entry.path()).ok();
         }
     }
     let tmp = paths
         .cache
         .join(format!("base-{}.tmp{}", content_hash(), std::process::id()));
+    let tmp_archive = paths.cache.join(format!(
+        "archive-{}.tmp{}",
+        content_hash(),
+        std::process::id()
+    ));
     let script = paths.cache.join(format!("customize-{}.sh", content_hash()));
     std::fs::write(&script, CUSTOMIZE)?;
     let log_path = paths.logs().join("base-build.log");
@@ -84,7 +116,11 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
     cmd.arg("--variant=apt")
         .arg("--mode=root")
         .arg(format!("--include={}", PACKAGES.join(",")))
-        .arg(format!("--customize-hook=sh {} \"$1\"", script.display()))
+        .arg(format!(
+            "--customize-hook=sh {} \"$1\" {}",
+            script.display(),
+            tmp_archive.display()
+        ))
         .arg(SUITE)
         .arg(&tmp)
         .args(MIRRORS)
@@ -100,6 +136,7 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
             child.kill().ok();
             child.wait().ok();
             std::fs::remove_dir_all(&tmp).ok();
+            std::fs::remove_dir_all(&tmp_archive).ok();
             bail!(
                 "mmdebstrap did not finish the base within {}s; see {}",
                 BUILD_LIMIT.as_secs(),
@@ -111,6 +148,7 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
     std::fs::remove_file(&script).ok();
     if !status.success() {
         std::fs::remove_dir_all(&tmp).ok();
+        std::fs::remove_dir_all(&tmp_archive).ok();
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(15).collect();
         bail!(
@@ -119,6 +157,9 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
+    // The archive first: a base without its archive is incomplete (and rebuilt).
+    std::fs::rename(&tmp_archive, &archive)
+        .with_context(|| format!("cannot move the new archive to {}", archive.display()))?;
     std::fs::rename(&tmp, &target)
         .with_context(|| format!("cannot move the new base to {}", target.display()))?;
     eprintln!(
@@ -129,14 +170,19 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
     Ok(target)
 }
 
-/// Removes cached bases of other recipes (called when no host runs).
+/// Removes cached bases (and archives) of other recipes (called when no host runs).
 pub fn prune(paths: &Paths, keep: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(&paths.cache) else {
         return;
     };
+    let keep_archive = archive_dir(keep);
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("base-") && e.path() != keep && e.path().is_dir() {
+        if (name.starts_with("base-") || name.starts_with("archive-"))
+            && e.path() != keep
+            && e.path() != keep_archive
+            && e.path().is_dir()
+        {
             eprintln!(
                 "removing the base of an older recipe: {}",
                 e.path().display()
@@ -152,5 +198,21 @@ mod tests {
     fn hash_is_stable_and_short() {
         assert_eq!(super::content_hash(), super::content_hash());
         assert_eq!(super::content_hash().len(), 16);
+    }
+
+    #[test]
+    fn the_archive_sits_next_to_its_base_and_is_the_only_source() {
+        let base = std::path::Path::new("/var/cache/redisctl-sandbox/base-0123456789abcdef");
+        assert_eq!(
+            super::archive_dir(base),
+            std::path::Path::new("/var/cache/redisctl-sandbox/archive-0123456789abcdef")
+        );
+        assert!(
+            super::CUSTOMIZE.contains(&format!(
+                "'deb [trusted=yes] {} ./'",
+                crate::net::ARCHIVE_URL
+            )),
+            "customize.sh names another archive than net::ARCHIVE_URL"
+        );
     }
 }

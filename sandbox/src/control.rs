@@ -123,6 +123,11 @@ pub struct RegionCounters {
     /// a missing one, a value of the wrong type: `front/model.rs`).
     #[serde(default)]
     pub invalid_requests: u64,
+    /// Refusals while a NAT gateway is not yet `deleted`: DeleteSubnet of its subnet,
+    /// DetachInternetGateway of its VPC (`DependencyViolation`), ReleaseAddress of its Elastic
+    /// IP (`InvalidIPAddress.InUse`).
+    #[serde(default)]
+    pub nat_in_use: u64,
 }
 
 /// The answer to [`Request::Region`].

@@ -33,6 +33,12 @@ fn nameservers() -> Vec<Ipv4Addr> {
 /// The operator's address on the emulated internet (inside the reference spec's `ssh_cidrs`,
 /// `203.0.113.7/32`, a documentation range): what it sends into the VPC leaves from here.
 pub const OPERATOR_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+/// The distribution mirror's stand-in on the emulated internet (TEST-NET-1, a documentation
+/// address, on the operator namespace's loopback): the front serves the base's apt archive
+/// here over HTTP ([`ARCHIVE_URL`]). Hosts reach it only as EC2 instances reach the internet.
+pub const ARCHIVE_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
+/// The hosts' only apt source (written into the base by `sandbox/base/customize.sh`).
+pub const ARCHIVE_URL: &str = "http://192.0.2.80/debian";
 /// Where instances' public IPs come from (TEST-NET-2, a documentation range).
 pub const PUBLIC_RANGE: &str = "198.51.100.0/24";
 
@@ -164,12 +170,15 @@ pub fn ensure_operator() -> Result<()> {
             "lo",
         ],
     )?;
-    let operator = format!("{OPERATOR_ADDR}/32");
-    if !lo.contains(&format!(" {operator} ")) {
-        run(
-            "ip",
-            &["-n", OPERATOR_NETNS, "addr", "add", &operator, "dev", "lo"],
-        )?;
+    // And the archive's (the distribution mirror's stand-in, served by the front).
+    for addr in [OPERATOR_ADDR, ARCHIVE_ADDR] {
+        let cidr = format!("{addr}/32");
+        if !lo.contains(&format!(" {cidr} ")) {
+            run(
+                "ip",
+                &["-n", OPERATOR_NETNS, "addr", "add", &cidr, "dev", "lo"],
+            )?;
+        }
     }
     // Routing between subnets happens in the operator namespace (per-namespace sysctl).
     run(

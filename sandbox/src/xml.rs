@@ -550,6 +550,28 @@ pub fn rewrite_snapshots(xml: &str, view: impl Fn(&str) -> SnapshotView) -> Resu
     Ok(splice(xml, edits))
 }
 
+/// The NAT gateways of a DescribeNatGateways or CreateNatGateway answer with the state the
+/// region shows (`state(id)`: `Some` replaces moto's `<state>`).
+pub fn rewrite_nat_gateways(
+    xml: &str,
+    state: impl Fn(&str) -> Option<&'static str>,
+) -> Result<String> {
+    let doc = parse(xml)?;
+    let edits = doc
+        .descendants()
+        .filter(|n| {
+            is_item_of(n, &["natGatewaySet"])
+                || (n.is_element() && n.tag_name().name() == "natGateway")
+        })
+        .filter_map(|gw| {
+            let id = child_text(gw, "natGatewayId")?;
+            let shown = state(&id)?;
+            Some(replace_leaf(child(gw, "state")?, shown))
+        })
+        .collect();
+    Ok(splice(xml, edits))
+}
+
 /// The list of a Describe answer without the items of `set` whose id (any of `id_elements`,
 /// direct children of the item) is hidden.
 pub fn hide_items(

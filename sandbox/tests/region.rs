@@ -12,13 +12,32 @@ use std::time::{Duration, Instant};
 
 const BOOT_LIMIT: Duration = Duration::from_secs(60);
 
+/// Subnet 10.0.1.0/24 as a public subnet: instances get a public IP and it routes 0.0.0.0/0 to
+/// an internet gateway, so its hosts reach the apt archive (the distribution mirror's
+/// stand-in on the emulated internet), as EC2 instances reach the internet.
+async fn public_subnet(ec2: &aws_sdk_ec2::Client, net: &Net) {
+    let subnet = &net.subnets[0].0;
+    ec2.modify_subnet_attribute()
+        .subnet_id(subnet)
+        .map_public_ip_on_launch(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    internet_route(ec2, &net.vpc, subnet).await;
+}
+
 #[tokio::test]
-async fn run_instance_boots_a_host_reachable_by_ssh_with_offline_apt() {
+async fn run_instance_boots_a_host_reachable_by_ssh_with_apt() {
     let sb = Sandbox::acquire();
     let ec2 = client().await;
     let net = network(&ec2).await;
     let keys = Keys::new();
     import_key(&ec2, "op", &keys).await;
+    public_subnet(&ec2, &net).await;
 
     let t = Instant::now();
     let id = run_instance(&ec2, &net.subnets[0].0, "10.0.1.10", "op", true, None).await;
@@ -41,7 +60,8 @@ async fn run_instance_boots_a_host_reachable_by_ssh_with_offline_apt() {
     // Password logins are off.
     assert!(ssh_ok(&keys, "10.0.1.10", "sudo sshd -T").contains("passwordauthentication no"));
 
-    // The real install step, with no network: the offline repository in the base.
+    // The real install step, from the archive on the emulated internet (through the internet
+    // gateway, from the host's public IP).
     let out = ssh_ok(
         &keys,
         "10.0.1.10",
@@ -718,7 +738,7 @@ async fn a_stop_right_after_launch_is_still_a_clean_shutdown() {
 }
 
 /// The no-init image: the same base booted without systemd (a shell script is PID 1). SSH,
-/// sudo, the hostname and the offline apt repository work; nothing says systemd booted; a
+/// sudo, the hostname and apt (from a public subnet) work; nothing says systemd booted; a
 /// daemon started later (the stock redis-server, by the package's init script) is stopped
 /// cleanly by StopInstances, and nothing starts it again at the next boot.
 #[tokio::test]
@@ -728,6 +748,7 @@ async fn a_host_without_an_init_system_runs_sshd_and_stops_cleanly() {
     let net = network(&ec2).await;
     let keys = Keys::new();
     import_key(&ec2, "op", &keys).await;
+    public_subnet(&ec2, &net).await;
     let ip = "10.0.1.80";
     let id = run_instance_from(
         &ec2,
@@ -762,7 +783,7 @@ async fn a_host_without_an_init_system_runs_sshd_and_stops_cleanly() {
     assert_eq!(ssh_ok(&keys, ip, "hostname").trim(), "ip-10-0-1-80");
     assert_eq!(ssh_ok(&keys, ip, "sudo id -un").trim(), "root");
 
-    // Offline apt. Without a runlevel invoke-rc.d starts nothing; the package's init script
+    // apt, from the archive. Without a runlevel invoke-rc.d starts nothing; the package's init script
     // starts the stock server (a daemon re-parented to PID 1) when asked.
     let out = ssh_ok(
         &keys,

@@ -9,6 +9,7 @@
 //! gateway, security groups); `seed` fills a region as a used account; all of them talk to moto
 //! through `moto`; everything logs through [`crate::logging`].
 
+mod archive;
 mod machines;
 mod model;
 mod moto;
@@ -53,6 +54,7 @@ pub fn daemon(paths: Paths, settings: RegionSettings) -> Result<()> {
 }
 
 async fn serve(paths: Paths, base: PathBuf, settings: RegionSettings) -> Result<()> {
+    let archive_dir = crate::base::archive_dir(&base);
     let (moto, waited) = Moto::connect().await?;
     log(&format!(
         "moto answers on {} after {} ms",
@@ -87,6 +89,23 @@ async fn serve(paths: Paths, base: PathBuf, settings: RegionSettings) -> Result<
         .clear()
         .await
         .context("cannot set up the VPC's network rules")?;
+
+    // The distribution mirror's stand-in on the emulated internet (ends with the front).
+    let archive_addr = std::net::SocketAddr::from((crate::net::ARCHIVE_ADDR, 80));
+    let archive_listener = TcpListener::bind(archive_addr)
+        .await
+        .with_context(|| format!("cannot listen on {archive_addr} (the archive's address)"))?;
+    let archive_log = paths.logs().join("archive.log");
+    log(&format!(
+        "apt archive {} served at {} (requests in {})",
+        archive_dir.display(),
+        crate::net::ARCHIVE_URL,
+        archive_log.display()
+    ));
+    let archive_task =
+        tokio::spawn(
+            async move { archive::serve(archive_listener, &archive_dir, archive_log).await },
+        );
 
     let http = TcpListener::bind(crate::FRONT_ADDR)
         .await
@@ -139,6 +158,7 @@ async fn serve(paths: Paths, base: PathBuf, settings: RegionSettings) -> Result<
             _ = int.recv() => break,
         }
     }
+    archive_task.abort();
     log("shutting down: stopping every host");
     proxy.machines.remove_all_hosts().await.ok();
     std::fs::remove_file(&sock).ok();

@@ -21,6 +21,12 @@
 //! - **Security groups**: a new connection to an instance must be allowed by an ingress rule of
 //!   one of its groups, and one from it by an egress rule (CIDR sources, or groups: the private
 //!   IPs of the instances in that group); replies pass. Default deny.
+//! - **Egress to the internet** (the only service there is the apt archive, [`ARCHIVE_ADDR`]): a
+//!   host whose subnet routes `0.0.0.0/0` to an attached internet gateway goes out from its
+//!   public IP (none: dropped); one whose subnet routes it to an `available` NAT gateway (in a
+//!   subnet with such a gateway route, with an Elastic IP) goes out from the NAT gateway's
+//!   address; anything else is dropped (a timeout). Source NAT in the operator namespace
+//!   ([`View::internet_source`]), after the host's egress rules.
 
 use crate::xml::{self, child, child_text, items, parse};
 use anyhow::Result;
@@ -28,7 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-pub use crate::net::{OPERATOR_ADDR, PUBLIC_RANGE};
+pub use crate::net::{ARCHIVE_ADDR, OPERATOR_ADDR, PUBLIC_RANGE};
 /// The nftables table the front owns in the operator namespace.
 pub const TABLE: &str = "vpc";
 
@@ -50,6 +56,16 @@ pub struct RouteTable {
     pub subnets: Vec<String>,
     /// (destination CIDR, target id: `igw-…`, `nat-…`, `local`, …)
     pub routes: Vec<(String, String)>,
+}
+
+/// A NAT gateway as moto holds it, its state as the timed region shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatGateway {
+    pub subnet: String,
+    /// `pending`, `available`, `deleting`, `deleted`, `failed`.
+    pub state: String,
+    /// Its Elastic IP (the first address with a public IP).
+    pub public_ip: Option<Ipv4Addr>,
 }
 
 /// One rule of a security group (`IpPermission`).
@@ -79,6 +95,10 @@ pub struct View {
     /// internet gateway id → the VPC it is attached to
     pub gateways: HashMap<String, String>,
     pub groups: HashMap<String, Group>,
+    /// NAT gateway id → what it is.
+    pub nat_gateways: HashMap<String, NatGateway>,
+    /// The Elastic IPs allocated (moto's DescribeAddresses).
+    pub elastic_ips: Vec<Ipv4Addr>,
 }
 
 fn rules(perms: Option<roxmltree::Node>) -> Vec<Rule> {
@@ -110,13 +130,16 @@ fn rules(perms: Option<roxmltree::Node>) -> Vec<Rule> {
 
 impl View {
     /// From moto's answers to DescribeInstances, DescribeSubnets, DescribeRouteTables,
-    /// DescribeInternetGateways and DescribeSecurityGroups (all of the account).
+    /// DescribeInternetGateways, DescribeSecurityGroups, DescribeNatGateways and
+    /// DescribeAddresses (all of the account; the last two may be empty: nothing).
     pub fn parse(
         instances: &str,
         subnets: &str,
         route_tables: &str,
         gateways: &str,
         groups: &str,
+        nat_gateways: &str,
+        addresses: &str,
     ) -> Result<View> {
         let mut view = View {
             instances: xml::instances(instances)?
@@ -197,6 +220,36 @@ impl View {
                 );
             }
         }
+        if !nat_gateways.is_empty() {
+            let doc = parse(nat_gateways)?;
+            for g in items(&doc, "natGatewaySet") {
+                let (Some(id), Some(subnet)) =
+                    (child_text(g, "natGatewayId"), child_text(g, "subnetId"))
+                else {
+                    continue;
+                };
+                let public_ip = child(g, "natGatewayAddressSet").and_then(|a| {
+                    a.children()
+                        .filter(|c| c.is_element())
+                        .find_map(|c| child_text(c, "publicIp")?.parse().ok())
+                });
+                view.nat_gateways.insert(
+                    id,
+                    NatGateway {
+                        subnet,
+                        state: child_text(g, "state").unwrap_or_default(),
+                        public_ip,
+                    },
+                );
+            }
+        }
+        if !addresses.is_empty() {
+            let doc = parse(addresses)?;
+            view.elastic_ips = items(&doc, "addressesSet")
+                .into_iter()
+                .filter_map(|a| child_text(a, "publicIp")?.parse().ok())
+                .collect();
+        }
         Ok(view)
     }
 
@@ -219,6 +272,34 @@ impl View {
                 dest == "0.0.0.0/0" && self.gateways.get(target).is_some_and(|v| v == vpc)
             })
         })
+    }
+
+    /// The target of a subnet's `0.0.0.0/0` route (its own table, else its VPC's main one).
+    fn default_route(&self, subnet: &str) -> Option<&str> {
+        self.route_table(subnet)?
+            .routes
+            .iter()
+            .find(|(dest, _)| dest == "0.0.0.0/0")
+            .map(|(_, target)| target.as_str())
+    }
+
+    /// The address a host's traffic to the internet leaves from, or `None` (dropped), as EC2
+    /// routes it: its subnet's `0.0.0.0/0` to an internet gateway attached to its VPC and a
+    /// public IP (`public_ip`, the front's) → that address; to a NAT gateway that is
+    /// `available`, has an Elastic IP and whose own subnet routes `0.0.0.0/0` to an attached
+    /// internet gateway → the NAT gateway's address.
+    pub fn internet_source(&self, id: &str, public_ip: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+        let subnet = self.instance(id)?.subnet.as_deref()?;
+        let target = self.default_route(subnet)?;
+        if target.starts_with("igw-") {
+            return public_ip.filter(|_| self.routes_to_internet(subnet));
+        }
+        let nat = self.nat_gateways.get(target)?;
+        (nat.state == "available"
+            && self.subnets.get(&nat.subnet) == self.subnets.get(subnet)
+            && self.routes_to_internet(&nat.subnet))
+        .then_some(nat.public_ip)
+        .flatten()
     }
 
     /// The private IPs of the instances in a group (not terminated).
@@ -367,20 +448,39 @@ pub fn operator_rules(view: &View, hosts: &[Host], bridge: &str) -> String {
         },
         "",
     );
-    // To the operator: replies only (nothing on the operator side serves the hosts).
-    dispatch(
-        &mut s,
-        "to_operator {\n    type filter hook input priority 0; policy accept;",
-        hosts,
-        |h| {
-            format!(
-                "iifname \"{bridge}\" ip saddr {} jump {}",
-                h.private_ip,
-                chain_name("out", &h.id)
-            )
-        },
-        &format!("    iifname \"{bridge}\" drop\n"),
+    // To the operator namespace: replies, and new connections to the internet's services (the
+    // archive) from the hosts that have a way out, after their egress rules; nothing else
+    // (nothing on the operator side serves the hosts).
+    let egress: Vec<(&Host, Ipv4Addr)> = hosts
+        .iter()
+        .filter_map(|h| Some((h, view.internet_source(&h.id, h.public_ip)?)))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  chain to_operator {{\n    type filter hook input priority 0; policy accept;\n    ct state established,related accept"
     );
+    for (h, _) in &egress {
+        let _ = writeln!(
+            s,
+            "    iifname \"{bridge}\" ip saddr {} ip daddr {ARCHIVE_ADDR} jump {}",
+            h.private_ip,
+            chain_name("out", &h.id)
+        );
+    }
+    let _ = writeln!(s, "    iifname \"{bridge}\" drop\n  }}");
+    // ... leaving from the host's public IP, or its NAT gateway's (source NAT).
+    let _ = writeln!(
+        s,
+        "  chain internet_source {{\n    type nat hook input priority 100;"
+    );
+    for (h, source) in &egress {
+        let _ = writeln!(
+            s,
+            "    iifname \"{bridge}\" ip saddr {} ip daddr {ARCHIVE_ADDR} snat to {source}",
+            h.private_ip
+        );
+    }
+    let _ = writeln!(s, "  }}");
     // Host to host: the sender's egress rules, then (a later base chain) the receiver's ingress.
     dispatch(
         &mut s,
@@ -445,11 +545,13 @@ pub fn operator_rules(view: &View, hosts: &[Host], bridge: &str) -> String {
 }
 
 /// The public IPs the front hands out: a new one at every boot, never the one just released
-/// while another is free.
+/// while another is free; and the Elastic IPs (AllocateAddress), from the same range.
 #[derive(Debug, Default)]
 pub struct PublicIps {
     /// instance id → its address now
     pub held: BTreeMap<String, Ipv4Addr>,
+    /// The Elastic IPs allocated (moto's, and one being allocated).
+    pub elastic: std::collections::BTreeSet<Ipv4Addr>,
     next: u32,
 }
 
@@ -465,17 +567,26 @@ impl PublicIps {
         for _ in 0..COUNT {
             let ip = Ipv4Addr::new(198, 51, 100, (FIRST + self.next % COUNT) as u8);
             self.next = self.next.wrapping_add(1);
-            if !self.held.values().any(|h| *h == ip) {
+            if !self.held.values().any(|h| *h == ip) && !self.elastic.contains(&ip) {
                 return Some(ip);
             }
         }
         None
     }
 
+    /// An address for a new Elastic IP (AllocateAddress gives it to moto), held from now on.
+    pub fn allocate_elastic(&mut self) -> Option<Ipv4Addr> {
+        let ip = self.allocate()?;
+        self.elastic.insert(ip);
+        Some(ip)
+    }
+
     /// Gives every running instance moto gave a public address one of ours (if it has none),
-    /// and takes it back from every other. Returns what changed, for the log.
+    /// and takes it back from every other; the Elastic IPs are moto's. Returns what changed,
+    /// for the log.
     pub fn settle(&mut self, view: &View, running: &[String]) -> Vec<String> {
         let mut changes = Vec::new();
+        self.elastic = view.elastic_ips.iter().copied().collect();
         let wanted: Vec<&str> = running
             .iter()
             .filter(|id| view.instance(id).is_some_and(|i| i.has_public_ip))
@@ -510,7 +621,7 @@ impl PublicIps {
 }
 
 /// The actions after which the network is decided again (they change instances, addresses,
-/// routes, gateways or security groups).
+/// routes, gateways or security groups), at once.
 pub const ACTIONS: &[&str] = &[
     "RunInstances",
     "StartInstances",
@@ -534,6 +645,13 @@ pub const ACTIONS: &[&str] = &[
     "ReplaceRouteTableAssociation",
     "AttachInternetGateway",
     "DetachInternetGateway",
+    // (CreateNatGateway: when the gateway becomes `available`, at the end of its `pending`
+    // window; the proxy schedules it.)
+    "DeleteNatGateway",
+    "AllocateAddress",
+    "ReleaseAddress",
+    "AssociateAddress",
+    "DisassociateAddress",
 ];
 
 /// The network's state in the front: the public IPs handed out and the table last applied.
@@ -545,12 +663,15 @@ pub struct Network {
 
 impl Network {
     /// Reads what moto holds, settles the public IPs of the `running` instances and applies
-    /// the operator namespace's table when it changed. Called under the front's machine lock.
+    /// the operator namespace's table when it changed. `nat_states`: the NAT gateways whose
+    /// state the timed region shows otherwise than moto (`pending`, `deleting`). Called under
+    /// the front's machine lock.
     pub async fn reconcile(
         &self,
         moto: &crate::front::moto::Moto,
         auth: &crate::front::moto::Auth,
         running: &[String],
+        nat_states: &HashMap<String, &'static str>,
     ) -> Result<()> {
         let mut answers = Vec::new();
         for action in [
@@ -559,16 +680,25 @@ impl Network {
             "DescribeRouteTables",
             "DescribeInternetGateways",
             "DescribeSecurityGroups",
+            "DescribeNatGateways",
+            "DescribeAddresses",
         ] {
             answers.push(moto.ec2(auth, &[("Action", action)]).await?);
         }
-        let view = View::parse(
+        let mut view = View::parse(
             &answers[0],
             &answers[1],
             &answers[2],
             &answers[3],
             &answers[4],
+            &answers[5],
+            &answers[6],
         )?;
+        for (id, state) in nat_states {
+            if let Some(n) = view.nat_gateways.get_mut(id) {
+                n.state = state.to_string();
+            }
+        }
         let hosts: Vec<Host> = {
             let mut ips = self.ips.lock().unwrap();
             for change in ips.settle(&view, running) {
@@ -812,6 +942,152 @@ mod tests {
         assert_eq!(chain("out_i_x").trim(), "chain out_i_x {\n    drop");
     }
 
+    /// The cluster's VPC with a private subnet (subnet-3) routing to a NAT gateway in subnet-1.
+    fn with_nat(state: &str) -> View {
+        let mut v = cluster();
+        v.route_tables.push(RouteTable {
+            vpc: "vpc-1".into(),
+            main: false,
+            subnets: vec!["subnet-3".into()],
+            routes: vec![
+                ("10.0.0.0/16".into(), "local".into()),
+                ("0.0.0.0/0".into(), "nat-1".into()),
+            ],
+        });
+        v.nat_gateways.insert(
+            "nat-1".into(),
+            NatGateway {
+                subnet: "subnet-1".into(),
+                state: state.into(),
+                public_ip: Some("198.51.100.3".parse().unwrap()),
+            },
+        );
+        v
+    }
+
+    #[test]
+    fn egress_leaves_from_the_public_ip_or_the_nat_gateway_or_not_at_all() {
+        let public: Option<Ipv4Addr> = Some("198.51.100.10".parse().unwrap());
+        let v = cluster();
+        assert_eq!(v.internet_source("i-a", public), public, "public IP + IGW");
+        assert_eq!(v.internet_source("i-a", None), None, "no public IP");
+        assert_eq!(v.internet_source("i-x", public), None, "no default route");
+        let mut v = cluster();
+        v.gateways.clear();
+        assert_eq!(v.internet_source("i-a", public), None, "gateway detached");
+
+        let nat: Option<Ipv4Addr> = Some("198.51.100.3".parse().unwrap());
+        assert_eq!(with_nat("available").internet_source("i-x", None), nat);
+        for state in ["pending", "deleting", "deleted", "failed"] {
+            assert_eq!(
+                with_nat(state).internet_source("i-x", None),
+                None,
+                "{state}"
+            );
+        }
+        // A NAT gateway needs an Elastic IP and a way out of its own subnet.
+        let mut v = with_nat("available");
+        v.nat_gateways.get_mut("nat-1").unwrap().public_ip = None;
+        assert_eq!(v.internet_source("i-x", None), None);
+        let mut v = with_nat("available");
+        v.nat_gateways.get_mut("nat-1").unwrap().subnet = "subnet-3".into();
+        assert_eq!(
+            v.internet_source("i-x", None),
+            None,
+            "NAT in a private subnet"
+        );
+        // A host with a public IP in the NAT's route goes out through the NAT gateway.
+        assert_eq!(with_nat("available").internet_source("i-x", public), nat);
+    }
+
+    #[test]
+    fn only_hosts_with_a_way_out_reach_the_archive_translated() {
+        let mut hs = hosts();
+        let r = operator_rules(&with_nat("pending"), &hs, "br0");
+        let chain = |r: &str, name: &str| -> String {
+            let start = r.find(&format!("chain {name} {{")).unwrap();
+            r[start..start + r[start..].find("  }").unwrap()].to_string()
+        };
+        let to_op = chain(&r, "to_operator");
+        assert!(
+            to_op.contains("iifname \"br0\" ip saddr 10.0.1.10 ip daddr 192.0.2.80 jump out_i_a"),
+            "{to_op}"
+        );
+        assert!(!to_op.contains("10.0.3.50"), "NAT pending: {to_op}");
+        assert!(
+            to_op.trim_end().ends_with("iifname \"br0\" drop"),
+            "{to_op}"
+        );
+        let snat = chain(&r, "internet_source");
+        assert!(snat.contains("type nat hook input"), "{snat}");
+        assert!(
+            snat.contains("ip saddr 10.0.1.10 ip daddr 192.0.2.80 snat to 198.51.100.10"),
+            "{snat}"
+        );
+        assert_eq!(snat.matches(" snat to ").count(), 1, "{snat}");
+
+        let r = operator_rules(&with_nat("available"), &hs, "br0");
+        assert!(
+            chain(&r, "internet_source")
+                .contains("ip saddr 10.0.3.50 ip daddr 192.0.2.80 snat to 198.51.100.3"),
+            "{r}"
+        );
+        assert!(
+            chain(&r, "to_operator")
+                .contains("ip saddr 10.0.3.50 ip daddr 192.0.2.80 jump out_i_x")
+        );
+
+        // No public IP, IGW route: nothing out.
+        hs[0].public_ip = None;
+        let r = operator_rules(&cluster(), &hs, "br0");
+        assert!(!chain(&r, "to_operator").contains("jump"), "{r}");
+        assert!(!chain(&r, "internet_source").contains("snat"), "{r}");
+    }
+
+    #[test]
+    fn elastic_ips_come_from_the_public_range_and_are_not_handed_to_instances() {
+        let v = cluster();
+        let mut ips = PublicIps::default();
+        let eip = ips.allocate_elastic().unwrap();
+        assert!(crate::net::contains(PUBLIC_RANGE, eip));
+        let mut v2 = v.clone();
+        v2.elastic_ips = vec![eip];
+        for _ in 0..300 {
+            ips.settle(&v2, &["i-a".into()]);
+            assert_ne!(ips.held["i-a"], eip);
+            ips.settle(&v2, &[]);
+        }
+        // Released in moto: free again.
+        ips.settle(&v, &[]);
+        assert!(ips.elastic.is_empty());
+    }
+
+    #[test]
+    fn parses_nat_gateways_and_addresses() {
+        let nat = r#"<DescribeNatGatewaysResponse><natGatewaySet><item><natGatewayAddressSet><item><allocationId>eipalloc-1</allocationId><privateIp>10.116.145.16</privateIp><publicIp>198.51.100.3</publicIp></item></natGatewayAddressSet><natGatewayId>nat-1</natGatewayId><state>available</state><subnetId>subnet-1</subnetId><vpcId>vpc-1</vpcId></item></natGatewaySet></DescribeNatGatewaysResponse>"#;
+        let addr = r#"<DescribeAddressesResponse><addressesSet><item><allocationId>eipalloc-1</allocationId><publicIp>198.51.100.3</publicIp></item></addressesSet></DescribeAddressesResponse>"#;
+        let empty = |set: &str| format!("<R><{set}/></R>");
+        let v = View::parse(
+            &empty("reservationSet"),
+            &empty("subnetSet"),
+            &empty("routeTableSet"),
+            &empty("internetGatewaySet"),
+            &empty("securityGroupInfo"),
+            nat,
+            addr,
+        )
+        .unwrap();
+        assert_eq!(
+            v.nat_gateways["nat-1"],
+            NatGateway {
+                subnet: "subnet-1".into(),
+                state: "available".into(),
+                public_ip: Some("198.51.100.3".parse().unwrap()),
+            }
+        );
+        assert_eq!(v.elastic_ips, vec![Ipv4Addr::new(198, 51, 100, 3)]);
+    }
+
     #[test]
     fn protocols_and_ports() {
         assert_eq!(
@@ -859,7 +1135,7 @@ mod tests {
         let igw = r#"<DescribeInternetGatewaysResponse><internetGatewaySet><item><attachmentSet><item><state>available</state><vpcId>vpc-1</vpcId></item></attachmentSet><internetGatewayId>igw-1</internetGatewayId></item></internetGatewaySet></DescribeInternetGatewaysResponse>"#;
         let sn = r#"<DescribeSubnetsResponse><subnetSet><item><subnetId>subnet-1</subnetId><vpcId>vpc-1</vpcId></item></subnetSet></DescribeSubnetsResponse>"#;
         let inst = r#"<DescribeInstancesResponse><reservationSet><item><instancesSet><item><instanceId>i-1</instanceId><instanceState><name>running</name></instanceState><subnetId>subnet-1</subnetId><privateIpAddress>10.0.1.10</privateIpAddress><ipAddress>54.1.2.3</ipAddress><groupSet><item><groupId>sg-1</groupId></item></groupSet></item></instancesSet></item></reservationSet></DescribeInstancesResponse>"#;
-        let v = View::parse(inst, sn, rt, igw, sg).unwrap();
+        let v = View::parse(inst, sn, rt, igw, sg, "", "").unwrap();
         assert!(v.routes_to_internet("subnet-1"));
         assert_eq!(v.groups["sg-1"].ingress[0].groups, vec!["sg-1"]);
         assert_eq!(v.groups["sg-1"].egress[0].cidrs, vec!["0.0.0.0/0"]);
@@ -871,7 +1147,8 @@ mod tests {
     /// machine has nft and may make one (the sandbox's machines do).
     #[test]
     fn nft_reads_the_rules() {
-        let rules = operator_rules(&cluster(), &hosts(), "lo");
+        let rules = operator_rules(&with_nat("available"), &hosts(), "lo");
+        assert!(rules.contains(" snat to "), "{rules}");
         let child = std::process::Command::new("unshare")
             .args(["-n", "nft", "-c", "-f", "-"])
             .stdin(std::process::Stdio::piped())

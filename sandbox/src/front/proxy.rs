@@ -390,6 +390,12 @@ impl Proxy {
         for d in due {
             tokio::spawn(self.clone().carry_out(auth.clone(), d));
         }
+        if action == "CreateNatGateway"
+            && let Some(id) = xml::first_text(body, "natGatewayId")?
+        {
+            let after = region.nat_available_in(&id, now).unwrap_or_default();
+            tokio::spawn(self.clone().reconcile_later(auth.clone(), after));
+        }
         let shown = region.rewrite(action, body, previous, now)?;
         drop(region);
         if matches!(action, "DescribeInstances" | "RunInstances") {
@@ -469,6 +475,11 @@ impl Proxy {
         let body = with_aws_defaults(action, params, body);
         let unavailable =
             |e: anyhow::Error| self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}"));
+        if action == "AllocateAddress" {
+            return self
+                .allocate_address(auth, method, path, headers, params, body)
+                .await;
+        }
         if !machines::ACTIONS.contains(&action) {
             let answer = self
                 .moto
@@ -540,7 +551,62 @@ impl Proxy {
     /// The network decided again from moto's records (under the machine lock).
     pub async fn reconcile(&self, auth: &Auth) -> anyhow::Result<()> {
         let running = self.machines.running_ids();
-        self.network.reconcile(&self.moto, auth, &running).await
+        let nat_states = self.region.lock().unwrap().nat_states(Instant::now());
+        self.network
+            .reconcile(&self.moto, auth, &running, &nat_states)
+            .await
+    }
+
+    /// A NAT gateway becomes `available` when its `pending` window ends: the network is decided
+    /// again then (under the machine lock).
+    async fn reconcile_later(self: Arc<Self>, auth: Auth, after: std::time::Duration) {
+        tokio::time::sleep(after).await;
+        let _guard = self.machine.lock().await;
+        if let Err(e) = self.reconcile(&auth).await {
+            log(&format!(
+                "cannot enforce the network when a NAT gateway became available: {e:#}"
+            ));
+        }
+    }
+
+    /// AllocateAddress: the front picks the Elastic IP (moto's would be 127.x.y.z) from the
+    /// public range, so that traffic leaving from it has somewhere to come back to.
+    async fn allocate_address(
+        &self,
+        auth: &Auth,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        params: &[(String, String)],
+        body: Bytes,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), Response<Full<Bytes>>> {
+        let _guard = self.machine.lock().await;
+        let body = if param(params, "Address").is_some() {
+            body
+        } else {
+            let Some(ip) = self.network.ips.lock().unwrap().allocate_elastic() else {
+                return Err(self.error(
+                    400,
+                    "AddressLimitExceeded",
+                    "The maximum number of addresses has been reached.",
+                ));
+            };
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in form_urlencoded::parse(&body) {
+                form.append_pair(&k, &v);
+            }
+            form.append_pair("Address", &ip.to_string());
+            Bytes::from(form.finish())
+        };
+        let answer = self
+            .moto
+            .forward(method, path, headers, body)
+            .await
+            .map_err(|e| self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}")))?;
+        self.reconcile(auth)
+            .await
+            .map_err(|e| self.network_failed("AllocateAddress", e))?;
+        Ok(answer)
     }
 
     fn network_failed(&self, action: &str, e: anyhow::Error) -> Response<Full<Bytes>> {

@@ -48,6 +48,10 @@ pub const ATTACHING_SECS: f64 = 3.0;
 pub const DETACHING_SECS: f64 = 5.0;
 /// After TerminateInstances, the ENI and public address are released (10–60 s).
 pub const LINGERING_SECS: f64 = 40.0;
+/// CreateNatGateway: `pending` → `available` (AWS: typically a minute or two).
+pub const NAT_PENDING_SECS: f64 = 90.0;
+/// DeleteNatGateway: `deleting` → `deleted` (AWS: about a minute).
+pub const NAT_DELETING_SECS: f64 = 60.0;
 /// How long EC2 keeps a ClientToken (24 hours).
 pub const TOKEN_MEMORY_SECS: f64 = 86_400.0;
 
@@ -212,6 +216,23 @@ struct SnapshotClock {
     until: Instant,
 }
 
+/// A NAT gateway's timeline and what it holds until it is `deleted`.
+struct NatClock {
+    subnet: Option<String>,
+    vpc: Option<String>,
+    allocations: Vec<String>,
+    public_ips: Vec<String>,
+    available_at: Instant,
+    /// Set by DeleteNatGateway: `deleting` until then, `deleted` after.
+    deleted_at: Option<Instant>,
+}
+
+impl NatClock {
+    fn deleted(&self, now: Instant) -> bool {
+        self.deleted_at.is_some_and(|t| now >= t)
+    }
+}
+
 /// What a terminated instance still holds for a while.
 struct Lingering {
     vpc: Option<String>,
@@ -231,6 +252,7 @@ pub struct Region {
     volumes: HashMap<String, VolumeClock>,
     snapshots: HashMap<String, SnapshotClock>,
     lingering: Vec<Lingering>,
+    nats: HashMap<String, NatClock>,
 }
 
 impl Region {
@@ -245,6 +267,7 @@ impl Region {
             volumes: HashMap::new(),
             snapshots: HashMap::new(),
             lingering: Vec::new(),
+            nats: HashMap::new(),
         }
     }
 
@@ -256,6 +279,7 @@ impl Region {
         self.volumes.clear();
         self.snapshots.clear();
         self.lingering.clear();
+        self.nats.clear();
     }
 
     fn window(&self, model_secs: f64) -> Duration {
@@ -316,9 +340,92 @@ impl Region {
             self.counters.incorrect_state += 1;
             return Some(r);
         }
+        if let Some(r) = self.nat_in_use(action, params, now) {
+            self.counters.nat_in_use += 1;
+            return Some(r);
+        }
         let r = self.still_in_use(action, params)?;
         self.counters.lingering += 1;
         Some(r)
+    }
+
+    /// The state a NAT gateway shows now when it differs from moto's (`available` at once,
+    /// `deleted` at once): `pending` after its create, `deleting` after its delete.
+    pub fn nat_state(&self, id: &str, now: Instant) -> Option<&'static str> {
+        let n = self.nats.get(id)?;
+        match n.deleted_at {
+            Some(t) if now < t => Some("deleting"),
+            Some(_) => None,
+            None if now < n.available_at => Some("pending"),
+            None => None,
+        }
+    }
+
+    /// Every NAT gateway whose state differs from moto's now (for the network).
+    pub fn nat_states(&self, now: Instant) -> HashMap<String, &'static str> {
+        self.nats
+            .keys()
+            .filter_map(|id| Some((id.clone(), self.nat_state(id, now)?)))
+            .collect()
+    }
+
+    /// How long until a NAT gateway just created is `available` (the network is decided again
+    /// then).
+    pub fn nat_available_in(&self, id: &str, now: Instant) -> Option<Duration> {
+        let n = self.nats.get(id)?;
+        (n.deleted_at.is_none() && now < n.available_at).then(|| n.available_at - now)
+    }
+
+    /// While a NAT gateway is not `deleted`, its subnet, its VPC's internet gateway and its
+    /// Elastic IP are in use; a delete of an unknown NAT gateway is refused as EC2 does.
+    fn nat_in_use(
+        &self,
+        action: &str,
+        params: &[(String, String)],
+        now: Instant,
+    ) -> Option<Refusal> {
+        let p = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        if action == "DeleteNatGateway" {
+            let id = p("NatGatewayId")?;
+            return (!self.nats.contains_key(id)).then(|| Refusal {
+                code: "NatGatewayNotFound",
+                message: format!("The Nat Gateway {id} was not found"),
+            });
+        }
+        let mut live = self.nats.iter().filter(|(_, n)| !n.deleted(now));
+        live.find_map(|(id, n)| match action {
+            "DeleteSubnet" if n.subnet.is_some() && n.subnet.as_ref() == p("SubnetId") => {
+                Some(Refusal {
+                    code: "DependencyViolation",
+                    message: format!(
+                        "The subnet '{}' has dependencies and cannot be deleted.",
+                        n.subnet.as_deref().unwrap_or_default()
+                    ),
+                })
+            }
+            "DetachInternetGateway"
+                if n.vpc.is_some()
+                    && n.vpc.as_ref() == p("VpcId")
+                    && !n.public_ips.is_empty() =>
+            {
+                Some(Refusal {
+                    code: "DependencyViolation",
+                    message: format!(
+                        "Network {} has some mapped public address(es). Please unmap those public address(es) before detaching the gateway.",
+                        n.vpc.as_deref().unwrap_or_default()
+                    ),
+                })
+            }
+            "ReleaseAddress" => {
+                let by_id = p("AllocationId").filter(|a| n.allocations.contains(a));
+                let by_ip = p("PublicIp").filter(|a| n.public_ips.contains(a));
+                by_id.or(by_ip).map(|a| Refusal {
+                    code: "InvalidIPAddress.InUse",
+                    message: format!("Address {a} is in use (by {id})."),
+                })
+            }
+            _ => None,
+        })
     }
 
     /// A request naming a resource inside its consistency window. A key pair's create names
@@ -528,6 +635,44 @@ impl Region {
                     self.snapshots.remove(id);
                 }
             }
+            "CreateNatGateway" => {
+                let doc = xml::parse(body)?;
+                let gw = doc
+                    .descendants()
+                    .find(|n| n.is_element() && n.tag_name().name() == "natGateway")
+                    .context("moto's CreateNatGateway answer has no natGateway")?;
+                let id = xml::child_text(gw, "natGatewayId")
+                    .context("moto's CreateNatGateway answer has no natGatewayId")?;
+                let addresses = xml::child(gw, "natGatewayAddressSet")
+                    .map(|s| s.children().filter(|c| c.is_element()).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                self.nats.insert(
+                    id,
+                    NatClock {
+                        subnet: xml::child_text(gw, "subnetId"),
+                        vpc: xml::child_text(gw, "vpcId"),
+                        allocations: addresses
+                            .iter()
+                            .filter_map(|a| xml::child_text(*a, "allocationId"))
+                            .collect(),
+                        public_ips: addresses
+                            .iter()
+                            .filter_map(|a| xml::child_text(*a, "publicIp"))
+                            .collect(),
+                        available_at: now + self.window(NAT_PENDING_SECS),
+                        deleted_at: None,
+                    },
+                );
+            }
+            "DeleteNatGateway" => {
+                let until = now + self.window(NAT_DELETING_SECS);
+                if let Some((_, id)) = params.iter().find(|(k, _)| k == "NatGatewayId")
+                    && let Some(n) = self.nats.get_mut(id)
+                    && n.deleted_at.is_none()
+                {
+                    n.deleted_at = Some(until);
+                }
+            }
             _ => {}
         }
         Ok(due)
@@ -640,6 +785,9 @@ impl Region {
                         .map(|(a, _)| a.clone()),
                 }
             }),
+            "DescribeNatGateways" | "CreateNatGateway" => {
+                xml::rewrite_nat_gateways(body, |id| self.nat_state(id, now))
+            }
             "DescribeSnapshots" | "CreateSnapshot" => {
                 xml::rewrite_snapshots(body, |id| SnapshotView {
                     hide: hide(id),
@@ -1059,6 +1207,134 @@ mod tests {
         );
         assert_eq!(r.counters.lingering, 4);
         let t2 = t0 + scaled(LINGERING_SECS, 1.0);
+        assert_eq!(
+            refused(&mut r, "DeleteSubnet", &[("SubnetId", "subnet-1")], t2),
+            None
+        );
+    }
+
+    #[test]
+    fn a_nat_gateway_is_pending_then_available_and_holds_its_subnet_and_address_until_deleted() {
+        let mut r = region();
+        let t0 = Instant::now();
+        let created = r#"<CreateNatGatewayResponse><natGateway><natGatewayAddressSet><item><allocationId>eipalloc-1</allocationId><publicIp>198.51.100.3</publicIp></item></natGatewayAddressSet><natGatewayId>nat-1</natGatewayId><state>available</state><subnetId>subnet-1</subnetId><vpcId>vpc-1</vpcId></natGateway></CreateNatGatewayResponse>"#;
+        r.record("CreateNatGateway", &[], created, None, &[], t0)
+            .unwrap();
+        let shown = r
+            .rewrite("CreateNatGateway", created, &HashMap::new(), t0)
+            .unwrap();
+        assert!(shown.contains("<state>pending</state>"), "{shown}");
+        let listed = created
+            .replace(
+                "CreateNatGatewayResponse><natGateway>",
+                "DescribeNatGatewaysResponse><natGatewaySet><item>",
+            )
+            .replace(
+                "</natGateway></CreateNatGatewayResponse>",
+                "</item></natGatewaySet></DescribeNatGatewaysResponse>",
+            )
+            .replace(
+                "<CreateNatGatewayResponse>",
+                "<DescribeNatGatewaysResponse>",
+            );
+        let at = |r: &Region, t| {
+            r.rewrite("DescribeNatGateways", &listed, &HashMap::new(), t)
+                .unwrap()
+        };
+        assert!(at(&r, t0).contains("<state>pending</state>"));
+        assert_eq!(
+            r.nat_available_in("nat-1", t0),
+            Some(scaled(NAT_PENDING_SECS, 1.0))
+        );
+        let t1 = t0 + scaled(NAT_PENDING_SECS, 1.0);
+        assert!(at(&r, t1).contains("<state>available</state>"));
+        assert!(r.nat_states(t1).is_empty());
+
+        let refused = |r: &mut Region, action: &str, ps: &[(&str, &str)], t| {
+            r.refuse(action, &p(ps), t).map(|x| x.code)
+        };
+        assert_eq!(
+            refused(&mut r, "DeleteSubnet", &[("SubnetId", "subnet-1")], t1),
+            Some("DependencyViolation")
+        );
+        assert_eq!(
+            refused(
+                &mut r,
+                "ReleaseAddress",
+                &[("AllocationId", "eipalloc-1")],
+                t1
+            ),
+            Some("InvalidIPAddress.InUse")
+        );
+        assert_eq!(
+            refused(
+                &mut r,
+                "ReleaseAddress",
+                &[("PublicIp", "198.51.100.3")],
+                t1
+            ),
+            Some("InvalidIPAddress.InUse")
+        );
+        assert_eq!(
+            refused(
+                &mut r,
+                "DetachInternetGateway",
+                &[("VpcId", "vpc-1"), ("InternetGatewayId", "igw-1")],
+                t1
+            ),
+            Some("DependencyViolation")
+        );
+        assert_eq!(
+            refused(&mut r, "DeleteSubnet", &[("SubnetId", "subnet-2")], t1),
+            None
+        );
+        assert_eq!(
+            refused(&mut r, "DeleteNatGateway", &[("NatGatewayId", "nat-2")], t1),
+            Some("NatGatewayNotFound")
+        );
+        assert_eq!(r.counters.nat_in_use, 5);
+
+        let del = p(&[("NatGatewayId", "nat-1")]);
+        assert_eq!(r.refuse("DeleteNatGateway", &del, t1), None);
+        r.record(
+            "DeleteNatGateway",
+            &del,
+            "<DeleteNatGatewayResponse/>",
+            None,
+            &[],
+            t1,
+        )
+        .unwrap();
+        let deleted = listed.replace("<state>available</state>", "<state>deleted</state>");
+        let shown = r
+            .rewrite("DescribeNatGateways", &deleted, &HashMap::new(), t1)
+            .unwrap();
+        assert!(shown.contains("<state>deleting</state>"), "{shown}");
+        assert_eq!(
+            refused(
+                &mut r,
+                "ReleaseAddress",
+                &[("AllocationId", "eipalloc-1")],
+                t1
+            ),
+            Some("InvalidIPAddress.InUse"),
+            "still deleting"
+        );
+        let t2 = t1 + scaled(NAT_DELETING_SECS, 1.0);
+        assert_eq!(
+            r.rewrite("DescribeNatGateways", &deleted, &HashMap::new(), t2)
+                .unwrap(),
+            deleted
+        );
+        assert_eq!(
+            refused(
+                &mut r,
+                "ReleaseAddress",
+                &[("AllocationId", "eipalloc-1")],
+                t2
+            ),
+            None
+        );
         assert_eq!(
             refused(&mut r, "DeleteSubnet", &[("SubnetId", "subnet-1")], t2),
             None

@@ -362,3 +362,110 @@ pub async fn instance_state(ec2: &Client, id: &str) -> String {
         .as_str()
         .to_string()
 }
+
+/// An internet gateway attached to the VPC and a route table sending 0.0.0.0/0 to it, for
+/// `subnet`. Returns the route table's id.
+pub async fn internet_route(ec2: &Client, vpc: &str, subnet: &str) -> String {
+    let igw = ec2
+        .create_internet_gateway()
+        .send()
+        .await
+        .unwrap()
+        .internet_gateway
+        .unwrap()
+        .internet_gateway_id
+        .unwrap();
+    until_found("AttachInternetGateway", || {
+        ec2.attach_internet_gateway()
+            .internet_gateway_id(&igw)
+            .vpc_id(vpc)
+            .send()
+    })
+    .await;
+    let rt = ec2
+        .create_route_table()
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap()
+        .route_table
+        .unwrap()
+        .route_table_id
+        .unwrap();
+    until_found("CreateRoute", || {
+        ec2.create_route()
+            .route_table_id(&rt)
+            .destination_cidr_block("0.0.0.0/0")
+            .gateway_id(&igw)
+            .send()
+    })
+    .await;
+    until_found("AssociateRouteTable", || {
+        ec2.associate_route_table()
+            .route_table_id(&rt)
+            .subnet_id(subnet)
+            .send()
+    })
+    .await;
+    rt
+}
+
+/// `sudo apt-get update` in the host against the sandbox's archive, bounded (5 s per
+/// connection, no retries, any failed index is an error). Returns whether it worked, and its
+/// output.
+pub fn apt_update(keys: &Keys, ip: &str) -> (bool, String) {
+    let out = ssh(
+        keys,
+        ip,
+        "timeout 60 sudo apt-get -q -o Acquire::http::Timeout=5 -o Acquire::Retries=0 --error-on=any update 2>&1",
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && !text.contains("Err:"), text)
+}
+
+/// `apt_update` that must work.
+pub fn apt_update_ok(keys: &Keys, ip: &str) {
+    let (ok, text) = apt_update(keys, ip);
+    assert!(ok, "apt-get update in {ip} failed:\n{text}");
+}
+
+/// The sandbox's archive log (`logs/archive.log`: `GET /debian/Packages 200 from 198.51.100.23`).
+pub fn archive_log(sb: &Sandbox) -> std::path::PathBuf {
+    sb.paths.logs().join("archive.log")
+}
+
+/// Its length now (to read what a test adds).
+pub fn archive_log_len(sb: &Sandbox) -> usize {
+    std::fs::read_to_string(archive_log(sb))
+        .map(|s| s.len())
+        .unwrap_or(0)
+}
+
+/// The source addresses of the requests logged since `offset`.
+pub fn archive_sources_since(sb: &Sandbox, offset: usize) -> Vec<String> {
+    let log = std::fs::read_to_string(archive_log(sb)).unwrap_or_default();
+    let mut out: Vec<String> = log
+        .get(offset..)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.rsplit_once(" from ").map(|(_, ip)| ip.trim().to_string()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A host may open a TCP connection to the archive (bounded: 3 s).
+pub fn reaches_archive(keys: &Keys, ip: &str) -> bool {
+    ssh(
+        keys,
+        ip,
+        "timeout 3 bash -c 'exec 3<>/dev/tcp/192.0.2.80/80'",
+    )
+    .status
+    .success()
+}
