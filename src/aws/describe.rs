@@ -169,6 +169,56 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok::<_, AwsError>(out)
     };
+    let nat_gateways = async {
+        let mut out: Vec<observed::NatGateway> = c
+            .describe_nat_gateways()
+            .filter(cluster_filter(spec))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_err("DescribeNatGateways", name, e))?
+            .into_iter()
+            .filter(|g| g.state().is_some_and(|st| st.as_str() != "deleted"))
+            .map(|g| observed::NatGateway {
+                id: s(g.nat_gateway_id()),
+                subnet_id: s(g.subnet_id()),
+                vpc_id: s(g.vpc_id()),
+                state: g
+                    .state()
+                    .map(|x| x.as_str().to_string())
+                    .unwrap_or_default(),
+                allocation_ids: g
+                    .nat_gateway_addresses()
+                    .iter()
+                    .filter_map(|a| a.allocation_id().map(String::from))
+                    .collect(),
+                tags: tag_map(g.tags()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok::<_, AwsError>(out)
+    };
+    let addresses = async {
+        let mut out: Vec<observed::Address> = c
+            .describe_addresses()
+            .filters(cluster_filter(spec))
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeAddresses", name, e))?
+            .addresses()
+            .iter()
+            .map(|a| observed::Address {
+                allocation_id: s(a.allocation_id()),
+                public_ip: s(a.public_ip()),
+                association_id: a.association_id().map(String::from),
+                tags: tag_map(a.tags()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.allocation_id.cmp(&b.allocation_id));
+        Ok::<_, AwsError>(out)
+    };
     let sgs = async {
         let mut out: Vec<observed::SecurityGroup> = c
             .describe_security_groups()
@@ -409,13 +459,26 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         internet_gateways,
         route_tables,
         security_groups,
+        nat_gateways,
+        addresses,
         key_pairs,
         instances,
         volumes,
         snapshots,
         images,
     ) = tokio::try_join!(
-        vpcs, subnets, igws, rts, sgs, key_pairs, instances, volumes, snapshots, images
+        vpcs,
+        subnets,
+        igws,
+        rts,
+        sgs,
+        nat_gateways,
+        addresses,
+        key_pairs,
+        instances,
+        volumes,
+        snapshots,
+        images
     )?;
     Ok(Observed {
         vpcs,
@@ -423,6 +486,8 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         internet_gateways,
         route_tables,
         security_groups,
+        nat_gateways,
+        addresses,
         key_pairs,
         instances,
         volumes,

@@ -6,6 +6,7 @@
 mod describe;
 mod inspect;
 mod instances;
+mod nat;
 mod network;
 mod nodes;
 mod ops;

@@ -1,5 +1,5 @@
-//! The cluster's network, ensured and deleted: VPC, subnets, internet gateway, route table and
-//! its default route, security group and its ingress rules. Each ensure adopts what it finds by
+//! The cluster's network, ensured and deleted: VPC, subnets, internet gateway, route tables and
+//! their default routes, security group and its ingress rules (the NAT gateway: `nat.rs`). Each ensure adopts what it finds by
 //! identity (tags, CIDR, name); each delete counts a resource already gone as done.
 
 use aws_sdk_ec2::types::{
@@ -46,6 +46,21 @@ fn permission(rule: &IngressRule, sg: &str, description: Option<&str>) -> IpPerm
         )
     };
     b.build()
+}
+
+/// A default route's target, resolved to its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target<'a> {
+    InternetGateway(&'a str),
+    NatGateway(&'a str),
+}
+
+impl<'a> Target<'a> {
+    pub(super) fn id(self) -> &'a str {
+        match self {
+            Target::InternetGateway(id) | Target::NatGateway(id) => id,
+        }
+    }
 }
 
 impl Aws {
@@ -201,12 +216,12 @@ impl Aws {
         }
     }
 
-    /// The cluster's route table in `vpc` (found by tags, else created), whose default route
-    /// goes to `igw`.
+    /// A route table of the cluster in `vpc` (found by its tags, else created) whose default
+    /// route goes to `target` (none: it has no default route).
     pub(super) async fn ensure_route_table(
         &self,
         vpc: &str,
-        igw: &str,
+        target: Option<Target<'_>>,
         tags: &Tags,
     ) -> Result<String, AwsError> {
         let c = &self.client;
@@ -242,28 +257,46 @@ impl Aws {
                 .iter()
                 .find(|x| x.destination_cidr_block() == Some("0.0.0.0/0"))
         });
-        match route {
-            Some(x) if x.gateway_id() == Some(igw) => {}
-            Some(_) => self.default_route(&id, igw, true).await?,
-            None => self.default_route(&id, igw, false).await?,
+        let now = route.and_then(|x| x.gateway_id().or(x.nat_gateway_id()));
+        if now != target.map(Target::id) {
+            self.default_route(&id, target, route.is_some()).await?;
         }
         Ok(id)
     }
 
+    /// Create or replace the default route of `rt` (to `target`), or delete it (none).
     pub(super) async fn default_route(
         &self,
         rt: &str,
-        igw: &str,
+        target: Option<Target<'_>>,
         replace: bool,
     ) -> Result<(), AwsError> {
         let c = &self.client;
+        let Some(target) = target else {
+            return match c
+                .delete_route()
+                .route_table_id(rt)
+                .destination_cidr_block("0.0.0.0/0")
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if is_code(&e, &["InvalidRoute.NotFound"]) => Ok(()),
+                Err(e) => Err(api_err("DeleteRoute", rt, e)),
+            };
+        };
+        let named = [rt, target.id()];
         let replace_route = || async {
-            self.settle("ReplaceRoute", rt, &[rt, igw], &[], || {
-                c.replace_route()
+            self.settle("ReplaceRoute", rt, &named, &[], || {
+                let call = c
+                    .replace_route()
                     .route_table_id(rt)
-                    .destination_cidr_block("0.0.0.0/0")
-                    .gateway_id(igw)
-                    .send()
+                    .destination_cidr_block("0.0.0.0/0");
+                match target {
+                    Target::InternetGateway(g) => call.gateway_id(g),
+                    Target::NatGateway(n) => call.nat_gateway_id(n),
+                }
+                .send()
             })
             .await
             .map(|_| ())
@@ -273,12 +306,16 @@ impl Aws {
             return replace_route().await;
         }
         match self
-            .settle("CreateRoute", rt, &[rt, igw], &[], || {
-                c.create_route()
+            .settle("CreateRoute", rt, &named, &[], || {
+                let call = c
+                    .create_route()
                     .route_table_id(rt)
-                    .destination_cidr_block("0.0.0.0/0")
-                    .gateway_id(igw)
-                    .send()
+                    .destination_cidr_block("0.0.0.0/0");
+                match target {
+                    Target::InternetGateway(g) => call.gateway_id(g),
+                    Target::NatGateway(n) => call.nat_gateway_id(n),
+                }
+                .send()
             })
             .await
         {

@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Filter;
 
+use super::network::Target;
 use super::{Aws, AwsError, api_err, filter};
 use crate::observed::Tags;
-use crate::plan::{Ec2Op, Ref};
+use crate::plan::{Ec2Op, Ref, RouteTarget};
 
 /// Describe filters on the values of `keys` in `t` (identity tags).
 pub(super) fn tag_filters(t: &Tags, keys: &[&str]) -> Vec<Filter> {
@@ -35,6 +36,25 @@ fn resolve(x: &Ref, made: &BTreeMap<String, String>) -> Result<String, AwsError>
             source: "dependency order".into(),
         }),
     }
+}
+
+/// A default route's target with its id resolved (`true`: a NAT gateway).
+fn resolve_target(
+    t: Option<&RouteTarget>,
+    made: &BTreeMap<String, String>,
+) -> Result<Option<(bool, String)>, AwsError> {
+    Ok(match t {
+        None => None,
+        Some(RouteTarget::InternetGateway(x)) => Some((false, resolve(x, made)?)),
+        Some(RouteTarget::NatGateway(x)) => Some((true, resolve(x, made)?)),
+    })
+}
+
+fn target_ref(t: &Option<(bool, String)>) -> Option<Target<'_>> {
+    t.as_ref().map(|(nat, id)| match nat {
+        true => Target::NatGateway(id),
+        false => Target::InternetGateway(id),
+    })
 }
 
 impl Aws {
@@ -72,18 +92,38 @@ impl Aws {
             Ec2Op::AttachInternetGateway { igw, vpc } => {
                 self.attach_igw(igw, &r(vpc)?).await.map(|()| None)
             }
-            Ec2Op::CreateRouteTable { vpc, igw, tags } => {
-                let (vpc, igw) = (r(vpc)?, r(igw)?);
-                self.ensure_route_table(&vpc, &igw, tags).await.map(Some)
+            Ec2Op::CreateRouteTable { vpc, target, tags } => {
+                let vpc = r(vpc)?;
+                let target = resolve_target(target.as_ref(), made)?;
+                self.ensure_route_table(&vpc, target_ref(&target), tags)
+                    .await
+                    .map(Some)
             }
             Ec2Op::SetDefaultRoute {
                 route_table,
-                igw,
+                target,
                 replace,
-            } => self
-                .default_route(route_table, &r(igw)?, *replace)
-                .await
-                .map(|()| None),
+            } => {
+                let target = resolve_target(target.as_ref(), made)?;
+                self.default_route(route_table, target_ref(&target), *replace)
+                    .await
+                    .map(|()| None)
+            }
+            Ec2Op::AllocateAddress { tags } => self.ensure_address(tags).await.map(Some),
+            Ec2Op::CreateNatGateway {
+                subnet,
+                allocation,
+                tags,
+            } => {
+                let (subnet, allocation) = (r(subnet)?, r(allocation)?);
+                self.ensure_nat_gateway(&subnet, &allocation, tags)
+                    .await
+                    .map(Some)
+            }
+            Ec2Op::DeleteNatGateway { id } => self.delete_nat_gateway(id).await.map(|()| None),
+            Ec2Op::ReleaseAddress { allocation_id } => {
+                self.release_address(allocation_id).await.map(|()| None)
+            }
             Ec2Op::AssociateRouteTable {
                 route_table,
                 subnet,

@@ -93,7 +93,8 @@ pub(crate) fn delay(
     if busy.contains(&code) {
         return Some(Delay::Dependency);
     }
-    (code.ends_with(".NotFound") && fresh.any(named)).then_some(Delay::Consistency)
+    // `NatGatewayNotFound` is the one NotFound code without its dot.
+    (code.ends_with("NotFound") && fresh.any(named)).then_some(Delay::Consistency)
 }
 
 /// Exponential backoff from 100 ms, doubling, capped at `cap`.

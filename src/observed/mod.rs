@@ -21,6 +21,12 @@ pub struct Observed {
     pub internet_gateways: Vec<InternetGateway>,
     pub route_tables: Vec<RouteTable>,
     pub security_groups: Vec<SecurityGroup>,
+    /// NAT gateways that are not `deleted` (`pending`, `available`, `deleting`, `failed`).
+    #[serde(default)]
+    pub nat_gateways: Vec<NatGateway>,
+    /// Elastic IPs.
+    #[serde(default)]
+    pub addresses: Vec<Address>,
     pub key_pairs: Vec<KeyPair>,
     /// Instances that are not terminated (pending, running, stopping, stopped, shutting-down).
     pub instances: Vec<Instance>,
@@ -201,6 +207,28 @@ pub struct SecurityGroup {
     pub tags: Tags,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatGateway {
+    pub id: String,
+    pub subnet_id: String,
+    pub vpc_id: String,
+    /// `pending`, `available`, `deleting` or `failed`.
+    pub state: String,
+    /// The Elastic IPs it holds (allocation ids).
+    pub allocation_ids: Vec<String>,
+    pub tags: Tags,
+}
+
+/// An Elastic IP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub allocation_id: String,
+    pub public_ip: String,
+    /// What holds it now (a NAT gateway's network interface, an instance), if anything.
+    pub association_id: Option<String>,
+    pub tags: Tags,
+}
+
 /// One (protocol, port range, source) triple: AWS groups them, redisctl compares them singly.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct IngressRule {
@@ -302,6 +330,16 @@ impl Observed {
             self.security_groups
                 .iter()
                 .map(|r| format!("security group {}", r.id)),
+        );
+        out.extend(
+            self.nat_gateways
+                .iter()
+                .map(|r| format!("NAT gateway {} ({})", r.id, r.state)),
+        );
+        out.extend(
+            self.addresses
+                .iter()
+                .map(|r| format!("Elastic IP {} ({})", r.allocation_id, r.public_ip)),
         );
         out.extend(
             self.key_pairs

@@ -30,6 +30,11 @@ pub enum Role {
     Node,
     Volume,
     Snapshot,
+    /// The NAT gateway's public subnet, its route table, its Elastic IP and the gateway.
+    NatSubnet,
+    NatRouteTable,
+    NatEip,
+    NatGateway,
 }
 
 impl Role {
@@ -44,6 +49,10 @@ impl Role {
             Role::Node => "node",
             Role::Volume => "volume",
             Role::Snapshot => "snapshot",
+            Role::NatSubnet => "nat-subnet",
+            Role::NatRouteTable => "nat-rt",
+            Role::NatEip => "nat-eip",
+            Role::NatGateway => "nat",
         }
     }
 }

@@ -80,7 +80,34 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             }),
         );
     }
-    let mut network = Vec::new();
+    // The NAT gateway first (EC2 takes a minute or two; its interface holds its subnet and its
+    // Elastic IP until it is deleted), then its address.
+    let mut nat_gateways = Vec::new();
+    for g in &o.nat_gateways {
+        let a = s.address("nat_gateway".into(), &g.id);
+        nat_gateways.push(s.delete(
+            a,
+            Phase::Network,
+            &g.id,
+            vec![],
+            Op::Ec2(Ec2Op::DeleteNatGateway { id: g.id.clone() }),
+        ));
+    }
+    let mut addresses = Vec::new();
+    for e in &o.addresses {
+        let a = s.address("nat_eip".into(), &e.allocation_id);
+        addresses.push(s.delete(
+            a,
+            Phase::Network,
+            &e.allocation_id,
+            nat_gateways.clone(),
+            Op::Ec2(Ec2Op::ReleaseAddress {
+                allocation_id: e.allocation_id.clone(),
+            }),
+        ));
+    }
+    let mut network = nat_gateways.clone();
+    network.extend(addresses.iter().cloned());
     for g in &o.security_groups {
         let a = s.address("sg".into(), &g.id);
         network.push(s.delete(
@@ -105,11 +132,13 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
     network.extend(route_tables.iter().cloned());
     for g in &o.internet_gateways {
         let a = s.address("igw".into(), &g.id);
+        let mut deps = instances.clone();
+        deps.extend(addresses.iter().cloned());
         network.push(s.delete(
             a,
             Phase::Network,
             &g.id,
-            instances.clone(),
+            deps,
             Op::Ec2(Ec2Op::DeleteInternetGateway {
                 id: g.id.clone(),
                 detach_from: g.attached_to.clone(),
@@ -121,12 +150,14 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             .network
             .subnets
             .iter()
+            .chain(spec.network.nat_subnet.iter())
             .find(|x| x.cidr.to_string() == sub.cidr)
             .map(|x| x.name.clone())
             .unwrap_or_else(|| sub.id.clone());
         let a = s.address(format!("subnet.{name}"), &sub.id);
         let mut deps = instances.clone();
         deps.extend(route_tables.iter().cloned());
+        deps.extend(nat_gateways.iter().cloned());
         network.push(s.delete(
             a,
             Phase::Network,

@@ -29,6 +29,7 @@
 
 mod builder;
 mod destroy;
+mod egress;
 pub mod encryption;
 pub mod fingerprint;
 mod instances;

@@ -10,7 +10,7 @@ use super::model::*;
 use super::{naming, security};
 use crate::observed::tags::Role;
 use crate::observed::{self, IngressRule};
-use crate::spec::SshVia;
+use crate::spec::Egress;
 
 /// What the instances need from the network.
 pub(super) struct Network {
@@ -23,8 +23,28 @@ pub(super) fn plan_network(b: &mut Builder<'_>) -> Network {
     let (vpc_id, vpc_ref) = vpc(b);
     let subnet_ids = subnets(b, vpc_id.as_deref(), &vpc_ref);
     let igw_ref = internet_gateway(b, vpc_id.as_deref(), &vpc_ref);
-    let (rt, rt_ref) = route_table(b, &vpc_ref, &igw_ref);
+    let nat_ref = super::egress::nat_gateway(b, vpc_id.as_deref(), &vpc_ref, &igw_ref);
+    let wanted = match b.spec.network.egress {
+        Egress::PublicIp => Wanted {
+            target: Some(RouteTarget::InternetGateway(igw_ref.clone())),
+            dep: b.dep("igw").into_iter().next(),
+            what: "internet gateway",
+        },
+        Egress::NatGateway => Wanted {
+            target: nat_ref.map(RouteTarget::NatGateway),
+            dep: b.dep("nat_gateway").into_iter().next(),
+            what: "NAT gateway",
+        },
+        Egress::None => Wanted {
+            target: None,
+            dep: None,
+            what: "",
+        },
+    };
+    let (rt, rt_ref) = route_table(b, Role::RouteTable, "route_table", &vpc_ref, wanted);
     route_table_associations(b, rt, &rt_ref, &subnet_ids);
+    super::egress::remove_unwanted(b);
+    super::egress::nodes_without_public_ip(b);
     let (sg, sg_ref) = security_group(b, &vpc_ref);
     ingress_rules(b, sg, &sg_ref);
     Network {
@@ -88,96 +108,102 @@ fn subnets(
     vpc_ref: &Ref,
 ) -> BTreeMap<String, Option<String>> {
     let spec = b.spec;
-    let obs = b.observed;
-    let our_subnets: Vec<&observed::Subnet> = obs
-        .subnets
-        .iter()
-        .filter(|s| role_is(&s.tags, Role::Subnet) && Some(s.vpc_id.as_str()) == vpc_id)
-        .collect();
-    let map_public_ip = spec.ssh.via == SshVia::PublicIp;
+    let map_public_ip = spec.network.egress == Egress::PublicIp;
     let mut subnet_ids: BTreeMap<String, Option<String>> = BTreeMap::new();
     for s in &spec.network.subnets {
-        let address = format!("subnet.{}", s.name);
-        let cidr = s.cidr.to_string();
-        let desired_tags = b.tags(Role::Subnet, &s.name, None);
-        let matching: Vec<&observed::Subnet> = our_subnets
-            .iter()
-            .copied()
-            .filter(|o| o.cidr == cidr)
-            .collect();
-        let found = b.single(&address, matching, |o| &o.id);
-        match found {
-            None => {
-                b.push(
-                    Step::new(
-                        address.clone(),
-                        Action::Create,
-                        Phase::Network,
-                        format!("no subnet {cidr} in the cluster's VPC"),
-                    )
-                    .changes(vec![
-                        Change::create("cidr_block", &cidr),
-                        Change::create("availability_zone", &s.az),
-                        Change::create("map_public_ip_on_launch", map_public_ip.to_string()),
-                        Change::after_apply("id"),
-                    ])
-                    .depends_on(b.dep("vpc"))
-                    .op(Op::Ec2(Ec2Op::CreateSubnet {
-                        vpc: vpc_ref.clone(),
-                        cidr: cidr.clone(),
-                        az: s.az.clone(),
-                        map_public_ip,
-                        tags: desired_tags,
-                    })),
-                );
-                subnet_ids.insert(s.name.clone(), None);
-            }
-            Some(o) => {
-                subnet_ids.insert(s.name.clone(), Some(o.id.clone()));
-                if o.az != s.az {
-                    b.note(
-                        NoteLevel::Blocker,
-                        &address,
-                        format!(
-                            "subnet {} ({cidr}) is in {} but the spec puts it in {}: a subnet cannot move between AZs; restore the AZ in the spec, or destroy and re-create the cluster",
-                            o.id, o.az, s.az
-                        ),
-                    );
-                }
-                let mut changes = Vec::new();
-                let mut ops = Vec::new();
-                if o.map_public_ip_on_launch != map_public_ip {
-                    changes.push(Change::update(
-                        "map_public_ip_on_launch",
-                        o.map_public_ip_on_launch.to_string(),
-                        map_public_ip.to_string(),
-                    ));
-                    ops.push(Op::Ec2(Ec2Op::SetSubnetPublicIp {
-                        subnet: o.id.clone(),
-                        map_public_ip,
-                    }));
-                }
-                if let Some((c, op)) = b.set_tags_op(&o.id, &o.tags, &desired_tags) {
-                    changes.extend(c);
-                    ops.push(op);
-                }
-                if !ops.is_empty() {
-                    b.push(
-                        Step::new(
-                            address,
-                            Action::Update,
-                            Phase::Network,
-                            "attributes differ from the spec",
-                        )
-                        .unchanged(3 - usize::from(o.map_public_ip_on_launch != map_public_ip))
-                        .changes(changes)
-                        .ops(ops),
-                    );
-                }
-            }
-        }
+        let id = subnet(b, Role::Subnet, s, vpc_id, vpc_ref, map_public_ip);
+        subnet_ids.insert(s.name.clone(), id);
     }
     subnet_ids
+}
+
+/// One subnet of the cluster's VPC with `role`, found by its CIDR: created, or brought back to
+/// the spec. Its id, or `None` when this plan creates it (at `subnet.<name>`).
+pub(super) fn subnet(
+    b: &mut Builder<'_>,
+    role: Role,
+    s: &crate::spec::Subnet,
+    vpc_id: Option<&str>,
+    vpc_ref: &Ref,
+    map_public_ip: bool,
+) -> Option<String> {
+    let obs = b.observed;
+    let address = format!("subnet.{}", s.name);
+    let cidr = s.cidr.to_string();
+    let desired_tags = b.tags(role, &s.name, None);
+    let matching: Vec<&observed::Subnet> = obs
+        .subnets
+        .iter()
+        .filter(|o| role_is(&o.tags, role) && Some(o.vpc_id.as_str()) == vpc_id)
+        .filter(|o| o.cidr == cidr)
+        .collect();
+    let found = b.single(&address, matching, |o| &o.id);
+    let Some(o) = found else {
+        b.push(
+            Step::new(
+                address.clone(),
+                Action::Create,
+                Phase::Network,
+                format!("no subnet {cidr} in the cluster's VPC"),
+            )
+            .changes(vec![
+                Change::create("cidr_block", &cidr),
+                Change::create("availability_zone", &s.az),
+                Change::create("map_public_ip_on_launch", map_public_ip.to_string()),
+                Change::after_apply("id"),
+            ])
+            .depends_on(b.dep("vpc"))
+            .op(Op::Ec2(Ec2Op::CreateSubnet {
+                vpc: vpc_ref.clone(),
+                cidr: cidr.clone(),
+                az: s.az.clone(),
+                map_public_ip,
+                tags: desired_tags,
+            })),
+        );
+        return None;
+    };
+    if o.az != s.az {
+        b.note(
+            NoteLevel::Blocker,
+            &address,
+            format!(
+                "subnet {} ({cidr}) is in {} but the spec puts it in {}: a subnet cannot move between AZs; restore the AZ in the spec, or destroy and re-create the cluster",
+                o.id, o.az, s.az
+            ),
+        );
+    }
+    let mut changes = Vec::new();
+    let mut ops = Vec::new();
+    if o.map_public_ip_on_launch != map_public_ip {
+        changes.push(Change::update(
+            "map_public_ip_on_launch",
+            o.map_public_ip_on_launch.to_string(),
+            map_public_ip.to_string(),
+        ));
+        ops.push(Op::Ec2(Ec2Op::SetSubnetPublicIp {
+            subnet: o.id.clone(),
+            map_public_ip,
+        }));
+    }
+    if let Some((c, op)) = b.set_tags_op(&o.id, &o.tags, &desired_tags) {
+        changes.extend(c);
+        ops.push(op);
+    }
+    if !ops.is_empty() {
+        b.push(
+            Step::new(
+                address,
+                Action::Update,
+                Phase::Network,
+                "attributes differ from the spec",
+            )
+            .unchanged(3 - usize::from(o.map_public_ip_on_launch != map_public_ip))
+            .changes(changes)
+            .ops(ops),
+        );
+    }
+    Some(o.id.clone())
 }
 
 /// The reference to the internet gateway.
@@ -259,48 +285,80 @@ fn internet_gateway(b: &mut Builder<'_>, vpc_id: Option<&str>, vpc_ref: &Ref) ->
     b.reference("igw", igw.map(|g| g.id.as_str()))
 }
 
-/// The route table as observed, and the reference the associations use.
-fn route_table<'o>(
+/// Where a route table's default route goes, and the step it waits for (if planned).
+pub(super) struct Wanted {
+    pub target: Option<RouteTarget>,
+    /// The step that makes or readies the target.
+    pub dep: Option<String>,
+    /// What the target is, for a reason: "internet gateway", "NAT gateway".
+    pub what: &'static str,
+}
+
+fn target_id(t: &Option<RouteTarget>) -> Option<&str> {
+    match t {
+        Some(RouteTarget::InternetGateway(Ref::Id(id)) | RouteTarget::NatGateway(Ref::Id(id))) => {
+            Some(id)
+        }
+        _ => None,
+    }
+}
+
+/// How a plan calls the route table at `address`.
+fn table_label(address: &str) -> &str {
+    match address {
+        "nat_route_table" => "public route table (the NAT gateway's)",
+        _ => "route table",
+    }
+}
+
+/// A route table of the cluster with `role` (at `address`), as observed, and the reference its
+/// associations use; its default route goes where `wanted` says.
+pub(super) fn route_table<'o>(
     b: &mut Builder<'o>,
+    role: Role,
+    address: &str,
     vpc_ref: &Ref,
-    igw_ref: &Ref,
+    wanted: Wanted,
 ) -> (Option<&'o observed::RouteTable>, Ref) {
     let obs = b.observed;
     let rts: Vec<&observed::RouteTable> = obs
         .route_tables
         .iter()
-        .filter(|r| role_is(&r.tags, Role::RouteTable))
+        .filter(|r| role_is(&r.tags, role))
         .collect();
-    let rt = b.single("route_table", rts, |r| &r.id);
-    let rt_tags = b.tags(Role::RouteTable, "rt", None);
+    let rt = b.single(address, rts, |r| &r.id);
+    let rt_tags = b.tags(role, role.as_str(), None);
+    let after = |t: &Option<RouteTarget>| {
+        t.as_ref()
+            .map(|_| target_id(t).map_or(Value::KnownAfterApply, |i| Value::Known(i.into())))
+    };
     match rt {
         None => {
             let mut deps = b.dep("vpc");
-            deps.extend(b.dep("igw"));
+            deps.extend(wanted.dep.clone());
+            let mut changes = Vec::new();
+            if wanted.target.is_some() {
+                changes.push(Change {
+                    attribute: "route[0.0.0.0/0]".into(),
+                    before: None,
+                    after: after(&wanted.target),
+                    forces_replacement: false,
+                    ignored_because: None,
+                });
+            }
+            changes.push(Change::after_apply("id"));
             b.push(
                 Step::new(
-                    "route_table",
+                    address,
                     Action::Create,
                     Phase::Network,
-                    "the cluster has no route table",
+                    format!("the cluster has no {}", table_label(address)),
                 )
-                .changes(vec![
-                    Change {
-                        attribute: "route[0.0.0.0/0]".into(),
-                        before: None,
-                        after: Some(match igw_ref {
-                            Ref::Id(id) => Value::Known(id.clone()),
-                            Ref::Step(_) => Value::KnownAfterApply,
-                        }),
-                        forces_replacement: false,
-                        ignored_because: None,
-                    },
-                    Change::after_apply("id"),
-                ])
+                .changes(changes)
                 .depends_on(deps)
                 .op(Op::Ec2(Ec2Op::CreateRouteTable {
                     vpc: vpc_ref.clone(),
-                    igw: igw_ref.clone(),
+                    target: wanted.target.clone(),
                     tags: rt_tags,
                 })),
             );
@@ -309,22 +367,24 @@ fn route_table<'o>(
             let mut changes = Vec::new();
             let mut ops = Vec::new();
             let default_route = r.routes.iter().find(|x| x.destination == "0.0.0.0/0");
-            let igw_now = match igw_ref {
-                Ref::Id(id) => Some(id.as_str()),
-                Ref::Step(_) => None,
+            let route_ok = match &wanted.target {
+                None => default_route.is_none(),
+                Some(_) => {
+                    let now = target_id(&wanted.target);
+                    default_route.is_some_and(|x| Some(x.target.as_str()) == now)
+                }
             };
-            let route_ok = default_route.is_some_and(|x| Some(x.target.as_str()) == igw_now);
             if !route_ok {
                 changes.push(Change {
                     attribute: "route[0.0.0.0/0]".into(),
                     before: default_route.map(|x| Value::Known(x.target.clone())),
-                    after: Some(igw_now.map_or(Value::KnownAfterApply, |i| Value::Known(i.into()))),
+                    after: after(&wanted.target),
                     forces_replacement: false,
                     ignored_because: None,
                 });
                 ops.push(Op::Ec2(Ec2Op::SetDefaultRoute {
                     route_table: r.id.clone(),
-                    igw: igw_ref.clone(),
+                    target: wanted.target.clone(),
                     replace: default_route.is_some(),
                 }));
             }
@@ -333,14 +393,21 @@ fn route_table<'o>(
                 ops.push(op);
             }
             if !ops.is_empty() {
-                let deps = b.dep("igw");
-                let reason = if route_ok {
-                    "tags differ from the spec"
-                } else {
-                    "the default route does not go to the cluster's internet gateway"
+                let deps: Vec<String> = wanted.dep.iter().cloned().collect();
+                let reason = match (route_ok, &wanted.target) {
+                    (true, _) => "tags differ from the spec".to_string(),
+                    (false, None) => {
+                        "network.egress = \"none\": the nodes have no route out".to_string()
+                    }
+                    (false, Some(_)) => {
+                        format!(
+                            "the default route does not go to the cluster's {}",
+                            wanted.what
+                        )
+                    }
                 };
                 b.push(
-                    Step::new("route_table", Action::Update, Phase::Network, reason)
+                    Step::new(address, Action::Update, Phase::Network, reason)
                         .unchanged(usize::from(route_ok))
                         .changes(changes)
                         .depends_on(deps)
@@ -349,8 +416,54 @@ fn route_table<'o>(
             }
         }
     }
-    let rt_ref = b.reference("route_table", rt.map(|r| r.id.as_str()));
+    let rt_ref = b.reference(address, rt.map(|r| r.id.as_str()));
     (rt, rt_ref)
+}
+
+/// Subnet `name` (its id, `None` when this plan makes it) uses route table `rt`.
+pub(super) fn associate(
+    b: &mut Builder<'_>,
+    rt_address: &str,
+    rt: Option<&observed::RouteTable>,
+    rt_ref: &Ref,
+    name: &str,
+    existing: Option<String>,
+) {
+    let associated = match (rt, &existing) {
+        (Some(r), Some(sid)) => r
+            .associations
+            .iter()
+            .any(|a| a.subnet_id.as_ref() == Some(sid)),
+        _ => false,
+    };
+    if associated {
+        return;
+    }
+    let address = format!("{rt_address}.association[{name}]");
+    let subnet_addr = format!("subnet.{name}");
+    let mut deps = b.dep(rt_address);
+    deps.extend(b.dep(&subnet_addr));
+    let subnet_ref = b.reference(&subnet_addr, existing.as_deref());
+    b.push(
+        Step::new(
+            address,
+            Action::Create,
+            Phase::Network,
+            format!(
+                "subnet {name} does not use the cluster's {}",
+                table_label(rt_address)
+            ),
+        )
+        .changes(vec![
+            Change::create("subnet", name),
+            Change::after_apply("association_id"),
+        ])
+        .depends_on(deps)
+        .op(Op::Ec2(Ec2Op::AssociateRouteTable {
+            route_table: rt_ref.clone(),
+            subnet: subnet_ref,
+        })),
+    );
 }
 
 /// Every subnet of the spec uses the cluster's route table.
@@ -360,40 +473,9 @@ fn route_table_associations(
     rt_ref: &Ref,
     subnet_ids: &BTreeMap<String, Option<String>>,
 ) {
-    let spec = b.spec;
-    for s in &spec.network.subnets {
+    for s in &b.spec.network.subnets {
         let existing = subnet_ids.get(&s.name).cloned().flatten();
-        let associated = match (rt, &existing) {
-            (Some(r), Some(sid)) => r
-                .associations
-                .iter()
-                .any(|a| a.subnet_id.as_ref() == Some(sid)),
-            _ => false,
-        };
-        if !associated {
-            let address = format!("route_table.association[{}]", s.name);
-            let subnet_addr = format!("subnet.{}", s.name);
-            let mut deps = b.dep("route_table");
-            deps.extend(b.dep(&subnet_addr));
-            let subnet_ref = b.reference(&subnet_addr, existing.as_deref());
-            b.push(
-                Step::new(
-                    address,
-                    Action::Create,
-                    Phase::Network,
-                    format!("subnet {} does not use the cluster's route table", s.name),
-                )
-                .changes(vec![
-                    Change::create("subnet", &s.name),
-                    Change::after_apply("association_id"),
-                ])
-                .depends_on(deps)
-                .op(Op::Ec2(Ec2Op::AssociateRouteTable {
-                    route_table: rt_ref.clone(),
-                    subnet: subnet_ref,
-                })),
-            );
-        }
+        associate(b, "route_table", rt, rt_ref, &s.name, existing);
     }
 }
 

@@ -17,6 +17,14 @@ pub enum Ref {
     Step(String),
 }
 
+/// Where a route table's default route (`0.0.0.0/0`) goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum RouteTarget {
+    InternetGateway(Ref),
+    NatGateway(Ref),
+}
+
 /// A security group ingress rule as the plan wants it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSpec {
@@ -70,17 +78,36 @@ pub enum Ec2Op {
         igw: String,
         vpc: Ref,
     },
-    /// Create, with the default route to the internet gateway.
+    /// Create, with the default route to `target` (none: no way out of the VPC).
     CreateRouteTable {
         vpc: Ref,
-        igw: Ref,
+        target: Option<RouteTarget>,
         tags: Tags,
     },
-    /// Create or replace the default route.
+    /// Create or replace the default route (`target` none: delete it).
     SetDefaultRoute {
         route_table: String,
-        igw: Ref,
+        target: Option<RouteTarget>,
         replace: bool,
+    },
+    /// An Elastic IP for the NAT gateway (found by its tags, else allocated).
+    AllocateAddress {
+        tags: Tags,
+    },
+    /// A NAT gateway in `subnet` holding the Elastic IP `allocation` (found by its tags, else
+    /// created); waits until it is `available`.
+    CreateNatGateway {
+        subnet: Ref,
+        allocation: Ref,
+        tags: Tags,
+    },
+    /// Delete and wait until it is `deleted` (its network interface leaves the subnet, its
+    /// Elastic IP is free).
+    DeleteNatGateway {
+        id: String,
+    },
+    ReleaseAddress {
+        allocation_id: String,
     },
     AssociateRouteTable {
         route_table: Ref,

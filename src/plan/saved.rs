@@ -9,8 +9,9 @@ use super::model::{Fingerprint, Plan};
 pub const KIND: &str = "redisctl-plan";
 /// 2: each operation names the edge that carries it out (`{"edge": "ec2", "op": …}`), and the
 /// key pair's step makes the local key in its own operation. 3: RunInstances carries no
-/// ClientToken (the EC2 edge makes one per attempt). Older files are refused.
-pub const FORMAT_VERSION: u32 = 3;
+/// ClientToken (the EC2 edge makes one per attempt). 4: a route table's default route names its
+/// target (an internet gateway, a NAT gateway, or none). Older files are refused.
+pub const FORMAT_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedPlan {

@@ -36,6 +36,8 @@ pub struct RawCluster {
 pub struct RawNetwork {
     pub vpc_cidr: Option<String>,
     pub subnets: Option<Vec<RawSubnet>>,
+    pub egress: Option<String>,
+    pub nat_subnet: Option<RawSubnet>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]
@@ -63,6 +65,7 @@ pub struct RawNodes {
     pub masters: Option<i64>,
     pub replicas_per_master: Option<i64>,
     pub root_volume: Option<RawRootVolume>,
+    pub image_has_redis: Option<bool>,
     #[serde(rename = "node")]
     pub nodes: Option<Vec<RawNode>>,
 }

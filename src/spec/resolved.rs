@@ -27,6 +27,12 @@ impl Spec {
                         })
                         .collect(),
                 ),
+                egress: Some(self.network.egress.as_str().into()),
+                nat_subnet: self.network.nat_subnet.as_ref().map(|s| RawSubnet {
+                    name: Some(s.name.clone()),
+                    az: Some(s.az.clone()),
+                    cidr: Some(s.cidr.to_string()),
+                }),
             }),
             security_group: Some(RawSecurityGroup {
                 ssh_cidrs: Some(strings(&self.security_group.ssh_cidrs)),
@@ -46,6 +52,7 @@ impl Spec {
                     kms_key: Some(self.nodes.root_volume.kms_key.clone()),
                     strategy: Some(self.nodes.root_volume.strategy.as_str().into()),
                 }),
+                image_has_redis: Some(self.nodes.image_has_redis),
                 nodes: Some(
                     self.nodes
                         .nodes

@@ -47,6 +47,42 @@ pub struct Cluster {
 pub struct Network {
     pub vpc_cidr: Ipv4Net,
     pub subnets: Vec<Subnet>,
+    /// How the nodes reach the internet (the package archive).
+    pub egress: Egress,
+    /// The public subnet of the NAT gateway (`Egress::NatGateway` only).
+    pub nat_subnet: Option<Subnet>,
+}
+
+/// How the nodes reach the internet: the distribution's package archive for `apt-get install
+/// redis-server`, and nothing else redisctl needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Egress {
+    /// Each node has a public IP; the subnets route `0.0.0.0/0` to the internet gateway.
+    PublicIp,
+    /// The nodes have private addresses only; their subnets route `0.0.0.0/0` to a NAT gateway
+    /// (with an Elastic IP) in a public subnet of its own, which routes to the internet gateway.
+    NatGateway,
+    /// No route out: the image already holds Redis (`nodes.image_has_redis`).
+    None,
+}
+
+impl Egress {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public-ip" => Some(Egress::PublicIp),
+            "nat-gateway" => Some(Egress::NatGateway),
+            "none" => Some(Egress::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Egress::PublicIp => "public-ip",
+            Egress::NatGateway => "nat-gateway",
+            Egress::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +109,9 @@ pub struct Nodes {
     pub masters: u32,
     pub replicas_per_master: u32,
     pub root_volume: RootVolume,
+    /// The image already holds redis-server and redis-tools (nothing to install from the
+    /// archive: the only way a spec with `network.egress = "none"` can work).
+    pub image_has_redis: bool,
     /// Every node, in order; `masters × (1 + replicas_per_master)` of them.
     pub nodes: Vec<Node>,
 }

@@ -73,6 +73,8 @@ fn tags_of_every_resource_name_the_cluster_and_role() {
                 | Op::Ec2(Ec2Op::CreateInternetGateway { tags, .. })
                 | Op::Ec2(Ec2Op::CreateRouteTable { tags, .. })
                 | Op::Ec2(Ec2Op::CreateSecurityGroup { tags, .. })
+                | Op::Ec2(Ec2Op::AllocateAddress { tags })
+                | Op::Ec2(Ec2Op::CreateNatGateway { tags, .. })
                 | Op::Ec2(Ec2Op::ImportKeyPair { tags, .. }) => tags,
                 Op::Ec2(Ec2Op::RunInstance(r)) => {
                     assert_eq!(

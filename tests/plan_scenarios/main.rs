@@ -22,6 +22,7 @@ mod certificates;
 mod create;
 mod destroy;
 mod drift;
+mod egress;
 mod encryption;
 mod instances;
 mod nodes;

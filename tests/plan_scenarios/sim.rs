@@ -159,31 +159,34 @@ impl Sim {
                     .attached_to = vec![v];
                 None
             }
-            Op::Ec2(Ec2Op::CreateRouteTable { vpc, igw, tags }) => {
+            Op::Ec2(Ec2Op::CreateRouteTable { vpc, target, tags }) => {
                 let id = self.id("rtb");
-                let (v, g) = (self.resolve(vpc), self.resolve(igw));
+                let v = self.resolve(vpc);
+                let mut routes = vec![observed::Route {
+                    destination: "10.0.0.0/16".into(),
+                    target: "local".into(),
+                }];
+                if let Some(t) = target {
+                    routes.push(observed::Route {
+                        destination: "0.0.0.0/0".into(),
+                        target: self.route_target(t),
+                    });
+                }
                 self.o.route_tables.push(observed::RouteTable {
                     id: id.clone(),
                     vpc_id: v,
-                    routes: vec![
-                        observed::Route {
-                            destination: "10.0.0.0/16".into(),
-                            target: "local".into(),
-                        },
-                        observed::Route {
-                            destination: "0.0.0.0/0".into(),
-                            target: g,
-                        },
-                    ],
+                    routes,
                     associations: vec![],
                     tags: tags.clone(),
                 });
                 Some(id)
             }
             Op::Ec2(Ec2Op::SetDefaultRoute {
-                route_table, igw, ..
+                route_table,
+                target,
+                ..
             }) => {
-                let g = self.resolve(igw);
+                let t = target.as_ref().map(|t| self.route_target(t));
                 let rt = self
                     .o
                     .route_tables
@@ -191,10 +194,90 @@ impl Sim {
                     .find(|r| &r.id == route_table)
                     .unwrap();
                 rt.routes.retain(|r| r.destination != "0.0.0.0/0");
-                rt.routes.push(observed::Route {
-                    destination: "0.0.0.0/0".into(),
-                    target: g,
+                if let Some(t) = t {
+                    rt.routes.push(observed::Route {
+                        destination: "0.0.0.0/0".into(),
+                        target: t,
+                    });
+                }
+                None
+            }
+            Op::Ec2(Ec2Op::AllocateAddress { tags }) => {
+                let id = self.id("eipalloc");
+                let n = self.o.addresses.len();
+                self.o.addresses.push(observed::Address {
+                    allocation_id: id.clone(),
+                    public_ip: format!("198.51.100.{}", 200 + n),
+                    association_id: None,
+                    tags: tags.clone(),
                 });
+                Some(id)
+            }
+            Op::Ec2(Ec2Op::CreateNatGateway {
+                subnet,
+                allocation,
+                tags,
+            }) => {
+                let (subnet, allocation) = (self.resolve(subnet), self.resolve(allocation));
+                if let Some(g) = self
+                    .o
+                    .nat_gateways
+                    .iter_mut()
+                    .find(|g| g.tags == *tags && g.state == "pending")
+                {
+                    g.state = "available".into();
+                    return Some(g.id.clone());
+                }
+                let vpc_id = self
+                    .o
+                    .subnets
+                    .iter()
+                    .find(|s| s.id == subnet)
+                    .expect("the NAT gateway's subnet exists")
+                    .vpc_id
+                    .clone();
+                let id = self.id("nat");
+                let a = self
+                    .o
+                    .addresses
+                    .iter_mut()
+                    .find(|a| a.allocation_id == allocation)
+                    .expect("the NAT gateway's Elastic IP exists");
+                assert!(
+                    a.association_id.is_none(),
+                    "{allocation} is already associated"
+                );
+                a.association_id = Some(format!("eipassoc-{id}"));
+                self.o.nat_gateways.push(observed::NatGateway {
+                    id: id.clone(),
+                    subnet_id: subnet,
+                    vpc_id,
+                    state: "available".into(),
+                    allocation_ids: vec![allocation],
+                    tags: tags.clone(),
+                });
+                Some(id)
+            }
+            Op::Ec2(Ec2Op::DeleteNatGateway { id }) => {
+                for a in &mut self.o.addresses {
+                    if a.association_id.as_deref() == Some(&format!("eipassoc-{id}")) {
+                        a.association_id = None;
+                    }
+                }
+                self.o.nat_gateways.retain(|g| &g.id != id);
+                None
+            }
+            Op::Ec2(Ec2Op::ReleaseAddress { allocation_id }) => {
+                assert!(
+                    self.o
+                        .addresses
+                        .iter()
+                        .all(|a| &a.allocation_id != allocation_id || a.association_id.is_none()),
+                    "{allocation_id} released while a NAT gateway holds it"
+                );
+                self.o
+                    .addresses
+                    .retain(|a| &a.allocation_id != allocation_id);
                 None
             }
             Op::Ec2(Ec2Op::AssociateRouteTable {
@@ -465,6 +548,10 @@ impl Sim {
                 None
             }
             Op::Ec2(Ec2Op::DeleteSubnet { id }) => {
+                assert!(
+                    !self.o.nat_gateways.iter().any(|g| &g.subnet_id == id),
+                    "subnet {id} deleted while a NAT gateway is in it"
+                );
                 assert!(
                     !self
                         .o

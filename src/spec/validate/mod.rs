@@ -29,7 +29,8 @@ pub use cluster::REGIONS;
 /// spec (state_dir, private_key, password_file) are relative to it.
 pub(crate) fn validate(raw: &RawSpec, base_dir: &Path, d: &mut Diags<'_>) -> Option<Spec> {
     let cluster = cluster::cluster(raw.cluster.as_ref(), base_dir, d);
-    let network = network::network(raw.network.as_ref(), &cluster, d);
+    let raw_via = raw.ssh.as_ref().and_then(|s| s.via.as_deref());
+    let network = network::network(raw.network.as_ref(), &cluster, raw_via, d);
     let security_group = security_group::security_group(raw.security_group.as_ref(), &network, d);
     let nodes = nodes::nodes(raw.nodes.as_ref(), &network, d);
     let ssh = ssh::ssh(raw.ssh.as_ref(), &cluster, base_dir, d);
@@ -41,6 +42,9 @@ pub(crate) fn validate(raw: &RawSpec, base_dir: &Path, d: &mut Diags<'_>) -> Opt
         d,
     );
     let users = users::users(&raw.users, base_dir, d);
+    if let (Some(network), Some(nodes), Some(ssh)) = (&network, &nodes, &ssh) {
+        network::ways_out(network, nodes, ssh, d);
+    }
     if d.has_errors() {
         return None;
     }

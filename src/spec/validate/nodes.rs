@@ -91,6 +91,7 @@ pub(super) fn nodes(
         masters,
         replicas_per_master: replicas,
         root_volume: root_volume?,
+        image_has_redis: raw.image_has_redis.unwrap_or(false),
         nodes,
     })
 }

@@ -115,7 +115,22 @@ impl Sim {
         if let Some(x) = o.instances.iter_mut().find(|x| x.id == id) {
             return &mut x.tags;
         }
+        if let Some(x) = o.nat_gateways.iter_mut().find(|x| x.id == id) {
+            return &mut x.tags;
+        }
+        if let Some(x) = o.addresses.iter_mut().find(|x| x.allocation_id == id) {
+            return &mut x.tags;
+        }
         panic!("no resource {id}")
+    }
+
+    /// The id a default route's target stands for.
+    pub(super) fn route_target(&self, t: &plan::RouteTarget) -> String {
+        match t {
+            plan::RouteTarget::InternetGateway(r) | plan::RouteTarget::NatGateway(r) => {
+                self.resolve(r)
+            }
+        }
     }
 
     pub(super) fn run(&mut self, r: &plan::RunInstance) -> String {
