@@ -2,8 +2,9 @@
 //! their public IPs through the internet gateway, security groups enforced, instances held to
 //! their type's size. A bus rule removed behind redisctl's back breaks the cluster until one
 //! apply puts it back; a `via = "private-ip"` cluster is reached by its private addresses (as
-//! through a VPN, from the operator's internet address); a node restarted by an instance type change is reached at its new public
-//! IP; a t2.micro filled past its default `maxmemory` refuses writes and keeps running.
+//! through a VPN, from the operator's internet address) and installs Redis through the NAT
+//! gateway redisctl builds for it; a node restarted by an instance type change is reached at its
+//! new public IP; a t2.micro filled past its default `maxmemory` refuses writes and keeps running.
 //! Run inside the sandbox's operator namespace:
 //! `redisctl-sandbox exec -- cargo test -p redisctl --test e2e_network -- --nocapture`.
 
@@ -144,24 +145,87 @@ fn the_nodes_are_reached_at_their_public_ips() {
     c.ok(&["destroy", "--yes"]);
 }
 
+/// The cluster's NAT gateways as EC2 lists them: (id, state, public IPs).
+fn nat_gateways() -> Vec<(String, String, Vec<String>)> {
+    block(async {
+        let ec2 = common::ec2_client().await;
+        let out = ec2
+            .describe_nat_gateways()
+            .filter(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:redisctl:cluster")
+                    .values("prod-redis")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.nat_gateways()
+            .iter()
+            .map(|g| {
+                (
+                    g.nat_gateway_id().unwrap_or_default().to_string(),
+                    g.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    g.nat_gateway_addresses()
+                        .iter()
+                        .filter_map(|a| a.public_ip().map(String::from))
+                        .collect(),
+                )
+            })
+            .collect()
+    })
+}
+
+/// The lines of the package archive's request log (`GET /debian/… 200 from ADDRESS`).
+fn archive_log() -> String {
+    let path = redisctl_sandbox::paths::Paths::from_env()
+        .logs()
+        .join("archive.log");
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
 #[test]
-fn a_private_ip_cluster_is_reached_as_through_a_vpn() {
+fn a_private_ip_cluster_leaves_through_a_nat_gateway() {
     let _sb = Sandbox::acquire();
     let c = Cluster::new("private", |t| {
         t.replace("via = \"public-ip\"", "via = \"private-ip\"")
     });
+    let before = archive_log().len();
     c.ok(&["apply", "--yes"]);
     assert!(
         public_ips().is_empty(),
         "private-ip subnets map no public IP: {:?}",
         public_ips()
     );
+    // The nodes installed Redis from the archive, and the archive saw only the NAT gateway's
+    // Elastic IP: no node has an address of its own out there.
+    let nats = nat_gateways();
+    let live: Vec<_> = nats.iter().filter(|g| g.1 != "deleted").collect();
+    assert_eq!(live.len(), 1, "{nats:?}");
+    assert_eq!(live[0].1, "available", "{nats:?}");
+    let eip = live[0].2.first().expect("the NAT gateway has an Elastic IP").clone();
+    let log = archive_log()[before..].to_string();
+    let sources: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter_map(|l| l.rsplit(" from ").next())
+        .collect();
+    assert_eq!(
+        sources,
+        [eip.as_str()].into_iter().collect(),
+        "the archive saw other sources than the NAT gateway's {eip}:\n{log}"
+    );
+    assert!(log.contains(" 200 from "), "nothing was fetched:\n{log}");
     let log = verify_connections(&c);
     for ip in IPS {
         assert!(log.contains(&format!("{ip}:22")), "{log}");
     }
     c.assert_converged();
     c.ok(&["destroy", "--yes"]);
+    let nats = nat_gateways();
+    assert!(
+        nats.iter().all(|g| g.1 == "deleted"),
+        "destroy left a NAT gateway: {nats:?}"
+    );
 }
 
 #[test]

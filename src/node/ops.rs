@@ -26,7 +26,7 @@ impl NodeRuntime {
 export DEBIAN_FRONTEND=noninteractive
 printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 update -qq --error-on=any
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server redis-tools >/dev/null
 if {}; then
 systemctl disable --now {} >/dev/null 2>&1 || true
@@ -37,7 +37,13 @@ else
             systemd::STOCK_SERVICE,
             noinit::stock_off()
         );
-        s.sudo_ok("install redis-server", &script, None).await?;
+        // A node with no way to the archive fails here: say where to look.
+        s.sudo_ok(
+            "install redis-server from the package archive (which the node reaches by network.egress: its public IP, or the NAT gateway)",
+            &script,
+            None,
+        )
+        .await?;
         Ok(())
     }
 
