@@ -165,7 +165,9 @@ fn nat_gateways() -> Vec<(String, String, Vec<String>)> {
             .map(|g| {
                 (
                     g.nat_gateway_id().unwrap_or_default().to_string(),
-                    g.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    g.state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
                     g.nat_gateway_addresses()
                         .iter()
                         .filter_map(|a| a.public_ip().map(String::from))
@@ -203,7 +205,11 @@ fn a_private_ip_cluster_leaves_through_a_nat_gateway() {
     let live: Vec<_> = nats.iter().filter(|g| g.1 != "deleted").collect();
     assert_eq!(live.len(), 1, "{nats:?}");
     assert_eq!(live[0].1, "available", "{nats:?}");
-    let eip = live[0].2.first().expect("the NAT gateway has an Elastic IP").clone();
+    let eip = live[0]
+        .2
+        .first()
+        .expect("the NAT gateway has an Elastic IP")
+        .clone();
     let log = archive_log()[before..].to_string();
     let sources: std::collections::BTreeSet<&str> = log
         .lines()

@@ -87,6 +87,28 @@ fn maxmemory(
     d: &mut Diags<'_>,
 ) -> Option<String> {
     let memory = instance_type.and_then(instance_memory::memory_mib);
+    if let Some(m) = given
+        && instance_memory::bytes(m) == Some(0)
+    {
+        // Redis reads 0 as "no limit".
+        d.warn(
+            "redis.maxmemory",
+            format!(
+                "`{m}` means no limit to Redis: it would grow until the kernel's OOM killer ends it"
+            ),
+            match memory {
+                Some(mem) => format!(
+                    "leave maxmemory out for the default ({}mb on a {})",
+                    instance_memory::default_maxmemory_mib(mem),
+                    instance_type.unwrap_or_default()
+                ),
+                None => {
+                    "set redis.maxmemory to about three quarters of the instance's memory".into()
+                }
+            },
+        );
+        return Some(m.to_string());
+    }
     match (given, memory) {
         (Some(m), Some(mem)) => {
             let reserve = instance_memory::reserve_mib(mem);
