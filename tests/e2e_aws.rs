@@ -107,8 +107,10 @@ fn apply_from_nothing_converges_and_destroy_leaves_nothing() {
         mutating(&stats).is_empty(),
         "plan must not change anything: {stats:?}"
     );
-    // One call per resource kind (the node runtime reuses the instances already described).
-    assert_eq!(per_plan, 10, "one call per resource kind: {stats:?}");
+    // One call per resource kind (the node runtime reuses the instances already described):
+    // VPCs, subnets, gateways, route tables, groups, NAT gateways, addresses, key pairs,
+    // instances, volumes, snapshots, images.
+    assert_eq!(per_plan, 12, "one call per resource kind: {stats:?}");
 
     // The nodes are real hosts: the front booted one per instance, at the planned addresses.
     let ips: Vec<String> = sb.hosts().iter().map(|h| h.private_ip.clone()).collect();
