@@ -396,7 +396,7 @@ fn without_a_terminal_apply_refuses_unless_yes() {
 
 #[test]
 fn a_saved_plan_applies_without_prompt_and_is_refused_when_stale() {
-    let _sb = Sandbox::acquire();
+    let sb = Sandbox::acquire();
     let c = Cluster::new("saved", |t| t);
     let plan_file = c.dir.join("net.plan");
     c.ok(&["plan", "--out", plan_file.to_str().unwrap()]);
@@ -405,6 +405,31 @@ fn a_saved_plan_applies_without_prompt_and_is_refused_when_stale() {
     assert!(
         !saved.contains("REDIS_ADMIN_PASSWORD=") && !saved.contains("PRIVATE KEY"),
         "no secrets in a plan file"
+    );
+
+    // An altered copy (a CI artifact edited after review: the node launched elsewhere) is
+    // refused before anything changes: apply plans again and the file is not that plan.
+    let altered = c.dir.join("altered.plan");
+    let forged = saved.replace(
+        "\"private_ip\": \"10.0.1.10\"",
+        "\"private_ip\": \"10.0.1.99\"",
+    );
+    assert_ne!(
+        forged, saved,
+        "the plan file names no node address to alter"
+    );
+    std::fs::write(&altered, forged).unwrap();
+    sb.stats(true);
+    let out = c.run(&["apply", altered.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("is not the plan redisctl makes"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        mutating(&sb.stats(false)).is_empty(),
+        "an altered plan changed something"
     );
 
     // Applies with no --yes and no terminal.

@@ -43,20 +43,73 @@ impl Aws {
         }
     }
 
+    /// The running instances tagged as the cluster's nodes that sit in one of its node subnets
+    /// and in its security group (both tagged, in one VPC): tags alone are not identity (see
+    /// `Observed::set_aside_strangers`, the same rule at observation).
     async fn node_instances_once(&self, cluster: &str) -> Result<Vec<NodeInstance>, AwsError> {
-        let out = self
-            .client
-            .describe_instances()
-            .filters(filter(&format!("tag:{}", tags::CLUSTER), cluster))
-            // A `pending` instance may have no address yet, or not its final one.
-            .filters(filter("instance-state-name", "running"))
-            .send()
-            .await
-            .map_err(|e| api_err("DescribeInstances", cluster, e))?;
+        let by_tags = |role: tags::Role| {
+            vec![
+                filter(&format!("tag:{}", tags::CLUSTER), cluster),
+                filter(&format!("tag:{}", tags::ROLE), role.as_str()),
+            ]
+        };
+        let (out, subnets, groups) = tokio::try_join!(
+            async {
+                self.client
+                    .describe_instances()
+                    .filters(filter(&format!("tag:{}", tags::CLUSTER), cluster))
+                    // A `pending` instance may have no address yet, or not its final one.
+                    .filters(filter("instance-state-name", "running"))
+                    .send()
+                    .await
+                    .map_err(|e| api_err("DescribeInstances", cluster, e))
+            },
+            async {
+                self.client
+                    .describe_subnets()
+                    .set_filters(Some(by_tags(tags::Role::Subnet)))
+                    .send()
+                    .await
+                    .map_err(|e| api_err("DescribeSubnets", cluster, e))
+            },
+            async {
+                self.client
+                    .describe_security_groups()
+                    .set_filters(Some(by_tags(tags::Role::SecurityGroup)))
+                    .send()
+                    .await
+                    .map_err(|e| api_err("DescribeSecurityGroups", cluster, e))
+            },
+        )?;
+        // (subnet, its VPC) and (group, its VPC) of the cluster.
+        let subnets: Vec<(&str, &str)> = subnets
+            .subnets()
+            .iter()
+            .filter_map(|s| Some((s.subnet_id()?, s.vpc_id()?)))
+            .collect();
+        let groups: Vec<(&str, &str)> = groups
+            .security_groups()
+            .iter()
+            .filter_map(|g| Some((g.group_id()?, g.vpc_id()?)))
+            .collect();
+        let ours = |i: &aws_sdk_ec2::types::Instance| -> bool {
+            let Some(vpc) = i
+                .subnet_id()
+                .and_then(|s| subnets.iter().find(|(id, _)| *id == s))
+                .map(|(_, v)| *v)
+            else {
+                return false;
+            };
+            i.security_groups().iter().any(|g| {
+                g.group_id()
+                    .is_some_and(|g| groups.iter().any(|(id, v)| *id == g && *v == vpc))
+            })
+        };
         Ok(out
             .reservations()
             .iter()
             .flat_map(|r| r.instances())
+            .filter(|i| ours(i))
             .filter_map(|i| {
                 let t = tag_map(i.tags());
                 Some(NodeInstance {

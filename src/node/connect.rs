@@ -56,12 +56,30 @@ impl NodeRuntime {
             .node_instances(&self.spec.cluster.name)
             .await
             .map_err(NodeError::Aws)?;
-        let mut map = self.instances.lock().await;
-        map.clear();
-        for i in found {
-            map.insert(i.node.clone(), i);
-        }
+        *self.instances.lock().await = self.claims(found);
         Ok(())
+    }
+
+    /// The instances that claim each node of the spec: only those at the node's private IP
+    /// (an instance is a node only in the cluster's subnet and security group, which the
+    /// callers checked, and at the spec's address).
+    pub(super) fn claims(
+        &self,
+        found: impl IntoIterator<Item = NodeInstance>,
+    ) -> std::collections::BTreeMap<String, Vec<NodeInstance>> {
+        let mut map: std::collections::BTreeMap<String, Vec<NodeInstance>> = Default::default();
+        for i in found {
+            let at_its_place = self
+                .spec
+                .nodes
+                .nodes
+                .iter()
+                .any(|n| n.name == i.node && i.private_ip == Some(n.private_ip));
+            if at_its_place {
+                map.entry(i.node.clone()).or_default().push(i);
+            }
+        }
+        map
     }
 
     /// The instance was started (or replaced) by an EC2 operation: its node's address and
@@ -72,7 +90,7 @@ impl NodeRuntime {
             .lock()
             .await
             .iter()
-            .filter(|(_, i)| i.id == instance)
+            .filter(|(_, claims)| claims.iter().any(|i| i.id == instance))
             .map(|(n, _)| n.clone())
             .collect();
         for node in nodes {
@@ -87,16 +105,24 @@ impl NodeRuntime {
     }
 
     async fn instance(&self, node: &str) -> Result<NodeInstance, NodeError> {
-        if let Some(i) = self.instances.lock().await.get(node) {
-            return Ok(i.clone());
+        if !self.instances.lock().await.contains_key(node) {
+            self.refresh_instances().await?;
         }
-        self.refresh_instances().await?;
-        self.instances
-            .lock()
-            .await
-            .get(node)
-            .cloned()
-            .ok_or_else(|| NodeError::NoInstance { node: node.into() })
+        match self.instances.lock().await.get(node).map(Vec::as_slice) {
+            None | Some([]) => Err(NodeError::NoInstance { node: node.into() }),
+            Some([one]) => Ok(one.clone()),
+            Some(many) => Err(NodeError::Failed {
+                node: node.into(),
+                what: format!(
+                    "{} running instances claim to be this node ({}): redisctl reaches none of them; terminate the one(s) redisctl did not make (its pinned host keys are in the state directory's known_hosts)",
+                    many.len(),
+                    many.iter()
+                        .map(|i| i.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
     }
 
     fn target(&self, node: &str, info: &NodeInstance) -> Result<Target, NodeError> {
@@ -200,8 +226,10 @@ impl NodeRuntime {
             .tag_host_key(instance, &fp)
             .await
             .map_err(NodeError::Aws)?;
-        if let Some(i) = self.instances.lock().await.get_mut(node) {
-            i.host_key_fp = Some(fp);
+        if let Some(claims) = self.instances.lock().await.get_mut(node) {
+            for i in claims.iter_mut().filter(|i| i.id == instance) {
+                i.host_key_fp = Some(fp.clone());
+            }
         }
         Ok(())
     }

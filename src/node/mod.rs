@@ -73,7 +73,9 @@ pub struct NodeRuntime {
     secrets: Vec<(String, Secret)>,
     operator_password: Secret,
     sessions: Mutex<BTreeMap<String, Session>>,
-    instances: Mutex<BTreeMap<String, NodeInstance>>,
+    /// Each node's instance, or the several instances that claim it (a node with more than
+    /// one claimant is reached through none of them).
+    instances: Mutex<BTreeMap<String, Vec<NodeInstance>>>,
     ca: Mutex<Option<Arc<Ca>>>,
     /// Whether each node runs systemd, learnt once per session (see [`noinit`]).
     systemd: Mutex<BTreeMap<String, bool>>,

@@ -37,22 +37,24 @@ impl NodeRuntime {
             .filter(|(n, _)| self.spec.nodes.nodes.iter().any(|x| &x.name == n))
             .collect();
         // The instances are known already: no DescribeInstances per node.
+        // (`observed.instances` holds only instances in the cluster's network.)
         {
-            let mut map = self.instances.lock().await;
-            for i in observed.instances.iter().filter(|i| i.state == "running") {
-                if let Some(node) = i.tags.get(tags::NODE) {
-                    map.insert(
-                        node.clone(),
-                        NodeInstance {
-                            node: node.clone(),
-                            id: i.id.clone(),
-                            private_ip: i.private_ip,
-                            public_ip: i.public_ip,
-                            host_key_fp: i.tags.get(tags::HOST_KEY).cloned(),
-                        },
-                    );
-                }
-            }
+            let found = observed
+                .instances
+                .iter()
+                .filter(|i| i.state == "running")
+                .filter_map(|i| {
+                    let node = i.tags.get(tags::NODE)?;
+                    Some(NodeInstance {
+                        node: node.clone(),
+                        id: i.id.clone(),
+                        private_ip: i.private_ip,
+                        public_ip: i.public_ip,
+                        host_key_fp: i.tags.get(tags::HOST_KEY).cloned(),
+                    })
+                })
+                .collect::<Vec<_>>();
+            *self.instances.lock().await = self.claims(found);
         }
         let mut set = tokio::task::JoinSet::new();
         for (node, wait) in running {

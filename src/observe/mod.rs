@@ -84,6 +84,7 @@ pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
                 cluster: spec.cluster.name.clone(),
                 source,
             })?;
+    observed.set_aside_strangers();
     observed.local_public_key = crate::ssh::keyfile::public_key(&spec.ssh.private_key)?;
     // The planner's clock (it never reads one itself): seconds since the epoch.
     observed.local.now = crate::pki::client::unix(std::time::SystemTime::now());

@@ -28,11 +28,25 @@ pub struct Observed {
     #[serde(default)]
     pub addresses: Vec<Address>,
     pub key_pairs: Vec<KeyPair>,
-    /// Instances that are not terminated (pending, running, stopping, stopped, shutting-down).
+    /// Instances that are not terminated (pending, running, stopping, stopped, shutting-down)
+    /// and are the cluster's: tagged for it, in one of its subnets and in its security group
+    /// ([`Observed::set_aside_strangers`]).
     pub instances: Vec<Instance>,
-    /// Volumes tagged for the cluster, and every volume attached to one of its instances.
+    /// Instances tagged for the cluster that are not in its network (another VPC or subnet, or
+    /// without its security group): tags anyone in the account can write are not identity.
+    /// Never connected to, changed or deleted; the plan names them.
+    #[serde(default)]
+    pub strangers: Vec<Instance>,
+    /// Volumes tagged for the cluster (root volumes are tagged at launch). A volume that is not
+    /// is not observed, even attached to a node.
     pub volumes: Vec<Volume>,
     pub snapshots: Vec<Snapshot>,
+    /// What the node instances' swap tags (`redisctl:swap-old-volume`, `-snapshot`,
+    /// `-new-volume`) name that the tag-filtered calls did not return, looked up by id. Anyone
+    /// with ec2:CreateTags can write those tags: the planner proves every id a swap would touch
+    /// is this node's before it plans the swap, so it must see the ones that are not.
+    #[serde(default)]
+    pub swap_named: SwapNamed,
     /// Candidate images for the `ubuntu-24.04` alias (empty when the spec names an AMI id).
     pub images: Vec<Image>,
     /// The local SSH public key (OpenSSH format) if the private key file exists.
@@ -300,6 +314,18 @@ pub struct Snapshot {
     pub tags: Tags,
 }
 
+/// Resources named by swap tags, outside the cluster's tag filter (see `Observed::swap_named`).
+/// Never acted on and never destroyed: they are here to be refused by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapNamed {
+    /// Volumes that exist but are not tagged for the cluster.
+    pub volumes: Vec<Volume>,
+    /// Snapshots that exist but are not tagged for the cluster.
+    pub snapshots: Vec<Snapshot>,
+    /// Ids EC2 answered `*.NotFound` for (deleted, or never ours to see).
+    pub gone: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Image {
     pub id: String,
@@ -310,6 +336,45 @@ pub struct Image {
 }
 
 impl Observed {
+    /// The cluster's VPC: the one tagged as its VPC (the first by id when more are).
+    pub fn cluster_vpc(&self) -> Option<&Vpc> {
+        self.vpcs
+            .iter()
+            .find(|v| v.tags.get(tags::ROLE).map(String::as_str) == Some(tags::Role::Vpc.as_str()))
+    }
+
+    /// Moves the instances that only claim to be the cluster's (by tags) out of `instances`:
+    /// an instance is the cluster's only in one of its node subnets (tagged, in its VPC) and
+    /// in its security group (tagged, in its VPC). Called once, right after EC2 is observed.
+    pub fn set_aside_strangers(&mut self) {
+        let vpc = self.cluster_vpc().map(|v| v.id.clone());
+        let is = |t: &Tags, role: tags::Role| {
+            t.get(tags::ROLE).map(String::as_str) == Some(role.as_str())
+        };
+        let subnets: Vec<&str> = self
+            .subnets
+            .iter()
+            .filter(|s| is(&s.tags, tags::Role::Subnet) && Some(&s.vpc_id) == vpc.as_ref())
+            .map(|s| s.id.as_str())
+            .collect();
+        let groups: Vec<&str> = self
+            .security_groups
+            .iter()
+            .filter(|g| is(&g.tags, tags::Role::SecurityGroup) && Some(&g.vpc_id) == vpc.as_ref())
+            .map(|g| g.id.as_str())
+            .collect();
+        let (ours, strangers): (Vec<Instance>, Vec<Instance>) = std::mem::take(&mut self.instances)
+            .into_iter()
+            .partition(|i| {
+                i.subnet_id.as_deref().is_some_and(|s| subnets.contains(&s))
+                    && i.security_group_ids
+                        .iter()
+                        .any(|g| groups.contains(&g.as_str()))
+            });
+        self.instances = ours;
+        self.strangers = strangers;
+    }
+
     /// Nothing tagged for the cluster (what `destroy` must prove afterwards). The key pair is
     /// included when it carries the cluster tag.
     pub fn leftovers(&self) -> Vec<String> {

@@ -24,6 +24,7 @@ struct Launch {
 pub(super) fn plan_instances(b: &mut Builder<'_>, net: &Network) {
     key_pair(b);
     let obs = b.observed;
+    strangers(b);
     let node_instances: Vec<&observed::Instance> = obs
         .instances
         .iter()
@@ -39,6 +40,27 @@ pub(super) fn plan_instances(b: &mut Builder<'_>, net: &Network) {
     let spec = b.spec;
     for n in &spec.nodes.nodes {
         instance(b, n, net, &node_instances, &launch);
+    }
+}
+
+/// Instances tagged for the cluster outside its network are not nodes: named, left alone.
+fn strangers(b: &mut Builder<'_>) {
+    let obs = b.observed;
+    for i in &obs.strangers {
+        let claim = i
+            .tags
+            .get(tags::NODE)
+            .map_or(String::new(), |n| format!(" as node {n}"));
+        b.note(
+            NoteLevel::Warning,
+            &format!("instance.{}", i.id),
+            format!(
+                "instance {} is tagged for cluster {}{claim} but is not in the cluster's subnets and security group ({}): it is not the cluster's, and redisctl never connects to, changes or deletes it; find out who made it, and remove its redisctl:cluster tag when it is accounted for",
+                i.id,
+                b.spec.cluster.name,
+                i.subnet_id.as_deref().unwrap_or("no subnet")
+            ),
+        );
     }
 }
 
@@ -318,7 +340,20 @@ fn instance(
         .copied()
         .filter(|i| i.tags.get(tags::NODE) == Some(&n.name))
         .collect();
-    let Some(inst) = b.single(&address, mine, |i| &i.id) else {
+    if mine.len() > 1 {
+        b.note(
+            NoteLevel::Blocker,
+            &address,
+            format!(
+                "{} instances in the cluster's network claim to be node {} ({}): redisctl acts on and connects to none of them; terminate the one(s) redisctl did not make (the host keys it pinned are in {}/known_hosts)",
+                mine.len(),
+                n.name,
+                mine.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(", "),
+                spec.cluster.state_dir.display()
+            ),
+        );
+    }
+    let Some(inst) = mine.first().copied() else {
         b.push(
             Step::new(
                 address,

@@ -76,7 +76,21 @@ pub fn plan(spec: &Spec, observed: &Observed) -> Plan {
 /// The plan that removes everything tagged for the cluster.
 pub fn plan_destroy(spec: &Spec, observed: &Observed) -> Plan {
     let steps = destroy::plan_destroy(spec, observed);
-    finish(spec, steps, Vec::new())
+    // Instances tagged for the cluster outside its network are not the cluster's: not
+    // terminated (a tag must not be enough to make destroy end someone else's instance).
+    let notes = observed
+        .strangers
+        .iter()
+        .map(|i| Note {
+            level: NoteLevel::Warning,
+            subject: format!("instance.{}", i.id),
+            message: format!(
+                "instance {} is tagged for cluster {} but is not in its network: left alone (not terminated); remove its tag when it is accounted for",
+                i.id, spec.cluster.name
+            ),
+        })
+        .collect();
+    finish(spec, steps, notes)
 }
 
 fn finish(spec: &Spec, steps: Vec<Step>, notes: Vec<Note>) -> Plan {

@@ -75,7 +75,11 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
     Ok(ApplyOutcome::Applied { plan, report })
 }
 
-/// A saved plan, refused when it is stale or for another cluster.
+/// A saved plan, refused when it is stale, for another cluster, or not what redisctl plans:
+/// the planner is pure, so the same spec and the same observed state give the same steps and
+/// operations. A file changed after `plan --out` (an artifact edited in CI: another id to
+/// terminate, a `destroys_data` flag cleared, another host key to pin) differs from the plan
+/// made again here, and is refused; what runs is the plan made here.
 fn saved(spec: &Spec, world: &World, file: &Path) -> Result<Plan, Error> {
     let err = |e: Box<dyn std::error::Error + Send + Sync>| Error::PlanFile {
         action: "read",
@@ -99,7 +103,47 @@ fn saved(spec: &Spec, world: &World, file: &Path) -> Result<Plan, Error> {
             spec.cluster.name
         )));
     }
-    Ok(saved.plan)
+    let now = plan::plan(spec, &world.observed);
+    if let Some(first) = first_difference(&saved.plan, &now) {
+        return Err(Error::Refused(format!(
+            "saved plan {} is not the plan redisctl makes from the same spec and the same AWS ({first}): the file was changed after `redisctl plan --out`; nothing was changed. Run `redisctl plan --out {}` again and review it",
+            file.display(),
+            file.display()
+        )));
+    }
+    Ok(now)
+}
+
+/// Where a saved plan departs from the plan made again: the first step (address, action,
+/// changes, operations, dependencies, data-loss flag) that differs, a step only one of them
+/// has, or the nodes left unobserved. Notes are left out: some name a number of days, which
+/// the clock moves.
+fn first_difference(saved: &Plan, now: &Plan) -> Option<String> {
+    for (i, (a, b)) in saved.steps.iter().zip(&now.steps).enumerate() {
+        if a != b {
+            return Some(if a.address == b.address {
+                format!("step {} differs", a.address)
+            } else {
+                format!(
+                    "step {} is {} in the file, {} here",
+                    i + 1,
+                    a.address,
+                    b.address
+                )
+            });
+        }
+    }
+    if saved.steps.len() != now.steps.len() {
+        return Some(format!(
+            "{} steps in the file, {} here",
+            saved.steps.len(),
+            now.steps.len()
+        ));
+    }
+    if saved.unobserved != now.unobserved || saved.region != now.region {
+        return Some("the nodes it could not observe differ".into());
+    }
+    None
 }
 
 /// What refuses a plan before anything is changed.
@@ -183,4 +227,41 @@ async fn converged(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_difference;
+    use crate::plan::{Action, Ec2Op, Op, Phase, Plan, Step};
+
+    fn plan(instance: &str) -> Plan {
+        Plan {
+            cluster: "c".into(),
+            region: "us-east-1".into(),
+            steps: vec![
+                Step::new("node.a", Action::Delete, Phase::Instances, "r").op(Op::Ec2(
+                    Ec2Op::TerminateInstance {
+                        instance: instance.into(),
+                    },
+                )),
+            ],
+            notes: vec![],
+            unobserved: vec![],
+        }
+    }
+
+    #[test]
+    fn an_altered_operation_is_a_difference() {
+        assert_eq!(first_difference(&plan("i-1"), &plan("i-1")), None);
+        assert_eq!(
+            first_difference(&plan("i-victim"), &plan("i-1")).as_deref(),
+            Some("step node.a differs")
+        );
+        let mut more = plan("i-1");
+        more.steps.push(more.steps[0].clone());
+        assert!(first_difference(&more, &plan("i-1")).is_some());
+        let mut flag = plan("i-1");
+        flag.steps[0] = flag.steps[0].clone().destroying_data();
+        assert!(first_difference(&plan("i-1"), &flag).is_some());
+    }
 }

@@ -158,3 +158,66 @@ fn a_key_pair_redisctl_did_not_make_is_never_replaced() {
         b[0].message
     );
 }
+
+/// An instance anyone with ec2:RunInstances and ec2:CreateTags could make: tagged as node
+/// redis-node-1a of the cluster, in another subnet (here: a copy of the real one's record).
+fn impostor(o: &redisctl::observed::Observed, subnet: &str) -> redisctl::observed::Instance {
+    let mut i = o
+        .instances
+        .iter()
+        .find(|i| i.tags.get("redisctl:node").map(String::as_str) == Some("redis-node-1a"))
+        .unwrap()
+        .clone();
+    i.id = "i-0impostor0000000".into();
+    i.subnet_id = Some(subnet.into());
+    i
+}
+
+#[test]
+fn an_instance_tagged_as_a_node_outside_the_network_is_not_one() {
+    let spec = example();
+    let mut o = converged(&spec);
+    o.instances.push(impostor(&o, "subnet-0elsewhere000000"));
+    o.set_aside_strangers();
+    assert_eq!(o.strangers.len(), 1, "the impostor is set aside");
+    assert_eq!(o.instances.len(), 3);
+    let p = plan::plan(&spec, &o);
+    assert!(p.steps.is_empty(), "{}", render::plan::human(&p, false));
+    assert!(p.notes.iter().any(|n| {
+        n.level == NoteLevel::Warning
+            && n.message.contains("i-0impostor0000000")
+            && n.message
+                .contains("never connects to, changes or deletes it")
+    }));
+    // destroy does not terminate it either.
+    let d = plan::plan_destroy(&spec, &o);
+    assert!(
+        !d.steps.iter().any(|s| s.ops.iter().any(|op| matches!(op,
+            Op::Ec2(Ec2Op::TerminateInstance { instance }) if instance == "i-0impostor0000000"))),
+        "{}",
+        render::plan::human(&d, false)
+    );
+}
+
+#[test]
+fn two_instances_claiming_one_node_are_a_blocker() {
+    let spec = example();
+    let mut o = converged(&spec);
+    let subnet = o.instances[0].subnet_id.clone().unwrap();
+    o.instances.push(impostor(&o, &subnet));
+    o.set_aside_strangers();
+    assert!(
+        o.strangers.is_empty(),
+        "in the subnet and group: a claimant, not a stranger"
+    );
+    let p = plan::plan(&spec, &o);
+    let blocker = p
+        .blockers()
+        .find(|n| n.subject == "node.redis-node-1a")
+        .unwrap_or_else(|| panic!("no blocker:\n{}", render::plan::human(&p, false)));
+    assert!(
+        blocker.message.contains("i-0impostor0000000"),
+        "{}",
+        blocker.message
+    );
+}
