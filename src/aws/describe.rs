@@ -33,6 +33,97 @@ pub(crate) fn tag_map(t: &[Tag]) -> Tags {
         .collect()
 }
 
+pub(crate) fn volume(v: &aws_sdk_ec2::types::Volume) -> observed::Volume {
+    observed::Volume {
+        id: s(v.volume_id()),
+        size_gib: v.size().unwrap_or(0),
+        volume_type: v
+            .volume_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        encrypted: v.encrypted().unwrap_or(false),
+        kms_key_id: v.kms_key_id().map(String::from),
+        az: s(v.availability_zone()),
+        state: v
+            .state()
+            .map(|x| x.as_str().to_string())
+            .unwrap_or_default(),
+        snapshot_id: v.snapshot_id().filter(|x| !x.is_empty()).map(String::from),
+        attachment: v
+            .attachments()
+            .iter()
+            .find_map(|a| Some((a.instance_id()?.to_string(), a.device()?.to_string()))),
+        tags: tag_map(v.tags()),
+    }
+}
+
+pub(crate) fn snapshot(x: &aws_sdk_ec2::types::Snapshot) -> observed::Snapshot {
+    observed::Snapshot {
+        id: s(x.snapshot_id()),
+        volume_id: x.volume_id().map(String::from),
+        state: x
+            .state()
+            .map(|st| st.as_str().to_string())
+            .unwrap_or_default(),
+        encrypted: x.encrypted().unwrap_or(false),
+        tags: tag_map(x.tags()),
+    }
+}
+
+/// The ids the node instances' swap tags name that the tag-filtered calls did not return,
+/// looked up one by one (only while a swap is in flight, at most three per node): the
+/// planner must see a volume or snapshot that is not the cluster's to refuse it by name.
+async fn swap_named(
+    aws: &Aws,
+    instances: &[observed::Instance],
+    volumes: &[observed::Volume],
+    snapshots: &[observed::Snapshot],
+) -> Result<observed::SwapNamed, AwsError> {
+    let mut out = observed::SwapNamed::default();
+    let named = |k: &str| -> Vec<&str> {
+        let mut ids: Vec<&str> = instances
+            .iter()
+            .filter_map(|i| i.tags.get(k).map(String::as_str))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let mut vol_ids = named(tags::SWAP_OLD_VOLUME);
+    vol_ids.extend(named(tags::SWAP_NEW_VOLUME));
+    vol_ids.sort();
+    vol_ids.dedup();
+    for id in vol_ids {
+        if volumes.iter().any(|v| v.id == id) {
+            continue;
+        }
+        match aws.volume_by_id(id).await {
+            Ok(Some(v)) => out.volumes.push(v),
+            Ok(None) => out.gone.push(id.to_string()),
+            // Not an id EC2 can look up: left unobserved, which the planner refuses.
+            Err(AwsError::Api { code, .. }) if malformed(&code) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for id in named(tags::SWAP_SNAPSHOT) {
+        if snapshots.iter().any(|x| x.id == id) {
+            continue;
+        }
+        match aws.snapshot_by_id(id).await {
+            Ok(Some(x)) => out.snapshots.push(x),
+            Ok(None) => out.gone.push(id.to_string()),
+            Err(AwsError::Api { code, .. }) if malformed(&code) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.gone.sort();
+    Ok(out)
+}
+
+fn malformed(code: &str) -> bool {
+    code.ends_with(".Malformed") || code == "InvalidParameterValue"
+}
+
 fn s(o: Option<&str>) -> String {
     o.unwrap_or("").to_string()
 }
@@ -355,37 +446,18 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         Ok::<_, AwsError>(out)
     };
     let volumes = async {
-        let mut out: Vec<observed::Volume> =
-            c.describe_volumes()
-                .filters(cluster_filter(spec))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| api_err("DescribeVolumes", name, e))?
-                .into_iter()
-                .map(|v| observed::Volume {
-                    id: s(v.volume_id()),
-                    size_gib: v.size().unwrap_or(0),
-                    volume_type: v
-                        .volume_type()
-                        .map(|t| t.as_str().to_string())
-                        .unwrap_or_default(),
-                    encrypted: v.encrypted().unwrap_or(false),
-                    kms_key_id: v.kms_key_id().map(String::from),
-                    az: s(v.availability_zone()),
-                    state: v
-                        .state()
-                        .map(|x| x.as_str().to_string())
-                        .unwrap_or_default(),
-                    snapshot_id: v.snapshot_id().filter(|x| !x.is_empty()).map(String::from),
-                    attachment: v.attachments().iter().find_map(|a| {
-                        Some((a.instance_id()?.to_string(), a.device()?.to_string()))
-                    }),
-                    tags: tag_map(v.tags()),
-                })
-                .collect();
+        let mut out: Vec<observed::Volume> = c
+            .describe_volumes()
+            .filters(cluster_filter(spec))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| api_err("DescribeVolumes", name, e))?
+            .into_iter()
+            .map(|v| volume(&v))
+            .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok::<_, AwsError>(out)
     };
@@ -401,16 +473,7 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
             .await
             .map_err(|e| api_err("DescribeSnapshots", name, e))?
             .into_iter()
-            .map(|x| observed::Snapshot {
-                id: s(x.snapshot_id()),
-                volume_id: x.volume_id().map(String::from),
-                state: x
-                    .state()
-                    .map(|st| st.as_str().to_string())
-                    .unwrap_or_default(),
-                encrypted: x.encrypted().unwrap_or(false),
-                tags: tag_map(x.tags()),
-            })
+            .map(|x| snapshot(&x))
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok::<_, AwsError>(out)
@@ -480,7 +543,9 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         snapshots,
         images
     )?;
+    let swap_named = swap_named(aws, &instances, &volumes, &snapshots).await?;
     Ok(Observed {
+        swap_named,
         vpcs,
         subnets,
         internet_gateways,

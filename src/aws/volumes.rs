@@ -12,10 +12,10 @@ use aws_sdk_ec2::types::{
     ResourceType, VolumeType,
 };
 
-use super::describe::{block_devices, tag_map};
+use super::describe::{block_devices, snapshot, tag_map, volume};
 use super::ops::tag_filters;
 use super::{ATTEMPTS, Aws, AwsError, api_err, attempt_token, filter, tag_spec, wait_for};
-use crate::observed::{Tags, tags};
+use crate::observed::{self, Tags, tags};
 use crate::plan::Ec2Op;
 
 /// How long a snapshot of a root volume may take (the first one of a volume copies it all).
@@ -102,6 +102,38 @@ impl Aws {
                 .filter(|a| a.state().is_some_and(|s| s.as_str() != "detached"))
                 .find_map(|a| Some((a.instance_id()?.to_string(), a.device()?.to_string()))),
         }))
+    }
+
+    /// The volume as observation records it, looked up by id whatever its tags; `None` when
+    /// EC2 does not know it.
+    pub async fn volume_by_id(&self, id: &str) -> Result<Option<observed::Volume>, AwsError> {
+        let c = &self.client;
+        match self
+            .settle("DescribeVolumes", id, &[id], &[], || {
+                c.describe_volumes().volume_ids(id).send()
+            })
+            .await
+        {
+            Ok(o) => Ok(o.volumes().first().map(volume)),
+            Err(e) if e.code() == Some("InvalidVolume.NotFound") => Ok(None),
+            Err(e) => Err(api_err("DescribeVolumes", id, e)),
+        }
+    }
+
+    /// The snapshot as observation records it, looked up by id whatever its tags or owner;
+    /// `None` when EC2 does not know it (or it is another account's, not shared with this one).
+    pub async fn snapshot_by_id(&self, id: &str) -> Result<Option<observed::Snapshot>, AwsError> {
+        let c = &self.client;
+        match self
+            .settle("DescribeSnapshots", id, &[id], &[], || {
+                c.describe_snapshots().snapshot_ids(id).send()
+            })
+            .await
+        {
+            Ok(o) => Ok(o.snapshots().first().map(snapshot)),
+            Err(e) if e.code() == Some("InvalidSnapshot.NotFound") => Ok(None),
+            Err(e) => Err(api_err("DescribeSnapshots", id, e)),
+        }
     }
 
     /// Set and remove tags on one resource.

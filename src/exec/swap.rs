@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Ctx, OpError};
-use crate::aws::AwsError;
+use crate::aws::{AwsError, InstanceNow};
 use crate::node::{KeysBefore, NodeError};
-use crate::observed::{Tags, tags};
+use crate::observed::{self, Tags, tags};
+use crate::plan::encryption::{Seen, SwapInFlight, prove_swap};
 use crate::plan::{Ref, SwapRootVolume};
 use crate::plan::{SwapStage, stage_of};
 
@@ -124,6 +125,41 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Look again at the instance and at every id its swap tags name, and refuse unless each is
+    /// proven this node's (`plan::encryption::prove_swap`): the planner proved it from the
+    /// observation, but anyone with ec2:CreateTags may have changed tags since. Returns the
+    /// volumes and snapshots that exist (the ones gone are deleted already).
+    async fn prove(&self, during: &'static str) -> Result<Proven, Box<SwapError>> {
+        let Some(stage) = self.stage else {
+            return Ok(Proven::default());
+        };
+        let aws = &self.ctx.aws;
+        let now = aws
+            .instance_now(&self.instance)
+            .await
+            .map_err(|e| self.fail(during, e))?;
+        let mut found = Proven::default();
+        for k in [tags::SWAP_OLD_VOLUME, tags::SWAP_NEW_VOLUME] {
+            if let Some(id) = self.tags.get(k) {
+                let v = aws
+                    .volume_by_id(id)
+                    .await
+                    .map_err(|e| self.fail(during, e))?;
+                found.volumes.insert(id.clone(), v);
+            }
+        }
+        if let Some(id) = self.tags.get(tags::SWAP_SNAPSHOT) {
+            let x = aws
+                .snapshot_by_id(id)
+                .await
+                .map_err(|e| self.fail(during, e))?;
+            found.snapshots.insert(id.clone(), x);
+        }
+        check_chain(self.op, &self.instance, stage, &self.tags, &now, &found)
+            .map_err(|e| self.fail(during, e))?;
+        Ok(found)
+    }
+
     async fn state(&self, during: &'static str) -> Result<String, Box<SwapError>> {
         Ok(self
             .ctx
@@ -133,6 +169,76 @@ impl Run<'_> {
             .map_err(|e| self.fail(during, e))?
             .state)
     }
+}
+
+/// What a fresh look found of the ids the swap tags name: `None` for an id EC2 does not know.
+#[derive(Debug, Default)]
+struct Proven {
+    volumes: BTreeMap<String, Option<observed::Volume>>,
+    snapshots: BTreeMap<String, Option<observed::Snapshot>>,
+}
+
+impl Proven {
+    fn exists(&self, id: &str) -> bool {
+        matches!(self.volumes.get(id), Some(Some(_)))
+            || matches!(self.snapshots.get(id), Some(Some(_)))
+    }
+}
+
+/// The executor's side of the proof (pure, so that it is tested without EC2): the swap tags this
+/// run acts on are still the instance's, and every id they name is this node's.
+fn check_chain(
+    op: &SwapRootVolume,
+    instance: &str,
+    stage: SwapStage,
+    run_tags: &Tags,
+    now: &InstanceNow,
+    found: &Proven,
+) -> Result<(), AwsError> {
+    let refuse = |why: String| {
+        AwsError::Local {
+        what: format!(
+            "refusing to continue the root volume swap of node {} on instance {instance}: {why}",
+            op.node
+        ),
+        source: "nothing was deleted: redisctl touches only volumes and snapshots it proves are this node's. Run `redisctl plan`: it names what is wrong and what to do".into(),
+    }
+    };
+    for k in SWAP_TAGS {
+        if now.tags.get(k) != run_tags.get(k) {
+            return Err(refuse(format!(
+                "its {k} tag was changed during the run (now {}, was {})",
+                now.tags.get(k).map(String::as_str).unwrap_or("(none)"),
+                run_tags.get(k).map(String::as_str).unwrap_or("(none)")
+            )));
+        }
+    }
+    let cluster = op.volume_tags.get(tags::CLUSTER).ok_or_else(|| {
+        refuse(format!(
+            "internal: the plan's volume tags have no {}",
+            tags::CLUSTER
+        ))
+    })?;
+    let facts = SwapInFlight {
+        cluster,
+        node: &op.node,
+        az: &op.az,
+        instance,
+        stage,
+        tags: run_tags,
+        root: now.block_devices.get(&op.device).map(String::as_str),
+    };
+    let volume = |id: &str| match found.volumes.get(id) {
+        Some(Some(v)) => Seen::Found(v),
+        Some(None) => Seen::Gone,
+        None => Seen::Unobserved,
+    };
+    let snapshot = |id: &str| match found.snapshots.get(id) {
+        Some(Some(x)) => Seen::Found(x),
+        Some(None) => Seen::Gone,
+        None => Seen::Unobserved,
+    };
+    prove_swap(&facts, volume, snapshot).map_err(refuse)
 }
 
 fn not_stopped(instance: &str, state: &str) -> AwsError {
@@ -178,6 +284,8 @@ async fn swap_stages(
         tags: now.tags,
         instance,
     };
+    // A stage recorded before this run: its tags may be anyone's.
+    run.prove("checking the swap in flight").await?;
     let node = op.node.as_str();
     let started = Instant::now();
     let mut down_since = None;
@@ -300,6 +408,7 @@ async fn swap_stages(
     if run.stage < Some(SwapStage::Attached) {
         let during = "swapping the root volume";
         crate::progress::status(during);
+        run.prove(during).await?;
         let state = run.state(during).await?;
         if state != "stopped" {
             return Err(run.fail(during, not_stopped(&run.instance, &state)).into());
@@ -362,6 +471,8 @@ async fn swap_stages(
     // 7: only now remove the plaintext (or keep it, tagged, for a rollback).
     let during = "removing the plaintext snapshot and old volume";
     crate::progress::status(during);
+    // Nothing is deleted that is not proven this node's now.
+    let proven = run.prove(during).await?;
     let aws = &run.ctx.aws;
     // Copies a killed run may have made twice (see `swap_strays`) go whatever is kept.
     let (stray_snaps, stray_vols) = aws
@@ -383,7 +494,7 @@ async fn swap_stages(
     if op.keep_old {
         let mut kept = Tags::new();
         kept.insert(tags::KEPT_FOR_ROLLBACK.into(), node.to_string());
-        for id in [&old, &snap] {
+        for id in [&old, &snap].into_iter().filter(|id| proven.exists(id)) {
             aws.retag(id, &kept, &[])
                 .await
                 .map_err(|e| run.fail(during, e))?;
@@ -406,5 +517,142 @@ async fn swap_stages(
 impl From<Box<SwapError>> for OpError {
     fn from(e: Box<SwapError>) -> Self {
         OpError::Swap(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "vol-0old";
+    const SNAP: &str = "snap-0plain";
+    const NEW: &str = "vol-0new";
+
+    fn node_tags() -> Tags {
+        [
+            (tags::CLUSTER.to_string(), "prod".to_string()),
+            (tags::NODE.to_string(), "n1".to_string()),
+        ]
+        .into()
+    }
+
+    fn op() -> SwapRootVolume {
+        SwapRootVolume {
+            node: "n1".into(),
+            instance: Ref::Id("i-1".into()),
+            az: "us-east-1a".into(),
+            device: "/dev/sda1".into(),
+            volume_type: "gp3".into(),
+            kms_key: "alias/aws/ebs".into(),
+            failover: false,
+            cluster_nodes: 3,
+            snapshot_tags: node_tags(),
+            volume_tags: node_tags(),
+            keep_old: false,
+        }
+    }
+
+    fn vol(id: &str, encrypted: bool, from: Option<&str>) -> Option<observed::Volume> {
+        Some(observed::Volume {
+            id: id.into(),
+            size_gib: 8,
+            volume_type: "gp3".into(),
+            encrypted,
+            kms_key_id: None,
+            az: "us-east-1a".into(),
+            state: "available".into(),
+            snapshot_id: from.map(String::from),
+            attachment: None,
+            tags: node_tags(),
+        })
+    }
+
+    /// A verified swap: the instance runs on NEW (from SNAP, of OLD), all tagged for n1.
+    fn verified() -> (Tags, InstanceNow, Proven) {
+        let mut t = node_tags();
+        for (k, v) in [
+            (tags::STAGE, SwapStage::Verified.as_str()),
+            (tags::SWAP_KEYS, "master:1"),
+            (tags::SWAP_OLD_VOLUME, OLD),
+            (tags::SWAP_SNAPSHOT, SNAP),
+            (tags::SWAP_NEW_VOLUME, NEW),
+        ] {
+            t.insert(k.into(), v.into());
+        }
+        let now = InstanceNow {
+            state: "running".into(),
+            tags: t.clone(),
+            block_devices: [("/dev/sda1".to_string(), NEW.to_string())].into(),
+        };
+        let mut found = Proven::default();
+        found.volumes.insert(OLD.into(), vol(OLD, false, None));
+        found.volumes.insert(NEW.into(), vol(NEW, true, Some(SNAP)));
+        found.snapshots.insert(
+            SNAP.into(),
+            Some(observed::Snapshot {
+                id: SNAP.into(),
+                volume_id: Some(OLD.into()),
+                state: "completed".into(),
+                encrypted: false,
+                tags: node_tags(),
+            }),
+        );
+        (t, now, found)
+    }
+
+    fn check(t: &Tags, now: &InstanceNow, found: &Proven) -> Result<(), String> {
+        check_chain(&op(), "i-1", SwapStage::Verified, t, now, found).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_deletes_wait_for_a_proven_chain() {
+        let (t, now, found) = verified();
+        check(&t, &now, &found).unwrap();
+        // Deleted already (an interrupted last stage): nothing to prove, nothing to delete.
+        let mut gone = Proven::default();
+        gone.volumes.insert(OLD.into(), None);
+        gone.volumes.insert(NEW.into(), vol(NEW, true, Some(SNAP)));
+        gone.snapshots.insert(SNAP.into(), None);
+        check(&t, &now, &gone).unwrap();
+        assert!(!gone.exists(OLD) && found.exists(OLD) && found.exists(SNAP));
+    }
+
+    #[test]
+    fn a_volume_not_tagged_for_the_node_is_refused_by_id() {
+        let (t, now, mut found) = verified();
+        let old = found.volumes.get_mut(OLD).unwrap().as_mut().unwrap();
+        old.tags = [("team".to_string(), "payments".to_string())].into();
+        let e = check(&t, &now, &found).unwrap_err();
+        assert!(e.contains("refusing") && e.contains(OLD), "{e}");
+        assert!(e.contains("not tagged redisctl:cluster=prod"), "{e}");
+    }
+
+    #[test]
+    fn a_snapshot_of_another_volume_is_refused() {
+        let (t, now, mut found) = verified();
+        let s = found.snapshots.get_mut(SNAP).unwrap().as_mut().unwrap();
+        s.volume_id = Some("vol-0other".into());
+        let e = check(&t, &now, &found).unwrap_err();
+        assert!(
+            e.contains(SNAP) && e.contains("was taken of vol-0other"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_tag_changed_since_the_run_read_it_is_refused() {
+        let (t, mut now, found) = verified();
+        now.tags
+            .insert(tags::SWAP_OLD_VOLUME.into(), "vol-0victim".into());
+        let e = check(&t, &now, &found).unwrap_err();
+        assert!(e.contains("was changed during the run"), "{e}");
+    }
+
+    #[test]
+    fn an_id_not_looked_at_is_refused() {
+        let (t, now, mut found) = verified();
+        found.volumes.remove(OLD);
+        let e = check(&t, &now, &found).unwrap_err();
+        assert!(e.contains(OLD) && e.contains("was not observed"), "{e}");
     }
 }

@@ -2,8 +2,9 @@
 //! after a failover with them, continued from the stage a killed run left, and the plaintext
 //! volumes kept for a rollback.
 
-use redisctl::observed::{self, NodeObservation, Tags, tags};
-use redisctl::plan::{self, Action, Ec2Op, NoteLevel, Op, Plan, Ref};
+use redisctl::observed::tags::Role;
+use redisctl::observed::{self, NodeObservation, Observed, Tags, tags};
+use redisctl::plan::{self, Action, Ec2Op, NoteLevel, Op, Plan, Ref, naming};
 use redisctl::render;
 use redisctl::spec::Spec;
 
@@ -108,7 +109,7 @@ fn a_swap_in_flight_continues_from_its_stage() {
         volume_id: Some(old),
         state: "completed".into(),
         encrypted: false,
-        tags: Tags::new(),
+        tags: snapshot_tags(&spec, "redis-node-1b"),
     });
     let p = plan::plan(&spec, &o);
     p.check_order().unwrap();
@@ -276,4 +277,249 @@ fn a_swap_killed_with_every_redis_stopped_does_not_create_the_cluster_again() {
     // Redis is started again first (phase 6), then the swap continues.
     assert!(p.step("node.redis-node-1a.config").is_some());
     apply_and_converge(&spec, o, &p);
+}
+
+/// The tags the swap gives the plaintext snapshot of `node`'s root.
+fn snapshot_tags(spec: &Spec, node: &str) -> Tags {
+    naming::tags(
+        spec,
+        Role::Snapshot,
+        &format!("{node}-root-plaintext"),
+        Some(node),
+    )
+}
+
+fn instance_of<'o>(o: &'o mut Observed, node: &str) -> &'o mut observed::Instance {
+    o.instances
+        .iter_mut()
+        .find(|i| i.tags.get(tags::NODE).map(String::as_str) == Some(node))
+        .unwrap()
+}
+
+/// Another team's volume and its snapshot, in the same account and AZ, not tagged for the
+/// cluster.
+fn victim_volume(az: &str) -> observed::Volume {
+    observed::Volume {
+        id: "vol-0feedfacefeedface".into(),
+        size_gib: 500,
+        volume_type: "gp3".into(),
+        encrypted: false,
+        kms_key_id: None,
+        az: az.into(),
+        state: "available".into(),
+        snapshot_id: None,
+        attachment: None,
+        tags: [("team".to_string(), "payments".to_string())].into(),
+    }
+}
+
+fn victim_snapshot() -> observed::Snapshot {
+    observed::Snapshot {
+        id: "snap-0feedfacefeedface".into(),
+        volume_id: Some("vol-0feedfacefeedface".into()),
+        state: "completed".into(),
+        encrypted: false,
+        tags: [("team".to_string(), "payments".to_string())].into(),
+    }
+}
+
+/// An encrypted, converged cluster where someone tagged node 1a's instance with a finished swap
+/// (`stage=verified`) naming a volume and a snapshot of their choosing: before, the next apply
+/// deleted them, and the plan showed only `stage: verified → done`.
+fn forged_verified(old: &str, snap: &str) -> (Spec, Observed) {
+    let spec = example();
+    let mut o = converged(&spec);
+    let i = instance_of(&mut o, "redis-node-1a");
+    let root = i.block_devices["/dev/sda1"].clone();
+    for (k, v) in [
+        (tags::STAGE, "swap:6-verified"),
+        (tags::SWAP_KEYS, "master:0"),
+        (tags::SWAP_OLD_VOLUME, old),
+        (tags::SWAP_SNAPSHOT, snap),
+        (tags::SWAP_NEW_VOLUME, &root),
+    ] {
+        i.tags.insert(k.into(), v.into());
+    }
+    (spec, o)
+}
+
+fn assert_blocked_without_deletes(p: &Plan, node: &str, names: &[&str]) {
+    let text = render::plan::human(p, false);
+    let subject = format!("node.{node}.root_volume");
+    let b: Vec<_> = p.blockers().filter(|n| n.subject == subject).collect();
+    assert_eq!(b.len(), 1, "{text}");
+    for n in names {
+        assert!(b[0].message.contains(n), "{}", b[0].message);
+    }
+    assert!(p.step(&subject).is_none(), "{text}");
+    assert!(
+        !p.steps.iter().flat_map(|s| &s.ops).any(|op| matches!(
+            op,
+            Op::Swap(_) | Op::Ec2(Ec2Op::DeleteVolume { .. } | Ec2Op::DeleteSnapshot { .. })
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_forged_finished_swap_naming_another_teams_volume_is_a_blocker() {
+    let (spec, mut o) = forged_verified("vol-0feedfacefeedface", "snap-0feedfacefeedface");
+    // Observation looks up the ids the swap tags name: they exist, not tagged for the cluster.
+    o.swap_named.volumes.push(victim_volume("us-east-1a"));
+    o.swap_named.snapshots.push(victim_snapshot());
+    let p = plan::plan(&spec, &o);
+    snapshot("encryption-swap-forged", &render::plan::human(&p, false));
+    assert_blocked_without_deletes(
+        &p,
+        "redis-node-1a",
+        &[
+            "vol-0feedfacefeedface",
+            "is not tagged redisctl:cluster=prod-redis",
+            "remove the instance's redisctl:stage",
+        ],
+    );
+    // Destroy never deletes what observation looked up for the proof.
+    let d = plan::plan_destroy(&spec, &o);
+    assert!(
+        !d.steps
+            .iter()
+            .any(|s| s.address.contains("feedface") || s.reason.contains("feedface")),
+        "{:?}",
+        d.steps
+    );
+}
+
+#[test]
+fn a_swap_tag_naming_an_id_nobody_observed_is_a_blocker() {
+    // Neither in the tag-filtered lists nor looked up: nothing proves what it is.
+    let (spec, o) = forged_verified("vol-0feedfacefeedface", "snap-0feedfacefeedface");
+    let p = plan::plan(&spec, &o);
+    assert_blocked_without_deletes(
+        &p,
+        "redis-node-1a",
+        &["vol-0feedfacefeedface", "was not observed"],
+    );
+}
+
+#[test]
+fn a_forged_chain_of_cluster_tagged_resources_is_a_blocker() {
+    // The forger tagged their volume and snapshot for the cluster and the node too: the
+    // snapshot was not taken of the recorded old root, so the chain does not hold.
+    let (spec, mut o) = forged_verified("vol-0feedfacefeedface", "snap-0feedfacefeedface");
+    let mut old = victim_volume("us-east-1a");
+    old.id = "vol-0aaaaaaaaaaaaaaa1".into();
+    old.tags = naming::tags(
+        &spec,
+        Role::Volume,
+        "redis-node-1a-root",
+        Some("redis-node-1a"),
+    );
+    let i = instance_of(&mut o, "redis-node-1a");
+    i.tags.insert(tags::SWAP_OLD_VOLUME.into(), old.id.clone());
+    o.volumes.push(old);
+    let mut snap = victim_snapshot();
+    snap.tags = snapshot_tags(&spec, "redis-node-1a");
+    o.snapshots.push(snap);
+    o.swap_named.volumes.push(victim_volume("us-east-1a"));
+    let p = plan::plan(&spec, &o);
+    assert_blocked_without_deletes(
+        &p,
+        "redis-node-1a",
+        &[
+            "snap-0feedfacefeedface",
+            "was taken of vol-0feedfacefeedface, not of the recorded old root volume vol-0aaaaaaaaaaaaaaa1",
+        ],
+    );
+    // The snapshot right, but the new volume was not made from it.
+    let snap = o
+        .snapshots
+        .iter_mut()
+        .find(|s| s.id == "snap-0feedfacefeedface")
+        .unwrap();
+    snap.volume_id = Some("vol-0aaaaaaaaaaaaaaa1".into());
+    let p = plan::plan(&spec, &o);
+    assert_blocked_without_deletes(&p, "redis-node-1a", &["was made from (no snapshot)"]);
+}
+
+#[test]
+fn a_swap_tag_naming_another_nodes_root_is_a_blocker() {
+    // stage=prepared naming node 1b's root as node 1a's old volume: the swap would snapshot
+    // 1b's disk, boot 1a on its copy and delete it.
+    let spec = unencrypted_example();
+    let mut o = converged(&spec);
+    let other = instance_of(&mut o, "redis-node-1b").block_devices["/dev/sda1"].clone();
+    let i = instance_of(&mut o, "redis-node-1a");
+    i.tags.insert(tags::STAGE.into(), "swap:0-prepared".into());
+    i.tags.insert(tags::SWAP_KEYS.into(), "master:1".into());
+    i.tags.insert(tags::SWAP_OLD_VOLUME.into(), other.clone());
+    let p = plan::plan(&spec, &o);
+    assert_blocked_without_deletes(
+        &p,
+        "redis-node-1a",
+        &[
+            &other,
+            "is tagged redisctl:node=redis-node-1b, not redis-node-1a",
+        ],
+    );
+}
+
+#[test]
+fn a_genuine_finished_swap_and_one_interrupted_in_its_deletes_still_converge() {
+    let spec = example();
+    let base = converged(&unencrypted_example());
+    for interrupted in [false, true] {
+        let mut o = base.clone();
+        // Node 1b ran on its encrypted copy and verified; killed before (or in) the deletes.
+        let az = spec.nodes.nodes[1].az.clone();
+        let i = instance_of(&mut o, "redis-node-1b");
+        let (inst, old) = (i.id.clone(), i.block_devices["/dev/sda1"].clone());
+        let (snap, new) = ("snap-00000000000000099", "vol-00000000000000099");
+        for (k, v) in [
+            (tags::STAGE, "swap:6-verified"),
+            (tags::SWAP_KEYS, "master:3334"),
+            (tags::SWAP_OLD_VOLUME, old.as_str()),
+            (tags::SWAP_SNAPSHOT, snap),
+            (tags::SWAP_NEW_VOLUME, new),
+        ] {
+            i.tags.insert(k.into(), v.into());
+        }
+        i.block_devices.insert("/dev/sda1".into(), new.into());
+        let plaintext = o.volumes.iter_mut().find(|v| v.id == old).unwrap();
+        plaintext.attachment = None;
+        plaintext.state = "available".into();
+        let mut encrypted = plaintext.clone();
+        encrypted.id = new.into();
+        encrypted.encrypted = true;
+        encrypted.kms_key_id = Some("alias/aws/ebs".into());
+        encrypted.snapshot_id = Some(snap.into());
+        encrypted.attachment = Some((inst, "/dev/sda1".into()));
+        encrypted.state = "in-use".into();
+        assert_eq!(encrypted.az, az);
+        o.volumes.push(encrypted);
+        if interrupted {
+            // The snapshot deleted, the plaintext volume not yet.
+            o.swap_named.gone.push(snap.into());
+        } else {
+            o.snapshots.push(observed::Snapshot {
+                id: snap.into(),
+                volume_id: Some(old.clone()),
+                state: "completed".into(),
+                encrypted: false,
+                tags: snapshot_tags(&spec, "redis-node-1b"),
+            });
+        }
+        o.volumes.sort_by(|a, b| a.id.cmp(&b.id));
+        let p = plan::plan(&spec, &o);
+        assert_eq!(
+            p.blockers().count(),
+            0,
+            "{}",
+            render::plan::human(&p, false)
+        );
+        let s = p.step("node.redis-node-1b.root_volume").unwrap();
+        assert!(s.reason.contains("in flight"), "{}", s.reason);
+        let after = apply_and_converge(&spec, o, &p);
+        assert!(after.volumes.iter().all(|v| v.id != old));
+        assert!(after.snapshots.is_empty());
+    }
 }
