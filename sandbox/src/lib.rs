@@ -9,6 +9,7 @@
 pub mod base;
 pub mod cgroups;
 pub mod cloudinit;
+pub mod console;
 pub mod control;
 pub mod faults;
 pub mod front;

@@ -428,6 +428,35 @@ pub fn iso8601(t: std::time::SystemTime) -> String {
     )
 }
 
+/// A GetConsoleOutput answer with the console the front shows: `Some((base64, posted))` sets
+/// `output` and `timestamp`; `None` leaves no `output` (EC2 before anything was posted).
+pub fn rewrite_console(xml: &str, shown: Option<(&str, std::time::SystemTime)>) -> Result<String> {
+    let doc = parse(xml)?;
+    let root = doc.root_element();
+    let mut edits = Vec::new();
+    for name in ["output", "timestamp"] {
+        if let Some(n) = child(root, name) {
+            edits.push(removal(n));
+        }
+    }
+    let end = root.range().end;
+    let close = xml[..end]
+        .rfind("</")
+        .context("the GetConsoleOutput answer has no closing tag")?;
+    let mut text = leaf(
+        "timestamp",
+        &iso8601(shown.map_or_else(std::time::SystemTime::now, |(_, t)| t)),
+    );
+    if let Some((b64, _)) = shown {
+        text.push_str(&leaf("output", b64));
+    }
+    edits.push(Edit {
+        range: close..close,
+        text,
+    });
+    Ok(splice(xml, edits))
+}
+
 /// One volume attachment (a DetachVolume answer; an `attachmentSet` item).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
@@ -773,5 +802,32 @@ mod tests {
         assert_eq!(iso8601(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(iso8601(t), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn console_output_as_the_front_shows_it() {
+        // moto's answer: its fixed sample text.
+        let moto = r#"<?xml version="1.0" encoding="UTF-8"?>
+<GetConsoleOutputResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><instanceId>i-1</instanceId><timestamp>2025-01-01T00:00:00.000Z</timestamp><output>TGludXg=</output></GetConsoleOutputResponse>"#;
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_736_935_200);
+        let shown = rewrite_console(moto, Some(("ZWMyOiBoaQ==", t))).unwrap();
+        assert_eq!(
+            first_text(&shown, "output").unwrap().as_deref(),
+            Some("ZWMyOiBoaQ==")
+        );
+        assert_eq!(
+            first_text(&shown, "timestamp").unwrap().as_deref(),
+            Some("2025-01-15T10:00:00.000Z")
+        );
+        assert_eq!(
+            first_text(&shown, "instanceId").unwrap().as_deref(),
+            Some("i-1")
+        );
+        assert_eq!(shown.matches("<output>").count(), 1);
+        // Nothing posted yet: no output at all, a timestamp still.
+        let none = rewrite_console(moto, None).unwrap();
+        assert_eq!(first_text(&none, "output").unwrap(), None);
+        assert!(first_text(&none, "timestamp").unwrap().is_some());
+        assert!(none.ends_with("</GetConsoleOutputResponse>"));
     }
 }

@@ -55,6 +55,17 @@ pub enum Before {
     Volumes(Vec<String>),
 }
 
+/// The console output of one boot of an instance's host ([`crate::console`]): what cloud-init
+/// printed, from the host keys on the root volume it booted.
+#[derive(Debug, Clone)]
+pub struct ConsolePost {
+    pub text: String,
+    /// When the host booted (the clock the timed region's windows run on).
+    pub booted: Instant,
+    /// The same moment on the wall clock (for the answer's `timestamp`).
+    pub booted_at: std::time::SystemTime,
+}
+
 struct Host {
     private_ip: String,
     root_volume: Option<String>,
@@ -71,6 +82,9 @@ pub struct Machines {
     started: Mutex<HashMap<String, std::time::SystemTime>>,
     /// Instance type → its size (DescribeInstanceTypes), asked once.
     sizes: Mutex<HashMap<String, Option<crate::cgroups::Size>>>,
+    /// Each instance's console: the posts of its last two boots, oldest first. Kept after
+    /// the host stops or the instance terminates, as EC2 keeps the console output.
+    consoles: Mutex<HashMap<String, Vec<ConsolePost>>>,
 }
 
 impl Machines {
@@ -83,6 +97,7 @@ impl Machines {
             hosts: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
+            consoles: Mutex::new(HashMap::new()),
         }
     }
 
@@ -347,10 +362,12 @@ impl Machines {
             size,
         };
         let noinit = matches!(spec.init, hosts::Init::None { .. });
+        let volume = spec.upper.clone();
         let sized = size
             .map(|s| format!("{} MiB, {} vCPU", s.memory_mib, s.vcpus))
             .unwrap_or_else(|| "no size".into());
         let running = hosts::boot(spec)?;
+        self.post_console(id, &ip, &volume).await;
         log(&format!(
             "{id}: booting at {ip} (root volume {root}, {sized}, {}, pid {})",
             if noinit { "no init system" } else { "systemd" },
@@ -365,6 +382,55 @@ impl Machines {
             },
         );
         Ok(())
+    }
+
+    /// Records the console of the boot just started: cloud-init's key block from the host keys
+    /// on the root volume it booted (what its sshd serves). A key that cannot be read is
+    /// logged and the boot goes on (the console then lacks the block, as when cloud-init fails).
+    async fn post_console(&self, id: &str, ip: &str, upper: &std::path::Path) {
+        let (base, upper, hostname) = (
+            self.base.clone(),
+            upper.to_path_buf(),
+            cloudinit::hostname_for(ip),
+        );
+        let booted_at = std::time::SystemTime::now();
+        let text = tokio::task::spawn_blocking(move || {
+            let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into());
+            crate::console::host_keys(&base, &upper)
+                .and_then(|keys| crate::console::boot_output(&hostname, &kernel, &keys, booted_at))
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => {
+                log(&format!("{id}: no host keys on the console: {e:#}"));
+                String::new()
+            }
+        };
+        let mut consoles = self.consoles.lock().unwrap();
+        let posts = consoles.entry(id.to_string()).or_default();
+        posts.push(ConsolePost {
+            text,
+            booted: Instant::now(),
+            booted_at,
+        });
+        if posts.len() > 2 {
+            posts.remove(0);
+        }
+    }
+
+    /// The console posts of an instance's last two boots, oldest first (none before its first).
+    pub fn console(&self, id: &str) -> Vec<ConsolePost> {
+        self.consoles
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// What an instance type gives a host: moto's DescribeInstanceTypes, as on AWS.
@@ -439,6 +505,7 @@ impl Machines {
     pub async fn reset(&self) -> Result<()> {
         self.remove_all_hosts().await?;
         self.started.lock().unwrap().clear();
+        self.consoles.lock().unwrap().clear();
         self.volumes.clear().await
     }
 

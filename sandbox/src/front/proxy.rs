@@ -397,7 +397,11 @@ impl Proxy {
             tokio::spawn(self.clone().reconcile_later(auth.clone(), after));
         }
         let shown = region.rewrite(action, body, previous, now)?;
+        let speed = region.settings.speed;
         drop(region);
+        if action == "GetConsoleOutput" {
+            return self.console_output(params, &shown, speed, now);
+        }
         if matches!(action, "DescribeInstances" | "RunInstances") {
             let ips = self.network.ips.lock().unwrap();
             return xml::rewrite_boots(&shown, |id| xml::BootView {
@@ -406,6 +410,43 @@ impl Proxy {
             });
         }
         Ok(shown)
+    }
+
+    /// GetConsoleOutput as EC2 answers for an Ubuntu image: the console of the instance's last
+    /// boot whose output is posted by now (cloud-init's host key block from the keys on its
+    /// root volume), else the boot before's, else no `output` (never booted, or not yet
+    /// posted). A boot's output is posted `CONSOLE_LATEST_SECS` after it with `Latest=true`,
+    /// `CONSOLE_BUFFERED_SECS` after it without. moto's own answer is a fixed sample text.
+    fn console_output(
+        &self,
+        params: &[(String, String)],
+        body: &str,
+        speed: f64,
+        now: Instant,
+    ) -> anyhow::Result<String> {
+        use crate::front::region::{CONSOLE_BUFFERED_SECS, CONSOLE_LATEST_SECS, scaled};
+        use base64::Engine;
+        let id = param(params, "InstanceId").unwrap_or("");
+        let latest = param(params, "Latest").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let delay = scaled(
+            if latest {
+                CONSOLE_LATEST_SECS
+            } else {
+                CONSOLE_BUFFERED_SECS
+            },
+            speed,
+        );
+        let posts = self.machines.console(id);
+        let post = posts
+            .iter()
+            .rev()
+            .find(|p| !p.text.is_empty() && now >= p.booted + delay);
+        let b64 = post.map(|p| base64::engine::general_purpose::STANDARD.encode(&p.text));
+        xml::rewrite_console(
+            body,
+            post.zip(b64.as_deref())
+                .map(|(p, b)| (b, p.booted_at + delay)),
+        )
     }
 
     /// At the end of `pending`, a launch that fails is terminated (moto, host, volumes) and a

@@ -52,6 +52,12 @@ pub const LINGERING_SECS: f64 = 40.0;
 pub const NAT_PENDING_SECS: f64 = 90.0;
 /// DeleteNatGateway: `deleting` → `deleted` (AWS: about a minute).
 pub const NAT_DELETING_SECS: f64 = 60.0;
+/// GetConsoleOutput with `Latest`: a boot's console (cloud-init's host key block) shows once
+/// cloud-init's final stage ran, about when the instance is `running` and takes SSH.
+pub const CONSOLE_LATEST_SECS: f64 = 20.0;
+/// GetConsoleOutput without `Latest`: the buffered output EC2 posts "shortly after an instance
+/// transition state"; commonly minutes (pycloudlib: "can take up to 20 minutes").
+pub const CONSOLE_BUFFERED_SECS: f64 = 180.0;
 /// How long EC2 keeps a ClientToken (24 hours).
 pub const TOKEN_MEMORY_SECS: f64 = 86_400.0;
 
