@@ -102,6 +102,35 @@ fn s(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The host-key fingerprints the instance's console output lists, once it lists any.
+async fn console_fingerprints(ec2: &aws_sdk_ec2::Client, id: &str) -> Vec<String> {
+    use base64::Engine;
+    let start = std::time::Instant::now();
+    loop {
+        let out = ec2
+            .get_console_output()
+            .instance_id(id)
+            .latest(true)
+            .send()
+            .await
+            .unwrap();
+        let text = out
+            .output()
+            .and_then(|o| base64::engine::general_purpose::STANDARD.decode(o.trim()).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let fps = redisctl::ssh::known_hosts::console_fingerprints(&text);
+        if !fps.is_empty() {
+            return fps;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the console of {id} lists no host keys after 120 s:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test]
 async fn session_against_a_booted_host() {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -128,11 +157,29 @@ async fn session_against_a_booted_host() {
         command: Duration::from_secs(60),
     };
 
+    // First contact trusts only what the instance's console lists (cloud-init prints its host
+    // keys there at first boot): a list without its key is refused.
+    let console = console_fingerprints(&ec2, &id).await;
+    let stranger = HostKeyPolicy::Console {
+        fingerprints: vec!["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU".into()],
+    };
+    match Session::wait_and_connect(&target, "ubuntu", &key, &stranger, &t).await {
+        Err(SshError::HostKeyChanged { .. }) => {}
+        other => panic!("a key the console does not list was accepted: {:?}", other.map(|x| x.1)),
+    }
     // Boot: wait for sshd, first contact returns the key to pin.
-    let (sess, host_key) =
-        Session::wait_and_connect(&target, "ubuntu", &key, &HostKeyPolicy::FirstContact, &t)
-            .await
-            .unwrap();
+    let (sess, host_key) = Session::wait_and_connect(
+        &target,
+        "ubuntu",
+        &key,
+        &HostKeyPolicy::Console {
+            fingerprints: console.clone(),
+        },
+        &t,
+    )
+    .await
+    .unwrap();
+    assert!(console.contains(&fingerprint(&host_key)), "{console:?}");
     let to_ssh = launched.elapsed();
     eprintln!(
         "figure: RunInstances-to-SSH {:.2} s (bound {} s)",

@@ -123,6 +123,32 @@ impl Aws {
             .collect())
     }
 
+    /// The instance's console output as EC2 holds it now (`Latest`), decoded; `None` while
+    /// it has none (EC2 gives none before the instance has booted and written to it).
+    pub async fn console_output(&self, instance: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .settle("GetConsoleOutput", instance, &[instance], &[], || {
+                self.client
+                    .get_console_output()
+                    .instance_id(instance)
+                    .latest(true)
+                    .send()
+            })
+            .await
+            .map_err(|e| api_err("GetConsoleOutput", instance, e))?;
+        let Some(b64) = out.output().filter(|o| !o.trim().is_empty()) else {
+            return Ok(None);
+        };
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| AwsError::Local {
+                what: format!("the console output of {instance} is not base64"),
+                source: Box::new(e),
+            })?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
     /// Record a node's pinned host-key fingerprint as the instance's `redisctl:host-key` tag.
     pub async fn tag_host_key(&self, instance: &str, fingerprint: &str) -> Result<(), AwsError> {
         let set = [(tags::HOST_KEY.to_string(), fingerprint.to_string())]

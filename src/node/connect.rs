@@ -1,7 +1,9 @@
 //! Reaching a node: its instance found by tags (one DescribeInstances for all nodes, cached),
-//! its address chosen by `ssh.via` / `REDISCTL_SSH_VIA`, and its host key checked. Only apply
-//! and observation may meet a node never pinned, and they pin what it presents (locally and as
-//! the instance's tag); verify and `redisctl redis-cli` refuse it.
+//! its address chosen by `ssh.via` / `REDISCTL_SSH_VIA`, and its host key checked: against the
+//! state directory's pin, or, for an instance never pinned here, against the host keys its
+//! console output lists. Only apply and observation may meet a node never pinned, and they pin
+//! what it presents (locally, and as the instance's tag for others to see); verify and
+//! `redisctl redis-cli` refuse it.
 
 use std::net::SocketAddr;
 
@@ -10,7 +12,7 @@ use russh::keys::PrivateKey;
 use super::{NodeError, NodeRuntime};
 use crate::aws::NodeInstance;
 use crate::spec::SshVia;
-use crate::ssh::{self, HostKeyPolicy, Session, SshError, Target};
+use crate::ssh::{self, HostKeyPolicy, Session, Target};
 
 /// How [`NodeRuntime::open`] reaches sshd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,15 +21,6 @@ pub(super) enum Reach {
     WaitForSshd,
     /// One bounded attempt: a node that does not answer is reported.
     Once,
-}
-
-/// Whether [`NodeRuntime::open`] may meet a node whose host key was never pinned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Pinning {
-    /// Yes: the key it presents is returned for the caller to pin (apply, observation).
-    OnFirstContact,
-    /// No: only a pinned key is trusted (verify, `redisctl redis-cli`).
-    Required,
 }
 
 /// A session opened by [`NodeRuntime::open`].
@@ -144,16 +137,67 @@ impl NodeRuntime {
         })
     }
 
-    fn policy(&self, info: &NodeInstance) -> HostKeyPolicy {
-        let pinned = self.known.get(&info.id);
-        if pinned.is_none() && info.host_key_fp.is_none() {
-            HostKeyPolicy::FirstContact
-        } else {
-            HostKeyPolicy::Pinned {
-                key_openssh: pinned,
-                fingerprint: info.host_key_fp.clone(),
-            }
+    /// How the node's host key is checked: against the local pin (the state directory's
+    /// known_hosts) when there is one; else against what the instance's console output lists
+    /// (cloud-init prints the host keys there at first boot), which an account insider who can
+    /// write tags and launch instances cannot forge for this instance. The `redisctl:host-key`
+    /// tag is a shared cache only: if it names a key the console does not list, someone wrote
+    /// it, and the node is refused. With `Reach::WaitForSshd` (a node that may still be
+    /// booting) the console is read again until cloud-init has written it, within
+    /// `ssh.ready_timeout_secs`.
+    async fn policy(
+        &self,
+        node: &str,
+        info: &NodeInstance,
+        reach: Reach,
+    ) -> Result<HostKeyPolicy, NodeError> {
+        if let Some(key) = self.known.get(&info.id) {
+            return Ok(HostKeyPolicy::Pinned {
+                key_openssh: Some(key),
+                fingerprint: None,
+            });
         }
+        let started = std::time::Instant::now();
+        let fingerprints = loop {
+            let console = self
+                .aws
+                .console_output(&info.id)
+                .await
+                .map_err(NodeError::Aws)?;
+            let fps = console
+                .as_deref()
+                .map(ssh::known_hosts::console_fingerprints)
+                .unwrap_or_default();
+            if !fps.is_empty() {
+                break fps;
+            }
+            if reach == Reach::Once || started.elapsed() >= self.spec.ssh.ready_timeout {
+                return Err(NodeError::Failed {
+                    node: node.into(),
+                    what: format!(
+                        "its host key cannot be verified: nothing is pinned for instance {} in this state directory, and its console output lists no host keys (cloud-init prints them at first boot; EC2 may take a few minutes to show them). No secret was sent to it. Run the command again later, or restore the state directory that pinned it",
+                        info.id
+                    ),
+                });
+            }
+            crate::progress::status(format!(
+                "waiting for {node}'s console output to list its host keys"
+            ));
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        };
+        if let Some(tag) = &info.host_key_fp
+            && !fingerprints.iter().any(|f| f == tag.trim())
+        {
+            return Err(NodeError::Failed {
+                node: node.into(),
+                what: format!(
+                    "the redisctl:host-key tag of instance {} names {tag}, a key its console output does not list ({}): someone other than redisctl wrote the tag. redisctl reaches it by neither; find out who changed the tag",
+                    info.id,
+                    fingerprints.join(", ")
+                ),
+            });
+        }
+        Ok(HostKeyPolicy::Console { fingerprints })
     }
 
     /// The node's session, opened (and, at first contact, pinned) when first needed; waits for
@@ -165,7 +209,7 @@ impl NodeRuntime {
             return Ok(s.clone());
         }
         let o = self
-            .open(node, Reach::WaitForSshd, Pinning::OnFirstContact)
+            .open(node, Reach::WaitForSshd)
             .await?;
         if o.first_contact {
             // A node this run created (or never reached): pin what it presented.
@@ -181,25 +225,17 @@ impl NodeRuntime {
 
     /// A new session to `node`, reached as apply reaches it: its instance found by tags, the
     /// spec's user and key, its address (`REDISCTL_SSH_VIA`), and the host key checked against
-    /// the pinned one (or, at first contact and with `Pinning::OnFirstContact`, taken as it is
-    /// and returned to be pinned). `Pinning::Required` refuses a node never pinned before any
-    /// connection is made.
+    /// the pinned one (or, at first contact, one its console output lists, returned to be
+    /// pinned).
     pub(super) async fn open(
         &self,
         node: &str,
         reach: Reach,
-        pinning: Pinning,
     ) -> Result<Opened, NodeError> {
         let info = self.instance(node).await?;
         let target = self.target(node, &info)?;
-        let policy = self.policy(&info);
-        let first_contact = policy == HostKeyPolicy::FirstContact;
-        if first_contact && pinning == Pinning::Required {
-            return Err(NodeError::Ssh(SshError::NothingPinned {
-                node: node.into(),
-                instance_id: info.id,
-            }));
-        }
+        let policy = self.policy(node, &info, reach).await?;
+        let first_contact = matches!(policy, HostKeyPolicy::Console { .. });
         let (user, key) = (&self.spec.ssh.user, self.key()?);
         let connected = match reach {
             Reach::WaitForSshd => {
@@ -242,8 +278,8 @@ impl NodeRuntime {
 
     /// Open the node's session with one bounded attempt (no waiting for sshd to come up): a
     /// check reports a node that does not answer promptly. Like `redisctl redis-cli`, verify
-    /// never pins: it only trusts a host key that apply pinned (locally or in the instance's
-    /// tag), so evidence is never gathered from a host nobody vouched for.
+    /// never pins: it only trusts a host key that apply pinned in this state directory, so
+    /// evidence is never gathered from a host nobody vouched for.
     pub(crate) async fn reach(&self, node: &str) -> Result<(), NodeError> {
         if let Some(s) = self.sessions.lock().await.get(node)
             && !s.is_closed()
@@ -257,11 +293,19 @@ impl NodeRuntime {
 
     /// A new session to the node for `redisctl redis-cli`: found by its tags and reached as
     /// apply reaches it (same user, key, address, `REDISCTL_SSH_VIA`), with one bounded attempt.
-    /// The host key must match the pinned one; a node whose key was never pinned (nothing in
-    /// the state directory nor in the instance's tag) is refused, not pinned: only apply pins.
+    /// The host key must match the pinned one; a node whose key was never pinned in the state
+    /// directory (a tag is not a pin) is refused before any connection, not pinned: only apply
+    /// pins.
     pub(crate) async fn pinned_session(&self, node: &str) -> Result<Session, NodeError> {
+        let info = self.instance(node).await?;
+        if self.known.get(&info.id).is_none() {
+            return Err(NodeError::Ssh(crate::ssh::SshError::NothingPinned {
+                node: node.into(),
+                instance_id: info.id,
+            }));
+        }
         Ok(self
-            .open(node, Reach::Once, Pinning::Required)
+            .open(node, Reach::Once)
             .await?
             .session)
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::connect::{Opened, Pinning, Reach};
+use super::connect::{Opened, Reach};
 use super::{NodeError, NodeRuntime, admin_cli, noinit};
 use crate::aws::NodeInstance;
 use crate::observed::{ClusterView, InitSystem, NodeFacts, NodeObservation, Observed, tags};
@@ -110,7 +110,7 @@ impl NodeRuntime {
             host_key,
             first_contact,
             ..
-        } = self.open(node, reach, Pinning::OnFirstContact).await?;
+        } = self.open(node, reach).await?;
         let paths = [
             conf::CONF.path,
             systemd::DROP_IN.path,

@@ -150,6 +150,40 @@ pub fn fingerprint(key_openssh: &str) -> String {
     }
 }
 
+/// The host-key fingerprints an instance's console output lists: cloud-init prints, at first
+/// boot, a `-----BEGIN SSH HOST KEY FINGERPRINTS-----` block (`256 SHA256:… root@host
+/// (ED25519)`, lines prefixed `ec2: `) and a `-----BEGIN SSH HOST KEY KEYS-----` block (the
+/// public keys). Both are read; the first of each block only (later text on the console is
+/// not cloud-init's first boot).
+pub fn console_fingerprints(console: &str) -> Vec<String> {
+    fn block<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+        let begin = format!("-----BEGIN SSH HOST KEY {name}-----");
+        let end = format!("-----END SSH HOST KEY {name}-----");
+        let start = text.find(&begin)? + begin.len();
+        let stop = text[start..].find(&end)? + start;
+        Some(&text[start..stop])
+    }
+    let mut out: Vec<String> = Vec::new();
+    if let Some(b) = block(console, "FINGERPRINTS") {
+        for word in b.split_whitespace() {
+            if word.starts_with("SHA256:") && word.len() > 7 {
+                out.push(word.to_string());
+            }
+        }
+    }
+    if let Some(b) = block(console, "KEYS") {
+        for line in b.lines() {
+            let line = line.trim().trim_start_matches("ec2:").trim();
+            if let Ok(k) = parse(line) {
+                out.push(fingerprint_of(&k));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +191,21 @@ mod tests {
 
     const A: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvpHlLdaZM6IN8Ljm1CdOU5wpAb5nN0C6jzsl2pXDQm comment";
+
+    #[test]
+    fn the_console_lists_fingerprints_and_keys() {
+        let fp = fingerprint(A);
+        let console = format!(
+            "[   12.3] cloud-init[800]: Cloud-init v. 24.1 running 'modules:final'\nec2: #############\nec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\nec2: 256 SHA256:AAAAbbbbCCCC root@ip-10-0-1-10 (ECDSA)\nec2: 256 {fp} root@ip-10-0-1-10 (ED25519)\nec2: -----END SSH HOST KEY FINGERPRINTS-----\nec2: #############\n-----BEGIN SSH HOST KEY KEYS-----\n{A}\n-----END SSH HOST KEY KEYS-----\n"
+        );
+        let fps = console_fingerprints(&console);
+        assert!(fps.contains(&fp), "{fps:?}");
+        assert!(fps.contains(&"SHA256:AAAAbbbbCCCC".to_string()), "{fps:?}");
+        assert_eq!(fps.len(), 2, "{fps:?}");
+        assert!(console_fingerprints("no cloud-init here").is_empty());
+        // Unterminated blocks count for nothing.
+        assert!(console_fingerprints("-----BEGIN SSH HOST KEY FINGERPRINTS-----\n256 SHA256:x").is_empty());
+    }
 
     #[test]
     fn pin_get_forget_with_modes() {

@@ -2,9 +2,10 @@
 //! `remote.rs`).
 //!
 //! - Host keys: [`HostKeyPolicy::Pinned`] accepts exactly the pinned key (from the state
-//!   directory's known_hosts, or the fingerprint in the instance's `redisctl:host-key` tag);
-//!   [`HostKeyPolicy::FirstContact`] accepts and returns the key for the caller to pin. There is
-//!   no accept-anything mode.
+//!   directory's known_hosts); [`HostKeyPolicy::Console`] accepts a key whose fingerprint the
+//!   instance printed on its console at first boot, and returns it for the caller to pin. There
+//!   is no accept-anything mode, and a tag (which anyone in the account can write) is never a
+//!   pin.
 //! - Errors are classified for the caller: nobody answering yet (sshd booting) is waited for,
 //!   a login refused while the node boots too, a changed host key never.
 
@@ -53,15 +54,17 @@ impl From<&crate::spec::Ssh> for Timeouts {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostKeyPolicy {
-    /// Must present exactly this key (from KnownHosts or from the instance's redisctl:host-key
-    /// tag fingerprint). When both are given, both must match.
+    /// Must present exactly this key (from KnownHosts) or a key of this fingerprint. When
+    /// both are given, both must match.
     Pinned {
         key_openssh: Option<String>,
         fingerprint: Option<String>,
     },
-    /// First contact: accept and report the key (the caller pins it). Only when nothing is
-    /// pinned anywhere.
-    FirstContact,
+    /// First contact: a key whose fingerprint is one of these, which the instance's console
+    /// output listed (cloud-init prints the host keys at first boot to the serial console,
+    /// which only EC2 and the instance itself write; `GetConsoleOutput`). The caller pins the
+    /// key presented.
+    Console { fingerprints: Vec<String> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +82,7 @@ pub enum SshError {
         known_hosts: Option<PathBuf>,
     },
     #[error(
-        "node {node} ({instance_id}) has no pinned host key to check against (only apply pins, at first contact); run `redisctl apply` first"
+        "node {node} ({instance_id}) has no host key pinned in this state directory (a redisctl:host-key tag is not a pin; only apply pins, at first contact, a key the instance's console output lists); run `redisctl apply` first, or use the state directory that pinned it"
     )]
     NothingPinned { node: String, instance_id: String },
     #[error(
@@ -188,7 +191,10 @@ impl client::Handler for Client {
         };
         *self.seen.lock().unwrap() = Some(key.clone());
         let ok = match &self.policy {
-            HostKeyPolicy::FirstContact => true,
+            HostKeyPolicy::Console { fingerprints } => {
+                let fp = fingerprint_of(key);
+                fingerprints.iter().any(|f| f.trim() == fp)
+            }
             HostKeyPolicy::Pinned {
                 key_openssh,
                 fingerprint,
@@ -513,6 +519,9 @@ fn expected_fingerprint(policy: &HostKeyPolicy) -> String {
             fingerprint: Some(f),
             ..
         } => f.clone(),
+        HostKeyPolicy::Console { fingerprints } => {
+            format!("one of {} (the console output)", fingerprints.join(", "))
+        }
         _ => "(nothing pinned)".into(),
     }
 }
@@ -530,7 +539,9 @@ mod tests {
         });
         assert!(matches!(algs[0], Algorithm::Ecdsa { .. }), "{algs:?}");
         assert!(!algs.contains(&Algorithm::Rsa { hash: None }));
-        let algs = host_key_algorithms(&HostKeyPolicy::FirstContact);
+        let algs = host_key_algorithms(&HostKeyPolicy::Console {
+            fingerprints: vec![],
+        });
         assert_eq!(algs[0], Algorithm::Ed25519);
     }
 }
