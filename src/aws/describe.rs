@@ -80,23 +80,8 @@ async fn swap_named(
     snapshots: &[observed::Snapshot],
 ) -> Result<observed::SwapNamed, AwsError> {
     let mut out = observed::SwapNamed::default();
-    let named = |k: &str| -> Vec<&str> {
-        let mut ids: Vec<&str> = instances
-            .iter()
-            .filter_map(|i| i.tags.get(k).map(String::as_str))
-            .collect();
-        ids.sort();
-        ids.dedup();
-        ids
-    };
-    let mut vol_ids = named(tags::SWAP_OLD_VOLUME);
-    vol_ids.extend(named(tags::SWAP_NEW_VOLUME));
-    vol_ids.sort();
-    vol_ids.dedup();
+    let (vol_ids, snap_ids) = unobserved_swap_ids(instances, volumes, snapshots);
     for id in vol_ids {
-        if volumes.iter().any(|v| v.id == id) {
-            continue;
-        }
         match aws.volume_by_id(id).await {
             Ok(Some(v)) => out.volumes.push(v),
             Ok(None) => out.gone.push(id.to_string()),
@@ -105,10 +90,7 @@ async fn swap_named(
             Err(e) => return Err(e),
         }
     }
-    for id in named(tags::SWAP_SNAPSHOT) {
-        if snapshots.iter().any(|x| x.id == id) {
-            continue;
-        }
+    for id in snap_ids {
         match aws.snapshot_by_id(id).await {
             Ok(Some(x)) => out.snapshots.push(x),
             Ok(None) => out.gone.push(id.to_string()),
@@ -118,6 +100,32 @@ async fn swap_named(
     }
     out.gone.sort();
     Ok(out)
+}
+
+/// The volume and snapshot ids the instances' swap tags name that the tag-filtered lists do
+/// not hold, sorted, once each.
+fn unobserved_swap_ids<'a>(
+    instances: &'a [observed::Instance],
+    volumes: &[observed::Volume],
+    snapshots: &[observed::Snapshot],
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    let named = |keys: &[&str]| -> Vec<&'a str> {
+        let mut ids: Vec<&'a str> = instances
+            .iter()
+            .flat_map(|i| {
+                keys.iter()
+                    .filter_map(|k| i.tags.get(*k).map(String::as_str))
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let mut vols = named(&[tags::SWAP_OLD_VOLUME, tags::SWAP_NEW_VOLUME]);
+    vols.retain(|id| !volumes.iter().any(|v| v.id == *id));
+    let mut snaps = named(&[tags::SWAP_SNAPSHOT]);
+    snaps.retain(|id| !snapshots.iter().any(|x| x.id == *id));
+    (vols, snaps)
 }
 
 fn malformed(code: &str) -> bool {
@@ -560,4 +568,61 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         images,
         ..Observed::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(t: &[(&str, &str)]) -> observed::Instance {
+        observed::Instance {
+            id: "i-1".into(),
+            state: "running".into(),
+            instance_type: "t3.micro".into(),
+            image_id: "ami-1".into(),
+            subnet_id: None,
+            private_ip: None,
+            public_ip: None,
+            key_name: None,
+            security_group_ids: vec![],
+            root_device_name: None,
+            block_devices: BTreeMap::new(),
+            launch_time: None,
+            http_tokens: None,
+            instance_profile: None,
+            tags: t
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn what_swap_tags_name_outside_the_tag_filter_is_looked_up() {
+        let a = instance(&[
+            (tags::SWAP_OLD_VOLUME, "vol-foreign"),
+            (tags::SWAP_SNAPSHOT, "snap-foreign"),
+            (tags::SWAP_NEW_VOLUME, "vol-tagged"),
+        ]);
+        let b = instance(&[(tags::SWAP_OLD_VOLUME, "vol-foreign")]);
+        let tagged = observed::Volume {
+            id: "vol-tagged".into(),
+            size_gib: 8,
+            volume_type: "gp3".into(),
+            encrypted: true,
+            kms_key_id: None,
+            az: "az".into(),
+            state: "in-use".into(),
+            snapshot_id: None,
+            attachment: None,
+            tags: Tags::new(),
+        };
+        let instances = [a, b];
+        let (vols, snaps) = unobserved_swap_ids(&instances, &[tagged], &[]);
+        assert_eq!(vols, ["vol-foreign"]);
+        assert_eq!(snaps, ["snap-foreign"]);
+        let none = [instance(&[])];
+        let (vols, snaps) = unobserved_swap_ids(&none, &[], &[]);
+        assert!(vols.is_empty() && snaps.is_empty());
+    }
 }

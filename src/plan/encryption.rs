@@ -408,10 +408,27 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
                 )
             }
             (None, Some(i)) => {
-                let Some(changes) = root_volume(obs, i).and_then(|v| swap_changes(v, &rv.kms_key))
+                let Some((root, changes)) =
+                    root_volume(obs, i).and_then(|v| Some((v, swap_changes(v, &rv.kms_key)?)))
                 else {
                     continue;
                 };
+                // The swap's last stage deletes this volume only if it is tagged for the node
+                // (`prove_swap`): one that is not would be left half done, so say it now.
+                if root.tags.get(tags::NODE) != Some(&node.name) {
+                    b.note(
+                        NoteLevel::Blocker,
+                        &format!("{addr}.root_volume"),
+                        format!(
+                            "the root volume {} of instance {} is to be encrypted, but it is not tagged {}={}: the swap deletes only volumes proven to be the node's. If it is this node's root, tag it so and plan again",
+                            root.id,
+                            i.id,
+                            tags::NODE,
+                            node.name
+                        ),
+                    );
+                    continue;
+                }
                 let reached =
                     matches!(obs.nodes.get(&node.name), Some(NodeObservation::Reached(_)));
                 if i.state != "running" || !reached || !(formed || cluster_planned) {

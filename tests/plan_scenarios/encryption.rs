@@ -346,11 +346,7 @@ fn forged_verified(old: &str, snap: &str) -> (Spec, Observed) {
 fn assert_blocked_without_deletes(p: &Plan, node: &str, names: &[&str]) {
     let text = render::plan::human(p, false);
     let subject = format!("node.{node}.root_volume");
-    let b: Vec<_> = p.blockers().filter(|n| n.subject == subject).collect();
-    assert_eq!(b.len(), 1, "{text}");
-    for n in names {
-        assert!(b[0].message.contains(n), "{}", b[0].message);
-    }
+    // Nothing deletes: no swap (whose last stage deletes), no delete step.
     assert!(p.step(&subject).is_none(), "{text}");
     assert!(
         !p.steps.iter().flat_map(|s| &s.ops).any(|op| matches!(
@@ -359,6 +355,11 @@ fn assert_blocked_without_deletes(p: &Plan, node: &str, names: &[&str]) {
         )),
         "{text}"
     );
+    let b: Vec<_> = p.blockers().filter(|n| n.subject == subject).collect();
+    assert_eq!(b.len(), 1, "{text}");
+    for n in names {
+        assert!(b[0].message.contains(n), "{}", b[0].message);
+    }
 }
 
 #[test]
@@ -368,7 +369,6 @@ fn a_forged_finished_swap_naming_another_teams_volume_is_a_blocker() {
     o.swap_named.volumes.push(victim_volume("us-east-1a"));
     o.swap_named.snapshots.push(victim_snapshot());
     let p = plan::plan(&spec, &o);
-    snapshot("encryption-swap-forged", &render::plan::human(&p, false));
     assert_blocked_without_deletes(
         &p,
         "redis-node-1a",
@@ -378,6 +378,7 @@ fn a_forged_finished_swap_naming_another_teams_volume_is_a_blocker() {
             "remove the instance's redisctl:stage",
         ],
     );
+    snapshot("encryption-swap-forged", &render::plan::human(&p, false));
     // Destroy never deletes what observation looked up for the proof.
     let d = plan::plan_destroy(&spec, &o);
     assert!(
@@ -522,4 +523,21 @@ fn a_genuine_finished_swap_and_one_interrupted_in_its_deletes_still_converge() {
         assert!(after.volumes.iter().all(|v| v.id != old));
         assert!(after.snapshots.is_empty());
     }
+}
+
+#[test]
+fn a_root_volume_not_tagged_for_its_node_is_not_swapped() {
+    // The swap's last stage would refuse to delete it: the plan says so before anything stops.
+    let spec = example();
+    let mut o = converged(&unencrypted_example());
+    let root = instance_of(&mut o, "redis-node-1a").block_devices["/dev/sda1"].clone();
+    let v = o.volumes.iter_mut().find(|v| v.id == root).unwrap();
+    v.tags.remove(tags::NODE);
+    let p = plan::plan(&spec, &o);
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1, "{}", render::plan::human(&p, false));
+    assert_eq!(b[0].subject, "node.redis-node-1a.root_volume");
+    assert!(b[0].message.contains(&root), "{}", b[0].message);
+    assert!(p.step("node.redis-node-1a.root_volume").is_none());
+    assert_eq!(swap_steps(&p).len(), 2, "the other nodes are planned");
 }
