@@ -156,6 +156,7 @@ async fn console_output_prints_the_host_keys_sshd_serves() {
         "figure: console output (Latest=true) shown {waited:?} after the first ask, {:?} after RunInstances answered",
         booted.elapsed()
     );
+    eprintln!("the console of {id}:\n{text}");
     assert!(!text.contains("2.6.16-xenU"), "moto's sample text: {text}");
     let fps = fingerprints(&text);
     assert!(
