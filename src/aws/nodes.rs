@@ -126,16 +126,23 @@ impl Aws {
     /// The instance's console output as EC2 holds it now (`Latest`), decoded; `None` while
     /// it has none (EC2 gives none before the instance has booted and written to it).
     pub async fn console_output(&self, instance: &str) -> Result<Option<String>, AwsError> {
-        let out = self
-            .settle("GetConsoleOutput", instance, &[instance], &[], || {
+        // `Latest` (the output as it is now, not the buffered copy EC2 posts minutes later) is
+        // for Nitro instances; others (a t2) answer UnsupportedOperation: ask without it.
+        let named = [instance];
+        let ask = |latest: bool| {
+            self.settle("GetConsoleOutput", instance, &named, &[], move || {
                 self.client
                     .get_console_output()
                     .instance_id(instance)
-                    .latest(true)
+                    .set_latest(latest.then_some(true))
                     .send()
             })
-            .await
-            .map_err(|e| api_err("GetConsoleOutput", instance, e))?;
+        };
+        let out = match ask(true).await {
+            Err(e) if super::ops::is_code(&e, &["UnsupportedOperation"]) => ask(false).await,
+            other => other,
+        }
+        .map_err(|e| api_err("GetConsoleOutput", instance, e))?;
         let Some(b64) = out.output().filter(|o| !o.trim().is_empty()) else {
             return Ok(None);
         };
