@@ -139,6 +139,13 @@ pub fn human(plan: &Plan, color: bool) -> String {
             plan.region,
             plan.unobserved.join(", ")
         ));
+    } else if plan.is_empty() && plan.blockers().next().is_some() {
+        out.push_str(&format!(
+            "{} for cluster {} ({}), but blockers (below) stand in the way: it does not match the spec until they are resolved.\n",
+            Shell::paint(color, Style::Warning, "No changes planned"),
+            plan.cluster,
+            plan.region
+        ));
     } else if plan.is_empty() {
         out.push_str(&format!(
             "{} cluster {} ({}) matches the spec.\n",

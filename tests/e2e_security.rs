@@ -1,0 +1,396 @@
+//! End-to-end: the attacks of docs/security.md's threat model, played in the sandbox, each
+//! shown to fail. An account insider with ec2:RunInstances and ec2:CreateTags launches an
+//! impostor with the cluster's key pair (so its sshd accepts redisctl's key) and tags it as a
+//! node, in the cluster's own subnet or elsewhere; writes a host-key tag; forges the swap's
+//! stage tags to make apply delete another team's volume and snapshot. Run inside the
+//! sandbox's operator namespace:
+//! `redisctl-sandbox exec -- cargo test -p redisctl --test e2e_security -- --nocapture`.
+
+mod common;
+
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use common::{Cluster, text};
+use redisctl_sandbox::testing::Sandbox;
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Runtime::new().unwrap().block_on(f)
+}
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+/// The cluster's instance, subnet and security group of node `node`.
+fn node_of(node: &str) -> (String, String, String) {
+    block(async {
+        let ec2 = common::ec2_client().await;
+        let out = ec2
+            .describe_instances()
+            .filters(filter("tag:redisctl:node", node))
+            .filters(filter("instance-state-name", "running"))
+            .send()
+            .await
+            .unwrap();
+        let i = out.reservations()[0].instances()[0].clone();
+        (
+            i.instance_id().unwrap().to_string(),
+            i.subnet_id().unwrap().to_string(),
+            i.security_groups()[0].group_id().unwrap().to_string(),
+        )
+    })
+}
+
+/// An instance the insider launches with the cluster's key pair (its sshd accepts redisctl's
+/// key), tagged as node `node` of cluster prod-redis, in `subnet` (with `group`, if given), at
+/// `ip`. Returns its id and the address the operator reaches it at.
+fn launch_impostor(node: &str, subnet: &str, group: Option<&str>, ip: &str) -> (String, String) {
+    block(async {
+        let ec2 = common::ec2_client().await;
+        let ami = common::ami::noble_ami(&ec2).await;
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        let mut run = ec2
+            .run_instances()
+            .image_id(ami)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
+            .min_count(1)
+            .max_count(1)
+            .key_name("prod-redis-key")
+            .subnet_id(subnet)
+            .private_ip_address(ip)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(tag("redisctl:cluster", "prod-redis"))
+                    .tags(tag("redisctl:role", "node"))
+                    .tags(tag("redisctl:node", node))
+                    .build(),
+            );
+        if let Some(g) = group {
+            run = run.security_group_ids(g);
+        }
+        let id = run.send().await.unwrap().instances()[0]
+            .instance_id()
+            .unwrap()
+            .to_string();
+        // Running, with its address.
+        for _ in 0..600 {
+            let out = ec2.describe_instances().instance_ids(&id).send().await;
+            if let Ok(out) = out
+                && let Some(i) = out
+                    .reservations()
+                    .first()
+                    .and_then(|r| r.instances().first())
+                && i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running")
+            {
+                let at = i
+                    .public_ip_address()
+                    .or(i.private_ip_address())
+                    .unwrap()
+                    .to_string();
+                return (id, at);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("the impostor {id} did not run");
+    })
+}
+
+/// What the impostor's own journal says redisctl did there: the SSH logins it accepted and the
+/// commands run with sudo (read over one SSH login of the test's own, which counts once).
+fn impostor_log(c: &Cluster, at: &str) -> (usize, usize, String) {
+    let mut out = String::new();
+    for _ in 0..60 {
+        out = c.on_node(
+            at,
+            "journalctl --no-pager -o cat -u ssh.service | grep -c \"Accepted publickey\"; journalctl --no-pager -o cat _COMM=sudo | grep -c \"COMMAND=\"; ls /etc/redis 2>&1",
+            "",
+        );
+        if out
+            .lines()
+            .next()
+            .is_some_and(|l| l.trim().parse::<usize>().is_ok())
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let mut lines = out.lines();
+    let logins = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    let sudos = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    (logins, sudos, out)
+}
+
+#[test]
+fn an_impostor_in_the_clusters_subnet_is_a_blocker_and_gets_nothing() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("impostor", |t| t);
+    c.ok(&["apply", "--yes"]);
+    let (_, subnet, group) = node_of("redis-node-1a");
+    let (id, at) = launch_impostor("redis-node-1a", &subnet, Some(&group), "10.0.1.66");
+
+    // Two instances claim redis-node-1a: the plan says so as a blocker, apply refuses.
+    let out = c.run(&["plan"]);
+    let plan = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{plan}");
+    assert!(
+        plan.contains(&id) && plan.contains("claim to be node redis-node-1a"),
+        "{plan}"
+    );
+    let out = c.run(&["apply", "--yes"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    // verify reaches the real nodes only (the impostor is not at the node's address).
+    c.ok(&["verify"]);
+
+    // The impostor saw one login (the test's own, reading this) and one sudo: redisctl never
+    // logged in, so no password, key or certificate ever reached it.
+    let (logins, sudos, log) = impostor_log(&c, &at);
+    assert_eq!(logins, 1, "redisctl logged in to the impostor:\n{log}");
+    assert!(sudos <= 1, "redisctl ran commands on the impostor:\n{log}");
+    assert!(
+        log.contains("No such file"),
+        "the impostor holds /etc/redis:\n{log}"
+    );
+    block(async {
+        let ec2 = common::ec2_client().await;
+        ec2.terminate_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap();
+    });
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn an_impostor_outside_the_network_is_not_a_node_and_destroy_leaves_it() {
+    let sb = Sandbox::acquire();
+    // The seeded account's untagged VPC holds a subnet 10.0.1.0/24 too: the insider's instance
+    // sits there at node redis-node-1a's own address, tagged as that node.
+    sb.seed_used_account("someone-elses-key");
+    let c = Cluster::new("stranger", |t| t);
+    c.ok(&["apply", "--yes"]);
+    let foreign_subnet = block(async {
+        let ec2 = common::ec2_client().await;
+        let subnets = ec2
+            .describe_subnets()
+            .filters(filter("cidr-block", "10.0.2.0/24"))
+            .send()
+            .await
+            .unwrap();
+        subnets
+            .subnets()
+            .iter()
+            .find(|s| !s.tags().iter().any(|t| t.key() == Some("redisctl:cluster")))
+            .expect("the seeded account has an untagged 10.0.2.0/24")
+            .subnet_id()
+            .unwrap()
+            .to_string()
+    });
+    // (At another address than the real node's: the sandbox's VPCs share one bridge.)
+    let (id, _) = launch_impostor("redis-node-1b", &foreign_subnet, None, "10.0.2.77");
+    let out = c.run(&["plan"]);
+    let plan = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{plan}");
+    assert!(
+        plan.contains(&id) && plan.contains("never connects to, changes or deletes it"),
+        "{plan}"
+    );
+    c.ok(&["verify"]);
+    // destroy removes the cluster and leaves the impostor running (a tag is not ownership).
+    c.ok(&["destroy", "--yes"]);
+    let state = block(async {
+        let ec2 = common::ec2_client().await;
+        let out = ec2
+            .describe_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap();
+        let i = out.reservations()[0].instances()[0].clone();
+        i.state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+    });
+    assert_eq!(
+        state.as_deref(),
+        Some("running"),
+        "destroy ended the impostor"
+    );
+    block(async {
+        let ec2 = common::ec2_client().await;
+        ec2.terminate_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_host_key_tag_is_not_a_pin() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("tagpin", |t| t);
+    c.ok(&["apply", "--yes"]);
+    let (id, _, _) = node_of("redis-node-1a");
+    // Without this state directory's pins, verify refuses every node (the tags alone are not
+    // enough), before connecting.
+    let known = c.dir.join(".redisctl/prod-redis/known_hosts");
+    let saved = std::fs::read_to_string(&known).unwrap();
+    std::fs::write(&known, "").unwrap();
+    let out = c.run(&["verify"]);
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        report.contains("has no host key pinned in this state directory"),
+        "{report}"
+    );
+    std::fs::write(&known, saved).unwrap();
+
+    // A host-key tag rewritten by someone else: the pin here wins and verify passes; a state
+    // directory without the pin trusts the console over the tag, and refuses the node.
+    block(async {
+        let ec2 = common::ec2_client().await;
+        ec2.create_tags()
+            .resources(&id)
+            .tags(
+                Tag::builder()
+                    .key("redisctl:host-key")
+                    .value("SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    c.ok(&["verify"]);
+    let others: Vec<String> = std::fs::read_to_string(&known)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains(&id))
+        .map(String::from)
+        .collect();
+    std::fs::write(&known, others.join("\n") + "\n").unwrap();
+    let out = c.run(&["plan"]);
+    let plan = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        plan.contains("a key its console output does not list"),
+        "the forged tag was not caught:\n{plan}"
+    );
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn forged_swap_tags_delete_nothing() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("forgedswap", |t| t);
+    c.ok(&["apply", "--yes"]);
+    let (instance, _, _) = node_of("redis-node-1a");
+    let root = block(async {
+        let ec2 = common::ec2_client().await;
+        let out = ec2
+            .describe_instances()
+            .instance_ids(&instance)
+            .send()
+            .await
+            .unwrap();
+        let i = out.reservations()[0].instances()[0].clone();
+        let dev = i.root_device_name().unwrap().to_string();
+        i.block_device_mappings()
+            .iter()
+            .find(|m| m.device_name() == Some(dev.as_str()))
+            .and_then(|m| m.ebs()?.volume_id().map(String::from))
+            .unwrap()
+    });
+    // Another team's volume and its snapshot, in the node's AZ; then the insider writes the
+    // swap's tags on the node as if a swap had reached its last stage with those two as the
+    // old root and its snapshot.
+    let (volume, snapshot) = block(async {
+        let ec2 = common::ec2_client().await;
+        let v = ec2
+            .create_volume()
+            .availability_zone("us-east-1a")
+            .size(1)
+            .send()
+            .await
+            .unwrap()
+            .volume_id()
+            .unwrap()
+            .to_string();
+        // (Right after CreateVolume, EC2 may not know the volume yet, and it is `creating`.)
+        let mut s = None;
+        for _ in 0..300 {
+            match ec2.create_snapshot().volume_id(&v).send().await {
+                Ok(out) => {
+                    s = out.snapshot_id().map(String::from);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+        let s = s.expect("no snapshot of the foreign volume");
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        ec2.create_tags()
+            .resources(&instance)
+            .tags(tag("redisctl:stage", "swap:6-verified"))
+            .tags(tag("redisctl:swap-old-volume", &v))
+            .tags(tag("redisctl:swap-snapshot", &s))
+            // (the node's own root as the "new" volume, so that only the victims can fail)
+            .tags(tag("redisctl:swap-new-volume", &root))
+            .send()
+            .await
+            .unwrap();
+        (v, s)
+    });
+    let out = c.run(&["plan"]);
+    let plan = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{plan}");
+    assert!(
+        plan.contains("redis-node-1a.root_volume")
+            && (plan.contains(&volume) || plan.contains(&snapshot)),
+        "no blocker names the forged ids:\n{plan}"
+    );
+    let out = c.run(&["apply", "--yes"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let (v_left, s_left) = block(async {
+        let ec2 = common::ec2_client().await;
+        let v = ec2
+            .describe_volumes()
+            .volume_ids(&volume)
+            .send()
+            .await
+            .is_ok();
+        let s = ec2
+            .describe_snapshots()
+            .snapshot_ids(&snapshot)
+            .send()
+            .await
+            .is_ok();
+        (v, s)
+    });
+    assert!(
+        v_left && s_left,
+        "the forged swap deleted volume {v_left} / snapshot {s_left}"
+    );
+    // Clean up: the tags go, the foreign volume and snapshot are the test's to delete.
+    block(async {
+        let ec2 = common::ec2_client().await;
+        ec2.delete_tags()
+            .resources(&instance)
+            .tags(Tag::builder().key("redisctl:stage").build())
+            .tags(Tag::builder().key("redisctl:swap-old-volume").build())
+            .tags(Tag::builder().key("redisctl:swap-snapshot").build())
+            .tags(Tag::builder().key("redisctl:swap-new-volume").build())
+            .send()
+            .await
+            .unwrap();
+        let _ = ec2.delete_snapshot().snapshot_id(&snapshot).send().await;
+        let _ = ec2.delete_volume().volume_id(&volume).send().await;
+    });
+    c.ok(&["destroy", "--yes"]);
+}
