@@ -254,13 +254,13 @@ fn redis_cli_on_the_nodes_of_a_cluster() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("has no pinned host key") && err.contains("run `redisctl apply` first"),
+        err.contains("has no host key pinned") && err.contains("run `redisctl apply` first"),
         "{err}"
     );
     let out = c.run(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
-    assert!(shown.contains("has no pinned host key"), "{shown}");
+    assert!(shown.contains("has no host key pinned"), "{shown}");
     assert!(!known.exists(), "verify pinned a key");
     c.ok(&["apply", "--yes"]);
     assert!(known.exists());

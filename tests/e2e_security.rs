@@ -394,3 +394,233 @@ fn forged_swap_tags_delete_nothing() {
     });
     c.ok(&["destroy", "--yes"]);
 }
+
+#[test]
+fn a_key_pair_replaced_during_the_prompt_is_refused() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("keyswap", |t| t);
+    // The operator's apply waits at its confirmation prompt (a terminal, no --yes)...
+    let inner = format!("{} --config {} apply", common::BIN, c.spec.display());
+    let mut child = c
+        .shell(&["script", "-qfec", &inner, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (mut out, buf) = (child.stdout.take().unwrap(), screen.clone());
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = out.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+    }
+    let start = std::time::Instant::now();
+    while !text(&screen.lock().unwrap()).contains("Enter a value") {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "no prompt:\n{}",
+            text(&screen.lock().unwrap())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // ...while the insider imports a key pair of the spec's name holding their own key.
+    let dir = c.dir.join("insider");
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.join("key"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let theirs = std::fs::read_to_string(dir.join("key.pub")).unwrap();
+    block(async {
+        let ec2 = common::ec2_client().await;
+        ec2.import_key_pair()
+            .key_name("prod-redis-key")
+            .public_key_material(aws_sdk_ec2::primitives::Blob::new(theirs.into_bytes()))
+            .send()
+            .await
+            .unwrap();
+    });
+    child.stdin.as_mut().unwrap().write_all(b"yes\n").unwrap();
+    let status = child.wait().unwrap();
+    let shown = text(&screen.lock().unwrap());
+    assert!(!status.success(), "apply went ahead:\n{shown}");
+    assert!(shown.contains("holds another public key"), "{shown}");
+    // No node was launched with the insider's key.
+    let launched = block(async {
+        let ec2 = common::ec2_client().await;
+        let out = ec2
+            .describe_instances()
+            .filters(filter("tag:redisctl:cluster", "prod-redis"))
+            .send()
+            .await
+            .unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+            .count()
+    });
+    assert_eq!(launched, 0, "a node was launched:\n{shown}");
+    block(async {
+        let ec2 = common::ec2_client().await;
+        ec2.delete_key_pair()
+            .key_name("prod-redis-key")
+            .send()
+            .await
+            .unwrap();
+    });
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn a_vpc_neighbour_reaches_redis_but_not_the_cluster_bus() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("neighbour", |t| t);
+    c.ok(&["apply", "--yes"]);
+    let (_, subnet, _) = node_of("redis-node-1a");
+    // A machine in the cluster's subnet, not in its security group (what an application
+    // server, or a holder of a `redisctl client-cert`, would be): its own group lets the
+    // operator in over SSH, nothing else.
+    let neighbour_group = block(async {
+        let ec2 = common::ec2_client().await;
+        let vpc = ec2
+            .describe_subnets()
+            .subnet_ids(&subnet)
+            .send()
+            .await
+            .unwrap()
+            .subnets()[0]
+            .vpc_id()
+            .unwrap()
+            .to_string();
+        let g = ec2
+            .create_security_group()
+            .group_name("app-servers")
+            .description("an application server next to the cluster")
+            .vpc_id(vpc)
+            .send()
+            .await
+            .unwrap()
+            .group_id()
+            .unwrap()
+            .to_string();
+        // (A new group may be unknown for a moment: EC2's eventual consistency.)
+        let rule = aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(22)
+            .to_port(22)
+            .ip_ranges(
+                aws_sdk_ec2::types::IpRange::builder()
+                    .cidr_ip(common::vpc::operator_cidr())
+                    .build(),
+            )
+            .build();
+        let mut allowed = false;
+        for _ in 0..300 {
+            if ec2
+                .authorize_security_group_ingress()
+                .group_id(&g)
+                .ip_permissions(rule.clone())
+                .send()
+                .await
+                .is_ok()
+            {
+                allowed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert!(allowed, "SSH could not be opened on {g}");
+        g
+    });
+    let (id, at) = block(async {
+        let ec2 = common::ec2_client().await;
+        let ami = common::ami::noble_ami(&ec2).await;
+        let id = ec2
+            .run_instances()
+            .image_id(ami)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
+            .min_count(1)
+            .max_count(1)
+            .key_name("prod-redis-key")
+            .subnet_id(&subnet)
+            .private_ip_address("10.0.1.77")
+            .security_group_ids(&neighbour_group)
+            .send()
+            .await
+            .unwrap()
+            .instances()[0]
+            .instance_id()
+            .unwrap()
+            .to_string();
+        for _ in 0..600 {
+            if let Ok(out) = ec2.describe_instances().instance_ids(&id).send().await
+                && let Some(i) = out
+                    .reservations()
+                    .first()
+                    .and_then(|r| r.instances().first())
+                && i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running")
+                && let Some(ip) = i.public_ip_address()
+            {
+                return (id, ip.to_string());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("the neighbour did not run");
+    });
+    let probe = "for p in 6379 16379; do if timeout 5 bash -c \"</dev/tcp/10.0.1.10/$p\" 2>/dev/null; then echo \"$p=open\"; else echo \"$p=closed\"; fi; done";
+    let mut out = String::new();
+    for _ in 0..60 {
+        out = c.on_node(&at, probe, "");
+        if out.contains("6379=") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let says = |line: &str| out.lines().any(|l| l.trim() == line);
+    assert!(
+        says("6379=open"),
+        "the Redis port is closed to the VPC:\n{out}"
+    );
+    assert!(
+        says("16379=closed"),
+        "the cluster bus is open to a VPC neighbour:\n{out}"
+    );
+    // The neighbour and its group go first (destroy removes only what redisctl made, and the
+    // VPC cannot go while they are in it).
+    block(async {
+        let ec2 = common::ec2_client().await;
+        ec2.terminate_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap();
+        for _ in 0..600 {
+            if ec2
+                .delete_security_group()
+                .group_id(&neighbour_group)
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("the neighbour's group could not be deleted");
+    });
+    c.ok(&["destroy", "--yes"]);
+}

@@ -107,16 +107,22 @@ async fn console_fingerprints(ec2: &aws_sdk_ec2::Client, id: &str) -> Vec<String
     use base64::Engine;
     let start = std::time::Instant::now();
     loop {
+        // (Right after the launch EC2 may not know the id yet: InvalidInstanceID.NotFound.)
         let out = ec2
             .get_console_output()
             .instance_id(id)
             .latest(true)
             .send()
             .await
-            .unwrap();
+            .ok();
         let text = out
-            .output()
-            .and_then(|o| base64::engine::general_purpose::STANDARD.decode(o.trim()).ok())
+            .as_ref()
+            .and_then(|o| o.output())
+            .and_then(|o| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(o.trim())
+                    .ok()
+            })
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let fps = redisctl::ssh::known_hosts::console_fingerprints(&text);
@@ -165,7 +171,10 @@ async fn session_against_a_booted_host() {
     };
     match Session::wait_and_connect(&target, "ubuntu", &key, &stranger, &t).await {
         Err(SshError::HostKeyChanged { .. }) => {}
-        other => panic!("a key the console does not list was accepted: {:?}", other.map(|x| x.1)),
+        other => panic!(
+            "a key the console does not list was accepted: {:?}",
+            other.map(|x| x.1)
+        ),
     }
     // Boot: wait for sshd, first contact returns the key to pin.
     let (sess, host_key) = Session::wait_and_connect(

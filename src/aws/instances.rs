@@ -39,6 +39,9 @@ impl Aws {
             .await
             .map_err(|e| api_err("DescribeKeyPairs", name, e))?;
         if let Some(id) = out.key_pairs().first().and_then(|k| k.key_pair_id()) {
+            // There already: made by a run killed a moment ago, or by someone else since the
+            // plan. It is used only if it holds this machine's key.
+            self.key_pair_holds(name, &public, private_key).await?;
             return Ok(Some(id.to_string()));
         }
         let out = match c
@@ -55,12 +58,52 @@ impl Aws {
             // InvalidKeyPair.NotFound for a moment, as for one imported now.
             Err(e) if is_code(&e, &["InvalidKeyPair.Duplicate"]) => {
                 self.created(name);
+                // (Not listed yet: checked again before each launch that names it.)
                 return Ok(None);
             }
             Err(e) => return Err(api_err("ImportKeyPair", name, e)),
         };
         self.created(name);
         Ok(out.key_pair_id().map(String::from))
+    }
+
+    /// The key pair `name` holds `public` (this machine's key, from `private_key`): checked
+    /// right before every launch, since a key pair can be deleted and imported again under the
+    /// same name by anyone with ec2:ImportKeyPair — during apply's confirmation prompt, say —
+    /// and a launch puts whatever it holds in the new node's `authorized_keys`. A key pair not
+    /// listed yet (imported a moment ago, eventual consistency) is not a refusal.
+    pub async fn key_pair_holds(
+        &self,
+        name: &str,
+        public: &str,
+        private_key: &str,
+    ) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .describe_key_pairs()
+            .key_names(name)
+            .include_public_key(true)
+            .send()
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) if is_code(&e, &["InvalidKeyPair.NotFound"]) => return Ok(()),
+            Err(e) => return Err(api_err("DescribeKeyPairs", name, e)),
+        };
+        let Some(k) = out.key_pairs().first() else {
+            return Ok(());
+        };
+        let held = k.public_key().unwrap_or_default();
+        if crate::plan::naming::same_public_key(held, public) {
+            return Ok(());
+        }
+        Err(AwsError::Local {
+            what: format!(
+                "key pair {name} ({}) holds another public key than {private_key}: it was deleted and imported again since the plan (CloudTrail's DeleteKeyPair and ImportKeyPair events say by whom); no node is launched with it",
+                k.key_pair_id().unwrap_or("?")
+            ),
+            source: "refused".into(),
+        })
     }
 
     pub(super) async fn delete_key_pair(&self, name: &str) -> Result<(), AwsError> {

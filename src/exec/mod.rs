@@ -25,6 +25,9 @@ use crate::progress::{self, Event, Progress};
 pub struct Ctx {
     pub aws: Aws,
     pub nodes: Option<Arc<NodeRuntime>>,
+    /// The operator's SSH private key: a launch goes ahead only if the key pair it names still
+    /// holds its public key (none: a run that launches nothing, destroy).
+    pub ssh_key: Option<std::path::PathBuf>,
 }
 
 /// A failed operation, from any edge (boxed: errors travel far and are rare).
@@ -95,6 +98,21 @@ impl Ctx {
     ) -> Result<Option<String>, OpError> {
         match op {
             Op::Ec2(op) => {
+                if let (Some(name), Some(key)) = (op.launch_key(), &self.ssh_key) {
+                    let public = crate::ssh::keyfile::public_key(key)
+                        .ok()
+                        .flatten()
+                        .ok_or_else(|| OpError::Local {
+                            what: format!(
+                                "cannot read the public key of {} before a launch",
+                                key.display()
+                            ),
+                            source: "missing or unreadable".into(),
+                        })?;
+                    self.aws
+                        .key_pair_holds(name, &public, &key.display().to_string())
+                        .await?;
+                }
                 let id = self.aws.run_op(op, made).await?;
                 // A started instance has a new public IP: the node runtime reads it again.
                 if let (Some(n), Some(instance)) = (&self.nodes, op.starts()) {

@@ -165,7 +165,7 @@ fn connect_error(spec: &Spec, node: &str, e: NodeError) -> RedisCliError {
         ),
         NodeError::Ssh(SshError::NothingPinned { .. }) => (
             "no pinned SSH host key to check it against".into(),
-            "run `redisctl apply` first: it pins each node's host key at first contact (in the state directory and the instance's redisctl:host-key tag)".into(),
+            "run `redisctl apply` first: it pins each node's host key at first contact (a key the instance's console output lists, in this state directory's known_hosts)".into(),
         ),
         NodeError::Ssh(SshError::AuthFailed { .. }) => (
             "SSH authentication failed".into(),

@@ -191,6 +191,15 @@ pub enum Ec2Op {
 }
 
 impl Ec2Op {
+    /// The key pair a launch puts in the new instance's `authorized_keys`, if this operation
+    /// launches one.
+    pub fn launch_key(&self) -> Option<&str> {
+        match self {
+            Ec2Op::RunInstance(run) | Ec2Op::ReplaceInstance { run, .. } => Some(&run.key_name),
+            _ => None,
+        }
+    }
+
     /// The instance this operation starts (or replaces), if any: EC2 gives a started instance
     /// a new public IP, so whoever holds its address must read it again.
     pub fn starts(&self) -> Option<&str> {

@@ -64,7 +64,7 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
     }
     ui.starting();
     let report = exec::apply(
-        &ctx(&world),
+        &ctx(&world, Some(&spec.ssh.private_key)),
         &plan,
         options.parallelism,
         ui.progress(),

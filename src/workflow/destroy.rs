@@ -45,7 +45,7 @@ pub async fn destroy<F: std::future::Future<Output = ()>>(
     ))?;
     ui.starting();
     let report = exec::apply(
-        &super::ctx(&world),
+        &super::ctx(&world, None),
         &plan,
         PARALLELISM,
         ui.progress(),

@@ -20,10 +20,11 @@ pub use destroy::{DestroyOutcome, destroy};
 pub use plan::{Planned, plan};
 
 /// The executor's context: the edges the observation opened.
-fn ctx(world: &World) -> crate::exec::Ctx {
+fn ctx(world: &World, ssh_key: Option<&std::path::Path>) -> crate::exec::Ctx {
     crate::exec::Ctx {
         aws: world.aws.clone(),
         nodes: world.nodes.as_ref().map(Arc::clone),
+        ssh_key: ssh_key.map(std::path::Path::to_path_buf),
     }
 }
 
