@@ -30,16 +30,38 @@ pub const DIR_MODE: u32 = 0o700;
 /// is still refused where it is read (the CA key, the SSH key), because that may have leaked
 /// and only the user can judge what to rotate. This was already the rule `apply` ran by (the
 /// node runtime tightens the state directory before it loads the CA).
+///
+/// Not silently: tightening an existing directory is logged as a warning naming it and its old
+/// mode. Only for directories that are redisctl's own (the state directory); a directory that
+/// merely holds one of its files (`~`, `/tmp`, the parent of `ssh.private_key`) goes through
+/// [`dir_if_missing`].
 pub fn private_dir(dir: &Path) -> io::Result<()> {
+    let existed = dir.is_dir();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(dir)?;
     // The creation mode was filtered by the umask, and the directory may have existed.
-    if fs::metadata(dir)?.permissions().mode() & 0o777 != DIR_MODE {
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != DIR_MODE {
         fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?;
+        if existed {
+            tracing::warn!(
+                "{}: mode {mode:04o} tightened to 0700 (redisctl's state directory is private)",
+                dir.display()
+            );
+        }
     }
     Ok(())
+}
+
+/// Create `dir` (and missing parents) private, mode 0700, if it does not exist; an existing
+/// directory is left as it is (it is someone's: `~`, `/tmp`, a keys directory).
+pub fn dir_if_missing(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    private_dir(dir)
 }
 
 /// Write `bytes` to `path` atomically, mode exactly 0600 (see the module's header).

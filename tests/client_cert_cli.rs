@@ -191,3 +191,54 @@ fn refusals_write_nothing() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn never_writes_into_the_state_directory_nor_over_another_ca() {
+    let d = dir("state");
+    with_ca(&d);
+    let state = d.join(".redisctl/prod-redis");
+    let key_before = std::fs::read(state.join("ca.key")).unwrap();
+    // `ca` is the CA's own file name, refused whatever the directory.
+    let out = redisctl(
+        &d,
+        &[
+            "client-cert",
+            "ca",
+            "--out",
+            ".redisctl/prod-redis",
+            "--force",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("client name \"ca\" is not usable"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Any name, into the state directory (or below it), with --force: refused.
+    for out_dir in [".redisctl/prod-redis", ".redisctl/prod-redis/clients"] {
+        let out = redisctl(&d, &["client-cert", "app", "--out", out_dir, "--force"]);
+        assert!(!out.status.success(), "{out_dir}");
+        assert!(
+            text(&out.stderr).contains("is the state directory (or inside it)"),
+            "{out_dir}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(std::fs::read(state.join("ca.key")).unwrap(), key_before);
+    assert!(!state.join("app.key").exists());
+    // Another cluster's ca.crt in the output directory is not replaced without --force.
+    std::fs::create_dir_all(d.join("tls")).unwrap();
+    let other = Ca::create("other", SystemTime::now(), 3650).unwrap();
+    std::fs::write(d.join("tls/ca.crt"), other.cert_pem()).unwrap();
+    let out = redisctl(&d, &["client-cert", "app", "--out", "tls"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("holds another CA certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!d.join("tls/app.key").exists(), "a refusal wrote the key");
+    let out = redisctl(&d, &["client-cert", "app", "--out", "tls", "--force"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

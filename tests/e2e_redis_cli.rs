@@ -399,6 +399,17 @@ fn interactive(c: &Cluster) -> String {
     shown.push_str(&t.finish("exit=0"));
     let got = ok(c, &["redis-node-1a", "--", "GET", "ik"]);
     assert_eq!(got.lines().last(), Some("iv"), "{got}");
+    // What was typed stays nowhere on the node (an `ACL SETUSER … >password` would).
+    let histories = c.on_node(
+        "10.0.3.10",
+        "find / -xdev -name .rediscli_history 2>/dev/null | wc -l",
+        "",
+    );
+    assert_eq!(
+        histories.lines().next().map(str::trim),
+        Some("0"),
+        "a redis-cli history file was left: {histories}"
+    );
 
     // Ctrl-C is a key for the node's terminal (raw mode here): it interrupts the blocking
     // command there, and the session goes on or ends as redis-cli decides.

@@ -237,8 +237,9 @@ fn remote_script(cli: &str, args: &[String], mode: Mode, formatted: bool) -> Str
         cli.push_str(&sh_quote(a));
     }
     match mode {
+        // No history file: a typed `ACL SETUSER … >password` would stay on the node.
         Mode::Interactive => format!(
-            "stty -echo 2>/dev/null; printf '%s\\n' '{READY}'; {AUTH}; stty echo 2>/dev/null; exec {cli}"
+            "stty -echo 2>/dev/null; printf '%s\\n' '{READY}'; {AUTH}; stty echo 2>/dev/null; export REDISCLI_HISTFILE=/dev/null; exec {cli}"
         ),
         Mode::Command | Mode::Pipe => format!("{AUTH}; exec {cli}"),
     }
@@ -333,6 +334,7 @@ mod tests {
         let tty = remote_command(CLI, &[], Mode::Interactive, true);
         assert!(!tty.contains("--no-raw"), "{tty}");
         assert!(tty.contains(READY) && tty.contains("stty -echo"), "{tty}");
+        assert!(tty.contains("REDISCLI_HISTFILE=/dev/null"), "{tty}");
     }
 
     #[test]

@@ -35,6 +35,16 @@ pub enum ClientCertError {
         path.display()
     )]
     Exists { path: PathBuf },
+    #[error(
+        "--out {} is the state directory (or inside it): client files never go where the CA key lives; write them elsewhere",
+        out.display()
+    )]
+    IntoStateDir { out: PathBuf },
+    #[error(
+        "{} holds another CA certificate than this cluster's: another cluster's client files are there; write these elsewhere, or pass --force to replace it",
+        path.display()
+    )]
+    OtherCa { path: PathBuf },
     #[error(transparent)]
     Pki(#[from] PkiError),
 }
@@ -73,7 +83,29 @@ pub fn check_name(name: &str) -> Result<(), ClientCertError> {
     if name.is_empty() || name.len() > 64 || !ok_chars || name.starts_with(['.', '-']) {
         return Err(ClientCertError::BadName { name: name.into() });
     }
+    // `ca` would write `ca.key` and `ca.crt`: the names of the CA's own files.
+    if name.eq_ignore_ascii_case("ca") {
+        return Err(ClientCertError::BadName { name: name.into() });
+    }
     Ok(())
+}
+
+/// `p` with its symlinks and `..` resolved, also where its last components do not exist yet
+/// (the nearest existing ancestor resolved, the rest appended).
+fn resolved(p: &Path) -> Option<PathBuf> {
+    let mut rest = Vec::new();
+    let mut at = p;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(if at.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            at
+        }) {
+            return Some(rest.into_iter().rev().fold(real, |acc, c| acc.join(c)));
+        }
+        rest.push(at.file_name()?.to_os_string());
+        at = at.parent()?;
+    }
 }
 
 /// Sign a client certificate with the CA of `state_dir` (loaded as apply loads it: a key
@@ -91,6 +123,14 @@ pub fn issue_client_cert(
             dir: state_dir.into(),
         });
     }
+    // The CA key lives in the state directory: nothing is written there or below it.
+    if let (Some(state), Some(out)) = (resolved(state_dir), resolved(req.out))
+        && out.starts_with(&state)
+    {
+        return Err(ClientCertError::IntoStateDir {
+            out: req.out.into(),
+        });
+    }
     let ca = Ca::load(state_dir)?;
     let key_file = req.out.join(format!("{}.key", req.name));
     let cert_file = req.out.join(format!("{}.crt", req.name));
@@ -99,6 +139,12 @@ pub fn issue_client_cert(
         && let Some(path) = [&key_file, &cert_file].into_iter().find(|p| p.exists())
     {
         return Err(ClientCertError::Exists { path: path.clone() });
+    }
+    if !req.force
+        && let Ok(there) = std::fs::read_to_string(&ca_file)
+        && there.trim() != ca.cert_pem().trim()
+    {
+        return Err(ClientCertError::OtherCa { path: ca_file });
     }
     let issued = ca.issue_client(req.name, now, req.days)?;
     let info = super::inspect(&issued.cert_pem, ca.cert_pem())?;
@@ -197,6 +243,8 @@ mod tests {
             "-x",
             "a/b",
             "../ca",
+            "ca",
+            "CA",
             "a b",
             "é",
             &"x".repeat(65),

@@ -82,8 +82,10 @@ pub fn ensure(path: &Path, comment: &str) -> Result<String, KeyFileError> {
     let text = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| werr(std::io::Error::other(e.to_string())))?;
+    // The key's directory is made private if redisctl makes it; one that exists (`~/.ssh`,
+    // `~`, `/tmp`) is its owner's and keeps its mode: the key file itself is 0600.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::private_fs::private_dir(dir).map_err(werr)?;
+        crate::private_fs::dir_if_missing(dir).map_err(werr)?;
     }
     crate::private_fs::write_private(path, text.as_bytes()).map_err(werr)?;
     Ok(openssh_public(key.public_key()))
@@ -123,6 +125,24 @@ mod tests {
             load(&path),
             Err(KeyFileError::Mode { mode: 0o644, .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_existing_directory_of_the_key_keeps_its_mode() {
+        let dir = std::env::temp_dir().join(format!("redisctl-keydir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure(&dir.join("id_redisctl"), "redisctl test").unwrap();
+        let dmode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dmode, 0o755, "the key's existing directory was chmod'ed");
+        let kmode = std::fs::metadata(dir.join("id_redisctl"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(kmode, 0o600);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -35,6 +35,18 @@ pub(super) fn users(raw: &[RawUser], base_dir: &Path, d: &mut Diags<'_>) -> Opti
             );
             continue;
         }
+        // redisctl's own users: the replication user (its password derived from the CA) and
+        // the throwaway users of ACL dry runs.
+        if name == crate::redis::users_acl::REPLICATION_USER
+            || name.starts_with(crate::redis::users_acl::DRY_RUN_PREFIX)
+        {
+            d.error_help(
+                &format!("{p}.name"),
+                format!("`{name}` is a name redisctl keeps for its own users"),
+                "give the user another name",
+            );
+            continue;
+        }
         if name.is_empty()
             || !name
                 .chars()
