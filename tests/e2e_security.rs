@@ -40,10 +40,11 @@ fn node_of(node: &str) -> (String, String, String) {
     })
 }
 
-/// An instance the insider launches with the cluster's key pair (its sshd accepts redisctl's
-/// key), tagged as node `node` of cluster prod-redis, in `subnet` (with `group`, if given), at
-/// `ip`. Returns its id and the address the operator reaches it at.
-fn launch_impostor(node: &str, subnet: &str, group: Option<&str>, ip: &str) -> (String, String) {
+/// An instance someone else in the account launches with the cluster's key pair (so its sshd
+/// accepts redisctl's key) in `subnet` at `ip`, with `group` if given, tagged as node `node` of
+/// cluster prod-redis if given. Returns its id and the address the operator reaches it at once
+/// it runs (public if it has one).
+fn launch(subnet: &str, ip: &str, group: Option<&str>, node: Option<&str>) -> (String, String) {
     block(async {
         let ec2 = common::ec2_client().await;
         let ami = common::ami::noble_ami(&ec2).await;
@@ -57,7 +58,9 @@ fn launch_impostor(node: &str, subnet: &str, group: Option<&str>, ip: &str) -> (
             .key_name("prod-redis-key")
             .subnet_id(subnet)
             .private_ip_address(ip)
-            .tag_specifications(
+            .set_security_group_ids(group.map(|g| vec![g.to_string()]));
+        if let Some(node) = node {
+            run = run.tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::Instance)
                     .tags(tag("redisctl:cluster", "prod-redis"))
@@ -65,33 +68,25 @@ fn launch_impostor(node: &str, subnet: &str, group: Option<&str>, ip: &str) -> (
                     .tags(tag("redisctl:node", node))
                     .build(),
             );
-        if let Some(g) = group {
-            run = run.security_group_ids(g);
         }
         let id = run.send().await.unwrap().instances()[0]
             .instance_id()
             .unwrap()
             .to_string();
-        // Running, with its address.
         for _ in 0..600 {
-            let out = ec2.describe_instances().instance_ids(&id).send().await;
-            if let Ok(out) = out
+            if let Ok(out) = ec2.describe_instances().instance_ids(&id).send().await
                 && let Some(i) = out
                     .reservations()
                     .first()
                     .and_then(|r| r.instances().first())
                 && i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running")
+                && let Some(at) = i.public_ip_address().or(i.private_ip_address())
             {
-                let at = i
-                    .public_ip_address()
-                    .or(i.private_ip_address())
-                    .unwrap()
-                    .to_string();
-                return (id, at);
+                return (id, at.to_string());
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
-        panic!("the impostor {id} did not run");
+        panic!("{id} did not run");
     })
 }
 
@@ -132,7 +127,7 @@ fn an_impostor_in_the_clusters_subnet_is_a_blocker_and_gets_nothing() {
     let c = Cluster::new("impostor", |t| t);
     c.ok(&["apply", "--yes"]);
     let (_, subnet, group) = node_of("redis-node-1a");
-    let (id, at) = launch_impostor("redis-node-1a", &subnet, Some(&group), "10.0.1.66");
+    let (id, at) = launch(&subnet, "10.0.1.66", Some(&group), Some("redis-node-1a"));
 
     // Two instances claim redis-node-1a: the plan says so as a blocker, apply refuses.
     let out = c.run(&["plan"]);
@@ -193,7 +188,7 @@ fn an_impostor_outside_the_network_is_not_a_node_and_destroy_leaves_it() {
             .to_string()
     });
     // (At another address than the real node's: the sandbox's VPCs share one bridge.)
-    let (id, _) = launch_impostor("redis-node-1b", &foreign_subnet, None, "10.0.2.77");
+    let (id, _) = launch(&foreign_subnet, "10.0.2.77", None, Some("redis-node-1b"));
     let out = c.run(&["plan"]);
     let plan = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{plan}");
@@ -546,41 +541,7 @@ fn a_vpc_neighbour_reaches_redis_but_not_the_cluster_bus() {
         assert!(allowed, "SSH could not be opened on {g}");
         g
     });
-    let (id, at) = block(async {
-        let ec2 = common::ec2_client().await;
-        let ami = common::ami::noble_ami(&ec2).await;
-        let id = ec2
-            .run_instances()
-            .image_id(ami)
-            .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
-            .min_count(1)
-            .max_count(1)
-            .key_name("prod-redis-key")
-            .subnet_id(&subnet)
-            .private_ip_address("10.0.1.77")
-            .security_group_ids(&neighbour_group)
-            .send()
-            .await
-            .unwrap()
-            .instances()[0]
-            .instance_id()
-            .unwrap()
-            .to_string();
-        for _ in 0..600 {
-            if let Ok(out) = ec2.describe_instances().instance_ids(&id).send().await
-                && let Some(i) = out
-                    .reservations()
-                    .first()
-                    .and_then(|r| r.instances().first())
-                && i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running")
-                && let Some(ip) = i.public_ip_address()
-            {
-                return (id, ip.to_string());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-        panic!("the neighbour did not run");
-    });
+    let (id, at) = launch(&subnet, "10.0.1.77", Some(&neighbour_group), None);
     let probe = "for p in 6379 16379; do if timeout 5 bash -c \"</dev/tcp/10.0.1.10/$p\" 2>/dev/null; then echo \"$p=open\"; else echo \"$p=closed\"; fi; done";
     let mut out = String::new();
     for _ in 0..60 {
