@@ -208,9 +208,7 @@ impl NodeRuntime {
         {
             return Ok(s.clone());
         }
-        let o = self
-            .open(node, Reach::WaitForSshd)
-            .await?;
+        let o = self.open(node, Reach::WaitForSshd).await?;
         if o.first_contact {
             // A node this run created (or never reached): pin what it presented.
             self.pin(node, &o.instance_id, &o.host_key).await?;
@@ -227,11 +225,7 @@ impl NodeRuntime {
     /// spec's user and key, its address (`REDISCTL_SSH_VIA`), and the host key checked against
     /// the pinned one (or, at first contact, one its console output lists, returned to be
     /// pinned).
-    pub(super) async fn open(
-        &self,
-        node: &str,
-        reach: Reach,
-    ) -> Result<Opened, NodeError> {
+    pub(super) async fn open(&self, node: &str, reach: Reach) -> Result<Opened, NodeError> {
         let info = self.instance(node).await?;
         let target = self.target(node, &info)?;
         let policy = self.policy(node, &info, reach).await?;
@@ -304,10 +298,7 @@ impl NodeRuntime {
                 instance_id: info.id,
             }));
         }
-        Ok(self
-            .open(node, Reach::Once)
-            .await?
-            .session)
+        Ok(self.open(node, Reach::Once).await?.session)
     }
 
     /// `sudo sh -c <script>` on the node over its session (opened when needed), `stdin` passed

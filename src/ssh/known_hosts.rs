@@ -204,7 +204,10 @@ mod tests {
         assert_eq!(fps.len(), 2, "{fps:?}");
         assert!(console_fingerprints("no cloud-init here").is_empty());
         // Unterminated blocks count for nothing.
-        assert!(console_fingerprints("-----BEGIN SSH HOST KEY FINGERPRINTS-----\n256 SHA256:x").is_empty());
+        assert!(
+            console_fingerprints("-----BEGIN SSH HOST KEY FINGERPRINTS-----\n256 SHA256:x")
+                .is_empty()
+        );
     }
 
     #[test]
