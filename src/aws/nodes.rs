@@ -93,17 +93,12 @@ impl Aws {
             .filter_map(|g| Some((g.group_id()?, g.vpc_id()?)))
             .collect();
         let ours = |i: &aws_sdk_ec2::types::Instance| -> bool {
-            let Some(vpc) = i
-                .subnet_id()
-                .and_then(|s| subnets.iter().find(|(id, _)| *id == s))
-                .map(|(_, v)| *v)
-            else {
-                return false;
-            };
-            i.security_groups().iter().any(|g| {
-                g.group_id()
-                    .is_some_and(|g| groups.iter().any(|(id, v)| *id == g && *v == vpc))
-            })
+            let held: Vec<&str> = i
+                .security_groups()
+                .iter()
+                .filter_map(|g| g.group_id())
+                .collect();
+            crate::observed::in_cluster_network(i.subnet_id(), &held, &subnets, &groups)
         };
         Ok(out
             .reservations()

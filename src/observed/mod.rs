@@ -335,6 +335,24 @@ pub struct Image {
     pub architecture: String,
 }
 
+/// Whether an instance in `subnet`, holding the security groups `held`, sits in the cluster's
+/// network: `subnets` and `groups` are the cluster's (id, VPC id), and the instance's subnet and
+/// one of its groups are among them, in one VPC. The one rule of node identity, for
+/// observation ([`Observed::set_aside_strangers`]) and for the node runtime's own look-ups.
+pub fn in_cluster_network(
+    subnet: Option<&str>,
+    held: &[&str],
+    subnets: &[(&str, &str)],
+    groups: &[(&str, &str)],
+) -> bool {
+    let Some(vpc) = subnet.and_then(|s| subnets.iter().find(|(id, _)| *id == s).map(|p| p.1))
+    else {
+        return false;
+    };
+    held.iter()
+        .any(|g| groups.iter().any(|(id, v)| id == g && *v == vpc))
+}
+
 impl Observed {
     /// The cluster's VPC: the one tagged as its VPC (the first by id when more are).
     pub fn cluster_vpc(&self) -> Option<&Vpc> {
@@ -351,25 +369,23 @@ impl Observed {
         let is = |t: &Tags, role: tags::Role| {
             t.get(tags::ROLE).map(String::as_str) == Some(role.as_str())
         };
-        let subnets: Vec<&str> = self
+        let subnets: Vec<(&str, &str)> = self
             .subnets
             .iter()
             .filter(|s| is(&s.tags, tags::Role::Subnet) && Some(&s.vpc_id) == vpc.as_ref())
-            .map(|s| s.id.as_str())
+            .map(|s| (s.id.as_str(), s.vpc_id.as_str()))
             .collect();
-        let groups: Vec<&str> = self
+        let groups: Vec<(&str, &str)> = self
             .security_groups
             .iter()
             .filter(|g| is(&g.tags, tags::Role::SecurityGroup) && Some(&g.vpc_id) == vpc.as_ref())
-            .map(|g| g.id.as_str())
+            .map(|g| (g.id.as_str(), g.vpc_id.as_str()))
             .collect();
         let (ours, strangers): (Vec<Instance>, Vec<Instance>) = std::mem::take(&mut self.instances)
             .into_iter()
             .partition(|i| {
-                i.subnet_id.as_deref().is_some_and(|s| subnets.contains(&s))
-                    && i.security_group_ids
-                        .iter()
-                        .any(|g| groups.contains(&g.as_str()))
+                let held: Vec<&str> = i.security_group_ids.iter().map(String::as_str).collect();
+                in_cluster_network(i.subnet_id.as_deref(), &held, &subnets, &groups)
             });
         self.instances = ours;
         self.strangers = strangers;
