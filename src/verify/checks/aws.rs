@@ -7,10 +7,17 @@ use crate::plan::security;
 use crate::spec::Spec;
 use crate::verify::Check;
 
-/// The cluster's live instance for a node of the spec (not terminated).
-pub fn node_instance<'o>(observed: &'o Observed, node: &str) -> Option<&'o observed::Instance> {
+/// The cluster's live instance for a node of the spec (not terminated), at the node's private
+/// IP, as the node runtime picks it: another instance carrying the node's tags in the cluster's
+/// network (one someone else launched) is not judged in its place.
+pub fn node_instance<'o>(
+    observed: &'o Observed,
+    node: &crate::spec::Node,
+) -> Option<&'o observed::Instance> {
     observed.instances.iter().find(|i| {
-        i.tags.get(tags::NODE).map(String::as_str) == Some(node) && i.state != "terminated"
+        i.tags.get(tags::NODE) == Some(&node.name)
+            && i.state != "terminated"
+            && i.private_ip == Some(node.private_ip)
     })
 }
 
@@ -73,7 +80,7 @@ pub fn security_group(spec: &Spec, observed: &Observed) -> Check {
         }
     }
     for n in &spec.nodes.nodes {
-        let Some(i) = node_instance(observed, &n.name) else {
+        let Some(i) = node_instance(observed, n) else {
             passed = false;
             ev.push(format!("{}: no instance", n.name));
             continue;
@@ -109,7 +116,7 @@ pub fn instance_metadata(spec: &Spec, observed: &Observed) -> Check {
     let mut passed = true;
     let mut ev = Vec::new();
     for n in &spec.nodes.nodes {
-        let Some(i) = node_instance(observed, &n.name) else {
+        let Some(i) = node_instance(observed, n) else {
             passed = false;
             ev.push(format!("{}: no instance", n.name));
             continue;
@@ -154,7 +161,7 @@ pub fn root_volumes(spec: &Spec, observed: &Observed) -> Vec<Result<RootVolume, 
         .nodes
         .iter()
         .map(|n| {
-            let Some(i) = node_instance(observed, &n.name) else {
+            let Some(i) = node_instance(observed, n) else {
                 return Err(format!("{}: no instance", n.name));
             };
             let root = i
