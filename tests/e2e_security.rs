@@ -390,14 +390,17 @@ fn forged_swap_tags_delete_nothing() {
     c.ok(&["destroy", "--yes"]);
 }
 
-#[test]
-fn a_key_pair_replaced_during_the_prompt_is_refused() {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
+/// `redisctl apply` on a terminal, stopped at its confirmation prompt: the child (answer on
+/// its stdin) and what it has shown so far.
+fn apply_at_prompt(
+    c: &Cluster,
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    use std::io::Read;
+    use std::process::Stdio;
     use std::sync::{Arc, Mutex};
-    let _sb = Sandbox::acquire();
-    let c = Cluster::new("keyswap", |t| t);
-    // The operator's apply waits at its confirmation prompt (a terminal, no --yes)...
     let inner = format!("{} --config {} apply", common::BIN, c.spec.display());
     let mut child = c
         .shell(&["script", "-qfec", &inner, "/dev/null"])
@@ -429,6 +432,17 @@ fn a_key_pair_replaced_during_the_prompt_is_refused() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    (child, screen)
+}
+
+#[test]
+fn a_key_pair_replaced_during_the_prompt_is_refused() {
+    use std::io::Write;
+    use std::process::Command;
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("keyswap", |t| t);
+    // The operator's apply waits at its confirmation prompt (a terminal, no --yes)...
+    let (mut child, screen) = apply_at_prompt(&c);
     // ...while the insider imports a key pair of the spec's name holding their own key.
     let dir = c.dir.join("insider");
     std::fs::create_dir_all(&dir).unwrap();
@@ -477,6 +491,79 @@ fn a_key_pair_replaced_during_the_prompt_is_refused() {
             .await
             .unwrap();
     });
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn apply_pins_the_host_key_the_plan_showed() {
+    use std::io::Write;
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("planpin", |t| t);
+    c.ok(&["apply", "--yes"]);
+    let (id, _, _) = node_of("redis-node-1a");
+    let ip = common::IPS[0];
+    // The node is met again at first contact (this state directory lost its pin) and needs
+    // Redis installed again: the plan pins the key it saw, next to a step on that node in the
+    // same phase.
+    let removed = c.on_node(
+        ip,
+        "dpkg --remove redis-server >/dev/null 2>&1; dpkg-query -W -f='${Status}' redis-server",
+        "",
+    );
+    assert!(!removed.contains("install ok installed"), "{removed}");
+    let known = c.dir.join(".redisctl/prod-redis/known_hosts");
+    let kept: Vec<String> = std::fs::read_to_string(&known)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains(&id))
+        .map(String::from)
+        .collect();
+    std::fs::write(&known, kept.join("\n") + "\n").unwrap();
+    let (mut child, screen) = apply_at_prompt(&c);
+    let shown = text(&screen.lock().unwrap());
+    assert!(shown.contains("first contact: pin the host key"), "{shown}");
+    // At the prompt, the host starts presenting another of its keys (one its console output
+    // lists too, so only the plan's own key tells them apart).
+    let switched = c.on_node(
+        ip,
+        "printf 'HostKey /etc/ssh/ssh_host_ecdsa_key\\n' > /etc/ssh/sshd_config.d/00-ecdsa-only.conf && (systemctl reload ssh || systemctl restart ssh) && echo switched",
+        "",
+    );
+    assert!(switched.contains("switched"), "{switched}");
+    child.stdin.as_mut().unwrap().write_all(b"yes\n").unwrap();
+    let status = child.wait().unwrap();
+    let shown = text(&screen.lock().unwrap());
+    assert!(!status.success(), "apply went ahead:\n{shown}");
+    assert!(
+        shown.contains("the key the plan being applied showed"),
+        "{shown}"
+    );
+    // Nothing ran on the node: Redis is still not installed.
+    let _ = std::fs::remove_file(c.dir.join("ssh_known_hosts"));
+    let state = c.on_node(ip, "dpkg-query -W -f='${Status}' redis-server", "");
+    assert!(
+        !state.contains("install ok installed"),
+        "a step ran: {state}"
+    );
+    let pins = std::fs::read_to_string(&known).unwrap();
+    assert!(
+        !pins.lines().any(|l| l.contains(&id) && l.contains("ecdsa")),
+        "the key the plan did not show was pinned:\n{pins}"
+    );
+    c.on_node(
+        ip,
+        "rm /etc/ssh/sshd_config.d/00-ecdsa-only.conf && (systemctl reload ssh || systemctl restart ssh)",
+        "",
+    );
+    let _ = std::fs::remove_file(c.dir.join("ssh_known_hosts"));
+    c.ok(&["apply", "--yes"]);
+    let pins = std::fs::read_to_string(&known).unwrap();
+    assert!(
+        pins.lines()
+            .any(|l| l.contains(&id) && l.contains("ssh-ed25519")),
+        "{pins}"
+    );
+    c.ok(&["verify"]);
     c.ok(&["destroy", "--yes"]);
 }
 

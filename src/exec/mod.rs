@@ -222,6 +222,18 @@ pub async fn apply(
     interrupt: impl std::future::Future<Output = ()>,
 ) -> Result<Report, ExecError> {
     let start = Instant::now();
+    // A node the plan met at first contact is reached only if it presents the key the plan
+    // showed, which its first connection pins (before any step runs on it).
+    if let Some(n) = &ctx.nodes {
+        for op in plan.steps.iter().flat_map(|s| &s.ops) {
+            if let Op::Node(NodeOp::PinHostKey {
+                instance, host_key, ..
+            }) = op
+            {
+                n.expect_host_key(instance, host_key);
+            }
+        }
+    }
     let mut made: BTreeMap<String, String> = BTreeMap::new();
     let mut report = Report::default();
     let mut phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();

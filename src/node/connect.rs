@@ -29,7 +29,8 @@ pub(super) struct Opened {
     /// The host key the node presented (OpenSSH public key).
     pub(super) host_key: String,
     pub(super) instance_id: String,
-    /// Nothing was pinned for this instance: `host_key` was not checked.
+    /// Nothing was pinned for this instance in the state directory: `host_key` was checked
+    /// against the console's list or the plan's key, and the caller pins it.
     pub(super) first_contact: bool,
 }
 
@@ -144,18 +145,30 @@ impl NodeRuntime {
     /// tag is a shared cache only: if it names a key the console does not list, someone wrote
     /// it, and the node is refused. With `Reach::WaitForSshd` (a node that may still be
     /// booting) the console is read again until cloud-init has written it, within
-    /// `ssh.ready_timeout_secs`.
+    /// `ssh.ready_timeout_secs`. While apply carries out a plan that saw the instance at first
+    /// contact, the key that plan showed is the only one accepted. The flag: not pinned here
+    /// yet (the caller pins the key presented).
     async fn policy(
         &self,
         node: &str,
         info: &NodeInstance,
         reach: Reach,
-    ) -> Result<HostKeyPolicy, NodeError> {
+    ) -> Result<(HostKeyPolicy, bool), NodeError> {
         if let Some(key) = self.known.get(&info.id) {
-            return Ok(HostKeyPolicy::Pinned {
+            let policy = HostKeyPolicy::Pinned {
                 key_openssh: Some(key),
                 fingerprint: None,
-            });
+            };
+            return Ok((policy, false));
+        }
+        // The plan being applied saw this instance at first contact and showed its key: that
+        // key, and no other the console may list, is the one apply pins.
+        if let Some(key) = self.expected_host_key(&info.id) {
+            let policy = HostKeyPolicy::Pinned {
+                key_openssh: Some(key),
+                fingerprint: None,
+            };
+            return Ok((policy, true));
         }
         let started = std::time::Instant::now();
         let fingerprints = loop {
@@ -197,7 +210,25 @@ impl NodeRuntime {
                 ),
             });
         }
-        Ok(HostKeyPolicy::Console { fingerprints })
+        Ok((HostKeyPolicy::Console { fingerprints }, true))
+    }
+
+    /// Apply is about to carry out a plan that pins `host_key` for `instance` (first contact
+    /// at planning): every connection to that instance until then must present exactly that
+    /// key, and the first one pins it, before any other step runs on the node.
+    pub fn expect_host_key(&self, instance: &str, host_key: &str) {
+        self.expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(instance.into(), host_key.into());
+    }
+
+    fn expected_host_key(&self, instance: &str) -> Option<String> {
+        self.expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance)
+            .cloned()
     }
 
     /// The node's session, opened (and, at first contact, pinned) when first needed; waits for
@@ -228,8 +259,7 @@ impl NodeRuntime {
     pub(super) async fn open(&self, node: &str, reach: Reach) -> Result<Opened, NodeError> {
         let info = self.instance(node).await?;
         let target = self.target(node, &info)?;
-        let policy = self.policy(node, &info, reach).await?;
-        let first_contact = matches!(policy, HostKeyPolicy::Console { .. });
+        let (policy, first_contact) = self.policy(node, &info, reach).await?;
         let (user, key) = (&self.spec.ssh.user, self.key()?);
         let connected = match reach {
             Reach::WaitForSshd => {
@@ -238,7 +268,21 @@ impl NodeRuntime {
             }
             Reach::Once => Session::connect(&target, user, &key, &policy, &self.timeouts).await,
         };
-        let (session, host_key) = connected.map_err(|e| self.known.annotate(e))?;
+        let planned = first_contact && matches!(policy, HostKeyPolicy::Pinned { .. });
+        let (session, host_key) = connected.map_err(|e| match e {
+            ssh::SshError::HostKeyChanged {
+                expected_fp,
+                got_fp,
+                ..
+            } if planned => NodeError::Failed {
+                node: node.into(),
+                what: format!(
+                    "instance {} presented host key {got_fp}, not {expected_fp}, the key the plan being applied showed at first contact; nothing was sent to it and nothing pinned. Plan again and check the fingerprint it shows (its console output lists the keys it was born with)",
+                    info.id
+                ),
+            },
+            e => NodeError::Ssh(self.known.annotate(e)),
+        })?;
         Ok(Opened {
             session,
             host_key,

@@ -73,6 +73,10 @@ pub struct NodeRuntime {
     secrets: Vec<(String, Secret)>,
     operator_password: Secret,
     sessions: Mutex<BTreeMap<String, Session>>,
+    /// The host keys a plan being applied saw at first contact, by instance id: apply reaches
+    /// those instances only if they present exactly that key, and pins it at the first
+    /// connection (see [`NodeRuntime::expect_host_key`]).
+    expected: std::sync::Mutex<BTreeMap<String, String>>,
     /// Each node's instance, or the several instances that claim it (a node with more than
     /// one claimant is reached through none of them).
     instances: Mutex<BTreeMap<String, Vec<NodeInstance>>>,
@@ -136,6 +140,7 @@ impl NodeRuntime {
             secrets,
             operator_password,
             sessions: Mutex::new(BTreeMap::new()),
+            expected: std::sync::Mutex::new(BTreeMap::new()),
             instances: Mutex::new(BTreeMap::new()),
             ca: Mutex::new(None),
             systemd: Mutex::new(BTreeMap::new()),
