@@ -5,9 +5,10 @@
 //! host boots, with the owners and modes cloud-init would give. Like cloud-init, it runs once per
 //! instance id (recorded in /var/lib/cloud/data/instance-id on the volume).
 
+use crate::safefs::{Dir, PrivateTemp};
 use anyhow::{Context, Result, bail};
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// What the sandbox understands of `#cloud-config` user data.
@@ -80,51 +81,89 @@ pub fn hostname_for(ip: &str) -> String {
     format!("ip-{}", ip.replace('.', "-"))
 }
 
-/// Creates `upper/rel`'s missing parent directories, each with the owner and mode the same
+/// The owner and mode of a directory the sandbox creates in the upper layer: those the same
 /// directory has in the base (so the overlay shows the base's metadata), root 0755 otherwise.
-fn ensure_parents(base: &Path, upper: &Path, rel: &str) -> Result<()> {
-    let mut so_far = std::path::PathBuf::new();
-    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
-    for part in &parts[..parts.len().saturating_sub(1)] {
-        so_far.push(part);
-        let dir = upper.join(&so_far);
-        if dir.exists() {
-            continue;
-        }
-        fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let (mode, uid, gid) = match fs::metadata(base.join(&so_far)) {
-            Ok(m) => (m.mode() & 0o7777, m.uid(), m.gid()),
-            Err(_) => (0o755, 0, 0),
-        };
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode))?;
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+/// The base is the sandbox's own tree.
+fn base_meta(base: &Path) -> impl Fn(&str) -> (u32, u32, u32) + '_ {
+    move |rel| match fs::metadata(base.join(rel)) {
+        Ok(m) => (m.mode() & 0o7777, m.uid(), m.gid()),
+        Err(_) => (0o755, 0, 0),
     }
-    Ok(())
+}
+
+/// The directory `rel` of the upper layer, its missing parts created as in the base. No symlink
+/// in the guest's volume is followed (see [`crate::safefs`]): one where a directory is expected
+/// is an error naming it.
+fn upper_dir(base: &Path, upper: &Dir, rel: &str) -> Result<Dir> {
+    let meta = base_meta(base);
+    upper
+        .subdir(rel, Some(&meta))?
+        .with_context(|| format!("{} was not created", upper.path().join(rel).display()))
 }
 
 fn write_file(
     base: &Path,
-    upper: &Path,
+    upper: &Dir,
     rel: &str,
     content: &str,
     mode: u32,
     uid: u32,
     gid: u32,
 ) -> Result<()> {
-    ensure_parents(base, upper, rel)?;
-    let path = upper.join(rel);
-    fs::write(&path, content).with_context(|| format!("cannot write {}", path.display()))?;
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
-    std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
-    Ok(())
+    let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    upper_dir(base, upper, dir)?.write_file(name, content.as_bytes(), mode, uid, gid)
 }
 
-fn make_dir(base: &Path, upper: &Path, rel: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
-    ensure_parents(base, upper, &format!("{rel}/x"))?;
-    let path = upper.join(rel);
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
-    std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
-    Ok(())
+fn make_dir(base: &Path, upper: &Dir, rel: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
+    upper_dir(base, upper, rel)?.set_owner_mode(mode, uid, gid)
+}
+
+/// A host key made by ssh-keygen in a private temporary directory (never in the guest's
+/// volume, where a planted symlink would lead it): (private, public).
+fn generate_host_key(kind: &str, comment: &str) -> Result<(String, String)> {
+    let tmp = PrivateTemp::new("rsbx-keygen")?;
+    let key = tmp.path().join("key");
+    crate::proc::run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            kind,
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            &key.to_string_lossy(),
+        ],
+    )?;
+    Ok((
+        fs::read_to_string(&key)?,
+        fs::read_to_string(key.with_extension("pub"))?,
+    ))
+}
+
+const MARKER_DIR: &str = "var/lib/cloud/data";
+const MARKER_FILE: &str = "instance-id";
+
+/// Whether the volume `upper` was initialised for this instance (its
+/// /var/lib/cloud/data/instance-id names it). Read without following a symlink and only from a
+/// small regular file: anything else is "no".
+pub fn initialised(upper: &Path, instance_id: &str) -> bool {
+    let Ok(upper) = Dir::open(upper) else {
+        return false;
+    };
+    initialised_in(&upper, instance_id)
+}
+
+fn initialised_in(upper: &Dir, instance_id: &str) -> bool {
+    let Ok(Some(dir)) = upper.subdir(MARKER_DIR, None) else {
+        return false;
+    };
+    matches!(
+        dir.read_file(MARKER_FILE, 4096),
+        Ok(Some(bytes)) if String::from_utf8_lossy(&bytes).trim() == instance_id
+    )
 }
 
 /// The `ubuntu` user's uid and gid in the base.
@@ -149,9 +188,14 @@ pub struct FirstBoot<'a> {
 
 /// Writes the first-boot files into `upper`. Returns false (and writes nothing) when this volume
 /// was already initialised for this instance.
+///
+/// Nothing is written, created, chowned or chmodded through a symlink in the volume: the guest
+/// owns every path in it (and a volume can come from another instance), so `/home/ubuntu/.ssh`
+/// or `/etc/ssh` may point anywhere on this machine. A symlink where a directory is expected
+/// makes this an error that names it; one at a file's name is replaced by the file.
 pub fn apply(base: &Path, upper: &Path, fb: &FirstBoot) -> Result<bool> {
-    const MARKER: &str = "var/lib/cloud/data/instance-id";
-    if fs::read_to_string(upper.join(MARKER)).is_ok_and(|s| s.trim() == fb.instance_id) {
+    let upper = &Dir::open(upper)?;
+    if initialised_in(upper, fb.instance_id) {
         return Ok(false);
     }
     let hostname = hostname_for(fb.private_ip);
@@ -205,62 +249,46 @@ pub fn apply(base: &Path, upper: &Path, fb: &FirstBoot) -> Result<bool> {
         .cloud_config
         .map(|c| c.ssh_keys.clone())
         .unwrap_or_default();
-    ensure_parents(base, upper, "etc/ssh/x")?;
-    for entry in fs::read_dir(upper.join("etc/ssh"))? {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with("ssh_host_") {
-            fs::remove_file(entry.path())?;
+    let etc_ssh = upper_dir(base, upper, "etc/ssh")?;
+    for (name, _) in etc_ssh.entries()? {
+        if name.starts_with("ssh_host_") {
+            etc_ssh.remove_file(&name)?;
         }
     }
-    if given.is_empty() {
+    let keys: Vec<(String, String, String)> = if given.is_empty() {
+        let mut made = Vec::new();
         for kind in ["ed25519", "ecdsa"] {
-            let path = upper.join(format!("etc/ssh/ssh_host_{kind}_key"));
-            let path = path.to_string_lossy();
-            crate::proc::run(
-                "ssh-keygen",
-                &[
-                    "-q",
-                    "-t",
-                    kind,
-                    "-N",
-                    "",
-                    "-C",
-                    &format!("root@{hostname}"),
-                    "-f",
-                    &path,
-                ],
-            )?;
+            let (private, public) = generate_host_key(kind, &format!("root@{hostname}"))?;
+            made.push((kind.to_string(), private, public));
         }
+        made
     } else {
-        for (kind, private, public) in &given {
-            let mut private = private.clone();
-            if !private.ends_with('\n') {
-                private.push('\n');
-            }
-            write_file(
-                base,
-                upper,
-                &format!("etc/ssh/ssh_host_{kind}_key"),
-                &private,
-                0o600,
-                0,
-                0,
-            )?;
-            write_file(
-                base,
-                upper,
-                &format!("etc/ssh/ssh_host_{kind}_key.pub"),
-                &format!("{}\n", public.trim()),
-                0o644,
-                0,
-                0,
-            )?;
+        given
+    };
+    for (kind, private, public) in &keys {
+        let mut private = private.clone();
+        if !private.ends_with('\n') {
+            private.push('\n');
         }
+        etc_ssh.write_file(
+            &format!("ssh_host_{kind}_key"),
+            private.as_bytes(),
+            0o600,
+            0,
+            0,
+        )?;
+        etc_ssh.write_file(
+            &format!("ssh_host_{kind}_key.pub"),
+            format!("{}\n", public.trim()).as_bytes(),
+            0o644,
+            0,
+            0,
+        )?;
     }
     write_file(
         base,
         upper,
-        MARKER,
+        &format!("{MARKER_DIR}/{MARKER_FILE}"),
         &format!("{}\n", fb.instance_id),
         0o644,
         0,
@@ -313,6 +341,157 @@ mod tests {
     #[test]
     fn aws_hostname() {
         assert_eq!(hostname_for("10.0.1.10"), "ip-10-0-1-10");
+    }
+
+    /// A base with /etc/ssh, /home/ubuntu (1000) and the ubuntu user.
+    fn test_base() -> tempfile::TempDir {
+        let base = tempfile::tempdir().unwrap();
+        fs::create_dir_all(base.path().join("etc/ssh")).unwrap();
+        fs::create_dir_all(base.path().join("home/ubuntu")).unwrap();
+        std::os::unix::fs::chown(base.path().join("home/ubuntu"), Some(1000), Some(1000)).unwrap();
+        fs::write(
+            base.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nubuntu:x:1000:1000::/home/ubuntu:/bin/bash\n",
+        )
+        .unwrap();
+        base
+    }
+
+    #[test]
+    fn symlinks_the_guest_planted_are_never_followed() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let base = test_base();
+        let cfg = parse_user_data("#cloud-config\nssh_keys:\n  ed25519_private: PRIV\n  ed25519_public: ssh-ed25519 PUB host\n").unwrap().unwrap();
+        let fb = FirstBoot {
+            instance_id: "i-1",
+            private_ip: "10.0.1.10",
+            key_pair_public: Some("ssh-ed25519 KP k"),
+            cloud_config: Some(&cfg),
+        };
+        // The machine's own files, as a guest's symlinks would name them (/root/.ssh,
+        // /etc/ssh, /etc/shadow).
+        let host = tempfile::tempdir().unwrap();
+        let root_ssh = host.path().join("root-ssh");
+        let etc_ssh = host.path().join("etc-ssh");
+        fs::create_dir(&root_ssh).unwrap();
+        fs::create_dir(&etc_ssh).unwrap();
+        fs::set_permissions(&root_ssh, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(root_ssh.join("authorized_keys"), "host\n").unwrap();
+        fs::write(etc_ssh.join("ssh_host_ed25519_key"), "HOST KEY\n").unwrap();
+        let shadow = host.path().join("shadow");
+        fs::write(&shadow, "root:*:1::::::\n").unwrap();
+        let untouched = || {
+            let m = fs::metadata(&root_ssh).unwrap();
+            assert_eq!(
+                (m.uid(), m.mode() & 0o777),
+                (0, 0o755),
+                "the host's dir was chowned/chmodded"
+            );
+            assert_eq!(
+                fs::read_to_string(root_ssh.join("authorized_keys")).unwrap(),
+                "host\n"
+            );
+            assert_eq!(
+                fs::read_to_string(etc_ssh.join("ssh_host_ed25519_key")).unwrap(),
+                "HOST KEY\n"
+            );
+            assert_eq!(fs::read_dir(&etc_ssh).unwrap().count(), 1);
+            assert_eq!(fs::read_to_string(&shadow).unwrap(), "root:*:1::::::\n");
+            let m = fs::metadata(&shadow).unwrap();
+            assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o644));
+        };
+        fs::set_permissions(&shadow, fs::Permissions::from_mode(0o644)).unwrap();
+
+        // /home/ubuntu/.ssh -> /root/.ssh: refused, naming the path.
+        let upper = tempfile::tempdir().unwrap();
+        fs::create_dir_all(upper.path().join("home/ubuntu")).unwrap();
+        symlink(&root_ssh, upper.path().join("home/ubuntu/.ssh")).unwrap();
+        let err = format!("{:#}", apply(base.path(), upper.path(), &fb).unwrap_err());
+        assert!(err.contains("refusing to follow the symlink"), "{err}");
+        assert!(
+            err.contains(&upper.path().join("home/ubuntu/.ssh").display().to_string()),
+            "{err}"
+        );
+        untouched();
+
+        // /etc/ssh -> the machine's /etc/ssh: refused, its keys neither removed nor replaced.
+        let upper = tempfile::tempdir().unwrap();
+        fs::create_dir_all(upper.path().join("etc")).unwrap();
+        symlink(&etc_ssh, upper.path().join("etc/ssh")).unwrap();
+        let err = format!("{:#}", apply(base.path(), upper.path(), &fb).unwrap_err());
+        assert!(
+            err.contains(&upper.path().join("etc/ssh").display().to_string()),
+            "{err}"
+        );
+        untouched();
+
+        // Symlinks at files' names (/etc/hostname -> /etc/shadow, authorized_keys,
+        // a host key): replaced by the files, the targets untouched.
+        let upper = tempfile::tempdir().unwrap();
+        fs::create_dir_all(upper.path().join("etc/ssh")).unwrap();
+        fs::create_dir_all(upper.path().join("home/ubuntu/.ssh")).unwrap();
+        symlink(&shadow, upper.path().join("etc/hostname")).unwrap();
+        symlink(
+            &shadow,
+            upper.path().join("etc/ssh/ssh_host_ed25519_key.pub"),
+        )
+        .unwrap();
+        symlink(
+            root_ssh.join("authorized_keys"),
+            upper.path().join("home/ubuntu/.ssh/authorized_keys"),
+        )
+        .unwrap();
+        fs::create_dir_all(upper.path().join("var/lib/cloud/data")).unwrap();
+        symlink(&shadow, upper.path().join("var/lib/cloud/data/instance-id")).unwrap();
+        assert!(apply(base.path(), upper.path(), &fb).unwrap());
+        untouched();
+        let u = upper.path();
+        for (rel, text) in [
+            ("etc/hostname", "ip-10-0-1-10\n"),
+            ("etc/ssh/ssh_host_ed25519_key.pub", "ssh-ed25519 PUB host\n"),
+            ("home/ubuntu/.ssh/authorized_keys", "ssh-ed25519 KP k\n"),
+            ("var/lib/cloud/data/instance-id", "i-1\n"),
+        ] {
+            assert!(
+                fs::symlink_metadata(u.join(rel)).unwrap().is_file(),
+                "{rel}"
+            );
+            assert_eq!(fs::read_to_string(u.join(rel)).unwrap(), text, "{rel}");
+        }
+        let ak = fs::metadata(u.join("home/ubuntu/.ssh/authorized_keys")).unwrap();
+        assert_eq!((ak.uid(), ak.mode() & 0o777), (1000, 0o600));
+        assert!(initialised(u, "i-1"));
+    }
+
+    #[test]
+    fn generated_host_keys_land_in_the_volume() {
+        let base = test_base();
+        let upper = tempfile::tempdir().unwrap();
+        let fb = FirstBoot {
+            instance_id: "i-2",
+            private_ip: "10.0.1.11",
+            key_pair_public: None,
+            cloud_config: None,
+        };
+        assert!(apply(base.path(), upper.path(), &fb).unwrap());
+        for kind in ["ed25519", "ecdsa"] {
+            let private = upper.path().join(format!("etc/ssh/ssh_host_{kind}_key"));
+            let public = upper
+                .path()
+                .join(format!("etc/ssh/ssh_host_{kind}_key.pub"));
+            assert_eq!(fs::metadata(&private).unwrap().mode() & 0o777, 0o600);
+            assert_eq!(fs::metadata(&public).unwrap().mode() & 0o777, 0o644);
+            assert!(
+                fs::read_to_string(&public)
+                    .unwrap()
+                    .ends_with(" root@ip-10-0-1-11\n")
+            );
+            assert!(
+                fs::read_to_string(&private)
+                    .unwrap()
+                    .contains("PRIVATE KEY")
+            );
+        }
     }
 
     #[test]

@@ -161,30 +161,62 @@ fn mpint_bits(m: &[u8]) -> Result<u32> {
 /// The host keys `/etc/ssh/ssh_host_*key.pub` of a root file system seen through the overlay
 /// (`upper` over `base`; a whiteout in `upper` hides the base's file), in the order of the
 /// shell's glob (by name), as cloud-init's helper reads them.
+///
+/// The upper layer is the guest's: it is read without following a symlink (an `/etc/ssh` that
+/// is a symlink is an error naming it), only from regular files of at most 64 KiB, so a guest
+/// cannot make this read the machine's files or block on a FIFO.
 pub fn host_keys(base: &Path, upper: &Path) -> Result<Vec<PublicKey>> {
+    enum From {
+        Base(std::path::PathBuf),
+        Upper,
+        Hidden,
+    }
+    let wanted = |name: &str| name.starts_with("ssh_host_") && name.ends_with("key.pub");
     let mut names = std::collections::BTreeMap::new();
-    for root in [base, upper] {
-        let dir = root.join("etc/ssh");
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
+    if let Ok(entries) = fs::read_dir(base.join("etc/ssh")) {
         for e in entries {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("ssh_host_") && name.ends_with("key.pub") {
-                // The upper layer's entry wins (inserted last).
-                names.insert(name, e.path());
+            if wanted(&name) {
+                names.insert(name, From::Base(e.path()));
+            }
+        }
+    }
+    let upper_ssh = crate::safefs::Dir::open(upper)?.subdir("etc/ssh", None)?;
+    if let Some(dir) = &upper_ssh {
+        for (name, kind) in dir.entries()? {
+            if wanted(&name) {
+                // The upper layer's entry wins; anything but a regular file there (an overlay
+                // whiteout, a symlink) is not read.
+                let from = if kind == libc::S_IFREG {
+                    From::Upper
+                } else {
+                    From::Hidden
+                };
+                names.insert(name, from);
             }
         }
     }
     let mut keys = Vec::new();
-    for (name, path) in names {
-        let meta = fs::symlink_metadata(&path)?;
-        if meta.file_type().is_char_device() || !meta.is_file() {
-            continue; // an overlay whiteout: removed on this volume
-        }
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    for (name, from) in names {
+        let text = match from {
+            From::Hidden => continue,
+            From::Base(path) => {
+                let meta = fs::symlink_metadata(&path)?;
+                if meta.file_type().is_char_device() || !meta.is_file() {
+                    continue;
+                }
+                fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?
+            }
+            From::Upper => {
+                let Some(dir) = &upper_ssh else { continue };
+                let Some(bytes) = dir.read_file(&name, 64 * 1024)? else {
+                    continue;
+                };
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        };
         let Some(line) = text.lines().find(|l| !l.trim().is_empty()) else {
             continue;
         };
@@ -476,6 +508,22 @@ mod tests {
         let keys = host_keys(base.path(), upper.path()).unwrap();
         let kinds: Vec<&str> = keys.iter().map(|k| k.kind.as_str()).collect();
         assert_eq!(kinds, ["ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"]);
+        // The guest's /etc/ssh as a symlink to a directory of the machine: not followed.
+        let planted = tempfile::tempdir().unwrap();
+        fs::create_dir(planted.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("machine-ssh"),
+            planted.path().join("etc/ssh"),
+        )
+        .unwrap();
+        fs::create_dir(dir.path().join("machine-ssh")).unwrap();
+        fs::write(
+            dir.path().join("machine-ssh/ssh_host_rsa_key.pub"),
+            &pubs[2],
+        )
+        .unwrap();
+        let err = format!("{:#}", host_keys(base.path(), planted.path()).unwrap_err());
+        assert!(err.contains("refusing to follow the symlink"), "{err}");
         // A whiteout (0/0 character device) in the upper layer hides the base's file; making
         // one needs root, which the sandbox's tests have.
         let wh = upper.path().join("etc/ssh/ssh_host_rsa_key.pub");

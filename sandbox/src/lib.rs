@@ -19,6 +19,7 @@ pub mod logging;
 pub mod net;
 pub mod paths;
 pub mod proc;
+pub mod safefs;
 pub mod testing;
 pub mod xml;
 

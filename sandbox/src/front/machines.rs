@@ -266,10 +266,10 @@ impl Machines {
         .with_context(|| format!("moto gave no CIDR block for {subnet}"))?;
         let upper = self.volumes.ensure(&root).await?;
 
-        let marker = upper.join("var/lib/cloud/data/instance-id");
-        let initialised = tokio::fs::read_to_string(&marker)
-            .await
-            .is_ok_and(|s| s.trim() == id);
+        let initialised = {
+            let (upper, id) = (upper.clone(), id.to_string());
+            tokio::task::spawn_blocking(move || cloudinit::initialised(&upper, &id)).await?
+        };
         if !initialised {
             let key = match &inst.key_name {
                 Some(k) => xml::key_public(
