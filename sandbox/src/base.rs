@@ -81,7 +81,7 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
     let archive = archive_dir(&target);
     for stale in [&target, &archive] {
         if stale.exists() {
-            std::fs::remove_dir_all(stale)
+            crate::safefs::remove_tree(stale)
                 .with_context(|| format!("cannot remove the incomplete {}", stale.display()))?;
         }
     }
@@ -92,7 +92,7 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if (name.starts_with("base-") || name.starts_with("archive-")) && name.contains(".tmp") {
-            std::fs::remove_dir_all(entry.path()).ok();
+            crate::safefs::remove_tree(&entry.path()).ok();
         }
     }
     let tmp = paths
@@ -135,8 +135,8 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
         if started.elapsed() > BUILD_LIMIT {
             child.kill().ok();
             child.wait().ok();
-            std::fs::remove_dir_all(&tmp).ok();
-            std::fs::remove_dir_all(&tmp_archive).ok();
+            crate::safefs::remove_tree(&tmp).ok();
+            crate::safefs::remove_tree(&tmp_archive).ok();
             bail!(
                 "mmdebstrap did not finish the base within {}s; see {}",
                 BUILD_LIMIT.as_secs(),
@@ -147,8 +147,8 @@ pub fn ensure(paths: &Paths) -> Result<PathBuf> {
     };
     std::fs::remove_file(&script).ok();
     if !status.success() {
-        std::fs::remove_dir_all(&tmp).ok();
-        std::fs::remove_dir_all(&tmp_archive).ok();
+        crate::safefs::remove_tree(&tmp).ok();
+        crate::safefs::remove_tree(&tmp_archive).ok();
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(15).collect();
         bail!(
@@ -187,7 +187,7 @@ pub fn prune(paths: &Paths, keep: &std::path::Path) {
                 "removing the base of an older recipe: {}",
                 e.path().display()
             );
-            std::fs::remove_dir_all(e.path()).ok();
+            crate::safefs::remove_tree(&e.path()).ok();
         }
     }
 }

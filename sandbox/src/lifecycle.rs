@@ -3,11 +3,12 @@
 use crate::control::{self, HostStatus, Request};
 use crate::paths::Paths;
 use crate::proc::{self, alive, read_pid, run, run_quiet, terminate};
-use crate::{OPERATOR_NETNS, base, net};
+use crate::{OPERATOR_NETNS, base, net, safefs};
 use anyhow::{Context, Result, bail};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -298,6 +299,9 @@ pub fn up(paths: &Paths, install_prereqs: bool, speed: Option<f64>) -> Result<()
         ..Default::default()
     })?;
     check_prereqs(install_prereqs)?;
+    // Marks the root as the sandbox's (refusing one that holds someone's files), so that `down`
+    // later removes things only under it.
+    paths.claim()?;
     let _lock = proc::lock_file(
         &paths.lifecycle_lock(),
         Duration::from_secs(30 * 60),
@@ -451,26 +455,120 @@ fn stop_everything(paths: &Paths) -> Result<()> {
             net::delete_netns(&ns);
         }
     }
-    for dir in [paths.volumes(), paths.snapshots()] {
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot remove {}", dir.display()))?;
-        }
-    }
+    clear_volumes(paths)?;
     std::fs::remove_file(paths.control_socket()).ok();
     Ok(())
 }
 
-/// Mount points under the sandbox's directories or named namespaces.
-pub fn sandbox_mounts(paths: &Paths) -> Vec<String> {
+/// Removes the volume and snapshot directories, only under a root `up` marked
+/// ([`Paths::check_claimed`]): every mount at or under them is unmounted first (deepest
+/// first), then the trees are removed without following a symlink or crossing into a mount
+/// ([`safefs::remove_tree`]; one that could not be unmounted is an error and nothing in it is
+/// touched).
+pub fn clear_volumes(paths: &Paths) -> Result<()> {
+    paths.check_claimed()?;
+    remove_unmounted(&[paths.volumes(), paths.snapshots()])
+}
+
+/// Unmounts what is mounted at or under `dirs`, then removes them ([`safefs::remove_tree`]).
+fn remove_unmounted(dirs: &[PathBuf]) -> Result<()> {
+    unmount_under(dirs)?;
+    for dir in dirs {
+        safefs::remove_tree(dir)?;
+    }
+    Ok(())
+}
+
+/// The mount points of this process's mount namespace, in /proc/self/mountinfo's order (the
+/// field's octal escapes, `\040` for a space, decoded).
+fn mount_points() -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let roots = [paths.state.clone(), paths.cache.clone(), paths.run.clone()];
     info.lines()
-        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
-        .filter(|m| {
-            roots.iter().any(|r| Path::new(m).starts_with(r))
-                || m.starts_with(&format!("/run/netns/{}", crate::HOST_NETNS_PREFIX))
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| {
+            let b = m.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let octal = b.get(i + 1..i + 4).and_then(|d| {
+                    std::str::from_utf8(d)
+                        .ok()
+                        .and_then(|d| u8::from_str_radix(d, 8).ok())
+                });
+                match (b[i], octal) {
+                    (b'\\', Some(c)) => {
+                        out.push(c);
+                        i += 4;
+                    }
+                    (c, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            PathBuf::from(std::ffi::OsString::from_vec(out))
         })
+        .collect()
+}
+
+/// Mount points at or under any of `dirs` (also as their symlinks resolve), deepest first
+/// (and, at one path, the last mounted first).
+pub fn mounts_under(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = dirs.to_vec();
+    roots.extend(dirs.iter().filter_map(|d| d.canonicalize().ok()));
+    let mut found: Vec<PathBuf> = mount_points()
+        .into_iter()
+        .rev()
+        .filter(|m| roots.iter().any(|r| m.starts_with(r)))
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    found
+}
+
+/// Unmounts every mount at or under `dirs`, deepest first (detached, the mount point not
+/// followed if it is a symlink), until none is left; an error names what stays mounted.
+pub fn unmount_under(dirs: &[PathBuf]) -> Result<()> {
+    for _ in 0..16 {
+        let mounts = mounts_under(dirs);
+        if mounts.is_empty() {
+            return Ok(());
+        }
+        for m in &mounts {
+            eprintln!("warning: unmounting leftover {}", m.display());
+            let c = std::ffi::CString::new(m.as_os_str().as_bytes())?;
+            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } != 0 {
+                eprintln!(
+                    "warning: cannot unmount {}: {}",
+                    m.display(),
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+    let left = mounts_under(dirs);
+    if !left.is_empty() {
+        bail!(
+            "cannot unmount {}: nothing under it is removed",
+            left.iter()
+                .map(|m| m.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Mount points under the sandbox's directories or named namespaces (`/run/netns/rsbx-…`).
+pub fn sandbox_mounts(paths: &Paths) -> Vec<String> {
+    let roots = [paths.state.clone(), paths.cache.clone(), paths.run.clone()];
+    mount_points()
+        .into_iter()
+        .filter(|m| {
+            roots.iter().any(|r| m.starts_with(r))
+                || m.to_string_lossy()
+                    .starts_with(&format!("/run/netns/{}", crate::HOST_NETNS_PREFIX))
+        })
+        .map(|m| m.to_string_lossy().into_owned())
         .collect()
 }
 
@@ -502,6 +600,18 @@ pub fn sandbox_processes(paths: &Paths) -> Vec<(i32, String)> {
 
 pub fn down(paths: &Paths) -> Result<()> {
     let t = Instant::now();
+    // Nothing is stopped or removed for a root `up` did not make.
+    if !paths.check_claimed()? {
+        println!(
+            "sandbox down: {} does not exist",
+            paths
+                .root
+                .as_deref()
+                .unwrap_or(Path::new("the root"))
+                .display()
+        );
+        return Ok(());
+    }
     let _lock = proc::lock_file(
         &paths.lifecycle_lock(),
         Duration::from_secs(30 * 60),
@@ -523,13 +633,14 @@ pub fn down(paths: &Paths) -> Result<()> {
     stop_everything(paths)?;
     net::delete_netns(OPERATOR_NETNS);
     net::remove_blackholes(&paths.routes_file());
-    for m in sandbox_mounts(paths).into_iter().rev() {
-        eprintln!("warning: unmounting leftover {m}");
-        run_quiet("umount", &["-l", &m]);
-    }
-    if paths.run.exists() {
-        std::fs::remove_dir_all(&paths.run).ok();
-    }
+    // Leftover mounts of the sandbox's (deepest first), before anything under them is removed.
+    let mut leftovers: Vec<PathBuf> = sandbox_mounts(paths)
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    leftovers.dedup();
+    unmount_under(&leftovers)?;
+    remove_unmounted(std::slice::from_ref(&paths.run))?;
     let left = sandbox_processes(paths);
     let ns = net::sandbox_namespaces();
     let cgroups = crate::cgroups::remove_all();
@@ -640,4 +751,53 @@ pub fn exec(paths: &Paths, cmd: &[String]) -> Result<()> {
     c.env("REDISCTL_SANDBOX_BIN", std::env::current_exe()?);
     let err = c.exec();
     bail!("cannot run {program}: {err}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safefs::tests::bind_mount;
+
+    #[test]
+    fn volumes_are_unmounted_before_removal_and_removed_only_where_up_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory of the machine's, bind-mounted into a volume (as a leftover mount would
+        // be): `down` must unmount it, not empty it.
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("canary"), "keep").unwrap();
+        let paths = Paths::under(&dir.path().join("root")).unwrap();
+        paths.claim().unwrap();
+        let vol = paths.volume("vol-1");
+        std::fs::create_dir_all(vol.join("home/deep/mnt")).unwrap();
+        std::fs::create_dir_all(vol.join("mnt")).unwrap();
+        std::fs::write(vol.join("file"), "x").unwrap();
+        std::fs::create_dir_all(paths.snapshot("snap-1")).unwrap();
+        let Some(_outer) = bind_mount(host.path(), &vol.join("mnt")) else {
+            return; // not root
+        };
+        let Some(_inner) = bind_mount(host.path(), &vol.join("home/deep/mnt")) else {
+            return;
+        };
+        assert_eq!(mounts_under(&[paths.volumes()]).len(), 2);
+        assert_eq!(
+            mounts_under(&[paths.volumes()])[0],
+            vol.join("home/deep/mnt"),
+            "deepest first"
+        );
+        clear_volumes(&paths).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(host.path().join("canary")).unwrap(),
+            "keep"
+        );
+        assert!(mounts_under(&[paths.volumes()]).is_empty());
+        assert!(!paths.volumes().exists() && !paths.snapshots().exists());
+
+        // A state directory `up` did not mark: refused, nothing removed.
+        let theirs = Paths::under(&dir.path().join("theirs")).unwrap();
+        std::fs::create_dir_all(theirs.volume("vol-2")).unwrap();
+        std::fs::write(theirs.volume("vol-2").join("file"), "theirs").unwrap();
+        let err = format!("{:#}", clear_volumes(&theirs).unwrap_err());
+        assert!(err.contains(crate::paths::MARKER), "{err}");
+        assert!(theirs.volume("vol-2").join("file").exists());
+    }
 }

@@ -234,7 +234,13 @@ fn print_region(r: &RegionStatus) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let paths = Paths::from_env();
+    let paths = match Paths::try_from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("redisctl-sandbox: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
     let result: Result<bool> = (|| {
         match cli.command {
             Cmd::Up {

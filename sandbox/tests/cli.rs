@@ -58,3 +58,35 @@ fn a_fault_must_say_what_it_does() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rate must be between 0 and 1"));
 }
+
+#[test]
+fn a_sandbox_root_down_could_not_safely_clear_is_refused() {
+    // `status` only reads, so a regression here cannot remove anything.
+    for bad in [
+        "",
+        "/",
+        "/run",
+        "/usr",
+        "/tmp",
+        "relative",
+        "/tmp/../run",
+        "/var/lib",
+    ] {
+        let out = Command::new(BIN)
+            .arg("status")
+            .env("REDISCTL_SANDBOX_ROOT", bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad:?} was taken");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("REDISCTL_SANDBOX_ROOT") && err.contains("refused")
+                || err.contains("set but empty"),
+            "{bad:?}: {err}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).is_empty(),
+            "{bad:?}: status ran"
+        );
+    }
+}

@@ -99,10 +99,8 @@ async fn copy_dir(src: PathBuf, dst: PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// Removes a volume or snapshot directory (the guest's files): never following a symlink,
+/// never crossing into a mount (see [`crate::safefs::remove_tree`]); a missing one is fine.
 async fn remove_dir(dir: PathBuf) -> Result<()> {
-    match tokio::fs::remove_dir_all(&dir).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot remove {}", dir.display())),
-    }
+    tokio::task::spawn_blocking(move || crate::safefs::remove_tree(&dir)).await?
 }
