@@ -132,7 +132,107 @@ fn a_cluster_on_hosts_without_systemd_converges_and_rolls_a_config_change() {
         "data survives the restarts"
     );
 
+    symbolic_links_planted_by_the_redis_user_are_not_followed(&c);
     c.ok(&["destroy", "--yes"]);
+}
+
+/// Here no systemd makes /etc/redis read-only to Redis: the redis user (a Redis someone took
+/// over can write files) must not be able to make root chown or chmod another file through a
+/// link planted where redisctl keeps its own.
+fn symbolic_links_planted_by_the_redis_user_are_not_followed(c: &Cluster) {
+    let ip = IPS[0];
+    let as_redis = |script: &str| {
+        c.on_node(
+            ip,
+            &format!("runuser -u redis -- sh -c '{script}' 2>&1; echo rc=$?"),
+            "",
+        )
+    };
+    // apply left the directories root's, and told dpkg to keep them so.
+    let dirs = c.on_node(
+        ip,
+        "stat -c '%a %U:%G %n' /etc/redis /etc/redis/tls; dpkg-statoverride --list /etc/redis",
+        "",
+    );
+    assert_eq!(
+        dirs,
+        "2750 root:redis /etc/redis\n2750 root:redis /etc/redis/tls\nroot redis 2750 /etc/redis\n"
+    );
+    let out = as_redis("ln -s /etc/shadow /etc/redis/planted");
+    assert!(
+        out.contains("Permission denied") && out.contains("rc=1"),
+        "{out}"
+    );
+
+    // The directory as Debian makes it (2770 redis:redis, as a package upgrade sets it back
+    // without the statoverride, or as a cluster built before had it). The redis user makes
+    // apply plan a chown of the ACL file (a copy of it that the user owns), then, while apply
+    // waits at its prompt, swaps it for a link to /etc/shadow.
+    c.on_node(
+        ip,
+        "dpkg-statoverride --remove /etc/redis; chown redis:redis /etc/redis; chmod 2770 /etc/redis",
+        "",
+    );
+    let shadow = || c.on_node(ip, "stat -c '%a %U:%G' /etc/shadow", "");
+    let before = shadow();
+    let out = as_redis(
+        "cp /etc/redis/users.acl /etc/redis/.copy && mv -f /etc/redis/.copy /etc/redis/users.acl",
+    );
+    assert!(out.contains("rc=0"), "{out}");
+    let (mut child, screen) = c.apply_at_prompt();
+    let shown = text(&screen.lock().unwrap());
+    assert!(shown.contains("node.redis-node-1a.modes"), "{shown}");
+    let out = as_redis(
+        "ln -s /etc/shadow /etc/redis/.link && mv -f /etc/redis/.link /etc/redis/users.acl",
+    );
+    assert!(out.contains("rc=0"), "{out}");
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"yes\n").unwrap();
+    let status = child.wait().unwrap();
+    let shown = text(&screen.lock().unwrap());
+    assert_eq!(
+        shadow(),
+        before,
+        "root changed /etc/shadow through the link:\n{shown}"
+    );
+    assert!(!status.success(), "apply went ahead:\n{shown}");
+    assert!(
+        shown.contains("/etc/redis/users.acl is a symbolic link"),
+        "{shown}"
+    );
+    // The directory was made root's before the link was refused: nothing more can be planted.
+    let out = as_redis("ln -s /etc/shadow /etc/redis/planted");
+    assert!(out.contains("Permission denied"), "{out}");
+    // The next plan stops at it, and verify names it.
+    let out = c.run(&["plan"]);
+    let plan = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{plan}");
+    assert!(
+        plan.contains("/etc/redis/users.acl on the node is a symbolic link"),
+        "{plan}"
+    );
+    let out = c.run(&["verify"]);
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        report.contains("/etc/redis/users.acl is a symbolic link (not followed)"),
+        "{report}"
+    );
+
+    // Once someone removed it, apply makes the directory root's again.
+    c.on_node(ip, "rm /etc/redis/users.acl", "");
+    c.ok(&["apply", "--yes"]);
+    c.assert_converged();
+    let dirs = c.on_node(
+        ip,
+        "stat -c '%a %U:%G %n' /etc/redis; dpkg-statoverride --list /etc/redis",
+        "",
+    );
+    assert_eq!(
+        dirs,
+        "2750 root:redis /etc/redis\nroot redis 2750 /etc/redis\n"
+    );
+    assert_eq!(shadow(), before);
 }
 
 /// The EBS swap on hosts without systemd: Redis is stopped cleanly before StopInstances, and

@@ -390,51 +390,6 @@ fn forged_swap_tags_delete_nothing() {
     c.ok(&["destroy", "--yes"]);
 }
 
-/// `redisctl apply` on a terminal, stopped at its confirmation prompt: the child (answer on
-/// its stdin) and what it has shown so far.
-fn apply_at_prompt(
-    c: &Cluster,
-) -> (
-    std::process::Child,
-    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-) {
-    use std::io::Read;
-    use std::process::Stdio;
-    use std::sync::{Arc, Mutex};
-    let inner = format!("{} --config {} apply", common::BIN, c.spec.display());
-    let mut child = c
-        .shell(&["script", "-qfec", &inner, "/dev/null"])
-        .env("TERM", "xterm")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux) runs");
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    {
-        let (mut out, buf) = (child.stdout.take().unwrap(), screen.clone());
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = out.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                buf.lock().unwrap().extend_from_slice(&chunk[..n]);
-            }
-        });
-    }
-    let start = std::time::Instant::now();
-    while !text(&screen.lock().unwrap()).contains("Enter a value") {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(120),
-            "no prompt:\n{}",
-            text(&screen.lock().unwrap())
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    (child, screen)
-}
-
 #[test]
 fn a_key_pair_replaced_during_the_prompt_is_refused() {
     use std::io::Write;
@@ -442,7 +397,7 @@ fn a_key_pair_replaced_during_the_prompt_is_refused() {
     let _sb = Sandbox::acquire();
     let c = Cluster::new("keyswap", |t| t);
     // The operator's apply waits at its confirmation prompt (a terminal, no --yes)...
-    let (mut child, screen) = apply_at_prompt(&c);
+    let (mut child, screen) = c.apply_at_prompt();
     // ...while the insider imports a key pair of the spec's name holding their own key.
     let dir = c.dir.join("insider");
     std::fs::create_dir_all(&dir).unwrap();
@@ -519,7 +474,7 @@ fn apply_pins_the_host_key_the_plan_showed() {
         .map(String::from)
         .collect();
     std::fs::write(&known, kept.join("\n") + "\n").unwrap();
-    let (mut child, screen) = apply_at_prompt(&c);
+    let (mut child, screen) = c.apply_at_prompt();
     let shown = text(&screen.lock().unwrap());
     assert!(shown.contains("first contact: pin the host key"), "{shown}");
     // At the prompt, the host starts presenting another of its keys (one its console output

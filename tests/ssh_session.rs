@@ -407,6 +407,23 @@ async fn session_against_a_booted_host() {
         "figure: 8 MiB upload {:.2} s; watcher saw the temp file (0600, then 0640) {temps} times",
         upload_time.as_secs_f64()
     );
+    // A directory another user can change is refused (that user could swap the temp file for
+    // a link under the chown and chmod), and the file is left as it was.
+    sess.sudo_ok(
+        "hand the dir over",
+        "chown ubuntu /etc/redisctl-test/tls",
+        None,
+    )
+    .await
+    .unwrap();
+    let refused = sess.upload(&file, b"other").await.unwrap_err().to_string();
+    assert!(
+        refused.contains("can be changed by a user other than root"),
+        "{refused}"
+    );
+    sess.sudo_ok("take it back", "chown root /etc/redisctl-test/tls", None)
+        .await
+        .unwrap();
     let hashes = sess
         .file_hashes(&[
             "/etc/redisctl-test/tls/node.key",

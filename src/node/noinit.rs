@@ -71,7 +71,9 @@ pub fn stock_off() -> String {
 }
 
 /// Start redis-server as the redis user unless it runs already, then check it stays up (a
-/// configuration or TLS file it cannot load makes it exit at once: show its log then).
+/// configuration or TLS file it cannot load makes it exit at once: show its log then, read
+/// with the redis user's rights, as the log's directory is that user's and a link planted there
+/// must not show root's files).
 pub fn start() -> String {
     format!(
         "set -e
@@ -87,7 +89,7 @@ i=0
 while [ $i -lt 10 ]; do
   if ! {active}; then
     echo 'redis-server exited right after its start; the end of {log}:' >&2
-    tail -n 20 {log} >&2 || true
+    runuser -u redis -- tail -n 20 {log} >&2 || true
     exit 1
   fi
   sleep 0.1

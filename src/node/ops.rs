@@ -13,6 +13,19 @@ use crate::ssh::{self, Session};
 /// The longest `redis-cli --cluster create` may take (it has no bound of its own).
 const CLUSTER_CREATE_BOUND_SECS: u32 = 180;
 
+/// The directories of the node's files made root's again, and no managed path a symbolic
+/// link, before anything is written into them ([`files::secure_script`]).
+async fn secure_dirs(s: &Session) -> Result<(), NodeError> {
+    let script = format!("set -e\n{}", files::secure_script());
+    s.sudo_ok(
+        "make /etc/redis and /etc/redis/tls root's (no symbolic links)",
+        &script,
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
 impl NodeRuntime {
     pub async fn install_redis(&self, node: &str) -> Result<(), NodeError> {
         let s = self.session(node).await?;
@@ -32,10 +45,11 @@ if {}; then
 systemctl disable --now {} >/dev/null 2>&1 || true
 else
 {}fi
-",
+{}",
             noinit::IS_SYSTEMD,
             systemd::STOCK_SERVICE,
-            noinit::stock_off()
+            noinit::stock_off(),
+            files::secure_script()
         );
         // A node with no way to the archive fails here: say where to look.
         s.sudo_ok(
@@ -62,12 +76,7 @@ else
                 what: format!("cannot issue its certificate: {e}"),
             })?;
         let s = self.session(node).await?;
-        s.sudo_ok(
-            "create /etc/redis/tls",
-            &format!("install -d -m 0750 -o root -g redis {}", conf::TLS_DIR),
-            None,
-        )
-        .await?;
+        secure_dirs(&s).await?;
         s.upload(&conf::CA_CERT, ca.cert_pem().as_bytes()).await?;
         s.upload(&conf::NODE_KEY, cert.key_pem.expose().as_bytes())
             .await?;
@@ -107,6 +116,7 @@ else
                 .await?;
             }
         }
+        secure_dirs(&s).await?;
         s.upload(&users_acl::USERS_ACL, content.as_bytes()).await?;
         if reload {
             let out = s
@@ -130,7 +140,9 @@ else
     /// Every file redisctl writes that exists on `node` gets its mode and owner back.
     pub async fn set_file_modes(&self, node: &str) -> Result<(), NodeError> {
         let s = self.session(node).await?;
-        let mut script = String::from("set -e\n");
+        // The directories first: then no one but root can swap a file for a link under the
+        // chown and chmod below (and a link already there was refused).
+        let mut script = format!("set -e\n{}", files::secure_script());
         for f in &files::MANAGED {
             let q = ssh::sh_quote(f.path);
             script.push_str(&format!(
@@ -146,6 +158,7 @@ else
     pub async fn write_config(&self, node: &str, restart: bool) -> Result<(), NodeError> {
         let content = self.file(node, conf::CONF).await?;
         let s = self.session(node).await?;
+        secure_dirs(&s).await?;
         s.upload(&conf::CONF, content.as_bytes()).await?;
         if self.has_systemd(node, &s).await? {
             s.upload(&systemd::DROP_IN, systemd::render_drop_in().as_bytes())

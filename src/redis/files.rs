@@ -26,32 +26,108 @@ pub const MANAGED: [NodeFile; 6] = [
     conf::NODE_KEY,
 ];
 
-/// Shell lines printing `<octal mode> <owner>:<group> <path>` for each file of [`MANAGED`] that
-/// exists (node observation and `verify` both read them with [`parse_modes`]).
+/// The directories that hold them, which only root may write (setgid, as Debian makes them:
+/// what is created there belongs to group redis). Debian makes `/etc/redis` 2770
+/// redis:redis (so that `CONFIG REWRITE` works) and sets it back at every upgrade of
+/// redis-tools unless a `dpkg-statoverride` says otherwise: a Redis process someone took over
+/// (`CONFIG SET dir` and a save write files as the redis user) could then plant a symbolic
+/// link where root later writes, chowns or chmods, and make any file of the node readable. The
+/// systemd drop-in makes the directory read-only to Redis; a host without systemd has only
+/// these modes.
+pub const MANAGED_DIRS: [NodeFile; 2] = [
+    NodeFile {
+        path: "/etc/redis",
+        mode: 0o2750,
+        owner: "root",
+        group: "redis",
+    },
+    NodeFile {
+        path: conf::TLS_DIR,
+        mode: 0o2750,
+        owner: "root",
+        group: "redis",
+    },
+];
+
+/// What [`parse_modes`] reports for a path that is a symbolic link: redisctl never follows one
+/// of its paths, and the planner stops at it.
+pub const SYMLINK: &str = "symbolic link";
+
+/// Shell lines printing `<octal mode> <owner>:<group> <path>` for each directory of
+/// [`MANAGED_DIRS`] and file of [`MANAGED`] that exists, or `link <path>` for one that is a
+/// symbolic link (never followed: `stat` without `-L`). Node observation and `verify` both read
+/// them with [`parse_modes`].
 pub fn stat_script() -> String {
-    MANAGED
+    MANAGED_DIRS
         .iter()
+        .chain(MANAGED.iter())
         .map(|f| {
             let q = crate::ssh::sh_quote(f.path);
-            format!("[ -e {q} ] && stat -c '%a %U:%G %n' {q}\n")
+            format!(
+                "if [ -L {q} ]; then echo link {q}; elif [ -e {q} ]; then stat -c '%a %U:%G %n' {q}; fi\n"
+            )
         })
         .collect()
 }
 
-/// Path -> `0640 root:redis` for each file of [`MANAGED`] that [`stat_script`] listed in `text`
-/// (other lines are ignored).
+/// Path -> `0640 root:redis` (or [`SYMLINK`]) for each path of [`MANAGED_DIRS`] and [`MANAGED`]
+/// that [`stat_script`] listed in `text` (other lines are ignored).
 pub fn parse_modes(text: &str) -> BTreeMap<String, String> {
+    let managed = |path: &str| {
+        MANAGED_DIRS
+            .iter()
+            .chain(MANAGED.iter())
+            .any(|f| f.path == path)
+    };
     text.lines()
         .filter_map(|l| {
             let (mode, rest) = l.trim().split_once(' ')?;
+            if mode == "link" {
+                return managed(rest).then(|| (rest.to_string(), SYMLINK.to_string()));
+            }
             let (owner, path) = rest.split_once(' ')?;
             let mode = u32::from_str_radix(mode, 8).ok()?;
-            MANAGED
-                .iter()
-                .any(|f| f.path == path)
-                .then(|| (path.to_string(), format!("{mode:04o} {owner}")))
+            managed(path).then(|| (path.to_string(), format!("{mode:04o} {owner}")))
         })
         .collect()
+}
+
+/// Root's shell lines (under `set -e`) that make the directories of [`MANAGED_DIRS`] root's
+/// again, before anything is written, chowned or chmodded in them: a path that is a symbolic
+/// link is refused, never followed; the directories get their modes (and `/etc/redis` a
+/// `dpkg-statoverride`, so that an upgrade of the package keeps them); then no one but root
+/// can plant anything there, and a file of [`MANAGED`] that is already a link is refused.
+pub fn secure_script() -> String {
+    let refuse_link = |path: &str| {
+        let q = crate::ssh::sh_quote(path);
+        format!(
+            "if [ -L {q} ]; then echo \"{path} is a symbolic link (to $(readlink {q})): redisctl does not follow it. Someone with root's or the redis user's rights planted it; look at it, remove it, then run redisctl again\" >&2; exit 1; fi\n"
+        )
+    };
+    let mut s = String::new();
+    for d in &MANAGED_DIRS {
+        s.push_str(&refuse_link(d.path));
+        s.push_str(&format!(
+            "install -d -m {:04o} -o {} -g {} {}\n",
+            d.mode,
+            d.owner,
+            d.group,
+            crate::ssh::sh_quote(d.path)
+        ));
+    }
+    let etc = &MANAGED_DIRS[0];
+    let entry = format!("{} {} {:o} {}", etc.owner, etc.group, etc.mode, etc.path);
+    s.push_str(&format!(
+        "if command -v dpkg-statoverride >/dev/null && [ \"$(dpkg-statoverride --list {p})\" != '{entry}' ]; then\n  dpkg-statoverride --remove {p} >/dev/null 2>&1 || true\n  dpkg-statoverride --add {} {} {:04o} {p}\nfi\n",
+        etc.owner,
+        etc.group,
+        etc.mode,
+        p = etc.path,
+    ));
+    for f in &MANAGED {
+        s.push_str(&refuse_link(f.path));
+    }
+    s
 }
 
 /// (file, content) for `node`.

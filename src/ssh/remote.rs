@@ -220,7 +220,8 @@ impl Session {
     /// Atomic upload with mode and owner: `content` goes on stdin into a temp file in the same
     /// directory, created under umask 077 (never readable by others, not even for a moment), gets
     /// its owner and mode, is synced, then renamed into place. A missing directory is made 0755
-    /// root:root.
+    /// root:root; a directory that a user other than root can change (or a link) is refused:
+    /// that user could replace the temp file by a link under the chown and chmod.
     pub async fn upload(
         &self,
         file: &crate::redis::NodeFile,
@@ -236,6 +237,9 @@ impl Session {
             "set -eu\n\
              d={dir}\n\
              [ -d \"$d\" ] || install -d -m 0755 -o root -g root \"$d\"\n\
+             if [ -L \"$d\" ] || [ -n \"$(find \"$d\" -maxdepth 0 \\( ! -user root -o -perm -0002 -o \\( -perm -0020 ! -group root \\) \\) -print)\" ]; then\n\
+               echo \"refusing to write {path}: its directory $d can be changed by a user other than root ($(stat -c '%a %U:%G' \"$d\")), who could swap the file for a link while root sets its owner and mode\" >&2; exit 1\n\
+             fi\n\
              umask 077\n\
              tmp=$(mktemp \"$d/.redisctl-upload.XXXXXX\")\n\
              trap 'rm -f \"$tmp\"' EXIT\n\

@@ -158,6 +158,51 @@ impl Cluster {
         );
     }
 
+    /// `redisctl apply` on a terminal, stopped at its confirmation prompt: the child (answer on
+    /// its stdin) and what it has shown so far.
+    pub fn apply_at_prompt(
+        &self,
+    ) -> (
+        std::process::Child,
+        std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    ) {
+        use std::io::Read;
+        use std::process::Stdio;
+        use std::sync::{Arc, Mutex};
+        let inner = format!("{} --config {} apply", BIN, self.spec.display());
+        let mut child = self
+            .shell(&["script", "-qfec", &inner, "/dev/null"])
+            .env("TERM", "xterm")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script (util-linux) runs");
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        {
+            let (mut out, buf) = (child.stdout.take().unwrap(), screen.clone());
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = out.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            });
+        }
+        let start = std::time::Instant::now();
+        while !text(&screen.lock().unwrap()).contains("Enter a value") {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(120),
+                "no prompt:\n{}",
+                text(&screen.lock().unwrap())
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        (child, screen)
+    }
+
     /// A command on a node as root over SSH with the cluster's key and pinned host key.
     pub fn on_node(&self, ip: &str, script: &str, stdin: &str) -> String {
         let key = self.dir.join(".redisctl/prod-redis/ssh_ed25519");

@@ -73,11 +73,14 @@ fn file_modes_changed_out_of_band_are_set_back() {
         }
     }
     let a = facts(&mut o, "redis-node-1a");
-    assert_eq!(a.modes.len(), 6, "{:?}", a.modes);
+    assert_eq!(a.modes.len(), 8, "{:?}", a.modes);
     a.modes
         .insert(conf::NODE_KEY.path.into(), "0644 root:redis".into());
     a.modes
         .insert(users_acl::USERS_ACL.path.into(), "0640 root:root".into());
+    // Debian's own mode for /etc/redis (its upgrades set it back without a statoverride).
+    a.modes
+        .insert("/etc/redis".into(), "2770 redis:redis".into());
     // On 1b the ACL file's mode is wrong but its content differs too: the ACL step rewrites it.
     let b = facts(&mut o, "redis-node-1b");
     b.modes
@@ -93,7 +96,7 @@ fn file_modes_changed_out_of_band_are_set_back() {
     );
     let modes = p.step("node.redis-node-1a.modes").unwrap();
     assert_eq!(modes.action, Action::Update);
-    assert_eq!(modes.changes.len(), 2, "{:?}", modes.changes);
+    assert_eq!(modes.changes.len(), 3, "{:?}", modes.changes);
     assert_eq!(
         modes.ops,
         [Op::Node(NodeOp::SetFileModes {
@@ -101,6 +104,34 @@ fn file_modes_changed_out_of_band_are_set_back() {
         })]
     );
     apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn a_symbolic_link_at_a_managed_path_is_a_blocker() {
+    let spec = example();
+    let mut o = converged(&spec);
+    let Some(NodeObservation::Reached(a)) = o.nodes.get_mut("redis-node-1a") else {
+        panic!("1a not reached");
+    };
+    a.modes.insert(
+        users_acl::USERS_ACL.path.into(),
+        redisctl::redis::files::SYMLINK.into(),
+    );
+    let p = plan::plan(&spec, &o);
+    let blockers: Vec<&str> = p
+        .notes
+        .iter()
+        .filter(|n| n.level == NoteLevel::Blocker)
+        .map(|n| n.message.as_str())
+        .collect();
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert!(
+        blockers[0].starts_with("/etc/redis/users.acl on the node is a symbolic link"),
+        "{}",
+        blockers[0]
+    );
+    // Not a mode to set back: nothing chmods through it.
+    assert!(p.step("node.redis-node-1a.modes").is_none(), "{p:?}");
 }
 
 #[test]

@@ -384,7 +384,7 @@ impl Sim {
             }
             Op::Node(NodeOp::SetFileModes { node }) => {
                 if let Some(NodeObservation::Reached(f)) = self.o.nodes.get_mut(node) {
-                    for m in &files::MANAGED {
+                    for m in files::MANAGED_DIRS.iter().chain(&files::MANAGED) {
                         if let Some(v) = f.modes.get_mut(m.path) {
                             *v = m.mode_owner();
                         }

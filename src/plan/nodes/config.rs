@@ -93,13 +93,20 @@ pub(super) fn modes(
             rewrites.tls
         }
     };
-    let changes: Vec<Change> = files::MANAGED
+    // The directories first (no step rewrites them; every write makes them root's again, and
+    // so does this step); a symbolic link is a blocker (see `nodes::symlinks`), not a mode.
+    let changes: Vec<Change> = files::MANAGED_DIRS
         .iter()
-        // Without systemd there is no drop-in.
-        .filter(|m| !(rewritten(m.path) || n.no_init && m.path == systemd::DROP_IN.path))
+        .chain(
+            files::MANAGED
+                .iter()
+                // Without systemd there is no drop-in.
+                .filter(|m| !(rewritten(m.path) || n.no_init && m.path == systemd::DROP_IN.path)),
+        )
         .filter_map(|m| {
             let have = f.modes.get(m.path)?;
-            (*have != m.mode_owner()).then(|| Change::update(m.path, have, m.mode_owner()))
+            (*have != m.mode_owner() && have != files::SYMLINK)
+                .then(|| Change::update(m.path, have, m.mode_owner()))
         })
         .collect();
     if changes.is_empty() {

@@ -22,8 +22,32 @@ use std::collections::BTreeMap;
 use super::builder::Builder;
 use super::model::*;
 use crate::observed::{InitSystem, NodeFacts, NodeObservation, tags};
-use crate::redis::{conf, systemd};
+use crate::redis::{conf, files, systemd};
 use crate::spec::types;
+
+/// A path of redisctl's on the node that is a symbolic link stops everything: the node layer
+/// never follows one (it could make root chown, chmod or overwrite any file of the node), and
+/// replacing it silently would erase the evidence of whoever planted it.
+fn symlinks(b: &mut Builder<'_>, addr: &str, f: &NodeFacts) {
+    let links: Vec<&str> = f
+        .modes
+        .iter()
+        .filter(|(_, v)| *v == files::SYMLINK)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if links.is_empty() {
+        return;
+    }
+    b.note(
+        NoteLevel::Blocker,
+        addr,
+        format!(
+            "{} on the node {} a symbolic link where redisctl keeps its own file or directory: it is neither followed nor replaced. Someone with root's rights, or the redis user's while /etc/redis was writable by it (a Redis taken over can write files), planted it: look at where it points, remove it, then plan again",
+            links.join(", "),
+            if links.len() == 1 { "is" } else { "are" }
+        ),
+    );
+}
 
 pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     let spec = b.spec;
@@ -141,6 +165,7 @@ impl<'a> NodeNow<'a> {
             (_, Some(i)) if i.state != "running" => return None,
             (_, Some(i)) => match obs.nodes.get(&node.name) {
                 Some(NodeObservation::Reached(f)) => {
+                    symlinks(b, &addr, f);
                     if f.first_contact {
                         b.steps.push(
                             Step::new(

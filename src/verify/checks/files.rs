@@ -5,7 +5,9 @@ use crate::redis::{files, systemd};
 use crate::verify::Check;
 
 /// Every file redisctl writes on a node has the mode and owner it writes (the node key is not
-/// readable by others; the configuration and the ACL hashes are root:redis 0640).
+/// readable by others; the configuration and the ACL hashes are root:redis 0640), and so do
+/// their directories (root's: the redis user cannot plant a link there); none is a symbolic
+/// link.
 pub fn file_modes(probes: &[NodeProbe]) -> Check {
     let mut passed = true;
     let mut ev = Vec::new();
@@ -16,9 +18,12 @@ pub fn file_modes(probes: &[NodeProbe]) -> Check {
         let mut wrong = Vec::new();
         let mut right = 0;
         let seen = files::parse_modes(&o.modes);
-        for f in &files::MANAGED {
+        for f in files::MANAGED_DIRS.iter().chain(&files::MANAGED) {
             match seen.get(f.path) {
                 Some(s) if *s == f.mode_owner() => right += 1,
+                Some(s) if s == files::SYMLINK => {
+                    wrong.push(format!("{} is a symbolic link (not followed)", f.path))
+                }
                 Some(s) => wrong.push(format!("{} is {s} [expected {}]", f.path, f.mode_owner())),
                 // Only systemd hosts have the drop-in (see node::noinit).
                 None if f.path == systemd::DROP_IN.path => {}
@@ -28,7 +33,7 @@ pub fn file_modes(probes: &[NodeProbe]) -> Check {
         passed &= wrong.is_empty();
         if wrong.is_empty() {
             ev.push(format!(
-                "{}: {right} files with their modes and owners",
+                "{}: {right} files and directories with their modes and owners",
                 p.node
             ));
         } else {
@@ -53,7 +58,7 @@ mod tests {
     fn file_modes_name_each_wrong_file() {
         let listing = |key: &str| {
             format!(
-                "640 root:redis /etc/redis/redis-cluster.conf\n644 root:root /etc/systemd/system/redis-server@.service.d/redisctl.conf\n640 root:redis /etc/redis/users.acl\n644 root:redis /etc/redis/tls/ca.crt\n644 root:redis /etc/redis/tls/redis.crt\n{key}"
+                "2750 root:redis /etc/redis\n2750 root:redis /etc/redis/tls\n640 root:redis /etc/redis/redis-cluster.conf\n644 root:root /etc/systemd/system/redis-server@.service.d/redisctl.conf\n640 root:redis /etc/redis/users.acl\n644 root:redis /etc/redis/tls/ca.crt\n644 root:redis /etc/redis/tls/redis.crt\n{key}"
             )
         };
         let probe = |node: &str, modes: String| NodeProbe {
@@ -68,7 +73,10 @@ mod tests {
         let good = probe("n1", listing("640 root:redis /etc/redis/tls/redis.key"));
         let c = file_modes(std::slice::from_ref(&good));
         assert!(c.passed, "{c:?}");
-        assert_eq!(c.evidence, ["n1: 6 files with their modes and owners"]);
+        assert_eq!(
+            c.evidence,
+            ["n1: 8 files and directories with their modes and owners"]
+        );
         let bad = probe("n2", listing("644 ubuntu:redis /etc/redis/tls/redis.key"));
         let gone = probe(
             "n3",
@@ -77,7 +85,19 @@ mod tests {
                 "missing /etc/systemd/system/redis-server@.service.d/redisctl.conf",
             ),
         );
-        let c = file_modes(&[good, bad, gone]);
+        let planted = probe(
+            "n4",
+            listing("640 root:redis /etc/redis/tls/redis.key")
+                .replace(
+                    "2750 root:redis /etc/redis\n",
+                    "2770 redis:redis /etc/redis\n",
+                )
+                .replace(
+                    "640 root:redis /etc/redis/users.acl",
+                    "link /etc/redis/users.acl",
+                ),
+        );
+        let c = file_modes(&[good, bad, gone, planted]);
         assert!(!c.passed);
         assert_eq!(
             c.evidence[1],
@@ -87,6 +107,11 @@ mod tests {
         assert_eq!(
             c.evidence[2],
             "n3: /etc/redis/tls/redis.key is missing WRONG"
+        );
+        // A directory the redis user can write, and a link planted there.
+        assert_eq!(
+            c.evidence[3],
+            "n4: /etc/redis is 2770 redis:redis [expected 2750 root:redis]; /etc/redis/users.acl is a symbolic link (not followed) WRONG"
         );
     }
 }

@@ -31,8 +31,9 @@ impl Sim {
 }
 
 /// A write (temp file, chown, chmod, rename) leaves each file with its own mode and owner.
+/// Every write makes the directories root's first (`files::secure_script`).
 pub(super) fn written(f: &mut NodeFacts, files: &[redisctl::redis::NodeFile]) {
-    for m in files {
+    for m in redisctl::redis::files::MANAGED_DIRS.iter().chain(files) {
         f.modes.insert(m.path.into(), m.mode_owner());
     }
 }
