@@ -1,42 +1,20 @@
-//! The sandbox's "done when" checks, through the real aws-sdk-ec2 against the front and the real
-//! `ssh` client against booted hosts. Run inside the sandbox:
+//! The sandbox's "done when" checks for instances as hosts, through the real aws-sdk-ec2
+//! against the front and the real `ssh` client against booted hosts: a launch boots a host
+//! reachable by SSH with apt, stop/start keeps its files, terminate removes it, a reboot comes
+//! back, cloud-config, three launches at once, the no-init image. Run inside the sandbox:
 //! `redisctl-sandbox exec -- cargo test -p redisctl-sandbox`. Each test takes the shared sandbox
-//! (lock + reset) first, and fails when there is no sandbox.
+//! (lock + reset) first, and fails when there is no sandbox. The root swap and snapshots are in
+//! `volumes.rs`, stats and faults in `control.rs`.
 
 mod common;
 
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use common::*;
-use redisctl_sandbox::faults::{Effect, Fault};
 use std::time::{Duration, Instant};
-
-const BOOT_LIMIT: Duration = Duration::from_secs(60);
-
-/// Subnet 10.0.1.0/24 as a public subnet: instances get a public IP and it routes 0.0.0.0/0 to
-/// an internet gateway, so its hosts reach the apt archive (the distribution mirror's
-/// stand-in on the emulated internet), as EC2 instances reach the internet.
-async fn public_subnet(ec2: &aws_sdk_ec2::Client, net: &Net) {
-    let subnet = &net.subnets[0].0;
-    ec2.modify_subnet_attribute()
-        .subnet_id(subnet)
-        .map_public_ip_on_launch(
-            aws_sdk_ec2::types::AttributeBooleanValue::builder()
-                .value(true)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    internet_route(ec2, &net.vpc, subnet).await;
-}
 
 #[tokio::test]
 async fn run_instance_boots_a_host_reachable_by_ssh_with_apt() {
     let sb = Sandbox::acquire();
-    let ec2 = client().await;
-    let net = network(&ec2).await;
-    let keys = Keys::new();
-    import_key(&ec2, "op", &keys).await;
+    let (ec2, net, keys) = ready_to_launch().await;
     public_subnet(&ec2, &net).await;
 
     let t = Instant::now();
@@ -152,10 +130,7 @@ fn host_pss_kib(root: u32) -> u64 {
 #[tokio::test]
 async fn a_file_survives_stop_and_start_and_ssh_is_refused_while_stopped() {
     let sb = Sandbox::acquire();
-    let ec2 = client().await;
-    let net = network(&ec2).await;
-    let keys = Keys::new();
-    import_key(&ec2, "op", &keys).await;
+    let (ec2, net, keys) = ready_to_launch().await;
     let id = run_instance(&ec2, &net.subnets[0].0, "10.0.1.20", "op", false, None).await;
     wait_ssh(&keys, "10.0.1.20", BOOT_LIMIT);
     ssh_ok(
@@ -199,127 +174,9 @@ async fn a_file_survives_stop_and_start_and_ssh_is_refused_while_stopped() {
 }
 
 #[tokio::test]
-async fn root_swap_to_an_encrypted_volume_keeps_the_snapshot_contents() {
-    let _sb = Sandbox::acquire();
-    let ec2 = client().await;
-    let net = network(&ec2).await;
-    let (subnet, az) = net.subnets[0].clone();
-    let keys = Keys::new();
-    import_key(&ec2, "op", &keys).await;
-    let id = run_instance(&ec2, &subnet, "10.0.1.30", "op", false, None).await;
-    wait_ssh(&keys, "10.0.1.30", BOOT_LIMIT);
-    ssh_ok(
-        &keys,
-        "10.0.1.30",
-        "echo before > /home/ubuntu/before.txt && sync",
-    );
-    let old_root = root_volume(&ec2, &id).await;
-
-    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
-    let snap = ec2
-        .create_snapshot()
-        .volume_id(&old_root)
-        .send()
-        .await
-        .unwrap()
-        .snapshot_id
-        .unwrap();
-    // A file written after the snapshot must not come back.
-    wait_state(&ec2, &id, "stopped").await;
-    ec2.start_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
-    wait_ssh(&keys, "10.0.1.30", BOOT_LIMIT);
-    ssh_ok(
-        &keys,
-        "10.0.1.30",
-        "echo after > /home/ubuntu/after.txt && sync",
-    );
-    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
-
-    let t = Instant::now();
-    let new_root = until_found("CreateVolume from the new snapshot", || {
-        ec2.create_volume()
-            .snapshot_id(&snap)
-            .availability_zone(&az)
-            .encrypted(true)
-            .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
-            .send()
-    })
-    .await
-    .volume_id
-    .unwrap();
-    wait_state(&ec2, &id, "stopped").await;
-    ec2.detach_volume()
-        .volume_id(&old_root)
-        .instance_id(&id)
-        .send()
-        .await
-        .unwrap();
-
-    // No root volume: starting fails as on AWS.
-    let err = ec2
-        .start_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Some("IncorrectState"), "{err:?}");
-
-    wait_volume(&ec2, &new_root, "available").await;
-    ec2.attach_volume()
-        .volume_id(&new_root)
-        .instance_id(&id)
-        .device("/dev/sda1")
-        .send()
-        .await
-        .unwrap();
-    ec2.start_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
-    wait_ssh(&keys, "10.0.1.30", BOOT_LIMIT); // same host key: known_hosts would refuse a new one
-    eprintln!(
-        "figure: volume from snapshot + detach + attach + start + SSH: {:?}",
-        t.elapsed()
-    );
-    assert_eq!(
-        ssh_ok(&keys, "10.0.1.30", "cat /home/ubuntu/before.txt"),
-        "before\n"
-    );
-    assert_eq!(
-        ssh_ok(
-            &keys,
-            "10.0.1.30",
-            "test -e /home/ubuntu/after.txt && echo present || echo absent"
-        )
-        .trim(),
-        "absent"
-    );
-
-    assert_eq!(root_volume(&ec2, &id).await, new_root);
-    let vols = ec2
-        .describe_volumes()
-        .volume_ids(&new_root)
-        .send()
-        .await
-        .unwrap();
-    let v = &vols.volumes()[0];
-    assert_eq!(v.encrypted(), Some(true));
-    assert_eq!(v.attachments()[0].device(), Some("/dev/sda1"));
-    assert_eq!(v.attachments()[0].instance_id(), Some(id.as_str()));
-}
-
-#[tokio::test]
 async fn terminate_removes_the_host() {
     let sb = Sandbox::acquire();
-    let ec2 = client().await;
-    let net = network(&ec2).await;
-    let keys = Keys::new();
-    import_key(&ec2, "op", &keys).await;
+    let (ec2, net, keys) = ready_to_launch().await;
     let id = run_instance(&ec2, &net.subnets[0].0, "10.0.1.40", "op", true, None).await;
     wait_ssh(&keys, "10.0.1.40", BOOT_LIMIT);
     let root = root_volume(&ec2, &id).await;
@@ -349,10 +206,7 @@ async fn terminate_removes_the_host() {
 #[tokio::test]
 async fn a_guest_reboot_comes_back_by_itself() {
     let sb = Sandbox::acquire();
-    let ec2 = client().await;
-    let net = network(&ec2).await;
-    let keys = Keys::new();
-    import_key(&ec2, "op", &keys).await;
+    let (ec2, net, keys) = ready_to_launch().await;
     let id = run_instance(&ec2, &net.subnets[0].0, "10.0.1.50", "op", true, None).await;
     wait_ssh(&keys, "10.0.1.50", BOOT_LIMIT);
     let first_pid = sb.hosts()[0].pid;
@@ -394,12 +248,30 @@ async fn a_guest_reboot_comes_back_by_itself() {
 }
 
 #[tokio::test]
+async fn a_stop_right_after_launch_is_still_a_clean_shutdown() {
+    let sb = Sandbox::acquire();
+    let (ec2, net, keys) = ready_to_launch().await;
+    let id = run_instance(&ec2, &net.subnets[0].0, "10.0.1.70", "op", true, None).await;
+    // No wait: the guest's systemd is still starting when the stop arrives.
+    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+    let hosts = sb.hosts();
+    assert_eq!(
+        hosts[0].state, "stopped (exit status: 0)",
+        "not a clean shutdown: {hosts:?}"
+    );
+    wait_state(&ec2, &id, "stopped").await;
+    ec2.start_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    wait_ssh(&keys, "10.0.1.70", BOOT_LIMIT);
+}
+
+#[tokio::test]
 async fn cloud_config_keys_hostnames_and_routing_between_subnets() {
     let _sb = Sandbox::acquire();
-    let ec2 = client().await;
-    let net = network(&ec2).await;
-    let keys = Keys::new();
-    import_key(&ec2, "op", &keys).await;
+    let (ec2, net, keys) = ready_to_launch().await;
 
     // A host key generated here, given through user data, pinned before the first contact.
     let host_key = keys.dir.path().join("hostkey");
@@ -463,110 +335,9 @@ async fn cloud_config_keys_hostnames_and_routing_between_subnets() {
 }
 
 #[tokio::test]
-async fn stats_count_requests_per_action() {
-    let sb = Sandbox::acquire();
-    let ec2 = client().await;
-    for _ in 0..3 {
-        ec2.describe_vpcs().send().await.unwrap();
-    }
-    ec2.describe_subnets().send().await.unwrap();
-    let stats = sb.stats(true);
-    assert_eq!(stats.get("DescribeVpcs"), Some(&3), "{stats:?}");
-    assert_eq!(stats.get("DescribeSubnets"), Some(&1), "{stats:?}");
-    assert!(
-        sb.stats(false).is_empty(),
-        "stats --reset clears the counts"
-    );
-}
-
-#[tokio::test]
-async fn faults_throttle_fail_and_drop() {
-    let sb = Sandbox::acquire();
-    let once = client_without_retries().await;
-    let fault = |effect: Effect, times: Option<u64>| Fault {
-        action: "DescribeVpcs".into(),
-        effect,
-        times,
-        rate: None,
-        fired: 0,
-    };
-
-    // An AWS error code, as the SDK sees it.
-    sb.add_fault(fault(
-        Effect::Error {
-            code: "RequestLimitExceeded".into(),
-            status: 503,
-        },
-        Some(1),
-    ));
-    let err = once.describe_vpcs().send().await.unwrap_err();
-    assert_eq!(err.code(), Some("RequestLimitExceeded"), "{err:?}");
-    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503));
-    once.describe_vpcs()
-        .send()
-        .await
-        .expect("the fault fired once only");
-
-    // A bare 503.
-    sb.add_fault(fault(Effect::Status { status: 503 }, Some(1)));
-    let err = once.describe_vpcs().send().await.unwrap_err();
-    assert_eq!(
-        err.raw_response().map(|r| r.status().as_u16()),
-        Some(503),
-        "{err:?}"
-    );
-
-    // A dropped connection.
-    sb.add_fault(fault(Effect::Drop, Some(1)));
-    let err = once.describe_vpcs().send().await.unwrap_err();
-    assert!(
-        matches!(err, aws_sdk_ec2::error::SdkError::DispatchFailure(_)),
-        "{err:?}"
-    );
-
-    // The SDK's own retries ride through two throttles; the front saw three requests.
-    sb.stats(true);
-    sb.add_fault(fault(
-        Effect::Error {
-            code: "RequestLimitExceeded".into(),
-            status: 503,
-        },
-        Some(2),
-    ));
-    client()
-        .await
-        .describe_vpcs()
-        .send()
-        .await
-        .expect("retried through the throttling");
-    assert_eq!(sb.stats(false).get("DescribeVpcs"), Some(&3));
-
-    // A rate: roughly that share of requests fail.
-    sb.add_fault(Fault {
-        rate: Some(0.5),
-        ..fault(Effect::Status { status: 500 }, None)
-    });
-    let mut failed = 0;
-    for _ in 0..40 {
-        if once.describe_vpcs().send().await.is_err() {
-            failed += 1;
-        }
-    }
-    assert!(
-        (5..=35).contains(&failed),
-        "{failed} of 40 failed at rate 0.5"
-    );
-    sb.clear_faults();
-    once.describe_vpcs().send().await.unwrap();
-}
-
-#[tokio::test]
 async fn three_hosts_launched_at_once_all_come_up() {
     let sb = Sandbox::acquire();
-    let ec2 = client().await;
-    let net = network(&ec2).await;
-    let keys = Keys::new();
-    import_key(&ec2, "op", &keys).await;
+    let (ec2, net, keys) = ready_to_launch().await;
     let ips = ["10.0.1.11", "10.0.2.12", "10.0.1.13"];
     let t = Instant::now();
     let (s1, s2) = (&net.subnets[0].0, &net.subnets[1].0);
@@ -623,120 +394,6 @@ async fn three_hosts_launched_at_once_all_come_up() {
     );
 }
 
-#[tokio::test]
-async fn encrypted_snapshot_copy_then_volume_and_deletes_free_the_disk() {
-    let sb = Sandbox::acquire();
-    let ec2 = client().await;
-    let net = network(&ec2).await;
-    let (subnet, az) = net.subnets[0].clone();
-    let keys = Keys::new();
-    import_key(&ec2, "op", &keys).await;
-    let id = run_instance(&ec2, &subnet, "10.0.1.60", "op", false, None).await;
-    wait_ssh(&keys, "10.0.1.60", BOOT_LIMIT);
-    ssh_ok(
-        &keys,
-        "10.0.1.60",
-        "echo data > /home/ubuntu/data.txt && sync",
-    );
-    let old_root = root_volume(&ec2, &id).await;
-    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
-
-    let plain = ec2
-        .create_snapshot()
-        .volume_id(&old_root)
-        .send()
-        .await
-        .unwrap()
-        .snapshot_id
-        .unwrap();
-    let copy = until_found("CopySnapshot of the new snapshot", || {
-        ec2.copy_snapshot()
-            .source_snapshot_id(&plain)
-            .source_region("us-east-1")
-            .encrypted(true)
-            .send()
-    })
-    .await
-    .snapshot_id
-    .unwrap();
-    let new_root = until_found("CreateVolume from the copy", || {
-        ec2.create_volume()
-            .snapshot_id(&copy)
-            .availability_zone(&az)
-            .send()
-    })
-    .await
-    .volume_id
-    .unwrap();
-    wait_volume(&ec2, &new_root, "available").await;
-    wait_state(&ec2, &id, "stopped").await;
-    ec2.detach_volume()
-        .volume_id(&old_root)
-        .instance_id(&id)
-        .send()
-        .await
-        .unwrap();
-    ec2.attach_volume()
-        .volume_id(&new_root)
-        .instance_id(&id)
-        .device("/dev/sda1")
-        .send()
-        .await
-        .unwrap();
-    ec2.start_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
-    wait_ssh(&keys, "10.0.1.60", BOOT_LIMIT);
-    assert_eq!(
-        ssh_ok(&keys, "10.0.1.60", "cat /home/ubuntu/data.txt"),
-        "data\n"
-    );
-
-    // Deleting the plaintext snapshot and old volume removes their data from the disk.
-    for dir in [sb.paths.snapshot(&plain), sb.paths.volume(&old_root)] {
-        assert!(dir.exists(), "{} missing", dir.display());
-    }
-    ec2.delete_snapshot()
-        .snapshot_id(&plain)
-        .send()
-        .await
-        .unwrap();
-    ec2.delete_volume()
-        .volume_id(&old_root)
-        .send()
-        .await
-        .unwrap();
-    assert!(!sb.paths.snapshot(&plain).exists());
-    assert!(!sb.paths.volume(&old_root).exists());
-    assert!(sb.paths.snapshot(&copy).exists());
-}
-
-#[tokio::test]
-async fn a_stop_right_after_launch_is_still_a_clean_shutdown() {
-    let sb = Sandbox::acquire();
-    let ec2 = client().await;
-    let net = network(&ec2).await;
-    let keys = Keys::new();
-    import_key(&ec2, "op", &keys).await;
-    let id = run_instance(&ec2, &net.subnets[0].0, "10.0.1.70", "op", true, None).await;
-    // No wait: the guest's systemd is still starting when the stop arrives.
-    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
-    let hosts = sb.hosts();
-    assert_eq!(
-        hosts[0].state, "stopped (exit status: 0)",
-        "not a clean shutdown: {hosts:?}"
-    );
-    wait_state(&ec2, &id, "stopped").await;
-    ec2.start_instances()
-        .instance_ids(&id)
-        .send()
-        .await
-        .unwrap();
-    wait_ssh(&keys, "10.0.1.70", BOOT_LIMIT);
-}
-
 /// The no-init image: the same base booted without systemd (a shell script is PID 1). SSH,
 /// sudo, the hostname and apt (from a public subnet) work; nothing says systemd booted; a
 /// daemon started later (the stock redis-server, by the package's init script) is stopped
@@ -744,10 +401,7 @@ async fn a_stop_right_after_launch_is_still_a_clean_shutdown() {
 #[tokio::test]
 async fn a_host_without_an_init_system_runs_sshd_and_stops_cleanly() {
     let sb = Sandbox::acquire();
-    let ec2 = client().await;
-    let net = network(&ec2).await;
-    let keys = Keys::new();
-    import_key(&ec2, "op", &keys).await;
+    let (ec2, net, keys) = ready_to_launch().await;
     public_subnet(&ec2, &net).await;
     let ip = "10.0.1.80";
     let id = run_instance_from(

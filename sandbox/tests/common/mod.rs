@@ -27,6 +27,9 @@ pub use settle::{SETTLE_LIMIT, until_found};
 /// missed once in CI).
 pub const TEST_SPEED: f64 = 0.2;
 
+/// How long a host may take from RunInstances or StartInstances to an SSH login.
+pub const BOOT_LIMIT: Duration = Duration::from_secs(60);
+
 /// The region at `speed` for one test, put back as it was when the guard drops (declare it
 /// after the [`Sandbox`], so it drops first).
 pub struct AtSpeed<'a> {
@@ -274,6 +277,34 @@ pub async fn network(ec2: &Client) -> Net {
     }
     vpc::operator_may_ssh(ec2, &vpc).await;
     Net { vpc, subnets }
+}
+
+/// What a test that launches starts from: a client, the two-subnet VPC ([`network`]) and the
+/// key pair `op` of new [`Keys`].
+pub async fn ready_to_launch() -> (Client, Net, Keys) {
+    let ec2 = client().await;
+    let net = network(&ec2).await;
+    let keys = Keys::new();
+    import_key(&ec2, "op", &keys).await;
+    (ec2, net, keys)
+}
+
+/// Subnet 10.0.1.0/24 as a public subnet: instances get a public IP and it routes 0.0.0.0/0 to
+/// an internet gateway, so its hosts reach the apt archive (the distribution mirror's
+/// stand-in on the emulated internet), as EC2 instances reach the internet.
+pub async fn public_subnet(ec2: &Client, net: &Net) {
+    let subnet = &net.subnets[0].0;
+    ec2.modify_subnet_attribute()
+        .subnet_id(subnet)
+        .map_public_ip_on_launch(
+            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                .value(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    internet_route(ec2, &net.vpc, subnet).await;
 }
 
 pub async fn import_key(ec2: &Client, name: &str, keys: &Keys) {
