@@ -372,7 +372,8 @@ fn forged_swap_tags_delete_nothing() {
         v_left && s_left,
         "the forged swap deleted volume {v_left} / snapshot {s_left}"
     );
-    // Clean up: the tags go, the foreign volume and snapshot are the test's to delete.
+    // The swap's tags go; the insider now tags both victims for the cluster itself, so that
+    // destroy would take them with it.
     block(async {
         let ec2 = common::ec2_client().await;
         ec2.delete_tags()
@@ -384,10 +385,46 @@ fn forged_swap_tags_delete_nothing() {
             .send()
             .await
             .unwrap();
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        ec2.create_tags()
+            .resources(&volume)
+            .resources(&snapshot)
+            .tags(tag("redisctl:cluster", "prod-redis"))
+            .tags(tag("redisctl:node", "redis-node-1a"))
+            .tags(tag("redisctl:kept-for-rollback", "redis-node-1a"))
+            .send()
+            .await
+            .unwrap();
+    });
+    let out = c.ok(&["destroy", "--yes"]);
+    assert!(
+        out.contains(&format!(
+            "volume {volume} is tagged for cluster prod-redis but nothing else ties it"
+        )) && out.contains(&format!(
+            "snapshot {snapshot} is tagged for cluster prod-redis but nothing else ties it"
+        )),
+        "{out}"
+    );
+    let survived = block(async {
+        let ec2 = common::ec2_client().await;
+        let v = ec2
+            .describe_volumes()
+            .volume_ids(&volume)
+            .send()
+            .await
+            .is_ok();
+        let s = ec2
+            .describe_snapshots()
+            .snapshot_ids(&snapshot)
+            .send()
+            .await
+            .is_ok();
+        // They are the test's to delete.
         let _ = ec2.delete_snapshot().snapshot_id(&snapshot).send().await;
         let _ = ec2.delete_volume().volume_id(&volume).send().await;
+        (v, s)
     });
-    c.ok(&["destroy", "--yes"]);
+    assert_eq!(survived, (true, true), "destroy deleted a victim:\n{out}");
 }
 
 #[test]

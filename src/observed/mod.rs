@@ -7,7 +7,7 @@
 
 pub mod tags;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -391,8 +391,73 @@ impl Observed {
         self.strangers = strangers;
     }
 
-    /// Nothing tagged for the cluster (what `destroy` must prove afterwards). The key pair is
-    /// included when it carries the cluster tag.
+    /// The volumes and snapshots tagged for the cluster that EC2's own facts tie to it (tags
+    /// alone do not: anyone with ec2:CreateTags can tag another team's volume): a volume
+    /// attached to one of the cluster's instances; a snapshot taken of such a volume, or one
+    /// such a volume was made from whose source volume is tagged for the cluster too, in the
+    /// same AZ (the swap's snapshot, kept with the old volume); a volume made from such a
+    /// snapshot, or the source of one. Everything else tagged for the cluster is not proven
+    /// its, and `destroy` leaves it ([`Observed::unproven_storage`]).
+    pub fn proven_storage(&self) -> BTreeSet<String> {
+        let ours: BTreeSet<&str> = self.instances.iter().map(|i| i.id.as_str()).collect();
+        let mut proven: BTreeSet<String> = self
+            .volumes
+            .iter()
+            .filter(|v| {
+                v.attachment
+                    .as_ref()
+                    .is_some_and(|(i, _)| ours.contains(i.as_str()))
+            })
+            .map(|v| v.id.clone())
+            .collect();
+        let volume = |id: &str| self.volumes.iter().find(|v| v.id == id);
+        loop {
+            let before = proven.len();
+            for snap in &self.snapshots {
+                let source = snap.volume_id.as_deref();
+                let taken_of_ours = source.is_some_and(|v| proven.contains(v));
+                let made_ours = self.volumes.iter().any(|v| {
+                    proven.contains(&v.id)
+                        && v.snapshot_id.as_deref() == Some(snap.id.as_str())
+                        && source.and_then(volume).is_some_and(|src| src.az == v.az)
+                });
+                if taken_of_ours || made_ours {
+                    proven.insert(snap.id.clone());
+                }
+            }
+            for v in &self.volumes {
+                let from_ours = v.snapshot_id.as_deref().is_some_and(|s| proven.contains(s));
+                let source_of_ours = self
+                    .snapshots
+                    .iter()
+                    .any(|s| proven.contains(&s.id) && s.volume_id.as_deref() == Some(&v.id));
+                if from_ours || source_of_ours {
+                    proven.insert(v.id.clone());
+                }
+            }
+            if proven.len() == before {
+                return proven;
+            }
+        }
+    }
+
+    /// The ids of the volumes and snapshots tagged for the cluster that
+    /// [`Observed::proven_storage`] does not prove its.
+    pub fn unproven_storage(&self) -> BTreeSet<String> {
+        let proven = self.proven_storage();
+        self.volumes
+            .iter()
+            .map(|v| &v.id)
+            .chain(self.snapshots.iter().map(|s| &s.id))
+            .filter(|id| !proven.contains(*id))
+            .cloned()
+            .collect()
+    }
+
+    /// Nothing tagged for the cluster (what `destroy` must prove afterwards), but what it
+    /// leaves on purpose: instances outside the cluster's network (`strangers`) and volumes and
+    /// snapshots nothing proves the cluster's. The key pair is included when it carries the
+    /// cluster tag.
     pub fn leftovers(&self) -> Vec<String> {
         let mut out = Vec::new();
         out.extend(self.vpcs.iter().map(|r| format!("vpc {}", r.id)));
@@ -433,8 +498,19 @@ impl Observed {
                 .iter()
                 .map(|r| format!("instance {} ({})", r.id, r.state)),
         );
-        out.extend(self.volumes.iter().map(|r| format!("volume {}", r.id)));
-        out.extend(self.snapshots.iter().map(|r| format!("snapshot {}", r.id)));
+        let unproven = self.unproven_storage();
+        out.extend(
+            self.volumes
+                .iter()
+                .filter(|r| !unproven.contains(&r.id))
+                .map(|r| format!("volume {}", r.id)),
+        );
+        out.extend(
+            self.snapshots
+                .iter()
+                .filter(|r| !unproven.contains(&r.id))
+                .map(|r| format!("snapshot {}", r.id)),
+        );
         out
     }
 }

@@ -47,6 +47,39 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
         steps: Vec::new(),
         used: BTreeSet::new(),
     };
+    // Volumes and snapshots first, while the instances that prove them the cluster's still
+    // exist (a destroy interrupted after the terminations finds nothing to prove them by);
+    // those attached to an instance go with it (DeleteOnTermination), and are deleted after it
+    // in case they did not. Those nothing proves the cluster's are left (a note says so).
+    let proven = o.proven_storage();
+    let attached = |v: &crate::observed::Volume| v.attachment.is_some();
+    let mut storage = Vec::new();
+    for v in o
+        .volumes
+        .iter()
+        .filter(|v| proven.contains(&v.id) && !attached(v))
+    {
+        let a = s.address(format!("volume.{}", v.id), &v.id);
+        storage.push(s.delete(
+            a,
+            Phase::Instances,
+            &v.id,
+            vec![],
+            Op::Ec2(Ec2Op::DeleteVolume { id: v.id.clone() }),
+        ));
+    }
+    for snap in o.snapshots.iter().filter(|x| proven.contains(&x.id)) {
+        let a = s.address(format!("snapshot.{}", snap.id), &snap.id);
+        storage.push(s.delete(
+            a,
+            Phase::Instances,
+            &snap.id,
+            vec![],
+            Op::Ec2(Ec2Op::DeleteSnapshot {
+                id: snap.id.clone(),
+            }),
+        ));
+    }
     let mut instances = Vec::new();
     for i in &o.instances {
         let base = match i.tags.get(tags::NODE) {
@@ -58,7 +91,7 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             a,
             Phase::Instances,
             &i.id,
-            vec![],
+            storage.clone(),
             Op::Ec2(Ec2Op::TerminateInstance {
                 instance: i.id.clone(),
             }),
@@ -176,7 +209,11 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             Op::Ec2(Ec2Op::DeleteVpc { id: v.id.clone() }),
         );
     }
-    for v in &o.volumes {
+    for v in o
+        .volumes
+        .iter()
+        .filter(|v| proven.contains(&v.id) && attached(v))
+    {
         let a = s.address(format!("volume.{}", v.id), &v.id);
         s.delete(
             a,
@@ -184,18 +221,6 @@ pub(super) fn plan_destroy(spec: &Spec, o: &Observed) -> Vec<Step> {
             &v.id,
             instances.clone(),
             Op::Ec2(Ec2Op::DeleteVolume { id: v.id.clone() }),
-        );
-    }
-    for snap in &o.snapshots {
-        let a = s.address(format!("snapshot.{}", snap.id), &snap.id);
-        s.delete(
-            a,
-            Phase::Instances,
-            &snap.id,
-            vec![],
-            Op::Ec2(Ec2Op::DeleteSnapshot {
-                id: snap.id.clone(),
-            }),
         );
     }
     s.steps

@@ -89,8 +89,36 @@ pub fn plan_destroy(spec: &Spec, observed: &Observed) -> Plan {
                 i.id, spec.cluster.name
             ),
         })
+        .chain(unproven_storage_notes(spec, observed))
         .collect();
     finish(spec, steps, notes)
+}
+
+/// Volumes and snapshots tagged for the cluster that nothing else ties to it: not deleted.
+fn unproven_storage_notes<'a>(
+    spec: &'a Spec,
+    observed: &'a Observed,
+) -> impl Iterator<Item = Note> + 'a {
+    let unproven = observed.unproven_storage();
+    let volumes = observed
+        .volumes
+        .iter()
+        .filter(move |v| unproven.contains(&v.id))
+        .map(|v| ("volume", &v.id));
+    let unproven = observed.unproven_storage();
+    let snapshots = observed
+        .snapshots
+        .iter()
+        .filter(move |x| unproven.contains(&x.id))
+        .map(|x| ("snapshot", &x.id));
+    volumes.chain(snapshots).map(|(what, id)| Note {
+        level: NoteLevel::Warning,
+        subject: format!("{what}.{id}"),
+        message: format!(
+            "{what} {id} is tagged for cluster {} but nothing else ties it to the cluster (it is not attached to one of its instances, nor taken of, made from or the source of one of their volumes): left alone, not deleted (a tag must not be enough to make destroy delete someone else's data). If it is the cluster's (an old volume kept with --keep-old-volumes whose snapshot was deleted, or one whose instance is gone), check what it holds and delete it yourself",
+            spec.cluster.name
+        ),
+    })
 }
 
 fn finish(spec: &Spec, steps: Vec<Step>, notes: Vec<Note>) -> Plan {

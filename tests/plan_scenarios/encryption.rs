@@ -237,15 +237,27 @@ fn kept_plaintext_volumes_are_told_not_planned() {
         "{:?}",
         again.notes
     );
-    // destroy removes them with the cluster.
+    // destroy removes them with the cluster (EC2 ties them to it: each kept snapshot was
+    // taken of a kept volume, and a node's root was made from it), before the instances that
+    // prove it are gone.
     let d = plan::plan_destroy(&spec, &after);
+    assert!(d.notes.is_empty(), "{:?}", d.notes);
+    let count = |f: fn(&Op) -> bool| d.steps.iter().filter(|s| f(&s.ops[0])).count();
     assert_eq!(
-        d.steps
-            .iter()
-            .filter(|s| matches!(s.ops[0], Op::Ec2(Ec2Op::DeleteVolume { .. })))
-            .count(),
+        count(|o| matches!(o, Op::Ec2(Ec2Op::DeleteVolume { .. }))),
         6
     );
+    assert_eq!(
+        count(|o| matches!(o, Op::Ec2(Ec2Op::DeleteSnapshot { .. }))),
+        3
+    );
+    for s in d
+        .steps
+        .iter()
+        .filter(|s| matches!(s.ops[0], Op::Ec2(Ec2Op::TerminateInstance { .. })))
+    {
+        assert_eq!(s.depends_on.len(), 6, "{}: {:?}", s.address, s.depends_on);
+    }
 }
 
 #[test]

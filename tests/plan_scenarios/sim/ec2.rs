@@ -33,6 +33,15 @@ impl Sim {
             Some(v) if stage.as_deref() >= Some("swap:3") => v.clone(),
             _ => {
                 let src = self.o.volumes.iter().find(|v| v.id == old).unwrap().clone();
+                // The plaintext snapshot of the old root, which the new volume is made from.
+                let snap = self.id("snap");
+                self.o.snapshots.push(observed::Snapshot {
+                    id: snap.clone(),
+                    volume_id: Some(old.clone()),
+                    state: "completed".into(),
+                    encrypted: false,
+                    tags: s.snapshot_tags.clone(),
+                });
                 let id = self.id("vol");
                 self.o.volumes.push(observed::Volume {
                     id: id.clone(),
@@ -40,7 +49,7 @@ impl Sim {
                     kms_key_id: Some(s.kms_key.clone()),
                     az: s.az.clone(),
                     state: "available".into(),
-                    snapshot_id: Some("snap-sim".into()),
+                    snapshot_id: Some(snap),
                     attachment: None,
                     tags: s.volume_tags.clone(),
                     ..src
@@ -63,6 +72,15 @@ impl Sim {
         if s.keep_old {
             for v in self.o.volumes.iter_mut().filter(|v| v.id == old) {
                 v.tags
+                    .insert(tags::KEPT_FOR_ROLLBACK.into(), s.node.clone());
+            }
+            for x in self
+                .o
+                .snapshots
+                .iter_mut()
+                .filter(|x| x.volume_id.as_deref() == Some(old.as_str()))
+            {
+                x.tags
                     .insert(tags::KEPT_FOR_ROLLBACK.into(), s.node.clone());
             }
         } else {
