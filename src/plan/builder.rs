@@ -98,6 +98,31 @@ impl<'a> Builder<'a> {
         list.into_iter().next()
     }
 
+    /// Like [`Builder::single`], for a resource whose choice decides where the nodes and
+    /// their secrets go (the VPC, the security group): more than one is a blocker, since
+    /// anyone with ec2:CreateTags can tag one of their own as the cluster's, and picking it
+    /// would put the nodes in their network or behind their rules.
+    pub fn only<'o, T>(
+        &mut self,
+        subject: &str,
+        list: Vec<&'o T>,
+        id: impl Fn(&T) -> &str,
+    ) -> Option<&'o T> {
+        if list.len() > 1 {
+            let ids: Vec<&str> = list.iter().map(|r| id(r)).collect();
+            self.note(
+                NoteLevel::Blocker,
+                subject,
+                format!(
+                    "{} resources are tagged as the cluster's {subject}: {}; redisctl does not guess which is its own (a tag is all anyone with ec2:CreateTags needs to claim one). Find out where each came from, and remove the redisctl tags from the ones that are not the cluster's (or, when none holds anything, `redisctl destroy` removes them all)",
+                    list.len(),
+                    ids.join(", "),
+                ),
+            );
+        }
+        list.into_iter().next()
+    }
+
     /// The tag changes and the op that makes `observed` tags equal `desired` (runtime tags and
     /// `aws:` tags are left alone), or `None` when they already are.
     pub fn set_tags_op(

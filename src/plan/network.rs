@@ -61,7 +61,7 @@ fn vpc(b: &mut Builder<'_>) -> (Option<String>, Ref) {
         .iter()
         .filter(|v| role_is(&v.tags, Role::Vpc))
         .collect();
-    let vpc = b.single("vpc", vpcs, |v| &v.id);
+    let vpc = b.only("vpc", vpcs, |v| &v.id);
     let vpc_tags = b.tags(Role::Vpc, "vpc", None);
     let vpc_cidr = b.spec.network.vpc_cidr.to_string();
     match vpc {
@@ -491,7 +491,7 @@ fn security_group<'o>(
         .iter()
         .filter(|g| role_is(&g.tags, Role::SecurityGroup))
         .collect();
-    let sg = b.single("sg", sgs, |g| &g.id);
+    let sg = b.only("sg", sgs, |g| &g.id);
     let sg_tags = b.tags(Role::SecurityGroup, "redis", None);
     let sg_name = naming::security_group_name(spec);
     match sg {

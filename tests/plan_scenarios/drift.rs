@@ -88,18 +88,47 @@ fn ssh_cidr_change_swaps_one_rule() {
 fn duplicates_are_reported_not_hidden() {
     let spec = example();
     let mut o = converged(&spec);
-    let mut dup = o.vpcs[0].clone();
-    dup.id = "vpc-0ffffffffffffffff".into();
-    o.vpcs.push(dup);
+    let mut dup = o.route_tables[0].clone();
+    dup.id = "rtb-0ffffffffffffffff".into();
+    o.route_tables.push(dup);
     let p = plan::plan(&spec, &o);
     assert!(p.is_empty());
     let n = p
         .notes
         .iter()
-        .find(|n| n.subject == "vpc")
-        .expect("a note about the duplicate VPC");
+        .find(|n| n.subject == "route_table")
+        .expect("a note about the duplicate route table");
     assert_eq!(n.level, NoteLevel::Warning);
-    assert!(n.message.contains("vpc-0ffffffffffffffff"), "{}", n.message);
+    assert!(n.message.contains("rtb-0ffffffffffffffff"), "{}", n.message);
+}
+
+/// A second VPC or security group tagged as the cluster's (which anyone with ec2:CreateTags
+/// can make, and which might be listed first) is a blocker, not a guess: the nodes and their
+/// secrets would go into that network or behind those rules.
+#[test]
+fn a_second_vpc_or_security_group_tagged_as_the_clusters_is_a_blocker() {
+    let spec = example();
+    for which in ["vpc", "sg"] {
+        let mut o = converged(&spec);
+        if which == "vpc" {
+            let mut theirs = o.vpcs[0].clone();
+            theirs.id = "vpc-00000000000000000".into();
+            o.vpcs.insert(0, theirs);
+        } else {
+            let mut theirs = o.security_groups[0].clone();
+            theirs.id = "sg-00000000000000000".into();
+            theirs.ingress.clear();
+            o.security_groups.insert(0, theirs);
+        }
+        let p = plan::plan(&spec, &o);
+        let n = p
+            .notes
+            .iter()
+            .find(|n| n.subject == which)
+            .expect("a note about the second one");
+        assert_eq!(n.level, NoteLevel::Blocker, "{which}: {}", n.message);
+        assert!(n.message.contains("00000000000000000"), "{}", n.message);
+    }
 }
 
 /// A cluster built when the bus was open to `redis_cidrs` gets the narrower rule from the next
