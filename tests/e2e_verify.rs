@@ -372,7 +372,9 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     );
     let modes = row(&table, "file modes");
     assert_eq!(
-        modes.matches("8 files and directories with their modes and owners").count(),
+        modes
+            .matches("8 files and directories with their modes and owners")
+            .count(),
         3,
         "{modes}"
     );
