@@ -74,8 +74,8 @@ impl Cluster {
         text(&out.stdout)
     }
 
-    /// `apply --yes`, bounded (an apply stuck on a node is interrupted) and tried once more when
-    /// it fails: apply's own flakes are other tests' business; this one needs a cluster.
+    /// `apply --yes`, bounded (an apply stuck on a node is interrupted, and fails the test) and
+    /// tried once more only when it stopped on a dropped SSH connection (`common::dropped_ssh`).
     fn apply(&self) -> String {
         for attempt in 1..=2 {
             let mut c = Command::new(BIN);
@@ -112,13 +112,17 @@ impl Cluster {
             if out.status.success() {
                 return text(&out.stdout);
             }
+            let e = text(&out.stderr);
+            assert!(
+                attempt == 1 && common::dropped_ssh(&e),
+                "apply attempt {attempt} failed (status {:?}), not on the one failure retried (a dropped SSH connection on the first):\n{e}",
+                out.status.code()
+            );
             eprintln!(
-                "note: apply attempt {attempt} failed (status {:?}):\n{}",
-                out.status.code(),
-                text(&out.stderr)
+                "note: apply attempt 1 stopped on a dropped SSH connection; applying again:\n{e}"
             );
         }
-        panic!("apply failed twice; see above");
+        unreachable!("the second attempt returned or failed the test");
     }
 
     /// `sudo sh -c SCRIPT` on a node over SSH with the state directory's key; `stdin` fed in.
