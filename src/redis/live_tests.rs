@@ -3,20 +3,23 @@
 //! the ACL file, that the cluster forms over mutual TLS, that replicas authenticate with the
 //! replication user, and that the parsers read what the real server prints.
 //!
-//! Ignored by default: it needs Debian's redis-server binary, which is not installed on
-//! developer machines or in CI (installing the package would start its stock service). Run:
+//! It runs Debian 12's redis-server and redis-cli, `/usr/bin/redis-server` and
+//! `/usr/bin/redis-cli` (packages redis-server and redis-tools; `scripts/test` installs them
+//! without starting the stock service), or the binaries `REDISCTL_TEST_REDIS_SERVER` and
+//! `REDISCTL_TEST_REDIS_CLI` name. Where neither is there it is skipped with a printed note,
+//! except under CI (`CI` set), where a missing binary fails it. Without the package installed:
 //!
 //! ```text
 //! apt-get download redis-server redis-tools && dpkg-deb -x redis-server_*.deb x \
 //!   && dpkg-deb -x redis-tools_*.deb x
 //! REDISCTL_TEST_REDIS_SERVER=$PWD/x/usr/bin/redis-server \
 //! REDISCTL_TEST_REDIS_CLI=$PWD/x/usr/bin/redis-cli \
-//!   cargo test -p redisctl --lib live_ -- --ignored --nocapture
+//!   cargo test -p redisctl --lib live_ -- --nocapture
 //! ```
 //!
 //! Set `REDISCTL_CAPTURE_DIR` to keep the raw redis-cli output (the parse tests' samples came
-//! from there). Only 127.0.0.0/8 is used; every process started is killed by its PID at the
-//! end, also when the test fails.
+//! from there). Only 127.0.0.0/8 is used, on fixed ports: runs on one machine take turns on a
+//! lock file. Every process started is killed by its PID at the end, also when the test fails.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -122,12 +125,76 @@ fn localize(conf: &str, node_dir: &Path, acl: &Path) -> String {
         .replace(conf::LOG_FILE, &format!("{d}/redis.log"))
 }
 
+/// Debian 12's binaries (packages redis-server and redis-tools).
+const DEBIAN_SERVER: &str = "/usr/bin/redis-server";
+const DEBIAN_CLI: &str = "/usr/bin/redis-cli";
+
+/// Which binaries the live test runs, from the environment (`REDISCTL_TEST_REDIS_SERVER`,
+/// `REDISCTL_TEST_REDIS_CLI`, `CI`) and whether Debian's server is installed: `Ok(None)` skips
+/// (the note to print), an error fails the test.
+fn binaries(
+    server_env: Option<String>,
+    cli_env: Option<String>,
+    ci: bool,
+    debian_server_installed: bool,
+) -> Result<Result<(String, String), String>, String> {
+    let cli = cli_env.unwrap_or_else(|| DEBIAN_CLI.into());
+    match server_env {
+        Some(server) => Ok(Ok((server, cli))),
+        None if debian_server_installed => Ok(Ok((DEBIAN_SERVER.into(), cli))),
+        None if ci => Err(format!(
+            "{DEBIAN_SERVER} is missing under CI: scripts/test installs the redis-server package (see src/redis/live_tests.rs)"
+        )),
+        None => Ok(Err(format!(
+            "skipped: {DEBIAN_SERVER} is not installed and REDISCTL_TEST_REDIS_SERVER is not set (see src/redis/live_tests.rs)"
+        ))),
+    }
+}
+
 #[test]
-#[ignore = "needs Debian's redis-server binary: see the module doc"]
+fn binaries_skip_only_outside_ci_and_only_without_a_server() {
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        binaries(None, None, false, true),
+        Ok(Ok((DEBIAN_SERVER.into(), DEBIAN_CLI.into())))
+    );
+    assert_eq!(
+        binaries(some("/x/redis-server"), some("/x/redis-cli"), true, false),
+        Ok(Ok(("/x/redis-server".into(), "/x/redis-cli".into())))
+    );
+    assert!(
+        matches!(binaries(None, None, false, false), Ok(Err(note)) if note.contains("skipped"))
+    );
+    assert!(binaries(None, None, true, false).is_err());
+}
+
+/// Held for the whole test: the nodes listen on fixed ports of 127.0.0.1.
+fn machine_lock() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::create(std::env::temp_dir().join("redisctl-live-tests.lock")).unwrap();
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+    f
+}
+
+#[test]
 fn live_tls_acl_cluster_on_loopback() {
-    let server = std::env::var("REDISCTL_TEST_REDIS_SERVER")
-        .expect("set REDISCTL_TEST_REDIS_SERVER to Debian's redis-server binary");
-    let cli = std::env::var("REDISCTL_TEST_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into());
+    let chosen = binaries(
+        std::env::var("REDISCTL_TEST_REDIS_SERVER").ok(),
+        std::env::var("REDISCTL_TEST_REDIS_CLI").ok(),
+        std::env::var_os("CI").is_some_and(|v| !v.is_empty()),
+        Path::new(DEBIAN_SERVER).exists(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (server, cli) = match chosen {
+        Ok(b) => b,
+        Err(note) => {
+            // Past the test harness's capture, so that a skip shows in every run's output.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "live_tls_acl_cluster_on_loopback {note}");
+            return;
+        }
+    };
+    let _lock = machine_lock();
     let dir = std::env::temp_dir().join(format!("redisctl-live-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
