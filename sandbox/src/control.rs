@@ -1,7 +1,7 @@
 //! The control socket between the CLI (and tests) and the front: one JSON request per line,
 //! one JSON response per line. A unix socket, so it works from any network namespace.
 
-use crate::faults::Fault;
+use crate::faults::{Fault, Hook};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
@@ -21,6 +21,19 @@ pub enum Request {
     },
     FaultsList,
     FaultsClear,
+    /// Add a hook (docs/sandbox.md, "Hooks"): a kill or a hold at the request that sets a tag;
+    /// answers `{"id": N}`.
+    HooksAdd {
+        hook: Hook,
+    },
+    /// Every hook, with what it did (`fired`).
+    HooksList,
+    /// Answer the requests hold hook `id` holds; answers `{"released": N}`.
+    HooksRelease {
+        id: u64,
+    },
+    /// Remove every hook (a held request is answered).
+    HooksClear,
     Reset,
     Status,
     /// Stop and remove every host (for `down`).

@@ -4,7 +4,8 @@ use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use redisctl_sandbox::control::{self, RegionChange, RegionSettings, RegionStatus, Request};
 use redisctl_sandbox::faults::{
-    DEFAULT_LAUNCH_FAILURE, DEFAULT_START_FAILURE, Effect, Fault, default_status,
+    DEFAULT_HOLD_SECS, DEFAULT_LAUNCH_FAILURE, DEFAULT_START_FAILURE, Effect, Fault, Hook, Then,
+    default_status,
 };
 use redisctl_sandbox::paths::Paths;
 use redisctl_sandbox::{front, lifecycle};
@@ -57,6 +58,12 @@ enum Cmd {
         #[command(subcommand)]
         command: FaultsCmd,
     },
+    /// Kill a process or hold an answer exactly when a request sets a tag (docs/sandbox.md,
+    /// "Hooks").
+    Hooks {
+        #[command(subcommand)]
+        command: HooksCmd,
+    },
     /// Show (and change) the timed region's settings and what it did since the last reset.
     Region {
         /// Sandbox seconds per modelled AWS second (1 = as on AWS, 0 = instant).
@@ -99,6 +106,42 @@ enum FaultsCmd {
         json: bool,
     },
     /// Remove every fault.
+    Clear,
+}
+
+#[derive(Subcommand)]
+enum HooksCmd {
+    /// Add a hook: e.g. `--action CreateTags --tag redisctl:stage=swap:3-volume-created --kill
+    /// PID`. It fires once the request took effect, before its answer. Prints its id.
+    Add {
+        /// EC2 action name, or `*` for every action.
+        #[arg(long)]
+        action: String,
+        /// KEY=VALUE: the request sets tag KEY to VALUE; KEY alone: any value, or a DeleteTags
+        /// of KEY.
+        #[arg(long)]
+        tag: String,
+        /// SIGKILL to this process, and close the connection without the answer.
+        #[arg(long, conflicts_with = "hold")]
+        kill: Option<u32>,
+        /// Hold the answer until `hooks release ID` (or --max-secs).
+        #[arg(long)]
+        hold: bool,
+        /// How long a hold lasts unreleased.
+        #[arg(long, default_value_t = DEFAULT_HOLD_SECS, requires = "hold")]
+        max_secs: u64,
+        /// Fire this many times.
+        #[arg(long, default_value_t = 1)]
+        times: u64,
+    },
+    /// List the hooks and what they did.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer the requests hook ID holds.
+    Release { id: u64 },
+    /// Remove every hook (held requests are answered).
     Clear,
 }
 
@@ -212,6 +255,72 @@ fn fault_from(a: FaultArgs) -> Result<Fault> {
     })
 }
 
+fn hooks(paths: &Paths, command: HooksCmd) -> Result<()> {
+    match command {
+        HooksCmd::Add {
+            action,
+            tag,
+            kill,
+            hold,
+            max_secs,
+            times,
+        } => {
+            let then = match (kill, hold) {
+                (Some(pid), false) => Then::Kill { pid },
+                (None, true) => Then::Hold { max_secs },
+                _ => bail!("say what the hook does: --kill PID or --hold"),
+            };
+            let (key, value) = match tag.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (tag.as_str(), None),
+            };
+            let mut hook = Hook::on_tag(&action, key, value, then);
+            hook.times = times;
+            let v = ctl(paths, Request::HooksAdd { hook })?;
+            println!("{}", v["id"]);
+        }
+        HooksCmd::List { json } => {
+            let v = ctl(paths, Request::HooksList)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            let hooks: Vec<Hook> = serde_json::from_value(v)?;
+            if hooks.is_empty() {
+                println!("no hooks");
+            }
+            for h in hooks {
+                println!(
+                    "{}: {} tag {}={}: {:?}, {} left",
+                    h.id,
+                    h.action,
+                    h.tag_key,
+                    h.tag_value.as_deref().unwrap_or("*"),
+                    h.then,
+                    h.times
+                );
+                for f in h.fired {
+                    println!(
+                        "    fired at {} ms on {} ({}): {}",
+                        f.at_ms,
+                        f.resources.join(" "),
+                        f.value.as_deref().unwrap_or("no value"),
+                        f.outcome
+                    );
+                }
+            }
+        }
+        HooksCmd::Release { id } => {
+            let v = ctl(paths, Request::HooksRelease { id })?;
+            println!("{} released", v["released"]);
+        }
+        HooksCmd::Clear => {
+            ctl(paths, Request::HooksClear)?;
+        }
+    }
+    Ok(())
+}
+
 fn ctl(paths: &Paths, req: Request) -> Result<serde_json::Value> {
     control::call(&paths.control_socket(), &req, Duration::from_secs(30))
 }
@@ -301,6 +410,7 @@ fn main() -> ExitCode {
                     ctl(&paths, Request::FaultsClear)?;
                 }
             },
+            Cmd::Hooks { command } => hooks(&paths, command)?,
             Cmd::Region {
                 speed,
                 consistency_rate,

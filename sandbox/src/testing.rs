@@ -11,7 +11,7 @@
 //! must restore them: they outlive the reset).
 
 use crate::control::{self, RegionChange, RegionStatus, Request};
-use crate::faults::{DEFAULT_LAUNCH_FAILURE, DEFAULT_START_FAILURE, Effect, Fault};
+use crate::faults::{DEFAULT_LAUNCH_FAILURE, DEFAULT_START_FAILURE, Effect, Fault, Hook};
 use crate::paths::Paths;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -176,6 +176,73 @@ impl Sandbox {
             Duration::from_secs(10),
         )
         .unwrap_or_else(|e| panic!("cannot clear sandbox faults: {e:#}"));
+    }
+
+    /// Adds a hook (a kill or a hold at the request that sets a tag: docs/sandbox.md, "Hooks");
+    /// its id.
+    pub fn add_hook(&self, hook: Hook) -> u64 {
+        let v = control::call(
+            &self.paths.control_socket(),
+            &Request::HooksAdd { hook },
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("cannot add a sandbox hook: {e:#}"));
+        v["id"].as_u64().expect("malformed hook id")
+    }
+
+    /// Every hook with what it did.
+    pub fn hooks(&self) -> Vec<Hook> {
+        let v = control::call(
+            &self.paths.control_socket(),
+            &Request::HooksList,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("cannot list sandbox hooks: {e:#}"));
+        serde_json::from_value(v).expect("malformed hooks")
+    }
+
+    /// Hook `id` as it is now.
+    pub fn hook(&self, id: u64) -> Hook {
+        self.hooks()
+            .into_iter()
+            .find(|h| h.id == id)
+            .unwrap_or_else(|| panic!("no sandbox hook {id}"))
+    }
+
+    /// Waits (at most `bound`) until hook `id` has fired; the hook then.
+    pub fn wait_hook(&self, id: u64, bound: Duration) -> Hook {
+        let start = std::time::Instant::now();
+        loop {
+            let h = self.hook(id);
+            if !h.fired.is_empty() {
+                return h;
+            }
+            assert!(
+                start.elapsed() < bound,
+                "sandbox hook {id} did not fire within {bound:?}: {h:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Answers the requests hold hook `id` holds; how many.
+    pub fn release_hook(&self, id: u64) -> u64 {
+        let v = control::call(
+            &self.paths.control_socket(),
+            &Request::HooksRelease { id },
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("cannot release sandbox hook {id}: {e:#}"));
+        v["released"].as_u64().expect("malformed release answer")
+    }
+
+    pub fn clear_hooks(&self) {
+        control::call(
+            &self.paths.control_socket(),
+            &Request::HooksClear,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("cannot clear sandbox hooks: {e:#}"));
     }
 
     pub fn hosts(&self) -> Vec<control::HostStatus> {

@@ -10,6 +10,7 @@
 //! through `moto`; everything logs through [`crate::logging`].
 
 mod archive;
+mod hooks;
 mod machines;
 mod model;
 mod moto;
@@ -189,6 +190,18 @@ async fn control(proxy: &Proxy, req: Ctl) -> CtlResponse {
                 proxy.faults.lock().unwrap().list.clear();
                 serde_json::Value::Null
             }
+            Ctl::HooksAdd { hook } => {
+                let id = proxy.hooks.add(hook).map_err(anyhow::Error::msg)?;
+                serde_json::json!({ "id": id })
+            }
+            Ctl::HooksList => serde_json::to_value(proxy.hooks.list())?,
+            Ctl::HooksRelease { id } => {
+                serde_json::json!({ "released": proxy.hooks.release(id) })
+            }
+            Ctl::HooksClear => {
+                proxy.hooks.clear();
+                serde_json::Value::Null
+            }
             Ctl::Reset => reset(proxy).await?,
             Ctl::Status => serde_json::to_value(proxy.machines.status())?,
             Ctl::Region { change } => {
@@ -225,7 +238,7 @@ async fn control(proxy: &Proxy, req: Ctl) -> CtlResponse {
 }
 
 /// An empty region again: no host, no volume or snapshot, nothing in moto, no stats, faults,
-/// timeline or ClientTokens (the region's settings stay).
+/// hooks (a held request is answered), timeline or ClientTokens (the region's settings stay).
 async fn reset(proxy: &Proxy) -> Result<serde_json::Value> {
     let _guard = proxy.machine.lock().await;
     let t = Instant::now();
@@ -233,6 +246,7 @@ async fn reset(proxy: &Proxy) -> Result<serde_json::Value> {
     proxy.moto.reset().await?;
     proxy.stats.lock().unwrap().clear();
     proxy.faults.lock().unwrap().list.clear();
+    proxy.hooks.clear();
     proxy.region.lock().unwrap().clear();
     proxy.tokens.lock().unwrap().clear();
     proxy.network.clear().await?;

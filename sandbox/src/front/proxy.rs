@@ -2,12 +2,13 @@
 //! injected fault, may be answered from the ClientToken table ([`Tokens`]) or refused by the
 //! timed region ([`Region`]), and is forwarded to moto unchanged; moto's answer is recorded in
 //! the region's timeline and goes back as the region shows it now (states, progress, hidden
-//! items). For the [`machines::ACTIONS`] it holds the machine lock from the checks before moto
+//! items), once the hooks it meets ([`HookPoint`]: a kill, a hold) are carried out. For the [`machines::ACTIONS`] it holds the machine lock from the checks before moto
 //! to the physical effect after it, and answers only once that effect is done (or failed: then
 //! with an EC2 `InternalError`). Failures due later (a launch that fails after `pending`) are
 //! carried out by tasks of their own, under the machine lock.
 
 use crate::faults::{Effect, Faults, Stats};
+use crate::front::hooks::{After, HookPoint};
 use crate::front::machines::{self, Before, Machines};
 use crate::front::moto::{Auth, Moto, numbered, param, with_aws_defaults};
 use crate::front::network::{self, Network};
@@ -43,6 +44,8 @@ pub struct Proxy {
     /// The timed region: what clients see of moto's records, and when.
     pub region: Mutex<Region>,
     pub tokens: Mutex<Tokens>,
+    /// Kills and holds at a chosen request (`hooks`).
+    pub hooks: HookPoint,
     /// Public IPs, the internet gateway and the security groups, enforced.
     pub network: Network,
     /// EC2's service model, which every request is checked against (`None`: not found).
@@ -79,6 +82,7 @@ impl Proxy {
             faults: Mutex::new(faults),
             region: Mutex::new(region),
             tokens: Mutex::new(Tokens::default()),
+            hooks: HookPoint::default(),
             network: Network::default(),
             model,
             machine: tokio::sync::Mutex::new(()),
@@ -163,6 +167,11 @@ impl Proxy {
             return Ok(self.error(400, r.code, &r.message));
         }
         let (answer, fault) = self.answer(parts, path, &action, &params, body).await;
+        if answer.status().is_success()
+            && self.hooks.after_effect(&action, &params).await == After::Drop
+        {
+            return Err(Dropped);
+        }
         if fault == Some(Effect::LoseResponse) {
             self.region.lock().unwrap().counters.lost_responses += 1;
             return Err(Dropped);
