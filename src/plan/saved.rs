@@ -13,6 +13,11 @@ pub const KIND: &str = "redisctl-plan";
 /// target (an internet gateway, a NAT gateway, or none). Older files are refused.
 pub const FORMAT_VERSION: u32 = 4;
 
+/// The largest plan file read: a plan is about 7 KiB a node, so the largest cluster a spec
+/// allows (500 masters with 5 replicas each) plans about 20 MiB. A larger file is refused
+/// before it is parsed: a reader holds no more than this in memory, whatever it is handed.
+pub const MAX_BYTES: usize = 64 << 20;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedPlan {
     pub kind: String,
@@ -22,6 +27,16 @@ pub struct SavedPlan {
     pub plan: Plan,
 }
 
+/// What a plan file says it is, read before the rest.
+#[derive(Deserialize)]
+#[serde(expecting = "a redisctl plan file (a JSON object)")]
+struct Head {
+    #[serde(default)]
+    kind: Option<serde_json::Value>,
+    #[serde(default)]
+    format_version: Option<serde_json::Value>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SavedPlanError {
     #[error("not a redisctl plan file: {0}")]
@@ -29,9 +44,14 @@ pub enum SavedPlanError {
     #[error(
         "plan file format {found} is not supported (this redisctl reads format {FORMAT_VERSION}); nothing was changed: run `redisctl plan --out FILE` again with this redisctl"
     )]
-    Version { found: u32 },
+    Version { found: u64 },
     #[error("not a redisctl plan file (kind is {0:?})")]
     Kind(String),
+    #[error(
+        "not a redisctl plan file: larger than {} MiB (the plan of the largest cluster redisctl makes is about 20 MiB); nothing was read past that",
+        MAX_BYTES >> 20
+    )]
+    TooLarge,
 }
 
 impl SavedPlan {
@@ -50,20 +70,27 @@ impl SavedPlan {
     }
 
     pub fn from_json(text: &str) -> Result<Self, SavedPlanError> {
-        let v: serde_json::Value = serde_json::from_str(text)?;
-        if v.get("kind").and_then(|k| k.as_str()) != Some(KIND) {
+        Self::from_bytes(text.as_bytes())
+    }
+
+    /// Read a plan file's bytes (at most [`MAX_BYTES`]; a caller reading a file reads no more
+    /// than one byte past it). What the file says it is (`kind`, `format_version`) is checked
+    /// before the plan itself is read.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SavedPlanError> {
+        if bytes.len() > MAX_BYTES {
+            return Err(SavedPlanError::TooLarge);
+        }
+        let head: Head = serde_json::from_slice(bytes)?;
+        if head.kind.as_ref().and_then(|k| k.as_str()) != Some(KIND) {
             return Err(SavedPlanError::Kind(
-                v.get("kind").map(|k| k.to_string()).unwrap_or_default(),
+                head.kind.map(|k| k.to_string()).unwrap_or_default(),
             ));
         }
-        let found = v
-            .get("format_version")
-            .and_then(|x| x.as_u64())
-            .unwrap_or(0) as u32;
-        if found != FORMAT_VERSION {
+        let found = head.format_version.and_then(|x| x.as_u64()).unwrap_or(0);
+        if found != u64::from(FORMAT_VERSION) {
             return Err(SavedPlanError::Version { found });
         }
-        Ok(serde_json::from_value(v)?)
+        Ok(serde_json::from_slice(bytes)?)
     }
 
     /// Why this plan may not be applied to a world with fingerprint `now`, if it may not.
@@ -140,5 +167,52 @@ mod tests {
             msg.contains("run `redisctl plan --out FILE` again"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_file_past_the_limit_is_refused_before_it_is_parsed() {
+        // A plan padded with spaces past the limit: valid JSON, refused for its size.
+        let mut bytes = SavedPlan::new(plan(), fingerprint()).to_json().into_bytes();
+        bytes.resize(MAX_BYTES + 1, b' ');
+        let e = SavedPlan::from_bytes(&bytes).unwrap_err();
+        assert!(matches!(e, SavedPlanError::TooLarge), "{e}");
+        assert!(e.to_string().contains("larger than 64 MiB"), "{e}");
+        bytes.truncate(MAX_BYTES);
+        assert!(SavedPlan::from_bytes(&bytes).is_ok());
+    }
+
+    #[test]
+    fn a_format_version_past_u32_is_not_read_as_another_version() {
+        // 2^32 + 4 was cut to 4, the version this redisctl reads.
+        let mut v: serde_json::Value =
+            serde_json::from_str(&SavedPlan::new(plan(), fingerprint()).to_json()).unwrap();
+        let past = (1u64 << 32) + u64::from(FORMAT_VERSION);
+        v["format_version"] = past.into();
+        let e = SavedPlan::from_json(&v.to_string()).unwrap_err();
+        assert!(
+            matches!(e, SavedPlanError::Version { found } if found == past),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_plan_is_said_so() {
+        for (text, says) in [
+            ("[]", "kind is \"\""),
+            ("true", "expected a redisctl plan file (a JSON object)"),
+            ("{\"kind\": 7}", "kind is \"7\""),
+            (
+                "{\"kind\": \"redisctl-plan\"}",
+                "plan file format 0 is not supported",
+            ),
+            (
+                "{\"kind\": \"redisctl-plan\", \"format_version\": 4}",
+                "missing field",
+            ),
+            ("\u{0}", "expected value"),
+        ] {
+            let e = SavedPlan::from_json(text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 }

@@ -35,7 +35,7 @@ pub fn render(shell: &Shell, file: &Path, source: &SourceMap, d: &Diagnostic) ->
             loc.line,
             loc.column
         ));
-        if let Some(text) = source.line_text(loc.line) {
+        if let Some(text) = source.line_excerpt(loc.line, loc.column) {
             out.push_str(&format!("{pad} |\n{num} | {text}\n{pad} |\n"));
         }
         if let Some(h) = &d.help {
@@ -47,11 +47,28 @@ pub fn render(shell: &Shell, file: &Path, source: &SourceMap, d: &Diagnostic) ->
     out
 }
 
+/// How many diagnostics are shown: past that, a count (a file far from a spec — a table
+/// repeated thousands of times — has as many problems, and the first ones are what to fix).
+pub const SHOWN: usize = 50;
+
 pub fn render_all(shell: &Shell, file: &Path, source: &SourceMap, list: &[Diagnostic]) -> String {
-    list.iter()
+    let mut out = list
+        .iter()
+        .take(SHOWN)
         .map(|d| render(shell, file, source, d))
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    if let Some(rest) = list.get(SHOWN..).filter(|r| !r.is_empty()) {
+        let errors = rest.iter().filter(|d| d.is_error()).count();
+        out.push_str(&format!(
+            "\n… and {} more not shown ({errors} error{}, {} warning{}): fix the ones above first\n",
+            rest.len(),
+            if errors == 1 { "" } else { "s" },
+            rest.len() - errors,
+            if rest.len() - errors == 1 { "" } else { "s" },
+        ));
+    }
+    out
 }
 
 /// `validate`'s one line for a valid spec: what it describes, and how many warnings it has.
@@ -76,4 +93,40 @@ pub fn valid(shell: &Shell, config: &Path, loaded: &crate::spec::Loaded) -> Stri
         azs.len(),
         spec.users.len(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_diagnostics_on_one_long_line_stay_short() {
+        // Found by fuzzing: `users = [{}, {}, …]` on one line of a megabyte is an error per
+        // user, and each one showed the whole line.
+        let text = format!("users = [{}]\n", "{}, ".repeat(200_000));
+        let source = SourceMap::new(&text);
+        let list: Vec<Diagnostic> = (0..120)
+            .map(|i| Diagnostic {
+                severity: if i % 3 == 0 {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                },
+                path: Some(format!("users[{i}].name")),
+                message: "is required".into(),
+                help: None,
+                location: Some(source.location(10 + 4 * i)),
+            })
+            .collect();
+        let shown = render_all(&Shell::plain(), Path::new("c.toml"), &source, &list);
+        assert!(shown.len() < 20_000, "{} bytes", shown.len());
+        assert_eq!(shown.matches("is required").count(), SHOWN);
+        assert!(
+            shown.ends_with(
+                "… and 70 more not shown (47 errors, 23 warnings): fix the ones above first\n"
+            ),
+            "{}",
+            &shown[shown.len() - 200..]
+        );
+    }
 }

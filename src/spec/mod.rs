@@ -18,6 +18,11 @@ pub use source::{Location, SourceMap};
 pub use types::*;
 pub use validate::{REGIONS, usable_ip};
 
+/// The largest spec file read. A spec is a few kilobytes (the reference example is 6); a file
+/// past this is refused without being read further, so that no file (a huge one by mistake, a
+/// device that never ends) makes redisctl hold more than this in memory.
+pub const MAX_SPEC_BYTES: usize = 1 << 20;
+
 /// A spec that was read and validated, with its warnings.
 #[derive(Debug)]
 pub struct Loaded {
@@ -48,18 +53,70 @@ fn count_errors(d: &[Diagnostic]) -> usize {
     d.iter().filter(|d| d.is_error()).count()
 }
 
-/// Read and validate the spec file at `path`.
+/// Read and validate the spec file at `path` (at most one byte past [`MAX_SPEC_BYTES`]).
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SPEC_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    from_bytes(path, &bytes)
+}
+
+/// Validate the contents of the spec file `path` (what [`load`] read from it): relative paths
+/// in it are relative to the file's directory. A file past [`MAX_SPEC_BYTES`], or that is not
+/// UTF-8 text, is one diagnostic.
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
+    let invalid = |source_map: SourceMap, diagnostic: Diagnostic| LoadError::Invalid {
         path: path.to_path_buf(),
-        source,
-    })?;
+        source_map,
+        diagnostics: vec![diagnostic],
+    };
+    if bytes.len() > MAX_SPEC_BYTES {
+        return Err(invalid(
+            SourceMap::default(),
+            Diagnostic {
+                severity: Severity::Error,
+                path: None,
+                message: format!(
+                    "the file is larger than {} KiB: a spec is a few kilobytes",
+                    MAX_SPEC_BYTES >> 10
+                ),
+                help: Some("check that this is the cluster's spec file".into()),
+                location: None,
+            },
+        ));
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let source = SourceMap::new(std::str::from_utf8(good).unwrap_or_default());
+            let location = Some(source.location(good.len()));
+            return Err(invalid(
+                source,
+                Diagnostic {
+                    severity: Severity::Error,
+                    path: None,
+                    message: format!(
+                        "the file is not UTF-8 text: byte 0x{:02x} here is not part of a UTF-8 character",
+                        bytes[e.valid_up_to()]
+                    ),
+                    help: Some("save the spec as UTF-8".into()),
+                    location,
+                },
+            ));
+        }
+    };
     let base_dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let source = SourceMap::new(&text);
-    match parse(&text, base_dir, &source) {
+    let source = SourceMap::new(text);
+    match parse(text, base_dir, &source) {
         Ok((spec, warnings)) => Ok(Loaded {
             spec,
             warnings,

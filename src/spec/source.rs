@@ -28,15 +28,53 @@ struct Entry {
 pub struct SourceMap {
     text: String,
     entries: BTreeMap<String, Entry>,
+    lines: Box<Lines>,
+}
+
+/// Where the lines start and how many characters precede a byte, so that a location is a
+/// binary search, not a scan of the file, however many diagnostics a file has.
+#[derive(Debug, Clone, Default)]
+struct Lines {
+    /// Byte offset of each line's start.
+    starts: Vec<usize>,
+    /// UTF-8 continuation bytes before every [`CHUNK`]-th byte: a column is counted in
+    /// characters over at most one chunk.
+    continuations: Vec<usize>,
+}
+
+const CHUNK: usize = 256;
+
+fn is_continuation(b: u8) -> bool {
+    b & 0xC0 == 0x80
 }
 
 impl SourceMap {
     /// Index a document that parsed. A document that does not parse has an empty map; its
     /// errors carry their own spans.
     pub fn new(text: &str) -> Self {
+        let bytes = text.as_bytes();
+        let starts = std::iter::once(0)
+            .chain(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        let continuations = std::iter::once(0)
+            .chain(bytes.chunks(CHUNK).scan(0, |seen, chunk| {
+                *seen += chunk.iter().filter(|b| is_continuation(**b)).count();
+                Some(*seen)
+            }))
+            .collect();
         let mut map = SourceMap {
             text: text.to_owned(),
             entries: BTreeMap::new(),
+            lines: Box::new(Lines {
+                starts,
+                continuations,
+            }),
         };
         if let Ok(root) = DeTable::parse(text) {
             map.walk_table("", root.get_ref());
@@ -126,19 +164,56 @@ impl SourceMap {
             .map(|(p, _)| p.clone())
     }
 
-    /// 1-based line and column of a byte offset.
+    /// 1-based line and column (in characters) of a byte offset.
     pub fn location(&self, offset: usize) -> Location {
         let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let line = self.lines.starts.partition_point(|&s| s <= offset).max(1);
+        let line_start = self.lines.starts.get(line - 1).copied().unwrap_or(0);
+        let column = self.chars_before(offset) - self.chars_before(line_start) + 1;
         Location { line, column }
+    }
+
+    /// Characters in the text before byte `offset` (a character that starts before it counts).
+    fn chars_before(&self, offset: usize) -> usize {
+        let chunk = offset / CHUNK;
+        let Some(&before) = self.lines.continuations.get(chunk) else {
+            return 0;
+        };
+        let tail = &self.text.as_bytes()[chunk * CHUNK..offset];
+        offset - before - tail.iter().filter(|b| is_continuation(**b)).count()
     }
 
     /// The text of a 1-based line, for showing under a diagnostic.
     pub fn line_text(&self, line: usize) -> Option<&str> {
-        self.text.lines().nth(line.checked_sub(1)?)
+        let start = *self.lines.starts.get(line.checked_sub(1)?)?;
+        if start == self.text.len() && line > 1 {
+            // After the last newline: no line there (as `str::lines` has it).
+            return None;
+        }
+        let end = self
+            .lines
+            .starts
+            .get(line)
+            .map_or(self.text.len(), |next| next - 1);
+        let text = &self.text[start..end];
+        Some(text.strip_suffix('\r').unwrap_or(text))
+    }
+
+    /// A line to show under a diagnostic: the line, or for a long one (a minified file, a long
+    /// inline array) the part around `column`, so that showing many diagnostics does not show
+    /// the same huge line again and again.
+    pub fn line_excerpt(&self, line: usize, column: usize) -> Option<String> {
+        const WIDTH: usize = 120;
+        let text = self.line_text(line)?;
+        if text.len() <= WIDTH {
+            return Some(text.to_string());
+        }
+        let skip = column.saturating_sub(1 + WIDTH / 2);
+        let mut chars = text.chars().skip(skip);
+        let excerpt: String = chars.by_ref().take(WIDTH).collect();
+        let before = if skip > 0 { "…" } else { "" };
+        let after = if chars.next().is_some() { "…" } else { "" };
+        Some(format!("{before}{excerpt}{after}"))
     }
 
     /// Best-effort key path for a syntax error on `line` (the document did not parse, so there
@@ -218,6 +293,60 @@ mod tests {
         assert_eq!(parent_path("a.b[1].c"), Some("a.b[1]"));
         assert_eq!(parent_path("a.b[1]"), Some("a.b"));
         assert_eq!(parent_path("a"), None);
+    }
+
+    /// Line and column the slow way: count newlines and characters from the start.
+    fn scanned(text: &str, offset: usize) -> Location {
+        let before = &text.as_bytes()[..offset];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let start = before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = before[start..]
+            .iter()
+            .filter(|b| !is_continuation(**b))
+            .count()
+            + 1;
+        Location { line, column }
+    }
+
+    #[test]
+    fn locations_are_those_a_scan_of_the_text_finds() {
+        // Lines of many lengths, characters of one to four bytes across chunk boundaries, CRLF.
+        let mut text = String::new();
+        for i in 0..40 {
+            let unit: String = "aé€𝔘".chars().take(i % 4 + 1).collect();
+            text.push_str(&unit.repeat(i * 7));
+            text.push_str(["\n", "\r\n"][i % 2]);
+        }
+        text.push_str(&"é".repeat(700));
+        let m = SourceMap::new(&text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(
+                m.location(offset),
+                scanned(&text, offset.min(text.len())),
+                "offset {offset}"
+            );
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(m.line_text(i + 1), Some(*line), "line {}", i + 1);
+        }
+        assert_eq!(m.line_text(lines.len() + 1), None);
+        assert_eq!(m.line_text(0), None);
+        assert_eq!(SourceMap::new("a\n").line_text(2), None);
+    }
+
+    #[test]
+    fn a_long_line_is_shown_around_the_column() {
+        let line = format!("users = [{}]", "{}, ".repeat(100_000));
+        let m = SourceMap::new(&line);
+        let shown = m.line_excerpt(1, 200_000).unwrap();
+        assert_eq!(shown.chars().count(), 122, "{shown}");
+        assert!(shown.starts_with('…') && shown.ends_with('…'), "{shown}");
+        assert!(m.line_excerpt(1, 1).unwrap().starts_with("users = [{}, "));
+        assert_eq!(SourceMap::new("a = 1").line_excerpt(1, 1).unwrap(), "a = 1");
     }
 
     #[test]

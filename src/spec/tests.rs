@@ -144,3 +144,87 @@ fn all_errors_are_reported_at_once_in_file_order() {
     assert_eq!(errs[2].0, "nodes.node[2].private_ip");
     assert!(errs.windows(2).all(|w| w[0].1 <= w[1].1));
 }
+
+/// The example with its subnets replaced by `count` copies of one subnet.
+fn with_subnets(count: usize) -> String {
+    let text = example();
+    let start = text.find("[[network.subnets]]").unwrap();
+    let end = text.find("[security_group]").unwrap();
+    let subnet = "[[network.subnets]]\naz = \"us-east-1a\"\ncidr = \"10.0.1.0/24\"\n\n";
+    format!("{}{}{}", &text[..start], subnet.repeat(count), &text[end..])
+}
+
+#[test]
+fn overlapping_subnets_are_one_error_each_not_one_per_pair() {
+    // Found by fuzzing: thousands of copies of a subnet made one error per pair (millions),
+    // each located in the file; validation ran for minutes.
+    let errors = parse_text(&with_subnets(150)).unwrap_err();
+    let overlaps = errors
+        .iter()
+        .filter(|d| d.message.contains("overlaps"))
+        .count();
+    assert_eq!(overlaps, 149, "one for each subnet after the first");
+}
+
+#[test]
+fn more_subnets_than_a_vpc_holds_is_one_error() {
+    let errors = parse_text(&with_subnets(201)).unwrap_err();
+    let subnet_errors: Vec<_> = errors
+        .iter()
+        .filter(|d| d.is_error() && d.path.as_deref().unwrap_or("").starts_with("network."))
+        .collect();
+    assert_eq!(subnet_errors.len(), 1, "{subnet_errors:#?}");
+    assert_eq!(subnet_errors[0].path.as_deref(), Some("network.subnets"));
+    assert!(
+        subnet_errors[0]
+            .message
+            .contains("201 subnets: a VPC holds at most 200"),
+        "{}",
+        subnet_errors[0].message
+    );
+}
+
+fn load_error(bytes: &[u8]) -> Vec<Diagnostic> {
+    match from_bytes(Path::new("/specs/cluster.toml"), bytes) {
+        Err(LoadError::Invalid { diagnostics, .. }) => diagnostics,
+        Ok(_) => panic!("read as a valid spec"),
+        Err(e) => panic!("not a diagnostic: {e}"),
+    }
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_an_error_at_the_byte() {
+    let mut bytes = b"[cluster]\nname = \"ab".to_vec();
+    bytes.push(0xff);
+    bytes.extend_from_slice(b"\"\n");
+    let d = load_error(&bytes);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].message.contains("not UTF-8 text: byte 0xff"),
+        "{}",
+        d[0].message
+    );
+    assert_eq!(
+        d[0].location,
+        Some(Location {
+            line: 2,
+            column: 11
+        })
+    );
+}
+
+#[test]
+fn a_file_past_the_limit_is_one_error() {
+    let mut text = example().into_bytes();
+    text.resize(MAX_SPEC_BYTES + 1, b'\n');
+    let d = load_error(&text);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].message.contains("larger than 1024 KiB"),
+        "{}",
+        d[0].message
+    );
+    // At the limit, the file is read as a spec.
+    text.truncate(MAX_SPEC_BYTES);
+    assert!(from_bytes(Path::new("/specs/cluster.toml"), &text).is_ok());
+}

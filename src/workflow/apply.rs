@@ -81,13 +81,7 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
 /// terminate, a `destroys_data` flag cleared, another host key to pin) differs from the plan
 /// made again here, and is refused; what runs is the plan made here.
 fn saved(spec: &Spec, world: &World, file: &Path) -> Result<Plan, Error> {
-    let err = |e: Box<dyn std::error::Error + Send + Sync>| Error::PlanFile {
-        action: "read",
-        path: file.to_path_buf(),
-        source: e,
-    };
-    let text = std::fs::read_to_string(file).map_err(|e| err(Box::new(e)))?;
-    let saved = SavedPlan::from_json(&text).map_err(|e| err(Box::new(e)))?;
+    let saved = read_saved(file)?;
     if let Some(why) = saved.staleness(&fingerprint::of(spec, &world.observed)) {
         return Err(Error::Refused(format!(
             "saved plan {} is stale: {why}; nothing was changed. Run `redisctl plan --out {}` again",
@@ -112,6 +106,26 @@ fn saved(spec: &Spec, world: &World, file: &Path) -> Result<Plan, Error> {
         )));
     }
     Ok(now)
+}
+
+/// Read a plan file: at most one byte past [`plan::saved::MAX_BYTES`], whatever the file is (a
+/// huge one, a device that never ends), so that a file past the limit is refused without being
+/// held in memory.
+pub fn read_saved(file: &Path) -> Result<SavedPlan, Error> {
+    use std::io::Read;
+    let err = |e: Box<dyn std::error::Error + Send + Sync>| Error::PlanFile {
+        action: "read",
+        path: file.to_path_buf(),
+        source: e,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| {
+            f.take(plan::saved::MAX_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| err(Box::new(e)))?;
+    SavedPlan::from_bytes(&bytes).map_err(|e| err(Box::new(e)))
 }
 
 /// Where a saved plan departs from the plan made again: the first step (address, action,

@@ -11,6 +11,9 @@ use crate::spec::types::{Egress, Network, Subnet};
 
 const DEFAULT_VPC_CIDR: &str = "10.0.0.0/16";
 
+/// Subnets per VPC, AWS's default quota.
+const MAX_SUBNETS: usize = 200;
+
 /// `raw_via` is the spec's `ssh.via` as written (checked by the ssh section): the default
 /// egress follows it, as nodes reached by their public IPs leave by them too.
 pub(super) fn network(
@@ -41,6 +44,17 @@ pub(super) fn network(
         );
     }
     let subnets = match &raw.subnets {
+        Some(list) if list.len() > MAX_SUBNETS => {
+            d.error_help(
+                "network.subnets",
+                format!(
+                    "{} subnets: a VPC holds at most {MAX_SUBNETS} (AWS's quota)",
+                    list.len()
+                ),
+                "one subnet per availability zone is what a cluster needs",
+            );
+            return None;
+        }
         Some(list) => {
             if list.is_empty() {
                 d.error("network.subnets", "needs at least one subnet");
@@ -148,13 +162,16 @@ pub(super) fn network(
                 ),
             );
         }
-        for (j, other) in subnets.iter().take(idx) {
-            if overlaps(&s.cidr, &other.cidr) {
-                d.error(
-                    &format!("{p}.cidr"),
-                    format!("{} overlaps network.subnets[{j}] ({})", s.cidr, other.cidr),
-                );
-            }
+        // The first subnet it overlaps: one error per subnet, not one per pair.
+        if let Some((j, other)) = subnets
+            .iter()
+            .take(idx)
+            .find(|(_, other)| overlaps(&s.cidr, &other.cidr))
+        {
+            d.error(
+                &format!("{p}.cidr"),
+                format!("{} overlaps network.subnets[{j}] ({})", s.cidr, other.cidr),
+            );
         }
     }
     let subnets: Vec<Subnet> = subnets.into_iter().map(|(_, s)| s).collect();
