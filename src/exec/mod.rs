@@ -154,6 +154,10 @@ impl Ctx {
             NodeOp::WriteConfig { node, restart } => n.write_config(node, *restart).await,
             NodeOp::SetFileModes { node } => n.set_file_modes(node).await,
             NodeOp::CreateCluster { nodes, replicas } => n.create_cluster(nodes, *replicas).await,
+            NodeOp::CompleteCluster { nodes, replicas } => {
+                n.complete_cluster(nodes, *replicas).await
+            }
+            NodeOp::ReformCluster { nodes, replicas } => n.reform_cluster(nodes, *replicas).await,
             NodeOp::WaitHealthy { nodes } => n.wait_healthy(*nodes).await,
         }
     }

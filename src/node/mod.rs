@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 mod connect;
+mod formation;
 mod local;
 mod noinit;
 mod observe;

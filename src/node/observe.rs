@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::connect::{Opened, Reach};
-use super::{NodeError, NodeRuntime, admin_cli, noinit};
+use super::{NodeError, NodeRuntime, admin_cli_command, noinit};
 use crate::aws::NodeInstance;
 use crate::observed::{ClusterView, InitSystem, NodeFacts, NodeObservation, Observed, tags};
 use crate::redis::{conf, files, parse, systemd, users_acl};
@@ -163,8 +163,8 @@ impl NodeRuntime {
             conf::NODE_CERT.path
         ));
         script.push_str(&format!(
-            "if redis_active; then echo '--cluster--'; {} CLUSTER INFO 2>&1; echo '--end--'; fi\n",
-            admin_cli(&self.spec)
+            "if redis_active; then pw=\"$(cat)\"; echo '--cluster--'; REDISCLI_AUTH=\"$pw\" {cli} CLUSTER INFO 2>&1; echo '--end--'; echo '--myself--'; REDISCLI_AUTH=\"$pw\" {cli} CLUSTER NODES 2>&1 | grep myself; echo '--end--'; echo \"keys=$(REDISCLI_AUTH=\"$pw\" {cli} DBSIZE 2>&1)\"; echo \"link=$(REDISCLI_AUTH=\"$pw\" {cli} INFO replication 2>&1 | grep -o 'master_link_status:[a-z]*')\"; fi\n",
+            cli = admin_cli_command(&self.spec)
         ));
         let out = session.sudo(&script, self.stdin()).await?;
         session.close().await;
@@ -191,11 +191,24 @@ impl NodeRuntime {
         let modes = files::parse_modes(&text);
         let cluster = section("cluster")
             .and_then(|t| parse::cluster_info(&t).ok())
-            .map(|c| ClusterView {
-                state: c.cluster_state.clone(),
-                slots_assigned: c.slots_assigned,
-                known_nodes: c.known_nodes,
-                size: c.size,
+            .map(|c| {
+                let myself = section("myself")
+                    .and_then(|t| parse::cluster_nodes(&t).ok())
+                    .and_then(|ns| ns.into_iter().find(|n| n.is_myself()));
+                ClusterView {
+                    state: c.cluster_state.clone(),
+                    slots_assigned: c.slots_assigned,
+                    known_nodes: c.known_nodes,
+                    size: c.size,
+                    own_slots: myself.as_ref().map(|m| m.slot_count()),
+                    replica: myself.as_ref().is_some_and(|m| m.is_replica()),
+                    keys: value("keys").parse().ok(),
+                    link_up: match value("link").as_str() {
+                        "master_link_status:up" => Some(true),
+                        "" => None,
+                        _ => Some(false),
+                    },
+                }
             });
         Ok(NodeFacts {
             host_key_fingerprint: ssh::fingerprint(&host_key),

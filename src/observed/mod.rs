@@ -159,6 +159,20 @@ pub struct ClusterView {
     pub slots_assigned: u32,
     pub known_nodes: u32,
     pub size: u32,
+    /// The slots this node serves itself (its `myself` line of `CLUSTER NODES`); `None` when
+    /// not read.
+    #[serde(default)]
+    pub own_slots: Option<u32>,
+    /// This node is a replica.
+    #[serde(default)]
+    pub replica: bool,
+    /// The keys in its database (`DBSIZE`); `None` when not read.
+    #[serde(default)]
+    pub keys: Option<u64>,
+    /// A replica: its link to its master is up (`master_link_status`); `None` for a master or
+    /// when not read.
+    #[serde(default)]
+    pub link_up: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

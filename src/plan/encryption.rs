@@ -322,7 +322,14 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
     if swapping
         && let Some(at) = b.steps.iter().position(|s| {
             s.address == "cluster"
-                && matches!(s.ops.first(), Some(Op::Node(NodeOp::CreateCluster { .. })))
+                && matches!(
+                    s.ops.first(),
+                    Some(Op::Node(
+                        NodeOp::CreateCluster { .. }
+                            | NodeOp::CompleteCluster { .. }
+                            | NodeOp::ReformCluster { .. }
+                    ))
+                )
         })
     {
         b.steps.remove(at);

@@ -245,6 +245,12 @@ pub enum NodeOp {
     SetFileModes { node: String },
     /// `redis-cli --cluster create` on the first node, then wait until healthy.
     CreateCluster { nodes: Vec<String>, replicas: u32 },
+    /// A formation an interrupted apply left with every slot assigned: the nodes meet, the
+    /// empty ones become replicas, then wait until healthy (`node::formation`).
+    CompleteCluster { nodes: Vec<String>, replicas: u32 },
+    /// A formation an interrupted apply left before every slot was assigned (no keys on any
+    /// node): `CLUSTER RESET HARD` on every node, then create it (`node::formation`).
+    ReformCluster { nodes: Vec<String>, replicas: u32 },
     /// Wait until every node reports `cluster_state:ok`, all slots and all nodes known.
     WaitHealthy { nodes: usize },
 }

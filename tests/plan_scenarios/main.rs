@@ -24,6 +24,7 @@ mod destroy;
 mod drift;
 mod egress;
 mod encryption;
+mod formation;
 mod instances;
 mod nodes;
 

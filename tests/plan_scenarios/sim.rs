@@ -518,18 +518,35 @@ impl Sim {
                         slots_assigned: 16384,
                         known_nodes: n,
                         size: masters,
+                        ..Default::default()
                     });
                 }
                 None
             }
-            Op::Node(NodeOp::CreateCluster { nodes, replicas }) => {
-                for n in nodes {
-                    let count = nodes.len() as u32;
+            Op::Node(
+                NodeOp::CreateCluster { nodes, replicas }
+                | NodeOp::CompleteCluster { nodes, replicas }
+                | NodeOp::ReformCluster { nodes, replicas },
+            ) => {
+                // The first masters serve the slots (split evenly), the others are replicas.
+                let count = nodes.len() as u32;
+                let masters = count / (1 + replicas);
+                for (i, n) in nodes.iter().enumerate() {
+                    let i = i as u32;
+                    let own = if i < masters {
+                        16384 / masters + u32::from(i < 16384 % masters)
+                    } else {
+                        0
+                    };
                     self.facts(n).cluster = Some(ClusterView {
                         state: "ok".into(),
                         slots_assigned: 16384,
                         known_nodes: count,
-                        size: count / (1 + replicas),
+                        size: masters,
+                        own_slots: Some(own),
+                        replica: i >= masters,
+                        keys: Some(0),
+                        link_up: (i >= masters).then_some(true),
                     });
                 }
                 None

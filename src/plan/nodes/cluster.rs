@@ -1,10 +1,13 @@
 //! Phase 7: the cluster. Created once every node is reachable; a running cluster is only
-//! waited on (after stopped nodes are started). Joining nodes to a running cluster, and a
-//! partly formed one, are refused.
+//! waited on (after stopped nodes are started). A formation an interrupted apply left half done
+//! is finished (`Interrupted`: reset and created again before every slot was assigned, else
+//! the nodes meet and the empty ones become replicas). Joining a new or replaced node to a
+//! running cluster, and a partly formed one that holds keys, are refused.
 
 use super::super::builder::Builder;
 use super::super::model::*;
-use crate::observed::{NodeFacts, NodeObservation, Observed};
+use crate::observed::{ClusterView, NodeFacts, NodeObservation, Observed};
+use crate::spec::Spec;
 
 /// Does a cluster already exist? Then changes roll one node at a time.
 pub(super) struct ClusterNow {
@@ -39,6 +42,89 @@ impl ClusterNow {
     }
 }
 
+/// What an interrupted formation left, judged when every node of the spec answered with its
+/// own slots and keys, and none knows more nodes than the spec has (no stale identity).
+#[derive(Debug, PartialEq)]
+enum Interrupted {
+    /// Not every slot is assigned (`assigned` of 16384) and no node holds a key: reset and
+    /// create again.
+    Unassigned { assigned: u32 },
+    /// Every slot is assigned: meet, make replicas.
+    Assigned,
+}
+
+fn interrupted(spec: &Spec, obs: &Observed) -> Option<Interrupted> {
+    let n_nodes = spec.nodes.nodes.len();
+    let views: Vec<&ClusterView> = spec
+        .nodes
+        .nodes
+        .iter()
+        .map(|n| match obs.nodes.get(&n.name) {
+            Some(NodeObservation::Reached(f)) => f.cluster.as_ref(),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    if views.iter().any(|v| v.known_nodes as usize > n_nodes) {
+        return None;
+    }
+    let mut assigned = 0;
+    let mut keys = 0;
+    for v in &views {
+        assigned += v.own_slots?;
+        keys += v.keys?;
+    }
+    match assigned {
+        16384 => Some(Interrupted::Assigned),
+        a if a < 16384 && keys == 0 => Some(Interrupted::Unassigned { assigned: a }),
+        _ => None,
+    }
+}
+
+/// The nodes that serve no slot and are not replicas, in a cluster whose spec has replicas.
+fn unreplicated(spec: &Spec, obs: &Observed) -> Vec<String> {
+    if spec.nodes.replicas_per_master == 0 {
+        return Vec::new();
+    }
+    spec.nodes
+        .nodes
+        .iter()
+        .filter(|n| {
+            matches!(obs.nodes.get(&n.name), Some(NodeObservation::Reached(f))
+                if f.cluster.as_ref().is_some_and(|c| c.own_slots == Some(0) && !c.replica))
+        })
+        .map(|n| n.name.clone())
+        .collect()
+}
+
+/// The step that finishes an interrupted formation.
+fn finish(b: &mut Builder<'_>, what: Interrupted, reason: String, service_steps: Vec<String>) {
+    let spec = b.spec;
+    let nodes: Vec<String> = spec.nodes.nodes.iter().map(|n| n.name.clone()).collect();
+    let replicas = spec.nodes.replicas_per_master;
+    let (op, change) = match what {
+        Interrupted::Unassigned { .. } => (
+            NodeOp::ReformCluster { nodes, replicas },
+            Change::create(
+                "reset_then_create",
+                "CLUSTER RESET HARD on every node, then redis-cli --cluster create",
+            ),
+        ),
+        Interrupted::Assigned => (
+            NodeOp::CompleteCluster { nodes, replicas },
+            Change::create(
+                "complete",
+                "CLUSTER MEET every node; the nodes that serve no slot become replicas",
+            ),
+        ),
+    };
+    b.steps.push(
+        Step::new("cluster", Action::Run, Phase::ClusterCreate, reason)
+            .changes(vec![change])
+            .depends_on(service_steps)
+            .op(Op::Node(op)),
+    );
+}
+
 /// `waiting`: the nodes nothing was planned inside; `service_steps`: each node's last step.
 pub(super) fn cluster(
     b: &mut Builder<'_>,
@@ -69,6 +155,31 @@ pub(super) fn cluster(
             })
             .map(|n| n.name.as_str())
             .collect();
+        let fresh = |name: &str| {
+            b.steps.iter().any(|s| {
+                s.address == format!("node.{name}")
+                    && matches!(s.action, Action::Create | Action::Replace)
+            })
+        };
+        // Nodes of the spec that are up but not (all) met yet, every slot assigned: an apply
+        // interrupted while the cluster was being formed. A new or replaced node is not that.
+        if !outside.is_empty()
+            && !outside.iter().any(|n| fresh(n))
+            && interrupted(spec, obs) == Some(Interrupted::Assigned)
+        {
+            let reason = format!(
+                "{} {} not part of the cluster yet, every slot assigned (an apply interrupted while the cluster was being formed): the nodes meet{}",
+                outside.join(", "),
+                if outside.len() == 1 { "is" } else { "are" },
+                if spec.nodes.replicas_per_master > 0 {
+                    ", the empty ones become replicas"
+                } else {
+                    ""
+                }
+            );
+            finish(b, Interrupted::Assigned, reason, service_steps);
+            return;
+        }
         if !outside.is_empty() {
             b.note(
                 NoteLevel::Blocker,
@@ -79,11 +190,62 @@ pub(super) fn cluster(
                 ),
             );
         }
-        if !waiting.is_empty()
-            && b.steps
-                .iter()
-                .any(|s| matches!(s.ops.first(), Some(Op::Ec2(Ec2Op::StartInstance { .. }))))
+        let unreplicated = unreplicated(spec, obs);
+        if outside.is_empty()
+            && !unreplicated.is_empty()
+            && interrupted(spec, obs) == Some(Interrupted::Assigned)
         {
+            let reason = if unreplicated.len() == 1 {
+                format!(
+                    "{} serves no slot and is not a replica (an apply interrupted before the cluster's replicas were made): it becomes one",
+                    unreplicated[0]
+                )
+            } else {
+                format!(
+                    "{} serve no slot and are not replicas (an apply interrupted before the cluster's replicas were made): they become replicas",
+                    unreplicated.join(", ")
+                )
+            };
+            finish(b, Interrupted::Assigned, reason, service_steps);
+            return;
+        }
+        // A replica whose link to its master is down (still syncing after an interrupted
+        // apply made it, or broken): apply waits for it, and says so if it never comes up.
+        let links_down: Vec<&str> = spec
+            .nodes
+            .nodes
+            .iter()
+            .filter(|n| {
+                matches!(obs.nodes.get(&n.name), Some(NodeObservation::Reached(f))
+                    if f.cluster.as_ref().is_some_and(|c| c.link_up == Some(false)))
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        let starting = b
+            .steps
+            .iter()
+            .any(|s| matches!(s.ops.first(), Some(Op::Ec2(Ec2Op::StartInstance { .. }))));
+        if !links_down.is_empty() && !starting {
+            b.steps.push(
+                Step::new(
+                    "cluster.health",
+                    Action::Run,
+                    Phase::ClusterCreate,
+                    format!(
+                        "the link of {} to its master is down: wait until it is up",
+                        links_down.join(", ")
+                    ),
+                )
+                .changes(vec![Change::create(
+                    "wait_for",
+                    format!("cluster_state:ok, 16384 slots, {n_nodes} nodes, replica links up"),
+                )])
+                .depends_on(service_steps)
+                .op(Op::Node(NodeOp::WaitHealthy { nodes: n_nodes })),
+            );
+            return;
+        }
+        if !waiting.is_empty() && starting {
             b.steps.push(
                 Step::new(
                     "cluster.health",
@@ -101,12 +263,24 @@ pub(super) fn cluster(
         }
         return;
     }
+    if now.partly
+        && let Some(what) = interrupted(spec, obs)
+    {
+        let reason = match &what {
+            Interrupted::Unassigned { assigned } => format!(
+                "the cluster was left partly formed ({assigned} of 16384 slots assigned; an apply interrupted while it was being created) and no node holds a key: every node is reset, then the cluster is created"
+            ),
+            Interrupted::Assigned => "the cluster was left partly formed, every slot assigned (an apply interrupted while it was being created): the nodes meet and the empty ones become replicas".into(),
+        };
+        finish(b, what, reason, service_steps);
+        return;
+    }
     if now.partly {
         b.note(
             NoteLevel::Blocker,
             "cluster",
             format!(
-                "the cluster is partly formed (some nodes know each other or hold slots, but not all {n_nodes} with 16384 slots): redisctl will not guess. See docs/runbook.md, or run `redis-cli --cluster check`/`fix` on a node"
+                "the cluster is partly formed (some nodes know each other or hold slots, but not all {n_nodes} with 16384 slots) and either holds keys, knows nodes the spec does not have, or a node did not answer: redisctl will not guess. See docs/runbook.md, or run `redis-cli --cluster check`/`fix` on a node"
             ),
         );
         return;

@@ -94,11 +94,13 @@ impl Sim {
         let size = self.spec.nodes.masters;
         let f = self.facts(&s.node);
         f.service_active = true;
+        let kept = f.cluster.take().unwrap_or_default();
         f.cluster = Some(ClusterView {
             state: "ok".into(),
             slots_assigned: 16384,
             known_nodes: n,
             size,
+            ..kept
         });
         let i = self
             .o

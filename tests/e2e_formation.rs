@@ -1,0 +1,117 @@
+//! End-to-end: an apply killed (SIGKILL) while the cluster is being formed — inside phase 7,
+//! during `redis-cli --cluster create` and then during what the next apply plans to finish it —
+//! is finished by the next apply: every slot assigned, every node met, the replicas made, and
+//! `verify` passes. (Before, the rerun stopped at a blocker: "would not be part of the running
+//! cluster", or "partly formed".)
+//! Run inside the sandbox: `redisctl-sandbox exec -- cargo test --test e2e_formation`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, text};
+use redisctl_sandbox::testing::Sandbox;
+
+/// Three masters with a replica each (six nodes: the replicas are the last stage of a
+/// formation).
+fn six(t: String) -> String {
+    let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
+    let start = t.find("\n[[nodes.node]]").unwrap();
+    let end = t.find("\n[ssh]").unwrap();
+    format!("{}{}", &t[..start], &t[end..])
+}
+
+/// `apply --yes`, killed `after` the cluster step started. Returns what it printed, or `None`
+/// when it finished before the kill.
+fn apply_killed_in_phase_7(c: &Cluster, after: Duration) -> Option<String> {
+    let mut child = c
+        .cmd(&["apply", "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut started = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.trim_start().starts_with("cluster: running") {
+            started = Some(Instant::now());
+            break;
+        }
+    }
+    let started = started.unwrap_or_else(|| panic!("phase 7 never started:\n{}", seen.join("\n")));
+    // Keep reading (the pipe must not fill) until the moment comes.
+    let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    while started.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    if !finished {
+        child.kill().unwrap();
+    }
+    let status = child.wait().unwrap();
+    seen.extend(reader.join().unwrap());
+    let out = seen.join("\n");
+    if finished {
+        assert!(status.success(), "apply failed on its own:\n{out}");
+        return None;
+    }
+    Some(out)
+}
+
+#[test]
+fn an_apply_killed_while_the_cluster_is_formed_is_finished_by_the_next_apply() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("formation", six);
+    // Each apply is killed a little later into phase 7 than the one before: while the slots
+    // are assigned, while the nodes meet and join, while the replicas are made, while the
+    // cluster settles. Each rerun plans what the last one left.
+    let mut kills = 0;
+    for ms in [150, 600, 1500, 3000, 5000] {
+        let plan = c.run(&["plan"]);
+        let plan = format!("{}{}", text(&plan.stdout), text(&plan.stderr));
+        assert!(
+            !plan.contains("blocker:"),
+            "a kill at {ms} ms left a blocker:\n{plan}"
+        );
+        if !plan.contains("# cluster will be run") {
+            eprintln!("figure: nothing left to do in phase 7 after {kills} kills");
+            break;
+        }
+        let step = plan
+            .lines()
+            .skip_while(|l| !l.contains("# cluster will be run"))
+            .nth(1)
+            .unwrap_or("(no cluster step)")
+            .trim()
+            .to_string();
+        match apply_killed_in_phase_7(&c, Duration::from_millis(ms)) {
+            Some(_) => {
+                kills += 1;
+                eprintln!("figure: killed {ms} ms into phase 7; it was planned as {step}");
+            }
+            None => {
+                eprintln!("figure: apply finished within {ms} ms of phase 7 ({step})");
+                break;
+            }
+        }
+    }
+    assert!(kills >= 3, "only {kills} kills landed in phase 7");
+    let out = c.ok(&["apply", "--yes"]);
+    assert!(
+        out.contains("Apply complete!") || out.contains("No changes."),
+        "{out}"
+    );
+    c.assert_converged();
+    let report = c.ok(&["verify"]);
+    assert!(report.contains("masters serving slots: 3"), "{report}");
+    c.ok(&["destroy", "--yes"]);
+}
