@@ -2,7 +2,8 @@
 //! during `redis-cli --cluster create` and then during what the next apply plans to finish it —
 //! is finished by the next apply: every slot assigned, every node met, the replicas made, and
 //! `verify` passes. (Before, the rerun stopped at a blocker: "would not be part of the running
-//! cluster", or "partly formed".)
+//! cluster", or "partly formed".) And (second test) an apply killed inside each node phase in
+//! turn — install, TLS, ACL, config — each rerun killed in the next one, is finished too.
 //! Run inside the sandbox: `redisctl-sandbox exec -- cargo test --test e2e_formation`.
 
 mod common;
@@ -26,6 +27,12 @@ fn six(t: String) -> String {
 /// `apply --yes`, killed `after` the cluster step started. Returns what it printed, or `None`
 /// when it finished before the kill.
 fn apply_killed_in_phase_7(c: &Cluster, after: Duration) -> Option<String> {
+    apply_killed_after(c, "cluster: running", after)
+}
+
+/// `apply --yes`, killed `after` a progress line starting with `marker` (leading spaces
+/// aside). Returns what it printed, or `None` when it finished before the kill.
+fn apply_killed_after(c: &Cluster, marker: &str, after: Duration) -> Option<String> {
     let mut child = c
         .cmd(&["apply", "--yes"])
         .stdout(Stdio::piped())
@@ -39,12 +46,12 @@ fn apply_killed_in_phase_7(c: &Cluster, after: Duration) -> Option<String> {
     for line in lines.by_ref() {
         let line = line.unwrap();
         seen.push(line.clone());
-        if line.trim_start().starts_with("cluster: running") {
+        if line.trim_start().starts_with(marker) {
             started = Some(Instant::now());
             break;
         }
     }
-    let started = started.unwrap_or_else(|| panic!("phase 7 never started:\n{}", seen.join("\n")));
+    let started = started.unwrap_or_else(|| panic!("{marker:?} never came:\n{}", seen.join("\n")));
     // Keep reading (the pipe must not fill) until the moment comes.
     let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     while started.elapsed() < after {
@@ -113,5 +120,42 @@ fn an_apply_killed_while_the_cluster_is_formed_is_finished_by_the_next_apply() {
     c.assert_converged();
     let report = c.ok(&["verify"]);
     assert!(report.contains("masters serving slots: 3"), "{report}");
+    c.ok(&["destroy", "--yes"]);
+}
+
+#[test]
+fn an_apply_killed_inside_each_node_phase_is_finished_by_the_next_apply() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("nodekills", |t| t);
+    // The first apply is killed soon after install starts; each rerun is killed in the next
+    // node phase it reaches, so that every one of them is cut once.
+    let mut cut = Vec::new();
+    for (marker, ms) in [
+        ("phase 3: install", 1500),
+        ("phase 4: tls", 300),
+        ("phase 5: acl", 200),
+        ("phase 6: config", 300),
+    ] {
+        let plan = c.run(&["plan"]);
+        let plan = format!("{}{}", text(&plan.stdout), text(&plan.stderr));
+        assert!(!plan.contains("blocker:"), "a kill left a blocker:\n{plan}");
+        let phase = marker.split(':').next().unwrap();
+        if !plan.contains(&format!("── {phase}:")) {
+            eprintln!("figure: nothing left to do in {phase}");
+            continue;
+        }
+        match apply_killed_after(&c, marker, Duration::from_millis(ms)) {
+            Some(_) => {
+                eprintln!("figure: killed {ms} ms into {marker}");
+                cut.push(phase);
+            }
+            None => eprintln!("figure: apply finished within {ms} ms of {marker}"),
+        }
+    }
+    assert!(cut.len() >= 3, "only {cut:?} were cut");
+    let out = c.ok(&["apply", "--yes"]);
+    assert!(out.contains("Apply complete!"), "{out}");
+    c.assert_converged();
+    c.ok(&["verify"]);
     c.ok(&["destroy", "--yes"]);
 }
