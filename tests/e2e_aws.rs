@@ -7,6 +7,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use common::account::{assert_as_before, now};
 use common::{Cluster, text};
 
 use aws_sdk_ec2::types::Filter;
@@ -89,6 +90,7 @@ fn apply_from_nothing_converges_and_destroy_leaves_nothing() {
     assert_eq!(c.plan_exit(), 2, "an empty region has changes");
     let calls: u64 = sb.stats(true).values().sum();
     assert!(calls > 0);
+    let before = now();
 
     let out = c.ok(&["apply", "--yes"]);
     assert!(
@@ -152,6 +154,7 @@ fn apply_from_nothing_converges_and_destroy_leaves_nothing() {
         "{out}"
     );
     assert_eq!(counts(&ec2()), (0, 0, 0));
+    assert_as_before(&before, "prod-redis", &[]);
     assert!(sb.hosts().is_empty(), "terminated instances leave no host");
     let out = c.ok(&["destroy", "--yes"]);
     assert!(out.contains("Nothing to destroy"), "{out}");
@@ -333,6 +336,7 @@ fn check_resources(c: &aws_sdk_ec2::Client) {
 #[test]
 fn plan_makes_the_same_number_of_ec2_calls_for_3_and_9_nodes() {
     let sb = Sandbox::acquire();
+    let before = now();
     let mut figures = Vec::new();
     for (name, replicas) in [("three", 0), ("nine", 2)] {
         let c = Cluster::new(name, |t| {
@@ -363,6 +367,7 @@ fn plan_makes_the_same_number_of_ec2_calls_for_3_and_9_nodes() {
         );
         figures.push(calls);
         c.ok(&["destroy", "--yes"]);
+        assert_as_before(&before, "prod-redis", &[]);
     }
     assert_eq!(
         figures[0], figures[1],
@@ -373,6 +378,7 @@ fn plan_makes_the_same_number_of_ec2_calls_for_3_and_9_nodes() {
 #[test]
 fn without_a_terminal_apply_refuses_unless_yes() {
     let sb = Sandbox::acquire();
+    let before = now();
     let c = Cluster::new("noterm", |t| t);
     sb.stats(true);
     let out = c.run(&["apply"]);
@@ -392,11 +398,13 @@ fn without_a_terminal_apply_refuses_unless_yes() {
         Some(0),
         "nothing to destroy needs no confirmation"
     );
+    assert_as_before(&before, "prod-redis", &[]);
 }
 
 #[test]
 fn a_saved_plan_applies_without_prompt_and_is_refused_when_stale() {
     let sb = Sandbox::acquire();
+    let before = now();
     let c = Cluster::new("saved", |t| t);
     let plan_file = c.dir.join("net.plan");
     c.ok(&["plan", "--out", plan_file.to_str().unwrap()]);
@@ -406,6 +414,7 @@ fn a_saved_plan_applies_without_prompt_and_is_refused_when_stale() {
         !saved.contains("REDIS_ADMIN_PASSWORD=") && !saved.contains("PRIVATE KEY"),
         "no secrets in a plan file"
     );
+    c.assert_no_secret("the saved plan", &saved);
 
     // An altered copy (a CI artifact edited after review: the node launched elsewhere) is
     // refused before anything changes: apply plans again and the file is not that plan.
@@ -461,11 +470,13 @@ fn a_saved_plan_applies_without_prompt_and_is_refused_when_stale() {
         text(&out.stderr)
     );
     c.ok(&["destroy", "--yes"]);
+    assert_as_before(&before, "prod-redis", &[]);
 }
 
 #[test]
 fn out_of_band_changes_are_planned_back() {
     let _sb = Sandbox::acquire();
+    let before = now();
     // The cluster is seconds old, so apply's look at the nodes waits for sshd on the ones it
     // cannot reach (they may still be booting) up to ssh.ready_timeout_secs: 20 s here, not 300.
     let c = Cluster::new("drift", |t| {
@@ -528,11 +539,13 @@ fn out_of_band_changes_are_planned_back() {
     );
     c.assert_converged();
     c.ok(&["destroy", "--yes"]);
+    assert_as_before(&before, "prod-redis", &[]);
 }
 
 #[test]
 fn moving_a_node_of_a_running_cluster_is_refused() {
     let sb = Sandbox::acquire();
+    let before = now();
     let c = Cluster::new("replace", |t| t);
     c.ok(&["apply", "--yes"]);
     let moved = std::fs::read_to_string(&c.spec)
@@ -568,11 +581,13 @@ fn moving_a_node_of_a_running_cluster_is_refused() {
         "a refused apply changed something"
     );
     c.ok(&["destroy", "--yes"]);
+    assert_as_before(&before, "prod-redis", &[]);
 }
 
 /// Start apply, wait for `marker` on its progress, stop it with `signal`, then apply again.
 fn interrupt_then_finish(name: &str, signal: &str, marker: &str) {
     let sb = Sandbox::acquire();
+    let before = now();
     let c = Cluster::new(name, |t| t);
     // Slow node launches down (throttling, retried by the SDK) so the signal lands mid-apply.
     sb.add_fault(Fault {
@@ -619,6 +634,7 @@ fn interrupt_then_finish(name: &str, signal: &str, marker: &str) {
     );
     c.assert_converged();
     c.ok(&["destroy", "--yes"]);
+    assert_as_before(&before, "prod-redis", &[]);
 }
 
 #[test]
@@ -634,6 +650,7 @@ fn ctrl_c_stops_scheduling_and_the_next_apply_finishes() {
 #[test]
 fn throttling_is_retried_and_a_hard_failure_names_the_step() {
     let sb = Sandbox::acquire();
+    let before = now();
     let c = Cluster::new("faults", |t| t);
     sb.add_fault(Fault {
         action: "CreateSubnet".into(),
@@ -673,6 +690,7 @@ fn throttling_is_retried_and_a_hard_failure_names_the_step() {
     c.ok(&["apply", "--yes"]);
     assert_eq!(counts(&ec2()), (1, 3, 1));
     c.ok(&["destroy", "--yes"]);
+    assert_as_before(&before, "prod-redis", &[]);
 }
 
 #[test]
