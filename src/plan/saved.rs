@@ -27,14 +27,105 @@ pub struct SavedPlan {
     pub plan: Plan,
 }
 
-/// What a plan file says it is, read before the rest.
-#[derive(Deserialize)]
-#[serde(expecting = "a redisctl plan file (a JSON object)")]
+/// What a plan file says it is (`kind`, `format_version`), read before the rest: from a JSON
+/// object only, every other key skipped unread, and each of the two kept as a [`Label`], so that
+/// reading it holds nothing of the file in memory (a `serde_json::Value` of the arrays nested in
+/// `kind` took 64 times the bytes they were written in).
+#[derive(Default)]
 struct Head {
-    #[serde(default)]
-    kind: Option<serde_json::Value>,
-    #[serde(default)]
-    format_version: Option<serde_json::Value>,
+    kind: Option<Label>,
+    format_version: Option<Label>,
+}
+
+/// A value as far as the head needs it: a string or a number in full, anything else by its
+/// type only.
+enum Label {
+    Text(String),
+    Number(u64),
+    Other(&'static str),
+}
+
+impl Label {
+    /// The value as the error names it: JSON text for a scalar, at most 64 characters.
+    fn describe(&self) -> String {
+        let text = match self {
+            Label::Text(s) => serde_json::to_string(s).unwrap_or_default(),
+            Label::Number(n) => n.to_string(),
+            Label::Other(what) => (*what).to_string(),
+        };
+        match text.char_indices().nth(64) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Label;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Label, E> {
+                Ok(Label::Text(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Label, E> {
+                Ok(Label::Number(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Label, E> {
+                Ok(u64::try_from(v).map_or(Label::Other("a negative number"), Label::Number))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Label, E> {
+                Ok(Label::Other("a fractional number"))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Label, E> {
+                Ok(Label::Other(if v { "true" } else { "false" }))
+            }
+            fn visit_unit<E>(self) -> Result<Label, E> {
+                Ok(Label::Other("null"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Label, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Label::Other("[…]"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Label, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Label::Other("{…}"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Head {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Head;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a redisctl plan file (a JSON object)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Head, A::Error> {
+                let mut head = Head::default();
+                while let Some(key) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "kind" => head.kind = Some(a.next_value()?),
+                        "format_version" => head.format_version = Some(a.next_value()?),
+                        _ => {
+                            a.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(head)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,12 +172,18 @@ impl SavedPlan {
             return Err(SavedPlanError::TooLarge);
         }
         let head: Head = serde_json::from_slice(bytes)?;
-        if head.kind.as_ref().and_then(|k| k.as_str()) != Some(KIND) {
-            return Err(SavedPlanError::Kind(
-                head.kind.map(|k| k.to_string()).unwrap_or_default(),
-            ));
+        match &head.kind {
+            Some(Label::Text(kind)) if kind == KIND => {}
+            other => {
+                return Err(SavedPlanError::Kind(
+                    other.as_ref().map(Label::describe).unwrap_or_default(),
+                ));
+            }
         }
-        let found = head.format_version.and_then(|x| x.as_u64()).unwrap_or(0);
+        let found = match head.format_version {
+            Some(Label::Number(n)) => n,
+            _ => 0,
+        };
         if found != u64::from(FORMAT_VERSION) {
             return Err(SavedPlanError::Version { found });
         }
@@ -198,8 +295,14 @@ mod tests {
     #[test]
     fn what_is_not_a_plan_is_said_so() {
         for (text, says) in [
-            ("[]", "kind is \"\""),
+            (
+                "[\"redisctl-plan\", 4]",
+                "expected a redisctl plan file (a JSON object)",
+            ),
             ("true", "expected a redisctl plan file (a JSON object)"),
+            ("{}", "kind is \"\""),
+            ("{\"kind\": [[1], {\"a\": 2}]}", "kind is \"[…]\""),
+            ("{\"kind\": -1}", "kind is \"a negative number\""),
             ("{\"kind\": 7}", "kind is \"7\""),
             (
                 "{\"kind\": \"redisctl-plan\"}",
@@ -214,5 +317,9 @@ mod tests {
             let e = SavedPlan::from_json(text).unwrap_err().to_string();
             assert!(e.contains(says), "{text}: {e}");
         }
+        // A long kind is named by its start.
+        let long = format!("{{\"kind\": \"{}\"}}", "k".repeat(10_000));
+        let e = SavedPlan::from_json(&long).unwrap_err().to_string();
+        assert!(e.len() < 200 && e.contains("kkk…"), "{e}");
     }
 }
