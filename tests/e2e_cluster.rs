@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{ADMIN_PW, APP_PW, Cluster, DEV_PW, IPS, text};
+use common::{ADMIN_PW, APP_PW, Cluster, IPS, text};
 use redisctl_sandbox::testing::Sandbox;
 
 fn uptime(c: &Cluster, ip: &str) -> u64 {
@@ -24,11 +24,16 @@ fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
     let _sb = Sandbox::acquire();
     let c = Cluster::new("cluster", |t| t);
     let t = Instant::now();
-    let mut outputs = c.ok(&["apply", "--yes"]);
+    // With diagnostics on (-v: redisctl's debug log; RUST_LOG would override it).
+    let mut outputs = verbose(&c, &["-v", "apply", "--yes"]);
     eprintln!(
-        "figure: apply from nothing, 3 nodes: {:.1}s",
+        "figure: apply -v from nothing, 3 nodes: {:.1}s",
         t.elapsed().as_secs_f64()
     );
+    assert!(outputs.contains("Apply complete!"), "{outputs}");
+    assert!(outputs.contains("DEBUG"), "-v logged nothing at debug");
+    // From here on every output is also scanned for the nodes' TLS keys.
+    c.learn_nodes(&IPS);
     for line in outputs
         .lines()
         .filter(|l| l.starts_with("phase ") && l.contains(" done in "))
@@ -97,7 +102,7 @@ fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
         "{plan}"
     );
     outputs.push_str(&plan);
-    outputs.push_str(&c.ok(&["apply", "--yes"]));
+    outputs.push_str(&verbose(&c, &["-vv", "apply", "--yes"]));
     c.assert_converged();
     let after: Vec<u64> = IPS.iter().map(|ip| uptime(&c, ip)).collect();
     for (b, a) in before.iter().zip(&after) {
@@ -109,26 +114,41 @@ fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
     let rules = c.redis("10.0.1.10", "ACL GETUSER app");
     assert!(rules.contains("report:*"), "the new rule holds: {rules}");
 
-    // No secret in anything redisctl printed or saved.
+    // No secret (any user's password, the body of the CA key, the SSH key or any node's key)
+    // in anything redisctl printed or saved, nor in any node's journal or process list.
     let plan_file = c.dir.join("saved.plan");
     outputs.push_str(&c.ok(&["plan", "--json", "--out", plan_file.to_str().unwrap()]));
-    outputs.push_str(&std::fs::read_to_string(&plan_file).unwrap());
-    let private_key =
-        std::fs::read_to_string(c.dir.join(".redisctl/prod-redis/ssh_ed25519")).unwrap();
-    let ca_key = std::fs::read_to_string(c.dir.join(".redisctl/prod-redis/ca.key")).unwrap();
-    for secret in [ADMIN_PW, APP_PW, DEV_PW] {
-        assert!(
-            !outputs.contains(secret),
-            "a password appears in redisctl's output"
-        );
-    }
-    for key in [&private_key, &ca_key] {
-        let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
-        assert!(
-            !outputs.contains(&body[..40]),
-            "a private key appears in redisctl's output"
-        );
-    }
+    let saved = std::fs::read_to_string(&plan_file).unwrap();
+    c.assert_no_secret("the saved plan", &saved);
+    let secrets = c.secrets();
+    assert_eq!(
+        secrets.labels(),
+        [
+            "the password of admin",
+            "the password of app",
+            "the password of dev",
+            "the cluster CA key",
+            "the SSH private key",
+            "the TLS key of node 10.0.1.10",
+            "the TLS key of node 10.0.2.10",
+            "the TLS key of node 10.0.3.10",
+        ]
+    );
+    secrets.assert_absent("everything redisctl printed", &outputs);
+    c.assert_nodes_keep_secrets(&IPS);
+    // The scanner finds a key in a real journal: one node's key logged line by line.
+    c.on_node(
+        IPS[0],
+        "logger -t redisctl-test-planted < /etc/redis/tls/redis.key",
+        "",
+    );
+    let journal = c.on_node(IPS[0], "journalctl --no-pager -o cat", "");
+    let found = secrets.leaks(&journal);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("the TLS key of node 10.0.1.10 ("),
+        "{found:?}"
+    );
     // Keys stay here with mode 0600.
     use std::os::unix::fs::PermissionsExt;
     for f in ["ssh_ed25519", "ca.key", "known_hosts"] {
@@ -139,7 +159,75 @@ fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
             & 0o777;
         assert_eq!(mode, 0o600, "{f}");
     }
-    c.ok(&["destroy", "--yes"]);
+    let out = verbose(&c, &["-v", "destroy", "--yes"]);
+    assert!(out.contains("DEBUG"), "-v logged nothing at debug");
+}
+
+/// `redisctl ARGS` with diagnostics as the flags ask (no RUST_LOG), which must succeed; its
+/// output, scanned for every secret known.
+fn verbose(c: &Cluster, args: &[&str]) -> String {
+    let _ = c.secrets();
+    let out = c.cmd(args).env_remove("RUST_LOG").output().unwrap();
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    c.assert_no_secret(&format!("the output of redisctl {args:?}"), &all);
+    assert!(
+        out.status.success(),
+        "redisctl {args:?} failed:\n{all}\n{}",
+        common::front_log_tail()
+    );
+    all
+}
+
+/// The scanner itself, on a key made here: a planted key or password is found in any layout,
+/// and a finding names the secret, never its value.
+#[test]
+fn the_secrets_scanner_finds_planted_leaks() {
+    use base64::Engine as _;
+    let pem = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let lines: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let body = lines.concat();
+    let mut s = common::secrets::Secrets::new();
+    s.password("the password of app", APP_PW);
+    assert!(s.key("a key made here", &pem, ""));
+    assert!(s.leaks("nothing here\n").is_empty());
+    // The header every P-256 PKCS#8 key shares is not this key.
+    assert!(s.leaks(&body[..48]).is_empty());
+    let rewrapped: Vec<String> = body
+        .as_bytes()
+        .chunks(40)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    for (what, text) in [
+        ("the PEM", pem.clone()),
+        ("one body line", format!("log: {}\n", lines[1])),
+        (
+            "a JSON string",
+            serde_json::json!({ "key": pem }).to_string(),
+        ),
+        ("re-wrapped", rewrapped.join("\n    ")),
+    ] {
+        let found = s.leaks(&text);
+        assert_eq!(found.len(), 1, "{what}: {found:?}");
+        assert!(
+            found[0].starts_with("a key made here ("),
+            "{what}: {found:?}"
+        );
+        assert!(!found[0].contains(&body[48..80]), "a finding shows the key");
+    }
+    let found = s.leaks(&format!("x\nAUTH app {APP_PW}\n"));
+    assert_eq!(found, ["the password of app at line 2 (byte 11)"]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(APP_PW);
+    assert_eq!(s.leaks(&format!("auth={b64}")).len(), 1);
+    // A body line that is also in the key's public side (its certificate) is not secret.
+    let mut s = common::secrets::Secrets::new();
+    assert!(s.key(
+        "k",
+        &pem,
+        &format!("-----BEGIN CERTIFICATE-----\n{}\n", lines[2])
+    ));
+    assert!(s.leaks(lines[2]).is_empty());
+    assert_eq!(s.leaks(&pem).len(), 1);
+    assert!(!s.key("garbled", "-----BEGIN PRIVATE KEY-----\nxyz\n", ""));
 }
 
 #[test]

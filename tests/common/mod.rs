@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 pub mod account;
 pub mod ami;
 pub mod data;
+pub mod secrets;
 pub mod settle;
 pub mod vpc;
 
@@ -31,6 +32,8 @@ pub fn dropped_ssh(stderr: &str) -> bool {
 pub struct Cluster {
     pub dir: PathBuf,
     pub spec: PathBuf,
+    /// Every secret this cluster is known to have (see [`Cluster::secrets`]).
+    known: std::sync::Mutex<secrets::Secrets>,
 }
 
 impl Cluster {
@@ -43,7 +46,49 @@ impl Cluster {
                 .unwrap();
         let spec = dir.join("cluster.toml");
         std::fs::write(&spec, edit(text)).unwrap();
-        Cluster { dir, spec }
+        let mut known = secrets::Secrets::new();
+        for (user, pw) in [("admin", ADMIN_PW), ("app", APP_PW), ("dev", DEV_PW)] {
+            known.password(&format!("the password of {user}"), pw);
+        }
+        Cluster {
+            dir,
+            spec,
+            known: std::sync::Mutex::new(known),
+        }
+    }
+
+    /// The state directory of cluster prod-redis.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(".redisctl/prod-redis")
+    }
+
+    /// Every secret known so far: the users' passwords, the keys of the state directory (read
+    /// again now; a key once read stays known after destroy or a test removes it), and what
+    /// [`Cluster::learn_nodes`] read from the nodes.
+    pub fn secrets(&self) -> secrets::Secrets {
+        let mut k = self.known.lock().unwrap();
+        k.state_dir(&self.state_dir());
+        k.clone()
+    }
+
+    /// Reads each node's TLS key (and replication password, if any) into the known secrets.
+    pub fn learn_nodes(&self, ips: &[&str]) {
+        let mut k = self.known.lock().unwrap();
+        for ip in ips {
+            secrets::learn_node(&mut k, ip, &|ip, script| self.on_node(ip, script, ""));
+        }
+    }
+
+    /// No known secret in `haystack` (what a test collected itself).
+    pub fn assert_no_secret(&self, what: &str, haystack: &str) {
+        self.secrets().assert_absent(what, haystack);
+    }
+
+    /// No known secret in any node's journal or process list.
+    pub fn assert_nodes_keep_secrets(&self, ips: &[&str]) {
+        secrets::assert_nodes_keep_secrets(&self.secrets(), ips, &|ip, script| {
+            self.on_node(ip, script, "")
+        });
     }
 
     /// The binary with the spec, the users' passwords and no stdin (spawn it, or `run`).
@@ -97,6 +142,7 @@ impl Cluster {
         let dir = self.dir.join(format!("out-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (o, e) = (dir.join("stdout"), dir.join("stderr"));
+        let _ = self.secrets();
         let mut child = self
             .cmd(args)
             .stdout(std::fs::File::create(&o).unwrap())
@@ -120,6 +166,7 @@ impl Cluster {
             std::fs::read_to_string(&o).unwrap(),
             std::fs::read_to_string(&e).unwrap()
         );
+        self.assert_no_secret(&format!("the output of redisctl {args:?}"), &out);
         match status {
             Some(s) if s.success() => out,
             Some(s) => panic!("redisctl {args:?} failed ({s}):\n{out}"),
@@ -134,8 +181,21 @@ impl Cluster {
         std::fs::write(&self.spec, t.replacen(from, to, 1)).unwrap();
     }
 
+    /// The binary run to its end; what it printed is scanned for every known secret.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        // Read before (a destroy may remove the keys) and after (an apply may make them).
+        let _ = self.secrets();
+        let out = self.cmd(args).output().unwrap();
+        let s = self.secrets();
+        s.assert_absent(
+            &format!("the stdout of redisctl {args:?}"),
+            &text(&out.stdout),
+        );
+        s.assert_absent(
+            &format!("the stderr of redisctl {args:?}"),
+            &text(&out.stderr),
+        );
+        out
     }
 
     /// The exit status of `plan --detailed-exitcode` (0 no changes, 2 changes).
