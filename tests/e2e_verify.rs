@@ -3,17 +3,24 @@
 //! cluster broken out of band (Redis opened to the world in the security group, IMDSv1 allowed
 //! on a node, a node's key made world-readable, an ACL widened on the nodes, redis-server
 //! stopped on one node) fails with exit 1 naming the failing checks, and `apply` repairs the
-//! first three. No password appears in any output.
+//! first three. `tls only` and `default user off` are each seen failing with their evidence (a
+//! plaintext port opened at runtime, the `default` user turned on), and a broken probe (a wrong
+//! port, redis-cli missing) fails them as `probe failed`, never as refused. No secret (any
+//! password, any key's body) appears in any output, nor in any node's journal or process list.
 //! Run inside the sandbox:
 //! `redisctl-sandbox exec -- cargo test -p redisctl --test e2e_verify -- --nocapture`.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::Instant;
+
+use common::secrets::Secrets;
 
 use redisctl_sandbox::testing::Sandbox;
 
-// Only its EC2 helpers: this file keeps its own harness (every run checked for secrets).
+// Its EC2 helpers and the secrets scanner: this file keeps its own harness (every run checked
+// for every secret known).
 mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redisctl");
@@ -31,6 +38,9 @@ const NODES: [(&str, &str); 3] = [
 struct Cluster {
     dir: PathBuf,
     spec: PathBuf,
+    /// The passwords, the state directory's keys and (once learnt) the nodes' keys: every
+    /// output is scanned for them.
+    secrets: Mutex<Secrets>,
 }
 
 impl Cluster {
@@ -44,7 +54,39 @@ impl Cluster {
                 .unwrap();
         let spec = dir.join("cluster.toml");
         std::fs::write(&spec, edit(text)).unwrap();
-        Cluster { dir, spec }
+        let mut secrets = Secrets::new();
+        for (var, pw) in PASSWORDS {
+            secrets.password(&format!("${var}"), pw);
+        }
+        Cluster {
+            dir,
+            spec,
+            secrets: Mutex::new(secrets),
+        }
+    }
+
+    /// Every secret known: the state directory's keys read again (kept once read).
+    fn secrets(&self) -> Secrets {
+        let mut s = self.secrets.lock().unwrap();
+        s.state_dir(&self.dir.join(".redisctl/prod-redis"));
+        s.clone()
+    }
+
+    /// No known secret on stdout or stderr.
+    fn assert_no_secret(&self, what: &str, out: &Output) {
+        let s = self.secrets();
+        s.assert_absent(&format!("the stdout of {what}"), &text(&out.stdout));
+        s.assert_absent(&format!("the stderr of {what}"), &text(&out.stderr));
+    }
+
+    /// Each node's TLS key (and replication password, if any) joins the secrets scanned for.
+    fn learn_nodes(&self, ips: &[&str]) {
+        let mut s = self.secrets.lock().unwrap();
+        for ip in ips {
+            common::secrets::learn_node(&mut s, ip, &|ip, script| {
+                text(&self.ssh(ip, script, "").stdout)
+            });
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -58,8 +100,9 @@ impl Cluster {
         for (k, v) in PASSWORDS {
             c.env(k, v);
         }
+        let _ = self.secrets();
         let out = c.output().unwrap();
-        assert_no_secret(&out);
+        self.assert_no_secret(&format!("redisctl {args:?}"), &out);
         out
     }
 
@@ -89,6 +132,7 @@ impl Cluster {
             for (k, v) in PASSWORDS {
                 c.env(k, v);
             }
+            let _ = self.secrets();
             let child = c.spawn().unwrap();
             let pid = child.id();
             let (tx, rx) = std::sync::mpsc::channel();
@@ -108,7 +152,7 @@ impl Cluster {
                     rx.recv().unwrap().unwrap()
                 }
             };
-            assert_no_secret(&out);
+            self.assert_no_secret("redisctl apply", &out);
             if out.status.success() {
                 return text(&out.stdout);
             }
@@ -176,18 +220,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn assert_no_secret(out: &Output) {
-    for (_, pw) in PASSWORDS {
-        for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
-            assert!(
-                !text(bytes).contains(pw),
-                "a password appears on {stream}:\n{}",
-                text(bytes)
-            );
-        }
-    }
-}
-
 /// The table's row of `check`: its first line and its evidence lines (up to the next row).
 fn row(table: &str, check: &str) -> String {
     let mut lines = table
@@ -219,6 +251,8 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
         "figure: apply from nothing: {:.1}s",
         t.elapsed().as_secs_f64()
     );
+    // Every later output is scanned for the nodes' keys too.
+    c.learn_nodes(&NODES.map(|(_, ip)| ip));
 
     // A fresh cluster passes every check, with its evidence.
     let t = Instant::now();
@@ -478,6 +512,8 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     assert!(table.contains("Verified: all 14 checks passed"), "{table}");
     assert_eq!(pid("10.0.1.10"), pid_before, "Redis restarted");
 
+    failing_paths_of_tls_only_and_default_user_off(&c);
+
     // Tamper with the ACLs out of band: app may now FLUSHALL (on every node, in memory).
     for (_, ip) in NODES {
         let out = c.ssh(
@@ -502,6 +538,14 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
         "{table}"
     );
     assert!(table.contains(": acl app."), "{table}");
+
+    // verify sent every user's password to the nodes (on stdin): none is in any node's journal
+    // or process list, nor is any key.
+    common::secrets::assert_nodes_keep_secrets(
+        &c.secrets(),
+        &NODES.map(|(_, ip)| ip),
+        &|ip, script| text(&c.ssh(ip, script, "").stdout),
+    );
 
     // Stop Redis on one node: health, TLS and data checks that need it fail, with the reason;
     // verify still reports every check.
@@ -544,6 +588,194 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     eprintln!("{table}");
     assert!(table.contains("cluster health"), "{table}");
     assert!(row(&table, "cluster health").contains("FAIL"), "{table}");
+}
+
+/// A redis-cli on the node that aims every plaintext run (no `--tls`) at port 1, where nothing
+/// listens: the probe is broken in the way a wrong port breaks it; TLS runs are untouched.
+const WRONG_PORT_CLI: &str = r#"#!/bin/sh
+for a in "$@"; do [ "$a" = --tls ] && exec /usr/bin/redis-cli "$@"; done
+n=$#; prev=
+for a in "$@"; do
+  if [ "$prev" = -p ]; then set -- "$@" 1; else set -- "$@" "$a"; fi
+  prev=$a
+done
+shift "$n"
+exec /usr/bin/redis-cli "$@"
+"#;
+
+/// `tls only` and `default user off` each seen failing, with the node and what was seen: a
+/// plaintext port opened at runtime, the `default` user turned on, and a broken probe (a wrong
+/// port, redis-cli missing) reported as a failed probe, never as `refused`. Every break is
+/// undone and verify passes again at the end. What went wrong is collected and asserted at the
+/// end, so a run against the old code shows every path it missed.
+fn failing_paths_of_tls_only_and_default_user_off(c: &Cluster) {
+    let mut missed: Vec<String> = Vec::new();
+    let mut expect = |ok: bool, what: &str, table: &str| {
+        if !ok {
+            missed.push(format!("{what}:\n{table}"));
+        }
+    };
+    let admin = |ip: &str, cmd: &str| {
+        text(
+            &c.ssh(ip, &format!("{} {cmd}", redis_cli("admin")), PASSWORDS[0].1)
+                .stdout,
+        )
+        .trim()
+        .to_string()
+    };
+    let verify = |c: &Cluster| {
+        let out = c.run(&["verify"]);
+        let table = text(&out.stdout);
+        eprintln!("{table}");
+        (out.status.code(), table)
+    };
+
+    // (a) A plaintext listener opened on node 1a at runtime: Redis binds it on both of its
+    // addresses, and verify tries every TCP socket redis-server listens on.
+    assert_eq!(admin("10.0.1.10", "CONFIG SET port 6380"), "OK");
+    let listening = text(&c.ssh("10.0.1.10", "ss -Hltnp", "").stdout);
+    assert!(listening.contains("10.0.1.10:6380"), "{listening}");
+    let (code, table) = verify(c);
+    let tls = row(&table, "tls only");
+    expect(code == Some(1), "(a) verify exits 1", &table);
+    expect(
+        table.contains("Verify failed: 1 of 14 checks failed") && tls.contains(" FAIL "),
+        "(a) tls only fails, and only it",
+        &table,
+    );
+    for addr in ["10.0.1.10", "127.0.0.1"] {
+        expect(
+            tls.contains(&format!(
+                "to {addr}:6380: ANSWERED (NOAUTH Authentication required.) [expected refused: TLS only] WRONG"
+            )),
+            "(a) the plaintext port is named with the reply it gave",
+            &tls,
+        );
+    }
+    expect(
+        tls.contains("redis-node-1a: plaintext PING to 10.0.1.10:6379: refused (Connection reset by peer); to "),
+        "(a) the TLS port refused plaintext",
+        &tls,
+    );
+    assert_eq!(admin("10.0.1.10", "CONFIG SET port 0"), "OK");
+
+    // (b) The default user turned on at runtime on node 1b. With no password, Redis's
+    // protected mode (on in the node's configuration) answers connections from other than
+    // loopback with DENIED: an answer, not the refusals expected. The ACL checks whose
+    // commands reach node 1b fail too (DENIED for them as well).
+    assert_eq!(
+        admin("10.0.2.10", "ACL SETUSER default on nopass +@all \"~*\""),
+        "OK"
+    );
+    let (code, table) = verify(c);
+    let default = row(&table, "default user off");
+    expect(code == Some(1), "(b) verify exits 1", &table);
+    expect(
+        default.contains(" FAIL ")
+            && default.contains("redis-node-1b: PING without credentials: ANSWERED (DENIED Redis is running in protected mode")
+            && default.contains("[expected NOAUTH: a command ran without credentials: the default user is on] WRONG; AUTH default <wrong>: ANSWERED (DENIED"),
+        "(b) default user off fails naming the node and what it answered",
+        &default,
+    );
+    expect(
+        default.contains("redis-node-1a: PING without credentials: NOAUTH Authentication required.; AUTH default <wrong>: WRONGPASS"),
+        "(b) the other nodes still refuse",
+        &default,
+    );
+    // And with protected mode off too, the default user runs commands for anyone.
+    assert_eq!(admin("10.0.2.10", "CONFIG SET protected-mode no"), "OK");
+    let (code, table) = verify(c);
+    let default = row(&table, "default user off");
+    expect(
+        code == Some(1),
+        "(b) verify exits 1 (protected mode off)",
+        &table,
+    );
+    expect(
+        table.contains("Verify failed: 1 of 14 checks failed") && default.contains(" FAIL "),
+        "(b) default user off fails, and only it (protected mode off)",
+        &table,
+    );
+    expect(
+        default.contains("redis-node-1b: PING without credentials: ANSWERED (PONG) [expected NOAUTH: a command ran without credentials: the default user is on] WRONG; AUTH default <wrong>: ANSWERED (OK) [expected WRONGPASS: the default user accepted a password] WRONG"),
+        "(b) the node is named with what it answered (protected mode off)",
+        &default,
+    );
+    // The ACL file says `default off`: reloading it undoes the change.
+    assert_eq!(admin("10.0.2.10", "CONFIG SET protected-mode yes"), "OK");
+    assert_eq!(admin("10.0.2.10", "ACL LOAD"), "OK");
+
+    // (c1) A wrong port: nothing listens where the plaintext probe looks.
+    c.ssh(
+        "10.0.3.10",
+        "cat > /usr/local/bin/redis-cli && chmod 755 /usr/local/bin/redis-cli",
+        WRONG_PORT_CLI,
+    );
+    let (code, table) = verify(c);
+    let tls = row(&table, "tls only");
+    expect(code == Some(1), "(c1) verify exits 1", &table);
+    expect(
+        table.contains("Verify failed: 1 of 14 checks failed") && tls.contains(" FAIL "),
+        "(c1) tls only fails, and only it",
+        &table,
+    );
+    expect(
+        tls.contains("redis-node-1c: plaintext PING to 10.0.3.10:6379: probe failed: Could not connect to Redis at 10.0.3.10:1: Connection refused (exit 1) WRONG"),
+        "(c1) a connection refused where the probe looked is a failed probe",
+        &tls,
+    );
+    let node_1c = tls
+        .lines()
+        .find(|l| l.contains("redis-node-1c:"))
+        .unwrap_or("");
+    expect(
+        !node_1c.contains(": refused"),
+        "(c1) no try of node 1c reads as refused",
+        &tls,
+    );
+    c.ssh("10.0.3.10", "rm /usr/local/bin/redis-cli", "");
+
+    // (c2) redis-cli missing on node 1c.
+    c.ssh(
+        "10.0.3.10",
+        "mv /usr/bin/redis-cli /usr/bin/redis-cli.away",
+        "",
+    );
+    let (code, table) = verify(c);
+    c.ssh(
+        "10.0.3.10",
+        "mv /usr/bin/redis-cli.away /usr/bin/redis-cli",
+        "",
+    );
+    expect(code == Some(1), "(c2) verify exits 1", &table);
+    for check in ["tls only", "default user off"] {
+        let r = row(&table, check);
+        let node_1c = r
+            .lines()
+            .find(|l| l.contains("redis-node-1c:"))
+            .unwrap_or("");
+        expect(
+            r.contains(" FAIL ")
+                && node_1c.contains("probe failed: redis-cli could not run (exit 127)")
+                && !node_1c.contains(": refused"),
+            &format!("(c2) {check}: redis-cli missing is a failed probe, never refused"),
+            &r,
+        );
+    }
+
+    // Everything undone: verify passes again.
+    let (code, table) = verify(c);
+    expect(
+        code == Some(0) && table.contains("Verified: all 14 checks passed"),
+        "every break undone",
+        &table,
+    );
+    assert!(
+        missed.is_empty(),
+        "{} failing path(s) not seen as expected:\n{}",
+        missed.len(),
+        missed.join("\n\n")
+    );
 }
 
 /// 3 masters + 3 replicas (nodes round-robin over the three subnets): every replica's link to its

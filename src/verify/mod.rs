@@ -3,7 +3,8 @@
 //!
 //! The model: gather, then judge. One probe script per node, all nodes at once over their
 //! pinned sessions, collects what redis-cli prints (CLUSTER INFO / NODES, INFO replication,
-//! an unauthenticated and a plaintext PING, the node certificate); one DescribeVolumes reads the
+//! an unauthenticated PING, a plaintext PING to every TCP socket redis-server listens on, the
+//! node certificate), with each run's exit status; one DescribeVolumes reads the
 //! root volumes; the security group and the instances' metadata options come from the same
 //! observation `plan` makes. Then, with the slot map known, the data write and one script per
 //! ACL user run concurrently. The judging in [`checks`] is pure. A node that cannot be reached
@@ -150,7 +151,7 @@ pub async fn run(
     ];
     checks.extend(as_user::user_checks(&rt, &spec_a, &probes, &secrets, &token).await);
     checks.push(checks::acl::default_off(&probes));
-    checks.push(checks::tls::tls_only(spec, &probes));
+    checks.push(checks::tls::tls_only(&probes));
     checks.push(checks::tls::tls_protocols(spec, &probes));
     let ca_path = spec.cluster.state_dir.join(crate::pki::CA_CERT_FILE);
     let ca = std::fs::read_to_string(&ca_path)

@@ -9,7 +9,7 @@ use super::chain;
 use super::checks::data::DATA_KEY;
 use super::checks::first_line;
 use super::checks::tls::HANDSHAKES;
-use super::checks::{NodeProbe, ProbeOut};
+use super::checks::{CliRun, NodeProbe, ProbeOut};
 use crate::node::NodeRuntime;
 use crate::redis::conf;
 use crate::spec::Spec;
@@ -58,6 +58,27 @@ pub(super) fn section(text: &str, name: &str) -> String {
         .join("\n")
 }
 
+/// The text between `@@name@@` and the next `@@end@@`, as printed (`@@rc=` lines kept).
+pub(super) fn section_raw(text: &str, name: &str) -> String {
+    let marker = format!("@@{name}@@\n");
+    let Some(start) = text.find(&marker).map(|i| i + marker.len()) else {
+        return String::new();
+    };
+    let end = text[start..]
+        .find("@@end@@")
+        .map(|i| i + start)
+        .unwrap_or(text.len());
+    text[start..end].to_string()
+}
+
+/// A section that ran one command and recorded its exit status with `@@rc=`.
+fn section_run(text: &str, name: &str) -> CliRun {
+    CliRun {
+        out: section(text, name),
+        rc: section_rc(text, name),
+    }
+}
+
 /// The exit status a section recorded with `@@rc=`.
 pub(super) fn section_rc(text: &str, name: &str) -> Option<i32> {
     let marker = format!("@@{name}@@\n");
@@ -68,6 +89,16 @@ pub(super) fn section_rc(text: &str, name: &str) -> Option<i32> {
         .find_map(|l| l.strip_prefix("@@rc="))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// The probe's shell for the plaintext section (`NODE_IP` and `REDIS_PORT` filled in): every
+/// TCP socket a process named redis-server listens on (`ss -ltnp`), and a plaintext `PING` to
+/// the node's address and Redis port and to each of those sockets (a wildcard address tried at
+/// the node's address), each bounded to 10 s.
+pub const PLAINTEXT_SCRIPT: &str = r#"l=$(ss -Hltnp 2>&1); r=$?; echo "ss rc=$r"
+[ "$r" -eq 0 ] || printf '%s\n' "$l" | head -n 1 | sed 's/^/ss! /'
+s=$(printf '%s\n' "$l" | grep '"redis-server"' | awk '{print $4}' | sort -u)
+printf '%s\n' "$s" | sed '/^$/d; s/^/listen /'
+{ echo "NODE_IP REDIS_PORT"; printf '%s\n' "$s" | sed -E '/^$/d; s/^\[?(.*[^]])\]?:([0-9]+)$/\1 \2/; s/^(0\.0\.0\.0|\*|::) /NODE_IP /'; } | awk '!seen[$0]++' | while read -r h p; do echo "try $h $p"; timeout 10 redis-cli -h "$h" -p "$p" PING </dev/null 2>&1; echo "@@rc=$?"; done"#;
 
 fn probe_script(spec: &Spec, ip: Ipv4Addr) -> String {
     let op = &spec.operator_user().name;
@@ -86,17 +117,19 @@ fn probe_script(spec: &Spec, ip: Ipv4Addr) -> String {
     ));
     s.push_str(&section_cmd(
         "noauth",
-        &format!("timeout 10 redis-cli $tls -h {ip} PING 2>&1"),
+        &format!("timeout 10 redis-cli $tls -h {ip} PING </dev/null 2>&1; echo \"@@rc=$?\""),
     ));
     s.push_str(&section_cmd(
         "wrongpass",
         &format!(
-            "timeout 10 redis-cli $tls -h {ip} AUTH default redisctl-verify-not-the-password 2>&1"
+            "timeout 10 redis-cli $tls -h {ip} AUTH default redisctl-verify-not-the-password </dev/null 2>&1; echo \"@@rc=$?\""
         ),
     ));
     s.push_str(&section_cmd(
         "plaintext",
-        &format!("timeout 10 redis-cli -h {ip} -p {port} PING 2>&1"),
+        &PLAINTEXT_SCRIPT
+            .replace("NODE_IP", &ip.to_string())
+            .replace("REDIS_PORT", &port.to_string()),
     ));
     s.push_str(&section_cmd(
         "cert",
@@ -193,9 +226,9 @@ async fn probe(
         cluster_nodes: section(&t, "nodes"),
         replication: section(&t, "replication"),
         keyslot: section(&t, "keyslot"),
-        noauth: section(&t, "noauth"),
-        wrongpass: section(&t, "wrongpass"),
-        plaintext: section(&t, "plaintext"),
+        noauth: section_run(&t, "noauth"),
+        wrongpass: section_run(&t, "wrongpass"),
+        plaintext: section_raw(&t, "plaintext"),
         cert: section(&t, "cert"),
         modes: section(&t, "modes"),
         handshakes: section(&t, "handshakes"),
@@ -221,6 +254,18 @@ mod tests {
         let s = probe_script(&spec, "10.0.1.10".parse().unwrap());
         assert!(s.contains("pw=\"$(cat)\""));
         assert!(s.contains("REDISCLI_AUTH=\"$pw\""));
-        assert!(s.contains("redis-cli -h 10.0.1.10 -p 6379 PING"));
+        assert!(s.contains("echo \"10.0.1.10 6379\""));
+        assert!(s.contains("timeout 10 redis-cli -h \"$h\" -p \"$p\" PING"));
+        assert!(!s.contains("NODE_IP") && !s.contains("REDIS_PORT"));
+        // The node runs it with `sh -c`: it parses.
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", &s])
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The ACL checks: each user's rules tried on the live cluster, and the `default` user off.
 
-use super::{NodeProbe, Outcome, first_line, reached};
+use super::{Cli, CliRun, NodeProbe, Outcome, reached, read_cli};
 use crate::redis::acl::{self, CommandRule};
 use crate::redis::keyspace::glob;
 use crate::spec::AclUser;
@@ -145,7 +145,29 @@ pub fn acl_check(user: &str, tries: &[Try], outcomes: Result<Vec<Outcome>, Strin
     }
 }
 
-/// No connection without credentials, `AUTH default …` refused.
+/// What one of `default user off`'s tries came to: the refusal it expects (`NOAUTH`,
+/// `WRONGPASS`), any other reply of the server (the default user let it in), or no verdict.
+fn refused_with(run: &CliRun, expected: &str, wrong: &str, passed: &mut bool) -> String {
+    match read_cli(run) {
+        Cli::Reply(r) if r.starts_with(&format!("{expected} ")) => r,
+        Cli::Reply(r) => {
+            *passed = false;
+            format!("ANSWERED ({r}) [expected {expected}: {wrong}] WRONG")
+        }
+        Cli::Dropped(why) => {
+            *passed = false;
+            format!("probe failed: the server dropped the connection: {why} WRONG")
+        }
+        Cli::Failed(why) => {
+            *passed = false;
+            format!("probe failed: {why} WRONG")
+        }
+    }
+}
+
+/// No command runs without credentials (`NOAUTH`), and `AUTH default <wrong>` is refused
+/// (`WRONGPASS`). Any other reply fails the check as `ANSWERED`; a probe that got no reply
+/// (redis-cli missing, no connection, no answer) fails it as `probe failed: …`.
 pub fn default_off(probes: &[NodeProbe]) -> Check {
     let mut passed = true;
     let mut ev = Vec::new();
@@ -153,14 +175,21 @@ pub fn default_off(probes: &[NodeProbe]) -> Check {
         let Some(o) = reached(p, &mut passed, &mut ev) else {
             continue;
         };
-        let a = o.noauth.contains("NOAUTH");
-        let b = o.wrongpass.contains("WRONGPASS");
-        passed &= a && b;
+        let a = refused_with(
+            &o.noauth,
+            "NOAUTH",
+            "a command ran without credentials: the default user is on",
+            &mut passed,
+        );
+        let b = refused_with(
+            &o.wrongpass,
+            "WRONGPASS",
+            "the default user accepted a password",
+            &mut passed,
+        );
         ev.push(format!(
-            "{}: PING without credentials: {}; AUTH default <wrong>: {}",
-            p.node,
-            first_line(&o.noauth),
-            first_line(&o.wrongpass)
+            "{}: PING without credentials: {a}; AUTH default <wrong>: {b}",
+            p.node
         ));
     }
     Check {
@@ -173,6 +202,112 @@ pub fn default_off(probes: &[NodeProbe]) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn probe(noauth: (&str, i32), wrongpass: (&str, i32)) -> NodeProbe {
+        let run = |(out, rc): (&str, i32)| CliRun {
+            out: out.into(),
+            rc: Some(rc),
+        };
+        NodeProbe {
+            node: "redis-node-1a".into(),
+            ip: std::net::Ipv4Addr::new(10, 0, 1, 10),
+            az: "a".into(),
+            out: Ok(crate::verify::checks::ProbeOut {
+                noauth: run(noauth),
+                wrongpass: run(wrongpass),
+                ..Default::default()
+            }),
+        }
+    }
+
+    const NOAUTH: &str = "NOAUTH Authentication required.\n";
+    const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.\n";
+
+    #[test]
+    fn default_off_is_read_exactly() {
+        let c = default_off(&[probe((NOAUTH, 0), (WRONGPASS, 0))]);
+        assert!(c.passed, "{c:?}");
+        assert_eq!(
+            c.evidence,
+            [
+                "redis-node-1a: PING without credentials: NOAUTH Authentication required.; AUTH \
+              default <wrong>: WRONGPASS invalid username-password pair or user is disabled."
+            ]
+        );
+        // `ACL SETUSER default on nopass +@all ~*`: what redis-cli 7.0.15 printed then.
+        let c = default_off(&[probe(("PONG\n", 0), ("OK\n", 0))]);
+        assert!(!c.passed);
+        assert_eq!(
+            c.evidence,
+            [
+                "redis-node-1a: PING without credentials: ANSWERED (PONG) [expected NOAUTH: a \
+              command ran without credentials: the default user is on] WRONG; AUTH default \
+              <wrong>: ANSWERED (OK) [expected WRONGPASS: the default user accepted a password] \
+              WRONG"
+            ]
+        );
+        // On, but with no commands: still a logged-in connection.
+        let c = default_off(&[probe(
+            (
+                "NOPERM this user has no permissions to run the 'ping' command\n",
+                0,
+            ),
+            (WRONGPASS, 0),
+        )]);
+        assert!(!c.passed);
+        assert!(c.evidence[0].contains("ANSWERED (NOPERM"), "{c:?}");
+        // A broken probe is never a refusal: redis-cli missing, no connection, a client-side
+        // TLS error, no answer.
+        for (out, rc, said) in [
+            (
+                "sh: 1: redis-cli: not found\n",
+                127,
+                "probe failed: redis-cli could not run (exit 127)",
+            ),
+            (
+                "Could not connect to Redis at 10.0.1.10:6379: Connection refused\n",
+                1,
+                "probe failed: Could not connect to Redis at 10.0.1.10:6379: Connection refused (exit 1) WRONG",
+            ),
+            (
+                "Could not negotiate a TLS connection: Invalid CA Certificate File/Directory\n",
+                1,
+                "probe failed: Could not negotiate a TLS connection",
+            ),
+            (
+                "",
+                124,
+                "probe failed: no answer within the probe's timeout",
+            ),
+            (
+                "Error: Connection reset by peer\n",
+                1,
+                "probe failed: the server dropped the connection: Connection reset by peer WRONG",
+            ),
+        ] {
+            let c = default_off(&[probe((out, rc), (out, rc))]);
+            assert!(!c.passed, "{out:?}");
+            assert!(
+                c.evidence[0].contains(&format!("PING without credentials: {said}")),
+                "{c:?}"
+            );
+            assert!(
+                c.evidence[0].contains(&format!("AUTH default <wrong>: {said}")),
+                "{c:?}"
+            );
+        }
+        // The exit status never recorded: no verdict either.
+        let mut p = probe((NOAUTH, 0), (WRONGPASS, 0));
+        if let Ok(o) = p.out.as_mut() {
+            o.noauth.rc = None;
+        }
+        let c = default_off(&[p]);
+        assert!(!c.passed);
+        assert!(
+            c.evidence[0].contains("probe failed: no exit status recorded"),
+            "{c:?}"
+        );
+    }
 
     #[test]
     fn keys_inside_and_outside_patterns() {

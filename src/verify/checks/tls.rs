@@ -1,7 +1,7 @@
 //! The TLS checks: plaintext refused, exactly the spec's protocols negotiated (client and bus
 //! ports), and each node's certificate.
 
-use super::{NodeProbe, first_line, reached};
+use super::{Cli, CliRun, NodeProbe, first_line, reached, read_cli};
 use crate::spec::Spec;
 use crate::verify::Check;
 
@@ -16,49 +16,123 @@ pub const HANDSHAKES: &[(&str, &str, &str)] = &[
     ("bus", "bus", ""),
 ];
 
-/// The Redis port answers over TLS and refuses plaintext.
-pub fn tls_only(spec: &Spec, probes: &[NodeProbe]) -> Check {
+/// One plaintext `PING` of the probe: where to, and what redis-cli said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainTry {
+    /// `host:port`.
+    pub target: String,
+    pub run: CliRun,
+}
+
+/// The probe's plaintext section, read: why `ss` failed (its exit status and first line), the
+/// TCP sockets redis-server listens on, and the tries (the node's address and Redis port first,
+/// then each distinct listening address).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plaintext {
+    pub ss_failed: Option<String>,
+    pub listening: Vec<String>,
+    pub tries: Vec<PlainTry>,
+}
+
+/// Read the plaintext section the probe printed (its script: `verify::probe`): `ss rc=N`, `ss! <first line>`,
+/// `listen <addr:port>`, and per try `try <host> <port>`, redis-cli's lines, `@@rc=N`.
+pub fn plaintext_tries(raw: &str) -> Plaintext {
+    let mut p = Plaintext::default();
+    let mut ss_rc = None;
+    let mut ss_said = String::new();
+    let mut open: Option<PlainTry> = None;
+    for line in raw.lines() {
+        if let Some(t) = open.as_mut() {
+            if let Some(rc) = line.strip_prefix("@@rc=") {
+                t.run.rc = rc.trim().parse().ok();
+                p.tries.extend(open.take());
+            } else {
+                t.run.out.push_str(line);
+                t.run.out.push('\n');
+            }
+        } else if let Some(rc) = line.strip_prefix("ss rc=") {
+            ss_rc = rc.trim().parse::<i32>().ok();
+        } else if let Some(said) = line.strip_prefix("ss! ") {
+            ss_said = said.trim().to_string();
+        } else if let Some(a) = line.strip_prefix("listen ") {
+            p.listening.push(a.trim().to_string());
+        } else if let Some(hp) = line.strip_prefix("try ") {
+            let (h, port) = hp.trim().split_once(' ').unwrap_or((hp.trim(), "?"));
+            let target = if h.contains(':') {
+                format!("[{h}]:{port}")
+            } else {
+                format!("{h}:{port}")
+            };
+            open = Some(PlainTry {
+                target,
+                run: CliRun::default(),
+            });
+        }
+    }
+    // A try cut short (no exit status): kept, and read as a failed probe.
+    p.tries.extend(open);
+    p.ss_failed = match ss_rc {
+        Some(0) => None,
+        Some(rc) if ss_said.is_empty() => Some(format!("ss exit {rc}")),
+        Some(rc) => Some(format!("ss exit {rc}: {ss_said}")),
+        None => Some("ss never ran".into()),
+    };
+    p
+}
+
+/// The Redis port answers over TLS, and every TCP socket redis-server listens on (the Redis
+/// port, the bus port, and any other one opened at runtime) refuses plaintext: the server drops
+/// the connection without a Redis reply. A Redis reply of any kind there fails the check
+/// (`ANSWERED`), and so does a probe that could not tell (`probe failed: …`: redis-cli missing,
+/// nothing listening where it looked, no answer, the sockets not listed).
+pub fn tls_only(probes: &[NodeProbe]) -> Check {
     let mut passed = true;
     let mut ev = Vec::new();
-    let port = spec.redis.port;
     for p in probes {
         let Some(o) = reached(p, &mut passed, &mut ev) else {
             continue;
         };
         let tls_ok = o.tls_ping.trim() == "PONG";
-        // A Redis reply of any kind (PONG, NOAUTH, ERR …) means it spoke plaintext.
-        let plain = o.plaintext.lines().map(str::trim).any(|l| {
-            l == "PONG"
-                || l.starts_with("NOAUTH")
-                || l.starts_with("(error)")
-                || l.starts_with("ERR")
-                || l.starts_with("WRONGPASS")
-                || l.starts_with('-')
-        });
-        passed &= tls_ok && !plain;
-        let plain_seen = first_line(
-            &o.plaintext
-                .lines()
-                .filter(|l| !l.starts_with("@@rc="))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
-        ev.push(format!(
-            "{}: plaintext PING to {}:{port}: {} ({}); TLS PING: {}",
-            p.node,
-            p.ip,
-            if plain { "ANSWERED" } else { "refused" },
-            if plain_seen.is_empty() {
-                "no reply".to_string()
+        passed &= tls_ok;
+        let plain = plaintext_tries(&o.plaintext);
+        let mut parts = Vec::new();
+        if plain.tries.is_empty() {
+            passed = false;
+            parts.push("plaintext PING: probe failed: the probe tried nothing WRONG".to_string());
+        }
+        for (i, t) in plain.tries.iter().enumerate() {
+            let verdict = match read_cli(&t.run) {
+                Cli::Dropped(why) => format!("refused ({why})"),
+                Cli::Reply(r) => {
+                    passed = false;
+                    format!("ANSWERED ({r}) [expected refused: TLS only] WRONG")
+                }
+                Cli::Failed(why) => {
+                    passed = false;
+                    format!("probe failed: {why} WRONG")
+                }
+            };
+            parts.push(if i == 0 {
+                format!("plaintext PING to {}: {verdict}", t.target)
             } else {
-                plain_seen
-            },
+                format!("to {}: {verdict}", t.target)
+            });
+        }
+        if let Some(why) = &plain.ss_failed {
+            passed = false;
+            parts.push(format!(
+                "redis-server's listening sockets: probe failed: {why} WRONG"
+            ));
+        }
+        parts.push(format!(
+            "TLS PING: {}",
             if o.tls_ping.trim().is_empty() {
                 "no reply".to_string()
             } else {
                 first_line(&o.tls_ping)
             }
         ));
+        ev.push(format!("{}: {}", p.node, parts.join("; ")));
     }
     Check {
         name: "tls only".into(),
@@ -226,6 +300,131 @@ mod tests {
 
     use super::*;
     use crate::verify::checks::ProbeOut;
+
+    fn node(plaintext: &str, tls_ping: &str) -> NodeProbe {
+        NodeProbe {
+            node: "redis-node-1a".into(),
+            ip: Ipv4Addr::new(10, 0, 1, 10),
+            az: "a".into(),
+            out: Ok(ProbeOut {
+                tls_ping: tls_ping.into(),
+                plaintext: plaintext.into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// What the probe's plaintext section printed on a node of a fresh cluster (Redis 7.0.15:
+    /// the TLS port and the TLS bus on the node's address and loopback).
+    const FRESH: &str = "ss rc=0\n\
+        listen 10.0.1.10:16379\n\
+        listen 10.0.1.10:6379\n\
+        listen 127.0.0.1:16379\n\
+        listen 127.0.0.1:6379\n\
+        try 10.0.1.10 6379\n\
+        Error: Connection reset by peer\n\
+        @@rc=1\n\
+        try 10.0.1.10 16379\n\
+        Error: Connection reset by peer\n\
+        @@rc=1\n\
+        try 127.0.0.1 16379\n\
+        Error: Connection reset by peer\n\
+        @@rc=1\n\
+        try 127.0.0.1 6379\n\
+        Error: Connection reset by peer\n\
+        @@rc=1\n";
+
+    #[test]
+    fn tls_only_reads_every_listener() {
+        let p = plaintext_tries(FRESH);
+        assert_eq!(p.ss_failed, None);
+        assert_eq!(p.listening.len(), 4);
+        let targets: Vec<&str> = p.tries.iter().map(|t| t.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "10.0.1.10:6379",
+                "10.0.1.10:16379",
+                "127.0.0.1:16379",
+                "127.0.0.1:6379"
+            ]
+        );
+        let c = tls_only(&[node(FRESH, "PONG")]);
+        assert!(c.passed, "{c:?}");
+        assert_eq!(
+            c.evidence,
+            [
+                "redis-node-1a: plaintext PING to 10.0.1.10:6379: refused (Connection reset by peer); \
+              to 10.0.1.10:16379: refused (Connection reset by peer); to 127.0.0.1:16379: refused \
+              (Connection reset by peer); to 127.0.0.1:6379: refused (Connection reset by peer); \
+              TLS PING: PONG"
+            ]
+        );
+
+        // `CONFIG SET port 6380` at runtime: a plaintext listener on both bound addresses.
+        let opened = format!(
+            "{FRESH}try 10.0.1.10 6380\nNOAUTH Authentication required.\n\n@@rc=0\n\
+             try 127.0.0.1 6380\nNOAUTH Authentication required.\n\n@@rc=0\n"
+        );
+        let c = tls_only(&[node(&opened, "PONG")]);
+        assert!(!c.passed);
+        assert!(
+            c.evidence[0].contains("to 10.0.1.10:6380: ANSWERED (NOAUTH Authentication required.) [expected refused: TLS only] WRONG"),
+            "{c:?}"
+        );
+        assert!(
+            c.evidence[0].contains("to 127.0.0.1:6380: ANSWERED"),
+            "{c:?}"
+        );
+
+        // redis-cli missing: every try is a failed probe, never `refused`.
+        let missing = "ss rc=0\nlisten 10.0.1.10:6379\ntry 10.0.1.10 6379\n\
+                       timeout: failed to run command 'redis-cli': No such file or directory\n@@rc=127\n";
+        let c = tls_only(&[node(missing, "sh: 1: redis-cli: not found")]);
+        assert!(!c.passed);
+        assert_eq!(
+            c.evidence,
+            [
+                "redis-node-1a: plaintext PING to 10.0.1.10:6379: probe failed: redis-cli could not \
+              run (exit 127): timeout: failed to run command 'redis-cli': No such file or directory \
+              WRONG; TLS PING: sh: 1: redis-cli: not found"
+            ]
+        );
+        assert!(!c.evidence[0].contains("refused"));
+
+        // Nothing listening where the probe looked (a wrong port): a failed probe.
+        let wrong = FRESH.replacen(
+            "Error: Connection reset by peer",
+            "Could not connect to Redis at 10.0.1.10:6390: Connection refused",
+            1,
+        );
+        let c = tls_only(&[node(&wrong, "PONG")]);
+        assert!(!c.passed);
+        assert!(
+            c.evidence[0].contains("plaintext PING to 10.0.1.10:6379: probe failed: Could not connect to Redis at 10.0.1.10:6390: Connection refused (exit 1) WRONG"),
+            "{c:?}"
+        );
+
+        // The sockets could not be listed; a try cut short; no section at all.
+        let c = tls_only(&[node(
+            "ss rc=127\nss! sh: 1: ss: not found\ntry 10.0.1.10 6379\nError: Connection reset by peer\n@@rc=1\n",
+            "PONG",
+        )]);
+        assert!(!c.passed);
+        assert!(
+            c.evidence[0].contains("redis-server's listening sockets: probe failed: ss exit 127: sh: 1: ss: not found WRONG"),
+            "{c:?}"
+        );
+        let c = tls_only(&[node("ss rc=0\ntry 10.0.1.10 6379\nError: Conn", "PONG")]);
+        assert!(!c.passed);
+        assert!(
+            c.evidence[0].contains("probe failed: no exit status recorded"),
+            "{c:?}"
+        );
+        let c = tls_only(&[node("", "PONG")]);
+        assert!(!c.passed);
+        assert!(c.evidence[0].contains("probe failed"), "{c:?}");
+    }
 
     #[test]
     fn tls_protocols_are_exactly_the_specs() {
