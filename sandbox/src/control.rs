@@ -34,6 +34,12 @@ pub enum Request {
     },
     /// Remove every hook (a held request is answered).
     HooksClear,
+    /// Wait (at most `timeout_ms`) until no EC2 request is in flight: what a killed client
+    /// sent is carried out to the end (machine actions one after another), and EC2 would have
+    /// taken it at once. Answers `{"in_flight": N, "waited_ms": M}` (N > 0: timed out).
+    Idle {
+        timeout_ms: u64,
+    },
     Reset,
     Status,
     /// Stop and remove every host (for `down`).

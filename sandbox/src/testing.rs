@@ -236,6 +236,26 @@ impl Sandbox {
         v["released"].as_u64().expect("malformed release answer")
     }
 
+    /// Waits (at most `bound`) until the front carried out every EC2 request it read, such as
+    /// those a killed client left (the front carries out machine actions one after another; EC2
+    /// would have taken them at once). Returns how long it waited.
+    pub fn wait_idle(&self, bound: Duration) -> Duration {
+        let v = control::call(
+            &self.paths.control_socket(),
+            &Request::Idle {
+                timeout_ms: bound.as_millis() as u64,
+            },
+            bound + Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("cannot ask the sandbox front whether it is idle: {e:#}"));
+        assert_eq!(
+            v["in_flight"].as_u64(),
+            Some(0),
+            "EC2 requests still in flight after {bound:?}"
+        );
+        Duration::from_millis(v["waited_ms"].as_u64().unwrap_or_default())
+    }
+
     pub fn clear_hooks(&self) {
         control::call(
             &self.paths.control_socket(),

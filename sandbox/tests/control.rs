@@ -221,8 +221,19 @@ async fn a_hook_kills_a_process_when_its_tag_is_set_and_holds_an_answer_until_re
         "held after it took effect"
     );
     assert!(!call.is_finished(), "not answered while held");
+    let busy = redisctl_sandbox::control::call(
+        &sb.paths.control_socket(),
+        &redisctl_sandbox::control::Request::Idle { timeout_ms: 200 },
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(
+        busy["in_flight"], 1,
+        "the held request is in flight: {busy}"
+    );
     assert_eq!(sb.release_hook(id), 1);
     assert!(call.await.unwrap(), "answered once released");
+    sb.wait_idle(std::time::Duration::from_secs(10));
     let outcome = sb.hook(id).fired[0].outcome.clone();
     assert!(outcome.starts_with("released after "), "{outcome}");
     eprintln!("figure: a held CreateTags: {outcome}");

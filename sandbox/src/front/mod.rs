@@ -202,6 +202,14 @@ async fn control(proxy: &Proxy, req: Ctl) -> CtlResponse {
                 proxy.hooks.clear();
                 serde_json::Value::Null
             }
+            Ctl::Idle { timeout_ms } => {
+                let t = Instant::now();
+                let busy = || proxy.in_flight.load(std::sync::atomic::Ordering::SeqCst);
+                while busy() > 0 && t.elapsed().as_millis() < u128::from(timeout_ms) {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                serde_json::json!({ "in_flight": busy(), "waited_ms": t.elapsed().as_millis() as u64 })
+            }
             Ctl::Reset => reset(proxy).await?,
             Ctl::Status => serde_json::to_value(proxy.machines.status())?,
             Ctl::Region { change } => {

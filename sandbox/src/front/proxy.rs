@@ -55,6 +55,17 @@ pub struct Proxy {
     /// Serialises the requests that carry a ClientToken.
     token_lock: tokio::sync::Mutex<()>,
     requests: AtomicU64,
+    /// Requests read and not yet answered (or dropped): carried on after their client is gone.
+    pub in_flight: AtomicU64,
+}
+
+/// Counts a request in flight until it is done.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
@@ -88,6 +99,7 @@ impl Proxy {
             machine: tokio::sync::Mutex::new(()),
             token_lock: tokio::sync::Mutex::new(()),
             requests: AtomicU64::new(1),
+            in_flight: AtomicU64::new(0),
         }
     }
 
@@ -125,6 +137,8 @@ impl Proxy {
         parts: hyper::http::request::Parts,
         body: Bytes,
     ) -> Result<Response<Full<Bytes>>, Dropped> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _in_flight = InFlight(&self.in_flight);
         let path = parts
             .uri
             .path_and_query()
