@@ -280,6 +280,26 @@ fn a_host_key_tag_is_not_a_pin() {
     c.ok(&["destroy", "--yes"]);
 }
 
+/// Whether the volume and the snapshot still exist.
+fn still_there(volume: &str, snapshot: &str) -> (bool, bool) {
+    block(async {
+        let ec2 = common::ec2_client().await;
+        let v = ec2
+            .describe_volumes()
+            .volume_ids(volume)
+            .send()
+            .await
+            .is_ok();
+        let s = ec2
+            .describe_snapshots()
+            .snapshot_ids(snapshot)
+            .send()
+            .await
+            .is_ok();
+        (v, s)
+    })
+}
+
 #[test]
 fn forged_swap_tags_delete_nothing() {
     let _sb = Sandbox::acquire();
@@ -352,22 +372,7 @@ fn forged_swap_tags_delete_nothing() {
     );
     let out = c.run(&["apply", "--yes"]);
     assert!(!out.status.success(), "{}", text(&out.stdout));
-    let (v_left, s_left) = block(async {
-        let ec2 = common::ec2_client().await;
-        let v = ec2
-            .describe_volumes()
-            .volume_ids(&volume)
-            .send()
-            .await
-            .is_ok();
-        let s = ec2
-            .describe_snapshots()
-            .snapshot_ids(&snapshot)
-            .send()
-            .await
-            .is_ok();
-        (v, s)
-    });
+    let (v_left, s_left) = still_there(&volume, &snapshot);
     assert!(
         v_left && s_left,
         "the forged swap deleted volume {v_left} / snapshot {s_left}"
@@ -405,24 +410,12 @@ fn forged_swap_tags_delete_nothing() {
         )),
         "{out}"
     );
-    let survived = block(async {
+    let survived = still_there(&volume, &snapshot);
+    // They are the test's to delete.
+    block(async {
         let ec2 = common::ec2_client().await;
-        let v = ec2
-            .describe_volumes()
-            .volume_ids(&volume)
-            .send()
-            .await
-            .is_ok();
-        let s = ec2
-            .describe_snapshots()
-            .snapshot_ids(&snapshot)
-            .send()
-            .await
-            .is_ok();
-        // They are the test's to delete.
         let _ = ec2.delete_snapshot().snapshot_id(&snapshot).send().await;
         let _ = ec2.delete_volume().volume_id(&volume).send().await;
-        (v, s)
     });
     assert_eq!(survived, (true, true), "destroy deleted a victim:\n{out}");
 }

@@ -75,27 +75,14 @@ impl<'a> Builder<'a> {
         naming::tags(self.spec, role, name, node)
     }
 
-    /// One observed resource of a role, reporting duplicates.
+    /// One observed resource of a role, reporting duplicates (a warning: the first is used).
     pub fn single<'o, T>(
         &mut self,
         subject: &str,
         list: Vec<&'o T>,
         id: impl Fn(&T) -> &str,
     ) -> Option<&'o T> {
-        if list.len() > 1 {
-            let ids: Vec<&str> = list.iter().map(|r| id(r)).collect();
-            self.note(
-                NoteLevel::Warning,
-                subject,
-                format!(
-                    "{} resources are tagged as the cluster's {subject}: {}; using {} (the others are left alone; `redisctl destroy` removes them all)",
-                    list.len(),
-                    ids.join(", "),
-                    ids[0]
-                ),
-            );
-        }
-        list.into_iter().next()
+        self.one_of(NoteLevel::Warning, subject, list, id)
     }
 
     /// Like [`Builder::single`], for a resource whose choice decides where the nodes and
@@ -108,13 +95,31 @@ impl<'a> Builder<'a> {
         list: Vec<&'o T>,
         id: impl Fn(&T) -> &str,
     ) -> Option<&'o T> {
+        self.one_of(NoteLevel::Blocker, subject, list, id)
+    }
+
+    fn one_of<'o, T>(
+        &mut self,
+        level: NoteLevel,
+        subject: &str,
+        list: Vec<&'o T>,
+        id: impl Fn(&T) -> &str,
+    ) -> Option<&'o T> {
         if list.len() > 1 {
             let ids: Vec<&str> = list.iter().map(|r| id(r)).collect();
+            let what = if level == NoteLevel::Blocker {
+                "redisctl does not guess which is its own (a tag is all anyone with ec2:CreateTags needs to claim one). Find out where each came from, and remove the redisctl tags from the ones that are not the cluster's (or, when none holds anything, `redisctl destroy` removes them all)".to_string()
+            } else {
+                format!(
+                    "using {} (the others are left alone; `redisctl destroy` removes them all)",
+                    ids[0]
+                )
+            };
             self.note(
-                NoteLevel::Blocker,
+                level,
                 subject,
                 format!(
-                    "{} resources are tagged as the cluster's {subject}: {}; redisctl does not guess which is its own (a tag is all anyone with ec2:CreateTags needs to claim one). Find out where each came from, and remove the redisctl tags from the ones that are not the cluster's (or, when none holds anything, `redisctl destroy` removes them all)",
+                    "{} resources are tagged as the cluster's {subject}: {}; {what}",
                     list.len(),
                     ids.join(", "),
                 ),
