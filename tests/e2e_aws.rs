@@ -473,6 +473,69 @@ fn a_saved_plan_applies_without_prompt_and_is_refused_when_stale() {
     assert_as_before(&before, "prod-redis", &[]);
 }
 
+/// A saved plan carries a digest of the passwords the spec names: one changed between
+/// `plan --out` and `apply FILE` (only its environment variable: the spec file is the same)
+/// makes the plan stale, and apply changes nothing.
+#[test]
+fn a_saved_plan_is_refused_when_a_password_changed() {
+    let sb = Sandbox::acquire();
+    let before = now();
+    let c = Cluster::new("stale-pw", |t| t);
+    let plan_file = c.dir.join("pw.plan");
+    c.ok(&["plan", "--out", plan_file.to_str().unwrap()]);
+    let spec_before = std::fs::read(&c.spec).unwrap();
+
+    // The same plan made with the new password differs only in the spec's fingerprint.
+    let fingerprint = |file: &std::path::Path| -> (String, String) {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let f = &v["fingerprint"];
+        (
+            f["spec"].as_str().unwrap().to_string(),
+            f["observed"].as_str().unwrap().to_string(),
+        )
+    };
+    let other_file = c.dir.join("pw-changed.plan");
+    let out = c
+        .cmd(&["plan", "--out", other_file.to_str().unwrap()])
+        .env("REDIS_APP_PASSWORD", "cluster-app-pw-rotated-77c1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (old, new) = (fingerprint(&plan_file), fingerprint(&other_file));
+    assert_ne!(
+        old.0, new.0,
+        "the password is not in the spec's fingerprint"
+    );
+    assert_eq!(old.1, new.1, "AWS did not change between the two plans");
+
+    sb.stats(true);
+    let out = c
+        .cmd(&["apply", plan_file.to_str().unwrap()])
+        .env("REDIS_APP_PASSWORD", "cluster-app-pw-rotated-77c1")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}\n{err}", text(&out.stdout));
+    assert!(
+        err.contains("is stale: the spec (or a password it names) changed since the plan was made")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("cluster-app-pw-rotated-77c1")
+            && !text(&out.stdout).contains("cluster-app-pw-rotated-77c1"),
+        "the new password was printed"
+    );
+    assert!(
+        mutating(&sb.stats(false)).is_empty(),
+        "a stale plan changed something: {:?}",
+        sb.stats(false)
+    );
+    assert_eq!(std::fs::read(&c.spec).unwrap(), spec_before);
+    assert_as_before(&before, "prod-redis", &[]);
+}
+
 #[test]
 fn out_of_band_changes_are_planned_back() {
     let _sb = Sandbox::acquire();
