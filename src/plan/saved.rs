@@ -18,6 +18,12 @@ pub const FORMAT_VERSION: u32 = 4;
 /// before it is parsed: a reader holds no more than this in memory, whatever it is handed.
 pub const MAX_BYTES: usize = 64 << 20;
 
+/// The longest string a plan file holds: redisctl writes ids, names, addresses, hashes and
+/// reasons. A longer one is refused before the file is parsed: serde's error for a string of
+/// the wrong type quotes it whole, escaped (up to eight times its size), which for a string of
+/// the file's size was an error message of hundreds of megabytes.
+pub const MAX_STRING: usize = 64 << 10;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedPlan {
     pub kind: String,
@@ -58,6 +64,28 @@ impl Label {
             None => text,
         }
     }
+}
+
+/// The length of the longest JSON string in `bytes` (as written, escapes included; an
+/// unterminated one counts to the end), without parsing.
+fn longest_string(bytes: &[u8]) -> usize {
+    let (mut inside, mut escaped, mut run, mut longest) = (false, false, 0usize, 0usize);
+    for &b in bytes {
+        if !inside {
+            inside = b == b'"';
+        } else if escaped {
+            escaped = false;
+            run += 1;
+        } else if b == b'"' {
+            inside = false;
+            longest = longest.max(run);
+            run = 0;
+        } else {
+            escaped = b == b'\\';
+            run += 1;
+        }
+    }
+    longest.max(run)
 }
 
 impl<'de> Deserialize<'de> for Label {
@@ -110,6 +138,28 @@ impl<'de> Deserialize<'de> for Head {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a redisctl plan file (a JSON object)")
             }
+            // What is not an object is named by its type, never quoted.
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Head, E> {
+                Err(not_an_object("a string"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Head, E> {
+                Err(not_an_object("a number"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Head, E> {
+                Err(not_an_object("a number"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Head, E> {
+                Err(not_an_object("a number"))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Head, E> {
+                Err(not_an_object("true or false"))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Head, E> {
+                Err(not_an_object("null"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Head, A::Error> {
+                Err(not_an_object("an array"))
+            }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Head, A::Error> {
                 let mut head = Head::default();
                 while let Some(key) = a.next_key::<std::borrow::Cow<'de, str>>()? {
@@ -124,8 +174,14 @@ impl<'de> Deserialize<'de> for Head {
                 Ok(head)
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_any(V)
     }
+}
+
+fn not_an_object<E: serde::de::Error>(found: &str) -> E {
+    E::custom(format!(
+        "expected a redisctl plan file (a JSON object), found {found}"
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +194,11 @@ pub enum SavedPlanError {
     Version { found: u64 },
     #[error("not a redisctl plan file (kind is {0:?})")]
     Kind(String),
+    #[error(
+        "not a redisctl plan file: it holds a string longer than {} KiB (redisctl writes ids, names and addresses)",
+        MAX_STRING >> 10
+    )]
+    LongString,
     #[error(
         "not a redisctl plan file: larger than {} MiB (the plan of the largest cluster redisctl makes is about 20 MiB); nothing was read past that",
         MAX_BYTES >> 20
@@ -170,6 +231,9 @@ impl SavedPlan {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SavedPlanError> {
         if bytes.len() > MAX_BYTES {
             return Err(SavedPlanError::TooLarge);
+        }
+        if longest_string(bytes) > MAX_STRING {
+            return Err(SavedPlanError::LongString);
         }
         let head: Head = serde_json::from_slice(bytes)?;
         match &head.kind {
@@ -297,9 +361,13 @@ mod tests {
         for (text, says) in [
             (
                 "[\"redisctl-plan\", 4]",
-                "expected a redisctl plan file (a JSON object)",
+                "expected a redisctl plan file (a JSON object), found an array",
             ),
-            ("true", "expected a redisctl plan file (a JSON object)"),
+            (
+                "true",
+                "expected a redisctl plan file (a JSON object), found true or false",
+            ),
+            ("\"a plan\"", "found a string at line 1 column 8"),
             ("{}", "kind is \"\""),
             ("{\"kind\": [[1], {\"a\": 2}]}", "kind is \"[…]\""),
             ("{\"kind\": -1}", "kind is \"a negative number\""),
@@ -317,6 +385,21 @@ mod tests {
             let e = SavedPlan::from_json(text).unwrap_err().to_string();
             assert!(e.contains(says), "{text}: {e}");
         }
+        // A long string is refused before any of it is quoted in an error.
+        let long = format!("\"{}\"", "\u{7f}".repeat(MAX_STRING + 1));
+        let e = SavedPlan::from_json(&long).unwrap_err();
+        assert!(matches!(e, SavedPlanError::LongString), "{e}");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&SavedPlan::new(plan(), fingerprint()).to_json()).unwrap();
+        v["fingerprint"]["spec"] = "s".repeat(MAX_STRING + 1).into();
+        let e = SavedPlan::from_json(&v.to_string()).unwrap_err();
+        assert!(matches!(e, SavedPlanError::LongString), "{e}");
+        // Escaped quotes do not end a string.
+        v["fingerprint"]["spec"] = "\"".repeat(MAX_STRING / 2 + 1).into();
+        let e = SavedPlan::from_json(&v.to_string()).unwrap_err();
+        assert!(matches!(e, SavedPlanError::LongString), "{e}");
+        v["fingerprint"]["spec"] = "s\"\\".repeat(MAX_STRING / 6).into();
+        assert!(SavedPlan::from_json(&v.to_string()).is_ok());
         // A long kind is named by its start.
         let long = format!("{{\"kind\": \"{}\"}}", "k".repeat(10_000));
         let e = SavedPlan::from_json(&long).unwrap_err().to_string();

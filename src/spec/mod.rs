@@ -163,7 +163,7 @@ fn toml_error(e: &toml::de::Error, source: &SourceMap) -> Diagnostic {
         .span()
         .and_then(|s| source.path_at(&s))
         .or_else(|| location.and_then(|l| source.path_near_line(l.line)));
-    let message = plain_types(e.message().trim());
+    let message = diag::shorten_quoted(&plain_types(e.message().trim()));
     let help = if message.starts_with("unknown field") {
         Some("check the spelling against docs/spec.md; unknown keys are refused so typos cannot pass silently".into())
     } else {

@@ -228,3 +228,27 @@ fn a_file_past_the_limit_is_one_error() {
     text.truncate(MAX_SPEC_BYTES);
     assert!(from_bytes(Path::new("/specs/cluster.toml"), &text).is_ok());
 }
+
+#[test]
+fn a_long_value_is_quoted_by_its_start() {
+    // Found by fuzzing (the saved-plan reader had the same): serde quotes a string of the wrong
+    // type whole, so a megabyte value made a megabyte message.
+    let long = "x".repeat(100_000);
+    let text = example()
+        .replace("masters = 3", &format!("masters = \"{long}\""))
+        .replace("region = \"us-east-1\"", &format!("region = \"{long}\""));
+    let errors = parse_text(&text).unwrap_err();
+    assert!(!errors.is_empty());
+    for d in &errors {
+        assert!(d.message.len() < 300, "{}…", &d.message[..300]);
+    }
+    let errors =
+        parse_text(&example().replace("region = \"us-east-1\"", &format!("region = \"{long}\"")))
+            .unwrap_err();
+    assert!(
+        errors.iter().any(|d| d
+            .message
+            .starts_with(&format!("`{}…` is not an AWS region", "x".repeat(60)))),
+        "{errors:?}"
+    );
+}

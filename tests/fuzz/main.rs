@@ -255,7 +255,7 @@ fn campaign() {
             ));
         } else {
             failures.push(format!(
-                "{}: the worker failed ({status}): panicking inputs (above)",
+                "{}: the worker failed ({status}): findings (above)",
                 target.name()
             ));
         }
