@@ -22,6 +22,7 @@ fn uptime(c: &Cluster, ip: &str) -> u64 {
 #[test]
 fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
     let _sb = Sandbox::acquire();
+    let account = common::account::now();
     let c = Cluster::new("cluster", |t| t);
     let t = Instant::now();
     // With diagnostics on (-v: redisctl's debug log; RUST_LOG would override it).
@@ -160,6 +161,7 @@ fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
         assert_eq!(mode, 0o600, "{f}");
     }
     let out = verbose(&c, &["-v", "destroy", "--yes"]);
+    common::account::assert_as_before(&account, "prod-redis", &[]);
     assert!(out.contains("DEBUG"), "-v logged nothing at debug");
 }
 
@@ -233,6 +235,7 @@ fn the_secrets_scanner_finds_planted_leaks() {
 #[test]
 fn a_node_stopped_out_of_band_is_started_and_rejoins() {
     let _sb = Sandbox::acquire();
+    let account = common::account::now();
     let c = Cluster::new("stopped", |t| t);
     c.ok(&["apply", "--yes"]);
     c.redis("10.0.1.10", "-c SET patient:42 kept");
@@ -263,11 +266,13 @@ fn a_node_stopped_out_of_band_is_started_and_rejoins() {
     );
     c.assert_converged();
     c.ok(&["destroy", "--yes"]);
+    common::account::assert_as_before(&account, "prod-redis", &[]);
 }
 
 #[test]
 fn six_nodes_with_replicas_figures() {
     let _sb = Sandbox::acquire();
+    let account = common::account::now();
     let c = Cluster::new("six", |t| {
         let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
         let start = t.find("\n[[nodes.node]]").unwrap();
@@ -308,6 +313,7 @@ fn six_nodes_with_replicas_figures() {
     assert_three_masters_three_replicas(&c);
     c.assert_converged();
     c.ok(&["destroy", "--yes"]);
+    common::account::assert_as_before(&account, "prod-redis", &[]);
 }
 
 /// CLUSTER NODES (as 10.0.1.10 sees it) lists 3 masters and 3 replicas.

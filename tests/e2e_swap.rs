@@ -229,6 +229,7 @@ fn an_unencrypted_cluster_is_encrypted_in_place_with_every_key() {
     );
     assert!(verify.status.success(), "verify passes after the swap");
     c.ok(&["destroy", "--yes"]);
+    common::account::assert_only_defaults("prod-redis", &[]);
     assert!(ec2.volumes().is_empty() && ec2.snapshots().is_empty());
 }
 
