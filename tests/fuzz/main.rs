@@ -412,7 +412,8 @@ fn what_a_plan_file_says_it_is_is_read_in_little_memory() {
 
 /// A sparse file of `size` bytes (it takes no disk) in this test binary's scratch directory.
 fn sparse_file(name: &str, size: u64) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(name);
     std::fs::File::create(&file).unwrap().set_len(size).unwrap();
@@ -460,7 +461,7 @@ fn a_huge_spec_file_is_refused_reading_no_more_than_the_limit() {
             bounded(limit)
         );
     }
-    std::fs::remove_file(huge).unwrap();
+    std::fs::remove_dir_all(huge.parent().unwrap()).unwrap();
 }
 
 /// The same for a saved plan, as `apply --plan FILE` reads it.
@@ -503,5 +504,5 @@ fn a_huge_plan_file_is_refused_reading_no_more_than_the_limit() {
             bounded(limit)
         );
     }
-    std::fs::remove_file(huge).unwrap();
+    std::fs::remove_dir_all(huge.parent().unwrap()).unwrap();
 }
