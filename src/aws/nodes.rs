@@ -118,6 +118,29 @@ impl Aws {
             .collect())
     }
 
+    /// The instance's state name (`running`, `stopping` …), `None` when EC2 does not list it.
+    pub async fn instance_state(&self, instance: &str) -> Result<Option<String>, AwsError> {
+        let named = [instance];
+        let out = self
+            .settle("DescribeInstances", instance, &named, &[], || {
+                self.client
+                    .describe_instances()
+                    .instance_ids(instance)
+                    .send()
+            })
+            .await
+            .map_err(|e| api_err("DescribeInstances", instance, e))?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find_map(|i| {
+                i.state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+            }))
+    }
+
     /// The instance's console output as EC2 holds it now (`Latest`), decoded; `None` while
     /// it has none (EC2 gives none before the instance has booted and written to it).
     pub async fn console_output(&self, instance: &str) -> Result<Option<String>, AwsError> {

@@ -264,7 +264,13 @@ impl NodeRuntime {
         let connected = match reach {
             Reach::WaitForSshd => {
                 crate::progress::status(format!("waiting for sshd on {node} ({})", target.addr));
-                Session::wait_and_connect(&target, user, &key, &policy, &self.timeouts).await
+                // Waiting for sshd only makes sense while the instance runs: one that someone
+                // (an interrupted run's request landing late, a person) is stopping ends the
+                // wait at once, not after ssh.ready_timeout_secs.
+                tokio::select! {
+                    r = Session::wait_and_connect(&target, user, &key, &policy, &self.timeouts) => r,
+                    e = self.until_not_running(node, &info.id) => return Err(e),
+                }
             }
             Reach::Once => Session::connect(&target, user, &key, &policy, &self.timeouts).await,
         };
@@ -289,6 +295,25 @@ impl NodeRuntime {
             instance_id: info.id,
             first_contact,
         })
+    }
+
+    /// Resolves (with the error to report) once the instance is neither pending nor running:
+    /// looked at every few seconds; an error reading it is not a reason to stop waiting.
+    async fn until_not_running(&self, node: &str, instance: &str) -> NodeError {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            if let Ok(Some(state)) = self.aws.instance_state(instance).await
+                && state != "pending"
+                && state != "running"
+            {
+                return NodeError::Failed {
+                    node: node.into(),
+                    what: format!(
+                        "instance {instance} is {state} while redisctl waited for its sshd: nothing was sent to it. Run apply again (it starts a stopped node; a swap in flight continues from its recorded stage)"
+                    ),
+                };
+            }
+        }
     }
 
     /// Pin a host key locally and as the instance's `redisctl:host-key` tag (so another
