@@ -32,6 +32,8 @@ use redisctl_sandbox::testing::Sandbox;
 
 /// Reruns a killed step may need before it is a violation.
 const RERUNS: usize = 4;
+/// How long a rerun may take before it counts as hung.
+const RERUN_BOUND: Duration = Duration::from_secs(480);
 /// Keys written after the cluster is made, read back after every later step.
 const KEYS: usize = 200;
 
@@ -337,14 +339,17 @@ fn chaos() {
             // Run again (faults off) until it succeeds.
             let mut done = ok;
             let mut tries = 0;
-            while !done && tries < RERUNS {
+            let mut hung = false;
+            while !done && !hung && tries < RERUNS {
                 tries += 1;
                 t.reruns += 1;
                 let started = Instant::now();
-                let out = c.run(step.args());
-                let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+                // A rerun that does not end within the bound is a violation (a hang), not a
+                // wait: it is killed and reported.
+                let (killed, ok, printed) = run_killed(&c, step.args(), RERUN_BOUND);
                 outputs.push(printed);
-                if out.status.success() {
+                hung = killed;
+                if ok {
                     done = true;
                     let took = started.elapsed();
                     if took > longest[&step] {
@@ -353,7 +358,20 @@ fn chaos() {
                 }
             }
             let mut bad = Vec::new();
-            if !done {
+            if hung {
+                bad.push(format!(
+                    "a rerun did not finish within {}s: {}",
+                    RERUN_BOUND.as_secs(),
+                    outputs
+                        .last()
+                        .unwrap()
+                        .lines()
+                        .rev()
+                        .take(8)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                ));
+            } else if !done {
                 bad.push(format!(
                     "not finished after {RERUNS} reruns: {}",
                     outputs
