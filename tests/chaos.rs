@@ -26,7 +26,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, IPS, data, text};
+use common::{Cluster, IPS, data};
 use redisctl_sandbox::faults::{Effect, Fault};
 use redisctl_sandbox::testing::Sandbox;
 
