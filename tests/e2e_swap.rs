@@ -1,6 +1,6 @@
 //! End-to-end: the EBS encryption swap (phase 8) in the sandbox, through real volume
-//! directories — an unencrypted cluster with 10,000 keys encrypted in place, a swap killed at
-//! stage boundaries and finished by a rerun, `strategy = "swap"` from nothing, a rolling swap
+//! directories — an unencrypted cluster with 10,000 keys encrypted in place, a swap killed
+//! right after each of its stages (a sandbox hook: exactly there) and finished by a rerun, `strategy = "swap"` from nothing, a rolling swap
 //! with replicas under a live writer (with `--keep-old-volumes`), and a failed swap that keeps
 //! the plaintext root and says how to roll back. Figures are printed as `figure:` lines.
 //! Run inside the sandbox's operator namespace:
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::data::dbsize_total;
 use common::{ADMIN_PW, Cluster, IPS, text};
+use redisctl_sandbox::faults::{Hook, Then};
 use redisctl_sandbox::testing::Sandbox;
 
 const KEYS: usize = 10_000;
@@ -98,6 +99,36 @@ impl Ec2 {
 
     /// Node name -> swap stage tag, for the cluster's instances.
     fn stages(&self) -> Vec<(String, Option<String>)> {
+        self.stages_by_instance()
+            .into_iter()
+            .map(|(_, node, stage)| (node, stage))
+            .collect()
+    }
+
+    /// The node name and private IP of an instance.
+    fn node_of(&self, instance: &str) -> (String, String) {
+        self.rt.block_on(async {
+            let out = self
+                .client
+                .describe_instances()
+                .instance_ids(instance)
+                .send()
+                .await
+                .unwrap();
+            let i = &out.reservations()[0].instances()[0];
+            let node = i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("redisctl:node"))
+                .and_then(|t| t.value())
+                .unwrap_or_default()
+                .to_string();
+            (node, i.private_ip_address().unwrap_or_default().to_string())
+        })
+    }
+
+    /// (instance id, node name, swap stage tag) for the cluster's instances.
+    fn stages_by_instance(&self) -> Vec<(String, String, Option<String>)> {
         self.rt.block_on(async {
             let out = self
                 .client
@@ -120,7 +151,11 @@ impl Ec2 {
                             .and_then(|x| x.value())
                             .map(String::from)
                     };
-                    (t("redisctl:node").unwrap_or_default(), t("redisctl:stage"))
+                    (
+                        i.instance_id().unwrap_or_default().to_string(),
+                        t("redisctl:node").unwrap_or_default(),
+                        t("redisctl:stage"),
+                    )
                 })
                 .collect()
         })
@@ -151,9 +186,12 @@ fn assert_encrypted_and_clean(ec2: &Ec2) {
 fn figures(label: &str, out: &str) {
     for line in out.lines().filter(|l| {
         (l.starts_with("phase 8") && l.contains(" done in "))
-            || l.contains("root_volume: ")
+            || l.contains("root_volume: replaced")
             || l.contains("Redis was down")
             || l.contains("swap done in")
+            || l.contains("keys handed over")
+            || l.contains("holds its master's")
+            || l.contains("failover done in")
     }) {
         eprintln!("figure: {label}: {}", line.trim());
     }
@@ -233,70 +271,202 @@ fn an_unencrypted_cluster_is_encrypted_in_place_with_every_key() {
     assert!(ec2.volumes().is_empty() && ec2.snapshots().is_empty());
 }
 
-/// Start apply, kill it (SIGKILL) as soon as any node has recorded `stage` (or a later one).
-fn apply_killed_at(c: &Cluster, ec2: &Ec2, stage: &str) -> bool {
+/// The swap's stages as the instances record them (`redisctl:stage`), in order.
+const STAGES: [&str; 7] = [
+    "swap:0-prepared",
+    "swap:1-stopped",
+    "swap:2-snapshotted",
+    "swap:3-volume-created",
+    "swap:4-attached",
+    "swap:5-started",
+    "swap:6-verified",
+];
+
+/// An apply run with a sandbox hook made for its pid: the process is started gated (it waits
+/// for a line on stdin), the hook added, then it goes, so the hook is in place before apply can
+/// reach it; `during` runs while apply does (given the hook's id: to act at a hold and release
+/// it). Returns the hook's id, the pid, how apply ended, its output and its wall time.
+struct Hooked {
+    hook: u64,
+    pid: u32,
+    status: std::process::ExitStatus,
+    out: String,
+    took: Duration,
+}
+
+fn apply_with_hook(
+    c: &Cluster,
+    sb: &Sandbox,
+    args: &[&str],
+    hook: impl FnOnce(u32) -> Hook,
+    during: impl FnOnce(u64),
+) -> Hooked {
+    use std::io::Write;
+    let dir = c.dir.join(format!("hooked-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (o, e) = (dir.join("stdout"), dir.join("stderr"));
+    let spec = c.spec.to_str().unwrap();
+    let mut argv = vec![
+        "sh",
+        "-c",
+        "read go && exec \"$0\" \"$@\"",
+        common::BIN,
+        "apply",
+        "--yes",
+        "--config",
+        spec,
+    ];
+    argv.extend_from_slice(args);
     let mut child = c
-        .cmd(&["apply", "--yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .shell(&argv)
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&o).unwrap())
+        .stderr(std::fs::File::create(&e).unwrap())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            eprintln!("apply finished ({status}) before stage {stage} was seen");
-            return false;
-        }
-        let stages = ec2.stages();
-        if stages
-            .iter()
-            .any(|(_, s)| s.as_deref().is_some_and(|s| s >= stage))
-        {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            eprintln!("killed apply at {stage}: {stages:?}");
-            return true;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "no stage {stage}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    let pid = child.id();
+    let id = sb.add_hook(hook(pid));
+    let t = Instant::now();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    during(id);
+    let status = child.wait().unwrap();
+    let took = t.elapsed();
+    let out = format!(
+        "{}{}",
+        std::fs::read_to_string(&o).unwrap(),
+        std::fs::read_to_string(&e).unwrap()
+    );
+    Hooked {
+        hook: id,
+        pid,
+        status,
+        out,
+        took,
     }
 }
 
+/// Holds apply's answer at the first CreateTags of `stage`, and runs `act` there with the node
+/// (name, private IP) it is for; then lets apply go on. Returns how apply ended.
+fn apply_acting_at(
+    c: &Cluster,
+    sb: &Sandbox,
+    ec2: &Ec2,
+    args: &[&str],
+    stage: &str,
+    act: impl FnOnce(&str, &str),
+) -> Hooked {
+    let hooked = apply_with_hook(
+        c,
+        sb,
+        args,
+        |_| Hook::hold_on_tag("CreateTags", "redisctl:stage", stage),
+        |id| {
+            let hook = sb.wait_hook(id, Duration::from_secs(900));
+            let instance = hook.fired[0].resources[0].clone();
+            let (node, ip) = ec2.node_of(&instance);
+            eprintln!("held apply at {stage} of {node} ({ip}): {hook:?}");
+            act(&node, &ip);
+            assert_eq!(sb.release_hook(id), 1, "one request held");
+        },
+    );
+    let fired = &sb.hook(hooked.hook).fired;
+    assert!(
+        fired.len() == 1 && fired[0].outcome.starts_with("released after"),
+        "{fired:?}"
+    );
+    hooked
+}
+
 #[test]
-fn a_swap_killed_at_stage_boundaries_is_finished_by_a_rerun() {
-    let _sb = Sandbox::acquire();
+fn a_swap_killed_after_each_stage_is_finished_by_a_rerun() {
+    use std::os::unix::process::ExitStatusExt;
+    let sb = Sandbox::acquire();
     let ec2 = Ec2::new();
     let c = Cluster::new("swapkill", unencrypted);
+    let t = Instant::now();
     c.setup();
     write_keys(&c);
+    eprintln!(
+        "figure: kill test: cluster and {KEYS} keys ready in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     c.edit(encrypted);
-    let mut killed = Vec::new();
-    for stage in [
-        "swap:1-stopped",
-        "swap:2-snapshotted",
-        "swap:3-volume-created",
-        "swap:4-attached",
-        "swap:5-started",
-    ] {
-        if apply_killed_at(&c, &ec2, stage) {
-            killed.push(stage);
-            let plan = text(&c.run(&["plan"]).stdout);
+    // One swap, carried on by successive applies: each is killed (SIGKILL) right after the first
+    // node records the next stage (the tag written, apply never told), then the last step: the
+    // tags removed once the plaintext is gone.
+    let points: Vec<(&str, Option<&str>)> = STAGES
+        .iter()
+        .map(|s| ("CreateTags", Some(*s)))
+        .chain([("DeleteTags", None)])
+        .collect();
+    let t_kills = Instant::now();
+    for (i, (action, stage)) in points.iter().enumerate() {
+        let what = stage.unwrap_or("done (swap tags removed)");
+        let run = apply_with_hook(
+            &c,
+            &sb,
+            &[],
+            |pid| Hook::on_tag(action, "redisctl:stage", *stage, Then::Kill { pid }),
+            |_| {},
+        );
+        // What the killed apply had sent is carried out to the end, as EC2 would have taken it
+        // at once (the sandbox does machine actions one after another).
+        let settled = sb.wait_idle(Duration::from_secs(120));
+        let hook = sb.hook(run.hook);
+        assert_eq!(
+            run.status.signal(),
+            Some(9),
+            "apply was to be killed after {what}, but ended {}:\n{}\n{hook:?}",
+            run.status,
+            run.out
+        );
+        assert_eq!(hook.fired.len(), 1, "{hook:?}");
+        let fired = &hook.fired[0];
+        assert_eq!(fired.outcome, format!("killed pid {}", run.pid), "{hook:?}");
+        assert_eq!(fired.value.as_deref(), *stage, "{hook:?}");
+        let now = ec2.stages_by_instance();
+        let (_, node, at) = now
+            .iter()
+            .find(|(id, _, _)| fired.resources == [id.clone()])
+            .unwrap_or_else(|| panic!("the kill met an instance of the cluster: {hook:?} {now:?}"));
+        // The node the kill met kept what the request did; no node went further in that run.
+        assert_eq!(at.as_deref(), *stage, "{node}: {now:?}");
+        if let Some(stage) = stage {
             assert!(
-                plan.contains("in flight"),
-                "after a kill at {stage}:\n{plan}"
+                now.iter()
+                    .all(|(_, _, s)| s.as_deref().is_none_or(|s| s <= *stage)),
+                "no node beyond {stage}: {now:?}"
             );
-        } else {
-            break;
         }
+        if i > 0 {
+            assert!(
+                run.out.contains("in flight"),
+                "the apply after a kill continues the swap in flight:\n{}",
+                run.out
+            );
+        }
+        eprintln!(
+            "figure: apply {} killed after {what} on {node} at {:.1}s (its requests done {} ms later); stages then: {:?}",
+            i + 1,
+            run.took.as_secs_f64(),
+            settled.as_millis(),
+            now.iter()
+                .map(|(_, n, s)| format!("{n}={}", s.as_deref().unwrap_or("-")))
+                .collect::<Vec<_>>()
+        );
     }
-    eprintln!("killed at: {killed:?}");
-    assert!(!killed.is_empty(), "apply was killed at least once");
+    let kills = t_kills.elapsed();
+    let t = Instant::now();
     let out = c.ok_within(&["apply", "--yes"], Duration::from_secs(600));
+    eprintln!(
+        "figure: {} kills in {:.1}s, then the rerun converged in {:.1}s",
+        points.len(),
+        kills.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
     figures("rerun after kills", &out);
     read_keys(&c);
+    assert_eq!(dbsize_total(&c), KEYS as u64, "no key lost, none added");
     assert_encrypted_and_clean(&ec2);
     assert_eq!(c.plan_exit(), 0);
     c.ok(&["destroy", "--yes"]);
@@ -332,84 +502,174 @@ fn swap_strategy_from_nothing_creates_the_cluster_then_swaps() {
     c.ok(&["destroy", "--yes"]);
 }
 
-/// A client outside the nodes writing continuously through any node that answers; returns the
-/// longest time writes kept failing, and how many writes were made and failed.
+/// redis-cli from the operator's machine as the admin, with a client certificate, to `ip`.
+fn operator_cli(tls: &[PathBuf; 3], ip: &str) -> Command {
+    let mut c = Command::new("redis-cli");
+    c.arg("--tls")
+        .arg("--cacert")
+        .arg(&tls[0])
+        .arg("--cert")
+        .arg(&tls[1])
+        .arg("--key")
+        .arg(&tls[2])
+        .args([
+            "-h",
+            ip,
+            "-p",
+            "6379",
+            "--user",
+            "admin",
+            "--no-auth-warning",
+            "-c",
+        ])
+        .env("REDISCLI_AUTH", ADMIN_PW);
+    c
+}
+
+/// What the live writer did: every write a node acknowledged (key, value), and the attempts
+/// that failed.
+struct Written {
+    acked: Vec<(String, String)>,
+    failed: usize,
+    /// The longest time writes kept failing.
+    longest_failing: Duration,
+    /// The longest an acknowledged write took (a paused write waits).
+    slowest: Duration,
+    first_error: Option<String>,
+}
+
+/// A client outside the nodes writing continuously through any node that answers, each write
+/// a new key with a value of its own, until `stop`.
 fn writer(
     tls: [PathBuf; 3],
     ips: Vec<String>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<(Duration, usize, usize)> {
+) -> std::thread::JoinHandle<Written> {
     std::thread::spawn(move || {
-        let mut longest = Duration::ZERO;
+        let mut w = Written {
+            acked: Vec::new(),
+            failed: 0,
+            longest_failing: Duration::ZERO,
+            slowest: Duration::ZERO,
+            first_error: None,
+        };
+        let run = format!("{:x}", std::process::id());
         let mut failing_since: Option<Instant> = None;
-        let (mut writes, mut failed) = (0, 0);
-        let mut first_error: Option<String> = None;
+        let mut n = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            writes += 1;
-            let key = format!("live:{writes}");
+            n += 1;
+            let (key, value) = (format!("live:{n}"), format!("w{n}-{run}"));
+            let t = Instant::now();
             let ok = ips.iter().any(|ip| {
-                let out = Command::new("redis-cli")
-                    .arg("--tls")
-                    .arg("--cacert")
-                    .arg(&tls[0])
-                    .arg("--cert")
-                    .arg(&tls[1])
-                    .arg("--key")
-                    .arg(&tls[2])
-                    .args([
-                        "-h",
-                        ip,
-                        "-p",
-                        "6379",
-                        "--user",
-                        "admin",
-                        "--no-auth-warning",
-                    ])
-                    .args(["-c", "SET", &key, "v"])
-                    .env("REDISCLI_AUTH", ADMIN_PW)
+                let out = operator_cli(&tls, ip)
+                    .args(["SET", &key, &value])
                     .stdin(Stdio::null())
-                    .output();
-                match out {
-                    Ok(o) if text(&o.stdout).trim() == "OK" => true,
-                    Ok(o) => {
-                        if first_error.is_none() {
-                            first_error = Some(format!(
-                                "{ip}: {} {}",
-                                text(&o.stdout).trim(),
-                                text(&o.stderr).trim()
-                            ));
-                        }
-                        false
-                    }
-                    Err(e) => panic!("redis-cli: {e}"),
+                    .output()
+                    .unwrap_or_else(|e| panic!("redis-cli: {e}"));
+                let ok = text(&out.stdout).trim() == "OK";
+                if !ok && w.first_error.is_none() {
+                    w.first_error = Some(format!(
+                        "{ip}: {} {}",
+                        text(&out.stdout).trim(),
+                        text(&out.stderr).trim()
+                    ));
                 }
+                ok
             });
+            if ok {
+                w.slowest = w.slowest.max(t.elapsed());
+                w.acked.push((key, value));
+            }
             match (ok, failing_since) {
                 (true, Some(t)) => {
-                    longest = longest.max(t.elapsed());
+                    w.longest_failing = w.longest_failing.max(t.elapsed());
                     failing_since = None;
                 }
                 (false, None) => {
-                    failed += 1;
+                    w.failed += 1;
                     failing_since = Some(Instant::now());
                 }
-                (false, Some(_)) => failed += 1,
+                (false, Some(_)) => w.failed += 1,
                 (true, None) => {}
             }
         }
         if let Some(t) = failing_since {
-            longest = longest.max(t.elapsed());
+            w.longest_failing = w.longest_failing.max(t.elapsed());
         }
-        if let Some(e) = first_error {
-            eprintln!("writer: first failed attempt: {e}");
-        }
-        (longest, writes, failed)
+        w
     })
+}
+
+/// Reads every acknowledged write back through the cluster (one cluster client, GETs in
+/// order); the writes whose value is missing or different.
+fn lost_writes(tls: &[PathBuf; 3], ip: &str, acked: &[(String, String)]) -> Vec<String> {
+    use std::io::Write;
+    let mut child = operator_cli(tls, ip)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gets: String = acked.iter().map(|(k, _)| format!("GET {k}\n")).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = std::thread::spawn(move || stdin.write_all(gets.as_bytes()).unwrap());
+    let out = child.wait_with_output().unwrap();
+    feed.join().unwrap();
+    // A cluster client says where it was redirected, on a line of its own.
+    let got: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("-> Redirected to slot"))
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        got.len(),
+        acked.len(),
+        "one answer per GET: {}",
+        text(&out.stderr)
+    );
+    acked
+        .iter()
+        .zip(&got)
+        .filter(|((_, want), have)| want != *have)
+        .map(|((k, want), have)| format!("{k}: wrote {want}, read {have:?}"))
+        .collect()
+}
+
+/// Waits (bounded) until the node at `ip` sees the cluster whole.
+fn wait_cluster_ok(c: &Cluster, ip: &str) {
+    let start = Instant::now();
+    loop {
+        let info = c.redis(ip, "CLUSTER INFO");
+        if info.contains("cluster_state:ok") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{ip} does not see the cluster whole:\n{info}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits (bounded) until the replica at `ip` has its link to its master up and no sync going.
+fn wait_in_sync(c: &Cluster, ip: &str) {
+    let start = Instant::now();
+    loop {
+        let info = c.redis(ip, "INFO replication");
+        if info.contains("master_link_status:up") && info.contains("master_sync_in_progress:0") {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{ip} is not in sync with its master:\n{info}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
 fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_request() {
-    let _sb = Sandbox::acquire();
+    let sb = Sandbox::acquire();
     let ec2 = Ec2::new();
     let six = |t: String| {
         // The writer below is a client on the operator's machine.
@@ -420,12 +680,66 @@ fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_req
         format!("{}{}", &t[..start], &t[end..])
     };
     let c = Cluster::new("swaprep", six);
+    let t = Instant::now();
     c.setup();
     write_keys(&c);
+    eprintln!(
+        "figure: 6 nodes and {KEYS} keys ready in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     c.edit(encrypted);
     let plan = text(&c.run(&["plan"]).stdout);
     assert_eq!(plan.matches("-/+ node.").count(), 6, "{plan}");
     assert!(plan.contains("one node at a time"), "{plan}");
+
+    // The key count runs with replicas too: a node back on its encrypted disk must hold what its
+    // master holds at the same replication offset. Here the first swapped node is emptied
+    // behind the swap's back once it is back and in sync (apply held at its stage 5).
+    let mut emptied = (String::new(), String::new());
+    let t = Instant::now();
+    let held = apply_acting_at(&c, &sb, &ec2, &[], "swap:5-started", |node, ip| {
+        wait_in_sync(&c, ip);
+        let keys = c.redis(ip, "DBSIZE");
+        c.redis(ip, "CONFIG SET replica-read-only no");
+        c.redis(ip, "FLUSHALL");
+        c.redis(ip, "CONFIG SET replica-read-only yes");
+        assert_eq!(c.redis(ip, "DBSIZE").trim(), "0", "{node} emptied");
+        eprintln!(
+            "emptied {node} ({ip}), a replica in sync holding {}",
+            keys.trim()
+        );
+        emptied = (node.to_string(), ip.to_string());
+    });
+    let (node, ip) = emptied;
+    eprintln!(
+        "the swap stopped by the key count ({:.1}s):\n{}",
+        t.elapsed().as_secs_f64(),
+        held.out
+            .lines()
+            .filter(|l| l.starts_with("error") || l.contains("caused by"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(!held.status.success(), "{}", held.out);
+    assert!(
+        held.out.contains(&format!(
+            "root volume swap of node {node} stopped while verifying the cluster and the data (last stage done: swap:5-started)"
+        )),
+        "{}",
+        held.out
+    );
+    assert!(
+        held.out.contains(&format!(
+            "node {node}: holds 0 keys after the swap, but its master "
+        )),
+        "{}",
+        held.out
+    );
+    // Nothing else lost: every key reads back through the cluster (from the masters).
+    read_keys(&c);
+    // A restarted replica loads its master's data again; the swap then goes on.
+    c.on_node(&ip, "systemctl restart redis-server@cluster", "");
+    wait_in_sync(&c, &ip);
 
     let ips: Vec<String> = [
         "10.0.1.10",
@@ -454,28 +768,54 @@ fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_req
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let w = writer(tls, ips, stop.clone());
+    let w = writer(tls.clone(), ips.clone(), stop.clone());
     let t = Instant::now();
     let out = c.ok(&["apply", "--yes", "--keep-old-volumes"]);
     eprintln!(
-        "figure: rolling swap of 6 nodes (3 masters + 3 replicas): {:.1}s",
+        "figure: rolling swap of 6 nodes (3 masters + 3 replicas), continued after the stop: {:.1}s",
         t.elapsed().as_secs_f64()
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (longest, writes, failed) = w.join().unwrap();
-    eprintln!(
-        "figure: a client writing during the rolling swap: {writes} writes, {failed} failed, longest failing stretch {:.2}s",
-        longest.as_secs_f64()
-    );
-    assert!(writes > failed, "the writer could write at all");
-    assert!(
-        longest < Duration::from_secs(5),
-        "no write fails for longer than a failover: {longest:?}"
-    );
+    let w = w.join().unwrap();
     figures("6 nodes, replicas", &out);
-    for line in out.lines().filter(|l| l.contains("failover done in")) {
-        eprintln!("figure: {}", line.trim());
-    }
+    let t = Instant::now();
+    let lost = lost_writes(&tls, &ips[0], &w.acked);
+    eprintln!(
+        "figure: a client writing during the rolling swap: {} writes acknowledged, {} attempts failed (first: {}), longest failing stretch {:.2}s, slowest acknowledged write {:.2}s; all read back in {:.1}s: {} lost or changed",
+        w.acked.len(),
+        w.failed,
+        w.first_error.as_deref().unwrap_or("none"),
+        w.longest_failing.as_secs_f64(),
+        w.slowest.as_secs_f64(),
+        t.elapsed().as_secs_f64(),
+        lost.len()
+    );
+    assert!(!w.acked.is_empty(), "the writer could write at all");
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost or changed, e.g. {:?}",
+        lost.len(),
+        w.acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert!(
+        w.longest_failing < Duration::from_secs(5),
+        "no write fails for longer than a failover: {:?}",
+        w.longest_failing
+    );
+    // Every failover (each node that is a master when its turn comes hands over: a replica
+    // promoted earlier in the roll too) had its keys counted on both sides, and each swapped
+    // node, a replica by then, was compared with its master.
+    let both = format!("{}{out}", held.out);
+    let failovers = both.matches("failover done in").count();
+    assert!(failovers >= 3, "one failover per master at least:\n{both}");
+    assert_eq!(
+        both.matches("keys handed over").count(),
+        failovers,
+        "{both}"
+    );
+    assert_eq!(out.matches("holds its master's").count(), 6, "{out}");
+    eprintln!("figure: {failovers} failovers in the rolling swap of 6 nodes, each counted");
     read_keys(&c);
 
     // Every root encrypted; the plaintext ones kept, detached and tagged for a rollback.
@@ -568,6 +908,7 @@ fn inject_strays(ec2: &Ec2) -> usize {
 
 #[test]
 fn a_failed_swap_leaves_the_plaintext_volume_untouched_and_says_how_to_roll_back() {
+    // (Also: a key deleted behind the swap's back stops it at the key count.)
     use redisctl_sandbox::faults::{Effect, Fault};
     let sb = Sandbox::acquire();
     let ec2 = Ec2::new();
@@ -626,18 +967,62 @@ fn a_failed_swap_leaves_the_plaintext_volume_untouched_and_says_how_to_roll_back
     sb.clear_faults();
     let plan = text(&c.run(&["plan"]).stdout);
     assert_eq!(plan.matches("in flight").count(), 3, "{plan}");
+    // Behind its back, a key of the first node back on its encrypted disk is deleted once the
+    // cluster is whole again (apply held at that node's stage 5): the node's key count, taken
+    // before the stop, stops its swap.
+    let mut deleted = Default::default();
+    let held = apply_acting_at(&c, &sb, &ec2, &[], "swap:5-started", |node, ip| {
+        wait_cluster_ok(&c, ip);
+        let key = c.redis(ip, "RANDOMKEY").trim().to_string();
+        let value = c.redis(ip, &format!("GET {key}")).trim().to_string();
+        assert_eq!(c.redis(ip, &format!("DEL {key}")).trim(), "1", "{key}");
+        eprintln!("deleted {key} on {node} ({ip})");
+        deleted = (node.to_string(), ip.to_string(), key, value);
+    });
+    let (node, ip, key, value) = deleted;
+    let err = held
+        .out
+        .lines()
+        .filter(|l| l.contains("caused by") || l.starts_with("error"));
+    eprintln!(
+        "the swap stopped by the key count:\n{}",
+        err.collect::<Vec<_>>().join("\n")
+    );
+    assert!(!held.status.success(), "{}", held.out);
+    assert!(
+        held.out.contains(&format!(
+            "root volume swap of node {node} stopped while verifying the cluster and the data (last stage done: swap:5-started)"
+        )),
+        "{}",
+        held.out
+    );
+    let counts = held
+        .out
+        .split_once(" keys after the swap but held ")
+        .map(|(a, b)| (a.rsplit(' ').next().unwrap_or(""), b.split(' ').next()))
+        .and_then(|(after, before)| {
+            Some((after.parse::<u64>().ok()?, before?.parse::<u64>().ok()?))
+        });
+    let Some((after, before)) = counts else {
+        panic!("no key-count error:\n{}", held.out)
+    };
+    assert_eq!(after + 1, before, "one key less than before the stop");
+    // Nothing else is lost: the key put back, the rerun finishes the swap with every key.
+    assert_eq!(c.redis(&ip, &format!("SET {key} {value}")).trim(), "OK");
     let out = c.ok(&["apply", "--yes"]);
+    let both = format!("{}{out}", held.out);
     assert_eq!(
-        out.matches("removing a stray volume").count(),
+        both.matches("removing a stray volume").count(),
         3,
-        "one of the two injected volumes per node is adopted, the other removed:\n{out}"
+        "one of the two injected volumes per node is adopted, the other removed:\n{both}"
     );
     assert_eq!(
-        out.matches("removing a stray plaintext snapshot").count(),
+        both.matches("removing a stray plaintext snapshot").count(),
         3,
-        "{out}"
+        "{both}"
     );
     read_keys(&c);
+    assert_eq!(dbsize_total(&c), KEYS as u64);
     assert_encrypted_and_clean(&ec2);
     assert_eq!(c.plan_exit(), 0);
     c.ok(&["destroy", "--yes"]);

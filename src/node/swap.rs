@@ -1,7 +1,15 @@
-//! The Redis side of the root volume swap (phase 8): hand a master's role to a replica, make
-//! Redis durable and count its keys with writes paused, stop it; after the new disk boots, wait
-//! for SSH (the pinned host key: the disk is a copy, the key must not change) and Redis, and
-//! verify the node rejoined with its keys.
+//! The Redis side of the root volume swap (phase 8): hand a master's role to a replica (its keys
+//! counted on both sides of the failover), make Redis durable and count its keys with writes
+//! paused, stop it; after the new disk boots, wait for SSH (the pinned host key: the disk is a
+//! copy, the key must not change) and Redis, and verify the node rejoined with its keys.
+//!
+//! The key counts are compared only where nothing can change them, so that they hold under live
+//! traffic: a master's own count before its stop (writes paused) with its count after the swap
+//! (the cluster is down in between, without replicas); across a failover, the master's count
+//! with writes paused on it and on the replica that takes over, with that replica's count once
+//! it is the master (still paused); and a swapped replica's count with its master's at the
+//! same replication offset (the master's writes paused for that instant). A count taken before
+//! the failover and compared after the swap would differ by every write clients made meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +50,49 @@ impl KeysBefore {
 /// pause by itself afterwards; the stop comes well before).
 const PAUSE_MS: u64 = 120_000;
 
+/// The bound of the short write pauses around a counted failover and a replica's comparison
+/// with its master: redisctl lifts them as soon as it has counted; if it dies first, Redis
+/// lifts them by itself after this long.
+const SHORT_PAUSE_MS: u64 = 30_000;
+
+/// What a counted failover found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    /// The replica that took over the node's slots.
+    pub replica: String,
+    /// The node's keys before the failover, which the replica holds after it.
+    pub keys: u64,
+    /// How long writes to the node's slots waited (paused, not refused).
+    pub paused: Duration,
+}
+
+/// A replica holds `keys` and its master `master` holds `master_keys` at the same
+/// replication offset: anything but equal is a key lost (or invented) by the swap.
+fn compare_with_master(
+    keys: u64,
+    master: &str,
+    master_keys: u64,
+    offset: u64,
+) -> Result<(), String> {
+    if keys == master_keys {
+        return Ok(());
+    }
+    Err(format!(
+        "holds {keys} keys after the swap, but its master {master} holds {master_keys} at the same replication offset ({offset})"
+    ))
+}
+
+/// The replica that took over from a master holds as many keys as the master did before the failover
+/// (both counted with writes paused).
+fn compare_handover(keys: u64, replica: &str, after: u64) -> Result<(), String> {
+    if keys == after {
+        return Ok(());
+    }
+    Err(format!(
+        "the failover lost keys: it held {keys} keys before it (writes paused), {replica}, now the master of its slots, holds {after} after it (writes still paused)"
+    ))
+}
+
 impl NodeRuntime {
     fn failed(node: &str, what: String) -> NodeError {
         NodeError::Failed {
@@ -69,19 +120,68 @@ impl NodeRuntime {
         Ok(out.stdout_str())
     }
 
-    /// If `node` is a master with a replica, make a replica take over (CLUSTER FAILOVER on it)
-    /// and wait until `node` is a replica. A master without a healthy replica is an error.
-    pub async fn swap_failover(&self, node: &str) -> Result<(), NodeError> {
-        self.failover_away(node, true).await.map(|_| ())
+    /// `redis-cli args` on `node` must answer OK.
+    async fn cli_ok(&self, node: &str, args: &str) -> Result<(), NodeError> {
+        let answer = self.cli(node, args).await?;
+        if answer.trim() != "OK" {
+            return Err(Self::failed(
+                node,
+                format!("{args} answered: {}", answer.trim()),
+            ));
+        }
+        Ok(())
     }
 
-    /// [`swap_failover`](Self::swap_failover) that, unless `required`, leaves a master without a
-    /// healthy replica as it is (`Ok(false)`): a restart then takes its slots away for seconds.
+    async fn dbsize(&self, node: &str) -> Result<u64, NodeError> {
+        let n = self.cli(node, "DBSIZE").await?;
+        n.trim()
+            .parse()
+            .map_err(|_| Self::failed(node, format!("DBSIZE answered: {}", n.trim())))
+    }
+
+    /// A field of `INFO replication` on `node`.
+    async fn replication(&self, node: &str, field: &str) -> Result<Option<String>, NodeError> {
+        let info = parse::info(&self.cli(node, "INFO replication").await?);
+        Ok(info.get("Replication").and_then(|r| r.get(field)).cloned())
+    }
+
+    /// The spec's node at a private IP.
+    fn node_at(&self, ip: &str) -> Option<String> {
+        self.spec
+            .nodes
+            .nodes
+            .iter()
+            .find(|n| n.private_ip.to_string() == ip)
+            .map(|n| n.name.clone())
+    }
+
+    /// If `node` is a master with a replica, make a replica take over (CLUSTER FAILOVER on it)
+    /// and wait until `node` is a replica, counting the keys on both sides: writes are paused
+    /// on `node` and on the replica (they wait, they are not refused), `node`'s keys counted,
+    /// the failover made, the replica's keys counted, the writes let go. The replica must hold
+    /// exactly what `node` held. A master without a healthy replica is an error; a replica, or
+    /// a master without slots, has nothing to hand over (`None`).
+    pub async fn swap_failover(&self, node: &str) -> Result<Option<Handover>, NodeError> {
+        self.hand_over(node, true, true).await
+    }
+
+    /// Like [`swap_failover`](Self::swap_failover) without the count; unless `required`, leaves
+    /// a master without a healthy replica as it is (`Ok(false)`): a restart then takes its slots
+    /// away for seconds.
     pub(crate) async fn failover_away(
         &self,
         node: &str,
         required: bool,
     ) -> Result<bool, NodeError> {
+        Ok(self.hand_over(node, required, false).await?.is_some())
+    }
+
+    async fn hand_over(
+        &self,
+        node: &str,
+        required: bool,
+        count: bool,
+    ) -> Result<Option<Handover>, NodeError> {
         let text = self.cli(node, "CLUSTER NODES").await?;
         let nodes = parse::cluster_nodes(&text)
             .map_err(|e| Self::failed(node, format!("CLUSTER NODES: {e}")))?;
@@ -90,7 +190,7 @@ impl NodeRuntime {
         };
         // A replica, or a master that serves no slots (no cluster yet): nothing to hand over.
         if !me.is_master() || me.slots.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         let replica = nodes.iter().find(|n| {
             n.is_replica() && !n.is_failing() && n.master_id.as_deref() == Some(me.id.as_str())
@@ -101,54 +201,142 @@ impl NodeRuntime {
                     node,
                     "a master without a healthy replica: restarting it makes its slots unavailable for a few seconds"
                 );
-                return Ok(false);
+                return Ok(None);
             }
             return Err(Self::failed(
                 node,
                 "a master without a healthy replica: stopping it would take its slots down; wait until its replica is back and run apply again".into(),
             ));
         };
-        let Some(replica_node) = self
-            .spec
-            .nodes
-            .nodes
-            .iter()
-            .find(|n| n.private_ip.to_string() == replica.ip)
-            .map(|n| n.name.clone())
-        else {
+        let Some(replica_node) = self.node_at(&replica.ip) else {
             return Err(Self::failed(
                 node,
                 format!("its replica {} is not a node of the spec", replica.ip),
             ));
         };
-        let answer = self.cli(&replica_node, "CLUSTER FAILOVER").await?;
-        if answer.trim() != "OK" {
-            return Err(Self::failed(
-                &replica_node,
-                format!("CLUSTER FAILOVER answered: {}", answer.trim()),
-            ));
+        if !count {
+            self.failover_to(node, &replica_node).await?;
+            return Ok(Some(Handover {
+                replica: replica_node,
+                keys: 0,
+                paused: Duration::ZERO,
+            }));
         }
+        // Writes stop at `node` first. The replica is paused only once it has applied all that
+        // `node` wrote (a paused replica holds back the writes its master streams to it, and
+        // the failover waits for it to catch up); so, once it is the master, nothing reaches it
+        // before it is counted.
+        let pause = format!("CLIENT PAUSE {SHORT_PAUSE_MS} WRITE");
+        let paused = Instant::now();
+        self.cli_ok(node, &pause).await?;
+        let counted = async {
+            let keys = self.dbsize(node).await?;
+            let offset = self.offset(node, "master_repl_offset").await?;
+            self.wait_offset(&replica_node, offset).await?;
+            self.cli_ok(&replica_node, &pause).await?;
+            self.failover_to(node, &replica_node).await?;
+            Ok::<_, NodeError>((keys, self.dbsize(&replica_node).await?))
+        }
+        .await;
+        // The writes go on whatever happened (the pauses would end by themselves in 30 s).
+        for n in [node, replica_node.as_str()] {
+            if let Err(e) = self.cli_ok(n, "CLIENT UNPAUSE").await {
+                tracing::warn!(
+                    node = n,
+                    "cannot lift the write pause (it ends by itself within 30 s): {e}"
+                );
+            }
+        }
+        let paused = paused.elapsed();
+        let (keys, after) = counted?;
+        compare_handover(keys, &replica_node, after).map_err(|what| Self::failed(node, what))?;
+        tracing::info!(
+            node,
+            replica = %replica_node,
+            keys,
+            "failover: {keys} keys handed over; writes to its slots waited {} ms",
+            paused.as_millis()
+        );
+        Ok(Some(Handover {
+            replica: replica_node,
+            keys,
+            paused,
+        }))
+    }
+
+    /// CLUSTER FAILOVER on `replica`, then wait (60 s at most) until `node` is a replica.
+    async fn failover_to(&self, node: &str, replica: &str) -> Result<(), NodeError> {
+        self.cli_ok(replica, "CLUSTER FAILOVER").await?;
         let start = Instant::now();
         loop {
-            let info = parse::info(&self.cli(node, "INFO replication").await?);
-            if info
-                .get("Replication")
-                .and_then(|r| r.get("role"))
-                .is_some_and(|r| r == "slave")
-            {
-                tracing::info!(node, replica = %replica_node, "failover done in {:?}", start.elapsed());
-                return Ok(true);
+            if self.replication(node, "role").await?.as_deref() == Some("slave") {
+                tracing::info!(node, replica, "failover done in {:?}", start.elapsed());
+                return Ok(());
             }
             if start.elapsed() > Duration::from_secs(60) {
                 return Err(NodeError::Timeout {
                     what: format!(
-                        "node {node} to become a replica of {replica_node} after CLUSTER FAILOVER"
+                        "node {node} to become a replica of {replica} after CLUSTER FAILOVER"
                     ),
                     waited: start.elapsed(),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A replica's keys and its master's at the same replication offset: the master's writes
+    /// paused (they wait), its offset and keys read, the replica's keys read once it has
+    /// applied the stream up to that offset, the writes let go. (A paused master may still send
+    /// a PING, which moves the offset but no key.) Returns (the replica's keys, the master, its
+    /// keys, the offset).
+    async fn in_step_with_master(&self, node: &str) -> Result<(u64, String, u64, u64), NodeError> {
+        let host = self
+            .replication(node, "master_host")
+            .await?
+            .unwrap_or_default();
+        let Some(master) = self.node_at(&host) else {
+            return Err(Self::failed(
+                node,
+                format!("its master {host:?} is not a node of the spec"),
+            ));
+        };
+        self.cli_ok(&master, &format!("CLIENT PAUSE {SHORT_PAUSE_MS} WRITE"))
+            .await?;
+        let counted = async {
+            let offset = self.offset(&master, "master_repl_offset").await?;
+            let master_keys = self.dbsize(&master).await?;
+            self.wait_offset(node, offset).await?;
+            Ok::<_, NodeError>((self.dbsize(node).await?, master_keys, offset))
+        }
+        .await;
+        if let Err(e) = self.cli_ok(&master, "CLIENT UNPAUSE").await {
+            tracing::warn!(node = %master, "cannot lift the write pause (it ends by itself within 30 s): {e}");
+        }
+        let (keys, master_keys, offset) = counted?;
+        Ok((keys, master, master_keys, offset))
+    }
+
+    /// Waits (20 s at most) until the replica `node` has applied its master's stream up to
+    /// `offset`.
+    async fn wait_offset(&self, node: &str, offset: u64) -> Result<(), NodeError> {
+        let start = Instant::now();
+        while self.offset(node, "slave_repl_offset").await? < offset {
+            if start.elapsed() > Duration::from_secs(20) {
+                return Err(NodeError::Timeout {
+                    what: format!("node {node} to reach its master's replication offset {offset}"),
+                    waited: start.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    async fn offset(&self, node: &str, field: &str) -> Result<u64, NodeError> {
+        let v = self.replication(node, field).await?.unwrap_or_default();
+        v.parse()
+            .map_err(|_| Self::failed(node, format!("INFO replication {field}:{v}")))
     }
 
     /// Pause writes, rewrite the AOF and wait for it, then count the keys: what the node holds
@@ -197,11 +385,7 @@ impl NodeRuntime {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let n = self.cli(node, "DBSIZE").await?;
-        let keys = n
-            .trim()
-            .parse()
-            .map_err(|_| Self::failed(node, format!("DBSIZE answered: {}", n.trim())))?;
+        let keys = self.dbsize(node).await?;
         Ok(KeysBefore { master, keys })
     }
 
@@ -232,7 +416,8 @@ impl NodeRuntime {
 
     /// The node rejoined: its view is `cluster_state:ok` with every slot and `n` nodes (so every
     /// master is back), and it holds the keys it held before the stop (a master: exactly the
-    /// count; a replica: its link to the master is up, then it holds what the master has).
+    /// count; a replica: its link to the master is up, and it holds exactly what its master
+    /// holds at the same replication offset).
     pub async fn swap_verify(
         &self,
         node: &str,
@@ -291,12 +476,15 @@ impl NodeRuntime {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let n = self.cli(node, "DBSIZE").await?;
-        let keys: u64 = n
-            .trim()
-            .parse()
-            .map_err(|_| Self::failed(node, format!("DBSIZE answered: {}", n.trim())))?;
-        if before.master && keys != before.keys {
+        if !before.master {
+            let (keys, master, master_keys, offset) = self.in_step_with_master(node).await?;
+            compare_with_master(keys, &master, master_keys, offset)
+                .map_err(|what| Self::failed(node, what))?;
+            tracing::info!(node, keys, master = %master, "swap: the replica holds its master's {master_keys} keys at offset {offset}");
+            return Ok(keys);
+        }
+        let keys = self.dbsize(node).await?;
+        if keys != before.keys {
             return Err(Self::failed(
                 node,
                 format!(
@@ -311,7 +499,23 @@ impl NodeRuntime {
 
 #[cfg(test)]
 mod tests {
-    use super::KeysBefore;
+    use super::{KeysBefore, compare_handover, compare_with_master};
+
+    #[test]
+    fn a_key_missing_on_either_side_is_an_error() {
+        compare_with_master(3334, "n1", 3334, 120).unwrap();
+        let e = compare_with_master(3333, "n1", 3334, 120).unwrap_err();
+        assert!(
+            e.contains("holds 3333 keys after the swap, but its master n1 holds 3334"),
+            "{e}"
+        );
+        compare_handover(3334, "n2", 3334).unwrap();
+        let e = compare_handover(3334, "n2", 3333).unwrap_err();
+        assert!(
+            e.contains("the failover lost keys: it held 3334 keys before it (writes paused), n2"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn keys_tag_round_trips() {
