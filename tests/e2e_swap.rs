@@ -1,9 +1,11 @@
 //! End-to-end: the EBS encryption swap (phase 8) in the sandbox, through real volume
-//! directories — an unencrypted cluster with 10,000 keys encrypted in place, a swap killed
-//! right after each of its stages (a sandbox hook: exactly there) and finished by a rerun, `strategy = "swap"` from nothing, a rolling swap
-//! with replicas under a live writer (with `--keep-old-volumes`), and a failed swap that keeps
-//! the plaintext root and says how to roll back. Figures are printed as `figure:` lines.
-//! Run inside the sandbox's operator namespace:
+//! directories — an unencrypted cluster with 10,000 keys encrypted in place; a swap killed
+//! right after each of its stages (a sandbox hook: exactly there) and finished by a rerun;
+//! `strategy = "swap"` from nothing; a rolling swap with replicas under a live writer whose every
+//! acknowledged write is read back (with `--keep-old-volumes`), after a first run stopped by the
+//! key count (a replica emptied behind its back); and a failed swap that keeps the plaintext root
+//! and says how to roll back, then a run stopped by the key count (a key deleted behind its
+//! back). Figures are printed as `figure:` lines. Run inside the sandbox's operator namespace:
 //! `redisctl-sandbox exec -- cargo test -p redisctl --test e2e_swap -- --nocapture`.
 
 mod common;
