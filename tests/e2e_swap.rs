@@ -612,6 +612,9 @@ fn lost_writes(tls: &[PathBuf; 3], ip: &str, acked: &[(String, String)]) -> Vec<
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // In slot order, so that the client follows few redirects (each is a new TLS connection).
+    let mut acked = acked.to_vec();
+    acked.sort_by_key(|(k, _)| redisctl::redis::keyspace::key_slot(k));
     let gets: String = acked.iter().map(|(k, _)| format!("GET {k}\n")).collect();
     let mut stdin = child.stdin.take().unwrap();
     let feed = std::thread::spawn(move || stdin.write_all(gets.as_bytes()).unwrap());
