@@ -93,14 +93,14 @@ impl NodeRuntime {
             .await?;
         }
         let started = Instant::now();
-        let view = loop {
+        loop {
             let view = self.cluster_nodes_of(first).await?;
             let joined = view
                 .iter()
                 .filter(|x| !x.flags.iter().any(|f| f == "handshake" || f == "noaddr"))
                 .count();
             if joined >= nodes.len() {
-                break view;
+                break;
             }
             if started.elapsed() > JOIN_BOUND {
                 return Err(NodeError::Timeout {
@@ -116,18 +116,30 @@ impl NodeRuntime {
                 nodes.len()
             ));
             tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+        }
         if replicas > 0 {
-            for (node, master) in self.replica_assignment(nodes, &view)? {
-                crate::progress::status(format!("{node} becomes a replica of {master}"));
-                let id = view
-                    .iter()
-                    .find(|x| self.is_node(&master, x))
-                    .map(|x| x.id.clone())
+            // Each node's own line: what another node says of it may lag behind (right after
+            // the MEETs, a master's slots are not gossiped yet, and it looks empty).
+            let mut selves = Vec::new();
+            for node in nodes {
+                let own = self
+                    .cluster_nodes_of(node)
+                    .await?
+                    .into_iter()
+                    .find(|x| x.is_myself())
                     .ok_or_else(|| NodeError::Failed {
-                        node: master.clone(),
-                        what: "not in the cluster's view".into(),
+                        node: node.clone(),
+                        what: "CLUSTER NODES has no myself line".into(),
                     })?;
+                selves.push((node.clone(), own));
+            }
+            for (node, master) in self.replica_assignment(&selves)? {
+                crate::progress::status(format!("{node} becomes a replica of {master}"));
+                let id = selves
+                    .iter()
+                    .find(|(n, _)| *n == master)
+                    .map(|(_, x)| x.id.clone())
+                    .unwrap_or_default();
                 self.cluster_command(&node, &format!("CLUSTER REPLICATE {id}"))
                     .await?;
             }
@@ -135,38 +147,26 @@ impl NodeRuntime {
         self.wait_cluster_healthy(nodes.len()).await
     }
 
-    /// Whether the line `x` of CLUSTER NODES is spec node `name` (by its address).
-    fn is_node(&self, name: &str, x: &ClusterNode) -> bool {
-        self.node_spec(name)
-            .is_ok_and(|n| x.ip == n.private_ip.to_string() && x.port == self.spec.redis.port)
-    }
-
-    /// (replica, master): each spec node that serves no slot and is not a replica becomes the
-    /// replica of the master with the fewest replicas, one in another AZ first.
+    /// (replica, master): each spec node that serves no slot and is not a replica (by its own
+    /// line of CLUSTER NODES) becomes the replica of the master with the fewest replicas, one
+    /// in another AZ first.
     fn replica_assignment(
         &self,
-        nodes: &[String],
-        view: &[ClusterNode],
+        selves: &[(String, ClusterNode)],
     ) -> Result<Vec<(String, String)>, NodeError> {
-        let line = |name: &str| view.iter().find(|x| self.is_node(name, x));
-        let masters: Vec<&String> = nodes
+        let mut replicas_of: Vec<(&String, usize)> = selves
             .iter()
-            .filter(|n| line(n).is_some_and(|x| x.is_master() && x.slot_count() > 0))
-            .collect();
-        let mut replicas_of: Vec<(&String, usize)> = masters
-            .iter()
-            .map(|m| {
-                let id = line(m).map(|x| x.id.as_str()).unwrap_or_default();
-                let count = view
+            .filter(|(_, x)| x.is_master() && x.slot_count() > 0)
+            .map(|(m, x)| {
+                let count = selves
                     .iter()
-                    .filter(|x| x.master_id.as_deref() == Some(id))
+                    .filter(|(_, r)| r.master_id.as_deref() == Some(x.id.as_str()))
                     .count();
-                (*m, count)
+                (m, count)
             })
             .collect();
         let mut out = Vec::new();
-        for node in nodes {
-            let Some(x) = line(node) else { continue };
+        for (node, x) in selves {
             if x.is_replica() || x.slot_count() > 0 {
                 continue;
             }
