@@ -154,21 +154,17 @@ impl NodeRuntime {
         info: &NodeInstance,
         reach: Reach,
     ) -> Result<(HostKeyPolicy, bool), NodeError> {
-        if let Some(key) = self.known.get(&info.id) {
+        // The local pin; else, while apply carries out a plan that saw this instance at first
+        // contact, the key that plan showed (and no other the console may list), to be pinned.
+        let pinned = self.known.get(&info.id).map(|k| (k, false));
+        if let Some((key, to_pin)) =
+            pinned.or_else(|| self.expected_host_key(&info.id).map(|k| (k, true)))
+        {
             let policy = HostKeyPolicy::Pinned {
                 key_openssh: Some(key),
                 fingerprint: None,
             };
-            return Ok((policy, false));
-        }
-        // The plan being applied saw this instance at first contact and showed its key: that
-        // key, and no other the console may list, is the one apply pins.
-        if let Some(key) = self.expected_host_key(&info.id) {
-            let policy = HostKeyPolicy::Pinned {
-                key_openssh: Some(key),
-                fingerprint: None,
-            };
-            return Ok((policy, true));
+            return Ok((policy, to_pin));
         }
         let started = std::time::Instant::now();
         let fingerprints = loop {

@@ -43,15 +43,7 @@ pub(super) fn section_cmd(name: &str, cmd: &str) -> String {
 
 /// The text between `@@name@@` and the next `@@end@@`, without the `@@rc=` line.
 pub(super) fn section(text: &str, name: &str) -> String {
-    let marker = format!("@@{name}@@\n");
-    let Some(start) = text.find(&marker).map(|i| i + marker.len()) else {
-        return String::new();
-    };
-    let end = text[start..]
-        .find("@@end@@")
-        .map(|i| i + start)
-        .unwrap_or(text.len());
-    text[start..end]
+    section_raw(text, name)
         .lines()
         .filter(|l| !l.starts_with("@@rc="))
         .collect::<Vec<_>>()
