@@ -3,7 +3,9 @@
 //! with kills at random moments rather than at chosen ones.
 //!
 //! A cycle is: apply from nothing (roots unencrypted), keys written, a configuration change (a
-//! rolling restart), an ACL change, the EBS encryption swap, destroy. Each of these runs is
+//! rolling restart), an ACL change, the EBS encryption swap, destroy. Odd cycles build 3
+//! masters without replicas, even cycles 3 masters with a replica each (6 nodes: the rolling
+//! restart and the swap then go through failovers). Each of these runs is
 //! first killed (SIGKILL) at a moment drawn uniformly over how long that kind of run takes (the
 //! longest seen so far), some with EC2 faults injected (throttling and internal errors, which
 //! the SDK retries), then run again until it succeeds (at most `RERUNS` times). After every
@@ -187,10 +189,64 @@ fn check(what: &str, f: impl FnOnce()) -> Result<(), String> {
     })
 }
 
+/// The two shapes a cycle builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Shape {
+    /// 3 masters, no replica.
+    Three,
+    /// 3 masters with a replica each.
+    Six,
+}
+
+impl Shape {
+    fn of(cycle: usize) -> Shape {
+        if cycle % 2 == 1 {
+            Shape::Three
+        } else {
+            Shape::Six
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Three => "3x0",
+            Shape::Six => "3x1",
+        }
+    }
+
+    /// The nodes' private addresses (the spec's nodes list, or the derived one with replicas).
+    fn ips(self) -> Vec<&'static str> {
+        match self {
+            Shape::Three => IPS.to_vec(),
+            Shape::Six => {
+                let mut ips = IPS.to_vec();
+                ips.extend(["10.0.1.11", "10.0.2.11", "10.0.3.11"]);
+                ips
+            }
+        }
+    }
+
+    /// The example spec turned into this shape (roots unencrypted at first).
+    fn spec(self, t: String) -> String {
+        let t = t.replace("encrypted = true", "encrypted = false");
+        match self {
+            Shape::Three => t,
+            Shape::Six => {
+                // With replicas the nodes are derived from the topology (two per AZ).
+                let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
+                let start = t.find("\n[[nodes.node]]").unwrap();
+                let end = t.find("\n[ssh]").unwrap();
+                format!("{}{}", &t[..start], &t[end..])
+            }
+        }
+    }
+}
+
 /// The invariants after `step` converged; `keys`: whether the test keys are in the cluster.
 fn invariants(
     c: &Cluster,
     step: Step,
+    shape: Shape,
     keys: bool,
     before: &common::account::Account,
 ) -> Vec<String> {
@@ -227,28 +283,51 @@ fn invariants(
             .iter()
             .map(|r| format!("{} {}", r.kind, r.key))
             .collect();
-        // A 3-node cluster: a VPC, 3 subnets, a gateway, a route table, a group, 3 instances
-        // (not terminated) and their 3 root volumes; a finished swap leaves no snapshot.
+        // A VPC, 3 subnets, a gateway, a route table, a group, an instance per node (not
+        // terminated) and its root volume; a finished swap leaves no snapshot.
+        let nodes = shape.ips().len();
         for (kind, want) in [
             ("vpc", 1),
             ("subnet", 3),
             ("internet gateway", 1),
             ("route table", 1),
             ("security group", 1),
-            ("instance", 3),
-            ("volume", 3),
+            ("instance", nodes),
+            ("volume", nodes),
             ("snapshot", 0),
         ] {
             assert_eq!(count(kind), want, "{kind}: {list:#?}");
         }
         assert!(count("key pair") <= 1, "{list:#?}");
     }));
-    for ip in IPS {
+    let nodes = shape.ips().len();
+    for ip in shape.ips() {
         record(check(&format!("{ip} healthy"), || {
             let info = c.redis(ip, "CLUSTER INFO");
             assert!(info.contains("cluster_state:ok"), "{info}");
             assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
-            assert!(info.contains("cluster_known_nodes:3"), "{info}");
+            assert!(
+                info.contains(&format!("cluster_known_nodes:{nodes}")),
+                "{info}"
+            );
+            assert!(info.contains("cluster_size:3"), "{info}");
+        }));
+    }
+    if shape == Shape::Six {
+        // Every master has its replica, in sync (a failover during a restart or the swap put
+        // the roles back or left them swapped, but never a master without a copy).
+        record(check("every master has a replica in sync", || {
+            let mut masters = 0;
+            for ip in shape.ips() {
+                let role = c.redis(ip, "INFO replication");
+                if role.contains("role:master") {
+                    masters += 1;
+                    assert!(role.contains("connected_slaves:1"), "{ip}: {role}");
+                } else {
+                    assert!(role.contains("master_link_status:up"), "{ip}: {role}");
+                }
+            }
+            assert_eq!(masters, 3, "three masters");
         }));
     }
     if keys {
@@ -278,17 +357,16 @@ fn chaos() {
         .unwrap_or(0.3);
     eprintln!("chaos: seed {seed} (replay with CHAOS_SEED={seed}), {kills_wanted} kills");
     let mut rng = Rng(seed);
-    let mut tally: BTreeMap<Step, Tally> = BTreeMap::new();
-    let mut longest: BTreeMap<Step, Duration> = Step::ALL.iter().map(|s| (*s, s.guess())).collect();
+    let mut tally: BTreeMap<(Step, Shape), Tally> = BTreeMap::new();
+    let mut longest: BTreeMap<(Step, Shape), Duration> = BTreeMap::new();
     let mut kills = 0;
     let mut cycle = 0;
     let campaign = Instant::now();
     let before = common::account::now();
     while kills < kills_wanted {
         cycle += 1;
-        let c = Cluster::new(&format!("chaos{cycle}"), |t| {
-            t.replace("encrypted = true", "encrypted = false")
-        });
+        let shape = Shape::of(cycle);
+        let c = Cluster::new(&format!("chaos{cycle}"), |t| shape.spec(t));
         let mut keys = false;
         let mut broken = false;
         for step in Step::ALL {
@@ -296,9 +374,14 @@ fn chaos() {
                 continue;
             }
             step.edit(&c, cycle);
-            let t = tally.entry(step).or_default();
+            let t = tally.entry((step, shape)).or_default();
             t.runs += 1;
-            let delay = longest[&step].mul_f64(rng.unit());
+            let guess = match shape {
+                Shape::Three => step.guess(),
+                Shape::Six => step.guess() * 2,
+            };
+            let longest = longest.entry((step, shape)).or_insert(guess);
+            let delay = longest.mul_f64(rng.unit());
             let faults = rng.unit() < fault_share;
             if faults {
                 for code in ["RequestLimitExceeded", "InternalError"] {
@@ -315,7 +398,8 @@ fn chaos() {
                 }
             }
             let point = format!(
-                "CHAOS_SEED={seed} cycle {cycle} {} killed at {:.2}s{}",
+                "CHAOS_SEED={seed} cycle {cycle} ({}) {} killed at {:.2}s{}",
+                shape.name(),
                 step.name(),
                 delay.as_secs_f64(),
                 if faults { " with EC2 faults" } else { "" }
@@ -325,7 +409,7 @@ fn chaos() {
             let (killed, ok, out) = run_killed(&c, step.args(), delay);
             if ok {
                 // A whole run: how long this kind takes now (kills are drawn over it).
-                longest.insert(step, started.elapsed());
+                *longest = started.elapsed();
             }
             outputs.push(out);
             if killed {
@@ -347,13 +431,29 @@ fn chaos() {
                 // A rerun that does not end within the bound is a violation (a hang), not a
                 // wait: it is killed and reported.
                 let (killed, ok, printed) = run_killed(&c, step.args(), RERUN_BOUND);
+                if !ok && !killed {
+                    // Why a rerun did not finish it: a refusal that names what to do is
+                    // allowed (the next rerun may get further), but it is shown.
+                    eprintln!(
+                        "chaos: cycle {cycle} ({}) {}: rerun {tries} failed: {}",
+                        shape.name(),
+                        step.name(),
+                        printed
+                            .lines()
+                            .filter(|l| !l.trim().is_empty())
+                            .rev()
+                            .take(4)
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    );
+                }
                 outputs.push(printed);
                 hung = killed;
                 if ok {
                     done = true;
                     let took = started.elapsed();
-                    if took > longest[&step] {
-                        longest.insert(step, took);
+                    if took > *longest {
+                        *longest = took;
                     }
                 }
             }
@@ -394,7 +494,7 @@ fn chaos() {
                         keys = true;
                     }
                 }
-                bad.extend(invariants(&c, step, keys, &before));
+                bad.extend(invariants(&c, step, shape, keys, &before));
             }
             let secrets = c.secrets();
             for (i, o) in outputs.iter().enumerate() {
@@ -409,7 +509,8 @@ fn chaos() {
                 broken = true;
             }
             eprintln!(
-                "chaos: cycle {cycle} {}: {} after {:.2}s, {} rerun(s)",
+                "chaos: cycle {cycle} ({}) {}: {} after {:.2}s, {} rerun(s)",
+                shape.name(),
                 step.name(),
                 if killed {
                     "killed"
@@ -426,13 +527,16 @@ fn chaos() {
         }
     }
     let mut table =
-        String::from("\nstep                 runs  kills  with faults  reruns  violations\n");
+        String::from("\nstep                       runs  kills  with faults  reruns  violations\n");
     let mut all = Vec::new();
-    for step in Step::ALL {
-        let t = tally.entry(step).or_default();
+    for (step, shape) in Step::ALL
+        .iter()
+        .flat_map(|s| [(*s, Shape::Three), (*s, Shape::Six)])
+    {
+        let t = tally.entry((step, shape)).or_default();
         table.push_str(&format!(
-            "{:<20} {:>4}  {:>5}  {:>11}  {:>6}  {:>10}\n",
-            step.name(),
+            "{:<26} {:>4}  {:>5}  {:>11}  {:>6}  {:>10}\n",
+            format!("{} ({})", step.name(), shape.name()),
             t.runs,
             t.kills,
             t.with_faults,

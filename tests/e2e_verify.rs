@@ -4,7 +4,8 @@
 //! on a node, a node's key made world-readable, an ACL widened on the nodes, redis-server
 //! stopped on one node) fails with exit 1 naming the failing checks, and `apply` repairs the
 //! first three. `tls only` and `default user off` are each seen failing with their evidence (a
-//! plaintext port opened at runtime, the `default` user turned on), and a broken probe (a wrong
+//! plaintext port opened at runtime, the `default` user turned on, without a password and with
+//! one, which only `ACL LIST` shows), and a broken probe (a wrong
 //! port, redis-cli missing) fails them as `probe failed`, never as refused. No secret (any
 //! password, any key's body) appears in any output, nor in any node's journal or process list.
 //! Run inside the sandbox:
@@ -16,6 +17,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use common::secrets::Secrets;
+use sha2::Digest;
 
 use redisctl_sandbox::testing::Sandbox;
 
@@ -703,6 +705,41 @@ fn failing_paths_of_tls_only_and_default_user_off(c: &Cluster) {
     );
     // The ACL file says `default off`: reloading it undoes the change.
     assert_eq!(admin("10.0.2.10", "CONFIG SET protected-mode yes"), "OK");
+    assert_eq!(admin("10.0.2.10", "ACL LOAD"), "OK");
+
+    // (b3) The default user on with a password: a connection must still authenticate, so the
+    // PING and the wrong AUTH are refused as for a user that is off; `ACL LIST` shows it on.
+    // The evidence shows the rule without the password's hash.
+    let pw = "redisctl-e2e-default-on";
+    assert_eq!(
+        admin("10.0.2.10", &format!("ACL SETUSER default on \">{pw}\"")),
+        "OK"
+    );
+    let (code, table) = verify(c);
+    let default = row(&table, "default user off");
+    expect(code == Some(1), "(b3) verify exits 1", &table);
+    expect(
+        table.contains("Verify failed: 1 of 14 checks failed") && default.contains(" FAIL "),
+        "(b3) default user off fails, and only it (on with a password)",
+        &table,
+    );
+    expect(
+        default.contains("redis-node-1b: PING without credentials: NOAUTH Authentication required.; AUTH default <wrong>: WRONGPASS")
+            && default.contains("; ACL LIST: user default on ")
+            && default.contains(" #… ")
+            && default.contains("[expected off: the default user is enabled] WRONG"),
+        "(b3) the node is named with its rule from ACL LIST",
+        &default,
+    );
+    let hash: String = sha2::Sha256::digest(pw.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    expect(
+        !table.contains(&hash[..16]) && !table.contains(pw),
+        "(b3) neither the password nor its hash is printed",
+        &table,
+    );
     assert_eq!(admin("10.0.2.10", "ACL LOAD"), "OK");
 
     // (c1) A wrong port: nothing listens where the plaintext probe looks.

@@ -175,8 +175,9 @@ pub fn allows(rules: &[CommandRule], command: &str) -> bool {
 }
 
 /// What redisctl's own user must be able to run: `redis-cli --cluster create` (CLUSTER
-/// ADDSLOTS / MEET / SET-CONFIG-EPOCH / REPLICATE, INFO, PING), health checks, `ACL LOAD` for
-/// ACL changes without restart, and the durability steps before a volume swap.
+/// ADDSLOTS / MEET / SET-CONFIG-EPOCH / REPLICATE, INFO, PING), the reset of a half-formed
+/// cluster, health checks, `ACL LOAD` for ACL changes without restart, `ACL LIST` for verify's
+/// look at the users Redis runs with, and the durability steps before a volume swap.
 pub const OPERATOR_COMMANDS: &[&str] = &[
     "ping",
     "info",
@@ -189,7 +190,9 @@ pub const OPERATOR_COMMANDS: &[&str] = &[
     "cluster|set-config-epoch",
     "cluster|replicate",
     "cluster|failover",
+    "cluster|reset",
     "acl|load",
+    "acl|list",
     "bgrewriteaof",
     "save",
 ];

@@ -107,6 +107,7 @@ fn probe_script(spec: &Spec, ip: Ipv4Addr) -> String {
         "keyslot",
         &format!("as_user 127.0.0.1 CLUSTER KEYSLOT {}", DATA_KEY),
     ));
+    s.push_str(&section_cmd("acl_list", "as_user 127.0.0.1 ACL LIST"));
     s.push_str(&section_cmd(
         "noauth",
         &format!("timeout 10 redis-cli $tls -h {ip} PING </dev/null 2>&1; echo \"@@rc=$?\""),
@@ -220,6 +221,7 @@ async fn probe(
         keyslot: section(&t, "keyslot"),
         noauth: section_run(&t, "noauth"),
         wrongpass: section_run(&t, "wrongpass"),
+        acl_list: section_run(&t, "acl_list"),
         plaintext: section_raw(&t, "plaintext"),
         cert: section(&t, "cert"),
         modes: section(&t, "modes"),

@@ -165,9 +165,52 @@ fn refused_with(run: &CliRun, expected: &str, wrong: &str, passed: &mut bool) ->
     }
 }
 
-/// No command runs without credentials (`NOAUTH`), and `AUTH default <wrong>` is refused
-/// (`WRONGPASS`). Any other reply fails the check as `ANSWERED`; a probe that got no reply
-/// (redis-cli missing, no connection, no answer) fails it as `probe failed: …`.
+/// An ACL rule as `ACL LIST` prints it, with every password and hash of one left out:
+/// `#<sha256>`, `!<sha256>`, `>password` and `<password` each become their sign and `…`.
+pub fn redact_rule(line: &str) -> String {
+    line.split(' ')
+        .map(|t| match t.chars().next() {
+            Some(c @ ('#' | '!' | '>' | '<')) if t.len() > 1 => format!("{c}…"),
+            _ => t.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether `ACL LIST` shows the `default` user on (`Ok(Some(rule))`, the rule redacted) or
+/// off (`Ok(None)`); `Err`: the listing could not be read.
+fn default_in_acl_list(run: &CliRun) -> Result<Option<String>, String> {
+    match read_cli(run) {
+        Cli::Reply(_) => {}
+        Cli::Dropped(why) => return Err(format!("the server dropped the connection: {why}")),
+        Cli::Failed(why) => return Err(redact_rule(&why)),
+    }
+    let Some(line) = run
+        .out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("user default "))
+    else {
+        let first = run.out.lines().map(str::trim).find(|l| !l.is_empty());
+        return Err(format!(
+            "no `user default` line in its reply ({})",
+            redact_rule(&super::first_line(first.unwrap_or("")))
+        ));
+    };
+    // One flag of the two is printed; the last one counts, as when Redis reads rules.
+    let on = line
+        .split(' ')
+        .filter(|t| *t == "on" || *t == "off")
+        .next_back()
+        == Some("on");
+    Ok(on.then(|| redact_rule(line)))
+}
+
+/// No command runs without credentials (`NOAUTH`), `AUTH default <wrong>` is refused
+/// (`WRONGPASS`), and `ACL LIST` shows the `default` user off: a default user turned on with a
+/// password passes the first two (a connection must still authenticate) and is caught by the
+/// third. Any other reply fails the check as `ANSWERED`; a probe that got no reply (redis-cli
+/// missing, no connection, no answer) fails it as `probe failed: …`.
 pub fn default_off(probes: &[NodeProbe]) -> Check {
     let mut passed = true;
     let mut ev = Vec::new();
@@ -187,8 +230,19 @@ pub fn default_off(probes: &[NodeProbe]) -> Check {
             "the default user accepted a password",
             &mut passed,
         );
+        let c = match default_in_acl_list(&o.acl_list) {
+            Ok(None) => "default off".to_string(),
+            Ok(Some(rule)) => {
+                passed = false;
+                format!("{rule} [expected off: the default user is enabled] WRONG")
+            }
+            Err(why) => {
+                passed = false;
+                format!("probe failed: {why} WRONG")
+            }
+        };
         ev.push(format!(
-            "{}: PING without credentials: {a}; AUTH default <wrong>: {b}",
+            "{}: PING without credentials: {a}; AUTH default <wrong>: {b}; ACL LIST: {c}",
             p.node
         ));
     }
@@ -215,12 +269,17 @@ mod tests {
             out: Ok(crate::verify::checks::ProbeOut {
                 noauth: run(noauth),
                 wrongpass: run(wrongpass),
+                acl_list: run((LIST_OFF, 0)),
                 ..Default::default()
             }),
         }
     }
 
     const NOAUTH: &str = "NOAUTH Authentication required.\n";
+    const HASH: &str = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+    /// What redis-cli 7.0.15 printed for `ACL LIST` on a node redisctl made (the hash is
+    /// SHA-256 of "password").
+    const LIST_OFF: &str = "user admin on sanitize-payload #5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8 ~* &* +@all\nuser default off sanitize-payload resetchannels -@all\n";
     const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.\n";
 
     #[test]
@@ -231,7 +290,8 @@ mod tests {
             c.evidence,
             [
                 "redis-node-1a: PING without credentials: NOAUTH Authentication required.; AUTH \
-              default <wrong>: WRONGPASS invalid username-password pair or user is disabled."
+              default <wrong>: WRONGPASS invalid username-password pair or user is disabled.; \
+              ACL LIST: default off"
             ]
         );
         // `ACL SETUSER default on nopass +@all ~*`: what redis-cli 7.0.15 printed then.
@@ -243,7 +303,7 @@ mod tests {
                 "redis-node-1a: PING without credentials: ANSWERED (PONG) [expected NOAUTH: a \
               command ran without credentials: the default user is on] WRONG; AUTH default \
               <wrong>: ANSWERED (OK) [expected WRONGPASS: the default user accepted a password] \
-              WRONG"
+              WRONG; ACL LIST: default off"
             ]
         );
         // On, but with no commands: still a logged-in connection.
@@ -306,6 +366,67 @@ mod tests {
         assert!(
             c.evidence[0].contains("probe failed: no exit status recorded"),
             "{c:?}"
+        );
+    }
+
+    #[test]
+    fn default_on_with_a_password_is_caught_by_acl_list() {
+        // `ACL SETUSER default on >secret`: a connection must still authenticate, so NOAUTH
+        // and WRONGPASS come back as for a user that is off. ACL LIST tells.
+        let mut p = probe((NOAUTH, 0), (WRONGPASS, 0));
+        let on = format!(
+            "user admin on #{HASH} ~* &* +@all\nuser default on sanitize-payload #{HASH} resetchannels -@all\n"
+        );
+        if let Ok(o) = p.out.as_mut() {
+            o.acl_list = CliRun {
+                out: on,
+                rc: Some(0),
+            };
+        }
+        let c = default_off(&[p]);
+        assert!(!c.passed, "{c:?}");
+        assert!(
+            c.evidence[0].ends_with(
+                "; ACL LIST: user default on sanitize-payload #… resetchannels -@all [expected \
+                 off: the default user is enabled] WRONG"
+            ),
+            "{c:?}"
+        );
+        assert!(!c.evidence[0].contains(&HASH[..12]), "{c:?}");
+        // A listing that cannot be read is no verdict: refused to the operator, no default
+        // line, redis-cli failed; no hash printed from any of them.
+        for (out, rc, said) in [
+            (
+                "NOPERM User admin has no permissions to run the 'acl|list' command\n".to_string(),
+                0,
+                "probe failed: no `user default` line in its reply (NOPERM User admin has no permissions",
+            ),
+            (
+                format!("user admin on #{HASH} ~* &* +@all\n"),
+                0,
+                "probe failed: no `user default` line in its reply (user admin on #… ~* &* +@all) WRONG",
+            ),
+            (
+                "".to_string(),
+                124,
+                "probe failed: no answer within the probe's timeout (exit 124) WRONG",
+            ),
+        ] {
+            let mut p = probe((NOAUTH, 0), (WRONGPASS, 0));
+            if let Ok(o) = p.out.as_mut() {
+                o.acl_list = CliRun { out, rc: Some(rc) };
+            }
+            let c = default_off(&[p]);
+            assert!(!c.passed);
+            assert!(
+                c.evidence[0].contains(&format!("ACL LIST: {said}")),
+                "{c:?}"
+            );
+            assert!(!c.evidence[0].contains(&HASH[..12]), "{c:?}");
+        }
+        assert_eq!(
+            redact_rule("user x on >pw <old !abc #def ~k:* +get"),
+            "user x on >… <… !… #… ~k:* +get"
         );
     }
 

@@ -48,6 +48,9 @@ pub struct ProbeOut {
     pub noauth: CliRun,
     /// `AUTH default <not the password>` over TLS.
     pub wrongpass: CliRun,
+    /// `ACL LIST` as the operator: the users Redis runs with (rules with password hashes;
+    /// never printed as they are, see [`acl::redact_rule`]).
+    pub acl_list: CliRun,
     /// The TCP sockets redis-server listens on (`ss`), and a plaintext `PING` to each and to
     /// the node's address and Redis port: the raw section, read by [`tls::plaintext_tries`].
     pub plaintext: String,
