@@ -198,11 +198,7 @@ fn default_in_acl_list(run: &CliRun) -> Result<Option<String>, String> {
         ));
     };
     // One flag of the two is printed; the last one counts, as when Redis reads rules.
-    let on = line
-        .split(' ')
-        .filter(|t| *t == "on" || *t == "off")
-        .next_back()
-        == Some("on");
+    let on = line.split(' ').rfind(|t| *t == "on" || *t == "off") == Some("on");
     Ok(on.then(|| redact_rule(line)))
 }
 
