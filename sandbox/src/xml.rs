@@ -260,7 +260,7 @@ pub fn state_code(name: &str) -> u16 {
     }
 }
 
-fn instance_state(element: &str, name: &str) -> String {
+pub(crate) fn instance_state(element: &str, name: &str) -> String {
     format!(
         "<{element}><code>{}</code><name>{name}</name></{element}>",
         state_code(name)

@@ -112,6 +112,32 @@ pub fn with_aws_defaults(action: &str, params: &[(String, String)], body: Bytes)
     Bytes::from(form.finish())
 }
 
+/// The request with only these of its instances (`InstanceId.N`, numbered again from 1), as
+/// parameters and as the form body moto gets; the other parameters as they came.
+pub fn with_instances(
+    params: &[(String, String)],
+    ids: &[String],
+) -> (Vec<(String, String)>, Bytes) {
+    let numbered = |k: &str| {
+        k.strip_prefix("InstanceId.")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+    };
+    let mut out: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| !numbered(k))
+        .cloned()
+        .collect();
+    out.extend(
+        ids.iter()
+            .enumerate()
+            .map(|(n, id)| (format!("InstanceId.{}", n + 1), id.clone())),
+    );
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&out)
+        .finish();
+    (out, Bytes::from(body))
+}
+
 #[derive(Clone)]
 pub struct Moto {
     client: Client<HttpConnector, Full<Bytes>>,
@@ -325,6 +351,27 @@ mod tests {
         assert_eq!(
             with_aws_defaults("CreateVpc", &params, Bytes::from("x=1")),
             Bytes::from("x=1")
+        );
+    }
+
+    #[test]
+    fn a_termination_narrowed_to_its_live_instances_is_numbered_again() {
+        let asked = params(&[
+            ("Action", "TerminateInstances"),
+            ("InstanceId.1", "i-gone"),
+            ("InstanceId.2", "i-live"),
+            ("Version", "2016-11-15"),
+        ]);
+        let (sent, body) = with_instances(&asked, &["i-live".to_string()]);
+        let expected = params(&[
+            ("Action", "TerminateInstances"),
+            ("Version", "2016-11-15"),
+            ("InstanceId.1", "i-live"),
+        ]);
+        assert_eq!(sent, expected);
+        assert_eq!(
+            body,
+            Bytes::from("Action=TerminateInstances&Version=2016-11-15&InstanceId.1=i-live")
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP proxy in front of moto: a request comes in, is counted by action, may meet an
 //! injected fault, may be answered from the ClientToken table ([`Tokens`]) or refused by the
-//! timed region ([`Region`]), and is forwarded to moto unchanged; moto's answer is recorded in
+//! timed region ([`Region`]), and is forwarded to moto unchanged (but a TerminateInstances
+//! without the instances moto already terminated: their items are EC2's); moto's answer is recorded in
 //! the region's timeline and goes back as the region shows it now (states, progress, hidden
 //! items), once the hooks it meets ([`HookPoint`]: a kill, a hold) are carried out. For the [`machines::ACTIONS`] it holds the machine lock from the checks before moto
 //! to the physical effect after it, and answers only once that effect is done (or failed: then
@@ -10,9 +11,9 @@
 use crate::faults::{Effect, Faults, Stats};
 use crate::front::hooks::{After, HookPoint};
 use crate::front::machines::{self, Before, Machines};
-use crate::front::moto::{Auth, Moto, numbered, param, with_aws_defaults};
+use crate::front::moto::{Auth, Moto, numbered, param, with_aws_defaults, with_instances};
 use crate::front::network::{self, Network};
-use crate::front::region::{Due, Outcome, Region};
+use crate::front::region::{self, Due, Outcome, Region};
 use crate::front::tokens::{Seen, Tokens};
 use crate::logging::log;
 use crate::xml;
@@ -259,7 +260,8 @@ impl Proxy {
     }
 
     /// The answer as EC2 gives it: a remembered ClientToken's answer, a refusal of the timed
-    /// region, or moto's answer (with the machine effect) as the region shows it now; and the
+    /// region, the region's answer to terminating instances moto already terminated, or moto's
+    /// answer (with the machine effect) as the region shows it now; and the
     /// fault drawn for a request that reached moto (or a replay), if one fired. A request the
     /// region refuses draws none: it never took effect.
     async fn answer(
@@ -296,10 +298,33 @@ impl Proxy {
         let auth = Auth::from(&parts.headers);
         let ids = numbered(params, "InstanceId");
         let previous = self.region.lock().unwrap().shown_states(&ids, now);
-        let terminated = if action == "TerminateInstances" {
+        let mut terminated = if action == "TerminateInstances" {
+            // After the machine actions asked before this one (the lock is fair), which may
+            // terminate these instances.
+            drop(self.machine.lock().await);
             self.instances_before(&auth, &ids).await
         } else {
             Vec::new()
+        };
+        let gone = region::already_terminated(&mut terminated);
+        let live: Vec<String> = ids.iter().filter(|i| !gone.contains(i)).cloned().collect();
+        if !gone.is_empty() && live.is_empty() {
+            log(&format!(
+                "{action}: {} already terminated: EC2's answer, not moto's",
+                gone.join(" ")
+            ));
+            let region = self.region.lock().unwrap();
+            let answer = region.terminated_answer(&gone, &self.request_id(), Instant::now());
+            return (xml_response(200, answer), fault);
+        }
+        let narrowed;
+        let (path, params, body) = if gone.is_empty() {
+            (path, params, body)
+        } else {
+            let (p, b) = with_instances(params, &live);
+            narrowed = p;
+            let path = path.split('?').next().unwrap_or("/").to_string();
+            (path, &narrowed[..], b)
         };
         let (status, headers, resp_body) = match self
             .call(
@@ -336,6 +361,12 @@ impl Proxy {
                 ));
                 text
             }
+        };
+        let shown = if gone.is_empty() {
+            shown
+        } else {
+            let region = self.region.lock().unwrap();
+            region.with_terminated(&shown, &gone, Instant::now())
         };
         if let Some(t) = &token {
             self.tokens

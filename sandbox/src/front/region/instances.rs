@@ -267,6 +267,63 @@ impl Region {
     }
 }
 
+/// The instances of a TerminateInstances that moto has already terminated, taken out of its
+/// records `before` the request (what is left is still to terminate). EC2 terminates an
+/// instance that is `shutting-down` or `terminated` again without complaint (the API
+/// reference: the call is idempotent); moto would delete its interfaces again and fail with
+/// `InvalidNetworkInterfaceID.NotFound`, so the front answers for these ([`Region::terminated_answer`],
+/// [`Region::with_terminated`]) and only the others reach moto.
+pub fn already_terminated(before: &mut Vec<xml::Instance>) -> Vec<String> {
+    let (gone, live) = std::mem::take(before)
+        .into_iter()
+        .partition(|i| i.state == "terminated");
+    *before = live;
+    gone.into_iter().map(|i| i.instance_id).collect()
+}
+
+impl Region {
+    /// The `instancesSet` items EC2 answers for instances already terminating: nothing
+    /// changes, each shows its state now (`shutting-down` while its window lasts, else
+    /// `terminated`) as both `currentState` and `previousState`.
+    fn terminated_items(&self, ids: &[String], now: Instant) -> String {
+        ids.iter()
+            .map(|id| {
+                let state = self
+                    .shown(id, now)
+                    .filter(|s| *s == "shutting-down")
+                    .unwrap_or("terminated");
+                format!(
+                    "<item><instanceId>{id}</instanceId>{}{}</item>",
+                    xml::instance_state("currentState", state),
+                    xml::instance_state("previousState", state)
+                )
+            })
+            .collect()
+    }
+
+    /// EC2's answer to a TerminateInstances of instances that are all already terminating.
+    pub fn terminated_answer(&self, ids: &[String], request_id: &str, now: Instant) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<TerminateInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>{request_id}</requestId><instancesSet>{}</instancesSet></TerminateInstancesResponse>",
+            self.terminated_items(ids, now)
+        )
+    }
+
+    /// moto's answer to a TerminateInstances of the live instances, with the items of those
+    /// the request also named that were already terminating.
+    pub fn with_terminated(&self, body: &str, ids: &[String], now: Instant) -> String {
+        match body.rfind("</instancesSet>") {
+            Some(at) => format!(
+                "{}{}{}",
+                &body[..at],
+                self.terminated_items(ids, now),
+                &body[at..]
+            ),
+            None => body.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
@@ -377,6 +434,64 @@ mod tests {
         assert!(!r.is_due(&due[0]));
         r.carried_out(&due[0]);
         assert_eq!(r.counters.starts_failed, 0);
+    }
+
+    /// moto's answer to the first TerminateInstances of i-1 (moto 5.2.5, as recorded).
+    const TERMINATE: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<TerminateInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15"><instancesSet><item><instanceId>i-1</instanceId><currentState><code>32</code><name>shutting-down</name></currentState><previousState><code>16</code><name>running</name></previousState></item></instancesSet><requestId>request-id</requestId></TerminateInstancesResponse>"#;
+
+    #[test]
+    fn terminating_again_is_answered_without_moto_as_the_instance_shows_now() {
+        let mut r = region();
+        let t0 = Instant::now();
+        r.record("TerminateInstances", &[], TERMINATE, None, &[], t0)
+            .unwrap();
+        // A second TerminateInstances (a killed destroy run again) names i-1, which moto
+        // terminated at once (a second termination there fails: its interface is gone),
+        // and i-2, still running.
+        let mut before = vec![
+            xml::Instance {
+                instance_id: "i-1".into(),
+                state: "terminated".into(),
+                ..xml::Instance::default()
+            },
+            xml::Instance {
+                instance_id: "i-2".into(),
+                state: "running".into(),
+                ..xml::Instance::default()
+            },
+        ];
+        let gone = already_terminated(&mut before);
+        assert_eq!(gone, ["i-1"]);
+        let left: Vec<&str> = before.iter().map(|i| i.instance_id.as_str()).collect();
+        assert_eq!(left, ["i-2"]);
+
+        // Inside its window it is still shutting down: shutting-down → shutting-down.
+        let t1 = t0 + scaled(CONSISTENCY_SECS, 1.0);
+        assert_eq!(
+            r.terminated_answer(&gone, "req-1", t1),
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<TerminateInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>req-1</requestId><instancesSet><item><instanceId>i-1</instanceId><currentState><code>32</code><name>shutting-down</name></currentState><previousState><code>32</code><name>shutting-down</name></previousState></item></instancesSet></TerminateInstancesResponse>"#
+        );
+        // After it: terminated → terminated. Nothing was recorded: the window did not restart.
+        let late = t0 + scaled(SHUTTING_DOWN_SECS, 1.0);
+        let answer = r.terminated_answer(&gone, "req-2", late);
+        assert!(
+            answer.contains("<currentState><code>48</code><name>terminated</name></currentState><previousState><code>48</code><name>terminated</name></previousState>"),
+            "{answer}"
+        );
+        assert_eq!(xml::instances(&answer).unwrap()[0].state, "terminated");
+
+        // Only i-2 reaches moto; its answer gets i-1's item too.
+        let moto = TERMINATE.replace("i-1", "i-2");
+        let both: Vec<(String, String)> = xml::instances(&r.with_terminated(&moto, &gone, late))
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.instance_id, i.state))
+            .collect();
+        let expected = [("i-2", "shutting-down"), ("i-1", "terminated")]
+            .map(|(i, s)| (i.to_string(), s.to_string()));
+        assert_eq!(both, expected);
     }
 
     #[test]

@@ -41,7 +41,7 @@ use crate::front::moto::param;
 use crate::xml;
 use anyhow::Result;
 use consistency::Kind;
-pub use instances::{Due, Outcome};
+pub use instances::{Due, Outcome, already_terminated};
 use instances::{InstanceClock, Lingering};
 use nat::NatClock;
 use std::collections::HashMap;
