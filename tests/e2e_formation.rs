@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Cluster, text};
 use redisctl_sandbox::testing::Sandbox;
@@ -27,51 +25,7 @@ fn six(t: String) -> String {
 /// `apply --yes`, killed `after` the cluster step started. Returns what it printed, or `None`
 /// when it finished before the kill.
 fn apply_killed_in_phase_7(c: &Cluster, after: Duration) -> Option<String> {
-    apply_killed_after(c, "cluster: running", after)
-}
-
-/// `apply --yes`, killed `after` a progress line starting with `marker` (leading spaces
-/// aside). Returns what it printed, or `None` when it finished before the kill.
-fn apply_killed_after(c: &Cluster, marker: &str, after: Duration) -> Option<String> {
-    let mut child = c
-        .cmd(&["apply", "--yes"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut started = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.trim_start().starts_with(marker) {
-            started = Some(Instant::now());
-            break;
-        }
-    }
-    let started = started.unwrap_or_else(|| panic!("{marker:?} never came:\n{}", seen.join("\n")));
-    // Keep reading (the pipe must not fill) until the moment comes.
-    let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    while started.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let finished = child.try_wait().unwrap().is_some();
-    if !finished {
-        child.kill().unwrap();
-    }
-    let status = child.wait().unwrap();
-    seen.extend(reader.join().unwrap());
-    let out = seen.join("\n");
-    if finished {
-        assert!(status.success(), "apply failed on its own:\n{out}");
-        return None;
-    }
-    Some(out)
+    c.apply_killed_after("cluster: running", after)
 }
 
 #[test]
@@ -144,7 +98,7 @@ fn an_apply_killed_inside_each_node_phase_is_finished_by_the_next_apply() {
             eprintln!("figure: nothing left to do in {phase}");
             continue;
         }
-        match apply_killed_after(&c, marker, Duration::from_millis(ms)) {
+        match c.apply_killed_after(marker, Duration::from_millis(ms)) {
             Some(_) => {
                 eprintln!("figure: killed {ms} ms into {marker}");
                 cut.push(phase);

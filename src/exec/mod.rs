@@ -151,13 +151,29 @@ impl Ctx {
             NodeOp::InstallRedis { node } => n.install_redis(node).await,
             NodeOp::InstallTls { node, restart } => n.install_tls(node, *restart).await,
             NodeOp::WriteAcl { node, reload } => n.write_acl(node, *reload).await,
-            NodeOp::WriteConfig { node, restart } => n.write_config(node, *restart).await,
+            NodeOp::WriteConfig {
+                node,
+                restart,
+                live,
+            } => n.write_config(node, *restart, *live).await,
             NodeOp::SetFileModes { node } => n.set_file_modes(node).await,
             NodeOp::CreateCluster { nodes, replicas } => n.create_cluster(nodes, *replicas).await,
             NodeOp::CompleteCluster { nodes, replicas } => {
                 n.complete_cluster(nodes, *replicas).await
             }
             NodeOp::ReformCluster { nodes, replicas } => n.reform_cluster(nodes, *replicas).await,
+            NodeOp::JoinCluster {
+                node,
+                via,
+                replica_of,
+            } => n.join_cluster(node, via, replica_of.as_deref()).await,
+            NodeOp::MoveSlots {
+                via,
+                from,
+                to,
+                count,
+            } => n.move_slots(via, from, to, *count).await,
+            NodeOp::FixSlots { via } => n.fix_slots(via).await,
             NodeOp::WaitHealthy { nodes } => n.wait_healthy(*nodes).await,
         }
     }

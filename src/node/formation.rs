@@ -25,7 +25,7 @@ const JOIN_BOUND: Duration = Duration::from_secs(120);
 
 impl NodeRuntime {
     /// `CLUSTER NODES` as `node` sees it.
-    async fn cluster_nodes_of(&self, node: &str) -> Result<Vec<ClusterNode>, NodeError> {
+    pub(super) async fn cluster_nodes_of(&self, node: &str) -> Result<Vec<ClusterNode>, NodeError> {
         let s = self.session(node).await?;
         let out = s
             .sudo_ok(
@@ -41,7 +41,7 @@ impl NodeRuntime {
     }
 
     /// One Redis command as the operator user on `node`; its answer must be `OK`.
-    async fn cluster_command(&self, node: &str, args: &str) -> Result<(), NodeError> {
+    pub(super) async fn cluster_command(&self, node: &str, args: &str) -> Result<(), NodeError> {
         let s = self.session(node).await?;
         let out = s
             .sudo_ok(

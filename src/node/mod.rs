@@ -21,6 +21,7 @@ mod observe;
 mod ops;
 pub mod redis_cli;
 mod swap;
+mod topology;
 pub use swap::KeysBefore;
 
 use crate::aws::{Aws, NodeInstance};

@@ -163,7 +163,7 @@ impl NodeRuntime {
             conf::NODE_CERT.path
         ));
         script.push_str(&format!(
-            "if redis_active; then pw=\"$(cat)\"; echo '--cluster--'; REDISCLI_AUTH=\"$pw\" {cli} CLUSTER INFO 2>&1; echo '--end--'; echo '--myself--'; REDISCLI_AUTH=\"$pw\" {cli} CLUSTER NODES 2>&1 | grep myself; echo '--end--'; echo \"keys=$(REDISCLI_AUTH=\"$pw\" {cli} DBSIZE 2>&1)\"; echo \"link=$(REDISCLI_AUTH=\"$pw\" {cli} INFO replication 2>&1 | grep -o 'master_link_status:[a-z]*')\"; fi\n",
+            "if redis_active; then pw=\"$(cat)\"; echo '--cluster--'; REDISCLI_AUTH=\"$pw\" {cli} CLUSTER INFO 2>&1; echo '--end--'; echo '--nodes--'; REDISCLI_AUTH=\"$pw\" {cli} CLUSTER NODES 2>&1; echo '--end--'; echo \"keys=$(REDISCLI_AUTH=\"$pw\" {cli} DBSIZE 2>&1)\"; echo \"link=$(REDISCLI_AUTH=\"$pw\" {cli} INFO replication 2>&1 | grep -o 'master_link_status:[a-z]*')\"; fi\n",
             cli = admin_cli_command(&self.spec)
         ));
         let out = session.sudo(&script, self.stdin()).await?;
@@ -192,9 +192,11 @@ impl NodeRuntime {
         let cluster = section("cluster")
             .and_then(|t| parse::cluster_info(&t).ok())
             .map(|c| {
-                let myself = section("myself")
+                let all = section("nodes")
                     .and_then(|t| parse::cluster_nodes(&t).ok())
-                    .and_then(|ns| ns.into_iter().find(|n| n.is_myself()));
+                    .unwrap_or_default();
+                let myself = all.iter().find(|n| n.is_myself()).cloned();
+                let members = all.iter().map(parse::ClusterNode::member).collect();
                 ClusterView {
                     state: c.cluster_state.clone(),
                     slots_assigned: c.slots_assigned,
@@ -208,6 +210,7 @@ impl NodeRuntime {
                         "" => None,
                         _ => Some(false),
                     },
+                    members,
                 }
             });
         Ok(NodeFacts {

@@ -155,7 +155,12 @@ else
         Ok(())
     }
 
-    pub async fn write_config(&self, node: &str, restart: bool) -> Result<(), NodeError> {
+    pub async fn write_config(
+        &self,
+        node: &str,
+        restart: bool,
+        live: bool,
+    ) -> Result<(), NodeError> {
         let content = self.file(node, conf::CONF).await?;
         let s = self.session(node).await?;
         secure_dirs(&s).await?;
@@ -183,6 +188,52 @@ else
             self.restart_and_wait(node, &s).await?;
         } else {
             self.wait_ping(node, &s).await?;
+        }
+        if live {
+            self.set_replication_login(node, &s).await?;
+        }
+        Ok(())
+    }
+
+    /// `masteruser`/`masterauth` set on the running node as the file now says (the replication
+    /// login with replicas, empty without); the password on stdin, never in an argument.
+    async fn set_replication_login(&self, node: &str, s: &Session) -> Result<(), NodeError> {
+        let ca = self.ca().await?;
+        let secret = crate::redis::files::replication_secret(&self.spec, &ca);
+        let user = if secret.is_some() {
+            crate::redis::users_acl::REPLICATION_USER
+        } else {
+            ""
+        };
+        let mut stdin = secret
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default();
+        stdin.push('\n');
+        stdin.push_str(self.operator_password.expose());
+        let cli = admin_cli_command(&self.spec);
+        let script = format!(
+            "IFS= read -r rp; pw=\"$(cat)\"\nu=$(REDISCLI_AUTH=\"$pw\" {cli} CONFIG SET masteruser {}) || exit 1\na=$(printf %s \"$rp\" | REDISCLI_AUTH=\"$pw\" {cli} -x CONFIG SET masterauth) || exit 1\necho \"$u $a\"\n",
+            crate::ssh::sh_quote(user)
+        );
+        crate::progress::status(format!(
+            "setting the replication login on {node} (CONFIG SET)"
+        ));
+        let out = s
+            .sudo_ok(
+                "CONFIG SET masteruser/masterauth",
+                &script,
+                Some(stdin.as_bytes()),
+            )
+            .await?;
+        if out.stdout_str().trim() != "OK OK" {
+            return Err(NodeError::Failed {
+                node: node.into(),
+                what: format!(
+                    "CONFIG SET masteruser/masterauth answered: {}",
+                    out.stdout_str().trim()
+                ),
+            });
         }
         Ok(())
     }

@@ -173,6 +173,44 @@ pub struct ClusterView {
     /// when not read.
     #[serde(default)]
     pub link_up: Option<bool>,
+    /// Every node this node knows (its `CLUSTER NODES`, itself included); empty when not read.
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// One node of the cluster as another node sees it (a line of `CLUSTER NODES`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    /// Its address (empty while Redis does not know it yet).
+    pub ip: String,
+    /// The line of the node that answered.
+    #[serde(default)]
+    pub myself: bool,
+    /// A master (else a replica, of `master_id`).
+    pub master: bool,
+    #[serde(default)]
+    pub master_id: Option<String>,
+    /// Flagged `fail` or `fail?`, or still in `handshake`/`noaddr`.
+    #[serde(default)]
+    pub failing: bool,
+    #[serde(default)]
+    pub handshake: bool,
+    /// The slot ranges it serves, both ends included.
+    #[serde(default)]
+    pub slots: Vec<(u16, u16)>,
+    /// Slots it is migrating away or importing (left open by an interrupted move).
+    #[serde(default)]
+    pub open_slots: Vec<u16>,
+}
+
+impl Member {
+    pub fn slot_count(&self) -> u32 {
+        self.slots
+            .iter()
+            .map(|(a, b)| u32::from(*b) - u32::from(*a) + 1)
+            .sum()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -238,8 +238,15 @@ pub enum NodeOp {
     /// Write users.acl; `reload` runs ACL LOAD on a running server (no restart).
     WriteAcl { node: String, reload: bool },
     /// Write redis-cluster.conf and the systemd drop-in, enable `redis-server@cluster`, and
-    /// start it (or restart it when `restart`, then wait for the cluster to be healthy).
-    WriteConfig { node: String, restart: bool },
+    /// start it (or restart it when `restart`, then wait for the cluster to be healthy). With
+    /// `live`, the file differs from the node's only by the replication login (replicas added
+    /// to or removed from the spec): written, and set with CONFIG SET, no restart.
+    WriteConfig {
+        node: String,
+        restart: bool,
+        #[serde(default)]
+        live: bool,
+    },
     /// Set the mode and owner of every file redisctl writes on `node` back to what it writes
     /// (chown, chmod; no restart).
     SetFileModes { node: String },
@@ -251,6 +258,26 @@ pub enum NodeOp {
     /// A formation an interrupted apply left before every slot was assigned (no keys on any
     /// node): `CLUSTER RESET HARD` on every node, then create it (`node::formation`).
     ReformCluster { nodes: Vec<String>, replicas: u32 },
+    /// A node joins a running cluster: `via`, a member, meets it; then it becomes the replica
+    /// of `replica_of`, or stays a master that serves nothing until slots are moved to it
+    /// (`node::topology`).
+    JoinCluster {
+        node: String,
+        via: String,
+        replica_of: Option<String>,
+    },
+    /// `count` slots, the lowest numbered `from` serves, move to `to` with their keys
+    /// (`redis-cli --cluster reshard`, run on `via`), any slot a killed move left open being
+    /// finished first (`node::topology`).
+    MoveSlots {
+        via: String,
+        from: String,
+        to: String,
+        count: u32,
+    },
+    /// Slots a killed move left migrating/importing are finished (`redis-cli --cluster fix`
+    /// on `via`).
+    FixSlots { via: String },
     /// Wait until every node reports `cluster_state:ok`, all slots and all nodes known.
     WaitHealthy { nodes: usize },
 }

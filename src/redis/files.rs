@@ -153,7 +153,24 @@ pub fn node_files(
     ])
 }
 
-/// Node name -> path -> SHA-256, for every node of the spec.
+/// Not a file: the key, among a node's desired hashes, of the configuration as it is with the
+/// other replication setting (the replication login present when the spec has no replicas,
+/// absent when it has): a node holding that one differs only by `masteruser`/`masterauth`,
+/// which CONFIG SET changes without a restart.
+pub const CONF_OTHER_REPLICATION: &str = "redis-cluster.conf with the other replication login";
+
+/// The configuration of `node` with the replication login the spec does not ask for.
+fn conf_other_replication(spec: &Spec, node: &Node, ca: &Ca) -> String {
+    let secret = ca.derive_secret(users_acl::REPLICATION_SECRET_LABEL);
+    let auth = (spec.nodes.replicas_per_master == 0).then_some(ReplicationAuth {
+        user: users_acl::REPLICATION_USER,
+        password: &secret,
+    });
+    conf::render(spec, node, auth)
+}
+
+/// Node name -> path -> SHA-256, for every node of the spec (and, under
+/// [`CONF_OTHER_REPLICATION`], the configuration's hash with the other replication login).
 pub fn desired_hashes(
     spec: &Spec,
     secrets: &[(String, Secret)],
@@ -162,13 +179,15 @@ pub fn desired_hashes(
     let mut out = BTreeMap::new();
     for node in &spec.nodes.nodes {
         let files = node_files(spec, node, secrets, ca)?;
-        out.insert(
-            node.name.clone(),
-            files
-                .iter()
-                .map(|(f, c)| (f.path.to_string(), content_hash(c.as_bytes())))
-                .collect(),
+        let mut hashes: BTreeMap<String, String> = files
+            .iter()
+            .map(|(f, c)| (f.path.to_string(), content_hash(c.as_bytes())))
+            .collect();
+        hashes.insert(
+            CONF_OTHER_REPLICATION.to_string(),
+            content_hash(conf_other_replication(spec, node, ca).as_bytes()),
         );
+        out.insert(node.name.clone(), hashes);
     }
     Ok(out)
 }

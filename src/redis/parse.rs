@@ -207,6 +207,29 @@ impl ClusterNode {
     pub fn slot_count(&self) -> u32 {
         self.slots.iter().map(SlotRange::count).sum()
     }
+
+    /// What the planner keeps of the line.
+    pub fn member(&self) -> crate::observed::Member {
+        let mut open: Vec<u16> = self
+            .migrating
+            .iter()
+            .chain(&self.importing)
+            .map(|m| m.slot)
+            .collect();
+        open.sort_unstable();
+        open.dedup();
+        crate::observed::Member {
+            id: self.id.clone(),
+            ip: self.ip.clone(),
+            myself: self.is_myself(),
+            master: self.is_master(),
+            master_id: self.master_id.clone(),
+            failing: self.is_failing() || self.has("noaddr"),
+            handshake: self.has("handshake"),
+            slots: self.slots.iter().map(|r| (r.start, r.end)).collect(),
+            open_slots: open,
+        }
+    }
 }
 
 /// Parse `CLUSTER NODES`.

@@ -315,6 +315,54 @@ impl Cluster {
         format!("{}{}", text(&out.stdout), text(&out.stderr))
     }
 
+    /// `apply --yes`, killed `after` a progress line starting with `marker` (leading spaces
+    /// aside). Returns what it printed, or `None` when it finished before the kill.
+    pub fn apply_killed_after(&self, marker: &str, after: std::time::Duration) -> Option<String> {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        use std::time::{Duration, Instant};
+        let mut child = self
+            .cmd(&["apply", "--yes"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let mut lines = BufReader::new(stderr).lines();
+        let mut started = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen.push(line.clone());
+            if line.trim_start().starts_with(marker) {
+                started = Some(Instant::now());
+                break;
+            }
+        }
+        let started =
+            started.unwrap_or_else(|| panic!("{marker:?} never came:\n{}", seen.join("\n")));
+        // Keep reading (the pipe must not fill) until the moment comes.
+        let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        while started.elapsed() < after {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let finished = child.try_wait().unwrap().is_some();
+        if !finished {
+            child.kill().unwrap();
+        }
+        let status = child.wait().unwrap();
+        seen.extend(reader.join().unwrap());
+        let out = seen.join("\n");
+        if finished {
+            assert!(status.success(), "apply failed on its own:\n{out}");
+            return None;
+        }
+        Some(out)
+    }
+
     /// redis-cli on a node as the admin (password on stdin, read before any redirection of
     /// `args` applies).
     pub fn redis(&self, ip: &str, args: &str) -> String {

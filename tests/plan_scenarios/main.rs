@@ -27,6 +27,7 @@ mod encryption;
 mod formation;
 mod instances;
 mod nodes;
+mod topology;
 
 /// Compare a rendered plan with its reviewed snapshot, tests/scenarios/`name`.txt.
 fn snapshot(name: &str, actual: &str) {

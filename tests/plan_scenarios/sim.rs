@@ -3,6 +3,7 @@
 //! the simulator carries it out. EC2 resources that take more than one line (instances, the
 //! root volume swap, tags) are in [`ec2`]; the simulated nodes' facts in [`nodes`].
 
+mod cluster;
 mod ec2;
 mod nodes;
 
@@ -528,27 +529,23 @@ impl Sim {
                 | NodeOp::CompleteCluster { nodes, replicas }
                 | NodeOp::ReformCluster { nodes, replicas },
             ) => {
-                // The first masters serve the slots (split evenly), the others are replicas.
-                let count = nodes.len() as u32;
-                let masters = count / (1 + replicas);
-                for (i, n) in nodes.iter().enumerate() {
-                    let i = i as u32;
-                    let own = if i < masters {
-                        16384 / masters + u32::from(i < 16384 % masters)
-                    } else {
-                        0
-                    };
-                    self.facts(n).cluster = Some(ClusterView {
-                        state: "ok".into(),
-                        slots_assigned: 16384,
-                        known_nodes: count,
-                        size: masters,
-                        own_slots: Some(own),
-                        replica: i >= masters,
-                        keys: Some(0),
-                        link_up: (i >= masters).then_some(true),
-                    });
-                }
+                self.create_cluster(nodes, *replicas);
+                None
+            }
+            Op::Node(NodeOp::JoinCluster {
+                node, replica_of, ..
+            }) => {
+                self.join(node, replica_of.as_deref());
+                None
+            }
+            Op::Node(NodeOp::MoveSlots {
+                from, to, count, ..
+            }) => {
+                self.move_slots(from, to, *count);
+                None
+            }
+            Op::Node(NodeOp::FixSlots { .. }) => {
+                self.fix_slots();
                 None
             }
             Op::Node(NodeOp::WaitHealthy { .. }) => None,

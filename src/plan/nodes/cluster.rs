@@ -1,8 +1,9 @@
 //! Phase 7: the cluster. Created once every node is reachable; a running cluster is only
 //! waited on (after stopped nodes are started). A formation an interrupted apply left half done
 //! is finished (`Interrupted`: reset and created again before every slot was assigned, else
-//! the nodes meet and the empty ones become replicas). Joining a new or replaced node to a
-//! running cluster, and a partly formed one that holds keys, are refused.
+//! the nodes meet and the empty ones become replicas). New nodes of a running cluster join it
+//! and get their share of the slots (`topology.rs`); a partly formed cluster that holds keys is
+//! refused.
 
 use super::super::builder::Builder;
 use super::super::model::*;
@@ -27,10 +28,13 @@ impl ClusterNow {
                 NodeObservation::Unreachable { .. } => None,
             })
             .collect();
+        // Every slot assigned, as one node sees it: a running cluster, whether it has every
+        // node of the spec yet (more are joined to it) or not.
         let formed = reached.iter().any(|f| {
-            f.cluster
-                .as_ref()
-                .is_some_and(|c| c.slots_assigned == 16384 && c.known_nodes as usize == n_nodes)
+            f.cluster.as_ref().is_some_and(|c| {
+                c.slots_assigned == 16384
+                    && (c.known_nodes as usize == n_nodes || !c.members.is_empty())
+            })
         });
         let partly = !formed
             && reached.iter().any(|f| {
@@ -135,6 +139,31 @@ pub(super) fn cluster(
     let (spec, obs) = (b.spec, b.observed);
     let n_nodes = spec.nodes.nodes.len();
     if now.formed {
+        let created: std::collections::BTreeSet<String> = spec
+            .nodes
+            .nodes
+            .iter()
+            .filter(|n| {
+                b.steps.iter().any(|s| {
+                    s.address == format!("node.{}", n.name)
+                        && matches!(s.action, Action::Create | Action::Replace)
+                })
+            })
+            .map(|n| n.name.clone())
+            .collect();
+        let replacing = b.steps.iter().any(|s| {
+            s.action == Action::Replace
+                && spec
+                    .nodes
+                    .nodes
+                    .iter()
+                    .any(|n| s.address == format!("node.{}", n.name))
+        });
+        // New nodes join, masters the spec wants get their slots (topology.rs); a node
+        // replaced in place is not that (its slots would have to be re-homed).
+        if !replacing && super::topology::plan(b, &created, &service_steps) {
+            return;
+        }
         let outside: Vec<&str> = spec
             .nodes
             .nodes

@@ -22,7 +22,11 @@ pub(super) fn config(
         return;
     }
     let cfg_addr = format!("{}.config", n.addr);
-    let restart = n.running && conf_differs;
+    // Replicas added to (or removed from) the spec change the masters' configuration only by
+    // the replication login: set live, no restart (a master without a replica yet has nobody
+    // to hand its slots to).
+    let live = n.running && conf_differs && n.conf_differs_by_replication_login_only();
+    let restart = n.running && conf_differs && !live;
     let formed = roll.formed;
     let handover = roll.handover;
     let mut deps = last.clone();
@@ -33,7 +37,18 @@ pub(super) fn config(
         deps.push(p.clone());
     }
     let mut changes = Vec::new();
-    if conf_differs {
+    if live {
+        let removing = b.spec.nodes.replicas_per_master == 0;
+        changes.push(Change::update(
+            "masteruser, masterauth",
+            if removing { "set" } else { "not set" },
+            if removing {
+                "not set (CONFIG SET, no restart)"
+            } else {
+                "the replication login (CONFIG SET, no restart)"
+            },
+        ));
+    } else if conf_differs {
         changes.push(Change::create(conf::CONF.path, "rendered from the spec"));
     }
     if service_off && no_init {
@@ -55,6 +70,7 @@ pub(super) fn config(
             if n.fresh() { Action::Create } else { Action::Update },
             Phase::Config,
             match (restart, formed, no_init) {
+                _ if live => "the configuration differs only by the replication login (replicas added to or removed from the spec): written, and set live with CONFIG SET".into(),
                 (true, true, false) => format!("the configuration differs; the node restarts, one at a time, each waiting for a healthy cluster{handover}"),
                 (true, true, true) => format!("the configuration differs; the node restarts (no systemd: SIGTERM, wait until Redis exits, start it again as user redis), one at a time, each waiting for a healthy cluster{handover}"),
                 (true, false, false) => "the configuration differs; Redis restarts".into(),
@@ -65,7 +81,11 @@ pub(super) fn config(
         )
         .changes(changes)
         .depends_on(deps)
-        .op(Op::Node(NodeOp::WriteConfig { node: n.node.name.clone(), restart })),
+        .op(Op::Node(NodeOp::WriteConfig {
+            node: n.node.name.clone(),
+            restart,
+            live,
+        })),
     );
     if restart && formed {
         roll.previous_config_restart = Some(cfg_addr.clone());

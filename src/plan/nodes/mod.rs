@@ -16,6 +16,7 @@ mod cluster;
 mod config;
 mod install;
 mod tls;
+pub mod topology;
 
 use std::collections::BTreeMap;
 
@@ -235,6 +236,22 @@ impl<'a> NodeNow<'a> {
                 have.is_none() || self.desired.and_then(|d| d.get(path)) != have.as_ref()
             }
         }
+    }
+
+    /// The node's configuration differs from the spec's only by the replication login (it is
+    /// the one rendered with the other replication setting), and its drop-in is right: what
+    /// CONFIG SET can change on the running node.
+    fn conf_differs_by_replication_login_only(&self) -> bool {
+        let Some(f) = self.facts else {
+            return false;
+        };
+        let have = f.files.get(conf::CONF.path).cloned().flatten();
+        have.is_some()
+            && self
+                .desired
+                .and_then(|d| d.get(files::CONF_OTHER_REPLICATION))
+                == have.as_ref()
+            && (self.no_init || !self.differs(systemd::DROP_IN.path))
     }
 
     /// The configuration (and, under systemd, the drop-in) is to be rewritten.

@@ -1,0 +1,160 @@
+//! A running cluster's shape changed: a node joins (CLUSTER MEET from a member, then CLUSTER
+//! REPLICATE if it is to be a replica), slots move to a new master (`redis-cli --cluster
+//! reshard`, which migrates each slot's keys with MIGRATE and hands the slot over while clients
+//! follow the ASK/MOVED redirects), and slots a killed move left open are finished (`redis-cli
+//! --cluster fix`). Each is idempotent: a node already met is not met again, a replica of the
+//! right master is left as it is, and the planner computes the moves from the slots as they
+//! are, so a rerun after a kill moves only what is left.
+
+use std::time::{Duration, Instant};
+
+use super::{NodeError, NodeRuntime, admin_cli_command};
+use crate::redis::parse::ClusterNode;
+
+/// How long a node may take to be known by the cluster after its MEET, and to know its master.
+const JOIN_BOUND: Duration = Duration::from_secs(120);
+/// A bound on one `redis-cli --cluster reshard` or `fix` (it has none of its own).
+const RESHARD_BOUND_SECS: u32 = 1800;
+
+impl NodeRuntime {
+    /// `node`'s own line of its `CLUSTER NODES`.
+    async fn myself(&self, node: &str) -> Result<ClusterNode, NodeError> {
+        self.cluster_nodes_of(node)
+            .await?
+            .into_iter()
+            .find(|x| x.is_myself())
+            .ok_or_else(|| NodeError::Failed {
+                node: node.into(),
+                what: "CLUSTER NODES has no myself line".into(),
+            })
+    }
+
+    /// `node` joins the cluster `via` belongs to; then it replicates `replica_of`, if named.
+    pub async fn join_cluster(
+        &self,
+        node: &str,
+        via: &str,
+        replica_of: Option<&str>,
+    ) -> Result<(), NodeError> {
+        let me = self.myself(node).await?;
+        let ip = self.node_spec(node)?.private_ip.to_string();
+        let port = self.spec.redis.port;
+        let known = |view: &[ClusterNode]| {
+            view.iter().any(|x| {
+                x.id == me.id && !x.flags.iter().any(|f| f == "handshake" || f == "noaddr")
+            })
+        };
+        if !known(&self.cluster_nodes_of(via).await?) {
+            crate::progress::status(format!("{via} meets {node} (CLUSTER MEET)"));
+            self.cluster_command(via, &format!("CLUSTER MEET {ip} {port} {}", port + 10000))
+                .await?;
+        }
+        let started = Instant::now();
+        while !known(&self.cluster_nodes_of(via).await?) {
+            if started.elapsed() > JOIN_BOUND {
+                return Err(NodeError::Timeout {
+                    what: format!("{node} to join the cluster ({via} does not know it yet)"),
+                    waited: started.elapsed(),
+                });
+            }
+            crate::progress::status(format!("waiting for {node} to join"));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let Some(master) = replica_of else {
+            return Ok(());
+        };
+        let master_id = self.myself(master).await?.id;
+        if me.master_id.as_deref() == Some(master_id.as_str()) {
+            return Ok(());
+        }
+        // The node must know the master before it can replicate it (gossip brings it).
+        let started = Instant::now();
+        loop {
+            let view = self.cluster_nodes_of(node).await?;
+            if view.iter().any(|x| x.id == master_id && x.is_master()) {
+                break;
+            }
+            if started.elapsed() > JOIN_BOUND {
+                return Err(NodeError::Timeout {
+                    what: format!("{node} to learn of its master {master}"),
+                    waited: started.elapsed(),
+                });
+            }
+            crate::progress::status(format!("waiting for {node} to learn of {master}"));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        crate::progress::status(format!("{node} becomes a replica of {master}"));
+        self.cluster_command(node, &format!("CLUSTER REPLICATE {master_id}"))
+            .await
+    }
+
+    /// `redis-cli --cluster <args>` on `via`, bounded, the password on stdin.
+    async fn cluster_tool(&self, via: &str, what: &str, args: &str) -> Result<String, NodeError> {
+        let s = self.session(via).await?;
+        let script = format!(
+            "REDISCLI_AUTH=\"$(cat)\" timeout {RESHARD_BOUND_SECS} {} --cluster {args}",
+            admin_cli_command(&self.spec)
+        );
+        let out = s.sudo_ok(what, &script, self.stdin()).await?;
+        Ok(out.stdout_str())
+    }
+
+    fn address(&self, node: &str) -> Result<String, NodeError> {
+        Ok(format!(
+            "{}:{}",
+            self.node_spec(node)?.private_ip,
+            self.spec.redis.port
+        ))
+    }
+
+    /// Finish every slot a killed move left open (`redis-cli --cluster fix`).
+    pub async fn fix_slots(&self, via: &str) -> Result<(), NodeError> {
+        crate::progress::status(format!(
+            "finishing slots left open by an interrupted move (redis-cli --cluster fix on {via})"
+        ));
+        let addr = self.address(via)?;
+        self.cluster_tool(
+            via,
+            "redis-cli --cluster fix",
+            &format!("fix {addr} --cluster-yes"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Move the `count` lowest slots `from` serves to `to`, with their keys.
+    pub async fn move_slots(
+        &self,
+        via: &str,
+        from: &str,
+        to: &str,
+        count: u32,
+    ) -> Result<(), NodeError> {
+        // Every node must agree on the configuration, or redis-cli refuses to reshard; a slot
+        // a killed move left open is finished first.
+        let n = self.spec.nodes.nodes.len();
+        self.wait_cluster_healthy(n).await?;
+        let open = self
+            .cluster_nodes_of(via)
+            .await?
+            .iter()
+            .any(|x| !x.migrating.is_empty() || !x.importing.is_empty());
+        if open {
+            self.fix_slots(via).await?;
+        }
+        let (from_id, to_id) = (self.myself(from).await?.id, self.myself(to).await?.id);
+        crate::progress::status(format!(
+            "moving {count} slots from {from} to {to} (redis-cli --cluster reshard on {via})"
+        ));
+        let addr = self.address(via)?;
+        self.cluster_tool(
+            via,
+            "redis-cli --cluster reshard",
+            &format!(
+                "reshard {addr} --cluster-from {from_id} --cluster-to {to_id} --cluster-slots {count} --cluster-yes --cluster-pipeline 100"
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+}

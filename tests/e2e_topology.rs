@@ -1,0 +1,238 @@
+//! End-to-end: a running cluster's shape changed by the spec, with an application writing and
+//! reading through it the whole time (redis-py's RedisCluster as the app user, over TLS with a
+//! client certificate). 3 → 4 masters: a node is created, joins, and slots move to it from
+//! the three others; 4 → 6 masters with the apply killed (SIGKILL) while slots move, then run
+//! again; 0 → 1 replica per master: six nodes join as replicas, each of a master in another
+//! AZ. After each: every write the client saw acknowledged reads back (0 lost), the failed
+//! requests and the longest gap are printed, `verify` passes and `plan` shows no changes.
+//! Run inside the sandbox: `redisctl-sandbox exec -- cargo test --test e2e_topology -- --nocapture`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{APP_PW, Cluster, text};
+use redisctl_sandbox::testing::Sandbox;
+
+/// The application: writes `patient:live:<n>` (each acknowledged one remembered) and reads a
+/// recent one back, until the file `stop` appears; then reads every acknowledged write back
+/// with a fresh client and prints one JSON line of figures.
+const APP: &str = r#"
+import json, os, sys, time
+from redis.cluster import RedisCluster
+
+d, stop = sys.argv[1], sys.argv[2]
+def client():
+    return RedisCluster(
+        host="10.0.1.10", port=6379, username="app", password=os.environ["APP_PW"],
+        ssl=True, ssl_certfile=d + "/app.crt", ssl_keyfile=d + "/app.key",
+        ssl_ca_certs=d + "/ca.crt", ssl_check_hostname=True,
+    )
+rc = client()
+acked, failed, reads_failed = {}, 0, 0
+first_error = None
+gap, longest_gap = None, 0.0
+n = 0
+while not os.path.exists(stop):
+    n += 1
+    k, v = "patient:live:%d" % n, "v%d-%d" % (n, os.getpid())
+    try:
+        rc.set(k, v)
+        acked[k] = v
+        got = rc.get(k)
+        if got != v.encode():
+            reads_failed += 1
+        if gap is not None:
+            longest_gap = max(longest_gap, time.time() - gap)
+            gap = None
+    except Exception as e:
+        failed += 1
+        if first_error is None:
+            first_error = "%s: %s" % (type(e).__name__, e)
+        if gap is None:
+            gap = time.time()
+        time.sleep(0.05)
+if gap is not None:
+    longest_gap = max(longest_gap, time.time() - gap)
+check = client()
+lost = [k for k, v in acked.items() if check.get(k) != v.encode()]
+print(json.dumps({"acked": len(acked), "failed": failed, "reads_failed": reads_failed,
+    "longest_gap": round(longest_gap, 2), "first_error": first_error, "lost": lost[:20],
+    "lost_count": len(lost)}))
+"#;
+
+fn python() -> std::path::PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: scripts/test makes it (python3 -m venv + the pinned redis-py)",
+        p.display()
+    );
+    p
+}
+
+/// The example with derived nodes, `masters` × (1 + `replicas`), Redis open to the operator's
+/// machine (where the application runs).
+fn shape(t: String, masters: u32, replicas: u32) -> String {
+    let t = common::redis_open_to_operator(t)
+        .replace("masters = 3", &format!("masters = {masters}"))
+        .replace(
+            "replicas_per_master = 0",
+            &format!("replicas_per_master = {replicas}"),
+        );
+    match (t.find("\n[[nodes.node]]"), t.find("\n[ssh]")) {
+        (Some(start), Some(end)) => format!("{}{}", &t[..start], &t[end..]),
+        _ => t,
+    }
+}
+
+struct App {
+    child: Child,
+    stop: std::path::PathBuf,
+}
+
+impl App {
+    fn start(c: &Cluster) -> App {
+        let stop = c.dir.join("app.stop");
+        let _ = std::fs::remove_file(&stop);
+        std::fs::write(c.dir.join("app.py"), APP).unwrap();
+        let child = Command::new(python())
+            .arg(c.dir.join("app.py"))
+            .arg(c.dir.join("tls"))
+            .arg(&stop)
+            .env("APP_PW", APP_PW)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        App { child, stop }
+    }
+
+    /// Stop writing, read everything back: the figures.
+    fn finish(self, what: &str) -> serde_json::Value {
+        std::fs::write(&self.stop, "").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the application failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim())
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+        eprintln!(
+            "figure: {what}: {} writes acknowledged, {} requests failed (first: {}), longest gap {}s, {} read-your-write misses, {} lost",
+            v["acked"],
+            v["failed"],
+            v["first_error"],
+            v["longest_gap"],
+            v["reads_failed"],
+            v["lost_count"]
+        );
+        assert!(
+            v["acked"].as_u64().unwrap() > 100,
+            "the application wrote: {v}"
+        );
+        assert_eq!(v["lost_count"], 0, "acknowledged writes lost: {v}");
+        v
+    }
+}
+
+/// Keys each master serves, as node `ip` counts them.
+fn keys_by_master(c: &Cluster, ip: &str) -> String {
+    let nodes = c.redis(ip, "CLUSTER NODES");
+    let mut out = Vec::new();
+    for l in nodes.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() > 8 && f[2].contains("master") {
+            let addr = f[1].split(':').next().unwrap_or("");
+            let keys = c.redis(addr, "DBSIZE");
+            let slots: u32 = f[8..]
+                .iter()
+                .filter(|r| !r.starts_with('['))
+                .map(|r| match r.split_once('-') {
+                    Some((a, b)) => b.parse::<u32>().unwrap() - a.parse::<u32>().unwrap() + 1,
+                    None => 1,
+                })
+                .sum();
+            out.push(format!("{addr}: {slots} slots, {} keys", keys.trim()));
+        }
+    }
+    out.sort();
+    out.join("; ")
+}
+
+fn converged_and_verified(c: &Cluster, masters: usize) {
+    c.assert_converged();
+    let report = c.ok(&["verify"]);
+    assert!(
+        report.contains(&format!("masters serving slots: {masters}")),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_cluster_grows_by_masters_and_replicas_while_the_application_works() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("topology", |t| shape(t, 3, 0));
+    c.ok(&["apply", "--yes"]);
+    let issued = c.ok(&["client-cert", "app", "--out", "tls", "--days", "30"]);
+    assert!(issued.contains("CN=app"), "{issued}");
+
+    // 3 -> 4 masters.
+    let app = App::start(&c);
+    std::thread::sleep(Duration::from_secs(3));
+    c.edit(|t| t.replace("masters = 3", "masters = 4"));
+    let plan = c.ok(&["plan"]);
+    eprintln!("{plan}");
+    assert!(
+        plan.contains("redis-node-1a-2 is not in the cluster: it joins as a master"),
+        "{plan}"
+    );
+    assert_eq!(plan.matches("slots move from").count(), 3, "{plan}");
+    let t = Instant::now();
+    c.ok(&["apply", "--yes"]);
+    let took = t.elapsed();
+    app.finish("3 -> 4 masters");
+    eprintln!(
+        "figure: 3 -> 4 masters in {:.1}s (a node created and set up, 4096 slots moved): {}",
+        took.as_secs_f64(),
+        keys_by_master(&c, "10.0.1.10")
+    );
+    converged_and_verified(&c, 4);
+
+    // 4 -> 6 masters, the apply killed while slots move, then run again.
+    let app = App::start(&c);
+    c.edit(|t| t.replace("masters = 4", "masters = 6"));
+    let t = Instant::now();
+    let killed = c.apply_killed_after("cluster.slots.2: running", Duration::from_millis(700));
+    assert!(killed.is_some(), "the apply finished before the kill");
+    let plan = c.ok(&["plan"]);
+    eprintln!("after the kill:\n{plan}");
+    assert!(!plan.contains("blocker:"), "{plan}");
+    assert!(plan.contains("slots move from"), "{plan}");
+    c.ok(&["apply", "--yes"]);
+    let took = t.elapsed();
+    app.finish("4 -> 6 masters, killed while slots moved");
+    eprintln!(
+        "figure: 4 -> 6 masters in {:.1}s with a kill and a rerun: {}",
+        took.as_secs_f64(),
+        keys_by_master(&c, "10.0.1.10")
+    );
+    converged_and_verified(&c, 6);
+
+    // 0 -> 1 replica per master: six nodes join, each replicating a master in another AZ.
+    let app = App::start(&c);
+    c.edit(|t| t.replace("replicas_per_master = 0", "replicas_per_master = 1"));
+    let t = Instant::now();
+    c.ok(&["apply", "--yes"]);
+    let took = t.elapsed();
+    app.finish("0 -> 1 replica per master");
+    eprintln!("figure: 6 replicas added in {:.1}s", took.as_secs_f64());
+    converged_and_verified(&c, 6);
+    let report = c.ok(&["verify"]);
+    eprintln!("{report}");
+    c.ok(&["destroy", "--yes"]);
+}
