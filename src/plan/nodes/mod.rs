@@ -16,7 +16,7 @@ mod cluster;
 mod config;
 mod install;
 mod tls;
-pub mod topology;
+pub(super) mod topology;
 
 use std::collections::BTreeMap;
 

@@ -76,6 +76,7 @@ pub fn health(spec: &Spec, probes: &[NodeProbe]) -> Check {
                 .filter(|n| n.is_master() && !n.is_failing() && n.slot_count() > 0)
                 .count();
             masters_seen = Some((p.node.clone(), n));
+            passed &= layout(spec, &nodes, &mut ev);
             for n in nodes.iter().filter(|n| n.is_failing()) {
                 passed = false;
                 ev.push(format!(
@@ -110,6 +111,93 @@ pub fn health(spec: &Spec, probes: &[NodeProbe]) -> Check {
         passed,
         evidence: ev,
     }
+}
+
+/// The layout as one node sees it: each master's share of the slots (within the planner's
+/// tolerance of an even share), no slot left migrating or importing, and which replicas are in
+/// another AZ than their master (said, not judged: a failover can move a master to its
+/// replica's AZ). False when the shares or an open slot fail.
+fn layout(spec: &Spec, nodes: &[ClusterNode], ev: &mut Vec<String>) -> bool {
+    let mut ok = true;
+    let masters: Vec<&ClusterNode> = nodes
+        .iter()
+        .filter(|n| n.is_master() && n.slot_count() > 0)
+        .collect();
+    if !masters.is_empty() {
+        let even = 16384.0 / masters.len() as f64;
+        let allowed = even * crate::plan::SLOT_SHARE_TOLERANCE + 1.0;
+        let mut shares: Vec<(String, u32)> = masters
+            .iter()
+            .map(|m| (by_ip(spec, &m.ip), m.slot_count()))
+            .collect();
+        shares.sort();
+        let off: Vec<&(String, u32)> = shares
+            .iter()
+            .filter(|(_, c)| (f64::from(*c) - even).abs() > allowed)
+            .collect();
+        ok &= off.is_empty();
+        ev.push(format!(
+            "slots per master: {} ({})",
+            shares
+                .iter()
+                .map(|(n, c)| format!("{n} {c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if off.is_empty() {
+                format!("each within 2 % of {even:.0}")
+            } else {
+                format!("{} more than 2 % away from {even:.0}: WRONG", off.len())
+            }
+        ));
+    }
+    let open: Vec<String> = nodes
+        .iter()
+        .filter(|n| !n.migrating.is_empty() || !n.importing.is_empty())
+        .map(|n| by_ip(spec, &n.ip))
+        .collect();
+    if !open.is_empty() {
+        ok = false;
+        ev.push(format!(
+            "slots left migrating/importing on {}: WRONG (apply finishes the move)",
+            open.join(", ")
+        ));
+    }
+    let az = |ip: &str| {
+        spec.nodes
+            .nodes
+            .iter()
+            .find(|n| n.private_ip.to_string() == ip)
+            .map(|n| n.az.clone())
+    };
+    let replicas: Vec<&ClusterNode> = nodes.iter().filter(|n| n.is_replica()).collect();
+    if !replicas.is_empty() {
+        let same: Vec<String> = replicas
+            .iter()
+            .filter_map(|r| {
+                let m = nodes
+                    .iter()
+                    .find(|m| Some(m.id.as_str()) == r.master_id.as_deref())?;
+                (az(&r.ip).is_some() && az(&r.ip) == az(&m.ip)).then(|| {
+                    format!(
+                        "{} replicates {} in its own AZ",
+                        by_ip(spec, &r.ip),
+                        by_ip(spec, &m.ip)
+                    )
+                })
+            })
+            .collect();
+        ev.push(format!(
+            "replicas in another AZ than their master: {} of {}{}",
+            replicas.len() - same.len(),
+            replicas.len(),
+            if same.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", same.join("; "))
+            }
+        ));
+    }
+    ok
 }
 
 /// The masters' slot ranges as one node sees them: ip -> ranges.
@@ -244,5 +332,64 @@ mod tests {
             vec!["gap 5461-10922".to_string()]
         );
         assert_eq!(holes(&[r(0, 100)]), vec!["gap 101-16383".to_string()]);
+    }
+
+    /// `CLUSTER NODES` of the reference spec's three nodes (10.0.1.10, 10.0.2.10, 10.0.3.10)
+    /// with the given slot ranges, and a fourth line: a replica at 10.0.1.11 of the first.
+    fn view(a: &str, b: &str, c: &str) -> Vec<ClusterNode> {
+        let text = format!(
+            "id1 10.0.1.10:6379@16379 myself,master - 0 0 1 connected {a}\n\
+             id2 10.0.2.10:6379@16379 master - 0 0 2 connected {b}\n\
+             id3 10.0.3.10:6379@16379 master - 0 0 3 connected {c}\n\
+             id4 10.0.1.11:6379@16379 slave id1 0 0 1 connected\n"
+        );
+        parse::cluster_nodes(&text).unwrap()
+    }
+
+    #[test]
+    fn the_layout_is_judged() {
+        let mut spec = crate::redis::test_spec::reference();
+        let mut extra = spec.nodes.nodes[0].clone();
+        extra.name = "redis-node-1a-2".into();
+        extra.private_ip = "10.0.1.11".parse().unwrap();
+        spec.nodes.nodes.push(extra);
+        let mut ev = Vec::new();
+        assert!(layout(
+            &spec,
+            &view("0-5460", "5461-10922", "10923-16383"),
+            &mut ev
+        ));
+        assert!(ev[0].contains("each within 2 % of 5461"), "{ev:?}");
+        assert!(
+            ev[1]
+                == "replicas in another AZ than their master: 0 of 1 (redis-node-1a-2 replicates redis-node-1a in its own AZ)",
+            "{ev:?}"
+        );
+        // 300 slots moved by hand: more than 2 % off.
+        let mut ev = Vec::new();
+        assert!(!layout(
+            &spec,
+            &view("0-5760", "5761-10922", "10923-16383"),
+            &mut ev
+        ));
+        assert!(
+            ev[0].contains("2 more than 2 % away from 5461: WRONG"),
+            "{ev:?}"
+        );
+        // A slot left migrating.
+        let mut ev = Vec::new();
+        assert!(!layout(
+            &spec,
+            &view(
+                "0-5460 [5460->-id2]",
+                "5461-10922 [5460-<-id1]",
+                "10923-16383"
+            ),
+            &mut ev
+        ));
+        assert!(
+            ev[1].contains("slots left migrating/importing on"),
+            "{ev:?}"
+        );
     }
 }
