@@ -142,6 +142,32 @@ impl Machines {
                 }
                 Ok(Before::Volumes(vols))
             }
+            "RunInstances" => {
+                let subnet =
+                    param(params, "SubnetId").or(param(params, "NetworkInterface.1.SubnetId"));
+                let (Some(subnet), Some(_)) = (subnet, fixed_address(params)) else {
+                    return Ok(Before::Nothing);
+                };
+                let listed = self
+                    .moto
+                    .ec2(
+                        auth,
+                        &[
+                            ("Action", "DescribeInstances"),
+                            ("Filter.1.Name", "subnet-id"),
+                            ("Filter.1.Value.1", subnet),
+                        ],
+                    )
+                    .await?;
+                Ok(match address_held(params, &xml::instances(&listed)?) {
+                    Some(message) => Before::Refuse {
+                        status: 400,
+                        code: "InvalidIPAddress.InUse",
+                        message,
+                    },
+                    None => Before::Nothing,
+                })
+            }
             _ => Ok(Before::Nothing),
         }
     }
@@ -568,4 +594,77 @@ fn instance_ids(body: &str) -> Result<Vec<String>> {
         .into_iter()
         .map(|i| i.instance_id)
         .collect())
+}
+
+/// The private IP a RunInstances asks for (top level, or its primary network interface's).
+fn fixed_address(params: &[(String, String)]) -> Option<&str> {
+    param(params, "PrivateIpAddress").or(param(params, "NetworkInterface.1.PrivateIpAddress"))
+}
+
+/// EC2's message when a RunInstances asks for a private IP that an instance of its subnet
+/// holds (`instances`: moto's, in that subnet; any state but `terminated`: a stopped instance
+/// keeps its address). moto raises a bare exception there ("IP already in use"), which its
+/// server answers HTTP 500 with an HTML page that no EC2 client can read (the SDK: "error
+/// parsing XML: no root element"): a rerun right after a killed apply met it when it launched a
+/// node again while the killed run's own launch, still carried out, took the address first.
+fn address_held(params: &[(String, String)], instances: &[xml::Instance]) -> Option<String> {
+    let ip = fixed_address(params)?;
+    instances
+        .iter()
+        .any(|i| i.state != "terminated" && i.private_ip.as_deref() == Some(ip))
+        .then(|| format!("Address {ip} is in use."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::front::moto::params;
+
+    fn instance(ip: &str, state: &str) -> xml::Instance {
+        xml::Instance {
+            instance_id: "i-1".into(),
+            state: state.into(),
+            private_ip: Some(ip.into()),
+            subnet_id: Some("subnet-1".into()),
+            ..xml::Instance::default()
+        }
+    }
+
+    #[test]
+    fn a_launch_at_an_address_an_instance_holds_is_refused_as_ec2_does() {
+        let run = params(&[
+            ("Action", "RunInstances"),
+            ("SubnetId", "subnet-1"),
+            ("PrivateIpAddress", "10.0.1.10"),
+        ]);
+        for state in ["pending", "running", "stopping", "stopped", "shutting-down"] {
+            assert_eq!(
+                address_held(&run, &[instance("10.0.1.10", state)]).as_deref(),
+                Some("Address 10.0.1.10 is in use."),
+                "{state}"
+            );
+        }
+        // Also when the address is given on the primary network interface.
+        let by_interface = params(&[
+            ("Action", "RunInstances"),
+            ("NetworkInterface.1.SubnetId", "subnet-1"),
+            ("NetworkInterface.1.PrivateIpAddress", "10.0.1.10"),
+        ]);
+        assert!(address_held(&by_interface, &[instance("10.0.1.10", "running")]).is_some());
+        // A terminated instance gave it back (what lingers is the timed region's); another
+        // address, or a launch without one, is free.
+        assert_eq!(
+            address_held(&run, &[instance("10.0.1.10", "terminated")]),
+            None
+        );
+        assert_eq!(
+            address_held(&run, &[instance("10.0.1.11", "running")]),
+            None
+        );
+        let any = params(&[("Action", "RunInstances"), ("SubnetId", "subnet-1")]);
+        assert_eq!(
+            address_held(&any, &[instance("10.0.1.10", "running")]),
+            None
+        );
+    }
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
 use hyper::header::{HeaderMap, HeaderValue};
-use hyper::{Method, Request};
+use hyper::{Method, Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -136,6 +136,55 @@ pub fn with_instances(
         .extend_pairs(&out)
         .finish();
     (out, Bytes::from(body))
+}
+
+/// An answer of moto's as the client gets it: its status, headers (but those of the
+/// connection) and body.
+pub fn rebuild(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    for (k, v) in headers {
+        if !matches!(
+            k.as_str(),
+            "connection" | "content-length" | "transfer-encoding" | "server" | "date"
+        ) {
+            r.headers_mut().append(k, v.clone());
+        }
+    }
+    r
+}
+
+/// moto's refusal of a client's request, as EC2 gives one: an awsquery XML error as it came;
+/// anything else (a failure of moto's own, such as an exception it does not map to an EC2
+/// error, which its server answers HTTP 500 with an HTML page) is EC2's `InternalError` (HTTP
+/// 500, which clients retry) with an XML body. EC2 always answers with one: the SDK cannot
+/// read a body without ("error parsing XML: no root element") and reports neither a code nor
+/// what happened.
+pub fn refusal(
+    action: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Bytes,
+    request_id: &str,
+) -> Response<Full<Bytes>> {
+    if xml::error_code(&String::from_utf8_lossy(&body)).is_some() {
+        return rebuild(status, headers, body);
+    }
+    let shown: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+    crate::logging::log(&format!(
+        "{action}: moto failed ({status}) without an EC2 error, answered InternalError: {shown:?}"
+    ));
+    let mut r = Response::new(Full::new(Bytes::from(xml::error_response(
+        "InternalError",
+        "An internal error has occurred.",
+        request_id,
+    ))));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/xml;charset=UTF-8"),
+    );
+    r
 }
 
 #[derive(Clone)]
@@ -352,6 +401,62 @@ mod tests {
             with_aws_defaults("CreateVpc", &params, Bytes::from("x=1")),
             Bytes::from("x=1")
         );
+    }
+
+    #[test]
+    fn a_failure_of_motos_own_is_answered_as_an_ec2_internal_error() {
+        // What moto's server sends for an exception it does not map (a launch at an address
+        // in use): HTTP 500 and werkzeug's HTML page.
+        let html = "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n";
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("text/html"));
+        let r = refusal(
+            "RunInstances",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &headers,
+            Bytes::from(html),
+            "req-1",
+        );
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(r.headers()["content-type"], "text/xml;charset=UTF-8");
+        let body = body_text(r);
+        assert_eq!(
+            xml::error_code(&body).as_deref(),
+            Some("InternalError"),
+            "{body}"
+        );
+        // An empty body too.
+        let r = refusal(
+            "DetachVolume",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &HeaderMap::new(),
+            Bytes::new(),
+            "req-2",
+        );
+        assert_eq!(
+            xml::error_code(&body_text(r)).as_deref(),
+            Some("InternalError")
+        );
+        // An EC2 error of moto's goes as it came.
+        let ec2 = xml::error_response("InvalidSubnetID.NotFound", "no such subnet", "r");
+        let r = refusal(
+            "RunInstances",
+            StatusCode::BAD_REQUEST,
+            &headers,
+            Bytes::from(ec2.clone()),
+            "req-3",
+        );
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body_text(r), ec2);
+    }
+
+    fn body_text(r: Response<Full<Bytes>>) -> String {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt.block_on(r.into_body().collect()).unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 
     #[test]

@@ -11,7 +11,9 @@
 use crate::faults::{Effect, Faults, Stats};
 use crate::front::hooks::{After, HookPoint};
 use crate::front::machines::{self, Before, Machines};
-use crate::front::moto::{Auth, Moto, numbered, param, with_aws_defaults, with_instances};
+use crate::front::moto::{
+    self, Auth, Moto, numbered, param, rebuild, with_aws_defaults, with_instances,
+};
 use crate::front::network::{self, Network};
 use crate::front::region::{self, Due, Outcome, Region};
 use crate::front::tokens::{Seen, Tokens};
@@ -342,7 +344,8 @@ impl Proxy {
             Err(answer) => return (answer, fault),
         };
         if !status.is_success() {
-            return (rebuild(status, &headers, resp_body), fault);
+            let answer = moto::refusal(action, status, &headers, resp_body, &self.request_id());
+            return (answer, fault);
         }
         let text = String::from_utf8_lossy(&resp_body).into_owned();
         let shown = match self.timed(
@@ -725,18 +728,4 @@ impl Proxy {
             Err(e) => self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}")),
         }
     }
-}
-
-fn rebuild(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body));
-    *r.status_mut() = status;
-    for (k, v) in headers {
-        if !matches!(
-            k.as_str(),
-            "connection" | "content-length" | "transfer-encoding" | "server" | "date"
-        ) {
-            r.headers_mut().append(k, v.clone());
-        }
-    }
-    r
 }
