@@ -107,6 +107,44 @@ impl NodeRuntime {
         ))
     }
 
+    /// Wait (bounded) until `redis-cli --cluster check` finds every node agreeing on the slots
+    /// and every slot covered, as `reshard` requires before it moves anything (right after a
+    /// join or a move, the nodes' views catch up by gossip).
+    async fn wait_agreement(&self, via: &str) -> Result<(), NodeError> {
+        let addr = self.address(via)?;
+        let s = self.session(via).await?;
+        let script = format!(
+            "REDISCLI_AUTH=\"$(cat)\" timeout 60 {} --cluster check {addr} 2>&1",
+            admin_cli_command(&self.spec)
+        );
+        let started = Instant::now();
+        loop {
+            let out = s.sudo(&script, self.stdin()).await?;
+            let text = out.stdout_str();
+            if text.contains("[OK] All nodes agree about slots configuration.")
+                && text.contains("[OK] All 16384 slots covered.")
+            {
+                return Ok(());
+            }
+            if started.elapsed() > JOIN_BOUND {
+                let said: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.starts_with("[ERR]") || l.starts_with("[WARNING]"))
+                    .take(3)
+                    .collect();
+                return Err(NodeError::Timeout {
+                    what: format!(
+                        "every node to agree on the slots ({via}: {})",
+                        said.join("; ")
+                    ),
+                    waited: started.elapsed(),
+                });
+            }
+            crate::progress::status("waiting for every node to agree on the slots");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Finish every slot a killed move left open (`redis-cli --cluster fix`).
     pub async fn fix_slots(&self, via: &str) -> Result<(), NodeError> {
         crate::progress::status(format!(
@@ -142,6 +180,7 @@ impl NodeRuntime {
         if open {
             self.fix_slots(via).await?;
         }
+        self.wait_agreement(via).await?;
         let (from_id, to_id) = (self.myself(from).await?.id, self.myself(to).await?.id);
         crate::progress::status(format!(
             "moving {count} slots from {from} to {to} (redis-cli --cluster reshard on {via})"
