@@ -1,6 +1,7 @@
 //! The nodes' instances and what belongs to them: the key pair, running (or adopting) an
 //! instance, start, resize, IMDSv2, terminate, tags, and the bounded wait for an instance state.
 
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     AttributeValue, BlockDeviceMapping, EbsBlockDevice, HttpTokensState,
@@ -8,7 +9,10 @@ use aws_sdk_ec2::types::{
     VolumeType,
 };
 
+use std::time::Instant;
+
 use super::ops::{is_code, tag_filters};
+use super::settle::Backoff;
 use super::{
     ATTEMPTS, Aws, AwsError, api_err, attempt_token, filter, filter_any, tag_spec, wait_for,
 };
@@ -122,23 +126,7 @@ impl Aws {
         subnet: &str,
         sg: &str,
     ) -> Result<String, AwsError> {
-        let c = &self.client;
-        let out = c
-            .describe_instances()
-            .set_filters(Some(tag_filters(&run.tags, &[tags::CLUSTER, tags::NODE])))
-            .filters(filter_any(
-                "instance-state-name",
-                &["pending", "running", "stopping", "stopped"],
-            ))
-            .send()
-            .await
-            .map_err(|e| api_err("DescribeInstances", &run.node, e))?;
-        let existing = out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find_map(|i| i.instance_id());
-        let mut existing = existing.map(String::from);
+        let mut existing = self.node_instance(run).await?;
         let mut attempt = 1;
         loop {
             let id = match existing.take() {
@@ -163,12 +151,40 @@ impl Aws {
         }
     }
 
+    /// The node's instance as EC2 lists it now (`pending`, `running`, `stopping` or
+    /// `stopped`), found by its cluster and node tags.
+    async fn node_instance(&self, run: &RunInstance) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .describe_instances()
+            .set_filters(Some(tag_filters(&run.tags, &[tags::CLUSTER, tags::NODE])))
+            .filters(filter_any(
+                "instance-state-name",
+                &["pending", "running", "stopping", "stopped"],
+            ))
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeInstances", &run.node, e))?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find_map(|i| i.instance_id())
+            .map(String::from))
+    }
+
     /// One RunInstances for the node. Its ClientToken is new for this attempt and the same
     /// for every retry of it (the SDK's, and ours below), so a launch whose answer was lost is
     /// answered again with the same instance, and a later run never meets an old token (EC2
     /// remembers one for at least 24 hours, also after the instance is terminated). Retried
-    /// while EC2 does not know yet the subnet, group or key pair this run just made, and while
-    /// the node's fixed private IP is still held by the instance it replaces.
+    /// while EC2 does not know yet the subnet, group or key pair this run just made. When the
+    /// node's fixed private IP is in use, or the answer could not be read, the node's own
+    /// instance may hold it ([`launch_met`]): one that a run killed a moment ago launched,
+    /// not listed yet when this run looked (eventual consistency; its request may even have
+    /// been carried out after this run's look). Then that instance is the node's, as at a
+    /// rerun; else the address is still held by the instance the node replaces (its interface
+    /// goes some time after it terminates), and the launch is tried again within
+    /// [`Aws::dependency_wait`].
     async fn launch(&self, run: &RunInstance, subnet: &str, sg: &str) -> Result<String, AwsError> {
         let token = attempt_token(&run.node)?;
         let mut ebs = EbsBlockDevice::builder()
@@ -182,49 +198,80 @@ impl Aws {
         let ebs = ebs.build();
         let resource = format!("node {} ({})", run.node, run.private_ip);
         let c = &self.client;
-        let out = self
-            .settle(
-                "RunInstances",
-                &resource,
-                &[subnet, sg, &run.key_name],
-                &["InvalidIPAddress.InUse"],
-                || {
-                    c.run_instances()
-                        .image_id(&run.image_id)
-                        .instance_type(InstanceType::from(run.instance_type.as_str()))
-                        .min_count(1)
-                        .max_count(1)
-                        .key_name(&run.key_name)
-                        .subnet_id(subnet)
-                        .private_ip_address(run.private_ip.to_string())
-                        .security_group_ids(sg)
-                        .client_token(&token)
-                        .block_device_mappings(
-                            BlockDeviceMapping::builder()
-                                .device_name(&run.root_device)
-                                .ebs(ebs.clone())
-                                .build(),
-                        )
-                        .metadata_options(
-                            InstanceMetadataOptionsRequest::builder()
-                                .http_tokens(HttpTokensState::Required)
-                                .build(),
-                        )
-                        .tag_specifications(tag_spec(ResourceType::Instance, &run.tags))
-                        .tag_specifications(tag_spec(ResourceType::Volume, &run.volume_tags))
-                        .send()
-                },
-            )
-            .await
-            .map_err(|e| api_err("RunInstances", &resource, e))?;
-        let id = out
-            .instances()
-            .first()
-            .and_then(|i| i.instance_id())
-            .unwrap_or_default()
-            .to_string();
-        self.created(&id);
-        Ok(id)
+        let start = Instant::now();
+        let mut backoff = Backoff::new(self.poll);
+        loop {
+            let sent = self
+                .settle(
+                    "RunInstances",
+                    &resource,
+                    &[subnet, sg, &run.key_name],
+                    &[],
+                    || {
+                        c.run_instances()
+                            .image_id(&run.image_id)
+                            .instance_type(InstanceType::from(run.instance_type.as_str()))
+                            .min_count(1)
+                            .max_count(1)
+                            .key_name(&run.key_name)
+                            .subnet_id(subnet)
+                            .private_ip_address(run.private_ip.to_string())
+                            .security_group_ids(sg)
+                            .client_token(&token)
+                            .block_device_mappings(
+                                BlockDeviceMapping::builder()
+                                    .device_name(&run.root_device)
+                                    .ebs(ebs.clone())
+                                    .build(),
+                            )
+                            .metadata_options(
+                                InstanceMetadataOptionsRequest::builder()
+                                    .http_tokens(HttpTokensState::Required)
+                                    .build(),
+                            )
+                            .tag_specifications(tag_spec(ResourceType::Instance, &run.tags))
+                            .tag_specifications(tag_spec(ResourceType::Volume, &run.volume_tags))
+                            .send()
+                    },
+                )
+                .await;
+            let e = match sent {
+                Ok(out) => {
+                    let id = out
+                        .instances()
+                        .first()
+                        .and_then(|i| i.instance_id())
+                        .unwrap_or_default()
+                        .to_string();
+                    self.created(&id);
+                    return Ok(id);
+                }
+                Err(e) => e,
+            };
+            let met = launch_met(e.code());
+            if met == Met::Refusal {
+                return Err(api_err("RunInstances", &resource, e));
+            }
+            // (A look that fails is no answer: the launch's own error is reported.)
+            if let Ok(Some(id)) = self.node_instance(run).await {
+                self.retries.count("RunInstances:adopted");
+                tracing::info!(
+                    "RunInstances ({resource}): {}; the node's instance {id} is there (launched by an earlier run): taken as the node's",
+                    e.code().unwrap_or("answer unreadable")
+                );
+                return Ok(id);
+            }
+            if met == Met::Unreadable || start.elapsed() >= self.dependency_wait {
+                return Err(api_err("RunInstances", &resource, e));
+            }
+            let wait = backoff.next_delay();
+            self.retries.count(IP_IN_USE);
+            tracing::info!(
+                "RunInstances ({resource}): {IP_IN_USE} after {:?}; retrying in {wait:?}",
+                start.elapsed()
+            );
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// Start the instance and wait until it runs; a start that EC2 ended on its own side is
@@ -445,12 +492,130 @@ fn state_reason(code: Option<&str>, message: Option<&str>) -> String {
     }
 }
 
+/// EC2's code for a launch at a private IP that an interface holds.
+const IP_IN_USE: &str = "InvalidIPAddress.InUse";
+
+/// What a RunInstances that failed met, by EC2's error code (`None`: no code could be read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Met {
+    /// The node's private IP is in use.
+    AddressInUse,
+    /// No EC2 error could be read from the answer (after the SDK's retries): whether the
+    /// instance was launched is not known.
+    Unreadable,
+    /// Any other refusal: reported as it is.
+    Refusal,
+}
+
+fn launch_met(code: Option<&str>) -> Met {
+    match code {
+        Some(IP_IN_USE) => Met::AddressInUse,
+        Some(_) => Met::Refusal,
+        None => Met::Unreadable,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::fake;
     use super::*;
+    use std::time::Duration;
 
     fn seen(states: &[&str]) -> Vec<String> {
         states.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn run() -> RunInstance {
+        let tags: crate::observed::Tags = [
+            (tags::CLUSTER.to_string(), "c".to_string()),
+            (tags::NODE.to_string(), "redis-node-1a".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        RunInstance {
+            node: "redis-node-1a".into(),
+            image_id: "ami-1".into(),
+            instance_type: "t3.micro".into(),
+            subnet: crate::plan::Ref::Id("subnet-1".into()),
+            security_group: crate::plan::Ref::Id("sg-1".into()),
+            key_name: "k".into(),
+            private_ip: "10.0.1.10".parse().unwrap(),
+            root_device: "/dev/sda1".into(),
+            volume_size_gib: 8,
+            volume_type: "gp3".into(),
+            encrypted: false,
+            kms_key: None,
+            tags: tags.clone(),
+            volume_tags: tags,
+        }
+    }
+
+    /// The launch's answers: RunInstances gets `run`, the looks for the node's instance (by
+    /// tags) get nothing for the first `hidden` times, then the instance a killed run launched.
+    async fn launch_meeting(
+        run_answer: fn() -> fake::Answer,
+        hidden: usize,
+    ) -> (Result<String, AwsError>, Vec<String>) {
+        let ec2 = fake::FakeEc2::start(move |action, n| match action {
+            "RunInstances" => run_answer(),
+            "DescribeInstances" if n < hidden => fake::instances(&[]),
+            "DescribeInstances" => fake::instances(&[("i-killed", "pending", "10.0.1.10")]),
+            _ => fake::error("UnknownAction", action),
+        })
+        .await;
+        let aws = ec2.client(Duration::from_millis(500));
+        let r = aws.launch(&run(), "subnet-1", "sg-1").await;
+        (r, ec2.asked())
+    }
+
+    fn in_use() -> fake::Answer {
+        fake::error(IP_IN_USE, "Address 10.0.1.10 is in use.")
+    }
+
+    #[tokio::test]
+    async fn a_launch_whose_address_a_killed_runs_instance_holds_takes_that_instance() {
+        // The killed run's instance is not listed at the first look (eventual consistency),
+        // then is: it is the node's; no second instance, no wait for the address to free.
+        let (r, asked) = launch_meeting(in_use, 1).await;
+        assert_eq!(r.unwrap(), "i-killed");
+        assert_eq!(
+            asked,
+            [
+                "RunInstances",
+                "DescribeInstances",
+                "RunInstances",
+                "DescribeInstances"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_address_held_by_another_instance_is_waited_for_then_reported() {
+        let (r, asked) = launch_meeting(in_use, usize::MAX).await;
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), Some(IP_IN_USE), "{e}");
+        assert!(asked.iter().filter(|a| *a == "RunInstances").count() > 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_answer_takes_the_nodes_instance_if_it_is_there() {
+        // HTTP 500 without an EC2 body (the SDK: "error parsing XML: no root element").
+        let unreadable = || (500, "<!doctype html><title>500</title>".to_string());
+        let (r, asked) = launch_meeting(unreadable, 0).await;
+        assert_eq!(r.unwrap(), "i-killed");
+        assert_eq!(asked, ["RunInstances", "DescribeInstances"]);
+        // Not there: the launch's own failure, once.
+        let (r, asked) = launch_meeting(unreadable, usize::MAX).await;
+        assert!(matches!(r, Err(AwsError::Transport { .. })), "{r:?}");
+        assert_eq!(asked, ["RunInstances", "DescribeInstances"]);
+        // Any other refusal is reported as it is, without a look.
+        let quota = || fake::error("InstanceLimitExceeded", "too many");
+        let (r, asked) = launch_meeting(quota, 0).await;
+        assert_eq!(r.unwrap_err().code(), Some("InstanceLimitExceeded"));
+        assert_eq!(asked, ["RunInstances"]);
+        // A launch EC2 answers is the new instance.
+        let (r, _) = launch_meeting(|| fake::launched("i-new"), 0).await;
+        assert_eq!(r.unwrap(), "i-new");
     }
 
     #[test]

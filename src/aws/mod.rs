@@ -4,6 +4,8 @@
 //! the call, the resource, AWS's error code, and what to do next.
 
 mod describe;
+#[cfg(test)]
+mod fake;
 mod inspect;
 mod instances;
 mod nat;

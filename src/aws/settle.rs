@@ -5,9 +5,10 @@
 //!   this run created ([`Fresh`]) is retried with backoff, within [`Aws::consistency_wait`]. A
 //!   `*.NotFound` for any other id is an answer, not a delay.
 //! - **Lingering dependencies.** For a while after a termination EC2 still holds the
-//!   instance's network interface: a detach, a delete or a launch at the same private IP is
-//!   refused with a code the caller names as `busy`; it is retried within
-//!   [`Aws::dependency_wait`].
+//!   instance's network interface: a detach or a delete is refused with a code the caller
+//!   names as `busy`; it is retried within [`Aws::dependency_wait`]. (A launch at the same
+//!   private IP is retried by the launch itself, which first looks for the node's own instance
+//!   holding the address: `instances.rs`.)
 //!
 //! Every retry is logged (`RUST_LOG=redisctl::aws=info`) and counted ([`Aws::retries`]).
 
