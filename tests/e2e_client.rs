@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::{APP_PW, Cluster, text};
@@ -71,16 +70,6 @@ for i in range(300):
 print(json.dumps(out))
 "#;
 
-fn python() -> std::path::PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: scripts/test makes it (python3 -m venv + the pinned redis-py)",
-        p.display()
-    );
-    p
-}
-
 #[test]
 fn redis_py_cluster_client_as_the_app_user() {
     let _sb = Sandbox::acquire();
@@ -103,7 +92,7 @@ fn redis_py_cluster_client_as_the_app_user() {
     std::fs::write(c.dir.join("client.py"), SCRIPT).unwrap();
 
     // Without it, the node refuses the TLS handshake (the password alone is not enough).
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .arg(c.dir.join("client.py"))
         .arg(&tls)
         .arg("no-cert")
@@ -128,7 +117,7 @@ fn redis_py_cluster_client_as_the_app_user() {
     );
     eprintln!("without a client certificate: {}", said.trim());
 
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .arg(c.dir.join("client.py"))
         .arg(&tls)
         .env("APP_PW", APP_PW)

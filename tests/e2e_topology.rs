@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -63,16 +62,6 @@ print(json.dumps({"acked": len(acked), "failed": failed, "reads_failed": reads_f
     "lost_count": len(lost)}))
 "#;
 
-fn python() -> std::path::PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: scripts/test makes it (python3 -m venv + the pinned redis-py)",
-        p.display()
-    );
-    p
-}
-
 /// The example with derived nodes, `masters` × (1 + `replicas`), Redis open to the operator's
 /// machine (where the application runs).
 fn shape(t: String, masters: u32, replicas: u32) -> String {
@@ -98,7 +87,7 @@ impl App {
         let stop = c.dir.join("app.stop");
         let _ = std::fs::remove_file(&stop);
         std::fs::write(c.dir.join("app.py"), APP).unwrap();
-        let child = Command::new(python())
+        let child = Command::new(common::python())
             .arg(c.dir.join("app.py"))
             .arg(c.dir.join("tls"))
             .arg(&stop)
@@ -235,4 +224,5 @@ fn the_cluster_grows_by_masters_and_replicas_while_the_application_works() {
     let report = c.ok(&["verify"]);
     eprintln!("{report}");
     c.ok(&["destroy", "--yes"]);
+    common::account::assert_only_defaults("prod-redis", &[]);
 }

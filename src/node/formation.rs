@@ -122,16 +122,7 @@ impl NodeRuntime {
             // the MEETs, a master's slots are not gossiped yet, and it looks empty).
             let mut selves = Vec::new();
             for node in nodes {
-                let own = self
-                    .cluster_nodes_of(node)
-                    .await?
-                    .into_iter()
-                    .find(|x| x.is_myself())
-                    .ok_or_else(|| NodeError::Failed {
-                        node: node.clone(),
-                        what: "CLUSTER NODES has no myself line".into(),
-                    })?;
-                selves.push((node.clone(), own));
+                selves.push((node.clone(), self.myself(node).await?));
             }
             for (node, master) in self.replica_assignment(&selves)? {
                 crate::progress::status(format!("{node} becomes a replica of {master}"));

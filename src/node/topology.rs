@@ -18,7 +18,7 @@ const RESHARD_BOUND_SECS: u32 = 1800;
 
 impl NodeRuntime {
     /// `node`'s own line of its `CLUSTER NODES`.
-    async fn myself(&self, node: &str) -> Result<ClusterNode, NodeError> {
+    pub(super) async fn myself(&self, node: &str) -> Result<ClusterNode, NodeError> {
         self.cluster_nodes_of(node)
             .await?
             .into_iter()

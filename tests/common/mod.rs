@@ -377,6 +377,17 @@ impl Drop for Cluster {
     }
 }
 
+/// The Python of the tests' virtualenv, with the pinned redis-py (scripts/test makes it).
+pub fn python() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: scripts/test makes it (python3 -m venv + the pinned redis-py)",
+        p.display()
+    );
+    p
+}
+
 /// The spec with Redis open to the operator's machine too, for a client that runs there (it
 /// reaches the VPC as through a VPN, from the sandbox's internet address): security groups are
 /// enforced, and `redis_cidrs` defaults to the VPC only.
