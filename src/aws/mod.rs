@@ -28,7 +28,7 @@ use crate::observed::Tags;
 
 pub use describe::observe;
 pub use inspect::VolumeFacts;
-pub use nodes::NodeInstance;
+pub use nodes::{InstanceSeen, NodeInstance};
 pub use settle::Retries;
 pub use volumes::{InstanceNow, VolumeNow};
 

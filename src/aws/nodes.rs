@@ -19,6 +19,16 @@ pub struct NodeInstance {
     pub host_key_fp: Option<String>,
 }
 
+/// An instance's state and addresses at one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSeen {
+    pub state: String,
+    pub private_ip: Option<Ipv4Addr>,
+    pub public_ip: Option<Ipv4Addr>,
+    /// Seconds since its last launch or start (EC2's `LaunchTime`).
+    pub launched_secs_ago: Option<i64>,
+}
+
 impl Aws {
     /// Every running node instance of `cluster`, in the order EC2 lists them: one
     /// DescribeInstances, repeated (within [`Aws::consistency_wait`]) while an instance this
@@ -120,6 +130,11 @@ impl Aws {
 
     /// The instance's state name (`running`, `stopping` …), `None` when EC2 does not list it.
     pub async fn instance_state(&self, instance: &str) -> Result<Option<String>, AwsError> {
+        Ok(self.instance_seen(instance).await?.map(|i| i.state))
+    }
+
+    /// The instance's state and addresses as EC2 lists them now, `None` when it does not.
+    pub async fn instance_seen(&self, instance: &str) -> Result<Option<InstanceSeen>, AwsError> {
         let named = [instance];
         let out = self
             .settle("DescribeInstances", instance, &named, &[], || {
@@ -135,9 +150,17 @@ impl Aws {
             .iter()
             .flat_map(|r| r.instances())
             .find_map(|i| {
-                i.state()
-                    .and_then(|s| s.name())
-                    .map(|n| n.as_str().to_string())
+                Some(InstanceSeen {
+                    state: i.state()?.name()?.as_str().to_string(),
+                    private_ip: i.private_ip_address().and_then(|a| a.parse().ok()),
+                    public_ip: i.public_ip_address().and_then(|a| a.parse().ok()),
+                    launched_secs_ago: i.launch_time().and_then(|t| {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .ok()?;
+                        Some(now.as_secs() as i64 - t.secs())
+                    }),
+                })
             }))
     }
 

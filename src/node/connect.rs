@@ -5,7 +5,7 @@
 //! what it presents (locally, and as the instance's tag for others to see); verify and
 //! `redisctl redis-cli` refuse it.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use russh::keys::PrivateKey;
 
@@ -119,23 +119,91 @@ impl NodeRuntime {
         }
     }
 
-    fn target(&self, node: &str, info: &NodeInstance) -> Result<Target, NodeError> {
-        let ip = match self.via {
-            SshVia::PrivateIp => info.private_ip,
-            SshVia::PublicIp => info.public_ip,
+    /// Where to reach the node (its address by `ssh.via`). An instance just launched or
+    /// started may be listed `pending`, or `running`, before its public IP shows (EC2 gives a
+    /// new one at every start); with `Reach::WaitForSshd` the instance is looked at again until
+    /// it does, within `ssh.ready_timeout_secs`, and the wait ends at once if the instance
+    /// leaves `pending`/`running` (as the wait for sshd does). The address found is kept for
+    /// the node's later sessions.
+    async fn target(
+        &self,
+        node: &str,
+        info: &mut NodeInstance,
+        reach: Reach,
+    ) -> Result<Target, NodeError> {
+        let started = std::time::Instant::now();
+        let bound = self.spec.ssh.ready_timeout;
+        // As listed: only running instances are a node's ([`Aws::node_instances`]).
+        let mut state = "running".to_string();
+        let mut pause = std::time::Duration::from_millis(250);
+        let (mut looked, mut hopeless) = (false, false);
+        loop {
+            let ip = match address(self.via, &state, info.private_ip, info.public_ip) {
+                Address::At(ip) => ip,
+                Address::Ended(state) => {
+                    return Err(NodeError::Failed {
+                        node: node.into(),
+                        what: format!(
+                            "instance {} is {state} while redisctl waited for its {} address: nothing was sent to it. Run apply again (it starts a stopped node; a swap in flight continues from its recorded stage)",
+                            info.id,
+                            self.via.as_str()
+                        ),
+                    });
+                }
+                Address::NotYet
+                    if reach == Reach::Once || hopeless || started.elapsed() >= bound =>
+                {
+                    return Err(no_address(
+                        self.via,
+                        node,
+                        &info.id,
+                        &state,
+                        started.elapsed(),
+                    ));
+                }
+                Address::NotYet => {
+                    crate::progress::status(format!(
+                        "waiting for EC2 to show {node}'s {} address (instance {}, {state})",
+                        self.via.as_str(),
+                        info.id
+                    ));
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                    // A look that fails is not a reason to stop waiting (bounded above).
+                    looked = true;
+                    match self.aws.instance_seen(&info.id).await {
+                        Ok(Some(seen)) => {
+                            state = seen.state;
+                            info.private_ip = seen.private_ip;
+                            info.public_ip = seen.public_ip;
+                            // Running for longer than a boot takes: none is coming.
+                            hopeless = !may_come(seen.launched_secs_ago, bound);
+                        }
+                        Ok(None) => state = "terminated".into(),
+                        Err(e) => tracing::debug!("node {node}: {e}; looking again"),
+                    }
+                    continue;
+                }
+            };
+            if looked {
+                self.remember_address(node, info).await;
+            }
+            return Ok(Target {
+                node: node.into(),
+                instance_id: info.id.clone(),
+                addr: SocketAddr::new(ip.into(), 22),
+            });
         }
-        .ok_or_else(|| NodeError::Failed {
-            node: node.into(),
-            what: format!(
-                "the instance has no {} address to reach it by (ssh.via / REDISCTL_SSH_VIA)",
-                self.via.as_str()
-            ),
-        })?;
-        Ok(Target {
-            node: node.into(),
-            instance_id: info.id.clone(),
-            addr: SocketAddr::new(ip.into(), 22),
-        })
+    }
+
+    /// The node's instance as last seen (its addresses), for the node's next sessions.
+    async fn remember_address(&self, node: &str, info: &NodeInstance) {
+        if let Some(claims) = self.instances.lock().await.get_mut(node) {
+            for i in claims.iter_mut().filter(|i| i.id == info.id) {
+                i.private_ip = info.private_ip;
+                i.public_ip = info.public_ip;
+            }
+        }
     }
 
     /// How the node's host key is checked: against the local pin (the state directory's
@@ -253,8 +321,8 @@ impl NodeRuntime {
     /// the pinned one (or, at first contact, one its console output lists, returned to be
     /// pinned).
     pub(super) async fn open(&self, node: &str, reach: Reach) -> Result<Opened, NodeError> {
-        let info = self.instance(node).await?;
-        let target = self.target(node, &info)?;
+        let mut info = self.instance(node).await?;
+        let target = self.target(node, &mut info, reach).await?;
         let (policy, first_contact) = self.policy(node, &info, reach).await?;
         let (user, key) = (&self.spec.ssh.user, self.key()?);
         let connected = match reach {
@@ -384,6 +452,134 @@ impl NodeRuntime {
             .collect();
         for s in sessions {
             s.close().await;
+        }
+    }
+}
+
+/// What one look at a node's instance means for reaching it by `via`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Address {
+    At(Ipv4Addr),
+    /// `pending` or `running` without that address yet: it may come.
+    NotYet,
+    /// Neither `pending` nor `running` (stopping, stopped, terminated …): none is coming.
+    Ended(String),
+}
+
+fn address(
+    via: SshVia,
+    state: &str,
+    private_ip: Option<Ipv4Addr>,
+    public_ip: Option<Ipv4Addr>,
+) -> Address {
+    if state != "pending" && state != "running" {
+        return Address::Ended(state.into());
+    }
+    let ip = match via {
+        SshVia::PrivateIp => private_ip,
+        SshVia::PublicIp => public_ip,
+    };
+    ip.map_or(Address::NotYet, Address::At)
+}
+
+/// Whether an address may still come to an instance (last) launched or started
+/// `launched_secs_ago` (unknown: it may): EC2 shows it within moments of the launch, so one that
+/// has run for longer than `ready` (`ssh.ready_timeout_secs`) without it gets none by waiting
+/// (launched into a subnet that maps no public IP).
+fn may_come(launched_secs_ago: Option<i64>, ready: std::time::Duration) -> bool {
+    launched_secs_ago.is_none_or(|age| age < ready.as_secs() as i64)
+}
+
+/// The node's instance shows no address to reach it by (after `waited`, when it was waited
+/// for): what it means and what to do.
+fn no_address(
+    via: SshVia,
+    node: &str,
+    instance: &str,
+    state: &str,
+    waited: std::time::Duration,
+) -> NodeError {
+    let after = if waited.as_secs() > 0 {
+        format!(" (EC2 showed none for {}s)", waited.as_secs())
+    } else {
+        String::new()
+    };
+    let what = match via {
+        SshVia::PublicIp => {
+            "EC2 gives an instance a public IP at launch and at every start only in a subnet that maps one (MapPublicIpOnLaunch) or when the launch asks for one: check the instance and its subnet in the EC2 console, or reach the nodes at their private IPs from inside the VPC (ssh.via = \"private-ip\", or REDISCTL_SSH_VIA=private-ip)"
+        }
+        SshVia::PrivateIp => {
+            "every instance in a VPC has a private IP once it runs: check the instance in the EC2 console"
+        }
+    };
+    NodeError::Failed {
+        node: node.into(),
+        what: format!(
+            "the instance has no {} address to reach it by (ssh.via / REDISCTL_SSH_VIA): instance {instance} is {state}{after}. {what}; then run apply again (finished steps are skipped)",
+            via.as_str()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRIVATE: Option<Ipv4Addr> = Some(Ipv4Addr::new(10, 0, 1, 10));
+    const PUBLIC: Option<Ipv4Addr> = Some(Ipv4Addr::new(198, 51, 100, 7));
+
+    #[test]
+    fn an_instance_just_launched_or_started_is_waited_for_until_its_address_shows() {
+        // Listed running (or pending) before EC2 shows its public IP: wait, not fail.
+        for state in ["pending", "running"] {
+            assert_eq!(
+                address(SshVia::PublicIp, state, PRIVATE, None),
+                Address::NotYet
+            );
+            assert_eq!(
+                address(SshVia::PublicIp, state, PRIVATE, PUBLIC),
+                Address::At(PUBLIC.unwrap())
+            );
+        }
+        assert_eq!(
+            address(SshVia::PrivateIp, "running", PRIVATE, None),
+            Address::At(PRIVATE.unwrap())
+        );
+        // An instance that left pending/running gets no address by waiting.
+        for state in ["stopping", "stopped", "shutting-down", "terminated"] {
+            assert_eq!(
+                address(SshVia::PublicIp, state, PRIVATE, PUBLIC),
+                Address::Ended(state.into())
+            );
+        }
+    }
+
+    #[test]
+    fn only_an_instance_launched_or_started_within_the_ready_timeout_may_still_get_one() {
+        let ready = std::time::Duration::from_secs(300);
+        assert!(may_come(Some(2), ready));
+        assert!(may_come(None, ready));
+        assert!(!may_come(Some(3600), ready));
+    }
+
+    #[test]
+    fn no_address_names_the_node_the_instance_and_what_to_do() {
+        let e = no_address(
+            SshVia::PublicIp,
+            "redis-node-1c",
+            "i-1",
+            "running",
+            std::time::Duration::from_secs(300),
+        )
+        .to_string();
+        for part in [
+            "node redis-node-1c: the instance has no public-ip address to reach it by",
+            "instance i-1 is running (EC2 showed none for 300s)",
+            "MapPublicIpOnLaunch",
+            "REDISCTL_SSH_VIA=private-ip",
+            "run apply again",
+        ] {
+            assert!(e.contains(part), "{part} in {e}");
         }
     }
 }

@@ -77,14 +77,10 @@ pub fn secrets(spec: &Spec) -> Result<Vec<(String, crate::spec::secrets::Secret)
 /// node over SSH.
 pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
     let aws = Aws::connect(&spec.cluster.region).await;
-    let mut observed =
-        crate::aws::observe(&aws, spec)
-            .await
-            .map_err(|source| ObserveError::Aws {
-                cluster: spec.cluster.name.clone(),
-                source,
-            })?;
-    observed.set_aside_strangers();
+    let mut observed = read_aws(&aws, spec).await?;
+    if nodes == Nodes::Wait && settle_pending(&aws, &observed).await {
+        observed = read_aws(&aws, spec).await?;
+    }
     observed.local_public_key = crate::ssh::keyfile::public_key(&spec.ssh.private_key)?;
     // The planner's clock (it never reads one itself): seconds since the epoch.
     observed.local.now = crate::pki::client::unix(std::time::SystemTime::now());
@@ -107,4 +103,85 @@ pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
         aws,
         nodes: runtime,
     })
+}
+
+/// The cluster's resources in EC2 (strangers set aside).
+async fn read_aws(aws: &Aws, spec: &Spec) -> Result<Observed, ObserveError> {
+    let mut observed =
+        crate::aws::observe(aws, spec)
+            .await
+            .map_err(|source| ObserveError::Aws {
+                cluster: spec.cluster.name.clone(),
+                source,
+            })?;
+    observed.set_aside_strangers();
+    Ok(observed)
+}
+
+/// Apply waits (within `Aws::instance_wait`) for node instances that are still `pending`
+/// (launched or started by a run interrupted a moment ago) to leave it: inside a pending
+/// instance nothing can be observed, so nothing would be planned there, and the run's final
+/// look would find that node's steps still to do. Whether there were any (then EC2 is read
+/// again). A wait that fails (a launch EC2 ended) is no error here: the planner judges the
+/// state it ended in.
+async fn settle_pending(aws: &Aws, observed: &Observed) -> bool {
+    let pending = pending_nodes(observed);
+    for id in &pending {
+        tracing::info!("node instance {id} is pending: waiting for it before planning");
+        if let Err(e) = aws.wait_instance(id, &["running", "stopped"]).await {
+            tracing::info!("{e}");
+        }
+    }
+    !pending.is_empty()
+}
+
+/// The node instances EC2 shows `pending`.
+fn pending_nodes(observed: &Observed) -> Vec<String> {
+    observed
+        .instances
+        .iter()
+        .filter(|i| i.state == "pending" && i.tags.contains_key(crate::observed::tags::NODE))
+        .map(|i| i.id.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::{Instance, tags};
+
+    #[test]
+    fn apply_waits_for_pending_node_instances_only() {
+        let node = |id: &str, state: &str, tagged: bool| Instance {
+            id: id.into(),
+            state: state.into(),
+            instance_type: "t3.micro".into(),
+            image_id: "ami-1".into(),
+            subnet_id: None,
+            private_ip: None,
+            public_ip: None,
+            key_name: None,
+            security_group_ids: vec![],
+            root_device_name: None,
+            block_devices: Default::default(),
+            launch_time: None,
+            http_tokens: None,
+            instance_profile: None,
+            tags: if tagged {
+                [(tags::NODE.to_string(), format!("n-{id}"))].into()
+            } else {
+                Default::default()
+            },
+        };
+        let observed = Observed {
+            instances: vec![
+                node("i-1", "running", true),
+                node("i-2", "pending", true),
+                node("i-3", "pending", false),
+                node("i-4", "stopped", true),
+            ],
+            ..Observed::default()
+        };
+        assert_eq!(pending_nodes(&observed), ["i-2"]);
+    }
 }

@@ -71,7 +71,13 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
         interrupted(),
     )
     .await?;
-    converged(spec, world.aws.consistency_wait, interrupted()).await?;
+    converged(
+        spec,
+        &plan.unobserved,
+        world.aws.consistency_wait,
+        interrupted(),
+    )
+    .await?;
     Ok(ApplyOutcome::Applied { plan, report })
 }
 
@@ -194,10 +200,12 @@ fn keep_old_volumes(plan: &mut Plan) {
 
 /// Prove convergence: planning again must find nothing to do, on every node. EC2's Describe
 /// results can lag behind the changes just made (eventual consistency), so while what is left
-/// to do includes AWS steps, it looks again, with backoff, for up to `lag`.
+/// to do includes AWS steps, it looks again, with backoff, for up to `lag`. `left_out`: the
+/// nodes the plan carried out could not observe (nothing was planned inside them).
 /// (Ctrl-C still stops it: the executor's signal listener is gone.)
 async fn converged(
     spec: &Spec,
+    left_out: &[String],
     lag: Duration,
     interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
@@ -229,18 +237,31 @@ async fn converged(
         )));
     }
     if !again.is_empty() {
-        return Err(Error::Refused(format!(
-            "apply finished, but planning again still finds {} step(s) to do ({}); run `redisctl plan` to see why, then apply again",
-            again.steps.len(),
-            again
-                .steps
-                .iter()
-                .map(|s| s.address.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        return Err(Error::Refused(still_to_do(left_out, &again)));
     }
     Ok(())
+}
+
+/// Why a run that carried out its plan is not done: steps are left. When the plan could not
+/// observe some nodes (nothing was planned inside them: the plan's warnings said why), the
+/// steps found now are most likely theirs, and that is what the operator is told first.
+fn still_to_do(left_out: &[String], again: &Plan) -> String {
+    let steps = again
+        .steps
+        .iter()
+        .map(|s| s.address.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let n = again.steps.len();
+    if left_out.is_empty() {
+        return format!(
+            "apply finished, but planning again still finds {n} step(s) to do ({steps}); run `redisctl plan` to see why, then apply again"
+        );
+    }
+    format!(
+        "apply carried out its plan, but that plan could not observe {} over SSH (see its warning above), so nothing inside it was planned or done; it is reachable now, and planning again finds {n} step(s) to do ({steps}): run apply again to carry them out",
+        left_out.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -261,6 +282,27 @@ mod tests {
             ],
             notes: vec![],
             unobserved: vec![],
+        }
+    }
+
+    #[test]
+    fn steps_left_after_a_plan_that_left_out_a_node_say_so() {
+        let again = plan("i-1");
+        let plain = super::still_to_do(&[], &again);
+        assert!(
+            plain.starts_with(
+                "apply finished, but planning again still finds 1 step(s) to do (node.a)"
+            ),
+            "{plain}"
+        );
+        let left_out = super::still_to_do(&["node.redis-node-1c".to_string()], &again);
+        for part in [
+            "could not observe node.redis-node-1c over SSH",
+            "nothing inside it was planned or done",
+            "planning again finds 1 step(s) to do (node.a)",
+            "run apply again",
+        ] {
+            assert!(left_out.contains(part), "{part} in {left_out}");
         }
     }
 
