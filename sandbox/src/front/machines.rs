@@ -160,11 +160,16 @@ impl Machines {
                     )
                     .await?;
                 Ok(match address_held(params, &xml::instances(&listed)?) {
-                    Some(message) => Before::Refuse {
-                        status: 400,
-                        code: "InvalidIPAddress.InUse",
-                        message,
-                    },
+                    Some(message) => {
+                        log(&format!(
+                            "RunInstances: refused as EC2 would: InvalidIPAddress.InUse {message} (held in {subnet})"
+                        ));
+                        Before::Refuse {
+                            status: 400,
+                            code: "InvalidIPAddress.InUse",
+                            message,
+                        }
+                    }
                     None => Before::Nothing,
                 })
             }
