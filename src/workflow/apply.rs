@@ -73,7 +73,7 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
     .await?;
     converged(
         spec,
-        &plan.unobserved,
+        &left_out(&plan, &world.observed),
         world.aws.consistency_wait,
         interrupted(),
     )
@@ -242,6 +242,22 @@ async fn converged(
     Ok(())
 }
 
+/// The nodes a plan could not look inside, so planned nothing in: unreachable over SSH (its
+/// warnings say why), or whose instance was still `pending` (not running yet: apply waits for
+/// those before it plans, within `Aws::instance_wait`).
+fn left_out(plan: &Plan, observed: &crate::observed::Observed) -> Vec<String> {
+    let mut nodes = plan.unobserved.clone();
+    for i in observed.instances.iter().filter(|i| i.state == "pending") {
+        if let Some(node) = i.tags.get(crate::observed::tags::NODE) {
+            let address = format!("node.{node}");
+            if !nodes.contains(&address) {
+                nodes.push(address);
+            }
+        }
+    }
+    nodes
+}
+
 /// Why a run that carried out its plan is not done: steps are left. When the plan could not
 /// observe some nodes (nothing was planned inside them: the plan's warnings said why), the
 /// steps found now are most likely theirs, and that is what the operator is told first.
@@ -259,7 +275,7 @@ fn still_to_do(left_out: &[String], again: &Plan) -> String {
         );
     }
     format!(
-        "apply carried out its plan, but that plan could not observe {} over SSH (see its warning above), so nothing inside it was planned or done; it is reachable now, and planning again finds {n} step(s) to do ({steps}): run apply again to carry them out",
+        "apply carried out its plan, but that plan could not look inside {} (unreachable over SSH, or its instance not running yet: see the plan's notes), so nothing inside it was planned or done; planning again now finds {n} step(s) to do ({steps}): run apply again to carry them out",
         left_out.join(", ")
     )
 }
@@ -297,13 +313,43 @@ mod tests {
         );
         let left_out = super::still_to_do(&["node.redis-node-1c".to_string()], &again);
         for part in [
-            "could not observe node.redis-node-1c over SSH",
+            "could not look inside node.redis-node-1c",
             "nothing inside it was planned or done",
-            "planning again finds 1 step(s) to do (node.a)",
+            "planning again now finds 1 step(s) to do (node.a)",
             "run apply again",
         ] {
             assert!(left_out.contains(part), "{part} in {left_out}");
         }
+    }
+
+    #[test]
+    fn the_nodes_left_out_are_the_unobserved_and_those_not_running_yet() {
+        let instance = |node: &str, state: &str| {
+            let mut i: crate::observed::Instance = serde_json::from_value(serde_json::json!({
+                "id": format!("i-{node}"), "state": state, "instance_type": "t3.micro",
+                "image_id": "ami-1", "subnet_id": null, "private_ip": null, "public_ip": null,
+                "key_name": null, "security_group_ids": [], "root_device_name": null,
+                "block_devices": {}, "launch_time": null, "tags": {}
+            }))
+            .unwrap();
+            i.tags
+                .insert(crate::observed::tags::NODE.into(), node.into());
+            i
+        };
+        let observed = crate::observed::Observed {
+            instances: vec![
+                instance("redis-node-1a", "running"),
+                instance("redis-node-1b", "pending"),
+                instance("redis-node-1c", "pending"),
+            ],
+            ..Default::default()
+        };
+        let mut p = plan("i-1");
+        p.unobserved = vec!["node.redis-node-1c".into()];
+        assert_eq!(
+            super::left_out(&p, &observed),
+            ["node.redis-node-1c", "node.redis-node-1b"]
+        );
     }
 
     #[test]
