@@ -362,7 +362,7 @@ fn chaos() {
     let mut kills = 0;
     let mut cycle = 0;
     let campaign = Instant::now();
-    let before = common::account::now();
+    let mut before = common::account::now();
     while kills < kills_wanted {
         cycle += 1;
         let shape = Shape::of(cycle);
@@ -522,8 +522,10 @@ fn chaos() {
             );
         }
         if broken {
-            // Start the next cycle from an empty region, whatever this one left.
+            // Start the next cycle from an empty region, whatever this one left; the account
+            // to find again after destroy is the reset one (its default VPC has new ids).
             sb.reset();
+            before = common::account::now();
         }
     }
     let mut table =
