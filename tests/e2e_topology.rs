@@ -137,7 +137,14 @@ fn keys_by_master(c: &Cluster, ip: &str) -> String {
         let f: Vec<&str> = l.split_whitespace().collect();
         if f.len() > 8 && f[2].contains("master") {
             let addr = f[1].split(':').next().unwrap_or("");
+            // (The first SSH to a node also prints ssh's "Permanently added" warning.)
             let keys = c.redis(addr, "DBSIZE");
+            let keys = keys
+                .lines()
+                .rev()
+                .find(|l| l.trim().parse::<u64>().is_ok())
+                .unwrap_or("?")
+                .to_string();
             let slots: u32 = f[8..]
                 .iter()
                 .filter(|r| !r.starts_with('['))
