@@ -361,7 +361,9 @@ fn a_lost_answer_to_a_launch_makes_no_second_instance() {
     assert_eq!(counters.token_replays, 2, "the SDK's retries were replays");
     destroyed(&c);
 
-    // Every answer lost: apply gives up, yet the instances were made; the rerun adopts them.
+    // Every answer lost, the SDK's retries' too: the launches took effect all the same, and
+    // apply looks for each node's instance by its tags and takes it (one per node; it used to
+    // give up, and the rerun adopted them).
     sb.add_fault(Fault {
         action: "RunInstances".into(),
         effect: Effect::LoseResponse,
@@ -369,29 +371,18 @@ fn a_lost_answer_to_a_launch_makes_no_second_instance() {
         rate: None,
         fired: 0,
     });
-    let out = c.run(&["apply", "--yes"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("RunInstances"),
-        "{}",
-        text(&out.stderr)
-    );
-    let made = live_instances();
-    assert!(!made.is_empty(), "the lost launches took effect");
-    sb.clear_faults();
     sb.stats(true);
-    c.ok(&["apply", "--yes"]);
-    let after = live_instances();
-    assert_eq!(after.len(), 3, "no duplicate instance: {after:?}");
-    assert!(
-        made.iter().all(|i| after.contains(i)),
-        "adopted: {made:?} {after:?}"
-    );
+    let out = c.run(&["apply", "--yes"]);
+    sb.clear_faults();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    let made = live_instances();
+    assert_eq!(made.len(), 3, "one instance per node: {made:?}\n{said}");
     let launched = sb.stats(false).get("RunInstances").copied().unwrap_or(0);
-    assert_eq!(
-        launched as usize,
-        3 - made.len(),
-        "only the nodes with no instance were launched"
+    let counters = sb.region().counters;
+    eprintln!(
+        "figure: every launch answer lost: {launched} RunInstances calls ({} replays of a token), 3 instances taken by their tags",
+        counters.token_replays
     );
     c.assert_converged();
     destroyed(&c);
