@@ -346,8 +346,8 @@ fn client_tokens_are_new_for_every_attempt_so_a_second_apply_in_a_day_launches_a
 }
 
 /// Class 5: a launch takes effect and its answer is lost. The SDK's retry carries the same
-/// token and gets the same instance; when every answer is lost, the rerun finds the
-/// instances by their tags and adopts them.
+/// token and gets the same instance; when every answer is lost, apply finds the instances by
+/// their tags and takes them.
 #[test]
 fn a_lost_answer_to_a_launch_makes_no_second_instance() {
     let sb = Sandbox::acquire();
