@@ -176,6 +176,35 @@ fn run_killed(c: &Cluster, args: &[&str], after: Duration) -> (bool, bool, Strin
     (killed, ok, out)
 }
 
+/// The last `n` non-empty lines of a run's output, newest first, on one line.
+fn last_lines(out: &str, n: usize) -> String {
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .rev()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Copies the sandbox's front and moto logs as they are at a violation to
+/// `target/chaos-evidence/` (a broken cycle resets the region, and the campaign goes on), and
+/// says where.
+fn keep_evidence(cycle: usize, step: Step) {
+    let logs = redisctl_sandbox::paths::Paths::from_env().logs();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/chaos-evidence");
+    let _ = std::fs::create_dir_all(&dir);
+    for name in ["front.log", "moto.log"] {
+        let to = dir.join(format!(
+            "cycle{cycle}-{}-{name}",
+            step.name().replace(' ', "-")
+        ));
+        match std::fs::copy(logs.join(name), &to) {
+            Ok(_) => eprintln!("chaos: {name} kept as {}", to.display()),
+            Err(e) => eprintln!("chaos: could not keep {name}: {e}"),
+        }
+    }
+}
+
 /// A check that panics on failure, as a violation message instead.
 fn check(what: &str, f: impl FnOnce()) -> Result<(), String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
@@ -411,6 +440,16 @@ fn chaos() {
                 // A whole run: how long this kind takes now (kills are drawn over it).
                 *longest = started.elapsed();
             }
+            if !ok && !killed {
+                // Failed on its own (an injected EC2 fault, or a defect): say why, as for a
+                // rerun, so that a violation that follows can be traced back to it.
+                eprintln!(
+                    "chaos: cycle {cycle} ({}) {}: the run failed on its own: {}",
+                    shape.name(),
+                    step.name(),
+                    last_lines(&out, 4)
+                );
+            }
             outputs.push(out);
             if killed {
                 kills += 1;
@@ -438,13 +477,7 @@ fn chaos() {
                         "chaos: cycle {cycle} ({}) {}: rerun {tries} failed: {}",
                         shape.name(),
                         step.name(),
-                        printed
-                            .lines()
-                            .filter(|l| !l.trim().is_empty())
-                            .rev()
-                            .take(4)
-                            .collect::<Vec<_>>()
-                            .join(" | ")
+                        last_lines(&printed, 4)
                     );
                 }
                 outputs.push(printed);
@@ -462,26 +495,12 @@ fn chaos() {
                 bad.push(format!(
                     "a rerun did not finish within {}s: {}",
                     RERUN_BOUND.as_secs(),
-                    outputs
-                        .last()
-                        .unwrap()
-                        .lines()
-                        .rev()
-                        .take(8)
-                        .collect::<Vec<_>>()
-                        .join(" | ")
+                    last_lines(outputs.last().unwrap(), 8)
                 ));
             } else if !done {
                 bad.push(format!(
                     "not finished after {RERUNS} reruns: {}",
-                    outputs
-                        .last()
-                        .unwrap()
-                        .lines()
-                        .rev()
-                        .take(8)
-                        .collect::<Vec<_>>()
-                        .join(" | ")
+                    last_lines(outputs.last().unwrap(), 8)
                 ));
             } else {
                 if step == Step::Destroy {
@@ -502,6 +521,9 @@ fn chaos() {
                 if !leaks.is_empty() {
                     bad.push(format!("run {i} printed {}", leaks.join(", ")));
                 }
+            }
+            if !bad.is_empty() {
+                keep_evidence(cycle, step);
             }
             for v in bad {
                 eprintln!("chaos: VIOLATION at {point}: {v}");
