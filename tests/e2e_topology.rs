@@ -3,8 +3,11 @@
 //! client certificate). 3 → 4 masters: a node is created, joins, and slots move to it from
 //! the three others; 4 → 6 masters with the apply killed (SIGKILL) while slots move, then run
 //! again; 0 → 1 replica per master: six nodes join as replicas, each of a master in another
-//! AZ. After each: every write the client saw acknowledged reads back (0 lost), the failed
-//! requests and the longest gap are printed, `verify` passes and `plan` shows no changes.
+//! AZ. Then it shrinks: 6 × 1 → 3 × 1 (six replicas leave and are terminated, three masters
+//! hand their slots over and become replicas; killed while slots move, then run again), and
+//! 1 → 0 replicas (the three replicas leave). After each: every write the client saw
+//! acknowledged reads back (0 lost), the failed requests and the longest gap are printed,
+//! `verify` passes and `plan` shows no changes.
 //! Run inside the sandbox: `redisctl-sandbox exec -- cargo test --test e2e_topology -- --nocapture`.
 
 mod common;
@@ -170,7 +173,7 @@ fn converged_and_verified(c: &Cluster, masters: usize) {
 }
 
 #[test]
-fn the_cluster_grows_by_masters_and_replicas_while_the_application_works() {
+fn the_cluster_grows_and_shrinks_while_the_application_works() {
     let _sb = Sandbox::acquire();
     let c = Cluster::new("topology", |t| shape(t, 3, 0));
     c.ok(&["apply", "--yes"]);
@@ -230,6 +233,65 @@ fn the_cluster_grows_by_masters_and_replicas_while_the_application_works() {
     converged_and_verified(&c, 6);
     let report = c.ok(&["verify"]);
     eprintln!("{report}");
+
+    // 6 x 1 -> 3 x 1: the spec keeps six nodes. Six replicas leave (forgotten by every node,
+    // then terminated); three masters hand their slots to the other three and become their
+    // replicas. Killed while slots move, then run again.
+    let app = App::start(&c);
+    c.edit(|t| t.replace("masters = 6", "masters = 3"));
+    let plan = c.ok(&["plan"]);
+    eprintln!("{plan}");
+    assert!(!plan.contains("blocker:"), "{plan}");
+    assert_eq!(plan.matches("it leaves the cluster").count(), 6, "{plan}");
+    assert!(
+        plan.contains("has handed its slots over, it becomes a replica of"),
+        "{plan}"
+    );
+    assert!(plan.contains("apply needs --allow-replace"), "{plan}");
+    let refused = c.run(&["apply", "--yes"]);
+    assert!(
+        !refused.status.success() && text(&refused.stderr).contains("--allow-replace"),
+        "a scale-in destroys instances: it needs --allow-replace\n{}",
+        text(&refused.stderr)
+    );
+    let t = Instant::now();
+    let killed = c.killed_after(
+        &["apply", "--yes", "--allow-replace"],
+        "cluster.slots.1: running",
+        Duration::from_millis(700),
+    );
+    assert!(killed.is_some(), "the apply finished before the kill");
+    c.ok(&["apply", "--yes", "--allow-replace"]);
+    let took = t.elapsed();
+    app.finish("6 x 1 -> 3 x 1, killed while slots moved");
+    eprintln!(
+        "figure: 6 x 1 -> 3 x 1 in {:.1}s with a kill and a rerun: {}",
+        took.as_secs_f64(),
+        keys_by_master(&c, "10.0.1.10")
+    );
+    converged_and_verified(&c, 3);
+    let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
+    assert_eq!(
+        nodes.lines().filter(|l| l.contains("@16379")).count(),
+        6,
+        "the leaving nodes are forgotten:\n{nodes}"
+    );
+
+    // 1 -> 0 replicas per master: the three replicas leave; the masters keep every key.
+    let app = App::start(&c);
+    c.edit(|t| t.replace("replicas_per_master = 1", "replicas_per_master = 0"));
+    let t = Instant::now();
+    c.ok(&["apply", "--yes", "--allow-replace"]);
+    let took = t.elapsed();
+    app.finish("1 -> 0 replicas per master");
+    eprintln!("figure: 3 replicas removed in {:.1}s", took.as_secs_f64());
+    converged_and_verified(&c, 3);
+    let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
+    assert_eq!(
+        nodes.lines().filter(|l| l.contains("@16379")).count(),
+        3,
+        "{nodes}"
+    );
     c.ok(&["destroy", "--yes"]);
     common::account::assert_only_defaults("prod-redis", &[]);
 }

@@ -172,7 +172,13 @@ impl Ctx {
                 from,
                 to,
                 count,
-            } => n.move_slots(via, from, to, *count).await,
+                from_ip,
+            } => {
+                n.move_slots(via, from, from_ip.as_deref(), to, *count)
+                    .await
+            }
+            NodeOp::Failover { node } => n.take_over(node).await,
+            NodeOp::LeaveCluster { node, ip, via } => n.leave_cluster(node, ip, via).await,
             NodeOp::FixSlots { via } => n.fix_slots(via).await,
             NodeOp::WaitHealthy { nodes } => n.wait_healthy(*nodes).await,
         }

@@ -289,6 +289,8 @@ async fn swap_stages(
     let node = op.node.as_str();
     let started = Instant::now();
     let mut down_since = None;
+    // This run handed the node's slots to its replica: it takes them back once verified.
+    let mut handed = false;
 
     // 0 + 1: durable Redis, its key count, stop. Redone while the instance still runs.
     if run.stage < Some(SwapStage::Stopped) {
@@ -297,10 +299,11 @@ async fn swap_stages(
             let during = "preparing Redis (failover, AOF rewrite, key count)";
             crate::progress::status(during);
             if op.failover {
-                nodes
+                handed = nodes
                     .swap_failover(node)
                     .await
-                    .map_err(|e| run.fail(during, e))?;
+                    .map_err(|e| run.fail(during, e))?
+                    .is_some();
             }
             let before = nodes
                 .swap_prepare(node)
@@ -466,6 +469,17 @@ async fn swap_stages(
             );
         }
         run.record(SwapStage::Verified, during, &[]).await?;
+        if handed {
+            // Back as a replica of the node that took its slots: it takes them back, so the
+            // swap leaves every master where it was (a swap killed before this is left to
+            // the planner, which restores the masters' AZs: nodes/topology.rs).
+            let during = "taking its slots back from its replica (CLUSTER FAILOVER)";
+            crate::progress::status(during);
+            nodes
+                .take_over(node)
+                .await
+                .map_err(|e| run.fail(during, e))?;
+        }
     }
 
     // 7: only now remove the plaintext (or keep it, tagged, for a rollback).

@@ -104,11 +104,18 @@ pub fn admin_cli(spec: &Spec) -> String {
 /// [`admin_cli`] without the password prefix (for wrapping it in `timeout`, or for
 /// `redisctl redis-cli`, which sets REDISCLI_AUTH its own way).
 pub(crate) fn admin_cli_command(spec: &Spec) -> String {
+    admin_cli_command_at(spec, std::net::Ipv4Addr::LOCALHOST)
+}
+
+/// [`admin_cli_command`] to the node at `host` (another node of the VPC: its certificate names
+/// its private IP).
+pub(crate) fn admin_cli_command_at(spec: &Spec, host: std::net::Ipv4Addr) -> String {
     format!(
-        "redis-cli --tls --cacert {} --cert {} --key {} -h 127.0.0.1 -p {} --user {} --no-auth-warning",
+        "redis-cli --tls --cacert {} --cert {} --key {} -h {} -p {} --user {} --no-auth-warning",
         conf::CA_CERT.path,
         conf::NODE_CERT.path,
         conf::NODE_KEY.path,
+        host,
         spec.redis.port,
         ssh::sh_quote(&spec.operator_user().name)
     )

@@ -240,13 +240,15 @@ else
 
     /// Restarts Redis on `node` and waits until it answers and the cluster is healthy. A master
     /// with a replica hands its slots over first (CLUSTER FAILOVER on the replica), so clients
-    /// see no outage; it comes back as a replica.
+    /// see no outage; once the cluster is healthy again it takes them back, so that a rolling
+    /// restart leaves every master where it was (in its AZ: `plan/nodes/topology.rs`).
     async fn restart_and_wait(&self, node: &str, s: &Session) -> Result<(), NodeError> {
+        let mut handed = false;
         if self.spec.nodes.replicas_per_master > 0 {
             crate::progress::status(format!(
                 "failover: a replica of {node} takes over its slots"
             ));
-            self.failover_away(node, false).await?;
+            handed = self.failover_away(node, false).await?;
         }
         crate::progress::status(format!("restarting Redis on {node}"));
         if self.has_systemd(node, s).await? {
@@ -266,7 +268,14 @@ else
             .await?;
         }
         self.wait_ping(node, s).await?;
-        self.wait_cluster_healthy(self.spec.nodes.nodes.len()).await
+        self.wait_cluster_healthy(self.spec.nodes.nodes.len())
+            .await?;
+        if handed {
+            self.take_over(node).await?;
+            self.wait_cluster_healthy(self.spec.nodes.nodes.len())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Stops Redis cleanly (SIGTERM: it flushes the AOF and saves its cluster state), by

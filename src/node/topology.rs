@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{NodeError, NodeRuntime, admin_cli_command};
-use crate::redis::parse::ClusterNode;
+use super::{NodeError, NodeRuntime, admin_cli, admin_cli_command, admin_cli_command_at};
+use crate::redis::parse::{self, ClusterNode};
 
 /// How long a node may take to be known by the cluster after its MEET, and to know its master.
 const JOIN_BOUND: Duration = Duration::from_secs(120);
@@ -160,18 +160,20 @@ impl NodeRuntime {
         Ok(())
     }
 
-    /// Move the `count` lowest slots `from` serves to `to`, with their keys.
+    /// Move the `count` lowest slots `from` serves to `to`, with their keys. `from_ip`: `from`
+    /// is a node leaving the cluster (not in the spec), known by that address.
     pub async fn move_slots(
         &self,
         via: &str,
         from: &str,
+        from_ip: Option<&str>,
         to: &str,
         count: u32,
     ) -> Result<(), NodeError> {
         // Every node must agree on the configuration, or redis-cli refuses to reshard; a slot
-        // a killed move left open is finished first.
-        let n = self.spec.nodes.nodes.len();
-        self.wait_cluster_healthy(n).await?;
+        // a killed move left open is finished first. (Not the spec's node count: while a
+        // scale-in moves slots, the leaving nodes are still members.)
+        self.wait_state_ok(via).await?;
         let open = self
             .cluster_nodes_of(via)
             .await?
@@ -181,7 +183,11 @@ impl NodeRuntime {
             self.fix_slots(via).await?;
         }
         self.wait_agreement(via).await?;
-        let (from_id, to_id) = (self.myself(from).await?.id, self.myself(to).await?.id);
+        let from_id = match from_ip {
+            Some(ip) => self.member_at(via, from, ip).await?.id,
+            None => self.myself(from).await?.id,
+        };
+        let to_id = self.myself(to).await?.id;
         crate::progress::status(format!(
             "moving {count} slots from {from} to {to} (redis-cli --cluster reshard on {via})"
         ));
@@ -194,6 +200,146 @@ impl NodeRuntime {
             ),
         )
         .await?;
+        Ok(())
+    }
+
+    /// Wait (bounded) until `via` reports `cluster_state:ok` with every slot assigned.
+    async fn wait_state_ok(&self, via: &str) -> Result<(), NodeError> {
+        let started = Instant::now();
+        loop {
+            let s = self.session(via).await?;
+            let out = s
+                .sudo_ok(
+                    "CLUSTER INFO",
+                    &format!("{} CLUSTER INFO", admin_cli(&self.spec)),
+                    self.stdin(),
+                )
+                .await?;
+            let said = match parse::cluster_info(&out.stdout_str()) {
+                Ok(c) if c.cluster_state == "ok" && c.slots_assigned == 16384 => return Ok(()),
+                Ok(c) => format!(
+                    "cluster_state:{} slots_assigned:{}",
+                    c.cluster_state, c.slots_assigned
+                ),
+                Err(e) => e.to_string(),
+            };
+            if started.elapsed() > JOIN_BOUND {
+                return Err(NodeError::Timeout {
+                    what: format!("the cluster to be ok ({via}: {said})"),
+                    waited: started.elapsed(),
+                });
+            }
+            crate::progress::status(format!("waiting for the cluster to be ok ({said})"));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The member of `via`'s cluster at `ip` (a node not in the spec, named `name` in messages).
+    async fn member_at(&self, via: &str, name: &str, ip: &str) -> Result<ClusterNode, NodeError> {
+        self.cluster_nodes_of(via)
+            .await?
+            .into_iter()
+            .find(|x| x.ip == ip)
+            .ok_or_else(|| NodeError::Failed {
+                node: via.into(),
+                what: format!("{name} ({ip}) is not a member of the cluster {via} knows"),
+            })
+    }
+
+    /// `node`, a replica, takes over from its master (`CLUSTER FAILOVER`: the master stops
+    /// writes, the replica catches up, then they swap), waiting (bounded) until it serves as
+    /// master. Nothing is done to a node that is a master already.
+    pub async fn take_over(&self, node: &str) -> Result<(), NodeError> {
+        let me = self.myself(node).await?;
+        if me.is_master() {
+            return Ok(());
+        }
+        crate::progress::status(format!(
+            "{node} takes over from its master (CLUSTER FAILOVER)"
+        ));
+        self.cluster_command(node, "CLUSTER FAILOVER").await?;
+        let started = Instant::now();
+        while !self.myself(node).await?.is_master() {
+            if started.elapsed() > JOIN_BOUND {
+                return Err(NodeError::Timeout {
+                    what: format!("{node} to take over from its master (CLUSTER FAILOVER)"),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(())
+    }
+
+    /// `node` (not in the spec, at `ip`) leaves the cluster: refused while it serves slots or
+    /// a spec node still replicates it; then every spec node that knows it forgets it (all
+    /// within CLUSTER FORGET's 60-second ban, so that no one learns of it again by gossip),
+    /// and it is reset from `via` (best effort: it is about to be terminated). Idempotent: a
+    /// node no one knows any more is only reset.
+    pub async fn leave_cluster(&self, node: &str, ip: &str, via: &str) -> Result<(), NodeError> {
+        let spec_nodes: Vec<String> = self
+            .spec
+            .nodes
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        let mut knowers = Vec::new();
+        let mut id = None;
+        for n in &spec_nodes {
+            let view = self.cluster_nodes_of(n).await?;
+            if let Some(m) = view.iter().find(|x| x.ip == ip && !x.is_myself()) {
+                if m.slot_count() > 0 {
+                    return Err(NodeError::Failed {
+                        node: n.clone(),
+                        what: format!(
+                            "{node} ({ip}) still serves {} slots: it cannot leave the cluster before they are moved (run apply again: the plan moves them first)",
+                            m.slot_count()
+                        ),
+                    });
+                }
+                if let Some(r) = view
+                    .iter()
+                    .find(|x| x.is_myself() && x.master_id.as_deref() == Some(m.id.as_str()))
+                {
+                    return Err(NodeError::Failed {
+                        node: n.clone(),
+                        what: format!(
+                            "{n} ({}) is still a replica of {node}: it must replicate another master first (run apply again)",
+                            r.ip
+                        ),
+                    });
+                }
+                id = Some(m.id.clone());
+                knowers.push(n.clone());
+            }
+        }
+        if let Some(id) = &id {
+            crate::progress::status(format!("every node forgets {node} (CLUSTER FORGET)"));
+            for n in &knowers {
+                self.cluster_command(n, &format!("CLUSTER FORGET {id}"))
+                    .await?;
+            }
+        }
+        // Reset it so that it stops gossiping about a cluster it is no longer part of.
+        let s = self.session(via).await?;
+        let addr: std::net::Ipv4Addr = ip.parse().map_err(|_| NodeError::Failed {
+            node: node.into(),
+            what: format!("{ip:?} is not an IPv4 address"),
+        })?;
+        let cli = admin_cli_command_at(&self.spec, addr);
+        let out = s
+            .sudo(
+                &format!("REDISCLI_AUTH=\"$(cat)\" {cli} CLUSTER RESET SOFT 2>&1"),
+                self.stdin(),
+            )
+            .await?;
+        if out.stdout_str().trim() != "OK" {
+            crate::progress::status(format!(
+                "{node} ({ip}) could not be reset ({}): it is terminated next",
+                out.stdout_str().trim()
+            ));
+        }
         Ok(())
     }
 }

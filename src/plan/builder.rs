@@ -24,6 +24,19 @@ pub(super) struct Builder<'a> {
     pub observed: &'a Observed,
     pub steps: Vec<Step>,
     pub notes: Vec<Note>,
+    /// Node instances the spec no longer has whose Redis is a member of the running cluster:
+    /// not terminated with the other removals (phase 2) but after they left the cluster
+    /// (phase 7, `nodes::topology`).
+    pub leaving: Vec<Leaving>,
+}
+
+/// A node instance the spec no longer has, still a member of the running cluster.
+#[derive(Debug, Clone)]
+pub(super) struct Leaving {
+    /// Its `redisctl:node` tag.
+    pub name: String,
+    pub instance: String,
+    pub ip: std::net::Ipv4Addr,
 }
 
 impl<'a> Builder<'a> {
@@ -33,6 +46,7 @@ impl<'a> Builder<'a> {
             observed,
             steps: Vec::new(),
             notes: Vec::new(),
+            leaving: Vec::new(),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::builder::{Builder, role_is, root_volume};
+use super::builder::{Builder, Leaving, role_is, root_volume};
 use super::model::*;
 use super::naming;
 use super::network::Network;
@@ -206,11 +206,32 @@ fn key_pair(b: &mut Builder<'_>) {
 fn delete_unwanted(b: &mut Builder<'_>, node_instances: &[&observed::Instance]) -> Vec<String> {
     let spec = b.spec;
     let wanted: BTreeSet<&str> = spec.nodes.nodes.iter().map(|n| n.name.as_str()).collect();
+    let members = super::nodes::topology::member_ips(b.observed);
     let mut deletes = Vec::new();
     for i in node_instances {
         let name = i.tags.get(tags::NODE).map(String::as_str).unwrap_or("?");
         if !wanted.contains(name) {
             let address = format!("node.{name}");
+            // A member of the running cluster leaves it first (its slots moved to the others,
+            // forgotten by every node): terminated in phase 7 (nodes/topology.rs).
+            if let Some(ip) = i.private_ip.filter(|ip| members.contains(ip)) {
+                if let Some(n) = spec.nodes.nodes.iter().find(|n| n.private_ip == ip) {
+                    b.note(
+                        NoteLevel::Blocker,
+                        &format!("node.{}", n.name),
+                        format!(
+                            "{} would take {ip}, the address of {name}, which the spec no longer has but is still a member of the cluster: remove {name} first (apply with neither), then add {}",
+                            n.name, n.name
+                        ),
+                    );
+                }
+                b.leaving.push(Leaving {
+                    name: name.to_string(),
+                    instance: i.id.clone(),
+                    ip,
+                });
+                continue;
+            }
             deletes.push(address.clone());
             b.push(
                 Step::new(

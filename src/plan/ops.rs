@@ -274,6 +274,22 @@ pub enum NodeOp {
         from: String,
         to: String,
         count: u32,
+        /// `from` is a node leaving the cluster (not in the spec): found by this address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_ip: Option<String>,
+    },
+    /// `node`, a replica, takes over from its master with `CLUSTER FAILOVER` (the master
+    /// agrees; no write is lost): the master's slots stay where their data is, served by
+    /// `node` (`node::topology`).
+    Failover { node: String },
+    /// A node the spec no longer has, serving no slot, leaves the running cluster: every
+    /// member forgets it (`CLUSTER FORGET`, run on each spec node that knows it), then it is
+    /// reset (`CLUSTER RESET SOFT`, sent from `via`) so that it does not come back by gossip
+    /// (`node::topology`).
+    LeaveCluster {
+        node: String,
+        ip: String,
+        via: String,
     },
     /// Slots a killed move left migrating/importing are finished (`redis-cli --cluster fix`
     /// on `via`).

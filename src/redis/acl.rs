@@ -141,7 +141,15 @@ fn categories_of(command: &str, sub: Option<&str>) -> &'static [&'static str] {
         ("set", None) => &["write", "string", "slow"],
         ("flushall", None) => &["keyspace", "write", "slow", "dangerous"],
         ("bgrewriteaof", None) | ("save", None) => &["admin", "slow", "dangerous"],
-        ("cluster", Some("slots" | "shards" | "info" | "nodes" | "myid" | "keyslot")) => &["slow"],
+        (
+            "cluster",
+            Some(
+                "slots" | "shards" | "info" | "nodes" | "myid" | "keyslot" | "getkeysinslot"
+                | "countkeysinslot",
+            ),
+        ) => &["slow"],
+        ("migrate", None) | ("restore", None) => &["keyspace", "write", "slow", "dangerous"],
+        ("asking", None) => &["fast", "connection"],
         ("cluster", Some(_)) => &["admin", "slow", "dangerous"],
         ("acl", Some("load" | "save" | "list" | "setuser" | "deluser" | "getuser")) => {
             &["admin", "slow", "dangerous"]
@@ -177,7 +185,10 @@ pub fn allows(rules: &[CommandRule], command: &str) -> bool {
 /// What redisctl's own user must be able to run: `redis-cli --cluster create` (CLUSTER
 /// ADDSLOTS / MEET / SET-CONFIG-EPOCH / REPLICATE, INFO, PING), the reset of a half-formed
 /// cluster, health checks, `ACL LOAD` for ACL changes without restart, `ACL LIST` for verify's
-/// look at the users Redis runs with, and the durability steps before a volume swap.
+/// look at the users Redis runs with, the durability steps before a volume swap, slot moves
+/// (`redis-cli --cluster reshard`: CLUSTER SETSLOT / GETKEYSINSLOT / COUNTKEYSINSLOT, MIGRATE,
+/// which RESTOREs on the target as the same user, ASKING) and a node's leaving (CLUSTER FORGET
+/// on every other node, CLUSTER RESET on it).
 pub const OPERATOR_COMMANDS: &[&str] = &[
     "ping",
     "info",
@@ -191,6 +202,13 @@ pub const OPERATOR_COMMANDS: &[&str] = &[
     "cluster|replicate",
     "cluster|failover",
     "cluster|reset",
+    "cluster|forget",
+    "cluster|setslot",
+    "cluster|getkeysinslot",
+    "cluster|countkeysinslot",
+    "migrate",
+    "restore",
+    "asking",
     "acl|load",
     "acl|list",
     "bgrewriteaof",

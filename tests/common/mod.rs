@@ -318,11 +318,21 @@ impl Cluster {
     /// `apply --yes`, killed `after` a progress line starting with `marker` (leading spaces
     /// aside). Returns what it printed, or `None` when it finished before the kill.
     pub fn apply_killed_after(&self, marker: &str, after: std::time::Duration) -> Option<String> {
+        self.killed_after(&["apply", "--yes"], marker, after)
+    }
+
+    /// [`Cluster::apply_killed_after`] for redisctl run with `args`.
+    pub fn killed_after(
+        &self,
+        args: &[&str],
+        marker: &str,
+        after: std::time::Duration,
+    ) -> Option<String> {
         use std::io::{BufRead, BufReader};
         use std::process::Stdio;
         use std::time::{Duration, Instant};
         let mut child = self
-            .cmd(&["apply", "--yes"])
+            .cmd(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

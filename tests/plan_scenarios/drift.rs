@@ -160,3 +160,33 @@ fn the_bus_open_to_the_vpc_is_narrowed_to_the_nodes() {
     );
     apply_and_converge(&spec, o, &p);
 }
+
+#[test]
+fn a_pending_node_is_named_not_passed_over_in_silence() {
+    // A rerun right after a killed launch: the instance exists but is still pending, so nothing
+    // inside it can be observed or planned; the plan says so instead of showing nothing for it.
+    let spec = example();
+    let mut o = converged(&spec);
+    let id = o.instances[2].id.clone();
+    let node = o.instances[2].tags["redisctl:node"].clone();
+    o.instances[2].state = "pending".into();
+    o.nodes.remove(&node);
+    let p = plan::plan(&spec, &o);
+    let note = p
+        .notes
+        .iter()
+        .find(|n| n.subject == format!("node.{node}"))
+        .unwrap_or_else(|| panic!("no note for node.{node}: {:#?}", p.notes));
+    assert_eq!(note.level, NoteLevel::Warning);
+    assert!(
+        note.message.contains(&format!("instance {id} is pending")),
+        "{}",
+        note.message
+    );
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| s.address.starts_with(&format!("node.{node}."))),
+        "nothing is planned inside a pending node"
+    );
+}

@@ -87,10 +87,16 @@ fn imdsv1_allowed_out_of_band_is_required_again() {
 
 #[test]
 fn a_removed_node_is_deleted_before_its_address_is_reused() {
-    // Rename node 1a: the old instance goes, the new one takes the same address.
+    // Rename node 1a before the cluster was formed: the old instance goes, the new one takes
+    // the same address.
     let text = example_text().replace("name = \"redis-node-1a\"", "name = \"redis-node-1a-new\"");
     let after = spec_from(&text);
-    let o = converged(&example());
+    let mut o = converged(&example());
+    for n in o.nodes.values_mut() {
+        if let redisctl::observed::NodeObservation::Reached(f) = n {
+            f.cluster = None;
+        }
+    }
     let p = plan::plan(&after, &o);
     let del = p
         .steps
@@ -109,9 +115,28 @@ fn a_removed_node_is_deleted_before_its_address_is_reused() {
                 .contains(&"node.redis-node-1a".to_string())
     );
     assert!(p.steps[del].destroys_data);
+}
+
+#[test]
+fn a_renamed_member_of_a_running_cluster_is_refused() {
+    // Rename node 1a of a running cluster: its instance is a member, which leaves the cluster
+    // (slots moved away) only in phase 7, after the new node would have needed its address.
+    let text = example_text().replace("name = \"redis-node-1a\"", "name = \"redis-node-1a-new\"");
+    let after = spec_from(&text);
+    let o = converged(&example());
+    let p = plan::plan(&after, &o);
     assert!(
-        p.blockers()
-            .any(|n| n.message.contains("redis-node-1a-new would not be part"))
+        p.blockers().any(|n| n.message.contains(
+            "redis-node-1a-new would take 10.0.1.10, the address of redis-node-1a, which the spec no longer has but is still a member of the cluster"
+        )),
+        "{:?}",
+        p.notes
+    );
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| s.address == "node.redis-node-1a" && s.phase == plan::Phase::Instances),
+        "a member is not terminated with the phase-2 removals"
     );
 }
 

@@ -548,6 +548,14 @@ impl Sim {
                 self.fix_slots();
                 None
             }
+            Op::Node(NodeOp::Failover { node }) => {
+                self.fail_over_to(node);
+                None
+            }
+            Op::Node(NodeOp::LeaveCluster { ip, .. }) => {
+                self.leave(ip);
+                None
+            }
             Op::Node(NodeOp::WaitHealthy { .. }) => None,
             Op::Ec2(Ec2Op::DeleteSecurityGroup { id }) => {
                 self.o.security_groups.retain(|x| &x.id != id);

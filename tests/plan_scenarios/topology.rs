@@ -1,10 +1,11 @@
 //! Phase 7 on a running cluster whose shape the spec changes: more masters (new nodes join
 //! and get their share of the slots, moved from the others), more replicas (new nodes join as
-//! replicas, another AZ's first), a move a killed apply left open, and what is refused (fewer
-//! masters) or left alone (a manual failover, a small manual reshard).
+//! replicas, another AZ's first), fewer masters or replicas (slots moved away, or taken over
+//! by a replica, then the nodes leave and are terminated), a move a killed apply left open,
+//! and what is left alone (a manual failover, a small manual reshard).
 
 use redisctl::observed::{NodeObservation, Observed};
-use redisctl::plan::{self, NodeOp, NoteLevel, Op, Plan};
+use redisctl::plan::{self, Action, NodeOp, NoteLevel, Op, Phase, Plan};
 use redisctl::render;
 use redisctl::spec::Spec;
 
@@ -41,7 +42,9 @@ fn node_ops(p: &Plan) -> Vec<&NodeOp> {
             Op::Node(
                 op @ (NodeOp::JoinCluster { .. }
                 | NodeOp::MoveSlots { .. }
-                | NodeOp::FixSlots { .. }),
+                | NodeOp::FixSlots { .. }
+                | NodeOp::Failover { .. }
+                | NodeOp::LeaveCluster { .. }),
             ) => Some(op),
             _ => None,
         })
@@ -213,31 +216,287 @@ fn a_killed_move_is_finished_and_the_rest_moved() {
     apply_and_converge(&four, o, &p);
 }
 
+/// `o` as observation finds it under `spec`: only the spec's nodes are looked into.
+fn only_spec_nodes(spec: &Spec, mut o: Observed) -> Observed {
+    o.nodes
+        .retain(|name, _| spec.nodes.nodes.iter().any(|n| &n.name == name));
+    observed_for(spec, o)
+}
+
+fn step_order(p: &Plan) -> Vec<&str> {
+    p.steps
+        .iter()
+        .filter(|s| s.address.starts_with("cluster") || s.phase == Phase::ClusterCreate)
+        .map(|s| s.address.as_str())
+        .collect()
+}
+
 #[test]
-fn fewer_masters_is_refused_for_now() {
-    let four = shape(4, 0);
-    let o = converged(&four);
+fn six_to_three_masters_moves_the_slots_then_removes_the_nodes() {
+    let six = shape(6, 0);
+    let o = converged(&six);
     let three = shape(3, 0);
-    let o = observed_for(&three, o);
+    let o = only_spec_nodes(&three, o);
+    let p = plan::plan(&three, &o);
+    assert!(blockers(&p).is_empty(), "{:?}", blockers(&p));
+    snapshot("topology-six-to-three", &render::plan::human(&p, false));
+    // Every slot of the leaving masters moves to the staying ones, before any leaves.
+    let moved: u32 = node_ops(&p)
+        .iter()
+        .map(|o| match o {
+            NodeOp::MoveSlots {
+                from,
+                from_ip,
+                count,
+                ..
+            } => {
+                assert!(from.ends_with("-2") && from_ip.is_some(), "{o:?}");
+                *count
+            }
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(moved, 2731 + 2730 + 2730, "{:?}", node_ops(&p));
+    let order = step_order(&p);
+    let last_move = order
+        .iter()
+        .rposition(|a| a.starts_with("cluster.slots."))
+        .unwrap();
+    for leaving in ["redis-node-1a-2", "redis-node-1b-2", "redis-node-1c-2"] {
+        let leave = order
+            .iter()
+            .position(|a| *a == format!("cluster.{leaving}"))
+            .unwrap();
+        let node = format!("node.{leaving}");
+        let end = order.iter().position(|a| *a == node).unwrap();
+        assert!(last_move < leave && leave < end, "{order:?}");
+        // The instance goes only after the node left the cluster, and only with
+        // --allow-replace.
+        let step = p.step(&node).unwrap();
+        assert_eq!(step.action, Action::Delete);
+        assert_eq!(step.phase, Phase::ClusterCreate);
+        assert!(step.destroys_data);
+        assert_eq!(step.depends_on, vec![format!("cluster.{leaving}")]);
+    }
+    // Nothing of them is terminated with the phase-2 removals.
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| s.phase == Phase::Instances && s.action == Action::Delete),
+        "{order:?}"
+    );
+    let o = apply_and_converge(&three, o, &p);
+    assert_eq!(slot_counts(&o), vec![5461, 5461, 5462]);
+}
+
+#[test]
+fn one_to_zero_replicas_removes_the_replicas_only() {
+    let with = shape(3, 1);
+    let o = converged(&with);
+    let without = shape(3, 0);
+    let o = only_spec_nodes(&without, o);
+    let p = plan::plan(&without, &o);
+    assert!(blockers(&p).is_empty(), "{:?}", blockers(&p));
+    let ops = node_ops(&p);
+    assert!(
+        !ops.iter().any(|o| matches!(o, NodeOp::MoveSlots { .. })),
+        "replicas serve no slots: {ops:?}"
+    );
+    let leaves: Vec<&str> = ops
+        .iter()
+        .filter_map(|o| match o {
+            NodeOp::LeaveCluster { node, .. } => Some(node.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        leaves,
+        ["redis-node-1a-2", "redis-node-1b-2", "redis-node-1c-2"]
+    );
+    let o = apply_and_converge(&without, o, &p);
+    assert_eq!(slot_counts(&o), vec![5461, 5461, 5462]);
+}
+
+#[test]
+fn a_replica_of_a_leaving_master_takes_over_its_slots() {
+    // 3 × 1 after a failover: redis-node-1a-2 serves the slots of its master 1c; the spec
+    // then drops the replicas, 1a-2 among them. 1c takes its slots back where their data is
+    // (CLUSTER FAILOVER), no slot moves.
+    let with = shape(3, 1);
+    let o = converged(&with);
+    let mut sim = crate::sim::Sim::new(&with, o);
+    sim.fail_over_to("redis-node-1a-2");
+    let without = shape(3, 0);
+    let o = only_spec_nodes(&without, sim.o);
+    let p = plan::plan(&without, &o);
+    assert!(blockers(&p).is_empty(), "{:?}", blockers(&p));
+    let ops = node_ops(&p);
+    assert!(
+        matches!(ops[0], NodeOp::Failover { node } if node == "redis-node-1c"),
+        "{ops:?}"
+    );
+    assert!(
+        !ops.iter().any(|o| matches!(o, NodeOp::MoveSlots { .. })),
+        "{ops:?}"
+    );
+    apply_and_converge(&without, o, &p);
+}
+
+#[test]
+fn fewer_masters_on_the_same_nodes_hand_their_slots_over() {
+    // 6 × 0 → 3 × 1: the same six nodes; three masters hand their slots to the others and
+    // become their replicas, each in another AZ than its master.
+    let before = shape(6, 0);
+    let o = converged(&before);
+    let after = shape(3, 1);
+    let o = observed_for(&after, o);
+    let p = plan::plan(&after, &o);
+    assert!(blockers(&p).is_empty(), "{:?}", blockers(&p));
+    let demoted = ["redis-node-1a-2", "redis-node-1b-2", "redis-node-1c-2"];
+    let ops = node_ops(&p);
+    let mut moved = 0;
+    for o in &ops {
+        if let NodeOp::MoveSlots {
+            from,
+            to,
+            count,
+            from_ip,
+            ..
+        } = o
+        {
+            assert!(
+                demoted.contains(&from.as_str()) && !demoted.contains(&to.as_str()),
+                "{o:?}"
+            );
+            assert!(from_ip.is_none(), "{o:?}");
+            moved += count;
+        }
+    }
+    assert_eq!(moved, 2731 + 2730 + 2730, "{ops:?}");
+    let az = |n: &str| {
+        after
+            .nodes
+            .nodes
+            .iter()
+            .find(|x| x.name == n)
+            .unwrap()
+            .az
+            .clone()
+    };
+    let joins: Vec<(&str, &str)> = ops
+        .iter()
+        .filter_map(|o| match o {
+            NodeOp::JoinCluster {
+                node,
+                replica_of: Some(m),
+                ..
+            } => Some((node.as_str(), m.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joins.len(), 3, "{ops:?}");
+    for (r, m) in &joins {
+        assert!(demoted.contains(r), "{joins:?}");
+        assert_ne!(az(r), az(m), "{joins:?}");
+    }
+    // The demoted masters become replicas only once their slots have moved.
+    assert!(
+        matches!(ops.last(), Some(NodeOp::JoinCluster { .. })),
+        "{ops:?}"
+    );
+    let o = apply_and_converge(&after, o, &p);
+    assert_eq!(slot_counts(&o), vec![5461, 5461, 5462]);
+}
+
+#[test]
+fn a_leaving_member_is_not_terminated_while_the_cluster_is_unhealthy() {
+    // Nodes the spec drops while a staying member is failing: nothing is moved or
+    // terminated; the plan says why.
+    let six = shape(6, 0);
+    let mut o = converged(&six);
+    for n in o.nodes.values_mut() {
+        if let NodeObservation::Reached(f) = n
+            && let Some(c) = f.cluster.as_mut()
+        {
+            for m in &mut c.members {
+                if m.ip == six.nodes.nodes[2].private_ip.to_string() {
+                    m.failing = true;
+                }
+            }
+        }
+    }
+    let three = shape(3, 0);
+    let o = only_spec_nodes(&three, o);
     let p = plan::plan(&three, &o);
     assert!(
-        blockers(&p)
-            .iter()
-            .any(|b| b.contains("removing masters from a running cluster (moving their slots away first, then forgetting them on every node) is not supported yet")),
+        !p.steps.iter().any(|s| s.action == Action::Delete),
+        "{}",
+        render::plan::human(&p, false)
+    );
+    let warned: Vec<&str> = p
+        .notes
+        .iter()
+        .filter(|n| n.message.contains("is a member of the running cluster"))
+        .map(|n| n.subject.as_str())
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            "node.redis-node-1a-2",
+            "node.redis-node-1b-2",
+            "node.redis-node-1c-2"
+        ],
         "{:?}",
-        blockers(&p)
+        p.notes
     );
 }
 
 #[test]
-fn a_manual_failover_and_a_small_reshard_are_left_alone() {
+fn a_small_reshard_is_left_alone_and_masters_sharing_an_az_are_parted() {
     let spec = shape(3, 1);
     let o = converged(&spec);
     let mut sim = crate::sim::Sim::new(&spec, o);
-    // A replica took over its master's slots; 50 slots moved by hand.
-    sim.fail_over_to("redis-node-1a-2");
+    // 50 slots moved by hand: within the tolerance, left alone.
     sim.move_slots_by_hand("redis-node-1b", "redis-node-1c", 50);
+    let p = plan::plan(&spec, &sim.o);
+    assert!(p.is_empty(), "{}", render::plan::human(&p, false));
+    // 1a's replica, in AZ b, took over its slots: AZ b now has two masters, and losing it
+    // would take two of three down. 1a takes them back.
+    sim.fail_over_to("redis-node-1b-2");
     let o = sim.o;
     let p = plan::plan(&spec, &o);
+    assert!(blockers(&p).is_empty(), "{:?}", blockers(&p));
+    let ops = node_ops(&p);
+    assert!(
+        matches!(ops[..], [NodeOp::Failover { node }] if node == "redis-node-1a"),
+        "{ops:?}"
+    );
+    let text = render::plan::human(&p, false);
+    assert!(
+        text.contains("redis-node-1b-2 is a master in us-east-1b with 1 other master(s); redis-node-1a, its replica in us-east-1a, takes over"),
+        "{text}"
+    );
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn a_replica_left_in_its_masters_az_is_noted() {
+    // 3 × 2 over three AZs: redis-cli --cluster create gives one master a replica in its own
+    // AZ, and no other member can lead that shard from an AZ without a master.
+    let spec = shape(3, 2);
+    let o = converged(&spec);
+    let p = plan::plan(&spec, &o);
     assert!(p.is_empty(), "{}", render::plan::human(&p, false));
+    let noted: Vec<&str> = p
+        .notes
+        .iter()
+        .filter(|n| n.message.contains("in the same AZ as"))
+        .map(|n| n.subject.as_str())
+        .collect();
+    assert_eq!(
+        noted,
+        ["cluster.redis-node-1b", "cluster.redis-node-1c"],
+        "{:?}",
+        p.notes
+    );
 }

@@ -98,6 +98,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     }
 
     cluster::cluster(b, &cluster, &waiting, service_steps);
+    topology::note_leaving_left(b);
 }
 
 /// What rolling restarts share across nodes. Each restart waits for the previous one of its
@@ -160,6 +161,18 @@ impl<'a> NodeNow<'a> {
                     NoteLevel::Info,
                     &addr,
                     "the node is stopped: apply starts it; Redis comes back (systemd starts it; on a host without systemd, apply does) and rejoins the cluster".into(),
+                );
+                return None;
+            }
+            // (Other states have their note at the instance: plan/instances.rs.)
+            (_, Some(i)) if i.state == "pending" => {
+                b.note(
+                    NoteLevel::Warning,
+                    &addr,
+                    format!(
+                        "instance {} is pending: nothing is planned inside the node until it runs (apply waits for it before it plans); plan again once it is running",
+                        i.id
+                    ),
                 );
                 return None;
             }

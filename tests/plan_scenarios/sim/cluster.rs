@@ -109,11 +109,17 @@ impl Sim {
         }
     }
 
-    /// A cluster made of `nodes`: the first masters serve the slots, split evenly; the others
-    /// are replicas, in turn.
+    /// A cluster made of `nodes` as `redis-cli --cluster create` makes it (every node on its
+    /// own address): the first masters serve the slots, split evenly; the others, rotated by
+    /// one ("rotating the list sometimes helps to get better initial anti-affinity"), are
+    /// given `replicas` to each master in turn.
     pub(super) fn create_cluster(&mut self, nodes: &[String], replicas: u32) {
         let total = nodes.len() as u32;
         let masters = total / (1 + replicas);
+        let mut rest: Vec<&String> = nodes[masters as usize..].iter().collect();
+        if !rest.is_empty() {
+            rest.rotate_left(1);
+        }
         let mut start = 0u32;
         let mut members = Vec::new();
         for (i, n) in nodes.iter().enumerate() {
@@ -129,7 +135,9 @@ impl Sim {
                 m.slots = vec![(start as u16, (start + own - 1) as u16)];
                 start += own;
             } else {
-                m.master_id = Some(Self::id_of(&nodes[((i - masters) % masters) as usize]));
+                let at = rest.iter().position(|r| *r == n).expect("a replica") as u32;
+                let master = (at / replicas.max(1)).min(masters - 1);
+                m.master_id = Some(Self::id_of(&nodes[master as usize]));
             }
             members.push(m);
         }
@@ -175,6 +183,28 @@ impl Sim {
         let (taken, left) = take_lowest(&members[fi].slots, n);
         members[fi].slots = left;
         members[ti].slots.extend(taken);
+        self.set_members(members);
+    }
+
+    /// The member at `ip` leaves: it must serve nothing and no one may replicate it.
+    pub(super) fn leave(&mut self, ip: &str) {
+        let mut members = self.members();
+        let Some(i) = members.iter().position(|m| m.ip == ip) else {
+            return;
+        };
+        let id = members[i].id.clone();
+        assert_eq!(
+            count(&members[i].slots),
+            0,
+            "{ip} leaves while it serves slots"
+        );
+        assert!(
+            !members
+                .iter()
+                .any(|m| m.master_id.as_deref() == Some(id.as_str())),
+            "{ip} leaves while a node replicates it"
+        );
+        members.remove(i);
         self.set_members(members);
     }
 
