@@ -500,3 +500,47 @@ fn a_replica_left_in_its_masters_az_is_noted() {
         p.notes
     );
 }
+
+#[test]
+fn a_node_stopped_by_a_swap_is_left_alone_while_the_others_still_see_it() {
+    // Chaos campaign CHAOS_SEED=20261209, cycle 6 (3 x 1, EBS swap killed at 45.69 s): the
+    // swap of redis-node-1a-2, a master after earlier failovers, handed its slots back to 1c
+    // and stopped its instance; the run was killed right after the snapshot. For the next
+    // seconds the other nodes still showed 1a-2 as a master without slots (not yet flagged
+    // failing), and every rerun planned "cluster.redis-node-1a-2: it becomes a replica",
+    // which failed on the stopped instance before phase 8 could finish the swap.
+    let spec = shape(3, 1);
+    let o = converged(&spec);
+    let mut sim = crate::sim::Sim::new(&spec, o);
+    sim.fail_over_to("redis-node-1a-2");
+    sim.fail_over_to("redis-node-1c");
+    let mut o = sim.o;
+    let ip = spec.nodes.nodes[3].private_ip.to_string();
+    for n in o.nodes.values_mut() {
+        if let NodeObservation::Reached(f) = n
+            && let Some(c) = f.cluster.as_mut()
+        {
+            for m in c.members.iter_mut().filter(|m| m.ip == ip) {
+                m.master = true;
+                m.master_id = None;
+            }
+        }
+    }
+    o.nodes.remove("redis-node-1a-2");
+    let i = o
+        .instances
+        .iter_mut()
+        .find(|i| i.private_ip.map(|x| x.to_string()) == Some(ip.clone()))
+        .unwrap();
+    i.state = "stopped".into();
+    i.tags.insert(
+        redisctl::observed::tags::STAGE.into(),
+        "swap:2-snapshotted".into(),
+    );
+    let p = plan::plan(&spec, &o);
+    assert!(
+        p.step("cluster.redis-node-1a-2").is_none() && node_ops(&p).is_empty(),
+        "{}",
+        render::plan::human(&p, false)
+    );
+}

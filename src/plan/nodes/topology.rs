@@ -250,6 +250,20 @@ pub(super) fn plan(
         );
         return true;
     }
+    // A member of the spec whose node this plan could not look into (its instance stopped
+    // by a swap in flight, pending, or unreachable) may be shown by the others as it was a
+    // moment ago (a master that has just handed its slots over and stopped is shown as an
+    // empty master until it is flagged failing): nothing is reshaped until every member is
+    // seen from inside.
+    if named.iter().any(|x| {
+        !x.leaving
+            && !matches!(
+                b.observed.nodes.get(&x.name),
+                Some(NodeObservation::Reached(_))
+            )
+    }) {
+        return false;
+    }
     let name_of_id: BTreeMap<&str, &str> = named
         .iter()
         .map(|x| (x.member.id.as_str(), x.name.as_str()))
