@@ -216,6 +216,17 @@ fn a_killed_move_is_finished_and_the_rest_moved() {
     apply_and_converge(&four, o, &p);
 }
 
+/// Changes the member at `ip` in every node's view of the cluster.
+fn as_every_node_sees(o: &mut Observed, ip: &str, f: impl Fn(&mut redisctl::observed::Member)) {
+    for n in o.nodes.values_mut() {
+        if let NodeObservation::Reached(facts) = n
+            && let Some(c) = facts.cluster.as_mut()
+        {
+            c.members.iter_mut().filter(|m| m.ip == ip).for_each(&f);
+        }
+    }
+}
+
 /// `o` as observation finds it under `spec`: only the spec's nodes are looked into.
 fn only_spec_nodes(spec: &Spec, mut o: Observed) -> Observed {
     o.nodes
@@ -414,17 +425,8 @@ fn a_leaving_member_is_not_terminated_while_the_cluster_is_unhealthy() {
     // terminated; the plan says why.
     let six = shape(6, 0);
     let mut o = converged(&six);
-    for n in o.nodes.values_mut() {
-        if let NodeObservation::Reached(f) = n
-            && let Some(c) = f.cluster.as_mut()
-        {
-            for m in &mut c.members {
-                if m.ip == six.nodes.nodes[2].private_ip.to_string() {
-                    m.failing = true;
-                }
-            }
-        }
-    }
+    let ip = six.nodes.nodes[2].private_ip.to_string();
+    as_every_node_sees(&mut o, &ip, |m| m.failing = true);
     let three = shape(3, 0);
     let o = only_spec_nodes(&three, o);
     let p = plan::plan(&three, &o);
@@ -516,16 +518,10 @@ fn a_node_stopped_by_a_swap_is_left_alone_while_the_others_still_see_it() {
     sim.fail_over_to("redis-node-1c");
     let mut o = sim.o;
     let ip = spec.nodes.nodes[3].private_ip.to_string();
-    for n in o.nodes.values_mut() {
-        if let NodeObservation::Reached(f) = n
-            && let Some(c) = f.cluster.as_mut()
-        {
-            for m in c.members.iter_mut().filter(|m| m.ip == ip) {
-                m.master = true;
-                m.master_id = None;
-            }
-        }
-    }
+    as_every_node_sees(&mut o, &ip, |m| {
+        m.master = true;
+        m.master_id = None;
+    });
     o.nodes.remove("redis-node-1a-2");
     let i = o
         .instances
