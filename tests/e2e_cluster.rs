@@ -295,7 +295,8 @@ fn six_nodes_with_replicas_figures() {
     c.assert_converged();
 
     // A config change rolls out one node at a time, and each master hands its slots to its
-    // replica before it restarts (no outage for clients): the data stays, the roles swap.
+    // replica before it restarts (no outage for clients), then takes them back: the data
+    // stays, every master stays in its AZ.
     assert!(
         c.redis("10.0.1.10", "-c SET patient:42 kept")
             .contains("OK")
