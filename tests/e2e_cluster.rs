@@ -301,6 +301,7 @@ fn six_nodes_with_replicas_figures() {
         c.redis("10.0.1.10", "-c SET patient:42 kept")
             .contains("OK")
     );
+    let masters_before = masters(&c);
     c.edit_spec("# maxmemory = \"", "maxmemory = \"");
     let t = Instant::now();
     let out = c.ok(&["apply", "--yes"]);
@@ -312,12 +313,39 @@ fn six_nodes_with_replicas_figures() {
     assert!(failovers >= 3, "every master hands over first:\n{out}");
     assert!(c.redis("10.0.2.10", "-c GET patient:42").contains("kept"));
     assert_three_masters_three_replicas(&c);
+    assert_eq!(
+        masters(&c),
+        masters_before,
+        "each master took its slots back after its restart"
+    );
     c.assert_converged();
     c.ok(&["destroy", "--yes"]);
     common::account::assert_as_before(&account, "prod-redis", &[]);
 }
 
 /// CLUSTER NODES (as 10.0.1.10 sees it) lists 3 masters and 3 replicas.
+/// The addresses of the masters, as 10.0.1.10 sees them.
+fn masters(c: &Cluster) -> Vec<String> {
+    let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
+    let mut out: Vec<String> = nodes
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .is_some_and(|f| f.contains("master"))
+        })
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(1)?
+                .split(':')
+                .next()
+                .map(String::from)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 fn assert_three_masters_three_replicas(c: &Cluster) {
     let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
     assert_eq!(
