@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{Error, Ui, ctx, final_look};
 use crate::exec::{self, Report};
 use crate::observe::{Nodes, World, observe};
-use crate::plan::{self, Op, Plan, Summary, fingerprint, saved::SavedPlan};
+use crate::plan::{self, NodeOp, Op, Plan, Summary, fingerprint, saved::SavedPlan};
 use crate::spec::Spec;
 
 /// Where the plan to apply comes from.
@@ -71,14 +71,41 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
         interrupted(),
     )
     .await?;
-    converged(
-        spec,
-        &left_out(&plan, &world.observed),
-        world.aws.consistency_wait,
-        interrupted(),
-    )
-    .await?;
+    let left = left_out(&plan, &world.observed);
+    let lag = world.aws.consistency_wait;
+    if let Some(layout) = converged(spec, &left, lag, interrupted()).await? {
+        // Only failovers are left that part masters sharing an AZ again: this run's own
+        // hand-overs made them (a swap or restart resumed after a kill hands a master's slots
+        // to its replica, but the killed run would have been the one to take them back).
+        // Carried out now, once.
+        tracing::info!("the final check finds masters sharing an AZ: parting them");
+        exec::apply(
+            &ctx(&world, Some(&spec.ssh.private_key)),
+            &layout,
+            options.parallelism,
+            ui.progress(),
+            interrupted(),
+        )
+        .await?;
+        if let Some(again) = converged(spec, &left, lag, interrupted()).await? {
+            return Err(Error::Refused(still_to_do(&left, &again)));
+        }
+    }
     Ok(ApplyOutcome::Applied { plan, report })
+}
+
+/// A plan of nothing but failovers that part masters sharing an AZ (and the wait after them).
+fn only_layout(p: &Plan) -> bool {
+    !p.is_empty()
+        && p.blockers().next().is_none()
+        && p.steps.iter().all(|s| {
+            s.ops.iter().all(|o| {
+                matches!(
+                    o,
+                    Op::Node(NodeOp::Failover { .. } | NodeOp::WaitHealthy { .. })
+                )
+            })
+        })
 }
 
 /// A saved plan, refused when it is stale, for another cluster, or not what redisctl plans:
@@ -202,13 +229,14 @@ fn keep_old_volumes(plan: &mut Plan) {
 /// results can lag behind the changes just made (eventual consistency), so while what is left
 /// to do includes AWS steps, it looks again, with backoff, for up to `lag`. `left_out`: the
 /// nodes the plan carried out could not observe (nothing was planned inside them).
-/// (Ctrl-C still stops it: the executor's signal listener is gone.)
+/// (Ctrl-C still stops it: the executor's signal listener is gone.) Returns the plan left
+/// when it holds nothing but failovers that part masters sharing an AZ ([`only_layout`]).
 async fn converged(
     spec: &Spec,
     left_out: &[String],
     lag: Duration,
     interrupted: impl std::future::Future<Output = ()>,
-) -> Result<(), Error> {
+) -> Result<Option<Plan>, Error> {
     let aws_left = |p: &Plan| {
         p.steps
             .iter()
@@ -236,10 +264,13 @@ async fn converged(
             again.unobserved.join(", ")
         )));
     }
+    if only_layout(&again) {
+        return Ok(Some(again));
+    }
     if !again.is_empty() {
         return Err(Error::Refused(still_to_do(left_out, &again)));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The nodes a plan could not look inside, so planned nothing in: unreachable over SSH (its
@@ -299,6 +330,31 @@ mod tests {
             notes: vec![],
             unobserved: vec![],
         }
+    }
+
+    #[test]
+    fn only_failovers_and_their_wait_are_a_layout_plan() {
+        use crate::plan::NodeOp;
+        let step = |addr: &str, op: NodeOp| {
+            Step::new(addr, Action::Run, Phase::ClusterCreate, "r").op(Op::Node(op))
+        };
+        let mut p = plan("i-1");
+        assert!(
+            !super::only_layout(&p),
+            "a termination is not a layout change"
+        );
+        p.steps = vec![
+            step("cluster.a", NodeOp::Failover { node: "a".into() }),
+            step("cluster.health", NodeOp::WaitHealthy { nodes: 6 }),
+        ];
+        assert!(super::only_layout(&p));
+        p.steps.push(step(
+            "cluster.slots.1",
+            NodeOp::FixSlots { via: "a".into() },
+        ));
+        assert!(!super::only_layout(&p));
+        p.steps.clear();
+        assert!(!super::only_layout(&p), "nothing left is not a layout plan");
     }
 
     #[test]
