@@ -576,24 +576,11 @@ mod tests {
 
     fn instance(t: &[(&str, &str)]) -> observed::Instance {
         observed::Instance {
-            id: "i-1".into(),
-            state: "running".into(),
-            instance_type: "t3.micro".into(),
-            image_id: "ami-1".into(),
-            subnet_id: None,
-            private_ip: None,
-            public_ip: None,
-            key_name: None,
-            security_group_ids: vec![],
-            root_device_name: None,
-            block_devices: BTreeMap::new(),
-            launch_time: None,
-            http_tokens: None,
-            instance_profile: None,
             tags: t
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..observed::Instance::bare("i-1", "running")
         }
     }
 

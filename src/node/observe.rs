@@ -244,21 +244,9 @@ mod tests {
 
     fn launched(at: Option<&str>) -> crate::observed::Instance {
         crate::observed::Instance {
-            id: "i-1".into(),
-            state: "running".into(),
             instance_type: "t2.micro".into(),
-            image_id: "ami-1".into(),
-            subnet_id: None,
-            private_ip: None,
-            public_ip: None,
-            key_name: None,
-            security_group_ids: vec![],
-            root_device_name: None,
-            block_devices: Default::default(),
             launch_time: at.map(String::from),
-            http_tokens: None,
-            instance_profile: None,
-            tags: Default::default(),
+            ..crate::observed::Instance::bare("i-1", "running")
         }
     }
 

@@ -153,25 +153,12 @@ mod tests {
     #[test]
     fn apply_waits_for_pending_node_instances_only() {
         let node = |id: &str, state: &str, tagged: bool| Instance {
-            id: id.into(),
-            state: state.into(),
-            instance_type: "t3.micro".into(),
-            image_id: "ami-1".into(),
-            subnet_id: None,
-            private_ip: None,
-            public_ip: None,
-            key_name: None,
-            security_group_ids: vec![],
-            root_device_name: None,
-            block_devices: Default::default(),
-            launch_time: None,
-            http_tokens: None,
-            instance_profile: None,
             tags: if tagged {
                 [(tags::NODE.to_string(), format!("n-{id}"))].into()
             } else {
                 Default::default()
             },
+            ..Instance::bare(id, state)
         };
         let observed = Observed {
             instances: vec![

@@ -342,6 +342,31 @@ pub struct Instance {
     pub tags: Tags,
 }
 
+#[cfg(test)]
+impl Instance {
+    /// An instance with `id` and `state` and nothing else set, for unit tests (which set what
+    /// they look at with `..Instance::bare(…)`).
+    pub fn bare(id: &str, state: &str) -> Instance {
+        Instance {
+            id: id.into(),
+            state: state.into(),
+            instance_type: "t3.micro".into(),
+            image_id: "ami-1".into(),
+            subnet_id: None,
+            private_ip: None,
+            public_ip: None,
+            key_name: None,
+            security_group_ids: vec![],
+            root_device_name: None,
+            block_devices: BTreeMap::new(),
+            launch_time: None,
+            http_tokens: None,
+            instance_profile: None,
+            tags: Tags::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
     pub id: String,

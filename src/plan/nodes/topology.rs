@@ -266,7 +266,11 @@ pub(super) fn plan(
     }
     // A root volume swap in flight: its node is handed over, stopped or being verified as
     // a replica; phase 8 finishes it first (a failover now would break its checks).
-    if b.observed.instances.iter().any(|i| stage_of(&i.tags).is_some()) {
+    if b.observed
+        .instances
+        .iter()
+        .any(|i| stage_of(&i.tags).is_some())
+    {
         return false;
     }
     let name_of_id: BTreeMap<&str, &str> = named
