@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod net;
 pub mod paths;
+pub mod prereqs;
 pub mod proc;
 pub mod safefs;
 pub mod testing;
