@@ -330,9 +330,34 @@ fn one_to_zero_replicas_removes_the_replicas_only() {
 
 #[test]
 fn a_replica_of_a_leaving_master_takes_over_its_slots() {
+    // 3 × 2 after a failover: redis-node-1a-3 serves the slots of its master 1b; the spec
+    // then keeps one replica per master and drops 1a-3. 1b takes its slots back where their
+    // data is (CLUSTER FAILOVER), no slot moves.
+    let with = shape(3, 2);
+    let o = converged(&with);
+    let mut sim = crate::sim::Sim::new(&with, o);
+    sim.fail_over_to("redis-node-1a-3");
+    let fewer = shape(3, 1);
+    let o = only_spec_nodes(&fewer, sim.o);
+    let p = plan::plan(&fewer, &o);
+    assert!(blockers(&p).is_empty(), "{:?}", blockers(&p));
+    let ops = node_ops(&p);
+    assert!(
+        matches!(ops[0], NodeOp::Failover { node } if node == "redis-node-1b"),
+        "{ops:?}"
+    );
+    assert!(
+        !ops.iter().any(|o| matches!(o, NodeOp::MoveSlots { .. })),
+        "{ops:?}"
+    );
+    apply_and_converge(&fewer, o, &p);
+}
+
+#[test]
+fn without_replicas_a_replica_of_a_leaving_master_must_take_over_first() {
     // 3 × 1 after a failover: redis-node-1a-2 serves the slots of its master 1c; the spec
-    // then drops the replicas, 1a-2 among them. 1c takes its slots back where their data is
-    // (CLUSTER FAILOVER), no slot moves.
+    // then drops every replica, 1a-2 among them. The replication login goes (phases 5-6)
+    // before phase 7, so 1c could not take over then: the plan says what to do first.
     let with = shape(3, 1);
     let o = converged(&with);
     let mut sim = crate::sim::Sim::new(&with, o);
@@ -340,17 +365,13 @@ fn a_replica_of_a_leaving_master_takes_over_its_slots() {
     let without = shape(3, 0);
     let o = only_spec_nodes(&without, sim.o);
     let p = plan::plan(&without, &o);
-    assert!(blockers(&p).is_empty(), "{:?}", blockers(&p));
-    let ops = node_ops(&p);
     assert!(
-        matches!(ops[0], NodeOp::Failover { node } if node == "redis-node-1c"),
-        "{ops:?}"
+        blockers(&p).iter().any(|b| b.starts_with(
+            "redis-node-1c replicates redis-node-1a-2, which the spec drops, and the spec has no replicas any more"
+        ) && b.contains("redisctl redis-cli <node> -- CLUSTER FAILOVER")),
+        "{:?}",
+        blockers(&p)
     );
-    assert!(
-        !ops.iter().any(|o| matches!(o, NodeOp::MoveSlots { .. })),
-        "{ops:?}"
-    );
-    apply_and_converge(&without, o, &p);
 }
 
 #[test]

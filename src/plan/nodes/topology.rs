@@ -353,8 +353,28 @@ pub(super) fn plan(
         }
     }
     donors.retain(|(_, r)| !r.is_empty());
-    // Too many masters: those in the AZs with the most masters, then with the fewest slots,
-    // hand their slots over and become replicas.
+    // Without replicas in the spec, the replication login is gone from every node (phases
+    // 5-6) before phase 7: a replica of a leaving master could no longer take over from it.
+    if spec.nodes.replicas_per_master == 0 && (!takeovers.is_empty() || !orphans.is_empty()) {
+        let list: Vec<String> = takeovers
+            .iter()
+            .chain(orphans.iter())
+            .map(|(n, from)| format!("{} replicates {from}", n.name))
+            .collect();
+        b.note(
+            NoteLevel::Blocker,
+            "cluster",
+            format!(
+                "{}, which the spec drops, and the spec has no replicas any more (their login would be gone before the replica could take over): make each such replica a master first (`redisctl redis-cli <node> -- CLUSTER FAILOVER`), then plan again",
+                list.join("; ")
+            ),
+        );
+        return true;
+    }
+    // Too many masters: those in the AZs with the most masters, the last in the spec's order
+    // first (a derived layout lists its masters first), hand their slots over and become
+    // replicas.
+    let spec_index = |name: &str| spec.nodes.nodes.iter().position(|n| n.name == name);
     let mut demoted: Vec<&Node> = Vec::new();
     while masters.len() > want {
         let az_load = |az: &str, masters: &[(String, Ranges)]| {
@@ -363,13 +383,7 @@ pub(super) fn plan(
         let (i, _) = masters
             .iter()
             .enumerate()
-            .max_by_key(|(i, (m, r))| {
-                let held: u32 = r
-                    .iter()
-                    .map(|(a, b)| u32::from(*b) - u32::from(*a) + 1)
-                    .sum();
-                (az_load(&az_of(m), &masters), std::cmp::Reverse(held), *i)
-            })
+            .max_by_key(|(_, (m, _))| (az_load(&az_of(m), &masters), spec_index(m)))
             .expect("not empty");
         let (name, ranges) = masters.remove(i);
         demoted.push(node_by_name(&name).expect("a spec node"));
