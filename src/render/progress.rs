@@ -9,8 +9,7 @@
 //!   [`JSON_EVENTS_VERSION`] and docs/ci.md).
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -79,7 +78,9 @@ struct State {
 /// clears the live region (so an error prints on a clean screen).
 pub struct ProgressDisplay {
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
+    /// Dropped (or sent to) when the display finishes: the ticker wakes at once, rather than
+    /// at its next tick (a second in the plain forms), so no run ends up to a second late.
+    stop: Option<mpsc::Sender<()>>,
     ticker: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -157,6 +158,22 @@ impl ProgressDisplay {
         width: usize,
         out: Box<dyn Write + Send>,
     ) -> ProgressDisplay {
+        let period = match mode {
+            Mode::Live => FRAME,
+            _ => Duration::from_secs(1),
+        };
+        ProgressDisplay::ticking(mode, color, width, out, period)
+    }
+
+    /// [`ProgressDisplay::to_writer`] redrawing (live) or saying what still runs (lines) every
+    /// `period`.
+    fn ticking(
+        mode: Mode,
+        color: bool,
+        width: usize,
+        out: Box<dyn Write + Send>,
+        period: Duration,
+    ) -> ProgressDisplay {
         let state = Arc::new(Mutex::new(State {
             mode,
             color,
@@ -167,18 +184,12 @@ impl ProgressDisplay {
             drawn: 0,
             frame: 0,
         }));
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
         let ticker = (mode != Mode::Json).then(|| {
-            let (state, stop) = (state.clone(), stop.clone());
+            let state = state.clone();
             std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(match mode {
-                        Mode::Live => FRAME,
-                        _ => Duration::from_secs(1),
-                    });
-                    if let Ok(mut s) = state.lock()
-                        && !stop.load(Ordering::SeqCst)
-                    {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
+                    if let Ok(mut s) = state.lock() {
                         s.tick();
                     }
                 }
@@ -186,7 +197,7 @@ impl ProgressDisplay {
         });
         ProgressDisplay {
             state,
-            stop,
+            stop: Some(stop),
             ticker,
         }
     }
@@ -207,7 +218,7 @@ impl ProgressDisplay {
 
     /// Stops the redraws and clears the live region.
     pub fn finish(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.take();
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
         }
@@ -536,6 +547,29 @@ mod tests {
             phase: Phase::Instances,
             elapsed: Duration::from_secs(2),
         });
+    }
+
+    #[test]
+    fn finishing_does_not_wait_for_the_next_tick() {
+        // A tick a minute away: finish must wake the ticker, not wait for it (every plain
+        // apply and destroy used to end up to a second late, the plain tick).
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut d = ProgressDisplay::ticking(
+                Mode::Lines,
+                false,
+                usize::MAX,
+                Box::new(std::io::sink()),
+                Duration::from_secs(60),
+            );
+            let t = Instant::now();
+            d.finish();
+            let _ = done.send(t.elapsed());
+        });
+        let took = finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("finish waited for the ticker's next tick");
+        eprintln!("figure: finish took {took:?}");
     }
 
     #[test]
