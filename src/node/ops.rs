@@ -268,12 +268,10 @@ else
             .await?;
         }
         self.wait_ping(node, s).await?;
-        self.wait_cluster_healthy(self.spec.nodes.nodes.len())
-            .await?;
+        self.wait_members_healthy().await?;
         if handed {
             self.take_over(node).await?;
-            self.wait_cluster_healthy(self.spec.nodes.nodes.len())
-                .await?;
+            self.wait_members_healthy().await?;
         }
         Ok(())
     }
@@ -364,6 +362,22 @@ else
     /// every replica as a replica (right after `--cluster create`, gossip can still show a
     /// replica as a master without slots), and every replica's link to its master is up.
     pub(super) async fn wait_cluster_healthy(&self, n: usize) -> Result<(), NodeError> {
+        self.wait_healthy_as(Some(n)).await
+    }
+
+    /// Wait (bounded) until every node of the spec that is a member of the cluster (a node not
+    /// joined yet, alone, is passed over) says cluster_state:ok with 16384 slots and, for a
+    /// replica, its link to its master up, whatever the number of nodes and replicas: the
+    /// cluster is healthy again after a node's restart, also while this apply's phase 7 is
+    /// still to add nodes to it or take nodes out.
+    pub(super) async fn wait_members_healthy(&self) -> Result<(), NodeError> {
+        self.wait_healthy_as(None).await
+    }
+
+    /// `exact`: the number of nodes every node must know (and of replicas, that less the
+    /// spec's masters); `None`: members only, any number.
+    async fn wait_healthy_as(&self, exact: Option<usize>) -> Result<(), NodeError> {
+        let n = exact.unwrap_or(0);
         let replicas = n.saturating_sub(self.spec.nodes.masters as usize);
         let start = Instant::now();
         let bound = Duration::from_secs(180);
@@ -374,9 +388,12 @@ else
             .iter()
             .map(|x| x.name.clone())
             .collect();
-        crate::progress::status(format!(
-            "waiting for a healthy cluster ({n} nodes, 16384 slots, replica links up)"
-        ));
+        crate::progress::status(match exact {
+            Some(n) => {
+                format!("waiting for a healthy cluster ({n} nodes, 16384 slots, replica links up)")
+            }
+            None => "waiting for a healthy cluster (16384 slots, replica links up)".to_string(),
+        });
         loop {
             let mut last = None;
             for node in &names {
@@ -399,10 +416,12 @@ else
                     .map(|v| v.iter().filter(|x| x.is_replica()).count())
                     .unwrap_or(0);
                 match parse::cluster_info(info) {
+                    // Not a member yet (a new node phase 7 joins later).
+                    Ok(c) if exact.is_none() && c.known_nodes <= 1 && c.slots_assigned == 0 => {}
                     Ok(_) if replica_down => {
                         last = Some(format!("{node}: replica link to its master is not up yet"))
                     }
-                    Ok(_) if seen_replicas != replicas => {
+                    Ok(_) if exact.is_some() && seen_replicas != replicas => {
                         last = Some(format!(
                             "{node}: sees {seen_replicas} replicas, want {replicas}"
                         ))
@@ -410,7 +429,7 @@ else
                     Ok(c)
                         if c.cluster_state == "ok"
                             && c.slots_assigned == 16384
-                            && c.known_nodes as usize == n => {}
+                            && exact.is_none_or(|n| c.known_nodes as usize == n) => {}
                     Ok(c) => {
                         last = Some(format!(
                             "{node}: cluster_state:{} slots_assigned:{} known_nodes:{}",

@@ -264,15 +264,6 @@ pub(super) fn plan(
     }) {
         return false;
     }
-    // A root volume swap in flight: its node is handed over, stopped or being verified as
-    // a replica; phase 8 finishes it first (a failover now would break its checks).
-    if b.observed
-        .instances
-        .iter()
-        .any(|i| stage_of(&i.tags).is_some())
-    {
-        return false;
-    }
     let name_of_id: BTreeMap<&str, &str> = named
         .iter()
         .map(|x| (x.member.id.as_str(), x.name.as_str()))
@@ -353,6 +344,9 @@ pub(super) fn plan(
         }
     }
     donors.retain(|(_, r)| !r.is_empty());
+    if !takeovers.is_empty() && swap_in_flight(b) {
+        return false;
+    }
     // Without replicas in the spec, the replication login is gone from every node (phases
     // 5-6) before phase 7: a replica of a leaving master could no longer take over from it.
     if spec.nodes.replicas_per_master == 0 && (!takeovers.is_empty() || !orphans.is_empty()) {
@@ -443,9 +437,16 @@ pub(super) fn plan(
         }
     }
     let moves = balance(&masters, &donors);
-    let open: Vec<u16> = v
-        .members
-        .iter()
+    // A node shows its migrating/importing marks on its own line only: every reached node's.
+    let open: Vec<u16> = b
+        .observed
+        .nodes
+        .values()
+        .filter_map(|n| match n {
+            NodeObservation::Reached(f) => f.cluster.as_ref(),
+            _ => None,
+        })
+        .flat_map(|c| c.members.iter())
         .flat_map(|m| m.open_slots.iter().copied())
         .collect::<BTreeSet<u16>>()
         .into_iter()
@@ -688,6 +689,9 @@ pub(super) fn plan(
 /// over (`CLUSTER FAILOVER`, only from a replica whose link to its master is up); a replica
 /// left in its master's AZ is noted. Returns whether anything was planned.
 fn anti_affinity(b: &mut Builder<'_>, named: &[Named], service_steps: &[String]) -> bool {
+    if swap_in_flight(b) {
+        return false;
+    }
     let spec = b.spec;
     let az_of = |name: &str| {
         spec.nodes
@@ -793,6 +797,15 @@ fn anti_affinity(b: &mut Builder<'_>, named: &[Named], service_steps: &[String])
     }
     health(b, last);
     true
+}
+
+/// A root volume swap is in flight: its node is handed over, stopped or being verified as a
+/// replica, and phase 8 finishes it after phase 7; a failover now would break its checks.
+fn swap_in_flight(b: &Builder<'_>) -> bool {
+    b.observed
+        .instances
+        .iter()
+        .any(|i| stage_of(&i.tags).is_some())
 }
 
 /// `node`, a replica of `master`, takes over from it (`cluster.<node>`); returns the address.
