@@ -350,7 +350,36 @@ fn a_replica_of_a_leaving_master_takes_over_its_slots() {
         !ops.iter().any(|o| matches!(o, NodeOp::MoveSlots { .. })),
         "{ops:?}"
     );
-    apply_and_converge(&fewer, o, &p);
+    let o = apply_and_converge(&fewer, o, &p);
+    // 1a had two of the staying replicas, 1b none: one moves.
+    assert_replicas_per_master(&o, 3, 1);
+}
+
+/// Every master has `replicas` replicas, as the first node sees it.
+fn assert_replicas_per_master(o: &Observed, masters: usize, replicas: usize) {
+    let view = o
+        .nodes
+        .values()
+        .find_map(|n| match n {
+            NodeObservation::Reached(f) => f.cluster.as_ref(),
+            _ => None,
+        })
+        .unwrap();
+    let heads: Vec<&redisctl::observed::Member> =
+        view.members.iter().filter(|m| m.master).collect();
+    assert_eq!(heads.len(), masters, "{:#?}", view.members);
+    for m in &heads {
+        let n = view
+            .members
+            .iter()
+            .filter(|r| r.master_id.as_deref() == Some(m.id.as_str()))
+            .count();
+        assert_eq!(
+            n, replicas,
+            "{} has {n} replicas: {:#?}",
+            m.ip, view.members
+        );
+    }
 }
 
 #[test]
@@ -438,6 +467,21 @@ fn fewer_masters_on_the_same_nodes_hand_their_slots_over() {
     );
     let o = apply_and_converge(&after, o, &p);
     assert_eq!(slot_counts(&o), vec![5461, 5461, 5462]);
+}
+
+#[test]
+fn fewer_masters_with_replicas_give_every_master_its_replicas() {
+    // 6 × 1 → 4 × 2 on the same twelve nodes: two masters hand their slots over; they and
+    // their replicas (which Redis moves to the node that took the last slot) are given
+    // masters so that each of the four has two replicas.
+    let before = shape(6, 1);
+    let o = converged(&before);
+    let after = shape(4, 2);
+    let o = observed_for(&after, o);
+    let p = plan::plan(&after, &o);
+    assert!(blockers(&p).is_empty(), "{:?}", blockers(&p));
+    let o = apply_and_converge(&after, o, &p);
+    assert_replicas_per_master(&o, 4, 2);
 }
 
 #[test]

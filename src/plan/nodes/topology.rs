@@ -301,6 +301,8 @@ pub(super) fn plan(
     let mut roleless: Vec<&Node> = Vec::new();
     let mut orphans: Vec<(&Node, String)> = Vec::new();
     let mut replicas_of: BTreeMap<String, usize> = BTreeMap::new();
+    // The spec's replicas of a staying node, with their master now.
+    let mut existing: Vec<(&Node, String)> = Vec::new();
     for n in &spec.nodes.nodes {
         let Some(x) = named.iter().find(|x| x.name == n.name) else {
             continue;
@@ -317,6 +319,7 @@ pub(super) fn plan(
                 }
                 Some(id) if name_of_id.contains_key(id) => {
                     *replicas_of.entry(name_of_id[id].to_string()).or_default() += 1;
+                    existing.push((n, name_of_id[id].to_string()));
                 }
                 _ => roleless.push(n),
             }
@@ -402,11 +405,28 @@ pub(super) fn plan(
     for n in &new_masters {
         masters.push((n.name.clone(), Vec::new()));
     }
+    // Replicas of a master that hands its slots over follow it (Redis moves them to the node
+    // that takes its last slot): they are given a master like the others, after the moves.
+    let demoted_names: Vec<&str> = demoted.iter().map(|n| n.name.as_str()).collect();
+    let followers: Vec<&Node> = existing
+        .iter()
+        .filter(|(_, m)| demoted_names.contains(&m.as_str()))
+        .map(|(n, _)| *n)
+        .collect();
+    existing.retain(|(_, m)| !demoted_names.contains(&m.as_str()));
+    for d in &demoted_names {
+        replicas_of.remove(*d);
+    }
     // The rest become replicas (orphans re-pointed, masters handing over last): of the
     // master with the fewest, another AZ's first.
     let orphan_nodes: Vec<&Node> = orphans.iter().map(|(n, _)| *n).collect();
     let mut replica_of: BTreeMap<&str, String> = BTreeMap::new();
-    for n in candidates.iter().chain(&orphan_nodes).chain(&demoted) {
+    for n in candidates
+        .iter()
+        .chain(&orphan_nodes)
+        .chain(&demoted)
+        .chain(&followers)
+    {
         let pick = masters
             .iter()
             .map(|(m, _)| m)
@@ -420,9 +440,44 @@ pub(super) fn plan(
             replica_of.insert(n.name.as_str(), m);
         }
     }
+    // Existing replicas join in: a master with more than the spec's replicas gives one to a
+    // master with fewer (another AZ's first).
+    for (n, m) in &existing {
+        replica_of.insert(n.name.as_str(), m.clone());
+    }
+    let want_r = spec.nodes.replicas_per_master as usize;
+    let count = |m: &str, of: &BTreeMap<&str, String>| of.values().filter(|x| *x == m).count();
+    loop {
+        let over = masters
+            .iter()
+            .map(|(m, _)| m)
+            .find(|m| count(m, &replica_of) > want_r);
+        let under = masters
+            .iter()
+            .map(|(m, _)| m)
+            .filter(|m| count(m, &replica_of) < want_r)
+            .min_by_key(|m| count(m, &replica_of));
+        let (Some(over), Some(under)) = (over.cloned(), under.cloned()) else {
+            break;
+        };
+        let Some(r) = replica_of
+            .iter()
+            .filter(|(_, m)| **m == over)
+            .map(|(r, _)| *r)
+            .min_by_key(|r| az_of(r) == az_of(&under))
+        else {
+            break;
+        };
+        replica_of.insert(r, under);
+    }
     // A greedy choice can leave the last replica with only its own AZ's master: swap masters
-    // with another new replica when that puts both in other AZs.
-    let names: Vec<&str> = replica_of.keys().copied().collect();
+    // with another replica given a master here when that puts both in other AZs. (A replica
+    // that keeps its master is left where it is: redis-cli --cluster create's layout is kept.)
+    let names: Vec<&str> = replica_of
+        .iter()
+        .filter(|(r, m)| !existing.iter().any(|(n, was)| n.name == **r && was == *m))
+        .map(|(r, _)| *r)
+        .collect();
     for &r in &names {
         if az_of(r) != az_of(&replica_of[r]) {
             continue;
@@ -456,6 +511,12 @@ pub(super) fn plan(
         .filter(|n| replica_of.contains_key(n.name.as_str()))
         .copied()
         .collect();
+    // Existing replicas given another master above.
+    let repointed: Vec<(&Node, String)> = existing
+        .iter()
+        .filter(|(n, m)| replica_of.get(n.name.as_str()) != Some(m))
+        .map(|(n, m)| (*n, m.clone()))
+        .collect();
     let leavers: Vec<&Named> = named.iter().filter(|x| x.leaving).collect();
     if joiners.is_empty()
         && becoming_replica.is_empty()
@@ -465,6 +526,7 @@ pub(super) fn plan(
         && takeovers.is_empty()
         && orphan_nodes.is_empty()
         && demoted.is_empty()
+        && repointed.is_empty()
     {
         return anti_affinity(b, &named, service_steps);
     }
@@ -551,6 +613,15 @@ pub(super) fn plan(
         );
         first.push(join_step(b, n, reason, &last));
     }
+    for (n, from) in &repointed {
+        let reason = format!(
+            "{} replicates {from} ({} replica(s) wanted per master, each in another AZ than its master where it can be): it becomes {}",
+            n.name,
+            want_r,
+            role_text(n)
+        );
+        first.push(join_step(b, n, reason, &last));
+    }
     if !first.is_empty() {
         last = first;
     }
@@ -612,6 +683,14 @@ pub(super) fn plan(
     for n in &demoted {
         let reason = format!(
             "the spec has {want} masters: {} has handed its slots over, it becomes {}",
+            n.name,
+            role_text(n)
+        );
+        after_moves.push(join_step(b, n, reason, &last));
+    }
+    for n in &followers {
+        let reason = format!(
+            "{} replicated a master that has handed its slots over: it becomes {}",
             n.name,
             role_text(n)
         );

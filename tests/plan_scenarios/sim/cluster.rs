@@ -183,6 +183,17 @@ impl Sim {
         let (taken, left) = take_lowest(&members[fi].slots, n);
         members[fi].slots = left;
         members[ti].slots.extend(taken);
+        if members[fi].slots.is_empty() {
+            // Redis 7 (cluster-allow-replica-migration yes): a master that loses its last
+            // slot becomes a replica of the node that took it, and so do its replicas.
+            let (from_id, to_id) = (members[fi].id.clone(), members[ti].id.clone());
+            for m in members.iter_mut() {
+                if m.id == from_id || m.master_id.as_deref() == Some(from_id.as_str()) {
+                    m.master = false;
+                    m.master_id = Some(to_id.clone());
+                }
+            }
+        }
         self.set_members(members);
     }
 
