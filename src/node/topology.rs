@@ -91,8 +91,9 @@ impl NodeRuntime {
     /// `redis-cli --cluster <args>` on `via`, bounded, the password on stdin.
     async fn cluster_tool(&self, via: &str, what: &str, args: &str) -> Result<String, NodeError> {
         let s = self.session(via).await?;
+        // (redis-cli says why it refuses on stdout: sent to stderr, whose end a failure shows.)
         let script = format!(
-            "REDISCLI_AUTH=\"$(cat)\" timeout {RESHARD_BOUND_SECS} {} --cluster {args}",
+            "REDISCLI_AUTH=\"$(cat)\" timeout {RESHARD_BOUND_SECS} {} --cluster {args} 1>&2",
             admin_cli_command(&self.spec)
         );
         let out = s.sudo_ok(what, &script, self.stdin()).await?;
@@ -174,6 +175,7 @@ impl NodeRuntime {
         // a killed move left open is finished first. (Not the spec's node count: while a
         // scale-in moves slots, the leaving nodes are still members.)
         self.wait_state_ok(via).await?;
+        self.wait_members_healthy().await?;
         let open = self
             .cluster_nodes_of(via)
             .await?
@@ -198,15 +200,33 @@ impl NodeRuntime {
             "moving {count} slots from {from} to {to} (redis-cli --cluster reshard on {via})"
         ));
         let addr = self.address(via)?;
-        self.cluster_tool(
-            via,
-            "redis-cli --cluster reshard",
-            &format!(
-                "reshard {addr} --cluster-from {from_id} --cluster-to {to_id} --cluster-slots {count} --cluster-yes --cluster-pipeline 100"
-            ),
-        )
-        .await?;
-        Ok(())
+        // Right after a join the nodes' views still converge by gossip, and reshard refuses a
+        // cluster whose nodes disagree for a moment after `check` found them agreeing: it is
+        // tried again (nothing was moved: it refuses before it moves anything), a few times.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let moved = self
+                .cluster_tool(
+                    via,
+                    "redis-cli --cluster reshard",
+                    &format!(
+                        "reshard {addr} --cluster-from {from_id} --cluster-to {to_id} --cluster-slots {count} --cluster-yes --cluster-pipeline 100"
+                    ),
+                )
+                .await;
+            match moved {
+                Ok(_) => return Ok(()),
+                Err(e) if tries < 4 && e.to_string().contains("fix your cluster problems") => {
+                    tracing::info!(via, "reshard refused the cluster for now: {e}");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    if self.wait_agreement(via).await?.contains("slots are open") {
+                        self.fix_slots(via).await?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Wait (bounded) until `via` reports `cluster_state:ok` with every slot assigned.
