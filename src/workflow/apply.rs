@@ -73,11 +73,16 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
     .await?;
     let left = left_out(&plan, &world.observed);
     let lag = world.aws.consistency_wait;
-    if let Some(layout) = converged(spec, &left, lag, interrupted()).await? {
-        // Only failovers are left that part masters sharing an AZ again: this run's own
-        // hand-overs made them (a swap or restart resumed after a kill hands a master's slots
-        // to its replica, but the killed run would have been the one to take them back).
-        // Carried out now, once.
+    // Only failovers left that part masters sharing an AZ again: this run's own hand-overs
+    // made them (a swap or restart resumed after a kill hands a master's slots to its
+    // replica, but the killed run would have been the one to take them back). Carried out
+    // here, a few rounds at most (the nodes' views settle by gossip between them).
+    let mut rounds = 0;
+    while let Some(layout) = converged(spec, &left, lag, interrupted()).await? {
+        rounds += 1;
+        if rounds > 3 {
+            return Err(Error::Refused(still_to_do(&left, &layout)));
+        }
         tracing::info!("the final check finds masters sharing an AZ: parting them");
         exec::apply(
             &ctx(&world, Some(&spec.ssh.private_key)),
@@ -87,9 +92,7 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
             interrupted(),
         )
         .await?;
-        if let Some(again) = converged(spec, &left, lag, interrupted()).await? {
-            return Err(Error::Refused(still_to_do(&left, &again)));
-        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     Ok(ApplyOutcome::Applied { plan, report })
 }
