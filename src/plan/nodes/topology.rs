@@ -831,14 +831,14 @@ fn anti_affinity(b: &mut Builder<'_>, named: &[Named], service_steps: &[String])
                 master.clone(),
                 if better.0 < now.0 {
                     format!(
-                        "{master} is a master in {} with {} other master(s); {r}, its replica in {}, takes over (CLUSTER FAILOVER) so that losing one AZ costs fewer masters",
+                        "{master} is a master in {} with {} other master(s); {r}, its replica in {}, would take over (CLUSTER FAILOVER) so that losing one AZ costs fewer masters",
                         az_of(master),
                         now.0,
                         az_of(r)
                     )
                 } else {
                     format!(
-                        "{} of {master}'s replicas are in its AZ ({}); with {r} as master ({}), {}: it takes over (CLUSTER FAILOVER)",
+                        "{} of {master}'s replicas are in its AZ ({}); with {r} as master ({}), {}: it would take over (CLUSTER FAILOVER)",
                         now.1,
                         az_of(master),
                         az_of(r),
@@ -867,15 +867,20 @@ fn anti_affinity(b: &mut Builder<'_>, named: &[Named], service_steps: &[String])
             );
         }
     }
-    if takeovers.is_empty() {
-        return false;
-    }
-    let mut last = Vec::new();
+    // Said, not done yet: a takeover planned here after a swap resumed from a held stage was
+    // not carried out by Redis (CLUSTER FAILOVER timed out on that replica in the fresh-clone
+    // CI's e2e_swap), so the failover is left to the operator until that is understood.
+    let _ = service_steps;
     for (r, master, reason) in takeovers {
-        last.push(failover(b, &r, &master, reason, service_steps));
+        b.note(
+            NoteLevel::Warning,
+            &format!("cluster.{r}"),
+            format!(
+                "{reason}; not done by apply yet: run `redisctl redis-cli {r} -- CLUSTER FAILOVER` to part them (it takes {master}'s slots, {master} becomes its replica)"
+            ),
+        );
     }
-    health(b, last);
-    true
+    false
 }
 
 /// A root volume swap is in flight: its node is handed over, stopped or being verified as a
