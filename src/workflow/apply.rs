@@ -73,10 +73,10 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
     .await?;
     let left = left_out(&plan, &world.observed);
     let lag = world.aws.consistency_wait;
-    // Only failovers left that part masters sharing an AZ again: this run's own hand-overs
-    // made them (a swap or restart resumed after a kill hands a master's slots to its
-    // replica, but the killed run would have been the one to take them back). Carried out
-    // here, a few rounds at most (the nodes' views settle by gossip between them).
+    // Only failovers left (and the wait after them): carried out here, a few rounds at most
+    // (the nodes' views settle by gossip between them). The planner plans none on its own
+    // today: the failover that parts masters sharing an AZ is a warning until the resumed
+    // swap's case is understood (plan/nodes/topology.rs, anti_affinity).
     let mut rounds = 0;
     while let Some(layout) = converged(spec, &left, lag, interrupted()).await? {
         rounds += 1;
