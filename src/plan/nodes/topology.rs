@@ -528,7 +528,8 @@ pub(super) fn plan(
         && demoted.is_empty()
         && repointed.is_empty()
     {
-        return anti_affinity(b, &named, service_steps);
+        anti_affinity(b, &named);
+        return false;
     }
     let via = v.via.name.clone();
     let mut last: Vec<String> = service_steps.to_vec();
@@ -764,12 +765,12 @@ pub(super) fn plan(
 /// A cluster of the spec's shape whose failovers put masters together: each shard (a master
 /// and its replicas) is led, where it can be, by a member in an AZ no other master is in, then
 /// by one with the fewest of its shard in its own AZ (losing an AZ then costs the fewest
-/// masters, and no shard its last copy). A replica that does better than its master takes
-/// over (`CLUSTER FAILOVER`, only from a replica whose link to its master is up); a replica
-/// left in its master's AZ is noted. Returns whether anything was planned.
-fn anti_affinity(b: &mut Builder<'_>, named: &[Named], service_steps: &[String]) -> bool {
+/// masters, and no shard its last copy). A replica that would do better than its master (its
+/// link to its master up) is named in a warning with the `CLUSTER FAILOVER` that parts them; a
+/// replica left in its master's AZ is noted. Nothing is planned.
+fn anti_affinity(b: &mut Builder<'_>, named: &[Named]) {
     if swap_in_flight(b) {
-        return false;
+        return;
     }
     let spec = b.spec;
     let az_of = |name: &str| {
@@ -870,7 +871,6 @@ fn anti_affinity(b: &mut Builder<'_>, named: &[Named], service_steps: &[String])
     // Said, not done yet: a takeover planned here after a swap resumed from a held stage was
     // not carried out by Redis (CLUSTER FAILOVER timed out on that replica in the fresh-clone
     // CI's e2e_swap), so the failover is left to the operator until that is understood.
-    let _ = service_steps;
     for (r, master, reason) in takeovers {
         b.note(
             NoteLevel::Warning,
@@ -880,7 +880,6 @@ fn anti_affinity(b: &mut Builder<'_>, named: &[Named], service_steps: &[String])
             ),
         );
     }
-    false
 }
 
 /// A root volume swap is in flight: its node is handed over, stopped or being verified as a
