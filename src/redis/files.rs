@@ -169,14 +169,27 @@ fn conf_other_replication(spec: &Spec, node: &Node, ca: &Ca) -> String {
     conf::render(spec, node, auth)
 }
 
+/// Not a file: the key, among a node's desired hashes, of the ACL file as it is with the other
+/// replication setting (the replication user present when the spec has no replicas, absent
+/// when it has): a node holding that one differs only by that user, which no client and no
+/// redisctl operation logs in as.
+pub const ACL_OTHER_REPLICATION: &str = "users.acl with the other replication user";
+
 /// Node name -> path -> SHA-256, for every node of the spec (and, under
-/// [`CONF_OTHER_REPLICATION`], the configuration's hash with the other replication login).
+/// [`CONF_OTHER_REPLICATION`] and [`ACL_OTHER_REPLICATION`], the configuration's and the ACL
+/// file's hashes with the other replication setting).
 pub fn desired_hashes(
     spec: &Spec,
     secrets: &[(String, Secret)],
     ca: &Ca,
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, users_acl::UsersAclError> {
     let mut out = BTreeMap::new();
+    let other = match replication_secret(spec, ca) {
+        Some(_) => None,
+        None => Some(ca.derive_secret(users_acl::REPLICATION_SECRET_LABEL)),
+    };
+    let acl_other_replication =
+        content_hash(users_acl::render(spec, secrets, other.as_ref())?.as_bytes());
     for node in &spec.nodes.nodes {
         let files = node_files(spec, node, secrets, ca)?;
         let mut hashes: BTreeMap<String, String> = files
@@ -186,6 +199,10 @@ pub fn desired_hashes(
         hashes.insert(
             CONF_OTHER_REPLICATION.to_string(),
             content_hash(conf_other_replication(spec, node, ca).as_bytes()),
+        );
+        hashes.insert(
+            ACL_OTHER_REPLICATION.to_string(),
+            acl_other_replication.clone(),
         );
         out.insert(node.name.clone(), hashes);
     }

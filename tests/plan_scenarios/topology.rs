@@ -6,6 +6,7 @@
 
 use redisctl::observed::{NodeObservation, Observed};
 use redisctl::plan::{self, Action, NodeOp, NoteLevel, Op, Phase, Plan};
+use redisctl::redis::users_acl;
 use redisctl::render;
 use redisctl::spec::Spec;
 
@@ -298,6 +299,36 @@ fn six_to_three_masters_moves_the_slots_then_removes_the_nodes() {
     );
     let o = apply_and_converge(&three, o, &p);
     assert_eq!(slot_counts(&o), vec![5461, 5461, 5462]);
+}
+
+#[test]
+fn an_acl_change_with_a_scale_in_is_refused() {
+    // The nodes that leave keep the users they have; the others would get new passwords in
+    // phase 5, and phase 7 logs in to the leaving ones to take them out.
+    let six = shape(6, 0);
+    let o = converged(&six);
+    let three = shape(3, 0);
+    let mut o = only_spec_nodes(&three, o);
+    if let Some(NodeObservation::Reached(f)) = o.nodes.get_mut("redis-node-1b") {
+        f.files
+            .insert(users_acl::USERS_ACL.path.into(), Some("0".repeat(64)));
+    }
+    let p = plan::plan(&three, &o);
+    let b = blockers(&p);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert!(
+        b[0].contains("node.redis-node-1b.acl") && b[0].contains("redis-node-1a-2"),
+        "{b:?}"
+    );
+    // The same ACL change alone is planned.
+    let mut o = converged(&three);
+    if let Some(NodeObservation::Reached(f)) = o.nodes.get_mut("redis-node-1b") {
+        f.files
+            .insert(users_acl::USERS_ACL.path.into(), Some("0".repeat(64)));
+    }
+    let p = plan::plan(&three, &o);
+    assert!(blockers(&p).is_empty(), "{:?}", blockers(&p));
+    assert!(p.step("node.redis-node-1b.acl").is_some());
 }
 
 #[test]

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use super::builder::Builder;
 use super::model::*;
 use crate::observed::{InitSystem, NodeFacts, NodeObservation, tags};
+use crate::redis::users_acl::USERS_ACL;
 use crate::redis::{conf, files, systemd};
 use crate::spec::types;
 
@@ -97,8 +98,60 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
         service_steps.extend(last.into_iter().filter(|a| a.starts_with(&n.addr)));
     }
 
+    refuse_acl_change_while_leaving(b);
     cluster::cluster(b, &cluster, &waiting, service_steps);
     topology::note_leaving_left(b);
+}
+
+/// A running node's ACL file changes while members of the cluster leave it: refused. The
+/// leaving nodes keep the users they have (they are not the spec's nodes, nothing writes their
+/// files), and taking them out (slots moved off them, CLUSTER FORGET, CLUSTER RESET) logs in to
+/// them with the admin and operator users: as soon as phase 5 gave the others new passwords,
+/// phase 7 would be refused there, half-way through a scale-in.
+fn refuse_acl_change_while_leaving(b: &mut Builder<'_>) {
+    if b.leaving.is_empty() {
+        return;
+    }
+    // A file that differs only by the replication user (replicas added or removed with the
+    // scale-in) changes no login redisctl or a client uses.
+    let only_replication = |node: &str| {
+        let have = match b.observed.nodes.get(node) {
+            Some(NodeObservation::Reached(f)) => f.files.get(USERS_ACL.path).cloned().flatten(),
+            _ => None,
+        };
+        have.is_some()
+            && have.as_ref()
+                == b.observed
+                    .local
+                    .desired_files
+                    .get(node)
+                    .and_then(|d| d.get(files::ACL_OTHER_REPLICATION))
+    };
+    let changed: Vec<String> = b
+        .steps
+        .iter()
+        .filter_map(|s| match s.ops.as_slice() {
+            [Op::Node(NodeOp::WriteAcl { node, reload: true })]
+                if s.phase == Phase::Acl && !only_replication(node) =>
+            {
+                Some(s.address.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    let leaving: Vec<String> = b.leaving.iter().map(|l| l.name.clone()).collect();
+    b.note(
+        NoteLevel::Blocker,
+        &changed[0],
+        format!(
+            "the ACL users change ({}) while {} leave the cluster: the leaving nodes keep the users they have, and taking them out logs in to them as admin and operator. Apply one change at a time: first the scale-in with the passwords and users as they are now, then the ACL change",
+            changed.join(", "),
+            leaving.join(", ")
+        ),
+    );
 }
 
 /// What rolling restarts share across nodes. Each restart waits for the previous one of its
