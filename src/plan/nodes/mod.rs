@@ -12,9 +12,11 @@
 //! node's previous step (`last`) and becomes it: a node's steps form a chain.
 
 mod acl;
+mod affinity;
 mod cluster;
 mod config;
 mod install;
+pub(super) mod slots;
 mod tls;
 pub(super) mod topology;
 
