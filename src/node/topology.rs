@@ -13,6 +13,21 @@ use crate::redis::parse::{self, ClusterNode};
 
 /// How long a node may take to be known by the cluster after its MEET, and to know its master.
 const JOIN_BOUND: Duration = Duration::from_secs(120);
+/// How long Redis gives a manual failover (CLUSTER_MF_TIMEOUT, 5 s), with a margin for a
+/// loaded host.
+const MANUAL_FAILOVER: Duration = Duration::from_secs(7);
+
+/// The masters' refusal to vote twice about one master: twice `cluster-node-timeout`.
+fn vote_window(node_timeout_ms: u32) -> Duration {
+    Duration::from_millis(2 * u64::from(node_timeout_ms))
+}
+
+/// How long [`NodeRuntime::take_over`] tries: room for an attempt refused by the vote window
+/// and one after it, and never less than a join.
+fn takeover_bound(node_timeout_ms: u32) -> Duration {
+    JOIN_BOUND.max(2 * (MANUAL_FAILOVER + vote_window(node_timeout_ms)) + MANUAL_FAILOVER)
+}
+
 /// A bound on one `redis-cli --cluster reshard` or `fix` (it has none of its own).
 const RESHARD_BOUND_SECS: u32 = 1800;
 
@@ -275,6 +290,14 @@ impl NodeRuntime {
     /// `node`, a replica, takes over from its master (`CLUSTER FAILOVER`: the master stops
     /// writes, the replica catches up, then they swap), waiting (bounded) until it serves as
     /// master. Nothing is done to a node that is a master already.
+    ///
+    /// Redis gives a manual failover [`MANUAL_FAILOVER`] to win its election, and the masters
+    /// refuse to vote for a second failover of one master within twice `cluster-node-timeout`
+    /// of the last (a shard that just failed over the other way: a swap's or a restart's
+    /// handover and take-back, then a failover that parts masters sharing an AZ). So an
+    /// attempt that did not win is asked again once that window has passed, within
+    /// [`takeover_bound`]; the window is waited out, not hammered (each attempt pauses the
+    /// master's writes while it lasts).
     pub async fn take_over(&self, node: &str) -> Result<(), NodeError> {
         let me = self.myself(node).await?;
         if me.is_master() {
@@ -283,18 +306,51 @@ impl NodeRuntime {
         crate::progress::status(format!(
             "{node} takes over from its master (CLUSTER FAILOVER)"
         ));
-        self.cluster_command(node, "CLUSTER FAILOVER").await?;
+        let window = vote_window(self.spec.redis.cluster_node_timeout_ms);
+        let bound = takeover_bound(self.spec.redis.cluster_node_timeout_ms);
         let started = Instant::now();
-        while !self.myself(node).await?.is_master() {
-            if started.elapsed() > JOIN_BOUND {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            self.cluster_command(node, "CLUSTER FAILOVER").await?;
+            let attempt = Instant::now();
+            // Past the attempt's own life, the whole vote window is waited (a late win ends
+            // it early).
+            let wait = if started.elapsed() + window + MANUAL_FAILOVER < bound {
+                MANUAL_FAILOVER + window
+            } else {
+                bound.saturating_sub(started.elapsed())
+            };
+            let mut said = false;
+            while attempt.elapsed() < wait {
+                if self.myself(node).await?.is_master() {
+                    if attempts > 1 {
+                        tracing::info!(node, attempts, "took over after {:?}", started.elapsed());
+                    }
+                    return Ok(());
+                }
+                if !said && attempt.elapsed() > MANUAL_FAILOVER {
+                    said = true;
+                    tracing::info!(
+                        node,
+                        "CLUSTER FAILOVER did not win its election within {MANUAL_FAILOVER:?} (the masters refuse a second failover of one master within {window:?}, twice cluster-node-timeout): asking again once that has passed"
+                    );
+                    crate::progress::status(format!(
+                        "{node}: the other masters do not vote yet (a failover of this shard {}s ago at most); asking again",
+                        window.as_secs()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            if started.elapsed() >= bound {
                 return Err(NodeError::Timeout {
-                    what: format!("{node} to take over from its master (CLUSTER FAILOVER)"),
+                    what: format!(
+                        "{node} to take over from its master (CLUSTER FAILOVER, {attempts} attempt(s))"
+                    ),
                     waited: started.elapsed(),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        Ok(())
     }
 
     /// `node` (not in the spec, at `ip`) leaves the cluster: refused while it serves slots or
@@ -388,5 +444,22 @@ impl NodeRuntime {
             )
             .await?;
         Ok(out.stdout_str().trim().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_takeover_outlasts_a_refused_attempt_and_the_vote_window() {
+        // 15 s: a 30 s window; the first attempt (7 s) is refused, the next comes after the
+        // window, and has its own 7 s.
+        let bound = takeover_bound(15_000);
+        assert!(bound >= MANUAL_FAILOVER + vote_window(15_000) + MANUAL_FAILOVER);
+        assert_eq!(bound, JOIN_BOUND);
+        // A long node timeout stretches it.
+        assert_eq!(vote_window(60_000), Duration::from_secs(120));
+        assert!(takeover_bound(60_000) > Duration::from_secs(2 * 127));
     }
 }

@@ -74,9 +74,9 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
     let left = left_out(&plan, &world.observed);
     let lag = world.aws.consistency_wait;
     // Only failovers left (and the wait after them): carried out here, a few rounds at most
-    // (the nodes' views settle by gossip between them). The planner plans none on its own
-    // today: the failover that parts masters sharing an AZ is a warning until the resumed
-    // swap's case is understood (plan/nodes/topology.rs, anti_affinity).
+    // (the nodes' views settle by gossip between them): a swap or restart that hands a
+    // master's slots over and takes them back can leave masters sharing an AZ, which the
+    // plan parts with a failover (plan/nodes/affinity.rs).
     let mut rounds = 0;
     while let Some(layout) = converged(spec, &left, lag, interrupted()).await? {
         rounds += 1;

@@ -211,10 +211,62 @@ impl Cluster {
         let (o, e) = (text(&out.stdout), text(&out.stderr));
         assert!(
             out.status.success(),
-            "redisctl {args:?} failed:\n{o}\n{e}\n{}",
-            front_log_tail()
+            "redisctl {args:?} failed:\n{o}\n{e}\n{}\n{}",
+            front_log_tail(),
+            self.redis_log_tails()
         );
         format!("{o}{e}")
+    }
+
+    /// The end of every running node's Redis log, for a failure's message (what the cluster
+    /// itself said: elections, votes refused, links lost).
+    pub fn redis_log_tails(&self) -> String {
+        let nodes = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let ec2 = ec2_client().await;
+            let Ok(out) = ec2
+                .describe_instances()
+                .filters(tag("redisctl:cluster", "prod-redis"))
+                .filters(tag("redisctl:role", "node"))
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("instance-state-name")
+                        .values("running")
+                        .build(),
+                )
+                .send()
+                .await
+            else {
+                return Vec::new();
+            };
+            let mut nodes: Vec<(String, String)> = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter_map(|i| {
+                    let node = i
+                        .tags()
+                        .iter()
+                        .find(|t| t.key() == Some("redisctl:node"))?
+                        .value()?
+                        .to_string();
+                    Some((node, i.private_ip_address()?.to_string()))
+                })
+                .collect();
+            nodes.sort();
+            nodes
+        });
+        let mut out = String::new();
+        for (node, ip) in nodes {
+            let log = self.on_node(
+                &ip,
+                "tail -n 25 /var/log/redis/redis-server-cluster.log 2>&1",
+                "",
+            );
+            out.push_str(&format!(
+                "--- the end of {node}'s Redis log ({ip}) ---\n{log}\n"
+            ));
+        }
+        out
     }
 
     /// `plan --detailed-exitcode` must say "no changes"; otherwise show the plan.

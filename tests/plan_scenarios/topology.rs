@@ -559,19 +559,22 @@ fn a_small_reshard_is_left_alone_and_masters_sharing_an_az_are_parted() {
     let p = plan::plan(&spec, &sim.o);
     assert!(p.is_empty(), "{}", render::plan::human(&p, false));
     // 1a's replica, in AZ b, took over its slots: AZ b now has two masters, and losing it
-    // would take two of three down. The plan says which failover parts them (apply does not
-    // carry it out yet).
+    // would take two of three down. 1a takes them back.
     sim.fail_over_to("redis-node-1b-2");
     let o = sim.o;
     let p = plan::plan(&spec, &o);
-    assert!(p.is_empty(), "{}", render::plan::human(&p, false));
+    assert!(blockers(&p).is_empty(), "{:?}", blockers(&p));
+    let ops = node_ops(&p);
     assert!(
-        p.notes.iter().any(|n| n.subject == "cluster.redis-node-1a"
-            && n.message.contains("redis-node-1b-2 is a master in us-east-1b with 1 other master(s); redis-node-1a, its replica in us-east-1a, would take over")
-            && n.message.contains("redisctl redis-cli redis-node-1a -- CLUSTER FAILOVER")),
-        "{:?}",
-        p.notes
+        matches!(ops[..], [NodeOp::Failover { node }] if node == "redis-node-1a"),
+        "{ops:?}"
     );
+    let text = render::plan::human(&p, false);
+    assert!(
+        text.contains("redis-node-1b-2 is a master in us-east-1b with 1 other master(s); redis-node-1a, its replica in us-east-1a, takes over"),
+        "{text}"
+    );
+    apply_and_converge(&spec, o, &p);
 }
 
 #[test]

@@ -410,8 +410,7 @@ pub(super) fn plan(
         && demoted.is_empty()
         && repointed.is_empty()
     {
-        super::affinity::anti_affinity(b, &named);
-        return false;
+        return super::affinity::anti_affinity(b, &named, service_steps);
     }
     let via = v.via.name.clone();
     let mut last: Vec<String> = service_steps.to_vec();
@@ -654,7 +653,7 @@ pub(super) fn swap_in_flight(b: &Builder<'_>) -> bool {
 }
 
 /// `node`, a replica of `master`, takes over from it (`cluster.<node>`); returns the address.
-fn failover(
+pub(super) fn failover(
     b: &mut Builder<'_>,
     node: &str,
     master: &str,
@@ -676,7 +675,7 @@ fn failover(
 }
 
 /// The last step of a shape change: wait until every node agrees on the new one.
-fn health(b: &mut Builder<'_>, after: Vec<String>) {
+pub(super) fn health(b: &mut Builder<'_>, after: Vec<String>) {
     let n_nodes = b.spec.nodes.nodes.len();
     b.steps.push(
         Step::new(
