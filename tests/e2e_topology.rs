@@ -4,8 +4,9 @@
 //! the three others; 4 → 6 masters with the apply killed (SIGKILL) while slots move, then run
 //! again; 0 → 1 replica per master: six nodes join as replicas, each of a master in another
 //! AZ. Then it shrinks: 6 × 1 → 3 × 1 (six replicas leave and are terminated, three masters
-//! hand their slots over and become replicas; killed while slots move, then run again), and
-//! 1 → 0 replicas (the three replicas leave). After each: every write the client saw
+//! hand their slots over and become replicas; killed while slots move, then run again),
+//! 1 → 2 replicas (three more join, each master then has one in each other AZ) and 2 → 0
+//! replicas (the six replicas leave). After each: every write the client saw
 //! acknowledged reads back (0 lost), the failed requests and the longest gap are printed,
 //! `verify` passes and `plan` shows no changes.
 //! Run inside the sandbox: `redisctl-sandbox exec -- cargo test --test e2e_topology -- --nocapture`.
@@ -277,14 +278,30 @@ fn the_cluster_grows_and_shrinks_while_the_application_works() {
         "the leaving nodes are forgotten:\n{nodes}"
     );
 
-    // 1 -> 0 replicas per master: the three replicas leave; the masters keep every key.
+    // 1 -> 2 replicas per master: three more nodes join, each master then has a replica in
+    // each of the two other AZs.
     let app = App::start(&c);
-    c.edit(|t| t.replace("replicas_per_master = 1", "replicas_per_master = 0"));
+    c.edit(|t| t.replace("replicas_per_master = 1", "replicas_per_master = 2"));
+    let t = Instant::now();
+    c.ok(&["apply", "--yes"]);
+    let took = t.elapsed();
+    app.finish("1 -> 2 replicas per master");
+    eprintln!("figure: 3 more replicas added in {:.1}s", took.as_secs_f64());
+    converged_and_verified(&c, 3);
+    let report = c.ok(&["verify"]);
+    assert!(
+        report.contains("replicas in another AZ than their master: 6 of 6"),
+        "{report}"
+    );
+
+    // 2 -> 0 replicas per master: the six replicas leave; the masters keep every key.
+    let app = App::start(&c);
+    c.edit(|t| t.replace("replicas_per_master = 2", "replicas_per_master = 0"));
     let t = Instant::now();
     c.ok(&["apply", "--yes", "--allow-replace"]);
     let took = t.elapsed();
-    app.finish("1 -> 0 replicas per master");
-    eprintln!("figure: 3 replicas removed in {:.1}s", took.as_secs_f64());
+    app.finish("2 -> 0 replicas per master");
+    eprintln!("figure: 6 replicas removed in {:.1}s", took.as_secs_f64());
     converged_and_verified(&c, 3);
     let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
     assert_eq!(
