@@ -286,7 +286,10 @@ fn the_cluster_grows_and_shrinks_while_the_application_works() {
     c.ok(&["apply", "--yes"]);
     let took = t.elapsed();
     app.finish("1 -> 2 replicas per master");
-    eprintln!("figure: 3 more replicas added in {:.1}s", took.as_secs_f64());
+    eprintln!(
+        "figure: 3 more replicas added in {:.1}s",
+        took.as_secs_f64()
+    );
     converged_and_verified(&c, 3);
     let report = c.ok(&["verify"]);
     assert!(

@@ -281,6 +281,7 @@ pub async fn apply(
             steps: steps.len(),
         });
         let phase_start = Instant::now();
+        let trips_before = crate::ssh::round_trips();
         let mut pending: Vec<&Step> = steps.clone();
         let mut running: JoinSet<StepResult> = JoinSet::new();
         let mut running_names: BTreeSet<String> = BTreeSet::new();
@@ -381,6 +382,12 @@ pub async fn apply(
             "a well-ordered plan leaves no step behind"
         );
         let elapsed = phase_start.elapsed();
+        tracing::info!(
+            phase = phase.number(),
+            ssh_round_trips = crate::ssh::round_trips() - trips_before,
+            seconds = elapsed.as_secs_f64(),
+            "phase finished"
+        );
         progress.event(Event::PhaseFinished { phase, elapsed });
         report.phases.push((phase, elapsed));
     }

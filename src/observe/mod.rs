@@ -94,7 +94,13 @@ pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
         observed.local.ca_cert_pem = ca;
         observed.local.desired_files = hashes;
         if observed.local_public_key.is_some() {
+            let trips = crate::ssh::round_trips();
             observed.nodes = rt.observe(&observed, nodes == Nodes::Wait).await;
+            tracing::info!(
+                nodes = observed.nodes.len(),
+                ssh_round_trips = crate::ssh::round_trips() - trips,
+                "nodes observed"
+            );
         }
         runtime = Some(rt);
     }

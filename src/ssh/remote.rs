@@ -14,6 +14,15 @@ use russh::client;
 
 use super::session::{Session, SshError, is_dropped};
 
+/// Commands run over SSH by this process so far (each one round trip: a channel opened, the
+/// command run, its output read), for the figures of `apply -v` and `scripts/bench`.
+static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// [`ROUND_TRIPS`] now.
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub status: u32,
@@ -90,6 +99,7 @@ impl Session {
     ) -> Result<Output, SshError> {
         let node = &self.inner.node;
         tracing::debug!(node = %node, command, "ssh run");
+        ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let after = self.inner.command_timeout;
         let deadline = tokio::time::Instant::now() + after;
         let timeout = || SshError::Timeout {
