@@ -3,12 +3,29 @@
 //! cluster creation, and the waits for a node and for a healthy cluster: every wait is bounded
 //! and says what it waits for.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{NodeError, NodeRuntime, admin_cli, admin_cli_command, noinit};
 use crate::pki;
+use crate::redis::parse::ClusterNode;
 use crate::redis::{conf, files, parse, systemd, users_acl};
 use crate::ssh::{self, Session};
+
+/// A node's view of the cluster as the nodes must agree on it: each node's role, the slots of
+/// a master and the master of a replica (a node in handshake aside).
+fn shape_of(view: &[ClusterNode]) -> String {
+    let mut lines: Vec<String> = view
+        .iter()
+        .filter(|x| !x.flags.iter().any(|f| f == "handshake"))
+        .map(|x| match &x.master_id {
+            Some(m) if x.is_replica() => format!("{} replicates {m}", x.id),
+            _ => format!("{} serves {:?}", x.id, x.slots),
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
 
 /// Between two looks at every node while waiting for a healthy cluster.
 const HEALTH_POLL: Duration = Duration::from_millis(250);
@@ -410,10 +427,22 @@ else
             )
             .await;
             let mut last = None;
+            let mut shapes = BTreeSet::new();
             for v in verdicts {
-                if let Some(why) = v? {
+                let (why, shape) = v?;
+                if let Some(why) = why {
                     last = Some(why);
                 }
+                shapes.extend(shape);
+            }
+            // Every member sees the same shape (which node serves which slots, which replicates
+            // which): right after a replica is re-pointed or a node forgotten, the others learn
+            // it by gossip, and a plan made from a node that has not yet would undo it.
+            if last.is_none() && shapes.len() > 1 {
+                last = Some(format!(
+                    "the nodes do not agree yet on the cluster's shape ({} views)",
+                    shapes.len()
+                ));
             }
             let Some(last) = last else {
                 // Healthy, and still so a moment later: a node that just came back can say ok
@@ -446,7 +475,7 @@ else
         exact: bool,
         replicas: usize,
         n: usize,
-    ) -> Result<Option<String>, NodeError> {
+    ) -> Result<(Option<String>, Option<String>), NodeError> {
         let s = self.session(node).await?;
         // CLUSTER INFO, then the replication section: a replica counts as healthy only once
         // its link to the master is up (it syncs a few seconds after create).
@@ -462,10 +491,10 @@ else
         let (replication, nodes) = rest.split_once("--nodes--").unwrap_or((rest, ""));
         let replica_down =
             replication.contains("role:slave") && !replication.contains("master_link_status:up");
-        let seen_replicas = parse::cluster_nodes(nodes)
-            .map(|v| v.iter().filter(|x| x.is_replica()).count())
-            .unwrap_or(0);
-        Ok(match parse::cluster_info(info) {
+        let view = parse::cluster_nodes(nodes).unwrap_or_default();
+        let seen_replicas = view.iter().filter(|x| x.is_replica()).count();
+        let member = parse::cluster_info(info).is_ok_and(|c| c.known_nodes > 1);
+        let verdict = match parse::cluster_info(info) {
             // Not a member yet (a new node phase 7 joins later).
             Ok(c) if !exact && c.known_nodes <= 1 && c.slots_assigned == 0 => None,
             Ok(_) if replica_down => {
@@ -486,7 +515,8 @@ else
                 c.cluster_state, c.slots_assigned, c.known_nodes
             )),
             Err(_) => Some(format!("{node}: {}", info.trim())),
-        })
+        };
+        Ok((verdict, member.then(|| shape_of(&view))))
     }
 
     pub async fn create_cluster(&self, nodes: &[String], replicas: u32) -> Result<(), NodeError> {
