@@ -28,7 +28,7 @@ fn shape_of(view: &[ClusterNode]) -> String {
 }
 
 /// Between two looks at every node while waiting for a healthy cluster.
-const HEALTH_POLL: Duration = Duration::from_millis(250);
+const HEALTH_POLL: Duration = Duration::from_millis(500);
 /// How long a healthy cluster must stay so (every look in between healthy) before the wait
 /// ends.
 const HEALTH_HOLD: Duration = Duration::from_secs(1);
