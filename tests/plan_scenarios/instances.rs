@@ -1,7 +1,7 @@
 //! The instances phase: what replaces a node (moving it, renaming it) and what does not (a new
 //! AMI, an instance type, IMDS options), and that a node's address is free before it is reused.
 
-use redisctl::plan::{self, Action, Ec2Op, NoteLevel, Op};
+use redisctl::plan::{self, Action, Ec2Op, NodeOp, NoteLevel, Op};
 use redisctl::render;
 
 use crate::fixtures::{example, example_text, image, spec_from};
@@ -60,6 +60,34 @@ fn instance_type_change_is_in_place() {
     // The type, and the configuration: the default maxmemory follows the type's memory.
     assert_eq!((s.add, s.change, s.destroy), (0, 6, 0));
     assert!(p.destroys_data().next().is_none());
+    apply_and_converge(&after, o, &p);
+}
+
+/// A type of the same memory (t2.micro -> t3.micro): no configuration change, but the nodes
+/// are stopped and started all the same, so apply waits for the cluster to be back before it
+/// ends (it used to end while the restarted masters still said cluster_state:fail).
+#[test]
+fn instance_type_change_waits_for_the_cluster() {
+    let text = example_text().replace(
+        "instance_type = \"t2.micro\"",
+        "instance_type = \"t3.micro\"",
+    );
+    let after = spec_from(&text);
+    let o = observed_for(&after, converged(&example()));
+    let p = plan::plan(&after, &o);
+    let wait = p.step("cluster.health").expect("a wait for the cluster");
+    assert!(matches!(
+        &wait.ops[..],
+        [Op::Node(NodeOp::WaitHealthy { nodes: 3 })]
+    ));
+    assert_eq!(
+        wait.depends_on,
+        [
+            "node.redis-node-1a",
+            "node.redis-node-1b",
+            "node.redis-node-1c"
+        ]
+    );
     apply_and_converge(&after, o, &p);
 }
 

@@ -274,19 +274,37 @@ pub(super) fn cluster(
             );
             return;
         }
-        if !waiting.is_empty() && starting {
+        // Running nodes that phase 2 stops and starts (an instance type change): the cluster
+        // is down or partial until they are back, and apply must not end before that.
+        let restarted: Vec<String> = b
+            .steps
+            .iter()
+            .filter(|s| {
+                s.ops
+                    .iter()
+                    .any(|o| matches!(o, Op::Ec2(Ec2Op::ModifyInstanceType { restart: true, .. })))
+            })
+            .map(|s| s.address.clone())
+            .collect();
+        if (!waiting.is_empty() && starting) || !restarted.is_empty() {
+            let mut after = waiting.to_vec();
+            after.extend(restarted.iter().cloned());
             b.steps.push(
                 Step::new(
                     "cluster.health",
                     Action::Run,
                     Phase::ClusterCreate,
-                    "stopped nodes are started; wait until they rejoin",
+                    if restarted.is_empty() {
+                        "stopped nodes are started; wait until they rejoin"
+                    } else {
+                        "nodes are stopped and started (instance type); wait until they rejoin"
+                    },
                 )
                 .changes(vec![Change::create(
                     "wait_for",
                     format!("cluster_state:ok, 16384 slots, {n_nodes} nodes"),
                 )])
-                .depends_on(waiting.to_vec())
+                .depends_on(after)
                 .op(Op::Node(NodeOp::WaitHealthy { nodes: n_nodes })),
             );
         }
