@@ -45,9 +45,7 @@ fn spec(t: String, masters: usize, replicas: usize) -> String {
             &format!("replicas_per_master = {replicas}"),
         );
     // Derived nodes (the example lists three).
-    let start = t.find("\n[[nodes.node]]").unwrap();
-    let end = t.find("\n[ssh]").unwrap();
-    format!("{}{}", &t[..start], &t[end..])
+    common::derived_nodes(&t)
 }
 
 /// One measured run of redisctl.

@@ -263,9 +263,7 @@ impl Shape {
             Shape::Six => {
                 // With replicas the nodes are derived from the topology (two per AZ).
                 let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
-                let start = t.find("\n[[nodes.node]]").unwrap();
-                let end = t.find("\n[ssh]").unwrap();
-                format!("{}{}", &t[..start], &t[end..])
+                common::derived_nodes(&t)
             }
         }
     }

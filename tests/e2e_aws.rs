@@ -345,9 +345,7 @@ fn plan_makes_the_same_number_of_ec2_calls_for_3_and_9_nodes() {
                 &format!("replicas_per_master = {replicas}"),
             );
             // Without the node list, nodes default to round-robin over the three subnets.
-            let start = t.find("\n[[nodes.node]]").unwrap();
-            let end = t.find("\n[ssh]").unwrap();
-            format!("{}{}", &t[..start], &t[end..])
+            common::derived_nodes(&t)
         });
         let t = std::time::Instant::now();
         let out = c.ok(&["apply", "--yes"]);

@@ -275,9 +275,7 @@ fn six_nodes_with_replicas_figures() {
     let account = common::account::now();
     let c = Cluster::new("six", |t| {
         let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
-        let start = t.find("\n[[nodes.node]]").unwrap();
-        let end = t.find("\n[ssh]").unwrap();
-        format!("{}{}", &t[..start], &t[end..])
+        common::derived_nodes(&t)
     });
     let t = Instant::now();
     let out = c.ok(&["apply", "--yes"]);

@@ -17,9 +17,7 @@ use redisctl_sandbox::testing::Sandbox;
 /// formation).
 fn six(t: String) -> String {
     let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
-    let start = t.find("\n[[nodes.node]]").unwrap();
-    let end = t.find("\n[ssh]").unwrap();
-    format!("{}{}", &t[..start], &t[end..])
+    common::derived_nodes(&t)
 }
 
 /// `apply --yes`, killed `after` the cluster step started. Returns what it printed, or `None`

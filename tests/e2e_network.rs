@@ -36,35 +36,11 @@ fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Durat
 fn public_ips() -> BTreeMap<String, String> {
     block(async {
         let ec2 = common::ec2_client().await;
-        let out = ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:redisctl:cluster")
-                    .values("prod-redis")
-                    .build(),
-            )
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
-                    .build(),
-            )
-            .send()
+        common::running_nodes(&ec2)
             .await
-            .unwrap();
-        out.reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .filter_map(|i| {
-                let node = i
-                    .tags()
-                    .iter()
-                    .find(|t| t.key() == Some("redisctl:node"))?
-                    .value()?
-                    .to_string();
-                Some((node, i.public_ip_address()?.to_string()))
-            })
+            .unwrap()
+            .into_iter()
+            .filter_map(|(node, i)| Some((node, i.public_ip_address()?.to_string())))
             .collect()
     })
 }

@@ -680,9 +680,7 @@ fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_req
         // The writer below is a client on the operator's machine.
         let t = common::redis_open_to_operator(unencrypted(t))
             .replace("replicas_per_master = 0", "replicas_per_master = 1");
-        let start = t.find("\n[[nodes.node]]").unwrap();
-        let end = t.find("\n[ssh]").unwrap();
-        format!("{}{}", &t[..start], &t[end..])
+        common::derived_nodes(&t)
     };
     let c = Cluster::new("swaprep", six);
     let t = Instant::now();

@@ -75,10 +75,7 @@ fn shape(t: String, masters: u32, replicas: u32) -> String {
             "replicas_per_master = 0",
             &format!("replicas_per_master = {replicas}"),
         );
-    match (t.find("\n[[nodes.node]]"), t.find("\n[ssh]")) {
-        (Some(start), Some(end)) => format!("{}{}", &t[..start], &t[end..]),
-        _ => t,
-    }
+    common::derived_nodes(&t)
 }
 
 struct App {

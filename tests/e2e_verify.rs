@@ -822,9 +822,7 @@ fn verify_checks_replicas_on_a_six_node_cluster() {
     let _sb = Sandbox::acquire();
     let c = Cluster::new("verify6", |t| {
         let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
-        let start = t.find("\n[[nodes.node]]").unwrap();
-        let end = t.find("\n[ssh]").unwrap();
-        format!("{}{}", &t[..start], &t[end..])
+        common::derived_nodes(&t)
     });
     let t = Instant::now();
     let out = c.apply();

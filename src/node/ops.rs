@@ -493,8 +493,9 @@ else
             replication.contains("role:slave") && !replication.contains("master_link_status:up");
         let view = parse::cluster_nodes(nodes).unwrap_or_default();
         let seen_replicas = view.iter().filter(|x| x.is_replica()).count();
-        let member = parse::cluster_info(info).is_ok_and(|c| c.known_nodes > 1);
-        let verdict = match parse::cluster_info(info) {
+        let cluster = parse::cluster_info(info);
+        let member = cluster.as_ref().is_ok_and(|c| c.known_nodes > 1);
+        let verdict = match cluster {
             // Not a member yet (a new node phase 7 joins later).
             Ok(c) if !exact && c.known_nodes <= 1 && c.slots_assigned == 0 => None,
             Ok(_) if replica_down => {

@@ -221,40 +221,15 @@ impl Cluster {
     /// The end of every running node's Redis log, for a failure's message (what the cluster
     /// itself said: elections, votes refused, links lost).
     pub fn redis_log_tails(&self) -> String {
-        let nodes = tokio::runtime::Runtime::new().unwrap().block_on(async {
-            let ec2 = ec2_client().await;
-            let Ok(out) = ec2
-                .describe_instances()
-                .filters(tag("redisctl:cluster", "prod-redis"))
-                .filters(tag("redisctl:role", "node"))
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("instance-state-name")
-                        .values("running")
-                        .build(),
-                )
-                .send()
-                .await
-            else {
-                return Vec::new();
-            };
-            let mut nodes: Vec<(String, String)> = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .filter_map(|i| {
-                    let node = i
-                        .tags()
-                        .iter()
-                        .find(|t| t.key() == Some("redisctl:node"))?
-                        .value()?
-                        .to_string();
-                    Some((node, i.private_ip_address()?.to_string()))
-                })
-                .collect();
-            nodes.sort();
-            nodes
-        });
+        // (In a failure's message: an EC2 error leaves the logs out, it does not panic.)
+        let mut nodes: Vec<(String, String)> = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { running_nodes(&ec2_client().await).await })
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(node, i)| Some((node, i.private_ip_address()?.to_string())))
+            .collect();
+        nodes.sort();
         let mut out = String::new();
         for (node, ip) in nodes {
             let log = self.on_node(
@@ -460,6 +435,16 @@ pub fn python() -> std::path::PathBuf {
     p
 }
 
+/// The spec without its `[[nodes.node]]` list: the nodes are then derived from `masters` and
+/// `replicas_per_master`, round-robin over the subnets.
+pub fn derived_nodes(t: &str) -> String {
+    let start = t
+        .find("\n[[nodes.node]]")
+        .expect("the spec lists its nodes");
+    let end = t.find("\n[ssh]").expect("the spec has an [ssh] table");
+    format!("{}{}", &t[..start], &t[end..])
+}
+
 /// The spec with Redis open to the operator's machine too, for a client that runs there (it
 /// reaches the VPC as through a VPN, from the sandbox's internet address): security groups are
 /// enforced, and `redis_cidrs` defaults to the VPC only.
@@ -519,6 +504,38 @@ fn tag(key: &str, value: &str) -> aws_sdk_ec2::types::Filter {
         .name(format!("tag:{key}"))
         .values(value)
         .build()
+}
+
+/// The running instances of cluster prod-redis that are nodes, with their node names.
+pub async fn running_nodes(
+    ec2: &aws_sdk_ec2::Client,
+) -> Result<Vec<(String, aws_sdk_ec2::types::Instance)>, String> {
+    let out = ec2
+        .describe_instances()
+        .filters(tag("redisctl:cluster", "prod-redis"))
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("DescribeInstances: {e:?}"))?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| {
+            let node = i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("redisctl:node"))?
+                .value()?
+                .to_string();
+            Some((node, i.clone()))
+        })
+        .collect())
 }
 
 /// The id of `node`'s instance in cluster prod-redis, found by its tags (not terminated).
