@@ -83,7 +83,7 @@ fn json_stream_live_display_and_error_record() {
     for want in [
         "waiting for instance",
         "waiting for sshd",
-        "waiting for redis-cli --cluster create",
+        "assigning the slots of",
     ] {
         assert!(
             statuses.iter().any(|s| s.starts_with(want)),

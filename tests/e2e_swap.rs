@@ -532,11 +532,16 @@ fn operator_cli(tls: &[PathBuf; 3], ip: &str) -> Command {
 /// that failed.
 struct Written {
     acked: Vec<(String, String)>,
+    /// For each acknowledged key: when (UTC time of day) and what the client printed (the node
+    /// it asked, the redirects it followed), to place a lost write among apply's steps.
+    how: std::collections::HashMap<String, String>,
     failed: usize,
     /// The longest time writes kept failing.
     longest_failing: Duration,
     /// The longest an acknowledged write took (a paused write waits).
     slowest: Duration,
+    /// That write's key.
+    slowest_key: String,
     first_error: Option<String>,
 }
 
@@ -550,9 +555,11 @@ fn writer(
     std::thread::spawn(move || {
         let mut w = Written {
             acked: Vec::new(),
+            how: std::collections::HashMap::new(),
             failed: 0,
             longest_failing: Duration::ZERO,
             slowest: Duration::ZERO,
+            slowest_key: String::new(),
             first_error: None,
         };
         let run = format!("{:x}", std::process::id());
@@ -562,13 +569,16 @@ fn writer(
             n += 1;
             let (key, value) = (format!("live:{n}"), format!("w{n}-{run}"));
             let t = Instant::now();
+            let mut via = String::new();
             let ok = ips.iter().any(|ip| {
                 let out = operator_cli(&tls, ip)
                     .args(["SET", &key, &value])
                     .stdin(Stdio::null())
                     .output()
                     .unwrap_or_else(|e| panic!("redis-cli: {e}"));
-                let ok = text(&out.stdout).trim() == "OK";
+                let said = text(&out.stdout);
+                let ok = said.lines().last().map(str::trim) == Some("OK");
+                via = format!("{ip}: {}", said.trim().replace('\n', " | "));
                 if !ok && w.first_error.is_none() {
                     w.first_error = Some(format!(
                         "{ip}: {} {}",
@@ -579,7 +589,18 @@ fn writer(
                 ok
             });
             if ok {
-                w.slowest = w.slowest.max(t.elapsed());
+                if t.elapsed() > w.slowest {
+                    w.slowest = t.elapsed();
+                    w.slowest_key = key.clone();
+                }
+                w.how.insert(
+                    key.clone(),
+                    format!(
+                        "asked {} acknowledged {} {via}",
+                        time_of_day(std::time::SystemTime::now() - t.elapsed()),
+                        time_of_day(std::time::SystemTime::now())
+                    ),
+                );
                 w.acked.push((key, value));
             }
             match (ok, failing_since) {
@@ -600,6 +621,18 @@ fn writer(
         }
         w
     })
+}
+
+/// `HH:MM:SS.mmm` (UTC) of `t`, as apply's log lines and Redis's logs print it.
+fn time_of_day(t: std::time::SystemTime) -> String {
+    let ms = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
 }
 
 /// Reads every acknowledged write back through the cluster (one cluster client, GETs in
@@ -784,28 +817,41 @@ fn with_replicas_the_swap_rolls_with_a_failover_and_keeps_the_old_volumes_on_req
     let t = Instant::now();
     let lost = lost_writes(&tls, &ips[0], &w.acked);
     eprintln!(
-        "figure: a client writing during the rolling swap: {} writes acknowledged, {} attempts failed (first: {}), longest failing stretch {:.2}s, slowest acknowledged write {:.2}s; all read back in {:.1}s: {} lost or changed",
+        "figure: a client writing during the rolling swap: {} writes acknowledged, {} attempts failed (first: {}), longest failing stretch {:.2}s, slowest acknowledged write {:.2}s ({} {}); all read back in {:.1}s: {} lost or changed",
         w.acked.len(),
         w.failed,
         w.first_error.as_deref().unwrap_or("none"),
         w.longest_failing.as_secs_f64(),
         w.slowest.as_secs_f64(),
+        w.slowest_key,
+        w.how.get(&w.slowest_key).map(String::as_str).unwrap_or(""),
         t.elapsed().as_secs_f64(),
         lost.len()
     );
     assert!(!w.acked.is_empty(), "the writer could write at all");
     assert!(
         lost.is_empty(),
-        "{} of {} acknowledged writes lost or changed, e.g. {:?}",
+        "{} of {} acknowledged writes lost or changed, e.g. {:?}\n{}\napply said:\n{out}\n{}",
         lost.len(),
         w.acked.len(),
-        &lost[..lost.len().min(10)]
+        &lost[..lost.len().min(10)],
+        lost.iter()
+            .take(10)
+            .filter_map(|l| {
+                let key = l.split(':').take(2).collect::<Vec<_>>().join(":");
+                Some(format!("{key}: {}", w.how.get(&key)?))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        c.redis_log_tails()
     );
     assert!(
         w.longest_failing < Duration::from_secs(5),
         "no write fails for longer than a failover: {:?}",
         w.longest_failing
     );
+    // No failover was asked of a replica whose last election Redis still remembered.
+    c.assert_no_stale_election_win();
     // Every failover (each node that is a master when its turn comes hands over: a replica
     // promoted earlier in the roll too) had its keys counted on both sides, and each swapped
     // node, a replica by then, was compared with its master.

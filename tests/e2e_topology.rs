@@ -8,7 +8,9 @@
 //! 1 → 2 replicas (three more join, each master then has one in each other AZ) and 2 → 0
 //! replicas (the six replicas leave). After each: every write the client saw
 //! acknowledged reads back (0 lost), the failed requests and the longest gap are printed,
-//! `verify` passes and `plan` shows no changes.
+//! `verify` passes and `plan` shows no changes. A second test parts masters that failovers by
+//! hand left sharing an AZ, asking the failover of a node that won an election moments ago
+//! only once Redis has forgotten it.
 //! Run inside the sandbox: `redisctl-sandbox exec -- cargo test --test e2e_topology -- --nocapture`.
 
 mod common;
@@ -171,7 +173,8 @@ fn converged_and_verified(c: &Cluster, masters: usize) {
 }
 
 /// `CLUSTER FAILOVER` on the node at `ip` (asked again every 8 s: the voters may refuse for a
-/// while), then wait (bounded) until it is a master.
+/// while, and Redis starts no election within 4 x cluster-node-timeout of the node's last),
+/// then wait (bounded) until it is a master.
 fn fail_over_by_hand(c: &Cluster, ip: &str) {
     let start = Instant::now();
     let mut asked: Option<Instant> = None;
@@ -189,12 +192,21 @@ fn fail_over_by_hand(c: &Cluster, ip: &str) {
     }
 }
 
-/// On a 3 x 1 cluster: a master's replica (in another AZ, where a master already is) takes
-/// over, the master takes its slots back 25 s later, and the replica takes over again 31 s
-/// after its first: the replica now leads in an AZ with another master, and a failover back
-/// is refused by the voters for the next 24 s or so (they voted about this master 6 s ago).
-/// Apply parts them anyway: its take-over asks again once that window has passed.
-fn masters_parted_after_failovers(c: &Cluster) {
+/// On a 3 x 1 cluster, failovers by hand between a master M and its replica R (in another AZ,
+/// where a master already is): R takes over, M takes its slots back 50 s later, R takes over
+/// again 61.5 s after its first (once Redis has forgotten R's first election). R now leads in
+/// an AZ with another master, and M, which won an election about 15 s ago, is the node apply
+/// must ask to take over. Redis 7.0 would reuse that election: M "wins" at once with its old
+/// epoch, serves R's slots for a moment, loses them to R's newer epoch and resyncs from R,
+/// losing the writes it took. Apply waits until Redis has forgotten M's election (4 x
+/// cluster-node-timeout after it started), then parts the masters; the application loses
+/// nothing and no node's log shows an election won that it did not start.
+#[test]
+fn masters_sharing_an_az_after_failovers_are_parted_without_reusing_an_election() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("failovers", |t| shape(t, 3, 1));
+    c.ok(&["apply", "--yes"]);
+    c.ok(&["client-cert", "app", "--out", "tls", "--days", "30"]);
     let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
     let lines: Vec<Vec<&str>> = nodes
         .lines()
@@ -212,12 +224,44 @@ fn masters_parted_after_failovers(c: &Cluster) {
         .expect("its master");
     let (m, r) = (ip(master), ip(replica));
     eprintln!("failovers by hand between {m} (master) and {r} (its replica)");
-    fail_over_by_hand(c, &r);
+    fail_over_by_hand(&c, &r);
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(25).saturating_sub(t0.elapsed()));
-    fail_over_by_hand(c, &m);
-    std::thread::sleep(Duration::from_secs(31).saturating_sub(t0.elapsed()));
-    fail_over_by_hand(c, &r);
+    std::thread::sleep(Duration::from_secs(50).saturating_sub(t0.elapsed()));
+    fail_over_by_hand(&c, &m);
+    std::thread::sleep(Duration::from_millis(61_500).saturating_sub(t0.elapsed()));
+    fail_over_by_hand(&c, &r);
+    // R must know M as its replica (gossip brings it within a few seconds), or it would
+    // ignore M's request to start a manual failover and nothing would be put to the test.
+    let start = Instant::now();
+    loop {
+        let view = c.redis(&r, "CLUSTER NODES");
+        let r_id = view
+            .lines()
+            .find(|l| l.contains("myself"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        let knows = view.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3
+                && f[1].starts_with(&format!("{m}:"))
+                && f[2].contains("slave")
+                && f[3] == r_id
+        });
+        if knows {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{r} does not know {m} as its replica:\n{view}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "{m} won an election {:.1}s ago and is a replica of {r} again",
+        t0.elapsed().as_secs_f64() - 50.0
+    );
+    let app = App::start(&c);
     // (Planned from the best-informed node's view: for a moment after the failover, it can
     // still show the old master as a master without slots.)
     let wanted = "takes over (CLUSTER FAILOVER) so that losing one AZ costs fewer masters";
@@ -229,15 +273,23 @@ fn masters_parted_after_failovers(c: &Cluster) {
     }
     assert!(plan.contains(wanted), "{plan}");
     let t = Instant::now();
-    let out = c.ok(&["apply", "--yes"]);
+    let out = c.ok(&["apply", "--yes", "-v"]);
     eprintln!(
-        "figure: masters parted again by apply in {:.1}s (a failover the voters refused at first)",
-        t.elapsed().as_secs_f64()
+        "figure: masters parted again by apply in {:.1}s, {:.1}s after {m}'s election",
+        t.elapsed().as_secs_f64(),
+        t0.elapsed().as_secs_f64() - 50.0
     );
+    c.assert_no_stale_election_win();
+    app.finish("masters parted after failovers by hand");
     assert!(out.contains("takes over from its master"), "{out}");
-    converged_and_verified(c, 3);
+    assert!(
+        out.contains("its last failover election started"),
+        "apply asked without waiting for Redis to forget the last election:\n{out}"
+    );
+    converged_and_verified(&c, 3);
     let report = c.ok(&["verify"]);
     assert!(report.contains("masters in 3 AZ(s)"), "{report}");
+    c.ok(&["destroy", "--yes"]);
 }
 
 #[test]
@@ -344,11 +396,6 @@ fn the_cluster_grows_and_shrinks_while_the_application_works() {
         6,
         "the leaving nodes are forgotten:\n{nodes}"
     );
-
-    // Masters sharing an AZ after failovers made by hand are parted again by apply, also when
-    // Redis's masters refuse, for twice cluster-node-timeout (30 s here), to vote for another
-    // failover of a master just failed over from.
-    masters_parted_after_failovers(&c);
 
     // 1 -> 2 replicas per master: three more nodes join, each master then has a replica in
     // each of the two other AZs.

@@ -33,9 +33,6 @@ const HEALTH_POLL: Duration = Duration::from_millis(500);
 /// ends.
 const HEALTH_HOLD: Duration = Duration::from_secs(1);
 
-/// The longest `redis-cli --cluster create` may take (it has no bound of its own).
-const CLUSTER_CREATE_BOUND_SECS: u32 = 180;
-
 /// The directories of the node's files made root's again, and no managed path a symbolic
 /// link, before anything is written into them ([`files::secure_script`]).
 async fn secure_dirs(s: &Session) -> Result<(), NodeError> {
@@ -110,53 +107,56 @@ else
         Ok(())
     }
 
+    /// The ACL file on `node`; with `reload`, Redis running, in one round trip: each user's
+    /// rules checked against the live server first (a file `ACL LOAD` refuses would also be
+    /// refused at the next restart), the directories made root's, the file written
+    /// atomically, then `ACL LOAD`.
     pub async fn write_acl(&self, node: &str, reload: bool) -> Result<(), NodeError> {
         let content = self.file(node, users_acl::USERS_ACL).await?;
         let s = self.session(node).await?;
-        if reload {
-            // Check the rules against the live server first: a file ACL LOAD refuses would also
-            // be refused at the next restart.
-            for u in self.spec.users.iter() {
-                let quote = |v: Vec<String>| {
-                    v.iter()
-                        .map(|a| ssh::sh_quote(a))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                };
-                let args = quote(users_acl::dry_run_args(u));
-                let cleanup = quote(users_acl::dry_run_cleanup_args(&users_acl::dry_run_user(
-                    &u.name,
-                )));
-                let script = format!(
-                    "pw=\"$(cat)\"; out=$(printf %s \"$pw\" | {cli} {args}); printf %s \"$pw\" | {cli} {cleanup} >/dev/null; [ \"$out\" = OK ] || {{ echo \"$out\" >&2; exit 1; }}",
-                    cli = admin_cli(&self.spec)
-                );
-                s.sudo_ok(
-                    &format!("check the ACL rules of user {}", u.name),
-                    &script,
-                    self.stdin(),
-                )
-                .await?;
-            }
+        if !reload {
+            secure_dirs(&s).await?;
+            s.upload(&users_acl::USERS_ACL, content.as_bytes()).await?;
+            return Ok(());
         }
-        secure_dirs(&s).await?;
-        s.upload(&users_acl::USERS_ACL, content.as_bytes()).await?;
-        if reload {
-            let out = s
-                .sudo_ok(
-                    "ACL LOAD",
-                    &format!("{} ACL LOAD", admin_cli(&self.spec)),
-                    self.stdin(),
-                )
-                .await?;
-            let text = out.stdout_str();
-            if text.trim() != "OK" {
-                return Err(NodeError::Failed {
-                    node: node.into(),
-                    what: format!("ACL LOAD answered: {}", text.trim()),
-                });
-            }
+        let quote = |v: Vec<String>| {
+            v.iter()
+                .map(|a| ssh::sh_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let cli = format!("REDISCLI_AUTH=\"$pw\" {}", admin_cli_command(&self.spec));
+        let password = self.stdin().unwrap_or_default();
+        // The password first (read byte by byte, so that the file's content stays on stdin
+        // for the upload), then the file.
+        let mut script = format!(
+            "set -eu\npw=\"$(dd bs=1 count={} 2>/dev/null)\"\n",
+            password.len()
+        );
+        for u in self.spec.users.iter() {
+            let args = quote(users_acl::dry_run_args(u));
+            let cleanup = quote(users_acl::dry_run_cleanup_args(&users_acl::dry_run_user(
+                &u.name,
+            )));
+            script.push_str(&format!(
+                "out=$({cli} {args} 2>&1) || true; {cli} {cleanup} >/dev/null 2>&1 || true; [ \"$out\" = OK ] || {{ echo \"the ACL rules of user {name} are refused by Redis: $out\" >&2; exit 1; }}\n",
+                name = u.name
+            ));
         }
+        script.push_str(&files::secure_script());
+        script.push('\n');
+        script.push_str(&ssh::upload_script(&users_acl::USERS_ACL));
+        script.push_str(&format!(
+            "out=$({cli} ACL LOAD 2>&1) || true; [ \"$out\" = OK ] || {{ echo \"ACL LOAD answered: $out\" >&2; exit 1; }}\n"
+        ));
+        let mut input = password.to_vec();
+        input.extend_from_slice(content.as_bytes());
+        s.sudo_ok(
+            "check the ACL rules, write /etc/redis/users.acl, ACL LOAD",
+            &script,
+            Some(&input),
+        )
+        .await?;
         Ok(())
     }
 
@@ -382,7 +382,7 @@ else
     }
 
     /// Wait (bounded) until every node says cluster_state:ok, 16384 slots, `n` nodes known, sees
-    /// every replica as a replica (right after `--cluster create`, gossip can still show a
+    /// every replica as a replica (right after the formation, gossip can still show a
     /// replica as a master without slots), and every replica's link to its master is up.
     pub(super) async fn wait_cluster_healthy(&self, n: usize) -> Result<(), NodeError> {
         self.wait_healthy_as(Some(n)).await
@@ -518,33 +518,5 @@ else
             Err(_) => Some(format!("{node}: {}", info.trim())),
         };
         Ok((verdict, member.then(|| shape_of(&view))))
-    }
-
-    pub async fn create_cluster(&self, nodes: &[String], replicas: u32) -> Result<(), NodeError> {
-        let first = nodes.first().ok_or_else(|| NodeError::Failed {
-            node: "-".into(),
-            what: "no nodes".into(),
-        })?;
-        let s = self.session(first).await?;
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| {
-                self.node_spec(n)
-                    .map(|x| format!("{}:{}", x.private_ip, self.spec.redis.port))
-            })
-            .collect::<Result<_, _>>()?;
-        // redis-cli waits for the cluster to join with no bound of its own (a bus that cannot
-        // connect, a node that goes away): bound it here.
-        let script = format!(
-            "REDISCLI_AUTH=\"$(cat)\" timeout {CLUSTER_CREATE_BOUND_SECS} {} --cluster create {} --cluster-replicas {replicas} --cluster-yes",
-            admin_cli_command(&self.spec),
-            addrs.join(" ")
-        );
-        crate::progress::status(format!(
-            "waiting for redis-cli --cluster create on {first} (bounded: {CLUSTER_CREATE_BOUND_SECS}s)"
-        ));
-        s.sudo_ok("redis-cli --cluster create", &script, self.stdin())
-            .await?;
-        self.wait_cluster_healthy(nodes.len()).await
     }
 }

@@ -214,6 +214,8 @@ impl NodeRuntime {
                 format!("its replica {} is not a node of the spec", replica.ip),
             ));
         };
+        // Before any write pause: a replica that ran an election lately must not be asked yet.
+        self.await_elections_forgotten(&replica_node).await?;
         if !count {
             self.failover_to(node, &replica_node).await?;
             return Ok(Some(Handover {

@@ -16,17 +16,24 @@ const JOIN_BOUND: Duration = Duration::from_secs(120);
 /// How long Redis gives a manual failover (CLUSTER_MF_TIMEOUT, 5 s), with a margin for a
 /// loaded host.
 const MANUAL_FAILOVER: Duration = Duration::from_secs(7);
+/// How many times [`NodeRuntime::take_over`] asks.
+const TAKEOVER_ATTEMPTS: u32 = 3;
 
-/// The masters' refusal to vote twice about one master: twice `cluster-node-timeout`.
-fn vote_window(node_timeout_ms: u32) -> Duration {
-    Duration::from_millis(2 * u64::from(node_timeout_ms))
+/// Redis's `auth_retry_time`: how long a replica's last election stays in its memory
+/// (twice `auth_timeout`, itself twice `cluster-node-timeout`, at least 2 s).
+fn election_memory(node_timeout_ms: u32) -> Duration {
+    Duration::from_millis(2 * (2 * u64::from(node_timeout_ms)).max(2000))
 }
 
-/// How long [`NodeRuntime::take_over`] tries: room for an attempt refused by the vote window
-/// and one after it, and never less than a join.
-fn takeover_bound(node_timeout_ms: u32) -> Duration {
-    JOIN_BOUND.max(2 * (MANUAL_FAILOVER + vote_window(node_timeout_ms)) + MANUAL_FAILOVER)
-}
+/// What `node`'s Redis log says of its elections: the seconds since the last one started, or
+/// None when it started none since Redis last started (an election's state lives in memory).
+const LAST_ELECTION_SCRIPT: &str = r#"log=LOGFILE
+last=$(cat "$log.1" "$log" 2>/dev/null | grep -E 'Starting a failover election|Ready to accept connections' | tail -n 1)
+now=$(date +%s.%N)
+case "$last" in
+  *Starting*) t=$(echo "$last" | awk '{print $2" "$3" "$4" "$5}'); echo "$now $(date -d "$t" +%s.%N)";;
+  *) echo "$now none";;
+esac"#;
 
 /// A bound on one `redis-cli --cluster reshard` or `fix` (it has none of its own).
 const RESHARD_BOUND_SECS: u32 = 1800;
@@ -287,17 +294,68 @@ impl NodeRuntime {
             })
     }
 
+    /// Waits until `node`, a replica about to be asked `CLUSTER FAILOVER`, has no election of
+    /// its own in Redis's memory.
+    ///
+    /// Redis 7.0 keeps a replica's last election (its start, its votes, its epoch) after it
+    /// won and became a replica again. Asked to fail over within `2 × cluster-node-timeout`
+    /// of that election's start, it "wins" at once with the old epoch, serves its master's
+    /// slots for a moment, loses them to the master's newer epoch and resyncs from it: the
+    /// writes it took in between are lost (found by e2e_swap's writer in CI: 1 of 5482
+    /// acknowledged writes, read back as missing; the replica's log said "Failover election
+    /// won" with no election started, its master's "Manual failover timed out"). Asked
+    /// between that and `4 × cluster-node-timeout`, it cannot start an election at all and
+    /// the master's writes wait 5 s for nothing ("Failover attempt expired"). So the replica
+    /// is asked only once its last election started longer ago than that (or it started none
+    /// since Redis started), read from its log; waiting here, before any write pause.
+    pub(super) async fn await_elections_forgotten(&self, node: &str) -> Result<(), NodeError> {
+        let memory = election_memory(self.spec.redis.cluster_node_timeout_ms);
+        let s = self.session(node).await?;
+        let out = s
+            .sudo_ok(
+                "read the last election from the Redis log",
+                &LAST_ELECTION_SCRIPT.replace("LOGFILE", crate::redis::conf::LOG_FILE),
+                None,
+            )
+            .await?;
+        let text = out.stdout_str();
+        let mut fields = text.split_whitespace();
+        let now: Option<f64> = fields.next().and_then(|x| x.parse().ok());
+        let last: Option<f64> = fields.next().and_then(|x| x.parse().ok());
+        let (Some(now), Some(last)) = (now, last) else {
+            return Ok(());
+        };
+        let age = Duration::from_secs_f64((now - last).max(0.0));
+        // A margin for the log's millisecond stamps and the poll of Redis's cron (100 ms).
+        let wait = (memory + Duration::from_millis(500)).saturating_sub(age);
+        if wait.is_zero() {
+            return Ok(());
+        }
+        tracing::info!(
+            node,
+            "its last failover election started {:.1}s ago: waiting {:.1}s before CLUSTER FAILOVER (Redis 7.0 reuses a recent election's votes and epoch)",
+            age.as_secs_f64(),
+            wait.as_secs_f64()
+        );
+        crate::progress::status(format!(
+            "{node} won or ran an election {}s ago: waiting {}s until Redis forgets it (a failover asked sooner could lose writes)",
+            age.as_secs(),
+            wait.as_secs() + 1
+        ));
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
     /// `node`, a replica, takes over from its master (`CLUSTER FAILOVER`: the master stops
     /// writes, the replica catches up, then they swap), waiting (bounded) until it serves as
     /// master. Nothing is done to a node that is a master already.
     ///
-    /// Redis gives a manual failover [`MANUAL_FAILOVER`] to win its election, and the masters
-    /// refuse to vote for a second failover of one master within twice `cluster-node-timeout`
-    /// of the last (a shard that just failed over the other way: a swap's or a restart's
-    /// handover and take-back, then a failover that parts masters sharing an AZ). So an
-    /// attempt that did not win is asked again once that window has passed, within
-    /// [`takeover_bound`]; the window is waited out, not hammered (each attempt pauses the
-    /// master's writes while it lasts).
+    /// Each ask waits first until the node's last election is forgotten
+    /// ([`Self::await_elections_forgotten`]), then gives the failover [`MANUAL_FAILOVER`] to
+    /// win. An attempt can lose its election: the masters refuse to vote about one master
+    /// twice within `2 × cluster-node-timeout` (a shard that just failed over the other way).
+    /// The next ask comes once that attempt's own election is forgotten, which is later than
+    /// that window; [`TAKEOVER_ATTEMPTS`] asks at most.
     pub async fn take_over(&self, node: &str) -> Result<(), NodeError> {
         let me = self.myself(node).await?;
         if me.is_master() {
@@ -306,55 +364,40 @@ impl NodeRuntime {
         crate::progress::status(format!(
             "{node} takes over from its master (CLUSTER FAILOVER)"
         ));
-        let window = vote_window(self.spec.redis.cluster_node_timeout_ms);
-        let bound = takeover_bound(self.spec.redis.cluster_node_timeout_ms);
         let started = Instant::now();
-        let mut attempts = 0;
-        loop {
-            // (A win just after the last look: asking a master to fail over is an error.)
-            if attempts > 0 && self.myself(node).await?.is_master() {
+        for attempt in 1..=TAKEOVER_ATTEMPTS {
+            self.await_elections_forgotten(node).await?;
+            // (A late win while waiting: asking a master to fail over is an error.)
+            if self.myself(node).await?.is_master() {
                 return Ok(());
             }
-            attempts += 1;
             self.cluster_command(node, "CLUSTER FAILOVER").await?;
-            let attempt = Instant::now();
-            // Past the attempt's own life, the whole vote window is waited (a late win ends
-            // it early).
-            let wait = if started.elapsed() + window + MANUAL_FAILOVER < bound {
-                MANUAL_FAILOVER + window
-            } else {
-                bound.saturating_sub(started.elapsed())
-            };
-            let mut said = false;
-            while attempt.elapsed() < wait {
+            let asked = Instant::now();
+            while asked.elapsed() < MANUAL_FAILOVER {
                 if self.myself(node).await?.is_master() {
-                    if attempts > 1 {
-                        tracing::info!(node, attempts, "took over after {:?}", started.elapsed());
+                    if attempt > 1 {
+                        tracing::info!(node, attempt, "took over after {:?}", started.elapsed());
                     }
                     return Ok(());
                 }
-                if !said && attempt.elapsed() > MANUAL_FAILOVER {
-                    said = true;
-                    tracing::info!(
-                        node,
-                        "CLUSTER FAILOVER did not win its election within {MANUAL_FAILOVER:?} (the masters refuse a second failover of one master within {window:?}, twice cluster-node-timeout): asking again once that has passed"
-                    );
-                    crate::progress::status(format!(
-                        "{node}: the other masters do not vote yet (a failover of this shard {}s ago at most); asking again",
-                        window.as_secs()
-                    ));
-                }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
-            if started.elapsed() >= bound {
-                return Err(NodeError::Timeout {
-                    what: format!(
-                        "{node} to take over from its master (CLUSTER FAILOVER, {attempts} attempt(s))"
-                    ),
-                    waited: started.elapsed(),
-                });
+            if attempt < TAKEOVER_ATTEMPTS {
+                tracing::info!(
+                    node,
+                    "CLUSTER FAILOVER did not win its election within {MANUAL_FAILOVER:?} (the masters refuse a second failover of one master within twice cluster-node-timeout): asking again once Redis has forgotten this election"
+                );
+                crate::progress::status(format!(
+                    "{node}: the other masters did not vote (a failover of this shard shortly before); asking again"
+                ));
             }
         }
+        Err(NodeError::Timeout {
+            what: format!(
+                "{node} to take over from its master (CLUSTER FAILOVER, {TAKEOVER_ATTEMPTS} attempts)"
+            ),
+            waited: started.elapsed(),
+        })
     }
 
     /// `node` (not in the spec, at `ip`) leaves the cluster: refused while it serves slots or
@@ -456,14 +499,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_takeover_outlasts_a_refused_attempt_and_the_vote_window() {
-        // 15 s: a 30 s window; the first attempt (7 s) is refused, the next comes after the
-        // window, and has its own 7 s.
-        let bound = takeover_bound(15_000);
-        assert!(bound >= MANUAL_FAILOVER + vote_window(15_000) + MANUAL_FAILOVER);
-        assert_eq!(bound, JOIN_BOUND);
-        // A long node timeout stretches it.
-        assert_eq!(vote_window(60_000), Duration::from_secs(120));
-        assert!(takeover_bound(60_000) > Duration::from_secs(2 * 127));
+    fn an_election_is_remembered_four_node_timeouts() {
+        assert_eq!(election_memory(15_000), Duration::from_secs(60));
+        assert_eq!(election_memory(60_000), Duration::from_secs(240));
+        // auth_timeout is at least 2 s.
+        assert_eq!(election_memory(100), Duration::from_secs(4));
     }
 }

@@ -250,7 +250,8 @@ pub enum NodeOp {
     /// Set the mode and owner of every file redisctl writes on `node` back to what it writes
     /// (chown, chmod; no restart).
     SetFileModes { node: String },
-    /// `redis-cli --cluster create` on the first node, then wait until healthy.
+    /// Form the cluster (`node/formation.rs`: slots and epochs, every pair met, replicas),
+    /// then wait until healthy.
     CreateCluster { nodes: Vec<String>, replicas: u32 },
     /// A formation an interrupted apply left with every slot assigned: the nodes meet, the
     /// empty ones become replicas, then wait until healthy (`node::formation`).

@@ -182,8 +182,8 @@ pub fn allows(rules: &[CommandRule], command: &str) -> bool {
     allowed
 }
 
-/// What redisctl's own user must be able to run: `redis-cli --cluster create` (CLUSTER
-/// ADDSLOTS / MEET / SET-CONFIG-EPOCH / REPLICATE, INFO, PING), the reset of a half-formed
+/// What redisctl's own user must be able to run: the cluster's formation (CLUSTER ADDSLOTS /
+/// SET-CONFIG-EPOCH / MEET / REPLICATE, INFO, PING), the reset of a half-formed
 /// cluster, health checks, `ACL LOAD` for ACL changes without restart, `ACL LIST` for verify's
 /// look at the users Redis runs with, the durability steps before a volume swap, slot moves
 /// (`redis-cli --cluster reshard`: CLUSTER SETSLOT / GETKEYSINSLOT / COUNTKEYSINSLOT, MIGRATE,

@@ -7,10 +7,12 @@
 //! - [`systemd`] — `redis-server@cluster` and the drop-in for Debian's template unit.
 //! - [`parse`] — `CLUSTER INFO`, `CLUSTER NODES`, `INFO`, `redis-cli --cluster check`.
 //! - [`keyspace`] — a key's cluster slot (CRC16, hash tags) and glob patterns over keys.
+//! - [`formation`] — who is master of which slots and who replicates whom in a new cluster.
 
 pub mod acl;
 pub mod conf;
 pub mod files;
+pub mod formation;
 pub mod keyspace;
 pub mod parse;
 pub mod systemd;

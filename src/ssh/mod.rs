@@ -11,5 +11,5 @@ pub mod session;
 mod remote;
 
 pub use known_hosts::{KnownHosts, fingerprint};
-pub use remote::{Output, round_trips, sh_quote};
+pub use remote::{Output, round_trips, sh_quote, upload_script};
 pub use session::{HostKeyPolicy, Session, SshError, Target, Timeouts};

@@ -237,37 +237,13 @@ impl Session {
         file: &crate::redis::NodeFile,
         content: &[u8],
     ) -> Result<(), SshError> {
-        let path = file.path;
-        let dir = match path.rsplit_once('/') {
-            Some(("", _)) => "/",
-            Some((d, _)) => d,
-            None => ".",
-        };
-        let script = format!(
-            "set -eu\n\
-             d={dir}\n\
-             [ -d \"$d\" ] || install -d -m 0755 -o root -g root \"$d\"\n\
-             if [ -L \"$d\" ] || [ -n \"$(find \"$d\" -maxdepth 0 \\( ! -user root -o -perm -0002 -o \\( -perm -0020 ! -group root \\) \\) -print)\" ]; then\n\
-               echo \"refusing to write {path}: its directory $d can be changed by a user other than root ($(stat -c '%a %U:%G' \"$d\")), who could swap the file for a link while root sets its owner and mode\" >&2; exit 1\n\
-             fi\n\
-             umask 077\n\
-             tmp=$(mktemp \"$d/.redisctl-upload.XXXXXX\")\n\
-             trap 'rm -f \"$tmp\"' EXIT\n\
-             cat > \"$tmp\"\n\
-             chown {owner}:{group} \"$tmp\"\n\
-             chmod {mode:04o} \"$tmp\"\n\
-             sync \"$tmp\" 2>/dev/null || true\n\
-             mv -f \"$tmp\" {path}\n\
-             trap - EXIT\n",
-            dir = sh_quote(dir),
-            owner = sh_quote(file.owner),
-            group = sh_quote(file.group),
-            mode = file.mode,
-            path = sh_quote(path),
-        );
-        self.sudo_ok(&format!("upload of {path}"), &script, Some(content))
-            .await
-            .map(|_| ())
+        self.sudo_ok(
+            &format!("upload of {}", file.path),
+            &upload_script(file),
+            Some(content),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// SHA-256 (lower-case hex) of remote files, `None` for a missing one, in one round trip
@@ -311,6 +287,42 @@ impl Session {
         }
         Ok(hashes)
     }
+}
+
+/// The script of [`Session::upload`]: the rest of its stdin becomes `file` (see there). A
+/// subshell of its own, so that a caller can run it within a larger script (after reading
+/// what comes first on stdin).
+pub fn upload_script(file: &crate::redis::NodeFile) -> String {
+    let path = file.path;
+    let dir = match path.rsplit_once('/') {
+        Some(("", _)) => "/",
+        Some((d, _)) => d,
+        None => ".",
+    };
+    format!(
+        "(\n\
+         set -eu\n\
+         d={dir}\n\
+         [ -d \"$d\" ] || install -d -m 0755 -o root -g root \"$d\"\n\
+         if [ -L \"$d\" ] || [ -n \"$(find \"$d\" -maxdepth 0 \\( ! -user root -o -perm -0002 -o \\( -perm -0020 ! -group root \\) \\) -print)\" ]; then\n\
+           echo \"refusing to write {path}: its directory $d can be changed by a user other than root ($(stat -c '%a %U:%G' \"$d\")), who could swap the file for a link while root sets its owner and mode\" >&2; exit 1\n\
+         fi\n\
+         umask 077\n\
+         tmp=$(mktemp \"$d/.redisctl-upload.XXXXXX\")\n\
+         trap 'rm -f \"$tmp\"' EXIT\n\
+         cat > \"$tmp\"\n\
+         chown {owner}:{group} \"$tmp\"\n\
+         chmod {mode:04o} \"$tmp\"\n\
+         sync \"$tmp\" 2>/dev/null || true\n\
+         mv -f \"$tmp\" {path}\n\
+         trap - EXIT\n\
+         )\n",
+        dir = sh_quote(dir),
+        owner = sh_quote(file.owner),
+        group = sh_quote(file.group),
+        mode = file.mode,
+        path = sh_quote(path),
+    )
 }
 
 #[cfg(test)]

@@ -244,6 +244,43 @@ impl Cluster {
         out
     }
 
+    /// Every node's Redis log holds no election won without one started since its last
+    /// ("Failover election won" after no "Starting a failover election"): Redis 7.0 reuses a
+    /// replica's last election when asked to fail over within 2 x cluster-node-timeout of
+    /// it, and the node so "elected" serves its slots with an old epoch for a moment, then
+    /// loses them and resyncs (writes taken in between are lost). redisctl must never ask
+    /// a replica then. A restart of Redis clears the election it remembers.
+    pub fn assert_no_stale_election_win(&self) {
+        let nodes: Vec<(String, String)> = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { running_nodes(&ec2_client().await).await })
+            .unwrap()
+            .into_iter()
+            .filter_map(|(node, i)| Some((node, i.private_ip_address()?.to_string())))
+            .collect();
+        for (node, ip) in nodes {
+            let log = self.on_node(
+                &ip,
+                "cat /var/log/redis/redis-server-cluster.log.1 /var/log/redis/redis-server-cluster.log 2>/dev/null | grep -E 'Starting a failover election|Failover election won|Ready to accept connections'",
+                "",
+            );
+            let mut started = false;
+            for line in log.lines() {
+                if line.contains("Starting a failover election") {
+                    started = true;
+                } else if line.contains("Ready to accept connections") {
+                    started = false;
+                } else if line.contains("Failover election won") {
+                    assert!(
+                        started,
+                        "{node} ({ip}) won an election it did not start (a stale one reused): {line}\n{log}"
+                    );
+                    started = false;
+                }
+            }
+        }
+    }
+
     /// `plan --detailed-exitcode` must say "no changes"; otherwise show the plan.
     pub fn assert_converged(&self) {
         let out = self.run(&["plan", "--detailed-exitcode"]);

@@ -110,7 +110,7 @@ fn finish(b: &mut Builder<'_>, what: Interrupted, reason: String, service_steps:
             NodeOp::ReformCluster { nodes, replicas },
             Change::create(
                 "reset_then_create",
-                "CLUSTER RESET HARD on every node, then redis-cli --cluster create",
+                "CLUSTER RESET HARD on every node, then formed again",
             ),
         ),
         Interrupted::Assigned => (
@@ -344,13 +344,19 @@ pub(super) fn cluster(
         return;
     }
     let nodes: Vec<String> = spec.nodes.nodes.iter().map(|n| n.name.clone()).collect();
+    let layout = crate::redis::formation::formation(&spec.nodes.nodes, spec.nodes.masters as usize);
     b.steps.push(
         Step::new(
             "cluster",
             Action::Run,
             Phase::ClusterCreate,
             format!(
-                "no cluster yet: redis-cli --cluster create as {}",
+                "no cluster yet: the masters given their slots, every pair of nodes met{}, as {}",
+                if layout.replicas.is_empty() {
+                    ""
+                } else {
+                    ", the replicas attached"
+                },
                 spec.operator_user().name
             ),
         )
@@ -360,15 +366,7 @@ pub(super) fn cluster(
                 "replicas_per_master",
                 spec.nodes.replicas_per_master.to_string(),
             ),
-            Change::create(
-                "nodes",
-                spec.nodes
-                    .nodes
-                    .iter()
-                    .map(|n| format!("{}:{}", n.private_ip, spec.redis.port))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
+            Change::create("layout", layout.describe()),
         ])
         .depends_on(service_steps)
         .op(Op::Node(NodeOp::CreateCluster {
