@@ -15,6 +15,7 @@ pub mod faults;
 pub mod front;
 pub mod hosts;
 pub mod lifecycle;
+pub mod limits;
 pub mod logging;
 pub mod net;
 pub mod paths;

@@ -149,6 +149,9 @@ pub fn up(paths: &Paths, install_prereqs: bool, speed: Option<f64>) -> Result<()
     } else if moto_ok && front_ok {
         net::ensure_operator()?;
         net::add_blackholes(&paths.routes_file())?;
+        if let Some(said) = crate::limits::raise(&paths.inotify_saved())? {
+            println!("{said}");
+        }
         if speed.is_some() {
             control::call(
                 &paths.control_socket(),
@@ -174,6 +177,9 @@ pub fn up(paths: &Paths, install_prereqs: bool, speed: Option<f64>) -> Result<()
     base::prune(paths, &base);
     net::ensure_operator()?;
     net::add_blackholes(&paths.routes_file())?;
+    if let Some(said) = crate::limits::raise(&paths.inotify_saved())? {
+        println!("{said}");
+    }
 
     let mut moto = Command::new(paths.venv().join("bin/moto_server"));
     moto.args([
@@ -439,6 +445,9 @@ pub fn down(paths: &Paths) -> Result<()> {
     stop_everything(paths)?;
     net::delete_netns(OPERATOR_NETNS);
     net::remove_blackholes(&paths.routes_file());
+    if let Err(e) = crate::limits::restore(&paths.inotify_saved()) {
+        eprintln!("warning: {e:#}");
+    }
     // Leftover mounts of the sandbox's (deepest first), before anything under them is removed.
     let mut leftovers: Vec<PathBuf> = sandbox_mounts(paths)
         .into_iter()

@@ -290,6 +290,10 @@ impl Paths {
     pub fn lifecycle_lock(&self) -> PathBuf {
         self.run.with_extension("lock")
     }
+    /// The value of fs.inotify.max_user_instances `up` found before it raised it, for `down`.
+    pub fn inotify_saved(&self) -> PathBuf {
+        self.run.join("inotify-max-user-instances")
+    }
     /// Root-namespace routes that `up` added, one per line, for `down`.
     pub fn routes_file(&self) -> PathBuf {
         self.run.join("routes")
