@@ -44,6 +44,7 @@ pub mod security;
 pub use model::*;
 /// How far a master's share of the slots may be from an even one before the planner moves
 /// slots (and verify fails the layout).
+pub use nodes::affinity::better_leaders;
 pub use nodes::slots::TOLERANCE as SLOT_SHARE_TOLERANCE;
 
 use crate::observed::Observed;

@@ -51,55 +51,43 @@ pub(super) fn anti_affinity(
             s.1.push(x.name.clone());
         }
     }
-    let mut leaders: Vec<String> = shards.iter().map(|(m, _)| m.clone()).collect();
+    let leaders = better_leaders(&shards, &az_of, &link_up);
     let mut takeovers: Vec<(String, String, String)> = Vec::new();
-    for (i, (master, replicas)) in shards.iter().enumerate() {
-        let members: Vec<&String> = std::iter::once(master).chain(replicas).collect();
-        let score = |leader: &str| {
-            let az = az_of(leader);
-            let masters_there = leaders
-                .iter()
-                .enumerate()
-                .filter(|(j, l)| *j != i && az_of(l) == az)
-                .count();
-            let same = members
-                .iter()
-                .filter(|m| m.as_str() != leader && az_of(m) == az)
-                .count();
-            (masters_there, same)
+    for (i, (master, _)) in shards.iter().enumerate() {
+        let Some(Leader {
+            node: r,
+            now,
+            better,
+        }) = &leaders[i]
+        else {
+            continue;
         };
-        let now = score(master);
-        let best = replicas
-            .iter()
-            .filter(|r| link_up(r))
-            .map(|r| (score(r), r))
-            .min_by(|a, b| a.0.cmp(&b.0));
-        if let Some((better, r)) = best
-            && better < now
-        {
-            takeovers.push((
-                r.clone(),
-                master.clone(),
-                if better.0 < now.0 {
-                    format!(
-                        "{master} is a master in {} with {} other master(s); {r}, its replica in {}, takes over (CLUSTER FAILOVER) so that losing one AZ costs fewer masters",
-                        az_of(master),
-                        now.0,
-                        az_of(r)
-                    )
-                } else {
-                    format!(
-                        "{} of {master}'s replicas are in its AZ ({}); with {r} as master ({}), {}: it takes over (CLUSTER FAILOVER)",
-                        now.1,
-                        az_of(master),
-                        az_of(r),
-                        better.1
-                    )
-                },
-            ));
-            leaders[i] = r.clone();
-        }
+        takeovers.push((
+            r.clone(),
+            master.clone(),
+            if better.0 < now.0 {
+                format!(
+                    "{master} is a master in {} with {} other master(s); {r}, its replica in {}, takes over (CLUSTER FAILOVER) so that losing one AZ costs fewer masters",
+                    az_of(master),
+                    now.0,
+                    az_of(r)
+                )
+            } else {
+                format!(
+                    "{} of {master}'s replicas are in its AZ ({}); with {r} as master ({}), {}: it takes over (CLUSTER FAILOVER)",
+                    now.1,
+                    az_of(master),
+                    az_of(r),
+                    better.1
+                )
+            },
+        ));
     }
+    let leaders: Vec<String> = shards
+        .iter()
+        .zip(&leaders)
+        .map(|((m, _), l)| l.as_ref().map_or_else(|| m.clone(), |l| l.node.clone()))
+        .collect();
     for (i, (_, replicas)) in shards.iter().enumerate() {
         let leader = &leaders[i];
         let same: Vec<&String> = std::iter::once(&shards[i].0)
@@ -127,4 +115,60 @@ pub(super) fn anti_affinity(
     }
     health(b, last);
     true
+}
+
+/// A replica that should lead its shard instead of its master: (other masters in its AZ, other
+/// members of the shard in its AZ) now and with it as master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    pub node: String,
+    pub now: (usize, usize),
+    pub better: (usize, usize),
+}
+
+/// For each shard (master, replicas), in order, the replica that leads it better (see
+/// [`anti_affinity`]): fewer other masters in its AZ, then fewer of its shard in its AZ; only
+/// replicas `eligible` says may take over. A shard's new leader counts for the shards after it.
+/// Shared with `verify`, which fails a layout this would change.
+pub fn better_leaders(
+    shards: &[(String, Vec<String>)],
+    az_of: &dyn Fn(&str) -> String,
+    eligible: &dyn Fn(&str) -> bool,
+) -> Vec<Option<Leader>> {
+    let mut leaders: Vec<String> = shards.iter().map(|(m, _)| m.clone()).collect();
+    let mut out = Vec::new();
+    for (i, (master, replicas)) in shards.iter().enumerate() {
+        let members: Vec<&String> = std::iter::once(master).chain(replicas).collect();
+        let score = |leader: &str| {
+            let az = az_of(leader);
+            let masters_there = leaders
+                .iter()
+                .enumerate()
+                .filter(|(j, l)| *j != i && az_of(l) == az)
+                .count();
+            let same = members
+                .iter()
+                .filter(|m| m.as_str() != leader && az_of(m) == az)
+                .count();
+            (masters_there, same)
+        };
+        let now = score(master);
+        let best = replicas
+            .iter()
+            .filter(|r| eligible(r))
+            .map(|r| (score(r), r))
+            .min_by(|a, b| a.0.cmp(&b.0));
+        match best {
+            Some((better, r)) if better < now => {
+                leaders[i] = r.clone();
+                out.push(Some(Leader {
+                    node: r.clone(),
+                    now,
+                    better,
+                }));
+            }
+            _ => out.push(None),
+        }
+    }
+    out
 }

@@ -12,7 +12,7 @@
 //! node's previous step (`last`) and becomes it: a node's steps form a chain.
 
 mod acl;
-mod affinity;
+pub(super) mod affinity;
 mod cluster;
 mod config;
 mod install;

@@ -186,14 +186,50 @@ fn layout(spec: &Spec, nodes: &[ClusterNode], ev: &mut Vec<String>) -> bool {
                 })
             })
             .collect();
+        // Judged as the planner judges it: wrong only where a replica would lead its shard
+        // better (fewer masters in one AZ, then fewer of the shard in the master's AZ); apply
+        // then makes it the master.
+        let name_az = |name: &str| {
+            spec.nodes
+                .nodes
+                .iter()
+                .find(|n| n.name == name)
+                .map(|n| n.az.clone())
+                .unwrap_or_default()
+        };
+        let shards: Vec<(String, Vec<String>)> = masters
+            .iter()
+            .map(|m| {
+                let replicas = replicas
+                    .iter()
+                    .filter(|r| r.master_id.as_deref() == Some(m.id.as_str()))
+                    .map(|r| by_ip(spec, &r.ip))
+                    .collect();
+                (by_ip(spec, &m.ip), replicas)
+            })
+            .collect();
+        let better: Vec<String> = crate::plan::better_leaders(&shards, &name_az, &|_| true)
+            .into_iter()
+            .zip(&shards)
+            .filter_map(|(l, (m, _))| Some(format!("{} instead of {m}", l?.node)))
+            .collect();
+        ok &= better.is_empty();
         ev.push(format!(
-            "replicas in another AZ than their master: {} of {}{}",
+            "replicas in another AZ than their master: {} of {}{}{}",
             replicas.len() - same.len(),
             replicas.len(),
             if same.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", same.join("; "))
+            },
+            if better.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; WRONG: a replica would lead its shard from a better AZ ({}): apply makes it the master",
+                    better.join(", ")
+                )
             }
         ));
     }
@@ -344,6 +380,45 @@ mod tests {
              id4 10.0.1.11:6379@16379 slave id1 0 0 1 connected\n"
         );
         parse::cluster_nodes(&text).unwrap()
+    }
+
+    #[test]
+    fn a_master_a_replica_would_lead_from_a_better_az_is_wrong() {
+        // redis-node-1b-2 (us-east-1b, like redis-node-1b) leads the first shard after a
+        // failover; its replica redis-node-1a is alone in us-east-1a.
+        let mut spec = crate::redis::test_spec::reference();
+        let mut extra = spec.nodes.nodes[1].clone();
+        extra.name = "redis-node-1b-2".into();
+        extra.private_ip = "10.0.2.11".parse().unwrap();
+        spec.nodes.nodes.push(extra);
+        let text = "id1 10.0.1.10:6379@16379 myself,slave id4 0 0 1 connected\n\
+                    id2 10.0.2.10:6379@16379 master - 0 0 2 connected 5461-10922\n\
+                    id3 10.0.3.10:6379@16379 master - 0 0 3 connected 10923-16383\n\
+                    id4 10.0.2.11:6379@16379 master - 0 0 4 connected 0-5460\n";
+        let nodes = parse::cluster_nodes(text).unwrap();
+        let mut ev = Vec::new();
+        assert!(!layout(&spec, &nodes, &mut ev));
+        assert!(
+            ev[1].ends_with(
+                "WRONG: a replica would lead its shard from a better AZ (redis-node-1a instead of redis-node-1b-2): apply makes it the master"
+            ),
+            "{ev:?}"
+        );
+        // Back as the spec made it: right.
+        let text = text
+            .replace(
+                "myself,slave id4 0 0 1 connected",
+                "myself,master - 0 0 5 connected 0-5460",
+            )
+            .replace(
+                "master - 0 0 4 connected 0-5460",
+                "slave id1 0 0 5 connected",
+            );
+        let mut ev = Vec::new();
+        assert!(
+            layout(&spec, &parse::cluster_nodes(&text).unwrap(), &mut ev),
+            "{ev:?}"
+        );
     }
 
     #[test]
