@@ -338,7 +338,18 @@ impl NodeRuntime {
             }
             Reach::Once => Session::connect(&target, user, &key, &policy, &self.timeouts).await,
         };
-        let planned = first_contact && matches!(policy, HostKeyPolicy::Pinned { .. });
+        // The key the plan being applied showed: checked at first contact, and also once the
+        // plan's own pin step (which runs beside this node's first step) has pinned it.
+        let planned = match (&policy, self.expected_host_key(&info.id)) {
+            (
+                HostKeyPolicy::Pinned {
+                    key_openssh: Some(k),
+                    ..
+                },
+                Some(shown),
+            ) => ssh::fingerprint(k) == ssh::fingerprint(&shown),
+            _ => false,
+        };
         let (session, host_key) = connected.map_err(|e| match e {
             ssh::SshError::HostKeyChanged {
                 expected_fp,
