@@ -16,7 +16,7 @@
 //! A violation is recorded with its replay point (seed, cycle, step, delay), not a panic, and
 //! the campaign goes on with a fresh cluster.
 //!
-//! `CHAOS_KILLS` (default 10: the short campaign every test run makes) is the number of kills;
+//! `CHAOS_KILLS` (default 6: the short campaign every test run makes, about 6 minutes of a CI that must stay under 60) is the number of kills;
 //! `CHAOS_SEED` replays a campaign; `CHAOS_FAULTS` (default 0.3) is the share of kills made
 //! with EC2 faults on. `scripts/chaos` runs the long one. The table at the end is the result.
 //! Run inside the sandbox: `redisctl-sandbox exec -- cargo test --test chaos -- --nocapture`.
@@ -367,9 +367,7 @@ fn invariants(
 fn chaos() {
     let sb = Sandbox::acquire();
     let env = |k: &str| std::env::var(k).ok();
-    let kills_wanted: usize = env("CHAOS_KILLS")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let kills_wanted: usize = env("CHAOS_KILLS").and_then(|v| v.parse().ok()).unwrap_or(6);
     let seed: u64 = env("CHAOS_SEED")
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| {
