@@ -222,16 +222,8 @@ impl Cluster {
     /// itself said: elections, votes refused, links lost).
     pub fn redis_log_tails(&self) -> String {
         // (In a failure's message: an EC2 error leaves the logs out, it does not panic.)
-        let mut nodes: Vec<(String, String)> = tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(async { running_nodes(&ec2_client().await).await })
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(node, i)| Some((node, i.private_ip_address()?.to_string())))
-            .collect();
-        nodes.sort();
         let mut out = String::new();
-        for (node, ip) in nodes {
+        for (node, ip) in running_node_ips().unwrap_or_default() {
             let log = self.on_node(
                 &ip,
                 "tail -n 25 /var/log/redis/redis-server-cluster.log 2>&1",
@@ -251,14 +243,7 @@ impl Cluster {
     /// loses them and resyncs (writes taken in between are lost). redisctl must never ask
     /// a replica then. A restart of Redis clears the election it remembers.
     pub fn assert_no_stale_election_win(&self) {
-        let nodes: Vec<(String, String)> = tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(async { running_nodes(&ec2_client().await).await })
-            .unwrap()
-            .into_iter()
-            .filter_map(|(node, i)| Some((node, i.private_ip_address()?.to_string())))
-            .collect();
-        for (node, ip) in nodes {
+        for (node, ip) in running_node_ips().unwrap() {
             let log = self.on_node(
                 &ip,
                 "cat /var/log/redis/redis-server-cluster.log.1 /var/log/redis/redis-server-cluster.log 2>/dev/null | grep -E 'Starting a failover election|Failover election won|Ready to accept connections'",
@@ -541,6 +526,19 @@ fn tag(key: &str, value: &str) -> aws_sdk_ec2::types::Filter {
         .name(format!("tag:{key}"))
         .values(value)
         .build()
+}
+
+/// Each running node of the sandbox's cluster and its private IP, by node name (blocking).
+pub fn running_node_ips() -> Result<Vec<(String, String)>, String> {
+    let nodes = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { running_nodes(&ec2_client().await).await })?;
+    let mut out: Vec<(String, String)> = nodes
+        .into_iter()
+        .filter_map(|(node, i)| Some((node, i.private_ip_address()?.to_string())))
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// The running instances of cluster prod-redis that are nodes, with their node names.
