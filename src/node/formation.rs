@@ -58,22 +58,7 @@ impl NodeRuntime {
 
     /// One Redis command as the operator user on `node`; its answer must be `OK`.
     pub(super) async fn cluster_command(&self, node: &str, args: &str) -> Result<(), NodeError> {
-        let s = self.session(node).await?;
-        let out = s
-            .sudo_ok(
-                args,
-                &format!("{} {args}", admin_cli(&self.spec)),
-                self.stdin(),
-            )
-            .await?;
-        let answer = out.stdout_str();
-        if answer.trim() != "OK" {
-            return Err(NodeError::Failed {
-                node: node.into(),
-                what: format!("{args} answered: {}", answer.trim()),
-            });
-        }
-        Ok(())
+        self.cli_batch_ok(node, args, &[args.to_string()]).await
     }
 
     /// Reset every node of a cluster whose formation stopped before every slot was assigned,
@@ -244,7 +229,8 @@ impl NodeRuntime {
 
     /// `cmds` on `node` in one round trip: one redis-cli connection reads them on its stdin,
     /// after the password (which `dd` reads byte by byte, leaving the rest to redis-cli); each
-    /// must answer `OK`.
+    /// must answer `OK` (an error names each command that did not, and its answer). `what`
+    /// names the round trip if it fails as a whole.
     pub(super) async fn cli_batch_ok(
         &self,
         node: &str,
@@ -278,11 +264,11 @@ impl NodeRuntime {
                         .chain(std::iter::repeat("(no answer)".to_string())),
                 )
                 .filter(|(_, a)| a != "OK")
-                .map(|(c, a)| format!("{c}: {a}"))
+                .map(|(c, a)| format!("{c} answered: {a}"))
                 .collect();
             return Err(NodeError::Failed {
                 node: node.into(),
-                what: format!("{what} answered: {}", shown.join("; ")),
+                what: shown.join("; "),
             });
         }
         Ok(())

@@ -51,7 +51,7 @@ pub(super) fn anti_affinity(
             s.1.push(x.name.clone());
         }
     }
-    let leaders = better_leaders(&shards, &az_of, &link_up);
+    let leaders = better_leaders(&spec.nodes.nodes, &shards, &link_up);
     let mut takeovers: Vec<(String, String, String)> = Vec::new();
     for (i, (master, _)) in shards.iter().enumerate() {
         let Some(Leader {
@@ -126,15 +126,22 @@ pub struct Leader {
     pub better: (usize, usize),
 }
 
-/// For each shard (master, replicas), in order, the replica that leads it better (see
-/// [`anti_affinity`]): fewer other masters in its AZ, then fewer of its shard in its AZ; only
-/// replicas `eligible` says may take over. A shard's new leader counts for the shards after it.
-/// Shared with `verify`, which fails a layout this would change.
+/// For each shard (master, replicas: spec node names), in order, the replica that leads it
+/// better (see [`anti_affinity`]): fewer other masters in its AZ, then fewer of its shard in
+/// its AZ; only replicas `eligible` says may take over. A shard's new leader counts for the
+/// shards after it. Shared with `verify`, which fails a layout this would change.
 pub fn better_leaders(
+    nodes: &[crate::spec::Node],
     shards: &[(String, Vec<String>)],
-    az_of: &dyn Fn(&str) -> String,
     eligible: &dyn Fn(&str) -> bool,
 ) -> Vec<Option<Leader>> {
+    let az_of = |name: &str| {
+        nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|x| x.az.as_str())
+            .unwrap_or_default()
+    };
     let mut leaders: Vec<String> = shards.iter().map(|(m, _)| m.clone()).collect();
     let mut out = Vec::new();
     for (i, (master, replicas)) in shards.iter().enumerate() {

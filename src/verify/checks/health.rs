@@ -189,14 +189,6 @@ fn layout(spec: &Spec, nodes: &[ClusterNode], ev: &mut Vec<String>) -> bool {
         // Judged as the planner judges it: wrong only where a replica would lead its shard
         // better (fewer masters in one AZ, then fewer of the shard in the master's AZ); apply
         // then makes it the master.
-        let name_az = |name: &str| {
-            spec.nodes
-                .nodes
-                .iter()
-                .find(|n| n.name == name)
-                .map(|n| n.az.clone())
-                .unwrap_or_default()
-        };
         let shards: Vec<(String, Vec<String>)> = masters
             .iter()
             .map(|m| {
@@ -208,11 +200,12 @@ fn layout(spec: &Spec, nodes: &[ClusterNode], ev: &mut Vec<String>) -> bool {
                 (by_ip(spec, &m.ip), replicas)
             })
             .collect();
-        let better: Vec<String> = crate::plan::better_leaders(&shards, &name_az, &|_| true)
-            .into_iter()
-            .zip(&shards)
-            .filter_map(|(l, (m, _))| Some(format!("{} instead of {m}", l?.node)))
-            .collect();
+        let better: Vec<String> =
+            crate::plan::better_leaders(&spec.nodes.nodes, &shards, &|_| true)
+                .into_iter()
+                .zip(&shards)
+                .filter_map(|(l, (m, _))| Some(format!("{} instead of {m}", l?.node)))
+                .collect();
         ok &= better.is_empty();
         ev.push(format!(
             "replicas in another AZ than their master: {} of {}{}{}",
