@@ -145,3 +145,171 @@ fn redis_py_cluster_client_as_the_app_user() {
     assert_eq!(v["flushall"], "NOPERM", "{v}");
     c.ok(&["destroy", "--yes"]);
 }
+
+/// The client of the rotation test: a new RedisCluster (new connections, so a new login on
+/// each node it reaches) for every write and read, with the password the file names at that
+/// moment (`label:password`), until the stop file appears; then its counts as JSON.
+const ROTATING_CLIENT: &str = r#"
+import json, os, sys, time
+from redis.cluster import RedisCluster
+
+d, pwfile, stopfile = sys.argv[1:4]
+stats = {"ok": {}, "failed": 0, "errors": []}
+i = 0
+while not os.path.exists(stopfile):
+    label, pw = open(pwfile).read().strip().split(":", 1)
+    try:
+        rc = RedisCluster(
+            host="10.0.1.10", port=6379, username="app", password=pw,
+            ssl=True, ssl_certfile=d + "/app.crt", ssl_keyfile=d + "/app.key",
+            ssl_ca_certs=d + "/ca.crt", ssl_check_hostname=True,
+        )
+        k = "patient:rotation:%d" % i
+        rc.set(k, "v%d" % i)
+        assert rc.get(k) == ("v%d" % i).encode(), k
+        rc.close()
+        stats["ok"][label] = stats["ok"].get(label, 0) + 1
+    except Exception as e:
+        stats["failed"] += 1
+        stats["errors"].append("%s %s: %s" % (label, type(e).__name__, str(e)[:200]))
+    i += 1
+    time.sleep(0.02)
+print(json.dumps(stats))
+"#;
+
+/// Password rotation with a live client: the new password of `app` (and of the operator user,
+/// whom redisctl itself logs in as) is accepted next to the previous one while clients move,
+/// then the previous one is dropped; the client, logging in again for every request, never
+/// fails. A password changed without a rotation is a blocker that says what to do.
+#[test]
+fn a_password_rotation_fails_no_login() {
+    let _sb = Sandbox::acquire();
+    const APP_NEW: &str = "app-rotated-pw-73f1";
+    const ADMIN_NEW: &str = "admin-rotated-pw-e590";
+    let c = Cluster::new("rotation", common::redis_open_to_operator);
+    c.learn_password("the new password of app", APP_NEW);
+    c.learn_password("the new password of admin", ADMIN_NEW);
+    let with_new = |args: &[&str]| {
+        let out = c
+            .cmd(args)
+            .env("REDIS_APP_PASSWORD_NEW", APP_NEW)
+            .env("REDIS_ADMIN_PASSWORD_NEW", ADMIN_NEW)
+            .output()
+            .unwrap();
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        c.assert_no_secret(&format!("redisctl {args:?}"), &all);
+        (out.status.code(), all)
+    };
+    c.ok(&["apply", "--yes"]);
+    c.ok(&["client-cert", "app", "--out", "tls", "--days", "30"]);
+    let tls = c.dir.join("tls");
+    std::fs::write(c.dir.join("rotating.py"), ROTATING_CLIENT).unwrap();
+    let pwfile = c.dir.join("client-password");
+    let stop = c.dir.join("client-stop");
+    std::fs::write(&pwfile, format!("old:{APP_PW}")).unwrap();
+    let client = Command::new(common::python())
+        .arg(c.dir.join("rotating.py"))
+        .arg(&tls)
+        .arg(&pwfile)
+        .arg(&stop)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    // Stage 1: the new passwords, the previous ones kept. Only the ACL files change (loaded
+    // live), and redisctl logs in as admin with the previous password, which the nodes hold.
+    c.edit(|t| {
+        t.replace(
+            "password_env = \"REDIS_ADMIN_PASSWORD\"",
+            "password_env = \"REDIS_ADMIN_PASSWORD_NEW\"\nprevious_password_env = \"REDIS_ADMIN_PASSWORD\"",
+        )
+        .replace(
+            "password_env = \"REDIS_APP_PASSWORD\"",
+            "password_env = \"REDIS_APP_PASSWORD_NEW\"\nprevious_password_env = \"REDIS_APP_PASSWORD\"",
+        )
+    });
+    let (code, plan) = with_new(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(2), "changes to make:\n{plan}");
+    assert!(
+        plan.contains("Password rotation of admin, app: the new password and the previous one are both accepted"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("Plan: 0 to add, 3 to change, 0 to destroy"),
+        "only the three ACL files:\n{plan}"
+    );
+    let (code, applied) = with_new(&["apply", "--yes"]);
+    assert_eq!(code, Some(0), "{applied}");
+    let (code, plan) = with_new(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{plan}");
+    assert!(
+        plan.contains("No changes.") && plan.contains("password rotation in progress"),
+        "{plan}"
+    );
+    // Both passwords of app log in on every node.
+    for ip in common::IPS {
+        for pw in [APP_PW, APP_NEW] {
+            let out = c.on_node(ip, &app_ping(), pw);
+            assert_eq!(out.trim(), "PONG", "app on {ip}: {out}");
+        }
+    }
+
+    // The client moves to the new password; then stage 2 drops the previous ones.
+    std::fs::write(&pwfile, format!("new:{APP_NEW}")).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    c.edit(|t| {
+        t.replace("\nprevious_password_env = \"REDIS_ADMIN_PASSWORD\"", "")
+            .replace("\nprevious_password_env = \"REDIS_APP_PASSWORD\"", "")
+    });
+    let (code, applied) = with_new(&["apply", "--yes"]);
+    assert_eq!(code, Some(0), "{applied}");
+    assert!(!applied.contains("Password rotation"), "{applied}");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    std::fs::write(&stop, "").unwrap();
+    let out = client.wait_with_output().unwrap();
+    let stats: serde_json::Value = serde_json::from_str(text(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {} {}", text(&out.stdout), text(&out.stderr)));
+    eprintln!("figure: rotating client {stats}");
+    assert_eq!(stats["failed"], 0, "{stats}");
+    assert!(stats["ok"]["old"].as_u64().unwrap() > 10, "{stats}");
+    assert!(stats["ok"]["new"].as_u64().unwrap() > 10, "{stats}");
+
+    // The previous passwords are refused now, the new ones work; plan finds nothing to do.
+    for ip in common::IPS {
+        let old = c.on_node(ip, &app_ping(), APP_PW);
+        assert!(
+            old.contains("WRONGPASS"),
+            "the old app password on {ip}: {old}"
+        );
+        let new = c.on_node(ip, &app_ping(), APP_NEW);
+        assert_eq!(new.trim(), "PONG", "{new}");
+    }
+    let old_admin = c.redis(common::IPS[0], "PING");
+    assert!(old_admin.contains("WRONGPASS"), "{old_admin}");
+    let (code, plan) = with_new(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{plan}");
+    let (code, verified) = with_new(&["verify"]);
+    assert_eq!(code, Some(0), "{verified}");
+
+    // The operator's password changed without a rotation: redisctl cannot log in, and says
+    // what to do instead of guessing at the cluster.
+    c.edit(|t| t.replace("REDIS_ADMIN_PASSWORD_NEW", "REDIS_ADMIN_PASSWORD"));
+    let out = c.run(&["plan"]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("refuses the password of the operator user admin (WRONGPASS)")
+            && all.contains("previous_password_env"),
+        "{all}"
+    );
+    c.edit(|t| t.replace("\"REDIS_ADMIN_PASSWORD\"", "\"REDIS_ADMIN_PASSWORD_NEW\""));
+    let (code, destroyed) = with_new(&["destroy", "--yes"]);
+    assert_eq!(code, Some(0), "{destroyed}");
+}
+
+/// PING as app on the node, the password on stdin.
+fn app_ping() -> String {
+    "pw=\"$(cat)\"; REDISCLI_AUTH=\"$pw\" redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -h 127.0.0.1 -p 6379 --user app --no-auth-warning PING 2>&1".into()
+}

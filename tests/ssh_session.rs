@@ -441,6 +441,58 @@ async fn session_against_a_booted_host() {
         .await
         .unwrap();
     assert_eq!(s(&leftovers.stdout), "node.key\n");
+
+    // upload_all: several files in one round trip, each read to its own length (binary, no
+    // trailing newline, empty), each with its mode and owner, between the scripts around them.
+    let a = NodeFile {
+        path: "/etc/redisctl-test/tls/a.pem",
+        mode: 0o644,
+        owner: "root",
+        group: "root",
+    };
+    let b = NodeFile {
+        path: "/etc/redisctl-test/b.conf",
+        mode: 0o600,
+        owner: "ubuntu",
+        group: "ubuntu",
+    };
+    let empty = NodeFile {
+        path: "/etc/redisctl-test/empty",
+        mode: 0o640,
+        owner: "root",
+        group: "ubuntu",
+    };
+    let va: Vec<u8> = (0..=255u8).rev().chain([0u8, b'\n', 0u8]).collect();
+    let vb = b"no newline at the end".to_vec();
+    let trips = redisctl::ssh::round_trips();
+    sess.upload_all(
+        "three files",
+        "echo before > /etc/redisctl-test/order",
+        &[(&a, &va), (&b, &vb), (&empty, b"")],
+        "echo after >> /etc/redisctl-test/order",
+    )
+    .await
+    .unwrap();
+    assert_eq!(redisctl::ssh::round_trips() - trips, 1, "one round trip");
+    for (f, want) in [(&a, &va), (&b, &vb), (&empty, &Vec::new())] {
+        let back = sess
+            .sudo_ok("read back", &format!("cat {}", f.path), None)
+            .await
+            .unwrap();
+        assert_eq!(&back.stdout, want, "{}", f.path);
+    }
+    let stat = sess
+        .sudo_ok(
+            "stat",
+            "stat -c '%a %U %G' /etc/redisctl-test/tls/a.pem /etc/redisctl-test/b.conf /etc/redisctl-test/empty; cat /etc/redisctl-test/order",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s(&stat.stdout),
+        "644 root root\n600 ubuntu ubuntu\n640 root ubuntu\nbefore\nafter\n"
+    );
     sess.close().await;
 
     // Pinned: by the known_hosts key, by the tag's fingerprint, by both.

@@ -151,20 +151,26 @@ impl NodeRuntime {
         .await;
         all_ok(met)?;
         let started = Instant::now();
+        // Only the nodes that did not know every other at the last look are looked at again
+        // (a handshake done stays done): fewer redis-cli runs competing with the nodes' own
+        // gossip for the CPU as the join goes on.
+        let mut behind: Vec<(&String, usize)> = nodes.iter().map(|n| (n, 0)).collect();
         loop {
             let views = all_ok(
-                futures_util::future::join_all(nodes.iter().map(|n| self.cluster_nodes_of(n)))
-                    .await,
+                futures_util::future::join_all(
+                    behind.iter().map(|(n, _)| self.cluster_nodes_of(n)),
+                )
+                .await,
             )?;
             let joined = |view: &[ClusterNode]| {
                 view.iter()
                     .filter(|x| !x.flags.iter().any(|f| f == "handshake" || f == "noaddr"))
                     .count()
             };
-            let behind: Vec<(&String, usize)> = nodes
+            behind = behind
                 .iter()
                 .zip(&views)
-                .map(|(n, v)| (n, joined(v)))
+                .map(|((n, _), v)| (*n, joined(v)))
                 .filter(|(_, k)| *k < nodes.len())
                 .collect();
             let Some((slowest, knows)) = behind.iter().min_by_key(|(_, k)| *k).copied() else {
@@ -227,9 +233,7 @@ impl NodeRuntime {
         Ok(())
     }
 
-    /// `cmds` on `node` in one round trip: one redis-cli connection reads them on its stdin,
-    /// after the password (which `dd` reads byte by byte, leaving the rest to redis-cli); each
-    /// must answer `OK` (an error names each command that did not, and its answer). `what`
+    /// `cmds` on `node` in one round trip ([`Self::cli_batch`]); each must answer `OK` (an error names each command that did not, and its answer). `what`
     /// names the round trip if it fails as a whole.
     pub(super) async fn cli_batch_ok(
         &self,
@@ -238,18 +242,7 @@ impl NodeRuntime {
         cmds: &[String],
     ) -> Result<(), NodeError> {
         let s = self.session(node).await?;
-        let password = self.stdin().unwrap_or_default();
-        let mut input = password.to_vec();
-        for c in cmds {
-            input.push(b'\n');
-            input.extend_from_slice(c.as_bytes());
-        }
-        input.push(b'\n');
-        let script = format!(
-            "pw=\"$(dd bs=1 count={} 2>/dev/null)\"; REDISCLI_AUTH=\"$pw\" {}",
-            password.len() + 1,
-            admin_cli_command(&self.spec)
-        );
+        let (script, input) = self.cli_batch_script(cmds);
         let out = s.sudo_ok(what, &script, Some(&input)).await?;
         let text = out.stdout_str();
         let answers: Vec<&str> = text.lines().map(str::trim).collect();
@@ -272,6 +265,37 @@ impl NodeRuntime {
             });
         }
         Ok(())
+    }
+
+    /// `cmds` on `node` in one round trip and one redis-cli connection, which reads them on its
+    /// stdin after the password (which `dd` reads byte by byte, leaving the rest to redis-cli);
+    /// its answers one after another, raw, on stdout.
+    pub(super) async fn cli_batch(
+        &self,
+        node: &str,
+        cmds: &[String],
+    ) -> Result<crate::ssh::Output, NodeError> {
+        let s = self.session(node).await?;
+        let (script, input) = self.cli_batch_script(cmds);
+        Ok(s.sudo(&script, Some(&input)).await?)
+    }
+
+    /// The script and stdin of [`Self::cli_batch`].
+    fn cli_batch_script(&self, cmds: &[String]) -> (String, Vec<u8>) {
+        let password = self.stdin().unwrap_or_default();
+        let mut input = password.to_vec();
+        for c in cmds {
+            input.push(b'\n');
+            input.extend_from_slice(c.as_bytes());
+        }
+        input.push(b'\n');
+        // `read` takes the first line (the password: one line, see spec::secrets::read) and
+        // no more; nothing about the password shows in the command line (not even its length).
+        let script = format!(
+            "IFS= read -r pw; REDISCLI_AUTH=\"$pw\" {}",
+            admin_cli_command(&self.spec)
+        );
+        (script, input)
     }
 
     /// (replica, master): each spec node that serves no slot and is not a replica (by its own

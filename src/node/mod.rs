@@ -74,6 +74,13 @@ pub struct NodeRuntime {
     timeouts: Timeouts,
     secrets: Vec<(String, Secret)>,
     operator_password: Secret,
+    /// While the operator's password is rotated: the previous one, which the nodes hold until
+    /// this rotation's ACL file reaches them.
+    operator_previous: Option<Secret>,
+    /// A node refused the current operator password and took the previous one (seen by the
+    /// observation): every node is then logged in to with the previous password, which the
+    /// rotation keeps on every node until it ends.
+    use_previous: std::sync::atomic::AtomicBool,
     sessions: Mutex<BTreeMap<String, Session>>,
     /// The host keys a plan being applied saw at first contact, by instance id: apply reaches
     /// those instances only if they present exactly that key, and pins it at the first
@@ -132,14 +139,16 @@ impl NodeRuntime {
         })?;
         let known = KnownHosts::open(&spec.cluster.state_dir)?;
         let op = spec.operator_user().name.clone();
-        let operator_password = secrets
+        // The current password first, then the previous one while it is rotated.
+        let mut passwords = secrets
             .iter()
-            .find(|(u, _)| *u == op)
-            .map(|(_, s)| s.clone())
-            .ok_or_else(|| NodeError::Failed {
-                node: "-".into(),
-                what: format!("the operator user {op} has no password"),
-            })?;
+            .filter(|(u, _)| *u == op)
+            .map(|(_, s)| s.clone());
+        let operator_password = passwords.next().ok_or_else(|| NodeError::Failed {
+            node: "-".into(),
+            what: format!("the operator user {op} has no password"),
+        })?;
+        let operator_previous = passwords.next();
         Ok(NodeRuntime {
             spec: spec.clone(),
             aws,
@@ -148,6 +157,8 @@ impl NodeRuntime {
             timeouts: Timeouts::from(&spec.ssh),
             secrets,
             operator_password,
+            operator_previous,
+            use_previous: std::sync::atomic::AtomicBool::new(false),
             sessions: Mutex::new(BTreeMap::new()),
             expected: std::sync::Mutex::new(BTreeMap::new()),
             instances: Mutex::new(BTreeMap::new()),
@@ -156,8 +167,14 @@ impl NodeRuntime {
         })
     }
 
+    /// The operator password the nodes take, for a command's stdin: the current one, or the
+    /// previous one once a node was seen refusing the current one during a rotation.
     fn stdin(&self) -> Option<&[u8]> {
-        Some(self.operator_password.expose().as_bytes())
+        let p = match &self.operator_previous {
+            Some(prev) if self.use_previous.load(std::sync::atomic::Ordering::Relaxed) => prev,
+            _ => &self.operator_password,
+        };
+        Some(p.expose().as_bytes())
     }
 
     fn node_spec(&self, node: &str) -> Result<&crate::spec::Node, NodeError> {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use super::connect::{Opened, Reach};
 use super::{NodeError, NodeRuntime, admin_cli_command, noinit};
 use crate::aws::NodeInstance;
-use crate::observed::{ClusterView, InitSystem, NodeFacts, NodeObservation, Observed, tags};
+use crate::observed::{
+    ClusterView, InitSystem, NodeFacts, NodeObservation, Observed, OperatorAuth, tags,
+};
 use crate::redis::{conf, files, parse, systemd, users_acl};
 use crate::ssh::{self, SshError};
 
@@ -162,11 +164,25 @@ impl NodeRuntime {
             "echo '--cert--'; cat {} 2>/dev/null; echo '--end--'\n",
             conf::NODE_CERT.path
         ));
+        // The operator password on the first line of stdin; while it is rotated, the previous
+        // one on the second, tried when Redis refuses the first (auth=previous), so that the
+        // apply that starts the rotation can still log in.
         script.push_str(&format!(
-            "if redis_active; then pw=\"$(cat)\"; echo '--cluster--'; REDISCLI_AUTH=\"$pw\" {cli} CLUSTER INFO 2>&1; echo '--end--'; echo '--nodes--'; REDISCLI_AUTH=\"$pw\" {cli} CLUSTER NODES 2>&1; echo '--end--'; echo \"keys=$(REDISCLI_AUTH=\"$pw\" {cli} DBSIZE 2>&1)\"; echo \"link=$(REDISCLI_AUTH=\"$pw\" {cli} INFO replication 2>&1 | grep -o 'master_link_status:[a-z]*')\"; fi\n",
+            "if redis_active; then IFS= read -r pw; IFS= read -r prev || true\n\
+             ci=$(REDISCLI_AUTH=\"$pw\" {cli} CLUSTER INFO 2>&1)\n\
+             case \"$ci\" in *WRONGPASS*)\n\
+               if [ -n \"$prev\" ] && ci2=$(REDISCLI_AUTH=\"$prev\" {cli} CLUSTER INFO 2>&1) && case \"$ci2\" in *WRONGPASS*) false;; esac; then pw=$prev; ci=$ci2; echo auth=previous; else echo auth=refused; fi;;\n\
+             esac\n\
+             echo '--cluster--'; printf '%s\\n' \"$ci\"; echo '--end--'; echo '--nodes--'; REDISCLI_AUTH=\"$pw\" {cli} CLUSTER NODES 2>&1; echo '--end--'; echo \"keys=$(REDISCLI_AUTH=\"$pw\" {cli} DBSIZE 2>&1)\"; echo \"link=$(REDISCLI_AUTH=\"$pw\" {cli} INFO replication 2>&1 | grep -o 'master_link_status:[a-z]*')\"; fi\n",
             cli = admin_cli_command(&self.spec)
         ));
-        let out = session.sudo(&script, self.stdin()).await?;
+        let mut input = self.operator_password.expose().as_bytes().to_vec();
+        input.push(b'\n');
+        if let Some(prev) = &self.operator_previous {
+            input.extend_from_slice(prev.expose().as_bytes());
+            input.push(b'\n');
+        }
+        let out = session.sudo(&script, Some(&input)).await?;
         session.close().await;
         let text = out.stdout_str();
         let value = |k: &str| {
@@ -189,6 +205,15 @@ impl NodeRuntime {
             files.insert(p.to_string(), (h != "-" && !h.is_empty()).then_some(h));
         }
         let modes = files::parse_modes(&text);
+        let operator_auth = match value("auth").as_str() {
+            "previous" => {
+                self.use_previous
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                OperatorAuth::Previous
+            }
+            "refused" => OperatorAuth::Refused,
+            _ => OperatorAuth::Current,
+        };
         let cluster = section("cluster")
             .and_then(|t| parse::cluster_info(&t).ok())
             .map(|c| {
@@ -233,6 +258,7 @@ impl NodeRuntime {
             stock_service_active: value("stock_active") == "active",
             cluster,
             cluster_state_file: value("state_file") == "yes",
+            operator_auth,
         })
     }
 }

@@ -33,19 +33,6 @@ const HEALTH_POLL: Duration = Duration::from_millis(500);
 /// ends.
 const HEALTH_HOLD: Duration = Duration::from_secs(1);
 
-/// The directories of the node's files made root's again, and no managed path a symbolic
-/// link, before anything is written into them ([`files::secure_script`]).
-async fn secure_dirs(s: &Session) -> Result<(), NodeError> {
-    let script = format!("set -e\n{}", files::secure_script());
-    s.sudo_ok(
-        "make /etc/redis and /etc/redis/tls root's (no symbolic links)",
-        &script,
-        None,
-    )
-    .await?;
-    Ok(())
-}
-
 impl NodeRuntime {
     pub async fn install_redis(&self, node: &str) -> Result<(), NodeError> {
         let s = self.session(node).await?;
@@ -96,11 +83,18 @@ else
                 what: format!("cannot issue its certificate: {e}"),
             })?;
         let s = self.session(node).await?;
-        secure_dirs(&s).await?;
-        s.upload(&conf::CA_CERT, ca.cert_pem().as_bytes()).await?;
-        s.upload(&conf::NODE_KEY, cert.key_pem.expose().as_bytes())
-            .await?;
-        s.upload(&conf::NODE_CERT, cert.cert_pem.as_bytes()).await?;
+        // One round trip: the directories made root's, then the three files.
+        s.upload_all(
+            "write the CA certificate, the node key and certificate",
+            &files::secure_script(),
+            &[
+                (&conf::CA_CERT, ca.cert_pem().as_bytes()),
+                (&conf::NODE_KEY, cert.key_pem.expose().as_bytes()),
+                (&conf::NODE_CERT, cert.cert_pem.as_bytes()),
+            ],
+            "",
+        )
+        .await?;
         if restart {
             self.restart_and_wait(node, &s).await?;
         }
@@ -115,8 +109,13 @@ else
         let content = self.file(node, users_acl::USERS_ACL).await?;
         let s = self.session(node).await?;
         if !reload {
-            secure_dirs(&s).await?;
-            s.upload(&users_acl::USERS_ACL, content.as_bytes()).await?;
+            s.upload_all(
+                "write /etc/redis/users.acl",
+                &files::secure_script(),
+                &[(&users_acl::USERS_ACL, content.as_bytes())],
+                "",
+            )
+            .await?;
             return Ok(());
         }
         let quote = |v: Vec<String>| {
@@ -127,12 +126,9 @@ else
         };
         let cli = format!("REDISCLI_AUTH=\"$pw\" {}", admin_cli_command(&self.spec));
         let password = self.stdin().unwrap_or_default();
-        // The password first (read byte by byte, so that the file's content stays on stdin
-        // for the upload), then the file.
-        let mut script = format!(
-            "set -eu\npw=\"$(dd bs=1 count={} 2>/dev/null)\"\n",
-            password.len()
-        );
+        // The password on the first line (`read` takes it and no more, so that the file's
+        // content stays on stdin for the upload), then the file.
+        let mut script = String::from("set -eu\nIFS= read -r pw\n");
         for u in self.spec.users.iter() {
             let args = quote(users_acl::dry_run_args(u));
             let cleanup = quote(users_acl::dry_run_cleanup_args(&users_acl::dry_run_user(
@@ -150,6 +146,7 @@ else
             "out=$({cli} ACL LOAD 2>&1) || true; [ \"$out\" = OK ] || {{ echo \"ACL LOAD answered: $out\" >&2; exit 1; }}\n"
         ));
         let mut input = password.to_vec();
+        input.push(b'\n');
         input.extend_from_slice(content.as_bytes());
         s.sudo_ok(
             "check the ACL rules, write /etc/redis/users.acl, ACL LOAD",
@@ -186,24 +183,37 @@ else
     ) -> Result<(), NodeError> {
         let content = self.file(node, conf::CONF).await?;
         let s = self.session(node).await?;
-        secure_dirs(&s).await?;
-        s.upload(&conf::CONF, content.as_bytes()).await?;
+        // One round trip: the directories made root's, the configuration (and, under systemd,
+        // the drop-in, then the unit enabled; without an init, Redis started unless it runs).
+        let drop_in = systemd::render_drop_in();
         if self.has_systemd(node, &s).await? {
-            s.upload(&systemd::DROP_IN, systemd::render_drop_in().as_bytes())
-                .await?;
-            let mut script = String::from("set -e\n");
+            let mut enable = String::new();
             for argv in systemd::enable_commands() {
-                script.push_str(&argv.join(" "));
-                script.push_str(" >/dev/null 2>&1\n");
+                enable.push_str(&argv.join(" "));
+                enable.push_str(" >/dev/null 2>&1\n");
             }
-            s.sudo_ok("enable redis-server@cluster", &script, None)
-                .await?;
-        } else if !restart {
+            s.upload_all(
+                "write the configuration and the drop-in, enable redis-server@cluster",
+                &files::secure_script(),
+                &[
+                    (&conf::CONF, content.as_bytes()),
+                    (&systemd::DROP_IN, drop_in.as_bytes()),
+                ],
+                &enable,
+            )
+            .await?;
+        } else {
             // No init system: nothing to enable; start it unless it runs.
-            s.sudo_ok(
-                "start redis-server as user redis (no systemd)",
-                &noinit::start(),
-                None,
+            let start = if restart {
+                String::new()
+            } else {
+                noinit::start()
+            };
+            s.upload_all(
+                "write the configuration, start redis-server as user redis (no systemd)",
+                &files::secure_script(),
+                &[(&conf::CONF, content.as_bytes())],
+                &start,
             )
             .await?;
         }
@@ -476,14 +486,19 @@ else
         replicas: usize,
         n: usize,
     ) -> Result<(Option<String>, Option<String>), NodeError> {
-        let s = self.session(node).await?;
-        // CLUSTER INFO, then the replication section: a replica counts as healthy only once
-        // its link to the master is up (it syncs a few seconds after create).
-        let cli = admin_cli(&self.spec);
-        let out = s
-            .sudo(
-                &format!("pw=\"$(cat)\"; printf %s \"$pw\" | {cli} CLUSTER INFO; echo '--replication--'; printf %s \"$pw\" | {cli} INFO replication; echo '--nodes--'; printf %s \"$pw\" | {cli} CLUSTER NODES"),
-                self.stdin(),
+        // CLUSTER INFO, the replication section (a replica counts as healthy only once its
+        // link to the master is up: it syncs a few seconds after create) and CLUSTER NODES,
+        // over one connection, ECHO marking where each answer ends.
+        let out = self
+            .cli_batch(
+                node,
+                &[
+                    "CLUSTER INFO".into(),
+                    "ECHO --replication--".into(),
+                    "INFO replication".into(),
+                    "ECHO --nodes--".into(),
+                    "CLUSTER NODES".into(),
+                ],
             )
             .await?;
         let text = out.stdout_str();

@@ -140,6 +140,23 @@ pub struct NodeFacts {
     /// and rejoins it when started.
     #[serde(default)]
     pub cluster_state_file: bool,
+    /// Which operator password the running Redis took (current when it was not asked).
+    #[serde(default)]
+    pub operator_auth: OperatorAuth,
+}
+
+/// Which of the operator's passwords a running node accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorAuth {
+    /// The spec's password (or Redis was not running, so not asked).
+    #[default]
+    Current,
+    /// Only the previous password of a rotation in progress: its ACL file is from before it.
+    Previous,
+    /// Neither: the node's ACL file holds a password for the operator user that the spec
+    /// does not name.
+    Refused,
 }
 
 /// What starts (and restarts) services on a node.

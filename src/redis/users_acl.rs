@@ -43,13 +43,12 @@ pub enum UsersAclError {
 }
 
 /// The rule tokens of a user line after `user <name>`: state, password hash, keys, channels,
-/// commands. `hash` is the lower-case hex SHA-256 of the password (`None`: no password).
-pub fn user_rules(user: &AclUser, hash: Option<&str>) -> Vec<String> {
+/// commands. `hashes` are the lower-case hex SHA-256 of the passwords the user logs in with
+/// (none: no password; two while a password is rotated: Redis accepts either).
+pub fn user_rules(user: &AclUser, hashes: &[String]) -> Vec<String> {
     let mut rules = vec![if user.enabled { "on" } else { "off" }.to_string()];
     rules.push("resetpass".into());
-    if let Some(h) = hash {
-        rules.push(format!("#{h}"));
-    }
+    rules.extend(hashes.iter().map(|h| format!("#{h}")));
     rules.push("resetkeys".into());
     rules.extend(user.keys.iter().map(|k| format!("~{k}")));
     rules.push("resetchannels".into());
@@ -79,19 +78,21 @@ pub fn render(
     out.push_str(DEFAULT_USER_LINE);
     out.push('\n');
     for user in &spec.users {
-        let hash = match secrets.iter().find(|(name, _)| *name == user.name) {
-            Some((_, secret)) => Some(secret.sha256_hex()),
-            None if user.enabled => {
-                return Err(UsersAclError::MissingSecret {
-                    user: user.name.clone(),
-                });
-            }
-            None => None,
-        };
+        // The current password's hash, then (while it is rotated) the previous one's.
+        let hashes: Vec<String> = secrets
+            .iter()
+            .filter(|(name, _)| *name == user.name)
+            .map(|(_, secret)| secret.sha256_hex())
+            .collect();
+        if hashes.is_empty() && user.enabled {
+            return Err(UsersAclError::MissingSecret {
+                user: user.name.clone(),
+            });
+        }
         // A disabled user keeps no password: it cannot log in, and nothing of its old secret
         // stays on the nodes.
-        let hash = if user.enabled { hash } else { None };
-        push_line(&mut out, &user.name, &user_rules(user, hash.as_deref()));
+        let hashes = if user.enabled { hashes } else { Vec::new() };
+        push_line(&mut out, &user.name, &user_rules(user, &hashes));
     }
     if let Some(pw) = replication {
         let mut rules = vec![
@@ -139,7 +140,7 @@ pub fn dry_run_args(user: &AclUser) -> Vec<String> {
         dry_run_user(&user.name),
         "reset".into(),
     ];
-    args.extend(user_rules(&probe, None));
+    args.extend(user_rules(&probe, &[]));
     args
 }
 
@@ -214,6 +215,31 @@ mod tests {
             retired,
             "user retired off resetpass resetkeys ~old:* resetchannels -@all +@read"
         );
+    }
+
+    #[test]
+    fn a_rotated_password_is_accepted_next_to_the_new_one() {
+        let spec = test_spec::reference();
+        let mut s = secrets();
+        let old = Secret::new("app-Old-9".into());
+        // As read_all gives them: the current password first, then the previous one.
+        s.insert(2, ("app".into(), old.clone()));
+        let out = render(&spec, &s, None).unwrap();
+        let app = out.lines().find(|l| l.starts_with("user app ")).unwrap();
+        assert!(
+            app.starts_with(&format!(
+                "user app on resetpass #{} #{} resetkeys",
+                Secret::new("app-Secret-2".into()).sha256_hex(),
+                old.sha256_hex()
+            )),
+            "{app}"
+        );
+        assert!(!out.contains(old.expose()));
+        // The other users are as without the rotation.
+        let plain = render(&spec, &secrets(), None).unwrap();
+        for (a, b) in out.lines().zip(plain.lines()) {
+            assert!(a == b || a.starts_with("user app "), "{a} / {b}");
+        }
     }
 
     #[test]

@@ -132,6 +132,8 @@ pub struct RawUser {
     pub password: Option<toml::Value>,
     pub password_env: Option<String>,
     pub password_file: Option<String>,
+    pub previous_password_env: Option<String>,
+    pub previous_password_file: Option<String>,
     pub keys: Option<Vec<String>>,
     pub channels: Option<Vec<String>>,
     pub commands: Option<Vec<String>>,

@@ -109,6 +109,14 @@ impl Spec {
                         Some(SecretSource::File(p)) => Some(path(p)),
                         _ => None,
                     },
+                    previous_password_env: match &u.previous_password {
+                        Some(SecretSource::Env(v)) => Some(v.clone()),
+                        _ => None,
+                    },
+                    previous_password_file: match &u.previous_password {
+                        Some(SecretSource::File(p)) => Some(path(p)),
+                        _ => None,
+                    },
                     keys: Some(u.keys.clone()),
                     channels: Some(u.channels.clone()),
                     commands: Some(u.commands.iter().map(|c| c.to_string()).collect()),

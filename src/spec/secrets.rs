@@ -48,6 +48,14 @@ pub enum SecretError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "user `{user}`: the password from {from} holds a line break: redisctl hands passwords to the nodes one per line; use a password of one line"
+    )]
+    LineBreak { user: String, from: String },
+    #[error(
+        "user `{user}`: the previous password is the current one: a rotation gives password_env/password_file the new password and previous_password_env/previous_password_file the one clients use now (or, when the rotation is over, remove the previous_password key)"
+    )]
+    PreviousIsCurrent { user: String },
     #[error("user `{user}`: password file {} is empty", path.display())]
     FileEmpty { user: String, path: PathBuf },
     #[error(
@@ -61,8 +69,23 @@ pub enum SecretError {
     },
 }
 
-/// Read one user's password from its source. A password file's trailing newline is dropped.
+/// Read one user's password from its source. A password file's trailing newline is dropped; a
+/// line break or NUL left in it is refused (a password goes to the nodes as one line).
 pub fn read(user: &str, source: &SecretSource) -> Result<Secret, SecretError> {
+    let s = read_raw(user, source)?;
+    if s.0.contains(['\n', '\r', '\0']) {
+        return Err(SecretError::LineBreak {
+            user: user.into(),
+            from: match source {
+                SecretSource::Env(v) => format!("environment variable {v}"),
+                SecretSource::File(p) => format!("file {}", p.display()),
+            },
+        });
+    }
+    Ok(s)
+}
+
+fn read_raw(user: &str, source: &SecretSource) -> Result<Secret, SecretError> {
     match source {
         SecretSource::Env(var) => match std::env::var(var) {
             Ok(v) if v.is_empty() => Err(SecretError::EnvEmpty {
@@ -104,15 +127,26 @@ pub fn read(user: &str, source: &SecretSource) -> Result<Secret, SecretError> {
     }
 }
 
-/// The passwords of every enabled user, in spec order; all problems at once.
+/// The passwords of every enabled user, in spec order: each user's current password, then,
+/// while it is rotated, its previous one under the same name (so the first entry of a name is
+/// always the current password). All problems at once.
 pub fn read_all(spec: &Spec) -> Result<Vec<(String, Secret)>, Vec<SecretError>> {
     let mut ok = Vec::new();
     let mut errors = Vec::new();
     for u in spec.users.iter().filter(|u| u.enabled) {
-        if let Some(src) = &u.password {
-            match read(&u.name, src) {
-                Ok(s) => ok.push((u.name.clone(), s)),
-                Err(e) => errors.push(e),
+        let current = u.password.as_ref().map(|src| read(&u.name, src));
+        let previous = u.previous_password.as_ref().map(|src| read(&u.name, src));
+        match (current, previous) {
+            (Some(Ok(c)), Some(Ok(p))) if c == p => errors.push(SecretError::PreviousIsCurrent {
+                user: u.name.clone(),
+            }),
+            (current, previous) => {
+                for r in [current, previous].into_iter().flatten() {
+                    match r {
+                        Ok(s) => ok.push((u.name.clone(), s)),
+                        Err(e) => errors.push(e),
+                    }
+                }
             }
         }
     }
@@ -166,6 +200,60 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read("app", &src).unwrap().expose(), "s3cret");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_line_break_in_a_password_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("redisctl-secret-nl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pw");
+        std::fs::write(&f, "two\nlines\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = read("app", &SecretSource::File(f.clone())).unwrap_err();
+        assert!(matches!(e, SecretError::LineBreak { .. }), "{e}");
+        assert!(
+            !e.to_string().contains("two"),
+            "the value is not shown: {e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rotation_reads_the_current_password_first_then_the_previous() {
+        // Unique variable names: tests run in parallel in one process.
+        let (cur, prev) = ("REDISCTL_TEST_ROT_CUR", "REDISCTL_TEST_ROT_PREV");
+        // SAFETY: no other test reads or writes these two variables.
+        unsafe {
+            std::env::set_var(cur, "new-pass");
+            std::env::set_var(prev, "old-pass");
+        }
+        let mut spec = crate::redis::test_spec::reference();
+        // Only the operator: the other users' variables are not set here.
+        spec.users.retain(|u| u.operator);
+        let u = spec.users.iter_mut().find(|u| u.operator).unwrap();
+        let name = u.name.clone();
+        u.password = Some(SecretSource::Env(cur.into()));
+        u.previous_password = Some(SecretSource::Env(prev.into()));
+        let all = read_all(&spec).unwrap();
+        let mine: Vec<&str> = all
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, s)| s.expose())
+            .collect();
+        assert_eq!(mine, ["new-pass", "old-pass"]);
+        let with = digest(&all);
+        // The same password twice is no rotation: refused, naming the user.
+        unsafe { std::env::set_var(prev, "new-pass") };
+        let e = read_all(&spec).unwrap_err();
+        assert!(
+            matches!(&e[..], [SecretError::PreviousIsCurrent { user }] if *user == name),
+            "{e:?}"
+        );
+        // Without the previous password, the digest (which a saved plan carries) differs.
+        let u = spec.users.iter_mut().find(|u| u.operator).unwrap();
+        u.previous_password = None;
+        assert_ne!(digest(&read_all(&spec).unwrap()), with);
     }
 
     #[test]

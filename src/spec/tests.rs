@@ -252,3 +252,52 @@ fn a_long_value_is_quoted_by_its_start() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_password_rotation_names_the_previous_password_and_round_trips() {
+    let text = example().replace(
+        "password_env = \"REDIS_APP_PASSWORD\"",
+        "password_env = \"REDIS_APP_PASSWORD_NEW\"\nprevious_password_env = \"REDIS_APP_PASSWORD\"",
+    );
+    let (spec, _) = parse_text(&text).unwrap();
+    let app = spec.users.iter().find(|u| u.name == "app").unwrap();
+    assert_eq!(
+        app.previous_password,
+        Some(types::SecretSource::Env("REDIS_APP_PASSWORD".into()))
+    );
+    let (again, _) = parse_text(&spec.to_toml()).unwrap();
+    assert_eq!(spec, again);
+
+    // The same source twice, both kinds at once, a disabled user: each an error at its key.
+    let errors_at = |text: &str| -> Vec<(String, String)> {
+        parse_text(text)
+            .unwrap_err()
+            .into_iter()
+            .filter(|d| d.is_error())
+            .map(|d| (d.path.clone().unwrap(), d.message.clone()))
+            .collect()
+    };
+    let same = example().replace(
+        "password_env = \"REDIS_APP_PASSWORD\"",
+        "password_env = \"REDIS_APP_PASSWORD\"\nprevious_password_env = \"REDIS_APP_PASSWORD\"",
+    );
+    let e = errors_at(&same);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].0, "users[1].previous_password_env");
+    assert!(
+        e[0].1.contains("same source as the current password"),
+        "{e:?}"
+    );
+    let both = example().replace(
+        "password_env = \"REDIS_APP_PASSWORD\"",
+        "password_env = \"N\"\nprevious_password_env = \"O\"\nprevious_password_file = \"o.txt\"",
+    );
+    assert_eq!(errors_at(&both)[0].0, "users[1].previous_password_file");
+    let disabled = example().replace(
+        "password_env = \"REDIS_DEV_PASSWORD\"",
+        "enabled = false\nprevious_password_env = \"O\"",
+    );
+    let e = errors_at(&disabled);
+    assert_eq!(e[0].0, "users[2].previous_password_env", "{e:?}");
+    assert!(e[0].1.contains("disabled"), "{e:?}");
+}

@@ -277,6 +277,9 @@ pub struct AclUser {
     pub enabled: bool,
     /// `None` only for a disabled user (which then has no password at all).
     pub password: Option<SecretSource>,
+    /// While a password is rotated: the password clients used until now, still accepted next
+    /// to `password` until it is taken out of the spec.
+    pub previous_password: Option<SecretSource>,
     pub keys: Vec<String>,
     pub channels: Vec<String>,
     pub commands: Vec<CommandRule>,

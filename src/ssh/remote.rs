@@ -246,6 +246,27 @@ impl Session {
         .map(|_| ())
     }
 
+    /// Several files in one round trip: `before` (a script run first, under `set -e`), then
+    /// each file written as [`Session::upload`] writes one, then `after`; the files' contents
+    /// one after another on stdin, each read to its length. `what` names the round trip if it
+    /// fails.
+    pub async fn upload_all(
+        &self,
+        what: &str,
+        before: &str,
+        files: &[(&crate::redis::NodeFile, &[u8])],
+        after: &str,
+    ) -> Result<(), SshError> {
+        let mut script = format!("set -e\n{before}\n");
+        let mut input = Vec::new();
+        for (file, content) in files {
+            script.push_str(&upload_script_of_len(file, Some(content.len())));
+            input.extend_from_slice(content);
+        }
+        script.push_str(after);
+        self.sudo_ok(what, &script, Some(&input)).await.map(|_| ())
+    }
+
     /// SHA-256 (lower-case hex) of remote files, `None` for a missing one, in one round trip
     /// (as root, so 0600 files are read too).
     pub async fn file_hashes(
@@ -293,7 +314,20 @@ impl Session {
 /// subshell of its own, so that a caller can run it within a larger script (after reading
 /// what comes first on stdin).
 pub fn upload_script(file: &crate::redis::NodeFile) -> String {
+    upload_script_of_len(file, None)
+}
+
+/// [`upload_script`] reading exactly `len` bytes of stdin (GNU `head -c` reads no further, so
+/// what follows is left for the next file), and refusing a short read; `None`: all of stdin.
+fn upload_script_of_len(file: &crate::redis::NodeFile, len: Option<usize>) -> String {
     let path = file.path;
+    let read = match len {
+        Some(n) => format!(
+            "head -c {n} > \"$tmp\"\n\
+             [ \"$(wc -c < \"$tmp\")\" -eq {n} ] || {{ echo \"{path}: stdin ended before its {n} bytes\" >&2; exit 1; }}\n"
+        ),
+        None => "cat > \"$tmp\"\n".to_string(),
+    };
     let dir = match path.rsplit_once('/') {
         Some(("", _)) => "/",
         Some((d, _)) => d,
@@ -310,7 +344,7 @@ pub fn upload_script(file: &crate::redis::NodeFile) -> String {
          umask 077\n\
          tmp=$(mktemp \"$d/.redisctl-upload.XXXXXX\")\n\
          trap 'rm -f \"$tmp\"' EXIT\n\
-         cat > \"$tmp\"\n\
+         {read}\
          chown {owner}:{group} \"$tmp\"\n\
          chmod {mode:04o} \"$tmp\"\n\
          sync \"$tmp\" 2>/dev/null || true\n\

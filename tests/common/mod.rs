@@ -62,6 +62,11 @@ impl Cluster {
         self.dir.join(".redisctl/prod-redis")
     }
 
+    /// `pw` is a secret from now on (a password a test introduces): no output may show it.
+    pub fn learn_password(&self, what: &str, pw: &str) {
+        self.known.lock().unwrap().password(what, pw);
+    }
+
     /// Every secret known so far: the users' passwords, the keys of the state directory (read
     /// again now; a key once read stays known after destroy or a test removes it), and what
     /// [`Cluster::learn_nodes`] read from the nodes.

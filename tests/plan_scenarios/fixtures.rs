@@ -63,10 +63,15 @@ pub fn now() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(NOW)
 }
 
-/// Stand-ins for the password sources (never real secrets).
+/// Stand-ins for the password sources (never real secrets): as `read_all` gives them, each
+/// user's current password, then its previous one while it is rotated.
 pub fn secrets(spec: &Spec) -> Vec<(String, Secret)> {
-    spec.users
-        .iter()
-        .map(|u| (u.name.clone(), Secret::new(format!("pw-of-{}", u.name))))
-        .collect()
+    let mut out = Vec::new();
+    for u in &spec.users {
+        out.push((u.name.clone(), Secret::new(format!("pw-of-{}", u.name))));
+        if u.previous_password.is_some() {
+            out.push((u.name.clone(), Secret::new(format!("old-pw-of-{}", u.name))));
+        }
+    }
+    out
 }

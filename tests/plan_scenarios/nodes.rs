@@ -7,7 +7,7 @@ use redisctl::redis::{conf, systemd, users_acl};
 use redisctl::render;
 
 use crate::fixtures::{example, example_text, spec_from};
-use crate::sim::{Sim, apply_and_converge, converged};
+use crate::sim::{Sim, apply_and_converge, converged, observed_for};
 use crate::snapshot;
 
 #[test]
@@ -232,4 +232,66 @@ fn nodes_without_systemd_are_started_and_restarted_by_redisctl() {
     assert!(!text.contains("enabled"), "{text}");
     assert!(!text.contains(systemd::DROP_IN.path), "{text}");
     apply_and_converge(&spec, o, &p);
+}
+
+/// A password rotation: the ACL files change (loaded live, nothing restarted) and the step says
+/// both passwords are accepted; every plan notes the rotation until it ends. A node that
+/// refuses the operator's password is a blocker that says how to change it.
+#[test]
+fn a_password_rotation_updates_the_acl_files_and_a_refused_operator_blocks() {
+    let before = example();
+    let o = converged(&before);
+    let rotating = spec_from(&example_text().replace(
+        "password_env = \"REDIS_APP_PASSWORD\"",
+        "password_env = \"REDIS_APP_PASSWORD_NEW\"\nprevious_password_env = \"REDIS_APP_PASSWORD\"",
+    ));
+    // The rotating spec seen by the same nodes (its desired files computed locally).
+    let o = observed_for(&rotating, o);
+    let p = plan::plan(&rotating, &o);
+    let addrs: Vec<&str> = p.steps.iter().map(|s| s.address.as_str()).collect();
+    assert_eq!(
+        addrs,
+        [
+            "node.redis-node-1a.acl",
+            "node.redis-node-1b.acl",
+            "node.redis-node-1c.acl"
+        ]
+    );
+    for s in &p.steps {
+        assert_eq!(s.action, Action::Update);
+        assert!(
+            s.reason.contains(
+                "Password rotation of app: the new password and the previous one are both accepted"
+            ),
+            "{}",
+            s.reason
+        );
+    }
+    let noted = |p: &plan::Plan| {
+        p.notes.iter().any(|n| {
+            n.subject == "user.app" && n.message.starts_with("password rotation in progress")
+        })
+    };
+    assert!(noted(&p), "{:?}", p.notes);
+    let after = apply_and_converge(&rotating, o, &p);
+    let again = plan::plan(&rotating, &after);
+    assert!(again.is_empty() && noted(&again), "{:?}", again);
+
+    // The operator's password refused by a node (changed without naming the previous one).
+    let mut o = converged(&before);
+    let Some(NodeObservation::Reached(a)) = o.nodes.get_mut("redis-node-1a") else {
+        panic!("1a not reached");
+    };
+    a.operator_auth = redisctl::observed::OperatorAuth::Refused;
+    let p = plan::plan(&before, &o);
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1, "{:?}", p.notes);
+    assert_eq!(b[0].subject, "node.redis-node-1a");
+    assert!(
+        b[0].message.starts_with(
+            "Redis on the node refuses the password of the operator user admin (WRONGPASS): "
+        ) && b[0].message.contains("previous_password_env"),
+        "{}",
+        b[0].message
+    );
 }

@@ -15,6 +15,23 @@ pub(super) fn acl(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String>) 
         .facts
         .and_then(|f| f.files.get(USERS_ACL.path).cloned().flatten());
     let reload = n.running;
+    let rotating: Vec<String> = b
+        .spec
+        .users
+        .iter()
+        .filter(|u| u.enabled && u.previous_password.is_some())
+        .map(|u| u.name.clone())
+        .collect();
+    let reason = match (reload, rotating.is_empty()) {
+        (true, true) => {
+            "the ACL users differ from the spec; loaded with ACL LOAD, no restart".to_string()
+        }
+        (true, false) => format!(
+            "the ACL users differ from the spec; loaded with ACL LOAD, no restart. Password rotation of {}: the new password and the previous one are both accepted until the previous one is taken out of the spec",
+            rotating.join(", ")
+        ),
+        (false, _) => "the ACL file is not there yet".to_string(),
+    };
     b.steps.push(
         Step::new(
             acl_addr.clone(),
@@ -24,11 +41,7 @@ pub(super) fn acl(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String>) 
                 Action::Create
             },
             Phase::Acl,
-            if reload {
-                "the ACL users differ from the spec; loaded with ACL LOAD, no restart"
-            } else {
-                "the ACL file is not there yet"
-            },
+            reason,
         )
         .changes(vec![Change {
             attribute: USERS_ACL.path.into(),

@@ -53,6 +53,26 @@ fn symlinks(b: &mut Builder<'_>, addr: &str, f: &NodeFacts) {
     );
 }
 
+/// A running node that refuses the operator's password (and, during a rotation, the previous
+/// one too) stops everything: redisctl cannot log in to it, and the cluster view it did not
+/// get would make the plan guess.
+fn operator_refused(b: &mut Builder<'_>, addr: &str, f: &NodeFacts) {
+    if f.operator_auth != crate::observed::OperatorAuth::Refused {
+        return;
+    }
+    let user = b.spec.operator_user();
+    let rotating = user.previous_password.is_some();
+    b.note(
+        NoteLevel::Blocker,
+        addr,
+        format!(
+            "Redis on the node refuses the password of the operator user {} (WRONGPASS){}: its ACL file holds a password the spec does not name. A password of a running cluster changes by a rotation: give password_env/password_file the new password and previous_password_env/previous_password_file the one the nodes hold now, apply, then remove the previous one once every client moved (docs/runbook.md, \"Rotate a password\")",
+            user.name,
+            if rotating { ", and the previous password too" } else { "" }
+        ),
+    );
+}
+
 pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     let spec = b.spec;
     tls::ensure_ca(b);
@@ -101,8 +121,27 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     }
 
     refuse_acl_change_while_leaving(b);
+    note_rotations(b);
     cluster::cluster(b, &cluster, &waiting, service_steps);
     topology::note_leaving_left(b);
+}
+
+/// A password rotation in progress is said on every plan (its second stage is the operator's
+/// to start): both passwords work until the previous one leaves the spec.
+fn note_rotations(b: &mut Builder<'_>) {
+    let spec = b.spec;
+    for u in spec.users.iter().filter(|u| u.enabled) {
+        if u.previous_password.is_some() {
+            b.note(
+                NoteLevel::Info,
+                &format!("user.{}", u.name),
+                format!(
+                    "password rotation in progress: the nodes accept the new password and the previous one; once every client of {} uses the new one, remove previous_password_env/previous_password_file from the spec and apply: the previous password is then refused",
+                    u.name
+                ),
+            );
+        }
+    }
 }
 
 /// A running node's ACL file changes while members of the cluster leave it: refused. The
@@ -235,6 +274,7 @@ impl<'a> NodeNow<'a> {
             (_, Some(i)) => match obs.nodes.get(&node.name) {
                 Some(NodeObservation::Reached(f)) => {
                     symlinks(b, &addr, f);
+                    operator_refused(b, &addr, f);
                     if f.first_contact {
                         b.steps.push(
                             Step::new(

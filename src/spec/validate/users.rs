@@ -100,6 +100,49 @@ pub(super) fn users(raw: &[RawUser], base_dir: &Path, d: &mut Diags<'_>) -> Opti
                 None
             }
         };
+        let previous_password = match (&u.previous_password_env, &u.previous_password_file) {
+            (Some(_), Some(_)) => {
+                d.error(
+                    &format!("{p}.previous_password_file"),
+                    "give either previous_password_env or previous_password_file, not both",
+                );
+                None
+            }
+            (Some(env), None) => {
+                if !is_env_name(env) {
+                    d.error(
+                        &format!("{p}.previous_password_env"),
+                        format!("`{env}` is not an environment variable name (A-Z, 0-9, _)"),
+                    );
+                }
+                Some((SecretSource::Env(env.clone()), "previous_password_env"))
+            }
+            (None, Some(f)) => Some((
+                SecretSource::File(base_dir.join(expand_home(f))),
+                "previous_password_file",
+            )),
+            (None, None) => None,
+        };
+        let previous_password = match previous_password {
+            Some((_, key)) if !enabled => {
+                d.error_help(
+                    &format!("{p}.{key}"),
+                    format!("user `{name}` is disabled: it has no password to rotate"),
+                    format!("remove {key}"),
+                );
+                None
+            }
+            Some((src, key)) if password.as_ref() == Some(&src) => {
+                d.error_help(
+                    &format!("{p}.{key}"),
+                    "names the same source as the current password: a rotation needs the new password and the previous one from two places",
+                    "put the new password in another variable or file for password_env/password_file, and name the one clients use now here",
+                );
+                None
+            }
+            Some((src, _)) => Some(src),
+            None => None,
+        };
         let keys = patterns(u.keys.as_ref(), &format!("{p}.keys"), d);
         let channels = patterns(u.channels.as_ref(), &format!("{p}.channels"), d);
         let mut commands = Vec::new();
@@ -154,6 +197,7 @@ pub(super) fn users(raw: &[RawUser], base_dir: &Path, d: &mut Diags<'_>) -> Opti
             name: name.clone(),
             enabled,
             password,
+            previous_password,
             keys,
             channels,
             commands,
