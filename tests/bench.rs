@@ -3,8 +3,10 @@
 //! measured), then measures apply from nothing, a no-op plan, an ACL change (ACL LOAD on every
 //! node), a configuration change (a rolling restart), the EBS encryption swap, and destroy:
 //! wall time, EC2 calls (counted by the sandbox's front, by action), SSH round trips (counted
-//! by redisctl itself: one per command run on a node), and redisctl's peak memory (its
-//! `ru_maxrss`, from `wait4`); for apply from nothing, each phase's time and round trips too.
+//! by redisctl itself: one per command run on a node), redisctl's peak memory (its
+//! `ru_maxrss`, from `wait4`) and its CPU time (`ru_utime` + `ru_stime`: the tool's own cost,
+//! apart from the hosts that share the cores); for apply from nothing, each phase's time and
+//! round trips too.
 //!
 //! It prints a table per size and writes the same as JSON under `target/bench/` (with the
 //! machine it ran on), so that two runs can be compared. Timings are figures, never asserted:
@@ -58,6 +60,9 @@ struct Run {
     /// (phase number, seconds, round trips), as apply logged them.
     phases: Vec<(u8, f64, u64)>,
     peak_kib: i64,
+    /// redisctl's own CPU time (user + system): what the tool costs, apart from the hosts that
+    /// share this machine's cores with it.
+    cpu: f64,
 }
 
 impl Run {
@@ -74,6 +79,7 @@ impl Run {
             "ssh_round_trips": self.trips,
             "ssh_round_trips_per_node": round(self.trips as f64 / nodes as f64),
             "peak_rss_kib": self.peak_kib,
+            "redisctl_cpu_s": round(self.cpu),
             "phases": self.phases.iter().map(|(p, s, t)| json!({
                 "phase": p,
                 "wall_s": round(*s),
@@ -162,7 +168,12 @@ fn measure(sb: &Sandbox, c: &Cluster, name: &str, args: &[&str]) -> Run {
         trips,
         phases,
         peak_kib: usage.ru_maxrss,
+        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
     }
+}
+
+fn secs(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
 /// The machine the figures come from.
@@ -192,18 +203,27 @@ fn machine() -> Value {
 
 fn table(nodes: usize, shape: (usize, usize), runs: &[Run]) -> String {
     let mut t = format!(
-        "bench: {nodes} nodes ({} masters x {} replicas)\n{:<22} {:>8} {:>10} {:>10} {:>14} {:>9}\n",
-        shape.0, shape.1, "step", "wall s", "EC2 calls", "SSH trips", "trips per node", "peak MiB"
+        "bench: {nodes} nodes ({} masters x {} replicas)\n{:<22} {:>8} {:>10} {:>10} {:>14} {:>9} {:>7}\n",
+        shape.0,
+        shape.1,
+        "step",
+        "wall s",
+        "EC2 calls",
+        "SSH trips",
+        "trips per node",
+        "peak MiB",
+        "CPU s"
     );
     for r in runs {
         t.push_str(&format!(
-            "{:<22} {:>8.2} {:>10} {:>10} {:>14.1} {:>9.1}\n",
+            "{:<22} {:>8.2} {:>10} {:>10} {:>14.1} {:>9.1} {:>7.2}\n",
             r.name,
             r.wall,
             r.ec2_calls(),
             r.trips,
             r.trips as f64 / nodes as f64,
-            r.peak_kib as f64 / 1024.0
+            r.peak_kib as f64 / 1024.0,
+            r.cpu
         ));
         if r.name == "apply from nothing" {
             for (p, s, trips) in &r.phases {
