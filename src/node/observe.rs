@@ -164,16 +164,20 @@ impl NodeRuntime {
             "echo '--cert--'; cat {} 2>/dev/null; echo '--end--'\n",
             conf::NODE_CERT.path
         ));
-        // The operator password on the first line of stdin; while it is rotated, the previous
-        // one on the second, tried when Redis refuses the first (auth=previous), so that the
-        // apply that starts the rotation can still log in.
+        // The cluster's view in one redis-cli connection (CLUSTER INFO, CLUSTER NODES, DBSIZE,
+        // the replication section), ECHO marking where each answer ends. The operator password
+        // is on the first line of stdin; while it is rotated, the previous one on the second,
+        // tried when Redis refuses the first (auth=previous), so that the apply that starts the
+        // rotation can still log in.
         script.push_str(&format!(
             "if redis_active; then IFS= read -r pw; IFS= read -r prev || true\n\
-             ci=$(REDISCLI_AUTH=\"$pw\" {cli} CLUSTER INFO 2>&1)\n\
-             case \"$ci\" in *WRONGPASS*)\n\
-               if [ -n \"$prev\" ] && ci2=$(REDISCLI_AUTH=\"$prev\" {cli} CLUSTER INFO 2>&1) && case \"$ci2\" in *WRONGPASS*) false;; esac; then pw=$prev; ci=$ci2; echo auth=previous; else echo auth=refused; fi;;\n\
+             q() {{ printf 'ECHO --cluster--\\nCLUSTER INFO\\nECHO --end--\\nECHO --nodes--\\nCLUSTER NODES\\nECHO --end--\\nECHO --keys--\\nDBSIZE\\nECHO --end--\\nECHO --replication--\\nINFO replication\\nECHO --end--\\n' | REDISCLI_AUTH=\"$1\" {cli} 2>&1; }}\n\
+             out=$(q \"$pw\")\n\
+             case \"$out\" in *WRONGPASS*)\n\
+               if [ -n \"$prev\" ] && out2=$(q \"$prev\") && case \"$out2\" in *WRONGPASS*) false;; esac; then out=$out2; echo auth=previous; else echo auth=refused; fi;;\n\
              esac\n\
-             echo '--cluster--'; printf '%s\\n' \"$ci\"; echo '--end--'; echo '--nodes--'; REDISCLI_AUTH=\"$pw\" {cli} CLUSTER NODES 2>&1; echo '--end--'; echo \"keys=$(REDISCLI_AUTH=\"$pw\" {cli} DBSIZE 2>&1)\"; echo \"link=$(REDISCLI_AUTH=\"$pw\" {cli} INFO replication 2>&1 | grep -o 'master_link_status:[a-z]*')\"; fi\n",
+             printf '%s\\n' \"$out\"\n\
+             fi\n",
             cli = admin_cli_command(&self.spec)
         ));
         let mut input = self.operator_password.expose().as_bytes().to_vec();
@@ -229,12 +233,12 @@ impl NodeRuntime {
                     size: c.size,
                     own_slots: myself.as_ref().map(|m| m.slot_count()),
                     replica: myself.as_ref().is_some_and(|m| m.is_replica()),
-                    keys: value("keys").parse().ok(),
-                    link_up: match value("link").as_str() {
-                        "master_link_status:up" => Some(true),
-                        "" => None,
-                        _ => Some(false),
-                    },
+                    keys: section("keys").and_then(|t| t.trim().parse().ok()),
+                    link_up: section("replication").and_then(|t| {
+                        t.lines()
+                            .find_map(|l| l.trim().strip_prefix("master_link_status:"))
+                            .map(|v| v == "up")
+                    }),
                     members,
                 }
             });
