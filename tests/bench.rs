@@ -13,7 +13,8 @@
 //! the test fails only when a run itself fails.
 //!
 //! `BENCH_NODES` (default `3`: the short run every test run makes) lists the sizes, e.g.
-//! `3,12,30`; `BENCH_SWAP=0` leaves the swap out (30 nodes swap one at a time: minutes).
+//! `3,12,30`; `BENCH_SWAP=0` leaves the swap out (30 nodes swap one at a time: minutes), and
+//! `BENCH_ROLL=0` the rolling restart (one node at a time too).
 //! `scripts/bench` runs the long one. Sizes: 3 = 3 masters; up to 20 nodes, N/2 masters with a
 //! replica each; above, N/3 masters with two.
 //! Run inside the sandbox: `redisctl-sandbox exec -- cargo test --test bench -- --nocapture`.
@@ -254,6 +255,7 @@ fn bench() {
         })
         .collect();
     let swap = std::env::var("BENCH_SWAP").map_or(true, |v| v != "0");
+    let roll = std::env::var("BENCH_ROLL").map_or(true, |v| v != "0");
     let mut results = Vec::new();
     let mut tables = String::new();
     for n in sizes {
@@ -270,13 +272,15 @@ fn bench() {
             )
         });
         runs.push(measure(&sb, &c, "ACL change", &["apply", "--yes"]));
-        c.edit(|t| t.replace("# maxmemory = \"512mb\"", "maxmemory = \"384mb\""));
-        runs.push(measure(
-            &sb,
-            &c,
-            "config change (roll)",
-            &["apply", "--yes"],
-        ));
+        if roll {
+            c.edit(|t| t.replace("# maxmemory = \"512mb\"", "maxmemory = \"384mb\""));
+            runs.push(measure(
+                &sb,
+                &c,
+                "config change (roll)",
+                &["apply", "--yes"],
+            ));
+        }
         if swap {
             c.edit(|t| t.replace("encrypted = false", "encrypted = true"));
             runs.push(measure(&sb, &c, "EBS swap", &["apply", "--yes"]));
