@@ -116,6 +116,11 @@ pub fn render(spec: &Spec, node: &Node, replication: Option<ReplicationAuth<'_>>
     ));
     line(&format!("cluster-announce-ip {ip}"));
     line("");
+    line("# Replication: a master streams a full sync to a replica (diskless) at once rather than");
+    line("# wait 5 s (Redis's default) for more replicas to ask: a new or re-synced replica is in");
+    line("# sync sooner.");
+    line("repl-diskless-sync-delay 0");
+    line("");
     line(
         "# Users and passwords (SHA-256 hashes only) live in the ACL file, reloaded with ACL LOAD.",
     );

@@ -325,8 +325,8 @@ fn live_tls_acl_cluster_on_loopback() {
     let info = info.unwrap();
     assert_eq!(info.size, 3);
 
-    // Replicas authenticated as the replication user and are in sync (the master delays a
-    // diskless sync by 5 s).
+    // Replicas authenticated as the replication user and are in sync (the rendered
+    // configuration starts a diskless sync at once: repl-diskless-sync-delay 0).
     let mut replica_ports = Vec::new();
     wait_for(
         "3 replicas in CLUSTER NODES",
