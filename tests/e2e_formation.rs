@@ -82,12 +82,13 @@ fn an_apply_killed_inside_each_node_phase_is_finished_by_the_next_apply() {
     let _sb = Sandbox::acquire();
     let c = Cluster::new("nodekills", |t| t);
     // The first apply is killed soon after install starts; each rerun is killed in the next
-    // node phase it reaches, so that every one of them is cut once.
+    // node phase it reaches, so that every one of them is cut once. (TLS and the ACL files
+    // take one round trip per node: tens of milliseconds for three nodes.)
     let mut cut = Vec::new();
     for (marker, ms) in [
         ("phase 3: install", 1500),
-        ("phase 4: tls", 300),
-        ("phase 5: acl", 200),
+        ("phase 4: tls", 20),
+        ("phase 5: acl", 10),
         ("phase 6: config", 300),
     ] {
         let plan = c.run(&["plan"]);

@@ -192,11 +192,12 @@ fn fail_over_by_hand(c: &Cluster, ip: &str) {
     }
 }
 
-/// On a 3 x 1 cluster, failovers by hand between a master M and its replica R (in another AZ,
-/// where a master already is): R takes over, M takes its slots back 50 s later, R takes over
-/// again 61.5 s after its first (once Redis has forgotten R's first election). R now leads in
-/// an AZ with another master, and M, which won an election about 15 s ago, is the node apply
-/// must ask to take over. Redis 7.0 would reuse that election: M "wins" at once with its old
+/// On a 3 x 1 cluster with cluster-node-timeout 5 s (so that Redis remembers an election for
+/// 20 s: 4 x the timeout), failovers by hand between a master M and its replica R (in another
+/// AZ, where a master already is): R takes over, M takes its slots back 16.7 s later, R takes
+/// over again 21.5 s after its first (once Redis has forgotten R's first election). R now
+/// leads in an AZ with another master, and M, which won an election about 4 s ago, is the node
+/// apply must ask to take over. Redis 7.0 would reuse that election: M "wins" at once with its old
 /// epoch, serves R's slots for a moment, loses them to R's newer epoch and resyncs from R,
 /// losing the writes it took. Apply waits until Redis has forgotten M's election (4 x
 /// cluster-node-timeout after it started), then parts the masters; the application loses
@@ -204,7 +205,12 @@ fn fail_over_by_hand(c: &Cluster, ip: &str) {
 #[test]
 fn masters_sharing_an_az_after_failovers_are_parted_without_reusing_an_election() {
     let _sb = Sandbox::acquire();
-    let c = Cluster::new("failovers", |t| shape(t, 3, 1));
+    let c = Cluster::new("failovers", |t| {
+        shape(t, 3, 1).replace(
+            "cluster_node_timeout_ms = 15000",
+            "cluster_node_timeout_ms = 5000",
+        )
+    });
     c.ok(&["apply", "--yes"]);
     c.ok(&["client-cert", "app", "--out", "tls", "--days", "30"]);
     let nodes = c.redis("10.0.1.10", "CLUSTER NODES");
@@ -226,9 +232,12 @@ fn masters_sharing_an_az_after_failovers_are_parted_without_reusing_an_election(
     eprintln!("failovers by hand between {m} (master) and {r} (its replica)");
     fail_over_by_hand(&c, &r);
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(50).saturating_sub(t0.elapsed()));
+    // (The 15 s default's 50 s, scaled to the 5 s timeout; the second failover of R comes 1.5 s
+    // after Redis forgot its first election, as with the default.)
+    const SECOND: Duration = Duration::from_millis(16_700);
+    std::thread::sleep(SECOND.saturating_sub(t0.elapsed()));
     fail_over_by_hand(&c, &m);
-    std::thread::sleep(Duration::from_millis(61_500).saturating_sub(t0.elapsed()));
+    std::thread::sleep(Duration::from_millis(21_500).saturating_sub(t0.elapsed()));
     fail_over_by_hand(&c, &r);
     // R must know M as its replica (gossip brings it within a few seconds), or it would
     // ignore M's request to start a manual failover and nothing would be put to the test.
@@ -259,7 +268,7 @@ fn masters_sharing_an_az_after_failovers_are_parted_without_reusing_an_election(
     }
     eprintln!(
         "{m} won an election {:.1}s ago and is a replica of {r} again",
-        t0.elapsed().as_secs_f64() - 50.0
+        (t0.elapsed() - SECOND).as_secs_f64()
     );
     let app = App::start(&c);
     // (Planned from the best-informed node's view: for a moment after the failover, it can
@@ -277,7 +286,7 @@ fn masters_sharing_an_az_after_failovers_are_parted_without_reusing_an_election(
     eprintln!(
         "figure: masters parted again by apply in {:.1}s, {:.1}s after {m}'s election",
         t.elapsed().as_secs_f64(),
-        t0.elapsed().as_secs_f64() - 50.0
+        (t0.elapsed() - SECOND).as_secs_f64()
     );
     c.assert_no_stale_election_win();
     app.finish("masters parted after failovers by hand");
