@@ -135,8 +135,9 @@ else
                 &u.name,
             )));
             script.push_str(&format!(
-                "out=$({cli} {args} 2>&1) || true; {cli} {cleanup} >/dev/null 2>&1 || true; [ \"$out\" = OK ] || {{ echo \"the ACL rules of user {name} are refused by Redis: $out\" >&2; exit 1; }}\n",
-                name = u.name
+                "out=$({cli} {args} 2>&1) || true; {cli} {cleanup} >/dev/null 2>&1 || true; case \"$out\" in *WRONGPASS*|*NOAUTH*) echo \"Redis on the node refuses the password of the operator user {op}: $out\" >&2; exit 1;; esac; [ \"$out\" = OK ] || {{ echo \"the ACL rules of user {name} are refused by Redis: $out\" >&2; exit 1; }}\n",
+                name = u.name,
+                op = self.spec.operator_user().name
             ));
         }
         script.push_str(&files::secure_script());
