@@ -5,8 +5,9 @@
 //! every node a config epoch of its own (CLUSTER SET-CONFIG-EPOCH, which a node takes only
 //! while it knows no other node); (2) every node meets the nodes after it in the spec's order,
 //! so every pair meets once, directly, without waiting for gossip to carry the news; (3) once
-//! every node knows every other, each replica follows its master (CLUSTER REPLICATE); then the
-//! wait for a healthy cluster. (`redis-cli --cluster create` met every node from the first
+//! every node knows every other, each replica follows its master (CLUSTER REPLICATE); (4) every
+//! node MEETs every other once more, which tells each node the others' slots and roles at once
+//! (see [`NodeRuntime::announce`]); then the wait for a healthy cluster. (`redis-cli --cluster create` met every node from the first
 //! only and waited on gossip in one-second steps: 23 s for 12 nodes.)
 //!
 //! **An interrupted formation** (a kill or Ctrl-C in the middle of it):
