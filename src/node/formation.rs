@@ -138,11 +138,21 @@ impl NodeRuntime {
             "every node tells every other what it serves (CLUSTER MEET, {} nodes)",
             nodes.len()
         ));
+        self.meet_all(nodes, |i, j| j != i).await
+    }
+
+    /// Each node `nodes[i]` MEETs each `nodes[j]` for which `pair(i, j)`, in one round trip
+    /// per node, all nodes at once.
+    async fn meet_all(
+        &self,
+        nodes: &[String],
+        pair: impl Fn(usize, usize) -> bool,
+    ) -> Result<(), NodeError> {
         let port = self.spec.redis.port;
         let mut meets: Vec<(&String, Vec<String>)> = Vec::new();
-        for node in nodes {
+        for (i, node) in nodes.iter().enumerate() {
             let mut cmds = Vec::new();
-            for other in nodes.iter().filter(|o| *o != node) {
+            for (_, other) in nodes.iter().enumerate().filter(|(j, _)| pair(i, *j)) {
                 let ip = self.node_spec(other)?.private_ip;
                 cmds.push(format!("CLUSTER MEET {ip} {port} {}", port + 10000));
             }
@@ -169,25 +179,7 @@ impl NodeRuntime {
             "every pair of the {} nodes meets (CLUSTER MEET)",
             nodes.len()
         ));
-        let port = self.spec.redis.port;
-        let mut meets: Vec<(&String, Vec<String>)> = Vec::new();
-        for (i, node) in nodes.iter().enumerate() {
-            let mut cmds = Vec::new();
-            for other in &nodes[i + 1..] {
-                let ip = self.node_spec(other)?.private_ip;
-                cmds.push(format!("CLUSTER MEET {ip} {port} {}", port + 10000));
-            }
-            if !cmds.is_empty() {
-                meets.push((node, cmds));
-            }
-        }
-        let met = futures_util::future::join_all(
-            meets
-                .iter()
-                .map(|(node, cmds)| self.cli_batch_ok(node, "CLUSTER MEET", cmds)),
-        )
-        .await;
-        all_ok(met)?;
+        self.meet_all(nodes, |i, j| j > i).await?;
         let started = Instant::now();
         // Only the nodes that did not know every other at the last look are looked at again
         // (a handshake done stays done): fewer redis-cli runs competing with the nodes' own

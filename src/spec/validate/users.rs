@@ -71,58 +71,29 @@ pub(super) fn users(raw: &[RawUser], base_dir: &Path, d: &mut Diags<'_>) -> Opti
                 "use password_env = \"ENV_VAR\" or password_file = \"path\"",
             );
         }
-        let password = match (&u.password_env, &u.password_file) {
-            (Some(_), Some(_)) => {
-                d.error(
-                    &format!("{p}.password_file"),
-                    "give either password_env or password_file, not both",
-                );
-                None
-            }
-            (Some(env), None) => {
-                if !is_env_name(env) {
-                    d.error(
-                        &format!("{p}.password_env"),
-                        format!("`{env}` is not an environment variable name (A-Z, 0-9, _)"),
-                    );
-                }
-                Some(SecretSource::Env(env.clone()))
-            }
-            (None, Some(f)) => Some(SecretSource::File(base_dir.join(expand_home(f)))),
-            (None, None) => {
-                if enabled && u.password.is_none() {
-                    d.error_help(
-                        &format!("{p}.password_env"),
-                        format!("user `{name}` is enabled but has no password source"),
-                        "set password_env or password_file",
-                    );
-                }
-                None
-            }
-        };
-        let previous_password = match (&u.previous_password_env, &u.previous_password_file) {
-            (Some(_), Some(_)) => {
-                d.error(
-                    &format!("{p}.previous_password_file"),
-                    "give either previous_password_env or previous_password_file, not both",
-                );
-                None
-            }
-            (Some(env), None) => {
-                if !is_env_name(env) {
-                    d.error(
-                        &format!("{p}.previous_password_env"),
-                        format!("`{env}` is not an environment variable name (A-Z, 0-9, _)"),
-                    );
-                }
-                Some((SecretSource::Env(env.clone()), "previous_password_env"))
-            }
-            (None, Some(f)) => Some((
-                SecretSource::File(base_dir.join(expand_home(f))),
-                "previous_password_file",
-            )),
-            (None, None) => None,
-        };
+        let password = secret_source(
+            d,
+            &p,
+            ("password_env", &u.password_env),
+            ("password_file", &u.password_file),
+            base_dir,
+        )
+        .map(|(src, _)| src);
+        if u.password_env.is_none() && u.password_file.is_none() && enabled && u.password.is_none()
+        {
+            d.error_help(
+                &format!("{p}.password_env"),
+                format!("user `{name}` is enabled but has no password source"),
+                "set password_env or password_file",
+            );
+        }
+        let previous_password = secret_source(
+            d,
+            &p,
+            ("previous_password_env", &u.previous_password_env),
+            ("previous_password_file", &u.previous_password_file),
+            base_dir,
+        );
         let previous_password = match previous_password {
             Some((_, key)) if !enabled => {
                 d.error_help(
@@ -245,4 +216,35 @@ fn patterns(raw: Option<&Vec<String>>, path: &str, d: &mut Diags<'_>) -> Vec<Str
         }
     }
     out
+}
+
+/// A secret's source from its pair of keys (`…_env`, `…_file`): an error at the file key when
+/// both are given, at the env key when its value is no variable name; with the key it came from.
+fn secret_source(
+    d: &mut Diags<'_>,
+    p: &str,
+    (env_key, env): (&'static str, &Option<String>),
+    (file_key, file): (&'static str, &Option<String>),
+    base_dir: &Path,
+) -> Option<(SecretSource, &'static str)> {
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            d.error(
+                &format!("{p}.{file_key}"),
+                format!("give either {env_key} or {file_key}, not both"),
+            );
+            None
+        }
+        (Some(env), None) => {
+            if !is_env_name(env) {
+                d.error(
+                    &format!("{p}.{env_key}"),
+                    format!("`{env}` is not an environment variable name (A-Z, 0-9, _)"),
+                );
+            }
+            Some((SecretSource::Env(env.clone()), env_key))
+        }
+        (None, Some(f)) => Some((SecretSource::File(base_dir.join(expand_home(f))), file_key)),
+        (None, None) => None,
+    }
 }
