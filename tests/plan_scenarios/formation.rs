@@ -173,3 +173,28 @@ fn a_replica_whose_link_is_down_is_waited_for() {
         Op::Node(NodeOp::WaitHealthy { nodes: 6 })
     ));
 }
+
+/// Formed, but a node has not heard from every master yet (an apply killed right after the
+/// formation): the plan waits for a healthy cluster rather than find nothing to do.
+#[test]
+fn a_node_not_yet_ok_after_a_formation_is_waited_for() {
+    use redisctl::observed::NodeObservation;
+    let spec = crate::fixtures::example();
+    let mut o = crate::sim::converged(&spec);
+    let Some(NodeObservation::Reached(f)) = o.nodes.get_mut("redis-node-1c") else {
+        panic!("1c not reached");
+    };
+    let c = f.cluster.as_mut().unwrap();
+    c.state = "fail".into();
+    c.slots_assigned = 10923;
+    let p = redisctl::plan::plan(&spec, &o);
+    let addrs: Vec<&str> = p.steps.iter().map(|s| s.address.as_str()).collect();
+    assert_eq!(addrs, ["cluster.health"], "{p:?}");
+    assert!(
+        p.steps[0].reason.starts_with(
+            "redis-node-1c does not say cluster_state:ok: wait until the cluster is healthy"
+        ),
+        "{}",
+        p.steps[0].reason
+    );
+}

@@ -254,16 +254,40 @@ pub(super) fn cluster(
             .steps
             .iter()
             .any(|s| matches!(s.ops.first(), Some(Op::Ec2(Ec2Op::StartInstance { .. }))));
-        if !links_down.is_empty() && !starting {
+        // A member that does not say cluster_state:ok yet (right after a formation an
+        // interrupted apply left, it may not have heard from every master: gossip brings the
+        // slots of each within cluster-node-timeout / 2): apply waits for it too.
+        let unsettled: Vec<&str> = spec
+            .nodes
+            .nodes
+            .iter()
+            .filter(|n| {
+                matches!(obs.nodes.get(&n.name), Some(NodeObservation::Reached(f))
+                    if f.cluster.as_ref().is_some_and(|c| c.state != "ok"))
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        if (!links_down.is_empty() || !unsettled.is_empty()) && !starting {
+            let mut why = Vec::new();
+            if !links_down.is_empty() {
+                why.push(format!(
+                    "the link of {} to its master is down",
+                    links_down.join(", ")
+                ));
+            }
+            if !unsettled.is_empty() {
+                why.push(format!(
+                    "{} {} not say cluster_state:ok",
+                    unsettled.join(", "),
+                    if unsettled.len() == 1 { "does" } else { "do" }
+                ));
+            }
             b.steps.push(
                 Step::new(
                     "cluster.health",
                     Action::Run,
                     Phase::ClusterCreate,
-                    format!(
-                        "the link of {} to its master is down: wait until it is up",
-                        links_down.join(", ")
-                    ),
+                    format!("{}: wait until the cluster is healthy", why.join("; ")),
                 )
                 .changes(vec![Change::create(
                     "wait_for",
