@@ -7,8 +7,9 @@
 //! so every pair meets once, directly, without waiting for gossip to carry the news; (3) once
 //! every node knows every other, each replica follows its master (CLUSTER REPLICATE); (4) every
 //! node MEETs every other once more, which tells each node the others' slots and roles at once
-//! (see [`NodeRuntime::announce`]); then the wait for a healthy cluster. (`redis-cli --cluster create` met every node from the first
-//! only and waited on gossip in one-second steps: 23 s for 12 nodes.)
+//! (see [`NodeRuntime::announce`]); then the wait for a healthy cluster. (`redis-cli --cluster
+//! create` met every node from the first only and waited on gossip in one-second steps: 23 s
+//! for 12 nodes.)
 //!
 //! **An interrupted formation** (a kill or Ctrl-C in the middle of it):
 //!
@@ -152,7 +153,8 @@ impl NodeRuntime {
         let mut meets: Vec<(&String, Vec<String>)> = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
             let mut cmds = Vec::new();
-            for (_, other) in nodes.iter().enumerate().filter(|(j, _)| pair(i, *j)) {
+            let others = nodes.iter().enumerate().filter(|(j, _)| pair(i, *j));
+            for other in others.map(|(_, o)| o) {
                 let ip = self.node_spec(other)?.private_ip;
                 cmds.push(format!("CLUSTER MEET {ip} {port} {}", port + 10000));
             }
@@ -263,8 +265,9 @@ impl NodeRuntime {
         Ok(())
     }
 
-    /// `cmds` on `node` in one round trip ([`Self::cli_batch`]); each must answer `OK` (an error names each command that did not, and its answer). `what`
-    /// names the round trip if it fails as a whole.
+    /// `cmds` on `node` in one round trip ([`Self::cli_batch`]); each must answer `OK` (an
+    /// error names each command that did not, and its answer). `what` names the round trip if
+    /// it fails as a whole.
     pub(super) async fn cli_batch_ok(
         &self,
         node: &str,
@@ -298,8 +301,8 @@ impl NodeRuntime {
     }
 
     /// `cmds` on `node` in one round trip and one redis-cli connection, which reads them on its
-    /// stdin after the password (which `dd` reads byte by byte, leaving the rest to redis-cli);
-    /// its answers one after another, raw, on stdout.
+    /// stdin after the password (the first line, which `read` takes, leaving the rest to
+    /// redis-cli); its answers one after another, raw, on stdout.
     pub(super) async fn cli_batch(
         &self,
         node: &str,

@@ -97,30 +97,29 @@ impl Spec {
             users: self
                 .users
                 .iter()
-                .map(|u| RawUser {
-                    name: Some(u.name.clone()),
-                    enabled: Some(u.enabled),
-                    password: None,
-                    password_env: match &u.password {
-                        Some(SecretSource::Env(v)) => Some(v.clone()),
-                        _ => None,
-                    },
-                    password_file: match &u.password {
-                        Some(SecretSource::File(p)) => Some(path(p)),
-                        _ => None,
-                    },
-                    previous_password_env: match &u.previous_password {
-                        Some(SecretSource::Env(v)) => Some(v.clone()),
-                        _ => None,
-                    },
-                    previous_password_file: match &u.previous_password {
-                        Some(SecretSource::File(p)) => Some(path(p)),
-                        _ => None,
-                    },
-                    keys: Some(u.keys.clone()),
-                    channels: Some(u.channels.clone()),
-                    commands: Some(u.commands.iter().map(|c| c.to_string()).collect()),
-                    operator: Some(u.operator),
+                .map(|u| {
+                    // A secret's source as its two keys (`…_env`, `…_file`).
+                    let keys = |src: &Option<SecretSource>| match src {
+                        Some(SecretSource::Env(v)) => (Some(v.clone()), None),
+                        Some(SecretSource::File(p)) => (None, Some(path(p))),
+                        None => (None, None),
+                    };
+                    let (password_env, password_file) = keys(&u.password);
+                    let (previous_password_env, previous_password_file) =
+                        keys(&u.previous_password);
+                    RawUser {
+                        name: Some(u.name.clone()),
+                        enabled: Some(u.enabled),
+                        password: None,
+                        password_env,
+                        password_file,
+                        previous_password_env,
+                        previous_password_file,
+                        keys: Some(u.keys.clone()),
+                        channels: Some(u.channels.clone()),
+                        commands: Some(u.commands.iter().map(|c| c.to_string()).collect()),
+                        operator: Some(u.operator),
+                    }
                 })
                 .collect(),
         }

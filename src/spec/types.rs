@@ -295,6 +295,13 @@ pub enum SecretSource {
 }
 
 impl Spec {
+    /// The enabled users whose password is being rotated (a previous password is named).
+    pub fn rotating_users(&self) -> impl Iterator<Item = &AclUser> {
+        self.users
+            .iter()
+            .filter(|u| u.enabled && u.previous_password.is_some())
+    }
+
     /// The one user marked `operator = true` (validation guarantees exactly one).
     pub fn operator_user(&self) -> &AclUser {
         self.users

@@ -15,13 +15,7 @@ pub(super) fn acl(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String>) 
         .facts
         .and_then(|f| f.files.get(USERS_ACL.path).cloned().flatten());
     let reload = n.running;
-    let rotating: Vec<String> = b
-        .spec
-        .users
-        .iter()
-        .filter(|u| u.enabled && u.previous_password.is_some())
-        .map(|u| u.name.clone())
-        .collect();
+    let rotating: Vec<&str> = b.spec.rotating_users().map(|u| u.name.as_str()).collect();
     let reason = match (reload, rotating.is_empty()) {
         (true, true) => {
             "the ACL users differ from the spec; loaded with ACL LOAD, no restart".to_string()

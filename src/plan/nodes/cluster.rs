@@ -240,16 +240,19 @@ pub(super) fn cluster(
         }
         // A replica whose link to its master is down (still syncing after an interrupted
         // apply made it, or broken): apply waits for it, and says so if it never comes up.
-        let links_down: Vec<&str> = spec
-            .nodes
-            .nodes
-            .iter()
-            .filter(|n| {
-                matches!(obs.nodes.get(&n.name), Some(NodeObservation::Reached(f))
-                    if f.cluster.as_ref().is_some_and(|c| c.link_up == Some(false)))
-            })
-            .map(|n| n.name.as_str())
-            .collect();
+        // The spec's reached nodes whose cluster view `pred` holds for.
+        let members_where = |pred: fn(&ClusterView) -> bool| -> Vec<&str> {
+            spec.nodes
+                .nodes
+                .iter()
+                .filter(|n| {
+                    matches!(obs.nodes.get(&n.name), Some(NodeObservation::Reached(f))
+                        if f.cluster.as_ref().is_some_and(pred))
+                })
+                .map(|n| n.name.as_str())
+                .collect()
+        };
+        let links_down = members_where(|c| c.link_up == Some(false));
         let starting = b
             .steps
             .iter()
@@ -257,16 +260,7 @@ pub(super) fn cluster(
         // A member that does not say cluster_state:ok yet (right after a formation an
         // interrupted apply left, it may not have heard from every master: gossip brings the
         // slots of each within cluster-node-timeout / 2): apply waits for it too.
-        let unsettled: Vec<&str> = spec
-            .nodes
-            .nodes
-            .iter()
-            .filter(|n| {
-                matches!(obs.nodes.get(&n.name), Some(NodeObservation::Reached(f))
-                    if f.cluster.as_ref().is_some_and(|c| c.state != "ok"))
-            })
-            .map(|n| n.name.as_str())
-            .collect();
+        let unsettled = members_where(|c| c.state != "ok");
         if (!links_down.is_empty() || !unsettled.is_empty()) && !starting {
             let mut why = Vec::new();
             if !links_down.is_empty() {

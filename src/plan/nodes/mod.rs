@@ -130,17 +130,15 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
 /// to start): both passwords work until the previous one leaves the spec.
 fn note_rotations(b: &mut Builder<'_>) {
     let spec = b.spec;
-    for u in spec.users.iter().filter(|u| u.enabled) {
-        if u.previous_password.is_some() {
-            b.note(
-                NoteLevel::Info,
-                &format!("user.{}", u.name),
-                format!(
-                    "password rotation in progress: the nodes accept the new password and the previous one; once every client of {} uses the new one, remove previous_password_env/previous_password_file from the spec and apply: the previous password is then refused",
-                    u.name
-                ),
-            );
-        }
+    for u in spec.rotating_users() {
+        b.note(
+            NoteLevel::Info,
+            &format!("user.{}", u.name),
+            format!(
+                "password rotation in progress: the nodes accept the new password and the previous one; once every client of {} uses the new one, remove previous_password_env/previous_password_file from the spec and apply: the previous password is then refused",
+                u.name
+            ),
+        );
     }
 }
 
