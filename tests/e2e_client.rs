@@ -312,3 +312,179 @@ fn a_password_rotation_fails_no_login() {
 fn app_ping() -> String {
     "pw=\"$(cat)\"; REDISCLI_AUTH=\"$pw\" redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -h 127.0.0.1 -p 6379 --user app --no-auth-warning PING 2>&1".into()
 }
+
+/// The client of the CA rotation test: a new RedisCluster (new TLS handshakes with every node
+/// it reaches) for every write and read, with the client files of the directory the file
+/// names at that moment (`label:dir`: the certificate, its key, the CA bundle), until the
+/// stop file appears; then its counts as JSON. With "once", one try: "ok" or the error.
+const CA_ROTATING_CLIENT: &str = r#"
+import json, os, sys, time
+from redis.cluster import RedisCluster
+
+dirfile, stopfile, pw = sys.argv[1], sys.argv[2], os.environ["APP_PW"]
+once = len(sys.argv) > 3 and sys.argv[3] == "once"
+stats = {"ok": {}, "failed": 0, "errors": []}
+i = 0
+while once or not os.path.exists(stopfile):
+    label, d = open(dirfile).read().strip().split(":", 1)
+    try:
+        rc = RedisCluster(
+            host="10.0.1.10", port=6379, username="app", password=pw,
+            ssl=True, ssl_certfile=d + "/app.crt", ssl_keyfile=d + "/app.key",
+            ssl_ca_certs=d + "/ca.crt", ssl_check_hostname=True,
+        )
+        k = "patient:ca:%d" % i
+        rc.set(k, "v%d" % i)
+        assert rc.get(k) == ("v%d" % i).encode(), k
+        rc.close()
+        stats["ok"][label] = stats["ok"].get(label, 0) + 1
+        if once:
+            print("ok")
+            sys.exit(0)
+    except Exception as e:
+        if once:
+            print("refused: %s: %s" % (type(e).__name__, str(e)[:300]))
+            sys.exit(0)
+        stats["failed"] += 1
+        stats["errors"].append("%s %s: %s" % (label, type(e).__name__, str(e)[:200]))
+    i += 1
+    time.sleep(0.02)
+print(json.dumps(stats))
+"#;
+
+/// CA rotation with a live client, each stage's apply killed inside its TLS phase and finished
+/// by the next: the new CA is trusted next to the old one (the client moves to a certificate
+/// and a bundle from `client-cert`), node certificates are re-issued from it, then the old CA
+/// is dropped and the new one promoted in the state directory. Redis reloads its TLS files at
+/// each step (no restart); the client, which makes new TLS connections for every request,
+/// never fails; a client left on the old CA is refused at the end.
+#[test]
+fn a_ca_rotation_fails_no_request() {
+    let _sb = Sandbox::acquire();
+    let c = Cluster::new("carotation", common::redis_open_to_operator);
+    c.ok(&["apply", "--yes"]);
+    c.ok(&["client-cert", "app", "--out", "tls-old", "--days", "30"]);
+    let state = c.state_dir();
+    let old_ca = std::fs::read_to_string(state.join("ca.crt")).unwrap();
+    let pid = |ip: &str| c.redis(ip, "INFO server | grep ^process_id");
+    let pids: Vec<String> = common::IPS.iter().map(|ip| pid(ip)).collect();
+
+    std::fs::write(c.dir.join("ca_client.py"), CA_ROTATING_CLIENT).unwrap();
+    let dirfile = c.dir.join("client-dir");
+    let stop = c.dir.join("client-stop");
+    std::fs::write(&dirfile, format!("old:{}", c.dir.join("tls-old").display())).unwrap();
+    let client = Command::new(common::python())
+        .arg(c.dir.join("ca_client.py"))
+        .arg(&dirfile)
+        .arg(&stop)
+        .env("APP_PW", APP_PW)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let ca_certs_on = |ip: &str| {
+        c.on_node(ip, "grep -c 'BEGIN CERTIFICATE' /etc/redis/tls/ca.crt", "")
+            .trim()
+            .to_string()
+    };
+    // One stage: the plan shows what it says it does, the apply is killed inside its TLS phase
+    // (when it has not finished first), the next apply finishes, and plan is empty after.
+    let stage = |name: &str, says: &[&str]| {
+        let plan = c.ok(&["plan"]);
+        for s in says {
+            assert!(plan.contains(s), "{name}: the plan lacks {s:?}:\n{plan}");
+        }
+        assert!(!plan.contains("blocker:"), "{plan}");
+        match c.apply_killed_after("phase 4: tls", std::time::Duration::from_millis(15)) {
+            Some(_) => eprintln!("figure: {name}: apply killed 15 ms into phase 4"),
+            None => eprintln!("figure: {name}: apply finished before the kill"),
+        }
+        let out = c.ok(&["apply", "--yes"]);
+        assert!(out.contains("Apply complete!"), "{out}");
+        assert_eq!(c.plan_exit(), 0, "{name}: plan after apply is not empty");
+    };
+
+    // Stage 1: every node trusts both CAs; certificates stay.
+    c.edit(|t| {
+        t.replace(
+            "auth_clients = \"yes\"",
+            "auth_clients = \"yes\"\nca_rotation = \"trust\"",
+        )
+    });
+    stage(
+        "trust",
+        &[
+            "+ pki.ca.next",
+            "the node trusts the new CA next to the old one",
+            "CN=app (serial ",
+            "Plan: 1 to add, 3 to change, 0 to destroy",
+        ],
+    );
+    for ip in common::IPS {
+        assert_eq!(ca_certs_on(ip), "2", "{ip} trusts both CAs");
+    }
+    let new_ca = std::fs::read_to_string(state.join("ca.next.crt")).unwrap();
+    // The client moves: a certificate from the new CA, and both CAs as its bundle.
+    let issued = c.ok(&["client-cert", "app", "--out", "tls-new", "--days", "30"]);
+    assert!(issued.contains("CN=app"), "{issued}");
+    let bundle = std::fs::read_to_string(c.dir.join("tls-new/ca.crt")).unwrap();
+    assert!(
+        bundle.contains(old_ca.trim()) && bundle.contains(new_ca.trim()),
+        "{bundle}"
+    );
+    std::fs::write(&dirfile, format!("new:{}", c.dir.join("tls-new").display())).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    // Stage 2: node certificates from the new CA, one node at a time; verify agrees.
+    c.edit(|t| t.replace("ca_rotation = \"trust\"", "ca_rotation = \"reissue\""));
+    stage(
+        "reissue",
+        &["re-issued from the new one", "Plan: 0 to add, 3 to change"],
+    );
+    let verified = c.ok(&["verify"]);
+    assert!(verified.contains("signed by the cluster CA"), "{verified}");
+
+    // Stage 3, the key removed: every node trusts only the new CA, which is promoted.
+    c.edit(|t| t.replace("\nca_rotation = \"reissue\"", ""));
+    stage(
+        "end",
+        &["the node trusts only the new CA", "~ pki.ca.promote"],
+    );
+    for ip in common::IPS {
+        assert_eq!(ca_certs_on(ip), "1", "{ip} trusts the new CA only");
+    }
+    assert_eq!(
+        std::fs::read_to_string(state.join("ca.crt")).unwrap(),
+        new_ca
+    );
+    assert!(!state.join("ca.next.crt").exists() && !state.join("ca.next.key").exists());
+    assert!(state.join("replication.secret").exists());
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    std::fs::write(&stop, "").unwrap();
+    let out = client.wait_with_output().unwrap();
+    let stats: serde_json::Value = serde_json::from_str(text(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {} {}", text(&out.stdout), text(&out.stderr)));
+    eprintln!("figure: client through a CA rotation {stats}");
+    assert_eq!(stats["failed"], 0, "{stats}");
+    assert!(stats["ok"]["old"].as_u64().unwrap() > 10, "{stats}");
+    assert!(stats["ok"]["new"].as_u64().unwrap() > 10, "{stats}");
+    // No node restarted: Redis reloaded its TLS files each time.
+    let after: Vec<String> = common::IPS.iter().map(|ip| pid(ip)).collect();
+    assert_eq!(pids, after, "a node restarted during the rotation");
+
+    // A client left on the old CA's files is refused now.
+    std::fs::write(&dirfile, format!("old:{}", c.dir.join("tls-old").display())).unwrap();
+    let out = Command::new(common::python())
+        .arg(c.dir.join("ca_client.py"))
+        .arg(&dirfile)
+        .arg(&stop)
+        .arg("once")
+        .env("APP_PW", APP_PW)
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    assert!(said.starts_with("refused: "), "{said}{}", text(&out.stderr));
+    c.ok(&["verify"]);
+    c.ok(&["destroy", "--yes"]);
+}

@@ -149,7 +149,7 @@ impl Ctx {
                 host_key,
             } => n.pin(node, instance, host_key).await,
             NodeOp::InstallRedis { node } => n.install_redis(node).await,
-            NodeOp::InstallTls { node, restart } => n.install_tls(node, *restart).await,
+            NodeOp::InstallTls { node, reload, cert } => n.install_tls(node, *reload, *cert).await,
             NodeOp::WriteAcl { node, reload } => n.write_acl(node, *reload).await,
             NodeOp::WriteConfig {
                 node,
@@ -188,6 +188,7 @@ impl Ctx {
         match op {
             // The node runtime keeps the CA it loads or makes: it signs the nodes' certificates.
             LocalOp::EnsureCa => Ok(self.runtime()?.ensure_ca().await?),
+            LocalOp::Ca { step } => Ok(self.runtime()?.rotate_ca(*step).await?),
             LocalOp::EnsureSshKey {
                 private_key,
                 key_pair,

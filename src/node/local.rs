@@ -7,21 +7,38 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{NodeError, NodeRuntime};
-use crate::pki::{self, Ca};
+use crate::pki::{self, Authority, Ca};
 use crate::redis::{NodeFile, files};
 
+/// What [`NodeRuntime::local_facts`] finds on the operator's machine.
+#[derive(Debug, Default)]
+pub struct LocalFacts {
+    pub ca_cert_pem: Option<String>,
+    pub ca_next_cert_pem: Option<String>,
+    pub desired_files: BTreeMap<String, BTreeMap<String, String>>,
+}
+
 impl NodeRuntime {
-    /// The CA from the state directory (loaded once).
-    pub(super) async fn ca(&self) -> Result<Arc<Ca>, NodeError> {
+    /// The cluster's CAs from the state directory, at the rotation stage the spec asks for
+    /// (loaded once; a local step that changes them forgets it).
+    pub(super) async fn ca(&self) -> Result<Arc<Authority>, NodeError> {
         let mut guard = self.ca.lock().await;
         if let Some(ca) = guard.as_ref() {
             return Ok(ca.clone());
         }
         let dir = &self.spec.cluster.state_dir;
-        let ca = Ca::load(dir).map_err(|source| NodeError::Ca {
-            dir: dir.display().to_string(),
-            source,
-        })?;
+        let ca = Authority::load(dir, self.spec.tls.ca_rotation)
+            .map_err(|source| NodeError::Ca {
+                dir: dir.display().to_string(),
+                source,
+            })?
+            .ok_or_else(|| NodeError::Ca {
+                dir: dir.display().to_string(),
+                source: pki::PkiError::Read {
+                    path: dir.join(pki::CA_CERT_FILE),
+                    source: std::io::ErrorKind::NotFound.into(),
+                },
+            })?;
         let ca = Arc::new(ca);
         *guard = Some(ca.clone());
         Ok(ca)
@@ -30,7 +47,7 @@ impl NodeRuntime {
     /// Create the CA if it is missing (its key stays in the state directory, 0600).
     pub async fn ensure_ca(&self) -> Result<(), NodeError> {
         let dir = &self.spec.cluster.state_dir;
-        let (ca, _) = Ca::load_or_create(
+        Ca::load_or_create(
             dir,
             &self.spec.cluster.name,
             SystemTime::now(),
@@ -40,17 +57,34 @@ impl NodeRuntime {
             dir: dir.display().to_string(),
             source,
         })?;
-        *self.ca.lock().await = Some(Arc::new(ca));
+        *self.ca.lock().await = None;
         Ok(())
     }
 
-    /// The CA certificate and the files' hashes every node must have, if the CA exists.
-    pub async fn local_facts(
-        &self,
-    ) -> Result<(Option<String>, BTreeMap<String, BTreeMap<String, String>>), NodeError> {
+    /// A CA rotation's local steps: the new CA made (`pki.ca.next`), made the CA in force at
+    /// the end (`pki.ca.promote`), or removed by an abort (`pki.ca.drop_next`).
+    pub async fn rotate_ca(&self, step: crate::plan::CaStep) -> Result<(), NodeError> {
+        use crate::plan::CaStep;
+        let dir = &self.spec.cluster.state_dir;
+        match step {
+            CaStep::CreateNext => pki::create_next(dir, &self.spec.cluster.name, SystemTime::now()),
+            CaStep::Promote => pki::promote(dir),
+            CaStep::DropNext => pki::drop_next(dir),
+        }
+        .map_err(|source| NodeError::Ca {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        *self.ca.lock().await = None;
+        Ok(())
+    }
+
+    /// The CA certificates (the one in force, a rotation's new one) and the files' hashes every
+    /// node must have, if the CA exists.
+    pub async fn local_facts(&self) -> Result<LocalFacts, NodeError> {
         let dir = &self.spec.cluster.state_dir;
         if !dir.join(pki::CA_CERT_FILE).exists() && !dir.join(pki::CA_KEY_FILE).exists() {
-            return Ok((None, BTreeMap::new()));
+            return Ok(LocalFacts::default());
         }
         let ca = self.ca().await?;
         let hashes = files::desired_hashes(&self.spec, &self.secrets, &ca).map_err(|e| {
@@ -59,7 +93,11 @@ impl NodeRuntime {
                 what: e.to_string(),
             }
         })?;
-        Ok((Some(ca.cert_pem().to_string()), hashes))
+        Ok(LocalFacts {
+            ca_cert_pem: Some(ca.current_pem().to_string()),
+            ca_next_cert_pem: ca.next().map(|c| c.cert_pem().to_string()),
+            desired_files: hashes,
+        })
     }
 
     pub(super) async fn file(&self, node: &str, which: NodeFile) -> Result<String, NodeError> {

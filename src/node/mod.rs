@@ -25,7 +25,7 @@ mod topology;
 pub use swap::KeysBefore;
 
 use crate::aws::{Aws, NodeInstance};
-use crate::pki::{self, Ca};
+use crate::pki::{self, Authority};
 use crate::redis::conf;
 use crate::spec::secrets::Secret;
 use crate::spec::{Spec, SshVia};
@@ -89,7 +89,7 @@ pub struct NodeRuntime {
     /// Each node's instance, or the several instances that claim it (a node with more than
     /// one claimant is reached through none of them).
     instances: Mutex<BTreeMap<String, Vec<NodeInstance>>>,
-    ca: Mutex<Option<Arc<Ca>>>,
+    ca: Mutex<Option<Arc<Authority>>>,
     /// Whether each node runs systemd, learnt once per session (see [`noinit`]).
     systemd: Mutex<BTreeMap<String, bool>>,
 }

@@ -68,35 +68,65 @@ else
         Ok(())
     }
 
-    pub async fn install_tls(&self, node: &str, restart: bool) -> Result<(), NodeError> {
+    /// The CA bundle of the rotation's stage on `node` and, with `cert`, a new key and
+    /// certificate from the stage's signing CA, in one round trip; with `reload` (Redis runs),
+    /// Redis re-reads them: a CONFIG SET of its tls-* paths reloads the TLS context (refused,
+    /// and the old one kept, if a file does not load). No restart: the connections made (the
+    /// cluster bus, replication, clients) stay up; new ones are made with the new files.
+    pub async fn install_tls(&self, node: &str, reload: bool, cert: bool) -> Result<(), NodeError> {
         let ca = self.ca().await?;
         let n = self.node_spec(node)?;
-        let cert = ca
-            .issue_node(
-                &n.name,
-                &pki::node_sans(n.private_ip),
-                SystemTime::now(),
-                self.spec.tls.cert_days,
+        let bundle = ca.node_bundle();
+        let issued = if cert {
+            Some(
+                ca.signer()
+                    .issue_node(
+                        &n.name,
+                        &pki::node_sans(n.private_ip),
+                        SystemTime::now(),
+                        self.spec.tls.cert_days,
+                    )
+                    .map_err(|e| NodeError::Failed {
+                        node: node.into(),
+                        what: format!("cannot issue its certificate: {e}"),
+                    })?,
             )
-            .map_err(|e| NodeError::Failed {
-                node: node.into(),
-                what: format!("cannot issue its certificate: {e}"),
-            })?;
+        } else {
+            None
+        };
         let s = self.session(node).await?;
-        // One round trip: the directories made root's, then the three files.
+        let mut files: Vec<(&crate::redis::NodeFile, &[u8])> =
+            vec![(&conf::CA_CERT, bundle.as_bytes())];
+        if let Some(c) = &issued {
+            files.push((&conf::NODE_KEY, c.key_pem.expose().as_bytes()));
+            files.push((&conf::NODE_CERT, c.cert_pem.as_bytes()));
+        }
+        // One round trip: the directories made root's, then the files.
         s.upload_all(
-            "write the CA certificate, the node key and certificate",
+            if cert {
+                "write the CA bundle, the node key and certificate"
+            } else {
+                "write the CA bundle"
+            },
             &files::secure_script(),
-            &[
-                (&conf::CA_CERT, ca.cert_pem().as_bytes()),
-                (&conf::NODE_KEY, cert.key_pem.expose().as_bytes()),
-                (&conf::NODE_CERT, cert.cert_pem.as_bytes()),
-            ],
+            &files,
             "",
         )
         .await?;
-        if restart {
-            self.restart_and_wait(node, &s).await?;
+        if reload {
+            crate::progress::status(format!("{node}: Redis reloads its TLS files"));
+            let set = if cert {
+                format!(
+                    "CONFIG SET tls-ca-cert-file {} tls-cert-file {} tls-key-file {}",
+                    conf::CA_CERT.path,
+                    conf::NODE_CERT.path,
+                    conf::NODE_KEY.path
+                )
+            } else {
+                format!("CONFIG SET tls-ca-cert-file {}", conf::CA_CERT.path)
+            };
+            self.cli_batch_ok(node, "reload the TLS files (CONFIG SET tls-*)", &[set])
+                .await?;
         }
         Ok(())
     }

@@ -90,9 +90,10 @@ pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
         let secrets = secrets(spec)?;
         observed.local.secrets_digest = crate::spec::secrets::digest(&secrets);
         let rt = Arc::new(NodeRuntime::new(spec, aws.clone(), secrets)?);
-        let (ca, hashes) = rt.local_facts().await?;
-        observed.local.ca_cert_pem = ca;
-        observed.local.desired_files = hashes;
+        let local = rt.local_facts().await?;
+        observed.local.ca_cert_pem = local.ca_cert_pem;
+        observed.local.ca_next_cert_pem = local.ca_next_cert_pem;
+        observed.local.desired_files = local.desired_files;
         if observed.local_public_key.is_some() {
             let trips = crate::ssh::round_trips();
             observed.nodes = rt.observe(&observed, nodes == Nodes::Wait).await;

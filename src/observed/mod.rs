@@ -64,6 +64,9 @@ pub struct Observed {
 pub struct Local {
     /// The cluster CA certificate (public) if the CA exists in the state directory.
     pub ca_cert_pem: Option<String>,
+    /// A CA rotation's new CA certificate (public), if the state directory holds one.
+    #[serde(default)]
+    pub ca_next_cert_pem: Option<String>,
     /// Node name -> node file path -> SHA-256 the file must have.
     pub desired_files: BTreeMap<String, BTreeMap<String, String>>,
     /// Seconds since the epoch when observed: the clock the planner uses for certificate
@@ -86,6 +89,10 @@ pub struct ClientCert {
     pub serial: String,
     /// Seconds since the epoch.
     pub not_after: u64,
+    /// The issuing CA's fingerprint (SHA-256 of its certificate); lines written before CA
+    /// rotations existed have none (the CA in force then issued them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

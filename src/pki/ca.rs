@@ -107,8 +107,14 @@ impl Ca {
     /// Load the CA from `dir` (`ca.crt` + `ca.key`). Refuses a key file readable by group or
     /// others and a key that does not belong to the certificate.
     pub fn load(dir: &Path) -> Result<Ca, PkiError> {
-        let cert_path = dir.join(CA_CERT_FILE);
-        let key_path = dir.join(CA_KEY_FILE);
+        Ca::load_pair(dir, CA_CERT_FILE, CA_KEY_FILE)
+    }
+
+    /// [`Ca::load`] from other file names in `dir` (a rotation's new CA, or the new CA's
+    /// certificate with the key a promotion cut short already moved).
+    pub fn load_pair(dir: &Path, cert_file: &str, key_file: &str) -> Result<Ca, PkiError> {
+        let cert_path = dir.join(cert_file);
+        let key_path = dir.join(key_file);
         let mode = fs::metadata(&key_path)
             .map_err(|source| PkiError::Read {
                 path: key_path.clone(),
@@ -149,15 +155,21 @@ impl Ca {
     /// ([`private_fs`]), so the key is never readable by others, not even for a moment, and a
     /// crash leaves either the old file or the new one.
     pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
+        self.save_as(dir, CA_CERT_FILE, CA_KEY_FILE)
+    }
+
+    /// [`Ca::save`] under other names; the key is written first, so that a certificate file
+    /// (what tells a CA exists) is never there without its key.
+    pub fn save_as(&self, dir: &Path, cert_file: &str, key_file: &str) -> Result<(), PkiError> {
         private_dir(dir)?;
         let write = |name: &str, bytes: &[u8], mode| {
             let path = dir.join(name);
             private_fs::write_atomic(&path, bytes, mode)
                 .map_err(|source| PkiError::Write { path, source })
         };
-        write(CA_CERT_FILE, self.cert_pem.as_bytes(), 0o644)?;
         let key_pem = self.issuer.key().serialize_pem();
-        write(CA_KEY_FILE, key_pem.as_bytes(), private_fs::FILE_MODE)
+        write(key_file, key_pem.as_bytes(), private_fs::FILE_MODE)?;
+        write(cert_file, self.cert_pem.as_bytes(), 0o644)
     }
 
     /// The cluster's CA from `dir`, or a new one written there if `dir` has none. A CA made
@@ -214,6 +226,13 @@ impl Ca {
     /// The CA certificate (DER).
     pub fn cert_der(&self) -> &[u8] {
         &self.cert_der
+    }
+
+    /// SHA-256 of the CA certificate (DER), lower-case hex: what tells two CAs of the same
+    /// name apart (a rotation's old and new CA), recorded with each client certificate.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(&self.cert_der))
     }
 
     /// The CA's common name (`redisctl <cluster> CA`).
@@ -273,7 +292,7 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{CA_CERT_FILE, CA_KEY_FILE, Ca, CertInfo, PkiError};
+use super::{Authority, CA_CERT_FILE, CA_KEY_FILE, CertInfo, PkiError};
 use crate::observed::ClientCert;
 use crate::private_fs;
 
@@ -131,7 +131,15 @@ pub fn issue_client_cert(
             out: req.out.into(),
         });
     }
-    let ca = Ca::load(state_dir)?;
+    let Some(authority) = Authority::load(state_dir, None)? else {
+        return Err(ClientCertError::NoCa {
+            dir: state_dir.into(),
+        });
+    };
+    // The newest CA signs (during a rotation, the new one: the certificate must outlive the
+    // old CA), and the application trusts every CA the state directory holds.
+    let ca = authority.newest();
+    let bundle = authority.client_bundle();
     let key_file = req.out.join(format!("{}.key", req.name));
     let cert_file = req.out.join(format!("{}.crt", req.name));
     let ca_file = req.out.join(CA_CERT_FILE);
@@ -142,7 +150,7 @@ pub fn issue_client_cert(
     }
     if !req.force
         && let Ok(there) = std::fs::read_to_string(&ca_file)
-        && there.trim() != ca.cert_pem().trim()
+        && !same_cas(&there, &bundle)
     {
         return Err(ClientCertError::OtherCa { path: ca_file });
     }
@@ -162,7 +170,7 @@ pub fn issue_client_cert(
     };
     write(&key_file, issued.key_pem.expose().as_bytes(), 0o600)?;
     write(&cert_file, issued.cert_pem.as_bytes(), 0o644)?;
-    write(&ca_file, ca.cert_pem().as_bytes(), 0o644)?;
+    write(&ca_file, bundle.as_bytes(), 0o644)?;
 
     let issuer = ca.subject();
     let record = serde_json::json!({
@@ -173,6 +181,7 @@ pub fn issue_client_cert(
         "not_after": unix(info.not_after),
         "sha256": info.fingerprint_sha256,
         "issuer": issuer,
+        "ca_sha256": ca.fingerprint(),
         "cert_file": absolute(&cert_file),
     });
     let inventory = state_dir.join(INVENTORY_FILE);
@@ -212,6 +221,49 @@ pub fn inventory(state_dir: &Path) -> Vec<ClientCert> {
             }
         })
         .collect()
+}
+
+/// Whether the CA file an application holds names only CAs of `bundle` (this cluster's: the
+/// CA in force, or both during a rotation), so that writing the bundle over it loses nothing.
+fn same_cas(there: &str, bundle: &str) -> bool {
+    let certs = |text: &str| -> Vec<String> {
+        text.split_inclusive("-----END CERTIFICATE-----")
+            .map(|c| c.trim().to_string())
+            .filter(|c| c.contains("-----BEGIN CERTIFICATE-----"))
+            .collect()
+    };
+    let ours = certs(bundle);
+    let theirs = certs(there);
+    !theirs.is_empty() && theirs.iter().all(|c| ours.contains(c))
+}
+
+/// Marks the inventory's lines that name no issuing CA as issued by the CA with fingerprint
+/// `ca_sha256` (the CA in force until a rotation's end: it issued every line written before
+/// CA rotations recorded the CA). The file is rewritten atomically; lines it cannot read are
+/// kept as they are.
+pub fn annotate_inventory(state_dir: &Path, ca_sha256: &str) -> Result<(), PkiError> {
+    let path = state_dir.join(INVENTORY_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let mut changed = false;
+    let mut out = String::with_capacity(text.len() + 80);
+    for line in text.lines() {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(mut m)) if !m.contains_key("ca_sha256") => {
+                m.insert("ca_sha256".into(), ca_sha256.into());
+                out.push_str(&serde_json::Value::Object(m).to_string());
+                changed = true;
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    if !changed {
+        return Ok(());
+    }
+    private_fs::write_atomic(&path, out.as_bytes(), private_fs::FILE_MODE)
+        .map_err(|source| PkiError::Write { path, source })
 }
 
 /// Seconds since the epoch (0 before it).

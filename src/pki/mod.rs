@@ -5,6 +5,9 @@
 //!   state directory, loaded back for every apply. It signs node certificates and redisctl's
 //!   own client certificate ([`Ca::issue_node`], [`Ca::issue_client`]); the new private keys
 //!   exist only in memory ([`KeyPem`]) until the executor sends them to their node.
+//! - [`Authority`] — the CAs of a cluster and the stage of a CA rotation: which CA signs node
+//!   certificates, which ones the nodes trust, the replication password kept apart from the
+//!   CA key.
 //! - [`inspect`] / [`reissue_reason`] — what a certificate observed on a node says (expiry,
 //!   SANs, EKUs, whether our CA signed it) and whether the plan must re-issue it.
 //! - [`client`] — client certificates for applications, written to a directory of the
@@ -13,6 +16,7 @@
 //! Nothing here reads the clock: every function that needs "now" takes it as a parameter, so
 //! the planner stays a pure function of its inputs.
 
+mod authority;
 mod ca;
 pub mod client;
 mod inspect;
@@ -20,6 +24,10 @@ mod issue;
 
 use std::path::PathBuf;
 
+pub use authority::{
+    Authority, CaStage, NEXT_CERT_FILE, NEXT_KEY_FILE, REPLICATION_SECRET_FILE,
+    REPLICATION_SECRET_LABEL, bundle, create_next, drop_next, promote,
+};
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY_DAYS, Ca, CaStatus, ca_common_name};
 pub use inspect::{CertInfo, ReissueReason, WantedCert, inspect, reissue_reason};
 pub use issue::{IssuedCert, KeyPem, node_sans};
@@ -93,6 +101,11 @@ pub enum PkiError {
         #[source]
         source: rcgen::Error,
     },
+    #[error(
+        "the end of a CA rotation was cut short in {} (ca.next.crt is there, its key already moved to ca.key), and the spec asks for tls.ca_rotation = \"{asked}\": remove tls.ca_rotation from the spec and apply to finish the rotation",
+        dir.display()
+    )]
+    RotationEnding { dir: PathBuf, asked: &'static str },
     #[error("{what}: a time outside what a certificate can hold")]
     Time { what: String },
 }

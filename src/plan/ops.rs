@@ -229,11 +229,17 @@ pub enum NodeOp {
     /// redis-server and redis-tools from the distribution; the stock service stopped and
     /// disabled.
     InstallRedis { node: String },
-    /// A fresh key and certificate for the node, and the CA certificate.
+    /// The CA bundle the node trusts and, with `cert`, a fresh key and certificate for it.
     InstallTls {
         node: String,
-        /// Restart Redis afterwards (it runs and must pick the new certificate up).
-        restart: bool,
+        /// Redis runs: it reloads its TLS files (CONFIG SET of the tls-* paths re-reads them;
+        /// no restart, connections made stay up).
+        #[serde(alias = "restart")]
+        reload: bool,
+        /// A new key and certificate, signed by the CA of the rotation's stage; without it,
+        /// only the CA bundle is written.
+        #[serde(default = "yes")]
+        cert: bool,
     },
     /// Write users.acl; `reload` runs ACL LOAD on a running server (no restart).
     WriteAcl { node: String, reload: bool },
@@ -305,12 +311,30 @@ pub enum NodeOp {
 pub enum LocalOp {
     /// The cluster CA in the state directory (created once; its key never leaves it).
     EnsureCa,
+    /// A step of a CA rotation in the state directory.
+    Ca { step: CaStep },
     /// The private key of key pair `key_pair` at `private_key` (mode 0600), generated if
     /// absent.
     EnsureSshKey {
         private_key: String,
         key_pair: String,
     },
+}
+
+/// The local steps of a CA rotation (`pki::authority` says how each survives a kill).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaStep {
+    /// The new CA made (`ca.next.crt`, `ca.next.key`).
+    CreateNext,
+    /// The new CA made the CA in force; the old one's key deleted.
+    Promote,
+    /// The new CA removed (an abort).
+    DropNext,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl From<Ec2Op> for Op {

@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 
 use super::conf::{self, ReplicationAuth};
 use super::{NodeFile, content_hash, systemd, users_acl};
-use crate::pki::Ca;
+use crate::pki::Authority;
 use crate::spec::secrets::Secret;
 use crate::spec::{Node, Spec};
 
-/// The replication user's password, derived from the CA key (nothing new to store).
-pub fn replication_secret(spec: &Spec, ca: &Ca) -> Option<Secret> {
-    (spec.nodes.replicas_per_master > 0)
-        .then(|| ca.derive_secret(users_acl::REPLICATION_SECRET_LABEL))
+/// The replication user's password when the spec has replicas
+/// ([`Authority::replication_secret`]: derived from the CA key, or kept in the state directory
+/// once a CA rotation ended).
+pub fn replication_secret(spec: &Spec, ca: &Authority) -> Option<Secret> {
+    (spec.nodes.replicas_per_master > 0).then(|| ca.replication_secret())
 }
 
 /// Every file redisctl writes on a node, each with the mode and owner it must keep (the node
@@ -135,7 +136,7 @@ pub fn node_files(
     spec: &Spec,
     node: &Node,
     secrets: &[(String, Secret)],
-    ca: &Ca,
+    ca: &Authority,
 ) -> Result<Vec<(NodeFile, String)>, users_acl::UsersAclError> {
     let replication = replication_secret(spec, ca);
     let auth = replication.as_ref().map(|password| ReplicationAuth {
@@ -149,7 +150,7 @@ pub fn node_files(
             users_acl::USERS_ACL,
             users_acl::render(spec, secrets, replication.as_ref())?,
         ),
-        (conf::CA_CERT, ca.cert_pem().to_string()),
+        (conf::CA_CERT, ca.node_bundle()),
     ])
 }
 
@@ -160,8 +161,8 @@ pub fn node_files(
 pub const CONF_OTHER_REPLICATION: &str = "redis-cluster.conf with the other replication login";
 
 /// The configuration of `node` with the replication login the spec does not ask for.
-fn conf_other_replication(spec: &Spec, node: &Node, ca: &Ca) -> String {
-    let secret = ca.derive_secret(users_acl::REPLICATION_SECRET_LABEL);
+fn conf_other_replication(spec: &Spec, node: &Node, ca: &Authority) -> String {
+    let secret = ca.replication_secret();
     let auth = (spec.nodes.replicas_per_master == 0).then_some(ReplicationAuth {
         user: users_acl::REPLICATION_USER,
         password: &secret,
@@ -181,12 +182,12 @@ pub const ACL_OTHER_REPLICATION: &str = "users.acl with the other replication us
 pub fn desired_hashes(
     spec: &Spec,
     secrets: &[(String, Secret)],
-    ca: &Ca,
+    ca: &Authority,
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, users_acl::UsersAclError> {
     let mut out = BTreeMap::new();
     let other = match replication_secret(spec, ca) {
         Some(_) => None,
-        None => Some(ca.derive_secret(users_acl::REPLICATION_SECRET_LABEL)),
+        None => Some(ca.replication_secret()),
     };
     let acl_other_replication =
         content_hash(users_acl::render(spec, secrets, other.as_ref())?.as_bytes());

@@ -30,8 +30,9 @@ pub const REPLICATION_USER: &str = "redisctl-replication";
 pub const REPLICATION_RULES: &[&str] = &["+psync", "+replconf", "+ping"];
 
 /// The label of the replication password derived from the CA key
-/// ([`crate::pki::Ca::derive_secret`]): no new secret to store, stable while the CA is.
-pub const REPLICATION_SECRET_LABEL: &str = "replication-password";
+/// ([`crate::pki::Ca::derive_secret`]); a CA rotation keeps it in the state directory
+/// ([`crate::pki::Authority::replication_secret`]).
+pub use crate::pki::REPLICATION_SECRET_LABEL;
 
 /// Prefix of the throwaway users of the `ACL SETUSER` dry run.
 pub const DRY_RUN_PREFIX: &str = "redisctl-dry-run-";

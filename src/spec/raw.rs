@@ -108,6 +108,7 @@ pub struct RawTls {
     pub cert_days: Option<i64>,
     pub renew_before_days: Option<i64>,
     pub auth_clients: Option<String>,
+    pub ca_rotation: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]

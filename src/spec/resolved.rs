@@ -85,6 +85,7 @@ impl Spec {
                 cert_days: Some(self.tls.cert_days.into()),
                 renew_before_days: Some(self.tls.renew_before_days.into()),
                 auth_clients: Some(self.tls.auth_clients.as_str().into()),
+                ca_rotation: self.tls.ca_rotation.map(|r| r.as_str().into()),
             }),
             redis: Some(RawRedis {
                 port: Some(self.redis.port.into()),

@@ -217,6 +217,37 @@ pub struct Tls {
     /// Certificates expiring within this many days are re-issued by the plan.
     pub renew_before_days: u32,
     pub auth_clients: TlsAuthClients,
+    /// A rotation of the cluster CA in progress, and its stage (none: no rotation asked for;
+    /// a new CA still in the state directory is then the rotation's end, see [`CaRotation`]).
+    pub ca_rotation: Option<CaRotation>,
+}
+
+/// `tls.ca_rotation`: the stage of a CA rotation the operator asks for. The stages follow
+/// each other through the spec, like a password rotation: `trust`, then `reissue` once every
+/// application trusts the new CA, then the key removed once every application's client
+/// certificate comes from the new CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaRotation {
+    /// A new CA is made (`ca.next.crt`, `ca.next.key`) and every node trusts it next to the
+    /// old one; node certificates stay as they are; `redisctl client-cert` issues from the new
+    /// CA and writes both CAs as the bundle.
+    Trust,
+    /// Node certificates are re-issued from the new CA, one node at a time; both CAs are
+    /// still trusted (clients presenting a certificate from the old CA still get in).
+    Reissue,
+    /// The rotation abandoned: node certificates from the old CA, which alone is trusted
+    /// again, then the new CA removed from the state directory.
+    Abort,
+}
+
+impl CaRotation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaRotation::Trust => "trust",
+            CaRotation::Reissue => "reissue",
+            CaRotation::Abort => "abort",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

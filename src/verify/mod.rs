@@ -153,9 +153,17 @@ pub async fn run(
     checks.push(checks::acl::default_off(&probes));
     checks.push(checks::tls::tls_only(&probes));
     checks.push(checks::tls::tls_protocols(spec, &probes));
-    let ca_path = spec.cluster.state_dir.join(crate::pki::CA_CERT_FILE);
-    let ca = std::fs::read_to_string(&ca_path)
-        .map_err(|e| format!("cannot read the cluster CA {}: {e}", ca_path.display()));
+    // The CA that signs node certificates at the stage of a CA rotation (the cluster CA when
+    // none is under way).
+    let dir = &spec.cluster.state_dir;
+    let ca = match crate::pki::Authority::load(dir, spec.tls.ca_rotation) {
+        Ok(Some(a)) => Ok(a.signer().cert_pem().to_string()),
+        Ok(None) => Err(format!("there is no cluster CA in {}", dir.display())),
+        Err(e) => Err(format!(
+            "cannot read the cluster CA in {}: {e}",
+            dir.display()
+        )),
+    };
     checks.push(checks::tls::certificates(
         &probes,
         ca.as_deref().map_err(Clone::clone),

@@ -132,6 +132,17 @@ impl Secrets {
                 &read("ca.crt").unwrap_or_default(),
             );
         }
+        // A CA rotation's new CA, and the replication password its end writes down.
+        if let Some(k) = read("ca.next.key") {
+            let _ = self.key(
+                "the new CA key of a rotation",
+                &k,
+                &read("ca.next.crt").unwrap_or_default(),
+            );
+        }
+        if let Some(pw) = read("replication.secret") {
+            self.password("the replication password", pw.trim());
+        }
         if let Some(k) = read("ssh_ed25519") {
             let _ = self.key(
                 "the SSH private key",

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use redisctl::observed::{self, ClusterView, InitSystem, NodeObservation, Observed};
-use redisctl::pki::Ca;
-use redisctl::plan::{self, Ec2Op, LocalOp, NodeOp, Op, Plan, Ref};
+use redisctl::pki::{Authority, Ca};
+use redisctl::plan::{self, CaStep, Ec2Op, LocalOp, NodeOp, Op, Plan, Ref};
 use redisctl::redis::{conf, files, systemd, users_acl};
 use redisctl::render;
 use redisctl::spec::Spec;
@@ -26,7 +26,8 @@ pub struct Sim {
     /// Step address -> id made by that step.
     made: BTreeMap<String, String>,
     spec: Spec,
-    ca: Option<Ca>,
+    /// The simulation's state directory (the CA files, as redisctl keeps them).
+    ca_dir: Option<std::path::PathBuf>,
 }
 
 static NEXT_CA: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -39,18 +40,17 @@ thread_local! {
 
 impl Sim {
     pub fn new(spec: &Spec, o: Observed) -> Self {
-        let ca = o
+        let ca_dir = o
             .local
             .ca_cert_pem
             .as_ref()
-            .and_then(|pem| CAS.with(|c| c.borrow().get(pem).cloned()))
-            .map(|dir| Ca::load(&dir).expect("the simulation's CA loads back"));
+            .and_then(|pem| CAS.with(|c| c.borrow().get(pem).cloned()));
         let mut sim = Sim {
             o,
             next: 1,
             made: BTreeMap::new(),
             spec: spec.clone(),
-            ca,
+            ca_dir,
         };
         sim.observe_local();
         sim
@@ -58,10 +58,35 @@ impl Sim {
 
     /// What observation computes locally: the files' hashes for the current spec.
     pub fn observe_local(&mut self) {
-        if let Some(ca) = &self.ca {
+        if let Some(ca) = self.authority() {
+            self.o.local.ca_cert_pem = Some(ca.current_pem().to_string());
+            self.o.local.ca_next_cert_pem = ca.next().map(|c| c.cert_pem().to_string());
             self.o.local.desired_files =
-                files::desired_hashes(&self.spec, &secrets(&self.spec), ca).unwrap();
+                files::desired_hashes(&self.spec, &secrets(&self.spec), &ca).unwrap();
         }
+    }
+
+    /// The CAs of the simulation's state directory, as the node runtime loads them.
+    fn authority(&self) -> Option<Authority> {
+        let dir = self.ca_dir.as_ref()?;
+        Authority::load(dir, self.spec.tls.ca_rotation).expect("the simulation's CAs load back")
+    }
+
+    /// A state directory with the CA `ca` (a test's own CA, as if restored from a backup).
+    pub fn state_dir_of(ca: &Ca) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "redisctl-sim-ca-{}-{}",
+            std::process::id(),
+            NEXT_CA.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        redisctl::private_fs::private_dir(&dir).unwrap();
+        ca.save(&dir).unwrap();
+        CAS.with(|c| {
+            c.borrow_mut()
+                .insert(ca.cert_pem().to_string(), dir.clone())
+        });
+        dir
     }
 
     fn id(&mut self, prefix: &str) -> String {
@@ -439,19 +464,22 @@ impl Sim {
                     redisctl::pki::CA_VALIDITY_DAYS,
                 )
                 .unwrap();
-                self.o.local.ca_cert_pem = Some(ca.cert_pem().to_string());
-                self.o.local.desired_files =
-                    files::desired_hashes(&self.spec, &secrets(&self.spec), &ca).unwrap();
-                let dir = std::env::temp_dir().join(format!(
-                    "redisctl-sim-ca-{}-{}",
-                    std::process::id(),
-                    NEXT_CA.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                ));
-                let _ = std::fs::remove_dir_all(&dir);
-                redisctl::private_fs::private_dir(&dir).unwrap();
-                ca.save(&dir).unwrap();
-                CAS.with(|c| c.borrow_mut().insert(ca.cert_pem().to_string(), dir));
-                self.ca = Some(ca);
+                self.ca_dir = Some(Sim::state_dir_of(&ca));
+                self.observe_local();
+                None
+            }
+            Op::Local(LocalOp::Ca { step }) => {
+                let dir = self.ca_dir.clone().expect("a rotation has a CA to rotate");
+                match step {
+                    CaStep::CreateNext => {
+                        redisctl::pki::create_next(&dir, &self.spec.cluster.name, now()).unwrap()
+                    }
+                    CaStep::Promote => redisctl::pki::promote(&dir).unwrap(),
+                    CaStep::DropNext => redisctl::pki::drop_next(&dir).unwrap(),
+                }
+                self.observe_local();
+                let pem = self.o.local.ca_cert_pem.clone().unwrap();
+                CAS.with(|c| c.borrow_mut().insert(pem, dir));
                 None
             }
             Op::Node(NodeOp::InstallRedis { node }) => {
@@ -461,7 +489,14 @@ impl Sim {
                 f.stock_service_active = false;
                 None
             }
-            Op::Node(NodeOp::InstallTls { node, .. }) => {
+            Op::Node(NodeOp::InstallTls { node, cert, .. }) => {
+                let ca_hash = self.desired(node, conf::CA_CERT.path);
+                if !cert {
+                    let f = self.facts(node);
+                    f.files.insert(conf::CA_CERT.path.into(), ca_hash);
+                    written(f, &[conf::CA_CERT]);
+                    return None;
+                }
                 let n = self
                     .spec
                     .nodes
@@ -470,10 +505,10 @@ impl Sim {
                     .find(|n| &n.name == node)
                     .unwrap()
                     .clone();
-                let cert = self
-                    .ca
-                    .as_ref()
+                let issued = self
+                    .authority()
                     .expect("the CA exists before certificates")
+                    .signer()
                     .issue_node(
                         &n.name,
                         &redisctl::pki::node_sans(n.private_ip),
@@ -481,9 +516,8 @@ impl Sim {
                         self.spec.tls.cert_days,
                     )
                     .unwrap();
-                let ca_hash = self.desired(node, conf::CA_CERT.path);
                 let f = self.facts(node);
-                f.node_cert_pem = Some(cert.cert_pem);
+                f.node_cert_pem = Some(issued.cert_pem);
                 f.node_key_present = true;
                 f.files.insert(conf::CA_CERT.path.into(), ca_hash);
                 written(f, &[conf::CA_CERT, conf::NODE_CERT, conf::NODE_KEY]);

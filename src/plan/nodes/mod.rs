@@ -5,8 +5,10 @@
 //! cannot be reached is a note; its steps wait for a plan that can see it.
 //!
 //! Changes to a running cluster are careful: an ACL change is written and loaded with ACL LOAD
-//! (no restart); a config or certificate change restarts one node at a time, each waiting for
-//! the cluster to be healthy before the next.
+//! (no restart); new certificates or CA bundles are reloaded by Redis (CONFIG SET of its tls-*
+//! paths, no restart), one node at a time; a config change restarts one node at a time, each
+//! waiting for the cluster to be healthy before the next. A CA rotation's stages (tls.rs) are
+//! the operator's to set in the spec.
 //!
 //! One file per phase. Each per-node phase appends at most one step, which depends on the
 //! node's previous step (`last`) and becomes it: a node's steps form a chain.
@@ -76,6 +78,7 @@ fn operator_refused(b: &mut Builder<'_>, addr: &str, f: &NodeFacts) {
 pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     let spec = b.spec;
     tls::ensure_ca(b);
+    tls::rotation(b);
     tls::warn_ca_expiry(b);
     tls::warn_client_certs(b);
     let cluster = cluster::ClusterNow::observe(b.observed, spec.nodes.nodes.len());
@@ -92,7 +95,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
         } else {
             ""
         },
-        previous_tls_restart: None,
+        previous_tls_reload: None,
         previous_config_restart: None,
     };
     let mut service_steps = Vec::new();
@@ -120,6 +123,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
         service_steps.extend(last.into_iter().filter(|a| a.starts_with(&n.addr)));
     }
 
+    tls::end_rotation(b, &waiting);
     refuse_acl_change_while_leaving(b);
     note_rotations(b);
     cluster::cluster(b, &cluster, &waiting, service_steps);
@@ -193,15 +197,16 @@ fn refuse_acl_change_while_leaving(b: &mut Builder<'_>) {
     );
 }
 
-/// What rolling restarts share across nodes. Each restart waits for the previous one of its
-/// phase (phases run one after another, so a chain never crosses phases: all certificate
-/// restarts are done before the first configuration restart starts).
+/// What rolling changes share across nodes. Each certificate reload and each restart waits
+/// for the previous one of its phase (phases run one after another, so a chain never crosses
+/// phases: all certificate reloads are done before the first configuration restart starts).
 struct Rolling {
     /// A cluster runs: a restart is one of a roll.
     formed: bool,
     /// Appended to a restart's reason.
     handover: &'static str,
-    previous_tls_restart: Option<String>,
+    /// The last TLS step that reloads a running node.
+    previous_tls_reload: Option<String>,
     previous_config_restart: Option<String>,
 }
 

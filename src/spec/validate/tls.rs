@@ -3,7 +3,7 @@
 use super::checks::int_in;
 use crate::spec::diag::Diags;
 use crate::spec::raw::RawTls;
-use crate::spec::types::{Tls, TlsAuthClients, TlsProtocol};
+use crate::spec::types::{CaRotation, Tls, TlsAuthClients, TlsProtocol};
 
 pub(super) fn tls(raw: Option<&RawTls>, d: &mut Diags<'_>) -> Option<Tls> {
     let default = RawTls::default();
@@ -67,10 +67,25 @@ pub(super) fn tls(raw: Option<&RawTls>, d: &mut Diags<'_>) -> Option<Tls> {
             TlsAuthClients::Yes
         }
     };
+    let ca_rotation = match raw.ca_rotation.as_deref() {
+        None => None,
+        Some("trust") => Some(CaRotation::Trust),
+        Some("reissue") => Some(CaRotation::Reissue),
+        Some("abort") => Some(CaRotation::Abort),
+        Some(other) => {
+            d.error_help(
+                "tls.ca_rotation",
+                format!("`{other}` is not a stage of a CA rotation"),
+                "use \"trust\" (a new CA trusted next to the old one), then \"reissue\" (node certificates from the new CA); remove the key to finish, or \"abort\" to go back to the old CA (docs/runbook.md, \"Rotate the cluster CA\")",
+            );
+            None
+        }
+    };
     Some(Tls {
         protocols,
         cert_days: cert_days?,
         renew_before_days: renew?,
         auth_clients,
+        ca_rotation,
     })
 }
