@@ -242,3 +242,47 @@ fn never_writes_into_the_state_directory_nor_over_another_ca() {
     let out = redisctl(&d, &["client-cert", "app", "--out", "tls", "--force"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// During a CA rotation (a new CA in the state directory): the certificate comes from the new
+/// CA (it must outlive the old one), `ca.crt` holds both CAs (the application keeps trusting
+/// the nodes through every stage), the inventory line names the new CA, and a directory whose
+/// ca.crt holds only the old CA is updated without --force (nothing of it is lost).
+#[test]
+fn during_a_ca_rotation_issues_from_the_new_ca_with_both_as_the_bundle() {
+    let d = dir("rotation");
+    let old = with_ca(&d);
+    let state = d.join(".redisctl/prod-redis");
+    pki::create_next(&state, "prod-redis", SystemTime::now()).unwrap();
+    let next = Ca::load_pair(&state, pki::NEXT_CERT_FILE, pki::NEXT_KEY_FILE).unwrap();
+    std::fs::create_dir_all(d.join("tls")).unwrap();
+    std::fs::write(d.join("tls/ca.crt"), old.cert_pem()).unwrap();
+    let out = redisctl(&d, &["client-cert", "app", "--out", "tls", "--days", "30"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let cert = std::fs::read_to_string(d.join("tls/app.crt")).unwrap();
+    assert!(pki::inspect(&cert, next.cert_pem()).unwrap().signed_by_ca);
+    assert!(!pki::inspect(&cert, old.cert_pem()).unwrap().signed_by_ca);
+    let bundle = std::fs::read_to_string(d.join("tls/ca.crt")).unwrap();
+    assert!(bundle.contains(old.cert_pem().trim()) && bundle.contains(next.cert_pem().trim()));
+    let inventory = pki::client::inventory(&state);
+    assert_eq!(
+        inventory[0].ca_sha256.as_deref(),
+        Some(next.fingerprint().as_str())
+    );
+
+    // Another cluster's CA in the directory is still refused without --force.
+    let other = Ca::create("prod-redis", SystemTime::now(), 3650).unwrap();
+    std::fs::create_dir_all(d.join("elsewhere")).unwrap();
+    std::fs::write(d.join("elsewhere/ca.crt"), other.cert_pem()).unwrap();
+    let out = redisctl(&d, &["client-cert", "app", "--out", "elsewhere"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("holds another CA certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -406,12 +406,7 @@ fn a_ca_rotation_fails_no_request() {
     };
 
     // Stage 1: every node trusts both CAs; certificates stay.
-    c.edit(|t| {
-        t.replace(
-            "auth_clients = \"yes\"",
-            "auth_clients = \"yes\"\nca_rotation = \"trust\"",
-        )
-    });
+    c.edit(|t| t.replace("# ca_rotation = \"trust\"", "ca_rotation = \"trust\""));
     stage(
         "trust",
         &[
@@ -446,7 +441,7 @@ fn a_ca_rotation_fails_no_request() {
     assert!(verified.contains("signed by the cluster CA"), "{verified}");
 
     // Stage 3, the key removed: every node trusts only the new CA, which is promoted.
-    c.edit(|t| t.replace("\nca_rotation = \"reissue\"", ""));
+    c.edit(|t| t.replace("ca_rotation = \"reissue\"", "# ca_rotation = \"reissue\""));
     stage(
         "end",
         &["the node trusts only the new CA", "~ pki.ca.promote"],

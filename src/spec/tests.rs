@@ -301,3 +301,41 @@ fn a_password_rotation_names_the_previous_password_and_round_trips() {
     assert_eq!(e[0].0, "users[2].previous_password_env", "{e:?}");
     assert!(e[0].1.contains("disabled"), "{e:?}");
 }
+
+#[test]
+fn a_ca_rotation_stage_is_read_round_trips_and_a_wrong_one_is_an_error_at_its_line() {
+    for (stage, want) in [
+        ("trust", types::CaRotation::Trust),
+        ("reissue", types::CaRotation::Reissue),
+        ("abort", types::CaRotation::Abort),
+    ] {
+        let text = example().replace(
+            "# ca_rotation = \"trust\"",
+            &format!("ca_rotation = \"{stage}\""),
+        );
+        let (spec, _) = parse_text(&text).unwrap();
+        assert_eq!(spec.tls.ca_rotation, Some(want));
+        let (again, _) = parse_text(&spec.to_toml()).unwrap();
+        assert_eq!(spec, again);
+    }
+    assert_eq!(parse_text(&example()).unwrap().0.tls.ca_rotation, None);
+    let text = example().replace("# ca_rotation = \"trust\"", "ca_rotation = \"finish\"");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("ca_rotation"))
+        .unwrap()
+        + 1;
+    let e: Vec<_> = parse_text(&text)
+        .unwrap_err()
+        .into_iter()
+        .filter(|d| d.is_error())
+        .collect();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].path.as_deref(), Some("tls.ca_rotation"));
+    assert_eq!(e[0].location.as_ref().map(|l| l.line), Some(line), "{e:?}");
+    assert!(
+        e[0].message
+            .contains("`finish` is not a stage of a CA rotation"),
+        "{e:?}"
+    );
+}

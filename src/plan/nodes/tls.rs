@@ -175,7 +175,7 @@ pub(super) fn refuse_foreign_ca(b: &mut Builder<'_>) {
         NoteLevel::Blocker,
         "pki.ca",
         format!(
-            "the cluster runs with certificates from a CA that is not the one in {dir} ({}): {}. A new CA would split the cluster while nodes restart one by one. Restore ca.key and ca.crt from your backup into {dir} and plan again (docs/runbook.md, \"the state directory, lost or damaged\")",
+            "the cluster runs with certificates from a CA that is not the one in {dir} ({}): {}. A new CA would split the cluster while the nodes move to it one by one. Restore ca.key and ca.crt from your backup into {dir} and plan again (docs/runbook.md, \"the state directory, lost or damaged\")",
             if obs.local.ca_cert_pem.is_none() {
                 "there is none"
             } else {
