@@ -167,6 +167,26 @@ pub struct PlanArgs {
     /// on errors, blockers, or a node that could not be observed over SSH
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Plan a rotation of a secret redisctl keeps (once; an interrupted rotation is finished by
+    /// any later apply)
+    #[arg(long, value_name = "WHAT", value_enum)]
+    pub rotate: Vec<Rotate>,
+}
+
+/// What `--rotate` rotates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rotate {
+    /// The password replicas log in to their master with (the redisctl-replication user)
+    ReplicationPassword,
+}
+
+impl Rotate {
+    /// The plan's requests for `--rotate` values.
+    pub fn requests(all: &[Rotate]) -> crate::plan::Requests {
+        crate::plan::Requests {
+            rotate_replication_password: all.contains(&Rotate::ReplicationPassword),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +200,10 @@ pub struct ApplyArgs {
     /// Allow steps that replace a node (and destroy its data)
     #[arg(long)]
     pub allow_replace: bool,
+    /// Rotate a secret redisctl keeps (once; an interrupted rotation is finished by any later
+    /// apply); not with a plan file, which has its steps already
+    #[arg(long, value_name = "WHAT", value_enum, conflicts_with = "plan")]
+    pub rotate: Vec<Rotate>,
     /// Keep the plaintext snapshot and old root volume of an encryption swap (tagged
     /// redisctl:kept-for-rollback) instead of deleting them; `destroy` removes them
     #[arg(long)]

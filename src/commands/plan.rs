@@ -7,7 +7,8 @@ use crate::workflow;
 
 pub async fn run(config: &Path, args: &PlanArgs, shell: &Shell) -> Result<u8, Error> {
     let loaded = load_spec(config, shell)?;
-    let planned = workflow::plan(&loaded.spec).await?;
+    let requests = crate::cli::Rotate::requests(&args.rotate);
+    let planned = workflow::plan(&loaded.spec, requests).await?;
     let p = &planned.plan;
     render::plan::show(shell, p, args.json);
     if let Some(out) = &args.out {

@@ -189,6 +189,7 @@ impl Ctx {
             // The node runtime keeps the CA it loads or makes: it signs the nodes' certificates.
             LocalOp::EnsureCa => Ok(self.runtime()?.ensure_ca().await?),
             LocalOp::Ca { step } => Ok(self.runtime()?.rotate_ca(*step).await?),
+            LocalOp::Replication { step } => Ok(self.runtime()?.rotate_replication(*step).await?),
             LocalOp::EnsureSshKey {
                 private_key,
                 key_pair,

@@ -15,6 +15,7 @@ use crate::redis::{NodeFile, files};
 pub struct LocalFacts {
     pub ca_cert_pem: Option<String>,
     pub ca_next_cert_pem: Option<String>,
+    pub replication_rotating: bool,
     pub desired_files: BTreeMap<String, BTreeMap<String, String>>,
 }
 
@@ -79,6 +80,26 @@ impl NodeRuntime {
         Ok(())
     }
 
+    /// A replication password rotation's local steps: the new password made
+    /// (`pki.replication.next`), then made the one in force (`pki.replication.promote`).
+    pub async fn rotate_replication(
+        &self,
+        step: crate::plan::ReplicationStep,
+    ) -> Result<(), NodeError> {
+        use crate::plan::ReplicationStep;
+        let dir = &self.spec.cluster.state_dir;
+        match step {
+            ReplicationStep::CreateNext => pki::create_replication_next(dir),
+            ReplicationStep::Promote => pki::promote_replication(dir),
+        }
+        .map_err(|source| NodeError::Ca {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        *self.ca.lock().await = None;
+        Ok(())
+    }
+
     /// The CA certificates (the one in force, a rotation's new one) and the files' hashes every
     /// node must have, if the CA exists.
     pub async fn local_facts(&self) -> Result<LocalFacts, NodeError> {
@@ -96,6 +117,7 @@ impl NodeRuntime {
         Ok(LocalFacts {
             ca_cert_pem: Some(ca.current_pem().to_string()),
             ca_next_cert_pem: ca.next().map(|c| c.cert_pem().to_string()),
+            replication_rotating: ca.replication_rotating(),
             desired_files: hashes,
         })
     }

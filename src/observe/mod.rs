@@ -93,6 +93,7 @@ pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
         let local = rt.local_facts().await?;
         observed.local.ca_cert_pem = local.ca_cert_pem;
         observed.local.ca_next_cert_pem = local.ca_next_cert_pem;
+        observed.local.replication_rotating = local.replication_rotating;
         observed.local.desired_files = local.desired_files;
         if observed.local_public_key.is_some() {
             let trips = crate::ssh::round_trips();

@@ -67,6 +67,9 @@ pub struct Local {
     /// A CA rotation's new CA certificate (public), if the state directory holds one.
     #[serde(default)]
     pub ca_next_cert_pem: Option<String>,
+    /// A replication password rotation is under way (`replication.next.secret` exists).
+    #[serde(default)]
+    pub replication_rotating: bool,
     /// Node name -> node file path -> SHA-256 the file must have.
     pub desired_files: BTreeMap<String, BTreeMap<String, String>>,
     /// Seconds since the epoch when observed: the clock the planner uses for certificate

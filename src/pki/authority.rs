@@ -33,6 +33,8 @@ pub const NEXT_CERT_FILE: &str = "ca.next.crt";
 pub const NEXT_KEY_FILE: &str = "ca.next.key";
 /// The replication user's password, once a CA rotation made it independent of the CA key.
 pub const REPLICATION_SECRET_FILE: &str = "replication.secret";
+/// A replication password rotation's new password (0600), until every node uses it.
+pub const REPLICATION_NEXT_FILE: &str = "replication.next.secret";
 /// The label of the replication password derived from the (first) CA key.
 pub const REPLICATION_SECRET_LABEL: &str = "replication-password";
 
@@ -122,6 +124,8 @@ pub struct Authority {
     stage: CaStage,
     /// `replication.secret`, if written.
     replication: Option<Secret>,
+    /// `replication.next.secret`: a replication password rotation under way.
+    replication_next: Option<Secret>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -143,6 +147,7 @@ impl Authority {
             next: None,
             stage: CaStage::Steady,
             replication: None,
+            replication_next: None,
         }
     }
 
@@ -154,6 +159,7 @@ impl Authority {
             next: Some(next),
             stage,
             replication: None,
+            replication_next: None,
         }
     }
 
@@ -163,7 +169,8 @@ impl Authority {
         if !has(CA_CERT_FILE) && !has(CA_KEY_FILE) {
             return Ok(None);
         }
-        let replication = read_secret(dir)?;
+        let replication = read_secret(dir, REPLICATION_SECRET_FILE)?;
+        let replication_next = read_secret(dir, REPLICATION_NEXT_FILE)?;
         let next_cert = has(NEXT_CERT_FILE);
         if next_cert && !has(NEXT_KEY_FILE) {
             // A promotion cut short: the new key is already `ca.key`.
@@ -187,6 +194,7 @@ impl Authority {
                 next: Some(next),
                 stage: CaStage::Finish,
                 replication,
+                replication_next,
             }));
         }
         let current = Ca::load(dir)?;
@@ -201,6 +209,7 @@ impl Authority {
             stage: CaStage::of(asked, next.is_some()),
             next,
             replication,
+            replication_next,
         }))
     }
 
@@ -262,8 +271,32 @@ impl Authority {
         )
     }
 
-    /// The replication user's password: `replication.secret` once a rotation wrote it, else
-    /// derived from the CA key (as every cluster made before CA rotations has it).
+    /// The password replicas log in with (`masterauth`): the new one while a replication
+    /// password rotation is under way, else [`Authority::replication_secret`].
+    pub fn replication_login(&self) -> Secret {
+        self.replication_next
+            .clone()
+            .unwrap_or_else(|| self.replication_secret())
+    }
+
+    /// The passwords the replication user accepts: the login, and during a rotation the one
+    /// it replaces (a replica not switched yet still gets in).
+    pub fn replication_accepted(&self) -> Vec<Secret> {
+        let mut all = vec![self.replication_login()];
+        if self.replication_next.is_some() {
+            all.push(self.replication_secret());
+        }
+        all
+    }
+
+    /// A replication password rotation is under way.
+    pub fn replication_rotating(&self) -> bool {
+        self.replication_next.is_some()
+    }
+
+    /// The replication password in force (before a rotation's new one replaces it):
+    /// `replication.secret` once written, else derived from the CA key (as every cluster made
+    /// before rotations has it).
     pub fn replication_secret(&self) -> Secret {
         if let Some(s) = &self.replication {
             return s.clone();
@@ -276,8 +309,8 @@ impl Authority {
     }
 }
 
-fn read_secret(dir: &Path) -> Result<Option<Secret>, PkiError> {
-    let path = dir.join(REPLICATION_SECRET_FILE);
+fn read_secret(dir: &Path, name: &str) -> Result<Option<Secret>, PkiError> {
+    let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(s) => Ok(Some(Secret::new(s.trim().to_string()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -327,6 +360,35 @@ pub fn promote(dir: &Path) -> Result<(), PkiError> {
         rename(NEXT_CERT_FILE, CA_CERT_FILE)?;
     }
     Ok(())
+}
+
+/// The start of a replication password rotation: a new random password (32 bytes from the
+/// system's random source, hex) in `replication.next.secret`, 0600 (a no-op when it exists).
+pub fn create_replication_next(dir: &Path) -> Result<(), PkiError> {
+    let path = dir.join(REPLICATION_NEXT_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|source| PkiError::Read {
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+    private_fs::write_atomic(&path, hex::encode(bytes).as_bytes(), private_fs::FILE_MODE)
+        .map_err(|source| PkiError::Write { path, source })
+}
+
+/// The end of a replication password rotation: the new password becomes the one in force
+/// (one rename: a kill leaves either the rotation under way or its end).
+pub fn promote_replication(dir: &Path) -> Result<(), PkiError> {
+    let next = dir.join(REPLICATION_NEXT_FILE);
+    if !next.exists() {
+        return Ok(());
+    }
+    let to = dir.join(REPLICATION_SECRET_FILE);
+    std::fs::rename(&next, &to).map_err(|source| PkiError::Write { path: to, source })
 }
 
 /// An abort: the new CA's files removed (the certificate first: without it the key is a

@@ -25,8 +25,9 @@ mod issue;
 use std::path::PathBuf;
 
 pub use authority::{
-    Authority, CaStage, NEXT_CERT_FILE, NEXT_KEY_FILE, REPLICATION_SECRET_FILE,
-    REPLICATION_SECRET_LABEL, bundle, create_next, drop_next, promote,
+    Authority, CaStage, NEXT_CERT_FILE, NEXT_KEY_FILE, REPLICATION_NEXT_FILE,
+    REPLICATION_SECRET_FILE, REPLICATION_SECRET_LABEL, bundle, create_next,
+    create_replication_next, drop_next, promote, promote_replication,
 };
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY_DAYS, Ca, CaStatus, ca_common_name};
 pub use inspect::{CertInfo, ReissueReason, WantedCert, inspect, reissue_reason};

@@ -28,6 +28,8 @@ pub(super) struct Builder<'a> {
     /// not terminated with the other removals (phase 2) but after they left the cluster
     /// (phase 7, `nodes::topology`).
     pub leaving: Vec<Leaving>,
+    /// What the operator asked for on the command line beyond the spec (`--rotate`).
+    pub requests: Requests,
 }
 
 /// A node instance the spec no longer has, still a member of the running cluster.
@@ -40,13 +42,14 @@ pub(super) struct Leaving {
 }
 
 impl<'a> Builder<'a> {
-    pub fn new(spec: &'a Spec, observed: &'a Observed) -> Self {
+    pub fn new(spec: &'a Spec, observed: &'a Observed, requests: Requests) -> Self {
         Builder {
             spec,
             observed,
             steps: Vec::new(),
             notes: Vec::new(),
             leaving: Vec::new(),
+            requests,
         }
     }
 

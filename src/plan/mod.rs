@@ -52,7 +52,14 @@ use crate::spec::Spec;
 
 /// The plan that makes AWS match the spec.
 pub fn plan(spec: &Spec, observed: &Observed) -> Plan {
-    let mut b = builder::Builder::new(spec, observed);
+    plan_with(spec, observed, Requests::default())
+}
+
+/// [`plan`] with what the operator asked for beyond the spec (`--rotate`): a one-time
+/// action, like Terraform's `-replace`. Once its first step ran, the state directory says it
+/// is under way and a plain [`plan`] finishes it.
+pub fn plan_with(spec: &Spec, observed: &Observed, requests: Requests) -> Plan {
+    let mut b = builder::Builder::new(spec, observed, requests);
     let net = network::plan_network(&mut b);
     instances::plan_instances(&mut b, &net);
     nodes::plan_inside_nodes(&mut b);

@@ -10,6 +10,13 @@ use serde::{Deserialize, Serialize};
 
 pub use super::ops::*;
 
+/// One-time actions asked for on the command line (`plan`/`apply --rotate`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requests {
+    /// Rotate the replication user's password (`--rotate replication-password`).
+    pub rotate_replication_password: bool,
+}
+
 /// What a step does. The action drives behaviour; the reason is for people only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

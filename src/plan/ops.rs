@@ -313,6 +313,8 @@ pub enum LocalOp {
     EnsureCa,
     /// A step of a CA rotation in the state directory.
     Ca { step: CaStep },
+    /// A step of a replication password rotation in the state directory.
+    Replication { step: ReplicationStep },
     /// The private key of key pair `key_pair` at `private_key` (mode 0600), generated if
     /// absent.
     EnsureSshKey {
@@ -331,6 +333,16 @@ pub enum CaStep {
     Promote,
     /// The new CA removed (an abort).
     DropNext,
+}
+
+/// The local steps of a replication password rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationStep {
+    /// A new random password in `replication.next.secret`.
+    CreateNext,
+    /// The new password made the one in force (`replication.secret`).
+    Promote,
 }
 
 fn yes() -> bool {

@@ -13,7 +13,17 @@ use crate::spec::{Node, Spec};
 /// ([`Authority::replication_secret`]: derived from the CA key, or kept in the state directory
 /// once a CA rotation ended).
 pub fn replication_secret(spec: &Spec, ca: &Authority) -> Option<Secret> {
-    (spec.nodes.replicas_per_master > 0).then(|| ca.replication_secret())
+    (spec.nodes.replicas_per_master > 0).then(|| ca.replication_login())
+}
+
+/// The passwords the replication user accepts when the spec has replicas (none without): the
+/// login, and the one it replaces while a replication password rotation is under way.
+fn replication_accepted(spec: &Spec, ca: &Authority) -> Vec<Secret> {
+    if spec.nodes.replicas_per_master > 0 {
+        ca.replication_accepted()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Every file redisctl writes on a node, each with the mode and owner it must keep (the node
@@ -148,7 +158,7 @@ pub fn node_files(
         (systemd::DROP_IN, systemd::render_drop_in()),
         (
             users_acl::USERS_ACL,
-            users_acl::render(spec, secrets, replication.as_ref())?,
+            users_acl::render(spec, secrets, &replication_accepted(spec, ca))?,
         ),
         (conf::CA_CERT, ca.node_bundle()),
     ])
@@ -162,7 +172,7 @@ pub const CONF_OTHER_REPLICATION: &str = "redis-cluster.conf with the other repl
 
 /// The configuration of `node` with the replication login the spec does not ask for.
 fn conf_other_replication(spec: &Spec, node: &Node, ca: &Authority) -> String {
-    let secret = ca.replication_secret();
+    let secret = ca.replication_login();
     let auth = (spec.nodes.replicas_per_master == 0).then_some(ReplicationAuth {
         user: users_acl::REPLICATION_USER,
         password: &secret,
@@ -176,6 +186,12 @@ fn conf_other_replication(spec: &Spec, node: &Node, ca: &Authority) -> String {
 /// redisctl operation logs in as.
 pub const ACL_OTHER_REPLICATION: &str = "users.acl with the other replication user";
 
+/// Not a file: the key, among a node's desired hashes during a replication password rotation,
+/// of the configuration with the password being replaced: a node holding that one differs only
+/// by `masterauth`, which CONFIG SET changes without a restart.
+pub const CONF_PREVIOUS_REPLICATION_PASSWORD: &str =
+    "redis-cluster.conf with the replication password being replaced";
+
 /// Node name -> path -> SHA-256, for every node of the spec (and, under
 /// [`CONF_OTHER_REPLICATION`] and [`ACL_OTHER_REPLICATION`], the configuration's and the ACL
 /// file's hashes with the other replication setting).
@@ -185,12 +201,15 @@ pub fn desired_hashes(
     ca: &Authority,
 ) -> Result<BTreeMap<String, BTreeMap<String, String>>, users_acl::UsersAclError> {
     let mut out = BTreeMap::new();
-    let other = match replication_secret(spec, ca) {
-        Some(_) => None,
-        None => Some(ca.replication_secret()),
+    let other = if spec.nodes.replicas_per_master > 0 {
+        Vec::new()
+    } else {
+        ca.replication_accepted()
     };
-    let acl_other_replication =
-        content_hash(users_acl::render(spec, secrets, other.as_ref())?.as_bytes());
+    let acl_other_replication = content_hash(users_acl::render(spec, secrets, &other)?.as_bytes());
+    // During a replication password rotation, the configuration with the password it replaces.
+    let previous = (spec.nodes.replicas_per_master > 0 && ca.replication_rotating())
+        .then(|| ca.replication_secret());
     for node in &spec.nodes.nodes {
         let files = node_files(spec, node, secrets, ca)?;
         let mut hashes: BTreeMap<String, String> = files
@@ -205,6 +224,16 @@ pub fn desired_hashes(
             ACL_OTHER_REPLICATION.to_string(),
             acl_other_replication.clone(),
         );
+        if let Some(password) = &previous {
+            let auth = ReplicationAuth {
+                user: users_acl::REPLICATION_USER,
+                password,
+            };
+            hashes.insert(
+                CONF_PREVIOUS_REPLICATION_PASSWORD.to_string(),
+                content_hash(conf::render(spec, node, Some(auth)).as_bytes()),
+            );
+        }
         out.insert(node.name.clone(), hashes);
     }
     Ok(out)

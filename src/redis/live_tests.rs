@@ -220,7 +220,7 @@ fn live_tls_acl_cluster_on_loopback() {
     let acl_path = dir.join("users.acl");
     std::fs::write(
         &acl_path,
-        users_acl::render(&base, &secrets, Some(&repl)).unwrap(),
+        users_acl::render(&base, &secrets, std::slice::from_ref(&repl)).unwrap(),
     )
     .unwrap();
 
@@ -462,7 +462,7 @@ fn live_tls_acl_cluster_on_loopback() {
         .push(crate::redis::acl::CommandRule::parse("+set").unwrap());
     std::fs::write(
         &acl_path,
-        users_acl::render(&changed, &secrets, Some(&repl)).unwrap(),
+        users_acl::render(&changed, &secrets, std::slice::from_ref(&repl)).unwrap(),
     )
     .unwrap();
     let (_, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &["ACL", "LOAD"]);

@@ -69,11 +69,11 @@ pub fn user_rules(user: &AclUser, hashes: &[String]) -> Vec<String> {
 
 /// Render users.acl. `secrets` holds the passwords of the enabled users (as
 /// [`crate::spec::secrets::read_all`] returns them); `replication` adds the replication user
-/// with the given password.
+/// with the given passwords (none: no replication user; two during a rotation).
 pub fn render(
     spec: &Spec,
     secrets: &[(String, Secret)],
-    replication: Option<&Secret>,
+    replication: &[Secret],
 ) -> Result<String, UsersAclError> {
     let mut out = String::new();
     out.push_str(DEFAULT_USER_LINE);
@@ -95,15 +95,11 @@ pub fn render(
         let hashes = if user.enabled { hashes } else { Vec::new() };
         push_line(&mut out, &user.name, &user_rules(user, &hashes));
     }
-    if let Some(pw) = replication {
-        let mut rules = vec![
-            "on".to_string(),
-            "resetpass".into(),
-            format!("#{}", pw.sha256_hex()),
-            "resetkeys".into(),
-            "resetchannels".into(),
-            "-@all".into(),
-        ];
+    if !replication.is_empty() {
+        // The login first, then (during a rotation) the password it replaces.
+        let mut rules = vec!["on".to_string(), "resetpass".into()];
+        rules.extend(replication.iter().map(|pw| format!("#{}", pw.sha256_hex())));
+        rules.extend(["resetkeys".into(), "resetchannels".into(), "-@all".into()]);
         rules.extend(REPLICATION_RULES.iter().map(|r| r.to_string()));
         push_line(&mut out, REPLICATION_USER, &rules);
     }
@@ -166,7 +162,7 @@ mod tests {
     #[test]
     fn reference_users_match_the_reviewed_snapshot() {
         let spec = test_spec::reference();
-        let out = render(&spec, &secrets(), None).unwrap();
+        let out = render(&spec, &secrets(), &[]).unwrap();
         test_spec::assert_snapshot("users.acl", &out);
         assert!(out.starts_with("user default off resetpass"));
         assert!(
@@ -180,7 +176,7 @@ mod tests {
     fn never_a_plaintext_password() {
         let spec = test_spec::reference();
         let repl = Secret::new("repl-Secret-4".into());
-        let out = render(&spec, &secrets(), Some(&repl)).unwrap();
+        let out = render(&spec, &secrets(), std::slice::from_ref(&repl)).unwrap();
         for (_, s) in secrets()
             .iter()
             .chain([(String::new(), repl.clone())].iter())
@@ -194,6 +190,14 @@ mod tests {
             "user redisctl-replication on resetpass #{} resetkeys resetchannels -@all +psync +replconf +ping\n",
             repl.sha256_hex()
         )));
+        // During a replication password rotation both are accepted, the login first.
+        let next = Secret::new("repl-Secret-5".into());
+        let out = render(&spec, &secrets(), &[next.clone(), repl.clone()]).unwrap();
+        assert!(out.ends_with(&format!(
+            "user redisctl-replication on resetpass #{} #{} resetkeys resetchannels -@all +psync +replconf +ping\n",
+            next.sha256_hex(),
+            repl.sha256_hex()
+        )));
     }
 
     #[test]
@@ -202,12 +206,12 @@ mod tests {
         let mut s = secrets();
         s.retain(|(n, _)| n != "app");
         assert_eq!(
-            render(&spec, &s, None).unwrap_err().to_string(),
+            render(&spec, &s, &[]).unwrap_err().to_string(),
             "user `app` is enabled but its password was not read"
         );
         let mut s = secrets();
         s.push(("retired".into(), Secret::new("old".into())));
-        let out = render(&spec, &s, None).unwrap();
+        let out = render(&spec, &s, &[]).unwrap();
         let retired = out
             .lines()
             .find(|l| l.starts_with("user retired "))
@@ -225,7 +229,7 @@ mod tests {
         let old = Secret::new("app-Old-9".into());
         // As read_all gives them: the current password first, then the previous one.
         s.insert(2, ("app".into(), old.clone()));
-        let out = render(&spec, &s, None).unwrap();
+        let out = render(&spec, &s, &[]).unwrap();
         let app = out.lines().find(|l| l.starts_with("user app ")).unwrap();
         assert!(
             app.starts_with(&format!(
@@ -237,7 +241,7 @@ mod tests {
         );
         assert!(!out.contains(old.expose()));
         // The other users are as without the rotation.
-        let plain = render(&spec, &secrets(), None).unwrap();
+        let plain = render(&spec, &secrets(), &[]).unwrap();
         for (a, b) in out.lines().zip(plain.lines()) {
             assert!(a == b || a.starts_with("user app "), "{a} / {b}");
         }

@@ -26,6 +26,8 @@ pub struct ApplyOptions {
     pub allow_replace: bool,
     pub keep_old_volumes: bool,
     pub parallelism: usize,
+    /// One-time actions asked for on the command line (a fresh plan only).
+    pub requests: plan::Requests,
 }
 
 #[derive(Debug)]
@@ -49,7 +51,7 @@ pub async fn apply<F: std::future::Future<Output = ()>>(
     let world = observe(spec, Nodes::Wait).await?;
     let mut plan = match source {
         PlanSource::Saved(file) => saved(spec, &world, file)?,
-        PlanSource::Fresh => plan::plan(spec, &world.observed),
+        PlanSource::Fresh => plan::plan_with(spec, &world.observed, options.requests),
     };
     ui.show_plan(&plan);
     gates(&plan, options.allow_replace)?;

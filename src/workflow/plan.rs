@@ -14,10 +14,10 @@ pub struct Planned {
     pub fingerprint: Fingerprint,
 }
 
-pub async fn plan(spec: &Spec) -> Result<Planned, Error> {
+pub async fn plan(spec: &Spec, requests: plan::Requests) -> Result<Planned, Error> {
     let world = observe(spec, Nodes::Look).await?;
     Ok(Planned {
-        plan: plan::plan(spec, &world.observed),
+        plan: plan::plan_with(spec, &world.observed, requests),
         fingerprint: fingerprint::of(spec, &world.observed),
     })
 }

@@ -295,3 +295,113 @@ fn a_password_rotation_updates_the_acl_files_and_a_refused_operator_blocks() {
         b[0].message
     );
 }
+
+/// `--rotate replication-password` on a cluster with replicas, in one apply: a new password
+/// made, every replication user accepting both, every node logging in with the new one (set
+/// live, no restart), then the new one in force and the old one dropped. An apply killed after
+/// the ACL phase is finished by a plain plan (the rotation is under way in the state
+/// directory). Without replicas there is nothing to rotate: a blocker.
+#[test]
+fn a_replication_password_rotation_runs_in_one_apply_and_resumes_after_a_kill() {
+    let six = |t: String| {
+        let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
+        let start = t.find("\n[[nodes.node]]").unwrap();
+        let end = t.find("\n[ssh]").unwrap();
+        format!("{}{}", &t[..start], &t[end..])
+    };
+    let spec = spec_from(&six(example_text()));
+    let o = converged(&spec);
+    let acl_before = o.local.desired_files["redis-node-1a"][users_acl::USERS_ACL.path].clone();
+    let conf_before = o.local.desired_files["redis-node-1a"][conf::CONF.path].clone();
+    let rotate = plan::Requests {
+        rotate_replication_password: true,
+    };
+    let p = plan::plan_with(&spec, &o, rotate);
+    // (The ACL files' hashes hold the replication password, derived from the run's own CA.)
+    let text = render::plan::human(&p, false);
+    let masked: String = text
+        .split("sha256:")
+        .enumerate()
+        .map(|(i, part)| {
+            if i == 0 {
+                part.to_string()
+            } else {
+                format!("sha256:…{}", &part[12..])
+            }
+        })
+        .collect();
+    snapshot("rotate-replication-password", &masked);
+    assert!(p.blockers().next().is_none(), "{:?}", p.notes);
+    assert_eq!(p.steps[0].address, "pki.replication.next");
+    let nodes: Vec<String> = spec.nodes.nodes.iter().map(|n| n.name.clone()).collect();
+    for n in &nodes {
+        let acl = p.step(&format!("node.{n}.acl")).unwrap();
+        assert!(acl.depends_on.contains(&"pki.replication.next".to_string()));
+        let cfg = p.step(&format!("node.{n}.config")).unwrap();
+        assert!(
+            matches!(
+                &cfg.ops[..],
+                [Op::Node(NodeOp::WriteConfig {
+                    restart: false,
+                    live: true,
+                    ..
+                })]
+            ),
+            "{:?}",
+            cfg.ops
+        );
+        let last = p.step(&format!("node.{n}.replication")).unwrap();
+        assert_eq!(last.depends_on, vec!["pki.replication.promote".to_string()]);
+    }
+    let promote = p.step("pki.replication.promote").unwrap();
+    for n in &nodes {
+        assert!(promote.depends_on.contains(&format!("node.{n}.config")));
+        assert!(promote.depends_on.contains(&format!("node.{n}.acl")));
+    }
+    let after = apply_and_converge(&spec, o.clone(), &p);
+    assert!(!after.local.replication_rotating);
+    // A new password: the files the nodes hold now differ from before.
+    assert_ne!(
+        after.local.desired_files["redis-node-1a"][users_acl::USERS_ACL.path],
+        acl_before
+    );
+    assert_ne!(
+        after.local.desired_files["redis-node-1a"][conf::CONF.path],
+        conf_before
+    );
+
+    // Killed after the ACL phase: the new password exists, the nodes accept both, none logs in
+    // with it yet. A plain plan finishes: masterauth set live, the promotion, the old dropped.
+    let o2 = converged(&spec);
+    let p = plan::plan_with(&spec, &o2, rotate);
+    let mut cut = p.clone();
+    cut.steps.retain(|s| s.phase <= plan::Phase::Acl);
+    let mut sim = Sim::new(&spec, o2);
+    sim.apply(&cut);
+    sim.observe_local();
+    assert!(sim.o.local.replication_rotating);
+    let resumed = plan::plan(&spec, &sim.o);
+    assert!(resumed.step("pki.replication.next").is_none());
+    assert!(
+        resumed.step("node.redis-node-1a.acl").is_none(),
+        "{}",
+        render::plan::human(&resumed, false)
+    );
+    assert!(
+        resumed
+            .step("node.redis-node-1a.config")
+            .unwrap()
+            .reason
+            .contains("replication password rotation")
+    );
+    assert!(resumed.step("pki.replication.promote").is_some());
+    apply_and_converge(&spec, sim.o, &resumed);
+
+    // No replicas, no replication password.
+    let three = example();
+    let o3 = converged(&three);
+    let p = plan::plan_with(&three, &o3, rotate);
+    let b: Vec<_> = p.blockers().collect();
+    assert_eq!(b.len(), 1, "{:?}", p.notes);
+    assert!(b[0].message.contains("no replication password to rotate"));
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use redisctl::observed::{self, ClusterView, InitSystem, NodeObservation, Observed};
 use redisctl::pki::{Authority, Ca};
-use redisctl::plan::{self, CaStep, Ec2Op, LocalOp, NodeOp, Op, Plan, Ref};
+use redisctl::plan::{self, CaStep, Ec2Op, LocalOp, NodeOp, Op, Plan, Ref, ReplicationStep};
 use redisctl::redis::{conf, files, systemd, users_acl};
 use redisctl::render;
 use redisctl::spec::Spec;
@@ -61,6 +61,7 @@ impl Sim {
         if let Some(ca) = self.authority() {
             self.o.local.ca_cert_pem = Some(ca.current_pem().to_string());
             self.o.local.ca_next_cert_pem = ca.next().map(|c| c.cert_pem().to_string());
+            self.o.local.replication_rotating = ca.replication_rotating();
             self.o.local.desired_files =
                 files::desired_hashes(&self.spec, &secrets(&self.spec), &ca).unwrap();
         }
@@ -480,6 +481,17 @@ impl Sim {
                 self.observe_local();
                 let pem = self.o.local.ca_cert_pem.clone().unwrap();
                 CAS.with(|c| c.borrow_mut().insert(pem, dir));
+                None
+            }
+            Op::Local(LocalOp::Replication { step }) => {
+                let dir = self.ca_dir.clone().expect("a cluster has a CA");
+                match step {
+                    ReplicationStep::CreateNext => {
+                        redisctl::pki::create_replication_next(&dir).unwrap()
+                    }
+                    ReplicationStep::Promote => redisctl::pki::promote_replication(&dir).unwrap(),
+                }
+                self.observe_local();
                 None
             }
             Op::Node(NodeOp::InstallRedis { node }) => {

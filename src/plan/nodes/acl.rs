@@ -7,7 +7,10 @@ use crate::redis::users_acl::USERS_ACL;
 
 /// Whether the ACL file is rewritten.
 pub(super) fn acl(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String>) -> bool {
-    if !n.differs(USERS_ACL.path) {
+    // A replication password rotation this plan starts: the file will hold the new password's
+    // hash, made by this apply (the hashes observed do not know it yet).
+    let started = b.planned(super::replication::START);
+    if !n.differs(USERS_ACL.path) && !started {
         return false;
     }
     let acl_addr = format!("{}.acl", n.addr);
@@ -26,6 +29,20 @@ pub(super) fn acl(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String>) 
         ),
         (false, _) => "the ACL file is not there yet".to_string(),
     };
+    let only_rotation = started && !n.differs(USERS_ACL.path);
+    let reason = if only_rotation {
+        "replication password rotation: the replication user accepts the new password next to the current one; loaded with ACL LOAD, no restart".to_string()
+    } else if reload && super::replication::rotating(b) {
+        format!(
+            "{reason}. Replication password rotation: the replication user accepts the new password next to the current one"
+        )
+    } else {
+        reason
+    };
+    let mut deps = last.clone();
+    if started {
+        deps.push(super::replication::START.into());
+    }
     b.steps.push(
         Step::new(
             acl_addr.clone(),
@@ -40,17 +57,19 @@ pub(super) fn acl(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String>) 
         .changes(vec![Change {
             attribute: USERS_ACL.path.into(),
             before: have.map(|h| Value::Known(format!("sha256:{}", &h[..12]))),
-            after: Some(
+            after: Some(if only_rotation {
+                Value::KnownAfterApply
+            } else {
                 n.desired
                     .and_then(|d| d.get(USERS_ACL.path))
                     .map_or(Value::KnownAfterApply, |h| {
                         Value::Known(format!("sha256:{}", &h[..12]))
-                    }),
-            ),
+                    })
+            }),
             forces_replacement: false,
             ignored_because: None,
         }])
-        .depends_on(last.clone())
+        .depends_on(deps)
         .op(Op::Node(NodeOp::WriteAcl {
             node: n.node.name.clone(),
             reload,

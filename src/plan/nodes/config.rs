@@ -14,7 +14,12 @@ pub(super) fn config(
     last: &mut Vec<String>,
 ) {
     let no_init = n.no_init;
-    let conf_differs = n.conf_differs();
+    // A replication password rotation: `masterauth` changes (the hashes observed do not know
+    // the new password yet when this plan makes it).
+    let started = b.planned(super::replication::START) && n.facts.is_some();
+    let new_password =
+        n.running && (started && !n.conf_differs() || n.conf_has_previous_replication_password());
+    let conf_differs = n.conf_differs() || started;
     let service_off = n
         .facts
         .is_none_or(|f| !(f.service_enabled || no_init) || !f.service_active);
@@ -25,7 +30,8 @@ pub(super) fn config(
     // Replicas added to (or removed from) the spec change the masters' configuration only by
     // the replication login: set live, no restart (a master without a replica yet has nobody
     // to hand its slots to).
-    let live = n.running && conf_differs && n.conf_differs_by_replication_login_only();
+    let live =
+        n.running && conf_differs && (n.conf_differs_by_replication_login_only() || new_password);
     let restart = n.running && conf_differs && !live;
     let formed = roll.formed;
     let handover = roll.handover;
@@ -37,7 +43,13 @@ pub(super) fn config(
         deps.push(p.clone());
     }
     let mut changes = Vec::new();
-    if live {
+    if new_password {
+        changes.push(Change::update(
+            "masterauth",
+            "the replication password being replaced",
+            "the new one (CONFIG SET, no restart)",
+        ));
+    } else if live {
         let removing = b.spec.nodes.replicas_per_master == 0;
         changes.push(Change::update(
             "masteruser, masterauth",
@@ -70,6 +82,7 @@ pub(super) fn config(
             if n.fresh() { Action::Create } else { Action::Update },
             Phase::Config,
             match (restart, formed, no_init) {
+                _ if new_password => "replication password rotation: the node logs in to its master with the new password; written, and set live with CONFIG SET".into(),
                 _ if live => "the configuration differs only by the replication login (replicas added to or removed from the spec): written, and set live with CONFIG SET".into(),
                 (true, true, false) => format!("the configuration differs; the node restarts, one at a time, each waiting for a healthy cluster{handover}"),
                 (true, true, true) => format!("the configuration differs; the node restarts (no systemd: SIGTERM, wait until Redis exits, start it again as user redis), one at a time, each waiting for a healthy cluster{handover}"),

@@ -18,6 +18,7 @@ pub(super) mod affinity;
 mod cluster;
 mod config;
 mod install;
+mod replication;
 pub(super) mod slots;
 mod tls;
 pub(super) mod topology;
@@ -81,6 +82,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     tls::rotation(b);
     tls::warn_ca_expiry(b);
     tls::warn_client_certs(b);
+    replication::start(b);
     let cluster = cluster::ClusterNow::observe(b.observed, spec.nodes.nodes.len());
     if cluster.formed || cluster.partly {
         tls::refuse_foreign_ca(b);
@@ -124,6 +126,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     }
 
     tls::end_rotation(b, &waiting);
+    replication::end(b, &waiting);
     refuse_acl_change_while_leaving(b);
     note_rotations(b);
     cluster::cluster(b, &cluster, &waiting, service_steps);
@@ -361,6 +364,21 @@ impl<'a> NodeNow<'a> {
             && self
                 .desired
                 .and_then(|d| d.get(files::CONF_OTHER_REPLICATION))
+                == have.as_ref()
+            && (self.no_init || !self.differs(systemd::DROP_IN.path))
+    }
+
+    /// During a replication password rotation, the node's configuration is the one with the
+    /// password being replaced (only `masterauth` differs: CONFIG SET changes it live).
+    fn conf_has_previous_replication_password(&self) -> bool {
+        let Some(f) = self.facts else {
+            return false;
+        };
+        let have = f.files.get(conf::CONF.path).cloned().flatten();
+        have.is_some()
+            && self
+                .desired
+                .and_then(|d| d.get(files::CONF_PREVIOUS_REPLICATION_PASSWORD))
                 == have.as_ref()
             && (self.no_init || !self.differs(systemd::DROP_IN.path))
     }
