@@ -352,22 +352,44 @@ while once or not os.path.exists(stopfile):
 print(json.dumps(stats))
 "#;
 
-/// CA rotation with a live client, each stage's apply killed inside its TLS phase and finished
-/// by the next: the new CA is trusted next to the old one (the client moves to a certificate
-/// and a bundle from `client-cert`), node certificates are re-issued from it, then the old CA
-/// is dropped and the new one promoted in the state directory. Redis reloads its TLS files at
-/// each step (no restart); the client, which makes new TLS connections for every request,
-/// never fails; a client left on the old CA is refused at the end.
+/// The replicas of the rotation test's 3 x 1 cluster (before any failover: none happens).
+const REPLICA_IPS: [&str; 3] = ["10.0.1.11", "10.0.2.11", "10.0.3.11"];
+
+/// CA rotation with a live client on a cluster with replicas, each stage's apply killed inside
+/// its TLS phase and finished by the next: the new CA is trusted next to the old one (the
+/// client moves to a certificate and a bundle from `client-cert`), node certificates are
+/// re-issued from it, then the old CA is dropped and the new one promoted in the state
+/// directory. Then the replication password is rotated (killed in phase 6, finished by a plain
+/// apply). Redis reloads its TLS files and sets masterauth live at each step (no restart); the
+/// client, which makes new TLS connections for every request, never fails; replicas reconnect
+/// with the new CA's certificates and the new password; a client left on the old CA is refused
+/// at the end.
 #[test]
 fn a_ca_rotation_fails_no_request() {
     let _sb = Sandbox::acquire();
-    let c = Cluster::new("carotation", common::redis_open_to_operator);
+    let c = Cluster::new("carotation", |t| {
+        common::derived_nodes(
+            &common::redis_open_to_operator(t)
+                .replace("replicas_per_master = 0", "replicas_per_master = 1"),
+        )
+    });
+    let all_ips: Vec<&str> = common::IPS
+        .iter()
+        .chain(REPLICA_IPS.iter())
+        .copied()
+        .collect();
+    let links_up = || {
+        REPLICA_IPS.iter().all(|ip| {
+            c.redis(ip, "INFO replication")
+                .contains("master_link_status:up")
+        })
+    };
     c.ok(&["apply", "--yes"]);
     c.ok(&["client-cert", "app", "--out", "tls-old", "--days", "30"]);
     let state = c.state_dir();
     let old_ca = std::fs::read_to_string(state.join("ca.crt")).unwrap();
     let pid = |ip: &str| c.redis(ip, "INFO server | grep ^process_id");
-    let pids: Vec<String> = common::IPS.iter().map(|ip| pid(ip)).collect();
+    let pids: Vec<String> = all_ips.iter().map(|ip| pid(ip)).collect();
 
     std::fs::write(c.dir.join("ca_client.py"), CA_ROTATING_CLIENT).unwrap();
     let dirfile = c.dir.join("client-dir");
@@ -413,10 +435,10 @@ fn a_ca_rotation_fails_no_request() {
             "+ pki.ca.next",
             "the node trusts the new CA next to the old one",
             "CN=app (serial ",
-            "Plan: 1 to add, 3 to change, 0 to destroy",
+            "Plan: 1 to add, 6 to change, 0 to destroy",
         ],
     );
-    for ip in common::IPS {
+    for ip in &all_ips {
         assert_eq!(ca_certs_on(ip), "2", "{ip} trusts both CAs");
     }
     let new_ca = std::fs::read_to_string(state.join("ca.next.crt")).unwrap();
@@ -435,7 +457,7 @@ fn a_ca_rotation_fails_no_request() {
     c.edit(|t| t.replace("ca_rotation = \"trust\"", "ca_rotation = \"reissue\""));
     stage(
         "reissue",
-        &["re-issued from the new one", "Plan: 0 to add, 3 to change"],
+        &["re-issued from the new one", "Plan: 0 to add, 6 to change"],
     );
     let verified = c.ok(&["verify"]);
     assert!(verified.contains("signed by the cluster CA"), "{verified}");
@@ -446,7 +468,7 @@ fn a_ca_rotation_fails_no_request() {
         "end",
         &["the node trusts only the new CA", "~ pki.ca.promote"],
     );
-    for ip in common::IPS {
+    for ip in &all_ips {
         assert_eq!(ca_certs_on(ip), "1", "{ip} trusts the new CA only");
     }
     assert_eq!(
@@ -454,7 +476,46 @@ fn a_ca_rotation_fails_no_request() {
         new_ca
     );
     assert!(!state.join("ca.next.crt").exists() && !state.join("ca.next.key").exists());
-    assert!(state.join("replication.secret").exists());
+    // Replicas reconnect to their masters over TLS with the new CA's certificates (and the
+    // replication password the CA rotation kept).
+    for ip in REPLICA_IPS {
+        c.redis(ip, "CLIENT KILL TYPE master");
+    }
+    common::eventually("every replica reconnected after the CA rotation", links_up);
+
+    // The replication password, rotated in one apply: killed inside phase 6 (after the nodes
+    // accept both passwords), finished by a plain apply.
+    let read = |f: &str| std::fs::read_to_string(state.join(f)).unwrap();
+    let password_before = read("replication.secret");
+    let plan = c.ok(&["plan", "--rotate", "replication-password"]);
+    assert!(
+        plan.contains("+ pki.replication.next") && plan.contains("~ pki.replication.promote"),
+        "{plan}"
+    );
+    match c.killed_after(
+        &["apply", "--yes", "--rotate", "replication-password"],
+        "phase 6: config",
+        std::time::Duration::from_millis(20),
+    ) {
+        Some(_) => eprintln!("figure: replication password: apply killed 20 ms into phase 6"),
+        None => eprintln!("figure: replication password: apply finished before the kill"),
+    }
+    let out = c.ok(&["apply", "--yes"]);
+    assert!(
+        out.contains("Apply complete!") || out.contains("No changes"),
+        "{out}"
+    );
+    assert_eq!(
+        c.plan_exit(),
+        0,
+        "plan after the replication password rotation"
+    );
+    assert_ne!(read("replication.secret"), password_before);
+    assert!(!state.join("replication.next.secret").exists());
+    for ip in REPLICA_IPS {
+        c.redis(ip, "CLIENT KILL TYPE master");
+    }
+    common::eventually("every replica reconnected with the new password", links_up);
     std::thread::sleep(std::time::Duration::from_secs(1));
     std::fs::write(&stop, "").unwrap();
     let out = client.wait_with_output().unwrap();
@@ -465,7 +526,7 @@ fn a_ca_rotation_fails_no_request() {
     assert!(stats["ok"]["old"].as_u64().unwrap() > 10, "{stats}");
     assert!(stats["ok"]["new"].as_u64().unwrap() > 10, "{stats}");
     // No node restarted: Redis reloaded its TLS files each time.
-    let after: Vec<String> = common::IPS.iter().map(|ip| pid(ip)).collect();
+    let after: Vec<String> = all_ips.iter().map(|ip| pid(ip)).collect();
     assert_eq!(pids, after, "a node restarted during the rotation");
 
     // A client left on the old CA's files is refused now.

@@ -143,6 +143,9 @@ impl Secrets {
         if let Some(pw) = read("replication.secret") {
             self.password("the replication password", pw.trim());
         }
+        if let Some(pw) = read("replication.next.secret") {
+            self.password("a rotation's new replication password", pw.trim());
+        }
         if let Some(k) = read("ssh_ed25519") {
             let _ = self.key(
                 "the SSH private key",
