@@ -178,6 +178,8 @@ pub struct PlanArgs {
 pub enum Rotate {
     /// The password replicas log in to their master with (the redisctl-replication user)
     ReplicationPassword,
+    /// The operator's SSH key (ssh.private_key, and the EC2 key pair)
+    SshKey,
 }
 
 impl Rotate {
@@ -185,6 +187,7 @@ impl Rotate {
     pub fn requests(all: &[Rotate]) -> crate::plan::Requests {
         crate::plan::Requests {
             rotate_replication_password: all.contains(&Rotate::ReplicationPassword),
+            rotate_ssh_key: all.contains(&Rotate::SshKey),
         }
     }
 }

@@ -151,6 +151,8 @@ impl Ctx {
             NodeOp::InstallRedis { node } => n.install_redis(node).await,
             NodeOp::InstallTls { node, reload, cert } => n.install_tls(node, *reload, *cert).await,
             NodeOp::WriteAcl { node, reload } => n.write_acl(node, *reload).await,
+            NodeOp::AuthorizeSshKey { node } => n.authorize_ssh_key(node).await,
+            NodeOp::RevokeSshKey { node } => n.revoke_ssh_key(node).await,
             NodeOp::WriteConfig {
                 node,
                 restart,
@@ -190,6 +192,22 @@ impl Ctx {
             LocalOp::EnsureCa => Ok(self.runtime()?.ensure_ca().await?),
             LocalOp::Ca { step } => Ok(self.runtime()?.rotate_ca(*step).await?),
             LocalOp::Replication { step } => Ok(self.runtime()?.rotate_replication(*step).await?),
+            LocalOp::SshKey { step, private_key } => {
+                use crate::plan::SshKeyStep;
+                use crate::ssh::keyfile;
+                let key = std::path::Path::new(private_key);
+                match step {
+                    SshKeyStep::CreateNext => {
+                        keyfile::ensure(&keyfile::next_path(key), "redisctl").map(|_| ())
+                    }
+                    SshKeyStep::Promote => keyfile::promote(key),
+                    SshKeyStep::DropPrevious => keyfile::drop_previous(key),
+                }
+                .map_err(|e| OpError::Local {
+                    what: format!("cannot rotate the SSH key {private_key}"),
+                    source: Box::new(e),
+                })
+            }
             LocalOp::EnsureSshKey {
                 private_key,
                 key_pair,

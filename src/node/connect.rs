@@ -408,6 +408,96 @@ impl NodeRuntime {
         Ok(())
     }
 
+    /// An SSH key rotation: the new public key added to the login user's authorized_keys, next
+    /// to the current one (once: lines are matched by key type and body, not by comment).
+    pub async fn authorize_ssh_key(&self, node: &str) -> Result<(), NodeError> {
+        let next = ssh::keyfile::next_path(&self.spec.ssh.private_key);
+        let public = ssh::keyfile::public_key(&next)
+            .map_err(|e| NodeError::Failed {
+                node: node.into(),
+                what: e.to_string(),
+            })?
+            .ok_or_else(|| NodeError::Failed {
+                node: node.into(),
+                what: format!(
+                    "the new SSH key {} is missing (an SSH key rotation under way): plan again",
+                    next.display()
+                ),
+            })?;
+        let s = self.session(node).await?;
+        let script = "set -eu\nIFS= read -r line\nbody=$(printf '%s' \"$line\" | cut -d' ' -f1,2)\nmkdir -p \"$HOME/.ssh\"\nchmod 700 \"$HOME/.ssh\"\nf=\"$HOME/.ssh/authorized_keys\"\ntouch \"$f\"\nchmod 600 \"$f\"\ngrep -qF \"$body\" \"$f\" || printf '%s\\n' \"$line\" >> \"$f\"\n";
+        self.user_script(
+            node,
+            &s,
+            "add the new SSH key to authorized_keys",
+            script,
+            &public,
+        )
+        .await
+    }
+
+    /// The end of an SSH key rotation on a node: its session closed and a new one opened with
+    /// the key now in force (the new one: the step proves it logs in before anything is taken
+    /// away), then the replaced public key removed from authorized_keys; refused, changing
+    /// nothing, if the file would not keep the new key.
+    pub async fn revoke_ssh_key(&self, node: &str) -> Result<(), NodeError> {
+        let key = &self.spec.ssh.private_key;
+        let failed = |what: String| NodeError::Failed {
+            node: node.into(),
+            what,
+        };
+        let previous = ssh::keyfile::previous_public_key(key).map_err(|e| failed(e.to_string()))?;
+        let Some(previous) = previous else {
+            return Ok(());
+        };
+        let current = ssh::keyfile::public_key(key)
+            .map_err(|e| failed(e.to_string()))?
+            .ok_or_else(|| failed(format!("the SSH key {} is missing", key.display())))?;
+        if let Some(old) = self.sessions.lock().await.remove(node) {
+            old.close().await;
+        }
+        let s = self.session(node).await?;
+        let script = "set -eu\nIFS= read -r old\nIFS= read -r new\nf=\"$HOME/.ssh/authorized_keys\"\ngrep -qF \"$new\" \"$f\" || { echo \"the new key is not in $f: nothing removed\" >&2; exit 1; }\ngrep -vF \"$old\" \"$f\" > \"$f.redisctl\" || true\ngrep -qF \"$new\" \"$f.redisctl\" || { rm -f \"$f.redisctl\"; echo \"removing the old key would remove the new one: nothing removed\" >&2; exit 1; }\nchmod 600 \"$f.redisctl\"\nmv \"$f.redisctl\" \"$f\"\n";
+        let stdin = format!(
+            "{}\n{}",
+            ssh::keyfile::key_body(&previous),
+            ssh::keyfile::key_body(&current)
+        );
+        self.user_script(
+            node,
+            &s,
+            "remove the replaced SSH key from authorized_keys",
+            script,
+            &stdin,
+        )
+        .await
+    }
+
+    /// `script` run as the login user (not root: its own authorized_keys), `stdin` given; a
+    /// non-zero exit names `what`.
+    async fn user_script(
+        &self,
+        node: &str,
+        s: &Session,
+        what: &str,
+        script: &str,
+        stdin: &str,
+    ) -> Result<(), NodeError> {
+        let out = s
+            .run(
+                &format!("sh -c {}", ssh::sh_quote(script)),
+                Some(format!("{stdin}\n").as_bytes()),
+            )
+            .await?;
+        if out.status != 0 {
+            return Err(NodeError::Failed {
+                node: node.into(),
+                what: format!("{what}: {}", out.stderr_str().trim()),
+            });
+        }
+        Ok(())
+    }
+
     /// Look up every node's instance (one DescribeInstances), before concurrent work that would
     /// otherwise each look them up.
     pub(crate) async fn locate_all(&self) -> Result<(), NodeError> {

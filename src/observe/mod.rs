@@ -82,6 +82,10 @@ pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
         observed = read_aws(&aws, spec).await?;
     }
     observed.local_public_key = crate::ssh::keyfile::public_key(&spec.ssh.private_key)?;
+    let key = &spec.ssh.private_key;
+    observed.local.ssh_next_public_key =
+        crate::ssh::keyfile::public_key(&crate::ssh::keyfile::next_path(key))?;
+    observed.local.ssh_previous_public_key = crate::ssh::keyfile::previous_public_key(key)?;
     // The planner's clock (it never reads one itself): seconds since the epoch.
     observed.local.now = crate::pki::client::unix(std::time::SystemTime::now());
     observed.local.client_certs = crate::pki::client::inventory(&spec.cluster.state_dir);

@@ -70,6 +70,12 @@ pub struct Local {
     /// A replication password rotation is under way (`replication.next.secret` exists).
     #[serde(default)]
     pub replication_rotating: bool,
+    /// An SSH key rotation's new public key (`<ssh.private_key>.next` exists).
+    #[serde(default)]
+    pub ssh_next_public_key: Option<String>,
+    /// The public key an SSH key rotation replaced, until every node stopped accepting it.
+    #[serde(default)]
+    pub ssh_previous_public_key: Option<String>,
     /// Node name -> node file path -> SHA-256 the file must have.
     pub desired_files: BTreeMap<String, BTreeMap<String, String>>,
     /// Seconds since the epoch when observed: the clock the planner uses for certificate

@@ -159,7 +159,8 @@ fn key_pair(b: &mut Builder<'_>) {
                     .filter(|i| i.key_name.as_deref() == Some(key_name.as_str()))
                     .map(|i| i.id.as_str())
                     .collect();
-                if !uses.is_empty() {
+                // (During an SSH key rotation the nodes are given the new key over SSH.)
+                if !uses.is_empty() && obs.local.ssh_previous_public_key.is_none() {
                     b.note(
                         NoteLevel::Warning,
                         "key_pair",

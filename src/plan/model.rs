@@ -15,6 +15,8 @@ pub use super::ops::*;
 pub struct Requests {
     /// Rotate the replication user's password (`--rotate replication-password`).
     pub rotate_replication_password: bool,
+    /// Rotate the operator's SSH key (`--rotate ssh-key`).
+    pub rotate_ssh_key: bool,
 }
 
 /// What a step does. The action drives behaviour; the reason is for people only.

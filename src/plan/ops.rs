@@ -241,6 +241,12 @@ pub enum NodeOp {
         #[serde(default = "yes")]
         cert: bool,
     },
+    /// An SSH key rotation: the new public key (`<key>.next`) added to the login user's
+    /// authorized_keys, next to the current one.
+    AuthorizeSshKey { node: String },
+    /// An SSH key rotation's end on a node: a new session with the new key (proving it logs
+    /// in), then the replaced public key removed from authorized_keys.
+    RevokeSshKey { node: String },
     /// Write users.acl; `reload` runs ACL LOAD on a running server (no restart).
     WriteAcl { node: String, reload: bool },
     /// Write redis-cluster.conf and the systemd drop-in, enable `redis-server@cluster`, and
@@ -315,6 +321,11 @@ pub enum LocalOp {
     Ca { step: CaStep },
     /// A step of a replication password rotation in the state directory.
     Replication { step: ReplicationStep },
+    /// A step of an SSH key rotation on the key file `private_key`.
+    SshKey {
+        step: SshKeyStep,
+        private_key: String,
+    },
     /// The private key of key pair `key_pair` at `private_key` (mode 0600), generated if
     /// absent.
     EnsureSshKey {
@@ -343,6 +354,18 @@ pub enum ReplicationStep {
     CreateNext,
     /// The new password made the one in force (`replication.secret`).
     Promote,
+}
+
+/// The local steps of an SSH key rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SshKeyStep {
+    /// A new ed25519 key at `<key>.next`.
+    CreateNext,
+    /// The new key made the key; the old public key kept at `<key>.previous.pub`.
+    Promote,
+    /// The old public key forgotten (every node stopped accepting it).
+    DropPrevious,
 }
 
 fn yes() -> bool {

@@ -91,6 +91,82 @@ pub fn ensure(path: &Path, comment: &str) -> Result<String, KeyFileError> {
     Ok(openssh_public(key.public_key()))
 }
 
+/// Where an SSH key rotation keeps the new key until every node accepts it: `<key>.next`.
+pub fn next_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".next");
+    p.into()
+}
+
+/// Where an SSH key rotation keeps the replaced public key until every node stopped accepting
+/// it: `<key>.previous.pub`.
+pub fn previous_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".previous.pub");
+    p.into()
+}
+
+/// The public key a rotation replaced, if its end is still under way.
+pub fn previous_public_key(path: &Path) -> Result<Option<String>, KeyFileError> {
+    let previous = previous_path(path);
+    match std::fs::read_to_string(&previous) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(KeyFileError::Read {
+            path: previous,
+            source,
+        }),
+    }
+}
+
+/// The new key becomes the key (`<key>.next` renamed over it), after the public key it
+/// replaces is written to `<key>.previous.pub` (kept until every node stopped accepting it). A
+/// kill between the two is finished by calling this again.
+pub fn promote(path: &Path) -> Result<(), KeyFileError> {
+    let next = next_path(path);
+    if !next.exists() {
+        return Ok(());
+    }
+    let previous = previous_path(path);
+    if !previous.exists()
+        && let Some(old) = public_key(path)?
+    {
+        crate::private_fs::write_atomic(&previous, format!("{old}\n").as_bytes(), 0o644).map_err(
+            |source| KeyFileError::Write {
+                path: previous.clone(),
+                source,
+            },
+        )?;
+    }
+    std::fs::rename(&next, path).map_err(|source| KeyFileError::Write {
+        path: path.into(),
+        source,
+    })
+}
+
+/// The end of a rotation: the replaced public key forgotten.
+pub fn drop_previous(path: &Path) -> Result<(), KeyFileError> {
+    let previous = previous_path(path);
+    match std::fs::remove_file(&previous) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(KeyFileError::Write {
+            path: previous,
+            source,
+        }),
+    }
+}
+
+/// The `type base64` of an OpenSSH public key line (without its comment): what
+/// authorized_keys lines are matched by.
+pub fn key_body(public: &str) -> String {
+    public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn openssh_public(k: &PublicKey) -> String {
     k.to_openssh().expect("an in-memory public key encodes")
 }
@@ -143,6 +219,41 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(kmode, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    /// A rotation on disk: the new key made beside the key, promoted over it with the old
+    /// public key kept, a promotion cut short finished by a second call, then the old one
+    /// forgotten.
+    #[test]
+    fn a_key_rotation_promotes_the_new_key_and_keeps_the_old_public_key_until_the_end() {
+        let dir = std::env::temp_dir().join(format!("redisctl-key-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("ssh_ed25519");
+        let old = ensure(&path, "old").unwrap();
+        let new = ensure(&next_path(&path), "new").unwrap();
+        assert_ne!(key_body(&old), key_body(&new));
+        assert_eq!(previous_public_key(&path).unwrap(), None);
+        // Cut short after the previous key was written: the second call renames.
+        crate::private_fs::write_atomic(&previous_path(&path), old.as_bytes(), 0o644).unwrap();
+        promote(&path).unwrap();
+        promote(&path).unwrap();
+        assert_eq!(public_key(&path).unwrap().as_deref(), Some(new.as_str()));
+        assert!(!next_path(&path).exists());
+        assert_eq!(
+            previous_public_key(&path).unwrap().map(|k| key_body(&k)),
+            Some(key_body(&old))
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop_previous(&path).unwrap();
+        drop_previous(&path).unwrap();
+        assert_eq!(previous_public_key(&path).unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

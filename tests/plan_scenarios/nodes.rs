@@ -315,6 +315,7 @@ fn a_replication_password_rotation_runs_in_one_apply_and_resumes_after_a_kill() 
     let conf_before = o.local.desired_files["redis-node-1a"][conf::CONF.path].clone();
     let rotate = plan::Requests {
         rotate_replication_password: true,
+        ..Default::default()
     };
     let p = plan::plan_with(&spec, &o, rotate);
     // (The ACL files' hashes hold the replication password, derived from the run's own CA.)
@@ -404,4 +405,75 @@ fn a_replication_password_rotation_runs_in_one_apply_and_resumes_after_a_kill() 
     let b: Vec<_> = p.blockers().collect();
     assert_eq!(b.len(), 1, "{:?}", p.notes);
     assert!(b[0].message.contains("no replication password to rotate"));
+}
+
+/// `--rotate ssh-key`, in one apply: every node accepts the new key before it becomes the key,
+/// the key pair takes it, and only then each node (in a new session with the new key) drops the
+/// old one. The simulation keeps each node's accepted keys and refuses a revoke on a node that
+/// would not accept the new key. Killed after the promotion, a plain plan finishes (the old
+/// public key in the state directory says the end is under way).
+#[test]
+fn an_ssh_key_rotation_accepts_the_new_key_everywhere_before_the_old_one_goes() {
+    let spec = example();
+    let o = converged(&spec);
+    let old = o.local_public_key.clone().unwrap();
+    let rotate = plan::Requests {
+        rotate_ssh_key: true,
+        ..Default::default()
+    };
+    let p = plan::plan_with(&spec, &o, rotate);
+    snapshot("rotate-ssh-key", &render::plan::human(&p, false));
+    assert!(p.blockers().next().is_none(), "{:?}", p.notes);
+    let promote = p.step("ssh_key.promote").unwrap();
+    let rotate_kp = p.step("key_pair.rotate").unwrap();
+    assert_eq!(rotate_kp.depends_on, vec!["ssh_key.promote".to_string()]);
+    for n in &spec.nodes.nodes {
+        let authorize = format!("node.{}.ssh_key", n.name);
+        assert!(promote.depends_on.contains(&authorize));
+        let revoke = p.step(&format!("node.{}.ssh_key.revoke", n.name)).unwrap();
+        assert!(revoke.depends_on.contains(&"ssh_key.promote".to_string()));
+    }
+    let mut sim = Sim::new(&spec, o.clone());
+    sim.apply(&p);
+    let new = sim.o.local_public_key.clone().unwrap();
+    assert_ne!(new, old);
+    for n in &spec.nodes.nodes {
+        assert_eq!(sim.accepts(&n.name), Some(&vec![new.clone()]), "{}", n.name);
+    }
+    assert!(sim.o.local.ssh_next_public_key.is_none());
+    assert!(sim.o.local.ssh_previous_public_key.is_none());
+    assert_eq!(sim.o.key_pairs[0].public_key.as_deref(), Some(new.as_str()));
+    let again = plan::plan(&spec, &sim.o);
+    assert!(again.is_empty(), "{}", render::plan::human(&again, false));
+
+    // Killed right after the promotion (before the key pair and the revokes): a plain plan
+    // replaces the key pair and takes the old key off every node, quietly (no warning that
+    // running nodes keep their boot key: they are given the new one).
+    let mut cut = p.clone();
+    let at = cut
+        .steps
+        .iter()
+        .position(|s| s.address == "ssh_key.promote")
+        .unwrap();
+    cut.steps.truncate(at + 1);
+    let mut sim = Sim::new(&spec, o);
+    sim.apply(&cut);
+    assert!(sim.o.local.ssh_previous_public_key.is_some());
+    let resumed = plan::plan(&spec, &sim.o);
+    assert!(
+        resumed.step("key_pair").is_some(),
+        "{}",
+        render::plan::human(&resumed, false)
+    );
+    assert!(resumed.step("ssh_key.next").is_none() && resumed.step("ssh_key.promote").is_none());
+    assert!(resumed.step("ssh_key.previous").is_some());
+    assert!(
+        resumed
+            .notes
+            .iter()
+            .all(|n| !n.message.contains("keep the key they booted with"))
+    );
+    sim.apply(&resumed);
+    let again = plan::plan(&spec, &sim.o);
+    assert!(again.is_empty(), "{}", render::plan::human(&again, false));
 }

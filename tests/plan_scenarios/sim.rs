@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use redisctl::observed::{self, ClusterView, InitSystem, NodeObservation, Observed};
 use redisctl::pki::{Authority, Ca};
-use redisctl::plan::{self, CaStep, Ec2Op, LocalOp, NodeOp, Op, Plan, Ref, ReplicationStep};
+use redisctl::plan::{
+    self, CaStep, Ec2Op, LocalOp, NodeOp, Op, Plan, Ref, ReplicationStep, SshKeyStep,
+};
 use redisctl::redis::{conf, files, systemd, users_acl};
 use redisctl::render;
 use redisctl::spec::Spec;
@@ -28,6 +30,9 @@ pub struct Sim {
     spec: Spec,
     /// The simulation's state directory (the CA files, as redisctl keeps them).
     ca_dir: Option<std::path::PathBuf>,
+    /// The public keys each node's login user accepts (an SSH key rotation changes them), for
+    /// nodes whose set was changed; the others accept the key they booted with.
+    authorized: BTreeMap<String, Vec<String>>,
 }
 
 static NEXT_CA: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -51,6 +56,7 @@ impl Sim {
             made: BTreeMap::new(),
             spec: spec.clone(),
             ca_dir,
+            authorized: BTreeMap::new(),
         };
         sim.observe_local();
         sim
@@ -65,6 +71,19 @@ impl Sim {
             self.o.local.desired_files =
                 files::desired_hashes(&self.spec, &secrets(&self.spec), &ca).unwrap();
         }
+    }
+
+    /// The public keys `node` accepts (at first, the one it booted with: the operator's).
+    fn keys_of(&mut self, node: &str) -> &mut Vec<String> {
+        let boot = self.o.local_public_key.clone().unwrap_or_default();
+        self.authorized
+            .entry(node.to_string())
+            .or_insert_with(|| vec![boot])
+    }
+
+    /// Whether `node` accepts exactly `keys` (test assertions).
+    pub fn accepts(&self, node: &str) -> Option<&Vec<String>> {
+        self.authorized.get(node)
     }
 
     /// The CAs of the simulation's state directory, as the node runtime loads them.
@@ -481,6 +500,47 @@ impl Sim {
                 self.observe_local();
                 let pem = self.o.local.ca_cert_pem.clone().unwrap();
                 CAS.with(|c| c.borrow_mut().insert(pem, dir));
+                None
+            }
+            Op::Local(LocalOp::SshKey { step, .. }) => {
+                let local = &mut self.o.local;
+                match step {
+                    SshKeyStep::CreateNext => {
+                        local.ssh_next_public_key =
+                            Some(format!("ssh-ed25519 NEXT{} redisctl", self.next));
+                    }
+                    SshKeyStep::Promote => {
+                        if let Some(next) = local.ssh_next_public_key.take() {
+                            if local.ssh_previous_public_key.is_none() {
+                                local.ssh_previous_public_key = self.o.local_public_key.clone();
+                            }
+                            self.o.local_public_key = Some(next);
+                        }
+                    }
+                    SshKeyStep::DropPrevious => local.ssh_previous_public_key = None,
+                }
+                None
+            }
+            Op::Node(NodeOp::AuthorizeSshKey { node }) => {
+                let next = self
+                    .o
+                    .local
+                    .ssh_next_public_key
+                    .clone()
+                    .expect("a new key to authorize");
+                self.keys_of(node).push(next);
+                None
+            }
+            Op::Node(NodeOp::RevokeSshKey { node }) => {
+                // The step logs in with the key in force first: it must be accepted.
+                let current = self.o.local_public_key.clone().unwrap();
+                assert!(
+                    self.keys_of(node).contains(&current),
+                    "{node} is asked to drop the old key but does not accept the new one"
+                );
+                if let Some(old) = self.o.local.ssh_previous_public_key.clone() {
+                    self.keys_of(node).retain(|k| *k != old);
+                }
                 None
             }
             Op::Local(LocalOp::Replication { step }) => {

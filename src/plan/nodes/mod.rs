@@ -20,6 +20,7 @@ mod config;
 mod install;
 mod replication;
 pub(super) mod slots;
+mod ssh_key;
 mod tls;
 pub(super) mod topology;
 
@@ -127,6 +128,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
 
     tls::end_rotation(b, &waiting);
     replication::end(b, &waiting);
+    ssh_key::ssh_key(b, &waiting);
     refuse_acl_change_while_leaving(b);
     note_rotations(b);
     cluster::cluster(b, &cluster, &waiting, service_steps);
