@@ -360,7 +360,8 @@ const REPLICA_IPS: [&str; 3] = ["10.0.1.11", "10.0.2.11", "10.0.3.11"];
 /// client moves to a certificate and a bundle from `client-cert`), node certificates are
 /// re-issued from it, then the old CA is dropped and the new one promoted in the state
 /// directory. Then the replication password is rotated (killed in phase 6, finished by a plain
-/// apply). Redis reloads its TLS files and sets masterauth live at each step (no restart); the
+/// apply), and the SSH key (likewise, in phase 3). Redis reloads its TLS files and sets
+/// masterauth live at each step (no restart); the
 /// client, which makes new TLS connections for every request, never fails; replicas reconnect
 /// with the new CA's certificates and the new password; a client left on the old CA is refused
 /// at the end.
@@ -516,6 +517,69 @@ fn a_ca_rotation_fails_no_request() {
         c.redis(ip, "CLIENT KILL TYPE master");
     }
     common::eventually("every replica reconnected with the new password", links_up);
+
+    // The SSH key, rotated in one apply (killed inside phase 3, finished by a plain apply): the
+    // new key logs in everywhere, the old one nowhere, and the key pair holds the new one
+    // (plan is empty: it compares the key pair's public key with the local key).
+    let key = state.join("ssh_ed25519");
+    let old_key = c.dir.join("old_ssh_key");
+    std::fs::copy(&key, &old_key).unwrap();
+    let plan = c.ok(&["plan", "--rotate", "ssh-key"]);
+    assert!(
+        plan.contains("+ ssh_key.next") && plan.contains("~ node.redis-node-1a.ssh_key.revoke"),
+        "{plan}"
+    );
+    match c.killed_after(
+        &["apply", "--yes", "--rotate", "ssh-key"],
+        "phase 3: install",
+        std::time::Duration::from_millis(150),
+    ) {
+        Some(_) => eprintln!("figure: ssh key: apply killed 150 ms into phase 3"),
+        None => eprintln!("figure: ssh key: apply finished before the kill"),
+    }
+    let out = c.ok(&["apply", "--yes"]);
+    assert!(
+        out.contains("Apply complete!") || out.contains("No changes"),
+        "{out}"
+    );
+    assert_eq!(c.plan_exit(), 0, "plan after the SSH key rotation");
+    assert_ne!(
+        std::fs::read(&key).unwrap(),
+        std::fs::read(&old_key).unwrap(),
+        "the key changed"
+    );
+    assert!(!state.join("ssh_ed25519.next").exists());
+    assert!(!state.join("ssh_ed25519.previous.pub").exists());
+    for ip in &all_ips {
+        assert_eq!(
+            c.on_node(ip, "echo in", "").trim(),
+            "in",
+            "the new key on {ip}"
+        );
+        let old = Command::new("ssh")
+            .arg("-i")
+            .arg(&old_key)
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o"])
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                c.dir.join("ssh_known_hosts").display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=accept-new",
+                "-o",
+                "ConnectTimeout=10",
+            ])
+            .arg(format!("ubuntu@{ip}"))
+            .arg("true")
+            .output()
+            .unwrap();
+        assert!(
+            !old.status.success() && text(&old.stderr).contains("Permission denied"),
+            "the old key on {ip}: {}",
+            text(&old.stderr)
+        );
+    }
     std::thread::sleep(std::time::Duration::from_secs(1));
     std::fs::write(&stop, "").unwrap();
     let out = client.wait_with_output().unwrap();
