@@ -511,8 +511,24 @@ fn a_ca_rotation_fails_no_request() {
         0,
         "plan after the replication password rotation"
     );
-    assert_ne!(read("replication.secret"), password_before);
+    let password_after = read("replication.secret");
+    assert_ne!(password_after, password_before);
     assert!(!state.join("replication.next.secret").exists());
+    // The old replication password is refused on every node, the new one accepted.
+    let as_replication = "pw=\"$(cat)\"; REDISCLI_AUTH=\"$pw\" redis-cli --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -h 127.0.0.1 -p 6379 --user redisctl-replication --no-auth-warning PING";
+    for ip in &all_ips {
+        let old = c.on_node(ip, as_replication, password_before.trim());
+        assert!(
+            old.contains("WRONGPASS"),
+            "the old replication password on {ip}: {old}"
+        );
+        let new = c.on_node(ip, as_replication, password_after.trim());
+        assert_eq!(
+            new.trim(),
+            "PONG",
+            "the new replication password on {ip}: {new}"
+        );
+    }
     for ip in REPLICA_IPS {
         c.redis(ip, "CLIENT KILL TYPE master");
     }
