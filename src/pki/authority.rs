@@ -180,6 +180,13 @@ impl Authority {
                     asked: asked.as_str(),
                 });
             }
+            // The promotion wrote it before the rename; the old key it was derived from is gone.
+            if replication.is_none() {
+                return Err(PkiError::Read {
+                    path: dir.join(REPLICATION_SECRET_FILE),
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
+            }
             let next = Ca::load_pair(dir, NEXT_CERT_FILE, CA_KEY_FILE)?;
             let current_pem =
                 std::fs::read_to_string(dir.join(CA_CERT_FILE)).map_err(|source| {
@@ -303,7 +310,7 @@ impl Authority {
         }
         match &self.current {
             Some(ca) => ca.derive_secret(REPLICATION_SECRET_LABEL),
-            // load() reads replication.secret, which the promotion writes before its renames.
+            // load() refuses a promotion cut short without replication.secret.
             None => unreachable!("a promotion under way has written replication.secret"),
         }
     }
