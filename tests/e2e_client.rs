@@ -488,13 +488,20 @@ fn a_ca_rotation_fails_no_request() {
     // accept both passwords), finished by a plain apply.
     let read = |f: &str| std::fs::read_to_string(state.join(f)).unwrap();
     let password_before = read("replication.secret");
-    let plan = c.ok(&["plan", "--rotate", "replication-password"]);
+    // Planned and saved, then the saved plan applied (it carries the request).
+    let plan = c.ok(&[
+        "plan",
+        "--rotate",
+        "replication-password",
+        "--out",
+        "rotate.plan",
+    ]);
     assert!(
         plan.contains("+ pki.replication.next") && plan.contains("~ pki.replication.promote"),
         "{plan}"
     );
     match c.killed_after(
-        &["apply", "--yes", "--rotate", "replication-password"],
+        &["apply", "rotate.plan"],
         "phase 6: config",
         std::time::Duration::from_millis(20),
     ) {

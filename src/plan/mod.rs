@@ -75,6 +75,7 @@ pub fn plan_with(spec: &Spec, observed: &Observed, requests: Requests) -> Plan {
         );
     }
     let mut plan = finish(spec, b.steps, b.notes);
+    plan.requests = requests;
     plan.unobserved = observed
         .nodes
         .iter()
@@ -139,6 +140,7 @@ fn finish(spec: &Spec, steps: Vec<Step>, notes: Vec<Note>) -> Plan {
         steps,
         notes,
         unobserved: Vec::new(),
+        requests: Requests::default(),
     };
     debug_assert_eq!(plan.check_order(), Ok(()));
     plan

@@ -11,12 +11,20 @@ use serde::{Deserialize, Serialize};
 pub use super::ops::*;
 
 /// One-time actions asked for on the command line (`plan`/`apply --rotate`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Requests {
     /// Rotate the replication user's password (`--rotate replication-password`).
     pub rotate_replication_password: bool,
     /// Rotate the operator's SSH key (`--rotate ssh-key`).
     pub rotate_ssh_key: bool,
+}
+
+impl Requests {
+    /// Nothing asked for.
+    pub fn is_none(&self) -> bool {
+        *self == Requests::default()
+    }
 }
 
 /// What a step does. The action drives behaviour; the reason is for people only.
@@ -274,6 +282,10 @@ pub struct Plan {
     /// planned, so "no changes" does not prove they match the spec.
     #[serde(default)]
     pub unobserved: Vec<String>,
+    /// What the operator asked for beyond the spec (`--rotate`), kept with a saved plan so
+    /// that apply can check it is the plan redisctl makes from the same inputs.
+    #[serde(default, skip_serializing_if = "Requests::is_none")]
+    pub requests: Requests,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -296,6 +296,7 @@ mod tests {
             ],
             notes: vec![],
             unobserved: vec![],
+            requests: Default::default(),
         }
     }
 
@@ -314,6 +315,21 @@ mod tests {
         assert!(text.contains("\"edge\": \"ec2\""), "{text}");
         assert!(text.contains("\"op\": \"import_key_pair\""), "{text}");
         assert_eq!(SavedPlan::from_json(&text).unwrap(), saved);
+    }
+
+    /// A plan made with `--rotate` keeps the request (apply plans again with it to check the
+    /// file); one made without writes nothing of it.
+    #[test]
+    fn the_requests_of_a_plan_round_trip_and_are_absent_when_none() {
+        let plain = SavedPlan::new(plan(), fingerprint()).to_json();
+        assert!(!plain.contains("requests"), "{plain}");
+        let mut p = plan();
+        p.requests.rotate_ssh_key = true;
+        let saved = SavedPlan::new(p, fingerprint());
+        let back = SavedPlan::from_json(&saved.to_json()).unwrap();
+        assert!(back.plan.requests.rotate_ssh_key);
+        assert!(!back.plan.requests.rotate_replication_password);
+        assert_eq!(back, saved);
     }
 
     #[test]

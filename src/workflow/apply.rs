@@ -135,7 +135,8 @@ fn saved(spec: &Spec, world: &World, file: &Path) -> Result<Plan, Error> {
             spec.cluster.name
         )));
     }
-    let now = plan::plan(spec, &world.observed);
+    // (With what the operator asked for when it was saved: `plan --rotate … --out`.)
+    let now = plan::plan_with(spec, &world.observed, saved.plan.requests);
     if let Some(first) = first_difference(&saved.plan, &now) {
         return Err(Error::Refused(format!(
             "saved plan {} is not the plan redisctl makes from the same spec and the same AWS ({first}): the file was changed after `redisctl plan --out`; nothing was changed. Run `redisctl plan --out {}` again and review it",
@@ -334,6 +335,7 @@ mod tests {
             ],
             notes: vec![],
             unobserved: vec![],
+            requests: Default::default(),
         }
     }
 
