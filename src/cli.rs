@@ -75,6 +75,11 @@ pub enum Command {
         after_help = REDIS_CLI_HELP
     )]
     RedisCli(RedisCliArgs),
+    /// Print a plan saved by `plan --out` (no spec, no AWS, no node)
+    #[command(
+        after_help = "Exit status: 0 shown, 1 the file is not a redisctl plan file (or unreadable)."
+    )]
+    Show(ShowArgs),
     /// Issue a client certificate from the cluster CA for an application (tls.auth_clients)
     #[command(name = "client-cert", after_help = CLIENT_CERT_HELP)]
     ClientCert(ClientCertArgs),
@@ -190,6 +195,16 @@ impl Rotate {
             rotate_ssh_key: all.contains(&Rotate::SshKey),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A plan saved by `plan --out`
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print the plan as versioned JSON (as `plan --json` does)
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

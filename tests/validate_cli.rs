@@ -261,3 +261,74 @@ fn completions_are_printed_for_each_shell() {
         "an unknown shell is a usage error"
     );
 }
+
+/// `redisctl show FILE`: a saved plan printed as `plan` prints it (text and `--json`), with no
+/// spec (the working directory has none), no AWS and no node; a file that is not a plan is an
+/// error that names it.
+#[test]
+fn show_prints_a_saved_plan_with_no_spec_and_no_aws() {
+    use redisctl::plan::saved::SavedPlan;
+    use redisctl::plan::{Action, Fingerprint, LocalOp, Op, Phase, Plan, Step};
+    let dir = std::env::temp_dir().join(format!("redisctl-show-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = Plan {
+        cluster: "prod-redis".into(),
+        region: "us-east-1".into(),
+        steps: vec![
+            Step::new(
+                "pki.ca",
+                Action::Create,
+                Phase::Tls,
+                "the cluster has no CA yet",
+            )
+            .op(Op::Local(LocalOp::EnsureCa)),
+        ],
+        notes: vec![],
+        unobserved: vec![],
+        requests: Default::default(),
+    };
+    let saved = SavedPlan::new(
+        plan,
+        Fingerprint {
+            spec: "s".into(),
+            observed: "o".into(),
+        },
+    );
+    let file = dir.join("p.plan");
+    std::fs::write(&file, saved.to_json()).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_redisctl"))
+            .args(args)
+            .current_dir(&dir)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["show", "p.plan"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Plan file p.plan (saved by redisctl "),
+        "{text}"
+    );
+    assert!(text.contains("on cluster prod-redis (us-east-1)"), "{text}");
+    assert!(text.contains("+ pki.ca"), "{text}");
+    assert!(
+        text.contains("Plan: 1 to add, 0 to change, 0 to destroy"),
+        "{text}"
+    );
+    let out = run(&["show", "--json", "p.plan"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["steps"][0]["address"], "pki.ca", "{json}");
+    std::fs::write(dir.join("bad.plan"), "{\"kind\": \"something else\"}").unwrap();
+    let out = run(&["show", "bad.plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.plan"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

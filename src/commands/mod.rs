@@ -6,6 +6,7 @@ mod client_cert;
 mod destroy;
 mod plan;
 mod redis_cli;
+mod show;
 mod validate;
 mod verify;
 
@@ -35,6 +36,7 @@ pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
         Command::Verify(args) => runtime().block_on(verify::run(&cli.config, args, shell)),
         Command::RedisCli(args) => runtime().block_on(redis_cli::run(&cli.config, args, shell)),
         Command::ClientCert(args) => client_cert::run(&cli.config, args, shell),
+        Command::Show(args) => show::run(args, shell),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::observe::{ObserveError, World};
 use crate::spec::LoadError;
 
-pub use apply::{ApplyOptions, ApplyOutcome, PlanSource, apply};
+pub use apply::{ApplyOptions, ApplyOutcome, PlanSource, apply, read_saved};
 pub use destroy::{DestroyOutcome, destroy};
 pub use plan::{Planned, plan};
 
