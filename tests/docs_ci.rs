@@ -60,12 +60,17 @@ fn options_of(help: &str) -> BTreeSet<String> {
         if !inside {
             continue;
         }
+        // (clap's long help puts a blank line between options; the section ends at the first
+        // line that is not indented, e.g. "Exit status: …".)
         if line.trim().is_empty() {
+            continue;
+        }
+        if !line.starts_with(' ') {
             break;
         }
         let t = line.trim_start();
-        if !t.starts_with('-') {
-            continue; // a wrapped description line
+        if !t.starts_with('-') || t.starts_with("- ") {
+            continue; // a wrapped description line, or a possible value's
         }
         for word in t.split(|c: char| c.is_whitespace() || c == ',') {
             if word.is_empty() {
