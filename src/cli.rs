@@ -80,6 +80,12 @@ pub enum Command {
         after_help = "Exit status: 0 shown, 1 the file is not a redisctl plan file (or unreadable)."
     )]
     Show(ShowArgs),
+    /// Print what applications and pipelines need to reach the cluster (endpoints, the CA
+    /// bundle to trust, …), from the spec and the state directory only
+    #[command(
+        after_help = "Examples:\n  redisctl output                      every output\n  redisctl output endpoints            one value, raw: $(redisctl output endpoints)\n  redisctl output ca_bundle > ca.crt   the CA certificates an application trusts\n\nExit status: 0 printed, 1 an error (no such output, an unreadable spec or CA)."
+    )]
+    Output(OutputArgs),
     /// Issue a client certificate from the cluster CA for an application (tls.auth_clients)
     #[command(name = "client-cert", after_help = CLIENT_CERT_HELP)]
     ClientCert(ClientCertArgs),
@@ -195,6 +201,17 @@ impl Rotate {
             rotate_ssh_key: all.contains(&Rotate::SshKey),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// One output, printed raw (cluster, region, endpoints, port, tls_auth_clients, users,
+    /// ca_rotation, ca_bundle)
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Every output as one JSON object
+    #[arg(long, conflicts_with = "name")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -286,3 +286,37 @@ fn during_a_ca_rotation_issues_from_the_new_ca_with_both_as_the_bundle() {
         text(&out.stderr)
     );
 }
+
+/// `redisctl output`: what an application needs, from the spec and the state directory only;
+/// one value raw; the CA bundle (both CAs during a rotation); an unknown name refused.
+#[test]
+fn output_prints_the_endpoints_and_the_ca_bundle_offline() {
+    let d = dir("output");
+    let ca = with_ca(&d);
+    let out = redisctl(&d, &["output"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("cluster = prod-redis\n"), "{text}");
+    assert!(
+        text.contains("endpoints = 10.0.1.10:6379,10.0.2.10:6379,10.0.3.10:6379\n"),
+        "{text}"
+    );
+    assert!(text.contains("ca_rotation = no rotation\n"), "{text}");
+    assert!(text.contains(ca.cert_pem().trim()), "{text}");
+    let out = redisctl(&d, &["output", "endpoints"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "10.0.1.10:6379,10.0.2.10:6379,10.0.3.10:6379\n"
+    );
+    let state = d.join(".redisctl/prod-redis");
+    pki::create_next(&state, "prod-redis", SystemTime::now()).unwrap();
+    let next = Ca::load_pair(&state, pki::NEXT_CERT_FILE, pki::NEXT_KEY_FILE).unwrap();
+    let out = redisctl(&d, &["output", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bundle = json["ca_bundle"].as_str().unwrap();
+    assert!(bundle.contains(ca.cert_pem().trim()) && bundle.contains(next.cert_pem().trim()));
+    assert_eq!(json["ca_rotation"], "stage 3 of 3, the end", "{json}");
+    let out = redisctl(&d, &["output", "password"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no output named \"password\""));
+}

@@ -4,6 +4,7 @@
 mod apply;
 mod client_cert;
 mod destroy;
+mod output;
 mod plan;
 mod redis_cli;
 mod show;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
         Command::RedisCli(args) => runtime().block_on(redis_cli::run(&cli.config, args, shell)),
         Command::ClientCert(args) => client_cert::run(&cli.config, args, shell),
         Command::Show(args) => show::run(args, shell),
+        Command::Output(args) => output::run(&cli.config, args, shell),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
