@@ -295,7 +295,11 @@ fn output_prints_the_endpoints_and_the_ca_bundle_offline() {
     let ca = with_ca(&d);
     let out = redisctl(&d, &["output"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("cluster = prod-redis\n"), "{text}");
     assert!(
         text.contains("endpoints = 10.0.1.10:6379,10.0.2.10:6379,10.0.3.10:6379\n"),

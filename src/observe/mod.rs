@@ -131,15 +131,18 @@ async fn read_aws(aws: &Aws, spec: &Spec) -> Result<Observed, ObserveError> {
 }
 
 /// Apply waits (within `Aws::instance_wait`) for node instances that are still `pending`
-/// (launched or started by a run interrupted a moment ago) to leave it: inside a pending
-/// instance nothing can be observed, so nothing would be planned there, and the run's final
-/// look would find that node's steps still to do. Whether there were any (then EC2 is read
-/// again). A wait that fails (a launch EC2 ended) is no error here: the planner judges the
-/// state it ended in.
+/// (launched or started by a run interrupted a moment ago) or `stopping` (stopped by an
+/// encryption swap interrupted a moment ago) to leave it: inside such an instance nothing can
+/// be observed, and nothing is planned for it until it is `running` or `stopped` (the swap
+/// resumes on a stopped one), so the run would fail on it (the chaos campaign saw a killed
+/// swap's rerun fail twice with "no running instance found" while EC2 was still stopping the
+/// node) or its final look find that node's steps still to do. Whether there were any (then
+/// EC2 is read again). A wait that fails (a launch EC2 ended) is no error here: the planner
+/// judges the state it ended in.
 async fn settle_pending(aws: &Aws, observed: &Observed) -> bool {
     let pending = pending_nodes(observed);
     for id in &pending {
-        tracing::info!("node instance {id} is pending: waiting for it before planning");
+        tracing::info!("node instance {id} is pending or stopping: waiting for it before planning");
         if let Err(e) = aws.wait_instance(id, &["running", "stopped"]).await {
             tracing::info!("{e}");
         }
@@ -147,12 +150,15 @@ async fn settle_pending(aws: &Aws, observed: &Observed) -> bool {
     !pending.is_empty()
 }
 
-/// The node instances EC2 shows `pending`.
+/// The node instances EC2 shows `pending` or `stopping`.
 fn pending_nodes(observed: &Observed) -> Vec<String> {
     observed
         .instances
         .iter()
-        .filter(|i| i.state == "pending" && i.tags.contains_key(crate::observed::tags::NODE))
+        .filter(|i| {
+            matches!(i.state.as_str(), "pending" | "stopping")
+                && i.tags.contains_key(crate::observed::tags::NODE)
+        })
         .map(|i| i.id.clone())
         .collect()
 }
@@ -163,7 +169,7 @@ mod tests {
     use crate::observed::{Instance, tags};
 
     #[test]
-    fn apply_waits_for_pending_node_instances_only() {
+    fn apply_waits_for_pending_and_stopping_node_instances_only() {
         let node = |id: &str, state: &str, tagged: bool| Instance {
             tags: if tagged {
                 [(tags::NODE.to_string(), format!("n-{id}"))].into()
@@ -178,9 +184,11 @@ mod tests {
                 node("i-2", "pending", true),
                 node("i-3", "pending", false),
                 node("i-4", "stopped", true),
+                node("i-5", "stopping", true),
+                node("i-6", "shutting-down", true),
             ],
             ..Observed::default()
         };
-        assert_eq!(pending_nodes(&observed), ["i-2"]);
+        assert_eq!(pending_nodes(&observed), ["i-2", "i-5"]);
     }
 }
