@@ -344,6 +344,13 @@ impl Proxy {
             Err(answer) => return (answer, fault),
         };
         if !status.is_success() {
+            if action == "TerminateInstances"
+                && String::from_utf8_lossy(&resp_body)
+                    .contains("InvalidNetworkInterfaceID.NotFound")
+                && let Some(answer) = self.terminated_by_another(&auth, &ids).await
+            {
+                return (answer, fault);
+            }
             let answer = moto::refusal(action, status, &headers, resp_body, &self.request_id());
             return (answer, fault);
         }
@@ -378,6 +385,33 @@ impl Proxy {
                 .remember(action, t, params, shown.clone(), Instant::now());
         }
         (rebuild(status, &headers, Bytes::from(shown)), fault)
+    }
+
+    /// moto refused a TerminateInstances because the instances' network interfaces were gone:
+    /// another termination of the same instances (a run killed a moment ago, whose request
+    /// moto was still carrying out) deleted them first. EC2 answers a terminate of terminating
+    /// instances with their state; so does the front, once moto shows them terminated (it is
+    /// asked again for up to 2 s). None: they are not, and moto's refusal stands.
+    async fn terminated_by_another(
+        &self,
+        auth: &Auth,
+        ids: &[String],
+    ) -> Option<Response<Full<Bytes>>> {
+        for _ in 0..20 {
+            let mut now = self.instances_before(auth, ids).await;
+            let gone = region::already_terminated(&mut now);
+            if gone.len() == ids.len() {
+                log(&format!(
+                    "TerminateInstances: {} terminated by another request meanwhile: EC2's answer, not moto's",
+                    gone.join(" ")
+                ));
+                let region = self.region.lock().unwrap();
+                let answer = region.terminated_answer(&gone, &self.request_id(), Instant::now());
+                return Some(xml_response(200, answer));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        None
     }
 
     /// The answer remembered for a ClientToken, or `IdempotentParameterMismatch`.
