@@ -149,6 +149,11 @@ impl Ctx {
                 host_key,
             } => n.pin(node, instance, host_key).await,
             NodeOp::InstallRedis { node } => n.install_redis(node).await,
+            NodeOp::UpgradeRedis {
+                node,
+                version,
+                restart,
+            } => n.upgrade_redis(node, version, *restart).await,
             NodeOp::InstallTls { node, reload, cert } => n.install_tls(node, *reload, *cert).await,
             NodeOp::WriteAcl { node, reload } => n.write_acl(node, *reload).await,
             NodeOp::AuthorizeSshKey { node } => n.authorize_ssh_key(node).await,

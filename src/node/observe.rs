@@ -121,6 +121,13 @@ impl NodeRuntime {
         ];
         let mut script = String::from("set +e\n");
         script.push_str("if dpkg-query -W -f='${Status}' redis-server 2>/dev/null | grep -q 'install ok installed'; then echo installed=yes; else echo installed=no; fi\n");
+        script.push_str(
+            "echo \"version=$(dpkg-query -W -f='${Version}' redis-server 2>/dev/null)\"\n",
+        );
+        // The archive's newest, only when the spec follows it (the index is fetched first).
+        if self.spec.redis.package_version == Some(crate::spec::types::PackageVersion::Latest) {
+            script.push_str("apt-get -o DPkg::Lock::Timeout=60 update -qq >/dev/null 2>&1\necho \"candidate=$(apt-cache policy redis-server 2>/dev/null | sed -n 's/^ *Candidate: //p')\"\n");
+        }
         for (i, p) in paths.iter().enumerate() {
             let q = ssh::sh_quote(p);
             script.push_str(&format!(
@@ -247,6 +254,8 @@ impl NodeRuntime {
             host_key,
             first_contact,
             redis_installed: value("installed") == "yes",
+            redis_version: Some(value("version")).filter(|v| !v.is_empty()),
+            redis_candidate: Some(value("candidate")).filter(|v| !v.is_empty() && v != "(none)"),
             files,
             node_cert_pem: section("cert"),
             node_key_present: value("key") == "yes",

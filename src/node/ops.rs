@@ -47,12 +47,13 @@ export DEBIAN_FRONTEND=noninteractive
 printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get -o DPkg::Lock::Timeout=600 update -qq --error-on=any
-apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server redis-tools >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq {} >/dev/null
 if {}; then
 systemctl disable --now {} >/dev/null 2>&1 || true
 else
 {}fi
 {}",
+            self.packages(),
             noinit::IS_SYSTEMD,
             systemd::STOCK_SERVICE,
             noinit::stock_off(),
@@ -73,6 +74,56 @@ else
     /// Redis re-reads them: a CONFIG SET of its tls-* paths reloads the TLS context (refused,
     /// and the old one kept, if a file does not load). No restart: the connections made (the
     /// cluster bus, replication, clients) stay up; new ones are made with the new files.
+    /// The packages to install: pinned to `redis.package_version` when it names one (the
+    /// version is checked by the spec's validation, and quoted all the same).
+    fn packages(&self) -> String {
+        match &self.spec.redis.package_version {
+            Some(crate::spec::types::PackageVersion::Exact(v)) => format!(
+                "{} {}",
+                ssh::sh_quote(&format!("redis-server={v}")),
+                ssh::sh_quote(&format!("redis-tools={v}"))
+            ),
+            _ => "redis-server redis-tools".to_string(),
+        }
+    }
+
+    /// Another redis-server (and redis-tools) version on a node that has one: installed from
+    /// the archive with the stock service kept off, then, with `restart`, Redis restarted
+    /// onto it as a configuration change restarts it (a master first hands its slots to a
+    /// replica; then the wait for a healthy cluster). Data stays on disk (AOF/RDB) across it.
+    pub async fn upgrade_redis(
+        &self,
+        node: &str,
+        version: &str,
+        restart: bool,
+    ) -> Result<(), NodeError> {
+        let s = self.session(node).await?;
+        crate::progress::status(format!(
+            "{node}: apt-get install redis-server={version} redis-tools={version}"
+        ));
+        let script = format!(
+            "set -e
+export DEBIAN_FRONTEND=noninteractive
+printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get -o DPkg::Lock::Timeout=600 update -qq --error-on=any
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --allow-downgrades -o Dpkg::Options::=--force-confold {} {} >/dev/null
+",
+            ssh::sh_quote(&format!("redis-server={version}")),
+            ssh::sh_quote(&format!("redis-tools={version}"))
+        );
+        s.sudo_ok(
+            &format!("install redis-server {version} from the package archive"),
+            &script,
+            None,
+        )
+        .await?;
+        if restart {
+            self.restart_and_wait(node, &s).await?;
+        }
+        Ok(())
+    }
+
     pub async fn install_tls(&self, node: &str, reload: bool, cert: bool) -> Result<(), NodeError> {
         let ca = self.ca().await?;
         let n = self.node_spec(node)?;

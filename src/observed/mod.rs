@@ -125,6 +125,13 @@ pub struct NodeFacts {
     /// Nothing was pinned for this instance yet: the plan pins `host_key`.
     pub first_contact: bool,
     pub redis_installed: bool,
+    /// The installed redis-server package's version.
+    #[serde(default)]
+    pub redis_version: Option<String>,
+    /// The newest redis-server the node's archive has (looked up only with
+    /// `redis.package_version = "latest"`).
+    #[serde(default)]
+    pub redis_candidate: Option<String>,
     /// Path -> SHA-256 of the files redisctl writes (None when missing).
     pub files: BTreeMap<String, Option<String>>,
     /// The node certificate (public), to check expiry, SANs and issuer.

@@ -229,6 +229,14 @@ pub enum NodeOp {
     /// redis-server and redis-tools from the distribution; the stock service stopped and
     /// disabled.
     InstallRedis { node: String },
+    /// Another version of redis-server and redis-tools on a node that has one (upgrade or
+    /// downgrade); with `restart`, Redis restarted onto it (a master hands its slots over
+    /// first), then the wait for a healthy cluster.
+    UpgradeRedis {
+        node: String,
+        version: String,
+        restart: bool,
+    },
     /// The CA bundle the node trusts and, with `cert`, a fresh key and certificate for it.
     InstallTls {
         node: String,

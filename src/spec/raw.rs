@@ -120,6 +120,7 @@ pub struct RawRedis {
     pub maxmemory: Option<String>,
     pub maxmemory_policy: Option<String>,
     pub cluster_require_full_coverage: Option<bool>,
+    pub package_version: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]

@@ -93,6 +93,11 @@ impl Spec {
                 appendonly: Some(self.redis.appendonly),
                 maxmemory: self.redis.maxmemory.clone(),
                 maxmemory_policy: self.redis.maxmemory_policy.clone(),
+                package_version: self
+                    .redis
+                    .package_version
+                    .as_ref()
+                    .map(|v| v.as_str().to_string()),
                 cluster_require_full_coverage: Some(self.redis.cluster_require_full_coverage),
             }),
             users: self

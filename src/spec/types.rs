@@ -292,6 +292,27 @@ pub struct Redis {
     pub maxmemory: Option<String>,
     pub maxmemory_policy: Option<String>,
     pub cluster_require_full_coverage: bool,
+    /// Which redis-server package the nodes run: none given, what the archive had when each
+    /// node was installed (never changed after); see [`PackageVersion`].
+    pub package_version: Option<PackageVersion>,
+}
+
+/// `redis.package_version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageVersion {
+    /// The newest the archive has: a newer one is rolled out node by node.
+    Latest,
+    /// Exactly this Debian version of redis-server and redis-tools (e.g. `5:7.0.15-1~deb12u1`).
+    Exact(String),
+}
+
+impl PackageVersion {
+    pub fn as_str(&self) -> &str {
+        match self {
+            PackageVersion::Latest => "latest",
+            PackageVersion::Exact(v) => v,
+        }
+    }
 }
 
 impl Redis {

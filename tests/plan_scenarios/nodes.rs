@@ -477,3 +477,97 @@ fn an_ssh_key_rotation_accepts_the_new_key_everywhere_before_the_old_one_goes() 
     let again = plan::plan(&spec, &sim.o);
     assert!(again.is_empty(), "{}", render::plan::human(&again, false));
 }
+
+/// `redis.package_version`: a version other than the installed one is rolled out node by node
+/// (each a restart that waits for the one before, a master handing its slots over first);
+/// "latest" follows the archive's newest; without the key nothing is ever changed.
+#[test]
+fn a_redis_package_version_is_rolled_out_one_node_at_a_time() {
+    let six = |t: String, version: Option<&str>| {
+        let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
+        let t = match version {
+            Some(v) => t.replace(
+                "appendonly = true",
+                &format!("appendonly = true\npackage_version = \"{v}\""),
+            ),
+            None => t,
+        };
+        let start = t.find("\n[[nodes.node]]").unwrap();
+        let end = t.find("\n[ssh]").unwrap();
+        format!("{}{}", &t[..start], &t[end..])
+    };
+    let spec = spec_from(&six(example_text(), None));
+    let mut o = converged(&spec);
+    let newest = crate::sim::ARCHIVE_NEWEST;
+    let older = "5:7.0.15-1~deb12u1";
+    // Without the key, an archive with something newer changes nothing.
+    for f in o.nodes.values_mut() {
+        if let NodeObservation::Reached(f) = f {
+            assert_eq!(f.redis_version.as_deref(), Some(newest));
+            f.redis_candidate = Some("9:9".into());
+        }
+    }
+    assert!(plan::plan(&spec, &o).is_empty());
+
+    let pinned = spec_from(&six(example_text(), Some(older)));
+    assert_eq!(
+        pinned.redis.package_version,
+        Some(redisctl::spec::types::PackageVersion::Exact(older.into()))
+    );
+    let p = plan::plan(&pinned, &observed_for(&pinned, o.clone()));
+    snapshot("package-version", &render::plan::human(&p, false));
+    let steps: Vec<&plan::Step> = p
+        .steps
+        .iter()
+        .filter(|s| s.address.ends_with(".package"))
+        .collect();
+    assert_eq!(steps.len(), 6, "{}", render::plan::human(&p, false));
+    for (i, s) in steps.iter().enumerate() {
+        assert!(matches!(
+            &s.ops[..],
+            [Op::Node(NodeOp::UpgradeRedis { restart: true, version, .. })] if version == older
+        ));
+        assert!(
+            s.reason.contains("hands its slots to a replica"),
+            "{}",
+            s.reason
+        );
+        if i > 0 {
+            assert!(s.depends_on.contains(&steps[i - 1].address));
+        }
+    }
+    let o = apply_and_converge(&pinned, observed_for(&pinned, o), &p);
+
+    // "latest": back to the archive's newest.
+    let latest = spec_from(&six(example_text(), Some("latest")));
+    let mut o = observed_for(&latest, o);
+    for f in o.nodes.values_mut() {
+        if let NodeObservation::Reached(f) = f {
+            f.redis_candidate = Some(newest.into());
+        }
+    }
+    let p = plan::plan(&latest, &o);
+    assert_eq!(
+        p.steps
+            .iter()
+            .filter(|s| s.address.ends_with(".package"))
+            .count(),
+        6
+    );
+    apply_and_converge(&latest, o, &p);
+
+    // A version that is not one: an error at its key.
+    let bad = six(example_text(), Some("7.0; rm -rf /"));
+    let errors = redisctl::spec::parse(
+        &bad,
+        std::path::Path::new("/ops"),
+        &redisctl::spec::SourceMap::new(&bad),
+    )
+    .unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|d| d.path.as_deref() == Some("redis.package_version")),
+        "{errors:?}"
+    );
+}

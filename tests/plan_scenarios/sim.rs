@@ -35,6 +35,9 @@ pub struct Sim {
     authorized: BTreeMap<String, Vec<String>>,
 }
 
+/// The newest redis-server the simulated archive has.
+pub const ARCHIVE_NEWEST: &str = "5:7.0.15-1~deb12u1+sandbox1";
+
 static NEXT_CA: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 thread_local! {
@@ -521,6 +524,10 @@ impl Sim {
                 }
                 None
             }
+            Op::Node(NodeOp::UpgradeRedis { node, version, .. }) => {
+                self.facts(node).redis_version = Some(version.clone());
+                None
+            }
             Op::Node(NodeOp::AuthorizeSshKey { node }) => {
                 let next = self
                     .o
@@ -555,8 +562,13 @@ impl Sim {
                 None
             }
             Op::Node(NodeOp::InstallRedis { node }) => {
+                let version = match &self.spec.redis.package_version {
+                    Some(redisctl::spec::types::PackageVersion::Exact(v)) => v.clone(),
+                    _ => ARCHIVE_NEWEST.to_string(),
+                };
                 let f = self.facts(node);
                 f.redis_installed = true;
+                f.redis_version = Some(version);
                 f.stock_service_enabled = false;
                 f.stock_service_active = false;
                 None

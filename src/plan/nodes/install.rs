@@ -3,8 +3,9 @@
 
 use super::super::builder::Builder;
 use super::super::model::*;
-use super::NodeNow;
+use super::{NodeNow, Rolling};
 use crate::redis::systemd;
+use crate::spec::types::PackageVersion;
 
 pub(super) fn install(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String>) {
     let needs_install = n.facts.is_none_or(|f| !f.redis_installed);
@@ -37,7 +38,15 @@ pub(super) fn install(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<Strin
         )
         .changes(if needs_install {
             vec![
-                Change::create("packages", "redis-server redis-tools"),
+                Change::create(
+                    "packages",
+                    match &b.spec.redis.package_version {
+                        Some(PackageVersion::Exact(v)) => {
+                            format!("redis-server={v} redis-tools={v}")
+                        }
+                        _ => "redis-server redis-tools".to_string(),
+                    },
+                ),
                 Change::create(systemd::STOCK_SERVICE, "stopped, disabled"),
             ]
         } else {
@@ -53,4 +62,72 @@ pub(super) fn install(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<Strin
         })),
     );
     *last = vec![install_addr];
+}
+
+/// Another redis-server version than the installed one, when the spec asks for one (a
+/// version, or the archive's newest): installed, then Redis restarted onto it, one node at a
+/// time in a running cluster (a master first hands its slots to a replica), each waiting for
+/// a healthy cluster, as a configuration change is rolled out. A node being installed gets
+/// the wanted version at once.
+pub(super) fn package(
+    b: &mut Builder<'_>,
+    n: &NodeNow<'_>,
+    roll: &mut Rolling,
+    last: &mut Vec<String>,
+) {
+    let Some(f) = n.facts.filter(|f| f.redis_installed) else {
+        return;
+    };
+    let Some(have) = &f.redis_version else {
+        return;
+    };
+    let want = match &b.spec.redis.package_version {
+        None => return,
+        Some(PackageVersion::Latest) => match &f.redis_candidate {
+            Some(c) => c,
+            None => return,
+        },
+        Some(PackageVersion::Exact(v)) => v,
+    };
+    if want == have {
+        return;
+    }
+    let restart = n.running;
+    let address = format!("{}.package", n.addr);
+    let mut deps = last.clone();
+    if restart
+        && roll.formed
+        && let Some(p) = &roll.previous_package_restart
+    {
+        deps.push(p.clone());
+    }
+    let reason = format!(
+        "redis-server {have} is installed; the spec wants {want}{}",
+        match (restart, roll.formed) {
+            (true, true) => format!(
+                "; the node restarts onto it, one at a time, each waiting for a healthy cluster{}",
+                roll.handover
+            ),
+            (true, false) => "; Redis restarts onto it".to_string(),
+            (false, _) => String::new(),
+        }
+    );
+    b.steps.push(
+        Step::new(address.clone(), Action::Update, Phase::Install, reason)
+            .changes(vec![Change::update(
+                "redis-server, redis-tools",
+                have.as_str(),
+                want.as_str(),
+            )])
+            .depends_on(deps)
+            .op(Op::Node(NodeOp::UpgradeRedis {
+                node: n.node.name.clone(),
+                version: want.clone(),
+                restart,
+            })),
+    );
+    if restart && roll.formed {
+        roll.previous_package_restart = Some(address.clone());
+    }
+    *last = vec![address];
 }

@@ -99,6 +99,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
             ""
         },
         previous_tls_reload: None,
+        previous_package_restart: None,
         previous_config_restart: None,
     };
     let mut service_steps = Vec::new();
@@ -114,6 +115,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
             vec![]
         };
         install::install(b, &n, &mut last);
+        install::package(b, &n, &mut roll, &mut last);
         let tls = tls::tls(b, &n, &mut roll, &mut last);
         let acl = acl::acl(b, &n, &mut last);
         config::config(b, &n, &mut roll, &mut last);
@@ -212,6 +214,8 @@ struct Rolling {
     handover: &'static str,
     /// The last TLS step that reloads a running node.
     previous_tls_reload: Option<String>,
+    /// The last package step that restarts a running node.
+    previous_package_restart: Option<String>,
     previous_config_restart: Option<String>,
 }
 

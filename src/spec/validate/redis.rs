@@ -4,7 +4,7 @@ use super::checks::{int_in, is_memory_size};
 use crate::spec::diag::Diags;
 use crate::spec::instance_memory;
 use crate::spec::raw::RawRedis;
-use crate::spec::types::{Redis, SecurityGroup};
+use crate::spec::types::{PackageVersion, Redis, SecurityGroup};
 
 const MAXMEMORY_POLICIES: &[&str] = &[
     "noeviction",
@@ -68,6 +68,19 @@ pub(super) fn redis(
             ),
         );
     }
+    let package_version = match raw.package_version.as_deref() {
+        None => None,
+        Some("latest") => Some(PackageVersion::Latest),
+        Some(v) if is_debian_version(v) => Some(PackageVersion::Exact(v.to_string())),
+        Some(v) => {
+            d.error_help(
+                "redis.package_version",
+                format!("`{v}` is not a Debian package version"),
+                "use \"latest\", or a version as `apt-cache policy redis-server` shows it, such as 5:7.0.15-1~deb12u1",
+            );
+            None
+        }
+    };
     Some(Redis {
         port: port? as u16,
         cluster_node_timeout_ms: timeout?,
@@ -75,7 +88,18 @@ pub(super) fn redis(
         maxmemory,
         maxmemory_policy: raw.maxmemory_policy.clone(),
         cluster_require_full_coverage: raw.cluster_require_full_coverage.unwrap_or(true),
+        package_version,
     })
+}
+
+/// A Debian version (`[epoch:]upstream[-revision]`): starts with a digit, then letters,
+/// digits and `.+~:-` only (what `apt-get install redis-server=VERSION` takes, and nothing a
+/// shell would read).
+fn is_debian_version(v: &str) -> bool {
+    v.len() <= 64
+        && v.starts_with(|c: char| c.is_ascii_digit())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | ':' | '-'))
 }
 
 /// `maxmemory` as given, or derived from the instance type's memory (less what the OS and a
