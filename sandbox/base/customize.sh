@@ -14,6 +14,22 @@ rm -f "$root"/var/cache/apt/archives/*.deb
 chroot "$root" apt-get install --download-only -y -q redis-server redis-tools
 mkdir -p "$archive"
 mv "$root"/var/cache/apt/archives/*.deb "$archive/"
+# A newer build of redis-server and redis-tools: the same programs with the version
+# "<version>+sandbox1", which apt takes for an update (what a security update looks like to a
+# node), so that a package update can be rolled out in the sandbox. A fresh install gets it.
+(
+  cd "$archive"
+  for p in redis-server redis-tools; do
+    deb=$(ls "${p}"_*.deb | head -n 1)
+    v=$(dpkg-deb -f "$deb" Version)
+    nv="${v}+sandbox1"
+    d=$(mktemp -d)
+    dpkg-deb -R "$deb" "$d"
+    sed -i -e "s/^Version: .*/Version: ${nv}/" -e "s/(= ${v})/(= ${nv})/g" "$d/DEBIAN/control"
+    dpkg-deb -b "$d" "${p}_${nv#*:}_$(dpkg-deb -f "$deb" Architecture).deb" >/dev/null
+    rm -rf "$d"
+  done
+)
 (
   cd "$archive"
   : > Packages
