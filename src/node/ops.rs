@@ -33,21 +33,24 @@ const HEALTH_POLL: Duration = Duration::from_millis(500);
 /// ends.
 const HEALTH_HOLD: Duration = Duration::from_secs(1);
 
+/// The start of a package installation's script: policy-rc.d keeps the stock service from ever
+/// starting (no plaintext Redis, not even for a moment; removed on exit), and apt waits for a
+/// lock held by unattended-upgrades or cloud-init, then fetches the index.
+const APT_PRELUDE: &str = "set -e
+export DEBIAN_FRONTEND=noninteractive
+printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get -o DPkg::Lock::Timeout=600 update -qq --error-on=any
+";
+
 impl NodeRuntime {
     pub async fn install_redis(&self, node: &str) -> Result<(), NodeError> {
         let s = self.session(node).await?;
         crate::progress::status(
             "apt-get install redis-server redis-tools (waits up to 600 s for the package lock)",
         );
-        // policy-rc.d keeps the stock service from ever starting (no plaintext Redis, not even
-        // for a moment); apt waits for a lock held by unattended-upgrades or cloud-init.
         let script = format!(
-            "set -e
-export DEBIAN_FRONTEND=noninteractive
-printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
-trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-apt-get -o DPkg::Lock::Timeout=600 update -qq --error-on=any
-apt-get -o DPkg::Lock::Timeout=600 install -y -qq {} >/dev/null
+            "{APT_PRELUDE}apt-get -o DPkg::Lock::Timeout=600 install -y -qq {} >/dev/null
 if {}; then
 systemctl disable --now {} >/dev/null 2>&1 || true
 else
@@ -102,12 +105,7 @@ else
             "{node}: apt-get install redis-server={version} redis-tools={version}"
         ));
         let script = format!(
-            "set -e
-export DEBIAN_FRONTEND=noninteractive
-printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d
-trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-apt-get -o DPkg::Lock::Timeout=600 update -qq --error-on=any
-apt-get -o DPkg::Lock::Timeout=600 install -y -qq --allow-downgrades -o Dpkg::Options::=--force-confold {} {} >/dev/null
+            "{APT_PRELUDE}apt-get -o DPkg::Lock::Timeout=600 install -y -qq --allow-downgrades -o Dpkg::Options::=--force-confold {} {} >/dev/null
 ",
             ssh::sh_quote(&format!("redis-server={version}")),
             ssh::sh_quote(&format!("redis-tools={version}"))

@@ -134,14 +134,16 @@ fn a_symbolic_link_at_a_managed_path_is_a_blocker() {
     assert!(p.step("node.redis-node-1a.modes").is_none(), "{p:?}");
 }
 
+/// The example as 3 masters with a replica each, its nodes derived (six).
+fn six(t: String) -> String {
+    let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
+    let start = t.find("\n[[nodes.node]]").unwrap();
+    let end = t.find("\n[ssh]").unwrap();
+    format!("{}{}", &t[..start], &t[end..])
+}
+
 #[test]
 fn with_replicas_a_config_restart_says_the_master_hands_over_first() {
-    let six = |t: String| {
-        let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
-        let start = t.find("\n[[nodes.node]]").unwrap();
-        let end = t.find("\n[ssh]").unwrap();
-        format!("{}{}", &t[..start], &t[end..])
-    };
     let spec = spec_from(&six(example_text()));
     let o = converged(&spec);
     let changed = spec_from(&six(
@@ -303,12 +305,6 @@ fn a_password_rotation_updates_the_acl_files_and_a_refused_operator_blocks() {
 /// directory). Without replicas there is nothing to rotate: a blocker.
 #[test]
 fn a_replication_password_rotation_runs_in_one_apply_and_resumes_after_a_kill() {
-    let six = |t: String| {
-        let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
-        let start = t.find("\n[[nodes.node]]").unwrap();
-        let end = t.find("\n[ssh]").unwrap();
-        format!("{}{}", &t[..start], &t[end..])
-    };
     let spec = spec_from(&six(example_text()));
     let o = converged(&spec);
     let acl_before = o.local.desired_files["redis-node-1a"][users_acl::USERS_ACL.path].clone();
@@ -484,17 +480,13 @@ fn an_ssh_key_rotation_accepts_the_new_key_everywhere_before_the_old_one_goes() 
 #[test]
 fn a_redis_package_version_is_rolled_out_one_node_at_a_time() {
     let six = |t: String, version: Option<&str>| {
-        let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");
-        let t = match version {
+        six(match version {
             Some(v) => t.replace(
                 "appendonly = true",
                 &format!("appendonly = true\npackage_version = \"{v}\""),
             ),
             None => t,
-        };
-        let start = t.find("\n[[nodes.node]]").unwrap();
-        let end = t.find("\n[ssh]").unwrap();
-        format!("{}{}", &t[..start], &t[end..])
+        })
     };
     let spec = spec_from(&six(example_text(), None));
     let mut o = converged(&spec);

@@ -362,30 +362,24 @@ impl<'a> NodeNow<'a> {
     /// the one rendered with the other replication setting), and its drop-in is right: what
     /// CONFIG SET can change on the running node.
     fn conf_differs_by_replication_login_only(&self) -> bool {
-        let Some(f) = self.facts else {
-            return false;
-        };
-        let have = f.files.get(conf::CONF.path).cloned().flatten();
-        have.is_some()
-            && self
-                .desired
-                .and_then(|d| d.get(files::CONF_OTHER_REPLICATION))
-                == have.as_ref()
-            && (self.no_init || !self.differs(systemd::DROP_IN.path))
+        self.conf_is(files::CONF_OTHER_REPLICATION)
     }
 
     /// During a replication password rotation, the node's configuration is the one with the
     /// password being replaced (only `masterauth` differs: CONFIG SET changes it live).
     fn conf_has_previous_replication_password(&self) -> bool {
+        self.conf_is(files::CONF_PREVIOUS_REPLICATION_PASSWORD)
+    }
+
+    /// The node's configuration is the variant the desired hashes hold under `key` (one that
+    /// differs from the spec's only by what CONFIG SET changes), and its drop-in is right.
+    fn conf_is(&self, key: &str) -> bool {
         let Some(f) = self.facts else {
             return false;
         };
         let have = f.files.get(conf::CONF.path).cloned().flatten();
         have.is_some()
-            && self
-                .desired
-                .and_then(|d| d.get(files::CONF_PREVIOUS_REPLICATION_PASSWORD))
-                == have.as_ref()
+            && self.desired.and_then(|d| d.get(key)) == have.as_ref()
             && (self.no_init || !self.differs(systemd::DROP_IN.path))
     }
 
