@@ -230,6 +230,27 @@ fn a_password_rotation_fails_no_login() {
             "password_env = \"REDIS_APP_PASSWORD_NEW\"\nprevious_password_env = \"REDIS_APP_PASSWORD\"",
         )
     });
+    // `redisctl redis-cli` in stage 1, before the apply: the nodes hold only the previous
+    // password of the operator, which the node says it takes (it is tried second).
+    let out = c
+        .shell(&[
+            common::BIN,
+            "--config",
+            c.spec.to_str().unwrap(),
+            "redis-cli",
+            "--",
+            "PING",
+        ])
+        .env("REDIS_APP_PASSWORD_NEW", APP_NEW)
+        .env("REDIS_ADMIN_PASSWORD_NEW", ADMIN_NEW)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    c.assert_no_secret("redisctl redis-cli in stage 1", &said);
+    assert!(
+        out.status.success() && said.contains("PONG"),
+        "redis-cli during the rotation: {said}"
+    );
     let (code, plan) = with_new(&["plan", "--detailed-exitcode"]);
     assert_eq!(code, Some(2), "changes to make:\n{plan}");
     assert!(

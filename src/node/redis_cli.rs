@@ -99,6 +99,36 @@ pub async fn run(
         .pinned_session(&node)
         .await
         .map_err(|e| connect_error(spec, &node, e))?;
+    // During a rotation of the operator's password, the nodes may still hold only the
+    // previous one (stage 1, before the apply that loads both): the node says which it takes.
+    let password = match &op.previous_password {
+        None => password,
+        Some(source) => {
+            let previous = crate::spec::secrets::read(&op.name, source).map_err(|e| {
+                RedisCliError::Step {
+                    message: format!(
+                        "redis-cli on node {node}: cannot read the previous password of the operator user `{}`",
+                        op.name
+                    ),
+                    source: Some(Box::new(e)),
+                    hint: "set the environment variable (previous_password_env) or create the file (previous_password_file) the spec names for it, as for apply".into(),
+                }
+            })?;
+            let probe = format!(
+                "IFS= read -r pw; REDISCLI_AUTH=\"$pw\" {} PING 2>&1",
+                admin_cli_command(spec)
+            );
+            let out = session
+                .sudo(&probe, Some(format!("{}\n", password.expose()).as_bytes()))
+                .await
+                .map_err(|e| connect_error(spec, &node, NodeError::Ssh(e)))?;
+            if out.stdout_str().contains("WRONGPASS") {
+                previous
+            } else {
+                password
+            }
+        }
+    };
     let formatted = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let command = remote_command(&admin_cli_command(spec), args, mode, formatted);
     let first_line = password_line(&password);
