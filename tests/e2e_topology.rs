@@ -455,20 +455,58 @@ fn versions(c: &Cluster, ips: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The redis-server versions the sandbox's archive serves: (the distribution's, the newer
+/// `+sandbox1` build), from its `Packages` index.
+fn archive_versions() -> (String, String) {
+    let cache = redisctl_sandbox::paths::Paths::from_env().cache;
+    let mut versions = Vec::new();
+    for entry in std::fs::read_dir(&cache).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("archive-") || name.contains(".tmp") {
+            continue;
+        }
+        let Ok(index) = std::fs::read_to_string(entry.path().join("Packages")) else {
+            continue;
+        };
+        for stanza in index.split("\n\n") {
+            if stanza.lines().any(|l| l == "Package: redis-server")
+                && let Some(v) = stanza.lines().find_map(|l| l.strip_prefix("Version: "))
+            {
+                versions.push(v.to_string());
+            }
+        }
+    }
+    let newest = versions.iter().find(|v| v.ends_with("+sandbox1"));
+    let older = versions.iter().find(|v| !v.ends_with("+sandbox1"));
+    match (older, newest) {
+        (Some(o), Some(n)) => (o.clone(), n.clone()),
+        _ => panic!(
+            "the sandbox archive in {} does not serve two builds of redis-server: {versions:?}",
+            cache.display()
+        ),
+    }
+}
+
 /// A package update rolled out node by node while the application writes: the sandbox's
-/// archive has a build of redis-server newer than the distribution's (`+sandbox1`), which a
-/// new cluster gets. `redis.package_version` pinned to the older one rolls every node back to
-/// it, one at a time (each master hands its slots to its replica first, a healthy cluster
-/// before the next node); "latest" rolls them forward again, with the apply killed in the
-/// middle and run again. No acknowledged write is lost; verify passes; plan is empty.
+/// archive has a build of redis-server newer than the distribution's (`+sandbox1`). A cluster
+/// made with `redis.package_version` pinned to the distribution's runs it; "latest" then rolls
+/// the newer one out, one node at a time (each master hands its slots to its replica first, a
+/// healthy cluster before the next node), the apply killed in the middle and run again. No
+/// acknowledged write is lost; verify passes; plan is empty.
 #[test]
 fn a_redis_package_update_is_rolled_out_node_by_node_with_the_data_kept() {
     let _sb = Sandbox::acquire();
+    let (older, newest) = archive_versions();
     let c = Cluster::new("packages", |t| {
-        shape(t, 3, 1).replace(
-            "cluster_node_timeout_ms = 15000",
-            "cluster_node_timeout_ms = 5000",
-        )
+        shape(t, 3, 1)
+            .replace(
+                "cluster_node_timeout_ms = 15000",
+                "cluster_node_timeout_ms = 5000",
+            )
+            .replace(
+                "appendonly = true",
+                &format!("appendonly = true\npackage_version = \"{older}\""),
+            )
     });
     let ips = [
         "10.0.1.10",
@@ -480,50 +518,12 @@ fn a_redis_package_update_is_rolled_out_node_by_node_with_the_data_kept() {
     ];
     c.ok(&["apply", "--yes"]);
     c.ok(&["client-cert", "app", "--out", "tls", "--days", "1"]);
-    let madison = c.on_node(
-        ips[0],
-        "apt-cache madison redis-server | awk '{print $3}'",
-        "",
-    );
-    let available: Vec<&str> = madison.lines().map(str::trim).collect();
-    let newest = available
-        .iter()
-        .find(|v| v.ends_with("+sandbox1"))
-        .unwrap_or_else(|| panic!("the archive has no newer build: {madison}"))
-        .to_string();
-    let older = available
-        .iter()
-        .find(|v| !v.ends_with("+sandbox1"))
-        .unwrap_or_else(|| panic!("the archive has one version only: {madison}"))
-        .to_string();
-    assert_eq!(versions(&c, &ips), vec![newest.clone(); 6]);
-
-    // Pinned to the older build: every node, one at a time.
-    let app = App::start(&c);
-    std::thread::sleep(Duration::from_secs(2));
-    c.edit(|t| {
-        t.replace(
-            "appendonly = true",
-            &format!("appendonly = true\npackage_version = \"{older}\""),
-        )
-    });
-    let plan = c.ok(&["plan"]);
     assert_eq!(
-        plan.matches(".package will be updated").count(),
-        6,
-        "{plan}"
+        versions(&c, &ips),
+        vec![older.clone(); 6],
+        "pinned at install"
     );
-    let t = Instant::now();
-    c.ok(&["apply", "--yes"]);
-    eprintln!(
-        "figure: 6 nodes rolled to {older} in {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
-    app.finish("package rolled back node by node");
-    assert_eq!(versions(&c, &ips), vec![older.clone(); 6]);
-    converged_and_verified(&c, 3);
 
-    // "latest": forward again, the apply killed in the middle of the roll, then run again.
     let app = App::start(&c);
     std::thread::sleep(Duration::from_secs(2));
     c.edit(|t| {
@@ -532,6 +532,16 @@ fn a_redis_package_update_is_rolled_out_node_by_node_with_the_data_kept() {
             "package_version = \"latest\"",
         )
     });
+    let plan = c.ok(&["plan"]);
+    assert_eq!(
+        plan.matches(".package will be updated").count(),
+        6,
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("\"{older}\" -> \"{newest}\"")),
+        "{plan}"
+    );
     let t = Instant::now();
     match c.apply_killed_after("phase 3: install", Duration::from_secs(8)) {
         Some(_) => eprintln!("figure: the update killed 8 s into phase 3"),
@@ -539,7 +549,7 @@ fn a_redis_package_update_is_rolled_out_node_by_node_with_the_data_kept() {
     }
     c.ok(&["apply", "--yes"]);
     eprintln!(
-        "figure: 6 nodes updated to {newest} (killed once) in {:.1}s",
+        "figure: 6 nodes updated from {older} to {newest} (killed once) in {:.1}s",
         t.elapsed().as_secs_f64()
     );
     app.finish("package update node by node, killed once");
