@@ -182,6 +182,10 @@ pub struct PlanArgs {
     /// any later apply)
     #[arg(long, value_name = "WHAT", value_enum)]
     pub rotate: Vec<Rotate>,
+    /// Plan the OS's pending updates on every node, one node at a time (Redis restarted onto
+    /// them as for a configuration change; its own packages held)
+    #[arg(long)]
+    pub update_os: bool,
 }
 
 /// What `--rotate` rotates.
@@ -194,11 +198,12 @@ pub enum Rotate {
 }
 
 impl Rotate {
-    /// The plan's requests for `--rotate` values.
-    pub fn requests(all: &[Rotate]) -> crate::plan::Requests {
+    /// The plan's requests for `--rotate` values and `--update-os`.
+    pub fn requests(all: &[Rotate], update_os: bool) -> crate::plan::Requests {
         crate::plan::Requests {
             rotate_replication_password: all.contains(&Rotate::ReplicationPassword),
             rotate_ssh_key: all.contains(&Rotate::SshKey),
+            update_os,
         }
     }
 }
@@ -239,6 +244,10 @@ pub struct ApplyArgs {
     /// apply); not with a plan file, which has its steps already
     #[arg(long, value_name = "WHAT", value_enum, conflicts_with = "plan")]
     pub rotate: Vec<Rotate>,
+    /// Install the OS's pending updates on every node, one node at a time (Redis restarted
+    /// onto them as for a configuration change; its own packages held); not with a plan file
+    #[arg(long, conflicts_with = "plan")]
+    pub update_os: bool,
     /// Keep the plaintext snapshot and old root volume of an encryption swap (tagged
     /// redisctl:kept-for-rollback) instead of deleting them; `destroy` removes them
     #[arg(long)]

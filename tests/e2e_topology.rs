@@ -555,6 +555,45 @@ fn a_redis_package_update_is_rolled_out_node_by_node_with_the_data_kept() {
     app.finish("package update node by node, killed once");
     assert_eq!(versions(&c, &ips), vec![newest.clone(); 6]);
     converged_and_verified(&c, 3);
+
+    // `--update-os`: the OS's pending updates (the archive's newer build of less), node by
+    // node, Redis restarted onto them, its own packages held.
+    let less = |c: &Cluster| -> Vec<String> {
+        ips.iter()
+            .map(|ip| {
+                c.on_node(ip, "dpkg-query -W -f='${Version}' less", "")
+                    .trim()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert!(
+        less(&c).iter().all(|v| !v.ends_with("+sandbox1")),
+        "{:?}",
+        less(&c)
+    );
+    let app = App::start(&c);
+    std::thread::sleep(Duration::from_secs(2));
+    let plan = c.ok(&["plan", "--update-os"]);
+    assert_eq!(plan.matches(".os will be updated").count(), 6, "{plan}");
+    let t = Instant::now();
+    c.ok(&["apply", "--yes", "--update-os"]);
+    eprintln!(
+        "figure: OS updates on 6 nodes, one at a time: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    app.finish("OS updates node by node");
+    assert!(
+        less(&c).iter().all(|v| v.ends_with("+sandbox1")),
+        "{:?}",
+        less(&c)
+    );
+    assert_eq!(
+        versions(&c, &ips),
+        vec![newest.clone(); 6],
+        "Redis's packages held"
+    );
+    converged_and_verified(&c, 3);
     c.assert_no_stale_election_win();
     c.ok(&["destroy", "--yes"]);
 }

@@ -12,14 +12,17 @@ root="$1"
 archive="$2"
 rm -f "$root"/var/cache/apt/archives/*.deb
 chroot "$root" apt-get install --download-only -y -q redis-server redis-tools
+# less, which the base has installed: the source of an OS update below.
+chroot "$root" apt-get install --download-only --reinstall -y -q less
 mkdir -p "$archive"
 mv "$root"/var/cache/apt/archives/*.deb "$archive/"
-# A newer build of redis-server and redis-tools: the same programs with the version
-# "<version>+sandbox1", which apt takes for an update (what a security update looks like to a
-# node), so that a package update can be rolled out in the sandbox. A fresh install gets it.
+# A newer build of redis-server and redis-tools, and of less: the same programs with the
+# version "<version>+sandbox1", which apt takes for an update (what a security update looks
+# like to a node), so that a Redis package update and an OS update can be rolled out in the
+# sandbox. A fresh install of Redis gets its newer build.
 (
   cd "$archive"
-  for p in redis-server redis-tools; do
+  for p in redis-server redis-tools less; do
     deb=$(ls "${p}"_*.deb | head -n 1)
     v=$(dpkg-deb -f "$deb" Version)
     nv="${v}+sandbox1"

@@ -23,7 +23,7 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
             allow_replace: args.allow_replace,
             keep_old_volumes: args.keep_old_volumes,
             parallelism: args.parallelism.into(),
-            requests: crate::cli::Rotate::requests(&args.rotate),
+            requests: crate::cli::Rotate::requests(&args.rotate, args.update_os),
         };
         workflow::apply(&loaded.spec, source, options, &console, interrupted).await
     }

@@ -7,7 +7,7 @@ use crate::workflow;
 
 pub async fn run(config: &Path, args: &PlanArgs, shell: &Shell) -> Result<u8, Error> {
     let loaded = load_spec(config, shell)?;
-    let requests = crate::cli::Rotate::requests(&args.rotate);
+    let requests = crate::cli::Rotate::requests(&args.rotate, args.update_os);
     let planned = workflow::plan(&loaded.spec, requests).await?;
     let p = &planned.plan;
     render::plan::show(shell, p, args.json);

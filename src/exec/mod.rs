@@ -149,6 +149,7 @@ impl Ctx {
                 host_key,
             } => n.pin(node, instance, host_key).await,
             NodeOp::InstallRedis { node } => n.install_redis(node).await,
+            NodeOp::UpdateOs { node, restart } => n.update_os(node, *restart).await,
             NodeOp::UpgradeRedis {
                 node,
                 version,

@@ -122,6 +122,50 @@ else
         Ok(())
     }
 
+    /// The OS's pending updates on `node`: the index fetched, redis-server and redis-tools
+    /// held at their version (`redis.package_version` moves them, not this), `apt-get upgrade`
+    /// with the configuration files kept, the holds released on every exit path. When a
+    /// package changed and `restart`, Redis is restarted onto the new libraries as a
+    /// configuration change restarts it (a master hands its slots over first). A kernel update
+    /// is installed but not booted: the step says so (`/var/run/reboot-required`).
+    pub async fn update_os(&self, node: &str, restart: bool) -> Result<(), NodeError> {
+        let s = self.session(node).await?;
+        crate::progress::status(format!(
+            "{node}: apt-get upgrade (Redis's own packages held)"
+        ));
+        let script = "set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-mark hold redis-server redis-tools >/dev/null
+trap 'apt-mark unhold redis-server redis-tools >/dev/null' EXIT
+apt-get -o DPkg::Lock::Timeout=600 update -qq --error-on=any
+before=$(dpkg-query -W -f='${Package} ${Version}\\n' | sha256sum)
+apt-get -o DPkg::Lock::Timeout=600 upgrade -y -qq -o Dpkg::Options::=--force-confold >/dev/null
+after=$(dpkg-query -W -f='${Package} ${Version}\\n' | sha256sum)
+if [ \"$before\" = \"$after\" ]; then echo changed=no; else echo changed=yes; fi
+if [ -f /var/run/reboot-required ]; then echo reboot=yes; fi
+";
+        let out = s
+            .sudo_ok(
+                "install the OS's pending updates (apt-get upgrade)",
+                script,
+                None,
+            )
+            .await?;
+        let said = out.stdout_str();
+        if said.contains("reboot=yes") {
+            tracing::warn!(
+                "{node}: an update needs a reboot (/var/run/reboot-required); redisctl does not reboot nodes: reboot it by hand, one node at a time"
+            );
+            crate::progress::status(format!(
+                "{node}: an update needs a reboot; redisctl does not reboot nodes"
+            ));
+        }
+        if restart && said.contains("changed=yes") {
+            self.restart_and_wait(node, &s).await?;
+        }
+        Ok(())
+    }
+
     pub async fn install_tls(&self, node: &str, reload: bool, cert: bool) -> Result<(), NodeError> {
         let ca = self.ca().await?;
         let n = self.node_spec(node)?;

@@ -18,6 +18,8 @@ pub struct Requests {
     pub rotate_replication_password: bool,
     /// Rotate the operator's SSH key (`--rotate ssh-key`).
     pub rotate_ssh_key: bool,
+    /// Install the OS's pending updates on every node, one at a time (`--update-os`).
+    pub update_os: bool,
 }
 
 impl Requests {

@@ -229,6 +229,10 @@ pub enum NodeOp {
     /// redis-server and redis-tools from the distribution; the stock service stopped and
     /// disabled.
     InstallRedis { node: String },
+    /// The OS's pending updates (`apt-get upgrade`, redis-server and redis-tools held at
+    /// their version); when anything was upgraded and with `restart`, Redis restarted onto the
+    /// new libraries as for a configuration change.
+    UpdateOs { node: String, restart: bool },
     /// Another version of redis-server and redis-tools on a node that has one (upgrade or
     /// downgrade); with `restart`, Redis restarted onto it (a master hands its slots over
     /// first), then the wait for a healthy cluster.

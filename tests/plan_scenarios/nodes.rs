@@ -563,3 +563,40 @@ fn a_redis_package_version_is_rolled_out_one_node_at_a_time() {
         "{errors:?}"
     );
 }
+
+/// `--update-os`: every node's OS updates, one node at a time (a restart chain, with the
+/// master's hand-over), only when asked.
+#[test]
+fn os_updates_run_node_by_node_only_when_asked() {
+    let spec = spec_from(&six(example_text()));
+    let o = converged(&spec);
+    assert!(plan::plan(&spec, &o).is_empty());
+    let asked = plan::Requests {
+        update_os: true,
+        ..Default::default()
+    };
+    let p = plan::plan_with(&spec, &o, asked);
+    let steps: Vec<&plan::Step> = p
+        .steps
+        .iter()
+        .filter(|s| s.address.ends_with(".os"))
+        .collect();
+    assert_eq!(steps.len(), 6, "{}", render::plan::human(&p, false));
+    for (i, s) in steps.iter().enumerate() {
+        assert!(matches!(
+            &s.ops[..],
+            [Op::Node(NodeOp::UpdateOs { restart: true, .. })]
+        ));
+        assert!(
+            s.reason.contains("hands its slots to a replica"),
+            "{}",
+            s.reason
+        );
+        if i > 0 {
+            assert!(s.depends_on.contains(&steps[i - 1].address));
+        }
+    }
+    let mut sim = Sim::new(&spec, o);
+    sim.apply(&p);
+    assert!(plan::plan(&spec, &sim.o).is_empty());
+}

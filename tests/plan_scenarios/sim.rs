@@ -524,6 +524,7 @@ impl Sim {
                 }
                 None
             }
+            Op::Node(NodeOp::UpdateOs { .. }) => None,
             Op::Node(NodeOp::UpgradeRedis { node, version, .. }) => {
                 self.facts(node).redis_version = Some(version.clone());
                 None

@@ -131,3 +131,55 @@ pub(super) fn package(
     }
     *last = vec![address];
 }
+
+/// `--update-os`: the OS's pending updates on a running node, one node at a time in a running
+/// cluster (Redis restarted onto them like a configuration change, a master handing its slots
+/// over first), chained with the package roll-out.
+pub(super) fn os_updates(
+    b: &mut Builder<'_>,
+    n: &NodeNow<'_>,
+    roll: &mut Rolling,
+    last: &mut Vec<String>,
+) {
+    if !b.requests.update_os || n.facts.is_none_or(|f| !f.redis_installed) {
+        return;
+    }
+    let restart = n.running;
+    let address = format!("{}.os", n.addr);
+    let mut deps = last.clone();
+    if restart
+        && roll.formed
+        && let Some(p) = &roll.previous_package_restart
+    {
+        deps.push(p.clone());
+    }
+    b.steps.push(
+        Step::new(
+            address.clone(),
+            Action::Update,
+            Phase::Install,
+            if restart && roll.formed {
+                format!(
+                    "--update-os: the OS's pending updates (Redis's own packages held); when a package changed, the node restarts onto it, one at a time, each waiting for a healthy cluster{}",
+                    roll.handover
+                )
+            } else {
+                "--update-os: the OS's pending updates (Redis's own packages held)".to_string()
+            },
+        )
+        .changes(vec![Change::update(
+            "packages",
+            "as installed",
+            "apt-get upgrade (known after apply)",
+        )])
+        .depends_on(deps)
+        .op(Op::Node(NodeOp::UpdateOs {
+            node: n.node.name.clone(),
+            restart,
+        })),
+    );
+    if restart && roll.formed {
+        roll.previous_package_restart = Some(address.clone());
+    }
+    *last = vec![address];
+}

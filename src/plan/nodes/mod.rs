@@ -116,6 +116,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
         };
         install::install(b, &n, &mut last);
         install::package(b, &n, &mut roll, &mut last);
+        install::os_updates(b, &n, &mut roll, &mut last);
         let tls = tls::tls(b, &n, &mut roll, &mut last);
         let acl = acl::acl(b, &n, &mut last);
         config::config(b, &n, &mut roll, &mut last);
