@@ -325,6 +325,61 @@ fn a_password_rotation_fails_no_login() {
         "{all}"
     );
     c.edit(|t| t.replace("\"REDIS_ADMIN_PASSWORD\"", "\"REDIS_ADMIN_PASSWORD_NEW\""));
+
+    // The failed-request window of a CA rotation without replicas (the figure next to the
+    // 3 x 1 test's): a client making new TLS connections for every request through the three
+    // stages, each one apply. Nothing restarts, so there is no window to expect.
+    std::fs::write(c.dir.join("ca_client.py"), CA_ROTATING_CLIENT).unwrap();
+    let dirfile = c.dir.join("ca-client-dir");
+    let stop = c.dir.join("ca-client-stop");
+    std::fs::write(&dirfile, format!("old:{}", tls.display())).unwrap();
+    let client = Command::new(common::python())
+        .arg(c.dir.join("ca_client.py"))
+        .arg(&dirfile)
+        .arg(&stop)
+        .env("APP_PW", APP_NEW)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let t = std::time::Instant::now();
+    c.edit(|t| t.replace("# ca_rotation = \"trust\"", "ca_rotation = \"trust\""));
+    let (code, applied) = with_new(&["apply", "--yes"]);
+    assert_eq!(code, Some(0), "{applied}");
+    let (code, issued) = with_new(&[
+        "client-cert",
+        "app",
+        "--out",
+        "tls-new",
+        "--days",
+        "30",
+        "--force",
+    ]);
+    assert_eq!(code, Some(0), "{issued}");
+    std::fs::write(&dirfile, format!("new:{}", c.dir.join("tls-new").display())).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    for edit in [
+        ("ca_rotation = \"trust\"", "ca_rotation = \"reissue\""),
+        ("ca_rotation = \"reissue\"", "# ca_rotation = \"reissue\""),
+    ] {
+        c.edit(|t| t.replace(edit.0, edit.1));
+        let (code, applied) = with_new(&["apply", "--yes"]);
+        assert_eq!(code, Some(0), "{applied}");
+    }
+    let wall = t.elapsed();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    std::fs::write(&stop, "").unwrap();
+    let out = client.wait_with_output().unwrap();
+    let stats: serde_json::Value = serde_json::from_str(text(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {} {}", text(&out.stdout), text(&out.stderr)));
+    eprintln!(
+        "figure: a CA rotation without replicas (3 applies, {:.1}s): client {stats}",
+        wall.as_secs_f64()
+    );
+    assert_eq!(stats["failed"], 0, "{stats}");
+    let (code, plan) = with_new(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{plan}");
     let (code, destroyed) = with_new(&["destroy", "--yes"]);
     assert_eq!(code, Some(0), "{destroyed}");
 }
