@@ -275,6 +275,10 @@ pub(super) fn nodes_without_public_ip(b: &mut Builder<'_>) {
             .tags
             .get(crate::observed::tags::NODE)
             .map_or(i.id.as_str(), String::as_str);
+        // (One never reached is replaced by the plan instead: plan/instances.rs.)
+        if super::instances::never_reachable(b, node, i) {
+            continue;
+        }
         b.note(
             NoteLevel::Warning,
             &format!("node.{node}"),

@@ -403,6 +403,25 @@ fn instance(
     existing_instance(b, n, inst, run, deps);
 }
 
+/// A running node launched without a public IP where nodes are reached by one
+/// (`network.egress = "public_ip"`), that the node runtime could not reach (in apply, after
+/// waiting for its address) and that was never reached (no `redisctl:host-key` tag) is
+/// replaced: EC2 gives an instance a public IP only at launch, so it would stay out of reach
+/// for good, and there is nothing on it to keep.
+pub(super) fn never_reachable(b: &Builder<'_>, node: &str, inst: &observed::Instance) -> bool {
+    b.spec.network.egress == crate::spec::types::Egress::PublicIp
+        && inst.state == "running"
+        && inst.public_ip.is_none()
+        && !inst.tags.contains_key(tags::HOST_KEY)
+        && matches!(
+            b.observed.nodes.get(node),
+            Some(observed::NodeObservation::Unreachable {
+                host_key_changed: false,
+                ..
+            })
+        )
+}
+
 /// An existing instance: replaced when it is in the wrong subnet or has the wrong address,
 /// otherwise brought to the spec in place.
 fn existing_instance(
@@ -464,6 +483,27 @@ fn existing_instance(
         );
     } else {
         unchanged += 1;
+    }
+    if !replace && never_reachable(b, &n.name, inst) {
+        let mut c = changes;
+        c.push(Change::update("public_ip", "none", "(known after apply)").forcing());
+        c.push(Change::after_apply("instance_id"));
+        b.push(
+            Step::new(
+                address,
+                Action::Replace,
+                Phase::Instances,
+                "the instance was launched without a public IP (the subnet's MapPublicIpOnLaunch was not in effect at its launch), and EC2 never gives it one later: it cannot be reached. It never was (no host key pinned), so it holds nothing of the cluster's",
+            )
+            .changes(c)
+            .unchanged(unchanged)
+            .depends_on(deps)
+            .op(Op::Ec2(Ec2Op::ReplaceInstance {
+                terminate: inst.id.clone(),
+                run: Box::new(run),
+            })),
+        );
+        return;
     }
     if replace {
         let mut c = changes;

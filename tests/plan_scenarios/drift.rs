@@ -190,3 +190,62 @@ fn a_pending_node_is_named_not_passed_over_in_silence() {
         "nothing is planned inside a pending node"
     );
 }
+
+/// A node launched without a public IP (the subnet's MapPublicIpOnLaunch not yet in effect at
+/// its launch: the chaos campaign's cycle 23, twice), never reached: EC2 never gives it one,
+/// so it is replaced (nothing on it to keep, no --allow-replace needed) and the plan converges.
+/// One that was reached once (its host key pinned) is not touched: it may hold data.
+#[test]
+fn a_node_launched_without_a_public_ip_and_never_reached_is_replaced() {
+    let spec = example();
+    // An apply from nothing killed after its launches (phase 2).
+    let first = plan::plan(&spec, &crate::fixtures::empty_region());
+    let mut cut = first.clone();
+    cut.steps.retain(|s| s.phase <= plan::Phase::Instances);
+    let mut sim = crate::sim::Sim::new(&spec, crate::fixtures::empty_region());
+    sim.apply(&cut);
+    let mut o = sim.o;
+    let i = o
+        .instances
+        .iter()
+        .position(|i| i.tags.get("redisctl:node").map(String::as_str) == Some("redis-node-1b"))
+        .unwrap();
+    o.instances[i].public_ip = None;
+    o.instances[i].tags.remove("redisctl:host-key");
+    o.nodes.insert(
+        "redis-node-1b".into(),
+        observed::NodeObservation::Unreachable {
+            reason: "the instance has no public-ip address".into(),
+            host_key_changed: false,
+        },
+    );
+    let p = plan::plan(&spec, &o);
+    let step = p
+        .step("node.redis-node-1b")
+        .unwrap_or_else(|| panic!("{}", render::plan::human(&p, false)));
+    assert_eq!(step.action, Action::Replace);
+    assert!(
+        step.reason.contains("launched without a public IP"),
+        "{}",
+        step.reason
+    );
+    assert!(!step.destroys_data, "nothing on it to keep");
+    assert!(p.destroys_data().next().is_none());
+    assert!(p.blockers().next().is_none(), "{:?}", p.notes);
+    assert!(
+        p.notes
+            .iter()
+            .all(|n| !n.message.contains("has no public IP")),
+        "{:?}",
+        p.notes
+    );
+    apply_and_converge(&spec, o.clone(), &p);
+
+    // Reached once (its host key pinned as a tag): left alone; it may hold data.
+    let mut pinned = o;
+    pinned.instances[i]
+        .tags
+        .insert("redisctl:host-key".into(), "SHA256:x".into());
+    let p = plan::plan(&spec, &pinned);
+    assert!(p.step("node.redis-node-1b").is_none());
+}

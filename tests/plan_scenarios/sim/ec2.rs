@@ -209,6 +209,20 @@ impl Sim {
     }
 
     pub(super) fn terminate(&mut self, id: &str) {
+        // An unreachable node's host goes with its instance: a new one is a fresh host.
+        if let Some(node) = self
+            .o
+            .instances
+            .iter()
+            .find(|i| i.id == id)
+            .and_then(|i| i.tags.get(redisctl::observed::tags::NODE).cloned())
+            && matches!(
+                self.o.nodes.get(&node),
+                Some(redisctl::observed::NodeObservation::Unreachable { .. })
+            )
+        {
+            self.o.nodes.remove(&node);
+        }
         self.o.instances.retain(|i| i.id != id);
         self.o
             .volumes
