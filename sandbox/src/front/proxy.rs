@@ -328,6 +328,22 @@ impl Proxy {
             let path = path.split('?').next().unwrap_or("/").to_string();
             (path, &narrowed[..], b)
         };
+        // What decides a new instance's public IP, for the log: the subnet attribute as set,
+        // and the launch (the chaos campaign once saw launches without one, cause unknown).
+        if matches!(action, "ModifySubnetAttribute" | "RunInstances") {
+            let keep = |k: &str| {
+                k == "SubnetId"
+                    || k == "PrivateIpAddress"
+                    || k.starts_with("MapPublicIpOnLaunch")
+                    || k.contains("AssociatePublicIpAddress")
+            };
+            let shown: Vec<String> = params
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            log(&format!("{action}: to moto with {}", shown.join(" ")));
+        }
         let (status, headers, resp_body) = match self
             .call(
                 &auth,
