@@ -156,6 +156,15 @@ impl Machines {
                             ("Action", "DescribeInstances"),
                             ("Filter.1.Name", "subnet-id"),
                             ("Filter.1.Value.1", subnet),
+                            // (Terminated ones hold no address, and would fill moto's page of
+                            // 100 reservations in a subnet that outlives many instances.)
+                            ("Filter.2.Name", "instance-state-name"),
+                            ("Filter.2.Value.1", "pending"),
+                            ("Filter.2.Value.2", "running"),
+                            ("Filter.2.Value.3", "shutting-down"),
+                            ("Filter.2.Value.4", "stopping"),
+                            ("Filter.2.Value.5", "stopped"),
+                            ("MaxResults", "1000"),
                         ],
                     )
                     .await?;

@@ -101,9 +101,34 @@ impl Network {
         running: &[String],
         nat_states: &HashMap<String, &'static str>,
     ) -> Result<()> {
-        let mut answers = Vec::new();
+        // Every instance that is not terminated, page after page: moto answers at most 100
+        // reservations at a time, and keeps terminated instances; a view built from the first
+        // page missed the instances launched after a hundred others (the chaos campaign's cycle
+        // 23: two of three new nodes got no public IP and no network rules).
+        let mut instances = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut params: Vec<(&str, &str)> = vec![
+                ("Action", "DescribeInstances"),
+                ("Filter.1.Name", "instance-state-name"),
+                ("Filter.1.Value.1", "pending"),
+                ("Filter.1.Value.2", "running"),
+                ("Filter.1.Value.3", "shutting-down"),
+                ("Filter.1.Value.4", "stopping"),
+                ("Filter.1.Value.5", "stopped"),
+            ];
+            if let Some(t) = &token {
+                params.push(("NextToken", t));
+            }
+            let page = moto.ec2(auth, &params).await?;
+            instances.extend(parse::instances_of(&page)?);
+            token = crate::xml::first_text(&page, "nextToken")?.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut answers = vec![String::new()];
         for action in [
-            "DescribeInstances",
             "DescribeSubnets",
             "DescribeRouteTables",
             "DescribeInternetGateways",
@@ -114,7 +139,7 @@ impl Network {
             answers.push(moto.ec2(auth, &[("Action", action)]).await?);
         }
         let mut view = View::parse(
-            &answers[0],
+            "<DescribeInstancesResponse><reservationSet/></DescribeInstancesResponse>",
             &answers[1],
             &answers[2],
             &answers[3],
@@ -122,6 +147,7 @@ impl Network {
             &answers[5],
             &answers[6],
         )?;
+        view.instances = instances;
         for (id, state) in nat_states {
             if let Some(n) = view.nat_gateways.get_mut(id) {
                 n.state = state.to_string();

@@ -40,6 +40,21 @@ fn rules(perms: Option<roxmltree::Node>) -> Vec<Rule> {
         .collect()
 }
 
+/// The instances of one DescribeInstances answer (one page).
+pub(super) fn instances_of(answer: &str) -> Result<Vec<Instance>> {
+    Ok(xml::instances(answer)?
+        .into_iter()
+        .map(|i| Instance {
+            private_ip: i.private_ip.as_deref().and_then(|a| a.parse().ok()),
+            has_public_ip: i.public_ip.is_some(),
+            id: i.instance_id,
+            state: i.state,
+            subnet: i.subnet_id,
+            groups: i.group_ids,
+        })
+        .collect())
+}
+
 impl View {
     /// From moto's answers to DescribeInstances, DescribeSubnets, DescribeRouteTables,
     /// DescribeInternetGateways, DescribeSecurityGroups, DescribeNatGateways and
@@ -54,17 +69,7 @@ impl View {
         addresses: &str,
     ) -> Result<View> {
         Ok(View {
-            instances: xml::instances(instances)?
-                .into_iter()
-                .map(|i| Instance {
-                    private_ip: i.private_ip.as_deref().and_then(|a| a.parse().ok()),
-                    has_public_ip: i.public_ip.is_some(),
-                    id: i.instance_id,
-                    state: i.state,
-                    subnet: i.subnet_id,
-                    groups: i.group_ids,
-                })
-                .collect(),
+            instances: instances_of(instances)?,
             subnets: parse_subnets(subnets)?,
             route_tables: parse_route_tables(route_tables)?,
             gateways: parse_gateways(gateways)?,
