@@ -9,7 +9,9 @@
 //!   reference spec's first node address (10.0.1.10);
 //! - another redisctl cluster (`other-team`), tagged as redisctl tags: VPC, subnet, security
 //!   group, key pair, an instance tagged with the same node name as the reference spec's first
-//!   node, its volume and a snapshot.
+//!   node, its volume and a snapshot;
+//! - 110 instances that came and went (terminated, one reservation each): more than moto's
+//!   page of DescribeInstances holds, as in an account with years of history.
 
 use crate::front::moto::{Auth, Moto};
 use crate::xml;
@@ -261,5 +263,44 @@ pub async fn used_account(moto: &Moto, key_name: &str) -> Result<Vec<String>> {
         )
         .await?,
     );
+    // Instances that came and went: more reservations than moto answers in one page of
+    // DescribeInstances (100), all terminated, in the default VPC. Not in `made`: nothing of
+    // them is left to check but their records.
+    gone(moto, 110).await?;
     Ok(made)
+}
+
+/// `count` instances launched one reservation at a time in the default VPC, then terminated.
+async fn gone(moto: &Moto, count: usize) -> Result<()> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        ids.push(
+            call(
+                moto,
+                &[
+                    ("Action", "RunInstances"),
+                    ("ImageId", crate::NOINIT_AMI),
+                    ("InstanceType", "t3.micro"),
+                    ("MinCount", "1"),
+                    ("MaxCount", "1"),
+                ],
+                "instanceId",
+            )
+            .await?,
+        );
+    }
+    for chunk in ids.chunks(50) {
+        let names: Vec<String> = (1..=chunk.len())
+            .map(|i| format!("InstanceId.{i}"))
+            .collect();
+        let mut params: Vec<(&str, &str)> = vec![("Action", "TerminateInstances")];
+        params.extend(
+            names
+                .iter()
+                .map(String::as_str)
+                .zip(chunk.iter().map(String::as_str)),
+        );
+        moto.ec2(&Auth::sandbox(), &params).await?;
+    }
+    Ok(())
 }
