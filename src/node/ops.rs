@@ -104,11 +104,21 @@ else
         crate::progress::status(format!(
             "{node}: apt-get install redis-server={version} redis-tools={version}"
         ));
+        // The stock service stays off, as install leaves it (a package's maintainer scripts
+        // may enable it again); the directories stay root's (the statoverride install made).
         let script = format!(
             "{APT_PRELUDE}apt-get -o DPkg::Lock::Timeout=600 install -y -qq --allow-downgrades -o Dpkg::Options::=--force-confold {} {} >/dev/null
-",
+if {}; then
+systemctl disable --now {} >/dev/null 2>&1 || true
+else
+{}fi
+{}",
             ssh::sh_quote(&format!("redis-server={version}")),
-            ssh::sh_quote(&format!("redis-tools={version}"))
+            ssh::sh_quote(&format!("redis-tools={version}")),
+            noinit::IS_SYSTEMD,
+            systemd::STOCK_SERVICE,
+            noinit::stock_off(),
+            files::secure_script()
         );
         s.sudo_ok(
             &format!("install redis-server {version} from the package archive"),
