@@ -43,6 +43,18 @@ trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get -o DPkg::Lock::Timeout=600 update -qq --error-on=any
 ";
 
+/// After the packages are installed: the stock service stopped and disabled (redisctl runs
+/// its own; a package's maintainer scripts may have enabled it), the directories root's.
+fn after_install() -> String {
+    format!(
+        "if {}; then\nsystemctl disable --now {} >/dev/null 2>&1 || true\nelse\n{}fi\n{}",
+        noinit::IS_SYSTEMD,
+        systemd::STOCK_SERVICE,
+        noinit::stock_off(),
+        files::secure_script()
+    )
+}
+
 impl NodeRuntime {
     pub async fn install_redis(&self, node: &str) -> Result<(), NodeError> {
         let s = self.session(node).await?;
@@ -50,17 +62,9 @@ impl NodeRuntime {
             "apt-get install redis-server redis-tools (waits up to 600 s for the package lock)",
         );
         let script = format!(
-            "{APT_PRELUDE}apt-get -o DPkg::Lock::Timeout=600 install -y -qq {} >/dev/null
-if {}; then
-systemctl disable --now {} >/dev/null 2>&1 || true
-else
-{}fi
-{}",
+            "{APT_PRELUDE}apt-get -o DPkg::Lock::Timeout=600 install -y -qq {} >/dev/null\n{}",
             self.packages(),
-            noinit::IS_SYSTEMD,
-            systemd::STOCK_SERVICE,
-            noinit::stock_off(),
-            files::secure_script()
+            after_install()
         );
         // A node with no way to the archive fails here: say where to look.
         s.sudo_ok(
@@ -107,18 +111,10 @@ else
         // The stock service stays off, as install leaves it (a package's maintainer scripts
         // may enable it again); the directories stay root's (the statoverride install made).
         let script = format!(
-            "{APT_PRELUDE}apt-get -o DPkg::Lock::Timeout=600 install -y -qq --allow-downgrades -o Dpkg::Options::=--force-confold {} {} >/dev/null
-if {}; then
-systemctl disable --now {} >/dev/null 2>&1 || true
-else
-{}fi
-{}",
+            "{APT_PRELUDE}apt-get -o DPkg::Lock::Timeout=600 install -y -qq --allow-downgrades -o Dpkg::Options::=--force-confold {} {} >/dev/null\n{}",
             ssh::sh_quote(&format!("redis-server={version}")),
             ssh::sh_quote(&format!("redis-tools={version}")),
-            noinit::IS_SYSTEMD,
-            systemd::STOCK_SERVICE,
-            noinit::stock_off(),
-            files::secure_script()
+            after_install()
         );
         s.sudo_ok(
             &format!("install redis-server {version} from the package archive"),
