@@ -448,8 +448,11 @@ fn the_cluster_grows_and_shrinks_while_the_application_works() {
 fn versions(c: &Cluster, ips: &[&str]) -> Vec<String> {
     ips.iter()
         .map(|ip| {
-            c.on_node(ip, "dpkg-query -W -f='${Version}' redis-server", "")
-                .trim()
+            // (ssh's first-contact warning comes after, on stderr.)
+            c.on_node(ip, "dpkg-query -W -f='${Version}\\n' redis-server", "")
+                .lines()
+                .next()
+                .unwrap_or_default()
                 .to_string()
         })
         .collect()
@@ -561,8 +564,10 @@ fn a_redis_package_update_is_rolled_out_node_by_node_with_the_data_kept() {
     let less = |c: &Cluster| -> Vec<String> {
         ips.iter()
             .map(|ip| {
-                c.on_node(ip, "dpkg-query -W -f='${Version}' less", "")
-                    .trim()
+                c.on_node(ip, "dpkg-query -W -f='${Version}\\n' less", "")
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
                     .to_string()
             })
             .collect()
