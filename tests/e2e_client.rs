@@ -465,7 +465,15 @@ fn a_ca_rotation_fails_no_request() {
     c.ok(&["client-cert", "app", "--out", "tls-old", "--days", "30"]);
     let state = c.state_dir();
     let old_ca = std::fs::read_to_string(state.join("ca.crt")).unwrap();
-    let pid = |ip: &str| c.redis(ip, "INFO server | grep ^process_id");
+    // Redis's run_id: new at every start (ssh's first-contact warning is left out).
+    let pid = |ip: &str| {
+        c.redis(ip, "INFO server")
+            .lines()
+            .find(|l| l.starts_with("run_id:"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
     let pids: Vec<String> = all_ips.iter().map(|ip| pid(ip)).collect();
 
     std::fs::write(c.dir.join("ca_client.py"), CA_ROTATING_CLIENT).unwrap();
