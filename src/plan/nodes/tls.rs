@@ -1,6 +1,7 @@
-//! Phase 4: the cluster CA (local state), the warnings about certificates nearing their end,
-//! and each node's certificate, key and CA files. A certificate change restarts a running
-//! node, one at a time in a running cluster.
+//! Phase 4: the cluster CA (local state) and a CA rotation's stages, the warnings about
+//! certificates nearing their end, and each node's certificate, key and CA bundle. A running
+//! node's Redis reloads them (CONFIG SET of its tls-* paths, no restart), one node at a time
+//! in a running cluster.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
