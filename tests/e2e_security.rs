@@ -156,9 +156,11 @@ fn an_impostor_in_the_clusters_subnet_is_a_blocker_and_gets_nothing() {
         logins_before + 1,
         "redisctl logged in to the impostor (before plan: {logins_before}):\n{log}"
     );
+    // Every sudo is one of the test's own sessions (one each, the logins above): the first
+    // read's own sudo line may have been journaled only after it counted (CI saw 0, then 2).
     assert!(
-        sudos <= sudos_before + 1,
-        "redisctl ran commands on the impostor (before plan: {sudos_before}):\n{log}"
+        sudos <= logins,
+        "redisctl ran commands on the impostor (before plan: {sudos_before} sudo(s), {logins} login(s) all the test's own):\n{log}"
     );
     assert!(
         log.contains("No such file"),
