@@ -484,46 +484,29 @@ fn existing_instance(
     } else {
         unchanged += 1;
     }
-    if !replace && never_reachable(b, &n.name, inst) {
+    // A replacement: in the wrong subnet or at the wrong address (its data goes), or never
+    // reachable and never reached (nothing on it to keep).
+    let unreachable = !replace && never_reachable(b, &n.name, inst);
+    if replace || unreachable {
         let mut c = changes;
-        c.push(Change::update("public_ip", "none", "(known after apply)").forcing());
+        let reason = if unreachable {
+            c.push(Change::update("public_ip", "none", "(known after apply)").forcing());
+            "the instance was launched without a public IP (the subnet's MapPublicIpOnLaunch was not in effect at its launch), and EC2 never gives it one later: it cannot be reached. It never was (no host key pinned), so it holds nothing of the cluster's"
+        } else {
+            "a node cannot move to another subnet or address in place"
+        };
         c.push(Change::after_apply("instance_id"));
-        b.push(
-            Step::new(
-                address,
-                Action::Replace,
-                Phase::Instances,
-                "the instance was launched without a public IP (the subnet's MapPublicIpOnLaunch was not in effect at its launch), and EC2 never gives it one later: it cannot be reached. It never was (no host key pinned), so it holds nothing of the cluster's",
-            )
+        let mut step = Step::new(address, Action::Replace, Phase::Instances, reason)
             .changes(c)
             .unchanged(unchanged)
-            .depends_on(deps)
-            .op(Op::Ec2(Ec2Op::ReplaceInstance {
-                terminate: inst.id.clone(),
-                run: Box::new(run),
-            })),
-        );
-        return;
-    }
-    if replace {
-        let mut c = changes;
-        c.push(Change::after_apply("instance_id"));
-        b.push(
-            Step::new(
-                address,
-                Action::Replace,
-                Phase::Instances,
-                "a node cannot move to another subnet or address in place",
-            )
-            .changes(c)
-            .unchanged(unchanged)
-            .depends_on(deps)
-            .destroying_data()
-            .op(Op::Ec2(Ec2Op::ReplaceInstance {
-                terminate: inst.id.clone(),
-                run: Box::new(run),
-            })),
-        );
+            .depends_on(deps);
+        if replace {
+            step = step.destroying_data();
+        }
+        b.push(step.op(Op::Ec2(Ec2Op::ReplaceInstance {
+            terminate: inst.id.clone(),
+            run: Box::new(run),
+        })));
         return;
     }
     let mut ops = Vec::new();
