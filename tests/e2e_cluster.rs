@@ -115,6 +115,33 @@ fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
     let rules = c.redis("10.0.1.10", "ACL GETUSER app");
     assert!(rules.contains("report:*"), "the new rule holds: {rules}");
 
+    // A rule Redis refuses (a command it does not know) fails the apply before the file is
+    // written: every node keeps the file and the rules it had.
+    let acl_before = c.on_node(IPS[0], "sudo sha256sum /etc/redis/users.acl", "");
+    let good = std::fs::read_to_string(&c.spec).unwrap();
+    std::fs::write(
+        &c.spec,
+        good.replace("\"+command\",", "\"+command\", \"+nosuchcommand\","),
+    )
+    .unwrap();
+    let out = c.run(&["apply", "--yes"]);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("the ACL rules of user app are refused by Redis"),
+        "{said}"
+    );
+    outputs.push_str(&said);
+    assert_eq!(
+        c.on_node(IPS[0], "sudo sha256sum /etc/redis/users.acl", ""),
+        acl_before,
+        "the refused rules reached the file"
+    );
+    let users = c.redis("10.0.1.10", "ACL USERS");
+    assert!(!users.contains("redisctl-dry"), "a dry-run user was left: {users}");
+    std::fs::write(&c.spec, good).unwrap();
+    c.assert_converged();
+
     // No secret (any user's password, the body of the CA key, the SSH key or any node's key)
     // in anything redisctl printed or saved, nor in any node's journal or process list.
     let plan_file = c.dir.join("saved.plan");

@@ -119,43 +119,43 @@ impl NodeRuntime {
             users_acl::USERS_ACL.path,
             conf::CA_CERT.path,
         ];
+        // Few processes: each costs milliseconds on a busy node, and this runs on every node at
+        // every plan (one dpkg-query, one sha256sum, one find, one systemctl).
         let mut script = String::from("set +e\n");
-        script.push_str("if dpkg-query -W -f='${Status}' redis-server 2>/dev/null | grep -q 'install ok installed'; then echo installed=yes; else echo installed=no; fi\n");
-        script.push_str(
-            "echo \"version=$(dpkg-query -W -f='${Version}' redis-server 2>/dev/null)\"\n",
-        );
+        script.push_str("s=$(dpkg-query -W -f='${Status}|${Version}' redis-server 2>/dev/null)\ncase \"${s%%|*}\" in *'install ok installed') echo installed=yes;; *) echo installed=no;; esac\necho \"version=${s#*|}\"\n");
         // The archive's newest, only when the spec follows it (the index is fetched first).
         if self.spec.redis.package_version == Some(crate::spec::types::PackageVersion::Latest) {
             script.push_str("apt-get -o DPkg::Lock::Timeout=60 update -qq >/dev/null 2>&1\necho \"candidate=$(apt-cache policy redis-server 2>/dev/null | sed -n 's/^ *Candidate: //p')\"\n");
         }
-        for (i, p) in paths.iter().enumerate() {
-            let q = ssh::sh_quote(p);
-            script.push_str(&format!(
-                "if [ -f {q} ]; then h=$(sha256sum < {q}); echo \"file{i}=${{h%% *}}\"; else echo \"file{i}=-\"; fi\n"
-            ));
-        }
+        // `sha256sum` of the regular files among them (a directory or a missing path prints
+        // no line: no hash), read back by path.
+        let quoted: Vec<String> = paths.iter().map(|p| ssh::sh_quote(p)).collect();
+        script.push_str(&format!(
+            "echo '--sums--'; sha256sum {} 2>/dev/null; echo '--end--'\n",
+            quoted.join(" ")
+        ));
         script.push_str(&format!(
             "[ -f {} ] && echo key=yes || echo key=no\n",
             conf::NODE_KEY.path
         ));
         script.push_str(&files::stat_script());
-        // With systemd, the units' states; without it (see `noinit`), the processes and the
-        // init script's runlevel links, in the same words.
+        // With systemd, the units' states (one `systemctl show`: a block per unit, in the order
+        // given, properties in systemd's order); without it (see `noinit`), the processes and
+        // the init script's runlevel links, in the same words.
         script.push_str(&format!(
-            "if {}; then\necho init=systemd\nredis_active() {{ systemctl is-active --quiet {}; }}\n",
+            "if {}; then\necho init=systemd\nactive=\nn=0\nunits=$(systemctl show -p ActiveState -p UnitFileState {} {} 2>/dev/null)\n\
+             while IFS='=' read -r k v; do\n\
+               case \"$k\" in\n\
+                 '') n=$((n+1));;\n\
+                 ActiveState) if [ $n = 0 ]; then active=$v; echo svc_active=$v; else echo stock_active=$v; fi;;\n\
+                 UnitFileState) if [ $n = 0 ]; then echo svc_enabled=$v; else echo stock_enabled=$v; fi;;\n\
+               esac\n\
+             done <<EOF\n$units\nEOF\n\
+             redis_active() {{ [ \"$active\" = active ]; }}\n",
             noinit::IS_SYSTEMD,
-            systemd::SERVICE
+            systemd::SERVICE,
+            systemd::STOCK_SERVICE,
         ));
-        for (k, unit, what) in [
-            ("svc_enabled", systemd::SERVICE, "is-enabled"),
-            ("svc_active", systemd::SERVICE, "is-active"),
-            ("stock_enabled", systemd::STOCK_SERVICE, "is-enabled"),
-            ("stock_active", systemd::STOCK_SERVICE, "is-active"),
-        ] {
-            script.push_str(&format!(
-                "echo {k}=$(systemctl {what} {unit} 2>/dev/null)\n"
-            ));
-        }
         script.push_str(&format!(
             "else\necho init=none\nredis_active() {{ {} >/dev/null 2>&1; }}\necho svc_enabled=\nredis_active && echo svc_active=active\n{} && echo stock_enabled=enabled\n{} >/dev/null 2>&1 && echo stock_active=active\nfi\n",
             noinit::is_active(),
@@ -210,10 +210,14 @@ impl NodeRuntime {
             let s = text[start..end].to_string();
             (!s.trim().is_empty()).then_some(s)
         };
+        let sums = section("sums").unwrap_or_default();
         let mut files = BTreeMap::new();
-        for (i, p) in paths.iter().enumerate() {
-            let h = value(&format!("file{i}"));
-            files.insert(p.to_string(), (h != "-" && !h.is_empty()).then_some(h));
+        for p in paths {
+            let h = sums.lines().find_map(|l| {
+                let (h, path) = l.split_once("  ")?;
+                (path == p).then(|| h.to_string())
+            });
+            files.insert(p.to_string(), h);
         }
         let modes = files::parse_modes(&text);
         let operator_auth = match value("auth").as_str() {

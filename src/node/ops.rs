@@ -247,28 +247,48 @@ if [ -f /var/run/reboot-required ]; then echo reboot=yes; fi
             .await?;
             return Ok(());
         }
-        let quote = |v: Vec<String>| {
-            v.iter()
-                .map(|a| ssh::sh_quote(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         let cli = format!("REDISCLI_AUTH=\"$pw\" {}", admin_cli_command(&self.spec));
         let password = self.stdin().unwrap_or_default();
         // The password on the first line (`read` takes it and no more, so that the file's
         // content stays on stdin for the upload), then the file.
         let mut script = String::from("set -eu\nIFS= read -r pw\n");
+        // Every user's dry run in one redis-cli connection (its commands in a here-document,
+        // as redis-cli reads them: `sdssplitargs` quoting), then one DELUSER of the throwaway
+        // users; an answer per command, in order. No secret is in them (the probes have no
+        // password).
+        let mut cmds = String::new();
+        let mut dry_users = Vec::new();
         for u in self.spec.users.iter() {
-            let args = quote(users_acl::dry_run_args(u));
-            let cleanup = quote(users_acl::dry_run_cleanup_args(&users_acl::dry_run_user(
-                &u.name,
-            )));
-            script.push_str(&format!(
-                "out=$({cli} {args} 2>&1) || true; {cli} {cleanup} >/dev/null 2>&1 || true; case \"$out\" in *WRONGPASS*|*NOAUTH*) echo \"Redis on the node refuses the password of the operator user {op}: $out\" >&2; exit 1;; esac; [ \"$out\" = OK ] || {{ echo \"the ACL rules of user {name} are refused by Redis: $out\" >&2; exit 1; }}\n",
-                name = u.name,
-                op = self.spec.operator_user().name
-            ));
+            let args: Vec<String> = users_acl::dry_run_args(u)
+                .iter()
+                .map(|a| crate::redis::conf::quote(a))
+                .collect();
+            cmds.push_str(&args.join(" "));
+            cmds.push('\n');
+            dry_users.push(users_acl::dry_run_user(&u.name));
         }
+        let mut cleanup = vec!["ACL".to_string(), "DELUSER".into()];
+        cleanup.extend(dry_users);
+        cmds.push_str(
+            &cleanup
+                .iter()
+                .map(|a| crate::redis::conf::quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        cmds.push('\n');
+        let names: Vec<&str> = self.spec.users.iter().map(|u| u.name.as_str()).collect();
+        script.push_str(&format!(
+            "out=$({cli} 2>&1 <<'REDISCTL_DRY_RUN'\n{cmds}REDISCTL_DRY_RUN\n) || true\n\
+             case \"$out\" in *WRONGPASS*|*NOAUTH*) echo \"Redis on the node refuses the password of the operator user {op}: $out\" >&2; exit 1;; esac\n\
+             i=0\n\
+             for u in {users}; do\n\
+               i=$((i+1)); a=$(printf '%s\\n' \"$out\" | sed -n \"${{i}}p\")\n\
+               [ \"$a\" = OK ] || {{ echo \"the ACL rules of user $u are refused by Redis: $a\" >&2; exit 1; }}\n\
+             done\n",
+            op = self.spec.operator_user().name,
+            users = names.join(" "),
+        ));
         script.push_str(&files::secure_script());
         script.push('\n');
         script.push_str(&ssh::upload_script(&users_acl::USERS_ACL));

@@ -160,7 +160,7 @@ pub fn render(spec: &Spec, node: &Node, replication: Option<ReplicationAuth<'_>>
 
 /// A value as a Redis configuration string: double-quoted, with `\` and `"` escaped and
 /// non-printable bytes as `\xHH` (what `sdssplitargs` reads back).
-fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     let mut out = String::from("\"");
     for b in value.bytes() {
         match b {
