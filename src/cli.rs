@@ -89,9 +89,45 @@ pub enum Command {
     /// Issue a client certificate from the cluster CA for an application (tls.auth_clients)
     #[command(name = "client-cert", after_help = CLIENT_CERT_HELP)]
     ClientCert(ClientCertArgs),
+    /// Remove the lock of a run that died from the S3 state backend (the ID its refusal named)
+    #[command(
+        name = "force-unlock",
+        after_help = "Only the lock with this ID is removed: a lock taken since by another run is refused, with its holder named. Make sure the run that held it is gone (its machine, its process): two runs changing one cluster at once can leave it half-changed.\n\nExit status: 0 removed, 1 no such lock or an error."
+    )]
+    ForceUnlock(ForceUnlockArgs),
+    /// Move the state directory to or from the S3 backend of the spec's [state]
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(after_help = "Example: redisctl completions bash > /etc/bash_completion.d/redisctl")]
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForceUnlockArgs {
+    /// The lock's ID (16 hex digits), as the refusal printed it
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy a local state directory into the S3 backend (under its lock); refused when the
+    /// backend holds another CA
+    #[command(after_help = "Exit status: 0 pushed, 1 refused or an error.")]
+    Push {
+        /// The local state directory [default: cluster.state_dir, or .redisctl/<cluster> next to the spec]
+        #[arg(long, value_name = "DIR")]
+        from: Option<std::path::PathBuf>,
+    },
+    /// Copy the S3 backend's state into a local directory (created 0700); refused when that
+    /// directory holds another CA
+    #[command(after_help = "Exit status: 0 pulled, 1 refused or an error.")]
+    Pull {
+        /// The local directory [default: cluster.state_dir, or .redisctl/<cluster> next to the spec]
+        #[arg(long, value_name = "DIR")]
+        to: Option<std::path::PathBuf>,
+    },
 }
 
 const REDIS_CLI_HELP: &str = "\

@@ -20,6 +20,7 @@ pub mod render;
 pub mod snapshot;
 pub mod spec;
 pub mod ssh;
+pub mod state;
 pub mod state_dir;
 pub mod verify;
 pub mod workflow;

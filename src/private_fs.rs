@@ -7,6 +7,11 @@
 //! regardless of the umask (never wider than asked, not even for a moment, and never narrower
 //! either), written, synced, renamed over the target, and the directory synced. A crash leaves
 //! the old file or the new one; a failure at any step removes the temporary file.
+//!
+//! With a remote state backend ([`crate::state`]), the state directory is a private copy and a
+//! [`Mirror`] stands behind it: every file written, renamed or removed here under that
+//! directory is saved there before the call returns (a write the backend refuses fails like a
+//! local one), so that a run killed at any point has lost nothing it wrote.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -64,6 +69,54 @@ pub fn dir_if_missing(dir: &Path) -> io::Result<()> {
     private_dir(dir)
 }
 
+/// Where the files of one directory are saved besides it (a remote state backend).
+pub trait Mirror: Send + Sync {
+    /// The directory whose files are mirrored (its direct children only).
+    fn dir(&self) -> &Path;
+    /// `path` (a file of [`Self::dir`]) was written: save its content and mode.
+    fn wrote(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>;
+    /// `path` was removed.
+    fn removed(&self, path: &Path) -> io::Result<()>;
+}
+
+static MIRROR: std::sync::RwLock<Option<std::sync::Arc<dyn Mirror>>> = std::sync::RwLock::new(None);
+
+/// Mirror the writes under `m.dir()` from now on (`None`: no longer).
+pub fn set_mirror(m: Option<std::sync::Arc<dyn Mirror>>) {
+    *MIRROR.write().unwrap_or_else(|e| e.into_inner()) = m;
+}
+
+/// The mirror of `path`'s directory, if one is set.
+fn mirror_of(path: &Path) -> Option<std::sync::Arc<dyn Mirror>> {
+    let m = MIRROR.read().unwrap_or_else(|e| e.into_inner()).clone()?;
+    (parent(path) == m.dir()).then_some(m)
+}
+
+/// Rename `from` to `to` (files of one directory), mirrored.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    if let Some(m) = mirror_of(to) {
+        let bytes = fs::read(to)?;
+        let mode = fs::metadata(to)?.permissions().mode() & 0o7777;
+        m.wrote(to, &bytes, mode)?;
+        m.removed(from)?;
+    }
+    Ok(())
+}
+
+/// Remove the file `path`, mirrored; a file already gone is not an error.
+pub fn remove(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(m) = mirror_of(path) {
+        m.removed(path)?;
+    }
+    Ok(())
+}
+
 /// Write `bytes` to `path` atomically, mode exactly 0600 (see the module's header).
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic(path, bytes, FILE_MODE)
@@ -72,6 +125,15 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// [`write_private`] with another exact `mode`, for the public halves written next to private
 /// files (a certificate, 0644).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_local(path, bytes, mode)?;
+    if let Some(m) = mirror_of(path) {
+        m.wrote(path, bytes, mode)?;
+    }
+    Ok(())
+}
+
+/// [`write_atomic`] without the mirror: a file read from the backend itself.
+pub(crate) fn write_local(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let tmp = temp_path(path);
     // A leftover of a crashed process that had this pid: stale, and named for us only.
     let _ = fs::remove_file(&tmp);
@@ -106,7 +168,11 @@ pub fn append_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
     }
     f.write_all(bytes)?;
-    f.sync_all()
+    f.sync_all()?;
+    if let Some(m) = mirror_of(path) {
+        m.wrote(path, &fs::read(path)?, FILE_MODE)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -107,14 +107,14 @@ impl Step {
         match self {
             Step::Config => c.edit(|t| {
                 // Alternate between two values so every cycle changes it.
-                let want = if cycle % 2 == 0 { "256mb" } else { "384mb" };
+                let want = if cycle.is_multiple_of(2) { "256mb" } else { "384mb" };
                 let t = t.replace("# maxmemory = \"512mb\"", "maxmemory = \"512mb\"");
                 let at = t.find("maxmemory = \"").unwrap() + "maxmemory = \"".len();
                 let end = at + t[at..].find('"').unwrap();
                 format!("{}{want}{}", &t[..at], &t[end..])
             }),
             Step::Acl => c.edit(|t| {
-                let (from, to) = if cycle % 2 == 0 {
+                let (from, to) = if cycle.is_multiple_of(2) {
                     (
                         "keys = [\"session:*\", \"cache:*\", \"patient:*\"]",
                         "keys = [\"session:*\", \"cache:*\", \"patient:*\", \"chaos:*\"]",

@@ -138,7 +138,10 @@ fn from_nothing_to_a_tls_acl_cluster_then_an_acl_change_without_restart() {
         "the refused rules reached the file"
     );
     let users = c.redis("10.0.1.10", "ACL USERS");
-    assert!(!users.contains("redisctl-dry"), "a dry-run user was left: {users}");
+    assert!(
+        !users.contains("redisctl-dry"),
+        "a dry-run user was left: {users}"
+    );
     std::fs::write(&c.spec, good).unwrap();
     c.assert_converged();
 

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{Error, exit, interrupted, load_spec};
+use super::{Error, exit, interrupted, load_with_state};
 use crate::cli::ApplyArgs;
 use crate::render::Shell;
 use crate::render::console::{Console, Run};
@@ -14,7 +14,8 @@ pub async fn run(config: &Path, args: &ApplyArgs, shell: &Shell) -> Result<u8, E
     }
     let console = Console::new(shell, Run::Apply, args.json, args.yes);
     let result = async {
-        let loaded = load_spec(config, shell)?;
+        let (loaded, _state) =
+            load_with_state(config, shell, crate::state::Access::Write("apply"))?;
         let source = match &args.plan {
             Some(file) => PlanSource::Saved(file),
             None => PlanSource::Fresh,

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::{Error, exit, load_spec};
+use super::{Error, exit, load_with_state};
 use crate::cli::ClientCertArgs;
 use crate::pki::client::{self, ClientCertError, ClientCertRequest};
 use crate::render::{self, Shell};
@@ -12,7 +12,8 @@ use crate::spec::TlsAuthClients;
 
 pub fn run(config: &Path, args: &ClientCertArgs, shell: &Shell) -> Result<u8, Error> {
     client::check_name(&args.name).map_err(refused)?;
-    let loaded = load_spec(config, shell)?;
+    let (loaded, _state) =
+        load_with_state(config, shell, crate::state::Access::Write("client-cert"))?;
     let spec = &loaded.spec;
     let days = args.days.unwrap_or(spec.tls.cert_days);
     let now = SystemTime::now();

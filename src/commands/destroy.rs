@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{Error, exit, interrupted, load_spec};
+use super::{Error, exit, interrupted, load_with_state};
 use crate::cli::DestroyArgs;
 use crate::render::Shell;
 use crate::render::console::{Console, Run};
@@ -12,7 +12,8 @@ pub async fn run(config: &Path, args: &DestroyArgs, shell: &Shell) -> Result<u8,
     }
     let console = Console::new(shell, Run::Destroy, args.json, args.yes);
     let result = async {
-        let loaded = load_spec(config, shell)?;
+        let (loaded, _state) =
+            load_with_state(config, shell, crate::state::Access::Write("destroy"))?;
         workflow::destroy(&loaded.spec, &console, interrupted).await
     }
     .await;

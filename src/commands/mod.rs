@@ -8,6 +8,7 @@ mod output;
 mod plan;
 mod redis_cli;
 mod show;
+mod state;
 mod validate;
 mod verify;
 
@@ -39,6 +40,8 @@ pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
         Command::ClientCert(args) => client_cert::run(&cli.config, args, shell),
         Command::Show(args) => show::run(args, shell),
         Command::Output(args) => output::run(&cli.config, args, shell),
+        Command::ForceUnlock(args) => state::force_unlock(&cli.config, &args.id, shell),
+        Command::State(cmd) => state::run(&cli.config, cmd, shell),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
@@ -87,13 +90,29 @@ pub(crate) async fn interrupted() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    // A second signal (either) stops at once.
+    // A second signal (either) stops at once, after the S3 state's lock and private copy are
+    // let go (exit runs no destructor).
     tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => std::process::exit(130),
-            _ = term.recv() => std::process::exit(143),
-        }
+        let code = tokio::select! {
+            _ = tokio::signal::ctrl_c() => 130,
+            _ = term.recv() => 143,
+        };
+        crate::state::close_all();
+        std::process::exit(code);
     });
+}
+
+/// [`load_spec`], then the state opened for `access` ([`crate::state::open`]): with an S3
+/// backend, the spec's state directory is then a private copy, and the lock is held for a
+/// write, until the returned [`crate::state::State`] is dropped.
+pub(crate) fn load_with_state(
+    path: &Path,
+    shell: &Shell,
+    access: crate::state::Access,
+) -> Result<(Loaded, crate::state::State), Error> {
+    let mut loaded = load_spec(path, shell)?;
+    let state = crate::state::open(&mut loaded.spec, access)?;
+    Ok((loaded, state))
 }
 
 /// Load the spec and print its warnings (every command starts here).

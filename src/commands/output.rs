@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use super::{Error, exit, load_spec};
+use super::{Error, exit, load_with_state};
 use crate::cli::OutputArgs;
 use crate::render::Shell;
 use crate::spec::Spec;
@@ -50,7 +50,7 @@ fn outputs(spec: &Spec) -> Result<Vec<(&'static str, String)>, Error> {
 /// `output [NAME] [--json]`: every output as `name = value` (the CA bundle, several lines, last),
 /// one value raw (for `$(redisctl output endpoints)`), or a JSON object.
 pub fn run(config: &Path, args: &OutputArgs, shell: &Shell) -> Result<u8, Error> {
-    let loaded = load_spec(config, shell)?;
+    let (loaded, _state) = load_with_state(config, shell, crate::state::Access::Read)?;
     let all = outputs(&loaded.spec)?;
     if let Some(name) = &args.name {
         let Some((_, value)) = all.iter().find(|(n, _)| n == name) else {

@@ -1,12 +1,12 @@
 use std::path::Path;
 
-use super::{Error, exit, load_spec};
+use super::{Error, exit, load_with_state};
 use crate::cli::PlanArgs;
 use crate::render::{self, Shell};
 use crate::workflow;
 
 pub async fn run(config: &Path, args: &PlanArgs, shell: &Shell) -> Result<u8, Error> {
-    let loaded = load_spec(config, shell)?;
+    let (loaded, _state) = load_with_state(config, shell, crate::state::Access::Read)?;
     let requests = crate::cli::Rotate::requests(&args.rotate, args.update_os);
     let planned = workflow::plan(&loaded.spec, requests).await?;
     let p = &planned.plan;

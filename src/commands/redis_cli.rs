@@ -12,7 +12,8 @@ use crate::render::Shell;
 pub async fn run(config: &Path, args: &RedisCliArgs, _shell: &Shell) -> Result<u8, Error> {
     // The spec's warnings are not repeated here (validate, plan and apply show them): stderr
     // is redis-cli's.
-    let loaded = crate::spec::load(config)?;
+    let mut loaded = crate::spec::load(config)?;
+    let _state = crate::state::open(&mut loaded.spec, crate::state::Access::Read)?;
     redis_cli::run(&loaded.spec, &loaded.path, args.node.as_deref(), &args.args)
         .await
         .map_err(|e| match e {

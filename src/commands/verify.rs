@@ -1,13 +1,13 @@
 use std::path::Path;
 
-use super::{Error, exit, load_spec};
+use super::{Error, exit, load_with_state};
 use crate::cli::VerifyArgs;
 use crate::observe::{self, Nodes};
 use crate::render::{self, Shell};
 use crate::verify;
 
 pub async fn run(config: &Path, args: &VerifyArgs, shell: &Shell) -> Result<u8, Error> {
-    let loaded = load_spec(config, shell)?;
+    let (loaded, _state) = load_with_state(config, shell, crate::state::Access::Read)?;
     let spec = &loaded.spec;
     // The passwords first: without them there is nothing to verify, and AWS is not asked.
     let secrets = observe::secrets(spec)?;

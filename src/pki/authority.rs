@@ -344,7 +344,7 @@ pub fn promote(dir: &Path) -> Result<(), PkiError> {
             .map_err(|source| PkiError::Write { path, source })
     };
     let rename = |from: &str, to: &str| {
-        std::fs::rename(dir.join(from), dir.join(to)).map_err(|source| PkiError::Write {
+        private_fs::rename(&dir.join(from), &dir.join(to)).map_err(|source| PkiError::Write {
             path: dir.join(to),
             source,
         })
@@ -395,23 +395,17 @@ pub fn promote_replication(dir: &Path) -> Result<(), PkiError> {
         return Ok(());
     }
     let to = dir.join(REPLICATION_SECRET_FILE);
-    std::fs::rename(&next, &to).map_err(|source| PkiError::Write { path: to, source })
+    private_fs::rename(&next, &to).map_err(|source| PkiError::Write { path: to, source })
 }
 
 /// An abort: the new CA's files removed (the certificate first: without it the key is a
 /// creation cut short, which nothing reads).
 pub fn drop_next(dir: &Path) -> Result<(), PkiError> {
     for name in [NEXT_CERT_FILE, NEXT_KEY_FILE] {
-        match std::fs::remove_file(dir.join(name)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(PkiError::Write {
-                    path: dir.join(name),
-                    source,
-                });
-            }
-        }
+        private_fs::remove(&dir.join(name)).map_err(|source| PkiError::Write {
+            path: dir.join(name),
+            source,
+        })?;
     }
     Ok(())
 }

@@ -38,6 +38,16 @@ pub fn observed(observed: &Observed) -> String {
 /// the digest of the passwords it names.
 pub fn spec(spec: &Spec, observed: &Observed) -> String {
     let mut h = Sha256::new();
+    // With the S3 backend, the state directory is a private copy made for this run: where it
+    // is (and the SSH key in it) is not part of what was planned.
+    let mut spec = spec.clone();
+    if matches!(spec.state, crate::spec::types::StateBackend::S3(_)) {
+        let copy = std::path::PathBuf::from("(s3 state)");
+        if let Ok(rel) = spec.ssh.private_key.strip_prefix(&spec.cluster.state_dir) {
+            spec.ssh.private_key = copy.join(rel);
+        }
+        spec.cluster.state_dir = copy;
+    }
     h.update(spec.to_toml().as_bytes());
     h.update(observed.local.secrets_digest.as_bytes());
     hex::encode(h.finalize())

@@ -20,6 +20,17 @@ pub struct RawSpec {
     pub redis: Option<RawRedis>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<RawUser>,
+    pub state: Option<RawState>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub backend: Option<String>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub kms_key: Option<String>,
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize, Serialize)]

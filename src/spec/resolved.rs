@@ -128,6 +128,19 @@ impl Spec {
                     }
                 })
                 .collect(),
+            state: Some(match &self.state {
+                StateBackend::Local => RawState {
+                    backend: Some("local".into()),
+                    ..RawState::default()
+                },
+                StateBackend::S3(b) => RawState {
+                    backend: Some("s3".into()),
+                    bucket: Some(b.bucket.clone()),
+                    prefix: Some(b.prefix.clone()),
+                    kms_key: Some(b.kms_key.clone()),
+                    region: Some(b.region.clone()),
+                },
+            }),
         }
     }
 

@@ -31,6 +31,29 @@ pub struct Spec {
     pub tls: Tls,
     pub redis: Redis,
     pub users: Vec<AclUser>,
+    /// Where the state directory's files are kept between runs (`[state]`).
+    pub state: StateBackend,
+}
+
+/// Where redisctl keeps its state between runs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum StateBackend {
+    /// In `cluster.state_dir` on this machine (mode 0700), locked with a local `flock`.
+    #[default]
+    Local,
+    /// In an S3 bucket, each file an object encrypted with SSE-KMS, locked with an object
+    /// created by a conditional write; read into a private temporary directory for a run.
+    S3(S3Backend),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Backend {
+    pub bucket: String,
+    /// Objects are `<prefix>/state/<file>` and the lock `<prefix>/lock.json`.
+    pub prefix: String,
+    /// The KMS key (id, ARN, alias) every object is encrypted with.
+    pub kms_key: String,
+    pub region: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -138,7 +138,7 @@ pub fn promote(path: &Path) -> Result<(), KeyFileError> {
             },
         )?;
     }
-    std::fs::rename(&next, path).map_err(|source| KeyFileError::Write {
+    crate::private_fs::rename(&next, path).map_err(|source| KeyFileError::Write {
         path: path.into(),
         source,
     })
@@ -147,14 +147,10 @@ pub fn promote(path: &Path) -> Result<(), KeyFileError> {
 /// The end of a rotation: the replaced public key forgotten.
 pub fn drop_previous(path: &Path) -> Result<(), KeyFileError> {
     let previous = previous_path(path);
-    match std::fs::remove_file(&previous) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(KeyFileError::Write {
-            path: previous,
-            source,
-        }),
-    }
+    crate::private_fs::remove(&previous).map_err(|source| KeyFileError::Write {
+        path: previous,
+        source,
+    })
 }
 
 /// The `type base64` of an OpenSSH public key line (without its comment): what

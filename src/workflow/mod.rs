@@ -81,6 +81,9 @@ pub enum Error {
     Exec(Box<crate::exec::ExecError>),
     #[error("{0}")]
     Refused(String),
+    /// The state backend (S3) failed or refused (its lock is held).
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// A step on one node failed (`redis-cli`): the message names the node and the step.
     #[error("{message}")]
     NodeStep {
@@ -112,6 +115,7 @@ impl Error {
             Error::Exec(e) => e.hint(),
             Error::Node(e) => Some(e.hint()),
             Error::NodeStep { hint, .. } => Some(hint.clone()),
+            Error::State(e) => Some(e.hint.clone()),
             _ => None,
         }
     }

@@ -3,7 +3,7 @@
 //! on a node over SSH with the cluster's own key.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod account;
@@ -60,6 +60,12 @@ impl Cluster {
     /// The state directory of cluster prod-redis.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join(".redisctl/prod-redis")
+    }
+
+    /// The keys of a state directory kept elsewhere (a copy pulled from an S3 backend) are
+    /// secrets from now on.
+    pub fn learn_state(&self, dir: &Path) {
+        self.known.lock().unwrap().state_dir(dir);
     }
 
     /// `pw` is a secret from now on (a password a test introduces): no output may show it.

@@ -17,6 +17,7 @@ mod moto;
 mod network;
 mod proxy;
 mod region;
+mod s3;
 mod seed;
 mod tokens;
 mod volumes;

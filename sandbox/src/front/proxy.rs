@@ -773,8 +773,26 @@ impl Proxy {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Response<Full<Bytes>> {
-        match self.moto.forward(method, path, headers, body).await {
-            Ok((status, headers, body)) => rebuild(status, &headers, body),
+        if let Some(key) = super::s3::kms_key(&method, headers) {
+            match self.moto.kms_key_exists(&key).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    log(&format!(
+                        "S3 {method} {path}: refused as S3 would: KMS key {key} not found"
+                    ));
+                    return xml_response(400, super::s3::kms_not_found(&key));
+                }
+                Err(e) => {
+                    return self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}"));
+                }
+            }
+        }
+        match self.moto.forward(method.clone(), path, headers, body).await {
+            Ok((status, headers, body)) => rebuild(
+                status,
+                &headers,
+                super::s3::fix_response(&method, path, body),
+            ),
             Err(e) => self.error(503, "Unavailable", &format!("redisctl-sandbox: {e:#}")),
         }
     }

@@ -13,6 +13,7 @@ mod redis;
 mod root_volume;
 mod security_group;
 mod ssh;
+mod state;
 mod tls;
 mod users;
 
@@ -42,6 +43,7 @@ pub(crate) fn validate(raw: &RawSpec, base_dir: &Path, d: &mut Diags<'_>) -> Opt
         d,
     );
     let users = users::users(&raw.users, base_dir, d);
+    let state = state::state(raw.state.as_ref(), &cluster, d);
     if let (Some(network), Some(nodes), Some(ssh)) = (&network, &nodes, &ssh) {
         network::ways_out(network, nodes, ssh, d);
     }
@@ -57,5 +59,6 @@ pub(crate) fn validate(raw: &RawSpec, base_dir: &Path, d: &mut Diags<'_>) -> Opt
         tls: tls?,
         redis: redis?,
         users: users?,
+        state: state?,
     })
 }
