@@ -107,7 +107,11 @@ impl Step {
         match self {
             Step::Config => c.edit(|t| {
                 // Alternate between two values so every cycle changes it.
-                let want = if cycle.is_multiple_of(2) { "256mb" } else { "384mb" };
+                let want = if cycle.is_multiple_of(2) {
+                    "256mb"
+                } else {
+                    "384mb"
+                };
                 let t = t.replace("# maxmemory = \"512mb\"", "maxmemory = \"512mb\"");
                 let at = t.find("maxmemory = \"").unwrap() + "maxmemory = \"".len();
                 let end = at + t[at..].find('"').unwrap();

@@ -55,11 +55,33 @@ fn make_bucket(rt: &tokio::runtime::Runtime, c: &aws_sdk_s3::Client, name: &str,
     });
 }
 
+/// The spec with the S3 backend, and Redis open to the operator's machine (for the client).
 fn with_state(bucket: &str, kms: &str) -> impl Fn(String) -> String {
     let table =
         format!("\n[state]\nbackend = \"s3\"\nbucket = \"{bucket}\"\nkms_key = \"{kms}\"\n");
-    move |t: String| format!("{t}{table}")
+    move |t: String| format!("{}{table}", common::redis_open_to_operator(t))
 }
+
+/// A redis-py cluster client configured from `output --json` alone (and a client
+/// certificate): it writes and reads a key, and prints the nodes it found.
+const CLIENT: &str = r#"
+import json, os, sys
+from redis.cluster import RedisCluster
+out = json.load(open(sys.argv[1]))
+d = sys.argv[2]
+host, port = out["endpoints"].split(",")[0].rsplit(":", 1)
+assert "app" in out["users"].split(","), out["users"]
+open(d + "/bundle.crt", "w").write(out["ca_bundle"])
+rc = RedisCluster(
+    host=host, port=int(port), username="app", password=os.environ["APP_PW"],
+    ssl=True, ssl_certfile=d + "/app.crt", ssl_keyfile=d + "/app.key",
+    ssl_ca_certs=d + "/bundle.crt", ssl_check_hostname=True,
+)
+rc.set("patient:output", "ok")
+assert rc.get("patient:output") == b"ok"
+rc.delete("patient:output")
+print(",".join(sorted("%s:%s" % (n.host, n.port) for n in rc.get_nodes())))
+"#;
 
 /// The private copies of the state this machine holds (redisctl's temporary directories).
 fn private_copies() -> Vec<PathBuf> {
@@ -225,6 +247,40 @@ fn two_machines_share_one_state_in_s3_with_a_lock() {
     a.assert_converged();
     b.assert_converged();
     a.ok(&["verify"]);
+
+    // `output --json` is what an application needs: a client configured from it alone (and a
+    // client certificate machine A issues, under the lock, into the shared inventory) connects
+    // and finds exactly the endpoints it named.
+    let outputs = a.ok(&["output", "--json"]);
+    let json_line = outputs.lines().find(|l| l.starts_with('{')).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    std::fs::write(a.dir.join("output.json"), json_line).unwrap();
+    a.ok(&["client-cert", "app", "--out", "tls", "--days", "30"]);
+    a.learn_state(&pulled);
+    std::fs::write(a.dir.join("client.py"), CLIENT).unwrap();
+    let out = std::process::Command::new(common::python())
+        .arg(a.dir.join("client.py"))
+        .arg(a.dir.join("output.json"))
+        .arg(a.dir.join("tls"))
+        .env("APP_PW", common::APP_PW)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the client failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let mut named: Vec<&str> = parsed["endpoints"].as_str().unwrap().split(',').collect();
+    named.sort();
+    assert_eq!(text(&out.stdout).trim(), named.join(","));
+    std::fs::remove_dir_all(a.dir.join("tls")).unwrap();
+    // The inventory line machine A wrote is machine B's too.
+    let inventory = b.dir.join("inventory");
+    b.ok(&["state", "pull", "--to", inventory.to_str().unwrap()]);
+    let lines = std::fs::read_to_string(inventory.join("client-certs.jsonl")).unwrap();
+    assert!(lines.contains("\"app\""), "{lines}");
+    std::fs::remove_dir_all(&inventory).unwrap();
 
     // Every object is encrypted with the spec's key.
     let objects = rt.block_on(async {
