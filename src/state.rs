@@ -81,8 +81,10 @@ pub fn open(spec: &mut Spec, access: Access) -> Result<State, StateError> {
         lock: Mutex::new(None),
         closed: Mutex::new(false),
     });
-    // From here on, every way out removes the directory (and releases the lock).
+    // From here on, every way out removes the directory (and releases the lock): a signal
+    // too, unless the command handles it itself (apply's steps stop gracefully).
     register_cleanup(&session);
+    watch_signals();
     let state = State {
         remote: Some(session.clone()),
     };
@@ -316,6 +318,55 @@ pub fn close_all() {
     for s in open {
         s.close();
     }
+}
+
+static CALLER_HANDLES_SIGNALS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The command handles SIGINT and SIGTERM itself from now on (apply and destroy while their
+/// steps run: the first signal stops new steps, a second one exits after [`close_all`]).
+pub fn caller_handles_signals() {
+    CALLER_HANDLES_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// While an S3 state is open, SIGINT or SIGTERM (a Ctrl-C at the prompt, a cancelled CI job)
+/// releases the lock and removes the private copy before the process exits, unless the
+/// command handles the signal itself ([`caller_handles_signals`]).
+fn watch_signals() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("redisctl-signals".into())
+            .spawn(|| {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (Ok(mut int), Ok(mut term)) = (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) else {
+                        return;
+                    };
+                    loop {
+                        let code = tokio::select! {
+                            _ = int.recv() => 130,
+                            _ = term.recv() => 143,
+                        };
+                        if CALLER_HANDLES_SIGNALS.load(std::sync::atomic::Ordering::SeqCst) {
+                            continue;
+                        }
+                        eprintln!("interrupted: releasing the state's lock and removing its private copy");
+                        close_all();
+                        std::process::exit(code);
+                    }
+                });
+            });
+    });
 }
 
 /// Where private copies go: memory-backed storage where there is one.
@@ -612,7 +663,36 @@ impl Remote {
             crate::private_fs::write_local(&path, &bytes, mode & 0o644)
                 .map_err(|e| io_err(&path, "write", e))?;
         }
+        self.finish_renames(dir, &names)?;
         Ok(names.len())
+    }
+
+    /// A rename in the state directory is saved as a write of the new name, then a delete of
+    /// the old one: a run killed between the two left both, with the same content (`ca.key`
+    /// and `ca.next.key` after a CA rotation's promotion). Finished here: the old name goes.
+    fn finish_renames(&self, dir: &Path, names: &[String]) -> Result<(), StateError> {
+        for name in names {
+            let Some(target) = name
+                .contains(".next")
+                .then(|| name.replacen(".next", "", 1))
+            else {
+                continue;
+            };
+            let (from, to) = (dir.join(name), dir.join(&target));
+            let same = matches!(
+                (std::fs::read(&from), std::fs::read(&to)),
+                (Ok(a), Ok(b)) if a == b
+            );
+            if same {
+                self.delete(&self.state_key(name))?;
+                std::fs::remove_file(&from).map_err(|e| io_err(&from, "remove", e))?;
+                tracing::warn!(
+                    "{}: {name} was already renamed to {target} by a run that was killed before it removed {name}: removed now",
+                    self.where_()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// A file of the state saved, encrypted with the backend's KMS key.

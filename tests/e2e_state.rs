@@ -330,6 +330,75 @@ fn two_machines_share_one_state_in_s3_with_a_lock() {
     std::fs::remove_dir_all(&pulled).unwrap();
     std::fs::remove_dir_all(&other).unwrap();
 
+    // A signal before apply's steps run (at its prompt: a Ctrl-C, a cancelled CI job)
+    // releases the lock and removes the private copy.
+    a.edit(|t| t.replace("\"patient:*\"]", "\"patient:*\", \"report:*\"]"));
+    let (mut child, screen) = a.apply_at_prompt();
+    assert!(lock_exists(), "apply holds the lock at its prompt");
+    let lock = rt
+        .block_on(async {
+            s3.get_object()
+                .bucket(&bucket)
+                .key(lock_key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+        })
+        .unwrap()
+        .to_vec();
+    let holder: serde_json::Value = serde_json::from_slice(&lock).unwrap();
+    let pid = holder["pid"].as_i64().unwrap() as i32;
+    assert_eq!(holder["command"], "apply");
+    // SAFETY: the pid is redisctl's, the child of this test's `script`.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    child.wait().unwrap();
+    let said = text(&screen.lock().unwrap());
+    assert!(said.contains("releasing the state's lock"), "{said}");
+    assert!(!lock_exists(), "the lock outlived a SIGTERM at the prompt");
+    assert_eq!(private_copies(), Vec::<PathBuf>::new());
+    a.edit(|t| t.replace(", \"report:*\"]", "]"));
+
+    // A rename a killed run saved half (the new name written, the old one not yet removed:
+    // `ca.next.key` next to `ca.key` with the same key) is finished by the next run.
+    let key = rt
+        .block_on(async {
+            s3.get_object()
+                .bucket(&bucket)
+                .key("prod-redis/state/ca.key")
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+        })
+        .unwrap()
+        .to_vec();
+    rt.block_on(
+        s3.put_object()
+            .bucket(&bucket)
+            .key("prod-redis/state/ca.next.key")
+            .body(key.into())
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            .ssekms_key_id(KMS)
+            .send(),
+    )
+    .unwrap();
+    b.assert_converged();
+    assert!(
+        rt.block_on(
+            s3.head_object()
+                .bucket(&bucket)
+                .key("prod-redis/state/ca.next.key")
+                .send()
+        )
+        .is_err(),
+        "the half-saved rename was not finished"
+    );
+
     // No private key on either machine's disk, no private copy left (the killed run's was
     // removed by the next run on this machine).
     assert_no_key_under(&a.dir);

@@ -267,7 +267,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     );
     assert!(table.starts_with("CHECK"), "{table}");
     assert!(!table.contains("FAIL"), "{table}");
-    assert!(table.contains("Verified: all 14 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 15 checks passed"), "{table}");
 
     let health = row(&table, "cluster health");
     for (node, _) in NODES {
@@ -475,7 +475,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     eprintln!("{table}");
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(
-        table.contains("Verify failed: 3 of 14 checks failed"),
+        table.contains("Verify failed: 3 of 15 checks failed"),
         "{table}"
     );
     let modes = row(&table, "file modes");
@@ -511,7 +511,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
     );
     c.apply();
     let table = c.ok(&["verify"]);
-    assert!(table.contains("Verified: all 14 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 15 checks passed"), "{table}");
     assert_eq!(pid("10.0.1.10"), pid_before, "Redis restarted");
 
     failing_paths_of_tls_only_and_default_user_off(&c);
@@ -536,7 +536,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
         "{app}"
     );
     assert!(
-        table.contains("Verify failed: 1 of 14 checks failed"),
+        table.contains("Verify failed: 1 of 15 checks failed"),
         "{table}"
     );
     assert!(table.contains(": acl app."), "{table}");
@@ -641,7 +641,7 @@ fn failing_paths_of_tls_only_and_default_user_off(c: &Cluster) {
     let tls = row(&table, "tls only");
     expect(code == Some(1), "(a) verify exits 1", &table);
     expect(
-        table.contains("Verify failed: 1 of 14 checks failed") && tls.contains(" FAIL "),
+        table.contains("Verify failed: 1 of 15 checks failed") && tls.contains(" FAIL "),
         "(a) tls only fails, and only it",
         &table,
     );
@@ -694,7 +694,7 @@ fn failing_paths_of_tls_only_and_default_user_off(c: &Cluster) {
         &table,
     );
     expect(
-        table.contains("Verify failed: 1 of 14 checks failed") && default.contains(" FAIL "),
+        table.contains("Verify failed: 1 of 15 checks failed") && default.contains(" FAIL "),
         "(b) default user off fails, and only it (protected mode off)",
         &table,
     );
@@ -719,7 +719,7 @@ fn failing_paths_of_tls_only_and_default_user_off(c: &Cluster) {
     let default = row(&table, "default user off");
     expect(code == Some(1), "(b3) verify exits 1", &table);
     expect(
-        table.contains("Verify failed: 1 of 14 checks failed") && default.contains(" FAIL "),
+        table.contains("Verify failed: 1 of 15 checks failed") && default.contains(" FAIL "),
         "(b3) default user off fails, and only it (on with a password)",
         &table,
     );
@@ -752,7 +752,7 @@ fn failing_paths_of_tls_only_and_default_user_off(c: &Cluster) {
     let tls = row(&table, "tls only");
     expect(code == Some(1), "(c1) verify exits 1", &table);
     expect(
-        table.contains("Verify failed: 1 of 14 checks failed") && tls.contains(" FAIL "),
+        table.contains("Verify failed: 1 of 15 checks failed") && tls.contains(" FAIL "),
         "(c1) tls only fails, and only it",
         &table,
     );
@@ -803,7 +803,7 @@ fn failing_paths_of_tls_only_and_default_user_off(c: &Cluster) {
     // Everything undone: verify passes again.
     let (code, table) = verify(c);
     expect(
-        code == Some(0) && table.contains("Verified: all 14 checks passed"),
+        code == Some(0) && table.contains("Verified: all 15 checks passed"),
         "every break undone",
         &table,
     );
@@ -859,7 +859,7 @@ fn verify_checks_replicas_on_a_six_node_cluster() {
         "figure: verify passed at attempt {attempts}, {:.1}s after apply",
         since_apply.elapsed().as_secs_f64()
     );
-    assert!(table.contains("Verified: all 14 checks passed"), "{table}");
+    assert!(table.contains("Verified: all 15 checks passed"), "{table}");
     let health = row(&table, "cluster health");
     assert_eq!(
         health

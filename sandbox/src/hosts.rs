@@ -29,6 +29,9 @@ pub struct HostSpec {
     pub netns: String,
     pub log: PathBuf,
     pub pid_file: PathBuf,
+    /// The host's own kernel values ([`crate::kernel`]): reset to the defaults at every boot
+    /// and bound into the container.
+    pub kernel: PathBuf,
     pub init: Init,
     /// The instance type's memory and vCPUs, which the host is held to (its cgroups).
     pub size: Option<crate::cgroups::Size>,
@@ -118,6 +121,16 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
         .open(&spec.log)
         .with_context(|| format!("cannot open {}", spec.log.display()))?;
     let base = spec.base.display().to_string();
+    // A boot: the kernel values start from their defaults (crate::kernel).
+    let values = crate::kernel::present();
+    for v in crate::kernel::VALUES.iter().filter(|v| !values.contains(v)) {
+        crate::logging::log(&format!(
+            "{}: this machine's kernel has no {}; neither has the host",
+            spec.instance_id, v.path
+        ));
+    }
+    let kernel_binds = crate::kernel::prepare(&spec.kernel, &values, spec.init == Init::Systemd)
+        .with_context(|| format!("{}: cannot reset its kernel values", spec.instance_id))?;
     // nspawn itself runs in the host's namespace too, so that the sysfs it mounts for the guest
     // shows the guest's own links (not the operator namespace's).
     let ns = std::fs::File::open(crate::net::netns_path(&spec.netns))
@@ -171,7 +184,8 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
             "--network-namespace-path={}",
             crate::net::netns_path(&spec.netns)
         ))
-        .arg(format!("--machine={}", spec.instance_id));
+        .arg(format!("--machine={}", spec.instance_id))
+        .args(&kernel_binds);
     if matches!(spec.init, Init::None { .. }) {
         cmd.args(["--", "/bin/bash", "-c", NOINIT_SCRIPT, "sandbox-init"]);
     }

@@ -14,6 +14,7 @@ pub mod control;
 pub mod faults;
 pub mod front;
 pub mod hosts;
+pub mod kernel;
 pub mod lifecycle;
 pub mod limits;
 pub mod logging;

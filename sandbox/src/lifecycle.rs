@@ -272,14 +272,14 @@ fn stop_everything(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-/// Removes the volume and snapshot directories, only under a root `up` marked
-/// ([`Paths::check_claimed`]): every mount at or under them is unmounted first (deepest
-/// first), then the trees are removed without following a symlink or crossing into a mount
-/// ([`safefs::remove_tree`]; one that could not be unmounted is an error and nothing in it is
-/// touched).
+/// Removes the volume and snapshot directories and the hosts' kernel values, only under a root
+/// `up` marked ([`Paths::check_claimed`]): every mount at or under them is unmounted first
+/// (deepest first), then the trees are removed without following a symlink or crossing into a
+/// mount ([`safefs::remove_tree`]; one that could not be unmounted is an error and nothing in it
+/// is touched).
 pub fn clear_volumes(paths: &Paths) -> Result<()> {
     paths.check_claimed()?;
-    remove_unmounted(&[paths.volumes(), paths.snapshots()])
+    remove_unmounted(&[paths.volumes(), paths.snapshots(), paths.kernel_values()])
 }
 
 /// Unmounts what is mounted at or under `dirs`, then removes them ([`safefs::remove_tree`]).
@@ -587,6 +587,8 @@ mod tests {
         std::fs::create_dir_all(vol.join("mnt")).unwrap();
         std::fs::write(vol.join("file"), "x").unwrap();
         std::fs::create_dir_all(paths.snapshot("snap-1")).unwrap();
+        std::fs::create_dir_all(paths.host_kernel("i-1")).unwrap();
+        std::fs::write(paths.host_kernel("i-1").join("overcommit_memory"), "1\n").unwrap();
         let Some(_outer) = bind_mount(host.path(), &vol.join("mnt")) else {
             return; // not root
         };
@@ -606,6 +608,7 @@ mod tests {
         );
         assert!(mounts_under(&[paths.volumes()]).is_empty());
         assert!(!paths.volumes().exists() && !paths.snapshots().exists());
+        assert!(!paths.kernel_values().exists());
 
         // A state directory `up` did not mark: refused, nothing removed.
         let theirs = Paths::under(&dir.path().join("theirs")).unwrap();

@@ -23,7 +23,7 @@ const ROOT_LAYOUT: &[&str] = &["state", "cache", "run", "run.lock", MARKER];
 
 #[derive(Debug, Clone)]
 pub struct Paths {
-    /// venv, volumes, snapshots, logs, AMI list.
+    /// venv, volumes, snapshots, the hosts' kernel values, logs, AMI list.
     pub state: PathBuf,
     /// base-<content hash>/ trees.
     pub cache: PathBuf,
@@ -260,6 +260,13 @@ impl Paths {
     }
     pub fn snapshot(&self, id: &str) -> PathBuf {
         self.snapshots().join(id)
+    }
+    /// The hosts' own kernel values ([`crate::kernel`]), one directory per instance.
+    pub fn kernel_values(&self) -> PathBuf {
+        self.state.join("kernel")
+    }
+    pub fn host_kernel(&self, id: &str) -> PathBuf {
+        self.kernel_values().join(id)
     }
     pub fn logs(&self) -> PathBuf {
         self.state.join("logs")

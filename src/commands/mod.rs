@@ -85,6 +85,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM: the executor stops starting new steps.
 pub(crate) async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};
+    crate::state::caller_handles_signals();
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -157,6 +157,7 @@ impl Ctx {
             } => n.upgrade_redis(node, version, *restart).await,
             NodeOp::InstallTls { node, reload, cert } => n.install_tls(node, *reload, *cert).await,
             NodeOp::WriteAcl { node, reload } => n.write_acl(node, *reload).await,
+            NodeOp::ApplyKernel { node } => n.apply_kernel(node).await,
             NodeOp::AuthorizeSshKey { node } => n.authorize_ssh_key(node).await,
             NodeOp::RevokeSshKey { node } => n.revoke_ssh_key(node).await,
             NodeOp::WriteConfig {

@@ -10,7 +10,7 @@ use crate::aws::NodeInstance;
 use crate::observed::{
     ClusterView, InitSystem, NodeFacts, NodeObservation, Observed, OperatorAuth, tags,
 };
-use crate::redis::{conf, files, parse, systemd, users_acl};
+use crate::redis::{conf, files, kernel, parse, systemd, users_acl};
 use crate::ssh::{self, SshError};
 
 impl NodeRuntime {
@@ -118,6 +118,8 @@ impl NodeRuntime {
             systemd::DROP_IN.path,
             users_acl::USERS_ACL.path,
             conf::CA_CERT.path,
+            kernel::SYSCTL.path,
+            kernel::TMPFILES.path,
         ];
         // Few processes: each costs milliseconds on a busy node, and this runs on every node at
         // every plan (one dpkg-query, one sha256sum, one find, one systemctl).
@@ -139,6 +141,7 @@ impl NodeRuntime {
             conf::NODE_KEY.path
         ));
         script.push_str(&files::stat_script());
+        script.push_str(&kernel::observe_script());
         // With systemd, the units' states (one `systemctl show`: a block per unit, in the order
         // given, properties in systemd's order); without it (see `noinit`), the processes and
         // the init script's runlevel links, in the same words.
@@ -274,6 +277,7 @@ impl NodeRuntime {
             stock_service_enabled: value("stock_enabled") == "enabled",
             stock_service_active: value("stock_active") == "active",
             cluster,
+            kernel: kernel::parse(value),
             cluster_state_file: value("state_file") == "yes",
             operator_auth,
         })

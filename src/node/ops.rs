@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{NodeError, NodeRuntime, admin_cli, admin_cli_command, noinit};
 use crate::pki;
 use crate::redis::parse::ClusterNode;
-use crate::redis::{conf, files, parse, systemd, users_acl};
+use crate::redis::{conf, files, kernel, parse, systemd, users_acl};
 use crate::ssh::{self, Session};
 
 /// A node's view of the cluster as the nodes must agree on it: each node's role, the slots of
@@ -302,6 +302,27 @@ if [ -f /var/run/reboot-required ]; then echo reboot=yes; fi
             "check the ACL rules, write /etc/redis/users.acl, ACL LOAD",
             &script,
             Some(&input),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The kernel settings' files, then their values put in force (`sysctl -p`, and
+    /// `systemd-tmpfiles --create` or, without systemd, the THP mode written), in one round
+    /// trip. No restart: forks and new connections follow the values in force.
+    pub async fn apply_kernel(&self, node: &str) -> Result<(), NodeError> {
+        let sysctl = self.file(node, kernel::SYSCTL).await?;
+        let tmpfiles = self.file(node, kernel::TMPFILES).await?;
+        let s = self.session(node).await?;
+        let systemd = self.has_systemd(node, &s).await?;
+        s.upload_all(
+            "write the kernel settings (sysctl.d, tmpfiles.d) and put them in force",
+            "",
+            &[
+                (&kernel::SYSCTL, sysctl.as_bytes()),
+                (&kernel::TMPFILES, tmpfiles.as_bytes()),
+            ],
+            &kernel::apply_script(systemd),
         )
         .await?;
         Ok(())

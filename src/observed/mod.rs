@@ -158,6 +158,9 @@ pub struct NodeFacts {
     pub stock_service_active: bool,
     /// The node's view of the cluster, when Redis answered.
     pub cluster: Option<ClusterView>,
+    /// The kernel settings of Redis's production checklist, as they are in force.
+    #[serde(default)]
+    pub kernel: crate::redis::kernel::KernelValues,
     /// Redis's cluster state file (`nodes-<port>.conf` in the data directory) exists and is
     /// not empty: a node whose Redis is not running but has this file was part of a cluster
     /// and rejoins it when started.

@@ -261,6 +261,9 @@ pub enum NodeOp {
     RevokeSshKey { node: String },
     /// Write users.acl; `reload` runs ACL LOAD on a running server (no restart).
     WriteAcl { node: String, reload: bool },
+    /// Write the kernel settings' files (sysctl.d, tmpfiles.d) and put them in force now
+    /// (`redis::kernel`; no restart).
+    ApplyKernel { node: String },
     /// Write redis-cluster.conf and the systemd drop-in, enable `redis-server@cluster`, and
     /// start it (or restart it when `restart`, then wait for the cluster to be healthy). With
     /// `live`, the file differs from the node's only by the replication login (replicas added

@@ -162,6 +162,8 @@ pub fn node_files(
             users_acl::render(spec, secrets, &replication_accepted(spec, ca))?,
         ),
         (conf::CA_CERT, ca.node_bundle()),
+        (super::kernel::SYSCTL, super::kernel::render_sysctl()),
+        (super::kernel::TMPFILES, super::kernel::render_tmpfiles()),
     ])
 }
 

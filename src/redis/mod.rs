@@ -5,6 +5,7 @@
 //! - [`conf`] — `/etc/redis/redis-cluster.conf` and where the TLS files go.
 //! - [`users_acl`] — `/etc/redis/users.acl` (SHA-256 hashes only) and the `ACL SETUSER` dry run.
 //! - [`systemd`] — `redis-server@cluster` and the drop-in for Debian's template unit.
+//! - [`kernel`] — the kernel settings of Redis's production checklist (sysctl.d, tmpfiles.d).
 //! - [`parse`] — `CLUSTER INFO`, `CLUSTER NODES`, `INFO`, `redis-cli --cluster check`.
 //! - [`keyspace`] — a key's cluster slot (CRC16, hash tags) and glob patterns over keys.
 //! - [`formation`] — who is master of which slots and who replicates whom in a new cluster.
@@ -13,6 +14,7 @@ pub mod acl;
 pub mod conf;
 pub mod files;
 pub mod formation;
+pub mod kernel;
 pub mod keyspace;
 pub mod parse;
 pub mod systemd;

@@ -110,15 +110,14 @@ impl<'a> Console<'a> {
                 plan,
                 report,
                 cluster,
-                state_dir,
+                kept,
             }) => {
                 self.progress.finish();
                 self.shell.out(&format!(
-                    "\n{} {} resources destroyed in {:.1}s; nothing tagged redisctl:cluster={cluster} is left.\nLocal secrets in {} were kept; delete them when you no longer need them.\n",
+                    "\n{} {} resources destroyed in {:.1}s; nothing tagged redisctl:cluster={cluster} is left.\n{kept}\n",
                     self.shell.out_style(Style::Ok, "Destroy complete!"),
                     plan.steps.len(),
                     report.elapsed.as_secs_f64(),
-                    state_dir.display()
                 ));
             }
         }

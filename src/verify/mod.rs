@@ -170,6 +170,7 @@ pub async fn run(
         SystemTime::now(),
     ));
     checks.push(checks::files::file_modes(&probes));
+    checks.push(checks::kernel::checklist(&probes));
     checks.push(vol_check);
     checks.push(checks::aws::security_group(spec, observed));
     checks.push(checks::aws::instance_metadata(spec, observed));

@@ -154,6 +154,18 @@ fn probe_script(spec: &Spec, ip: Ipv4Addr) -> String {
         "echo '@@modes@@'\n{}echo '@@end@@'\n",
         crate::redis::files::stat_script()
     ));
+    s.push_str(&format!(
+        "echo '@@kernel@@'\n{}echo '@@end@@'\n",
+        crate::redis::kernel::observe_script()
+    ));
+    // Since the last start only: the start's line resets what was collected.
+    s.push_str(&section_cmd(
+        "redis_log",
+        &format!(
+            "awk '/Redis is starting/ {{ s = $0 \"\\n\" }} /WARNING/ {{ s = s $0 \"\\n\" }} END {{ printf \"%s\", s }}' {} 2>&1",
+            conf::LOG_FILE
+        ),
+    ));
     s
 }
 
@@ -226,6 +238,8 @@ async fn probe(
         cert: section(&t, "cert"),
         modes: section(&t, "modes"),
         handshakes: section(&t, "handshakes"),
+        kernel: section(&t, "kernel"),
+        redis_log: section(&t, "redis_log"),
     })
 }
 

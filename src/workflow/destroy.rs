@@ -19,7 +19,8 @@ pub enum DestroyOutcome {
         report: Report,
         cluster: String,
         /// Kept: the operator deletes it when it is no longer needed.
-        state_dir: std::path::PathBuf,
+        /// Where the secrets that destroy keeps are, said to the user.
+        kept: String,
     },
 }
 
@@ -76,6 +77,15 @@ pub async fn destroy<F: std::future::Future<Output = ()>>(
         plan,
         report,
         cluster: spec.cluster.name.clone(),
-        state_dir: spec.cluster.state_dir.clone(),
+        kept: match &spec.state {
+            crate::spec::types::StateBackend::Local => format!(
+                "Local secrets in {} were kept; delete them when you no longer need them.",
+                spec.cluster.state_dir.display()
+            ),
+            crate::spec::types::StateBackend::S3(s) => format!(
+                "The state in s3://{}/{} (the CA and SSH keys) was kept; delete its objects and their versions when you no longer need them.",
+                s.bucket, s.prefix
+            ),
+        },
     })
 }

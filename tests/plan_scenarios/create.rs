@@ -21,7 +21,7 @@ fn empty_region_creates_the_reference_cluster() {
     let s = p.summary();
     // vpc, 3 subnets, igw, rt, 3 associations, sg, 3 rules (ssh, redis, bus), key pair, 3 nodes
     // 17 AWS resources, the CA, 4 steps in each of 3 nodes; then cluster create.
-    assert_eq!((s.add, s.change, s.destroy, s.run), (30, 0, 0, 1));
+    assert_eq!((s.add, s.change, s.destroy, s.run), (33, 0, 0, 1));
     // The newest Ubuntu image is chosen, and encryption is at launch with the spec's key.
     let Op::Ec2(Ec2Op::RunInstance(run)) = &p.step("node.redis-node-1a").unwrap().ops[0] else {
         panic!()
@@ -40,7 +40,7 @@ fn json_plan_is_versioned_and_carries_actions() {
     let v: serde_json::Value = serde_json::from_str(&render::plan::json(&p)).unwrap();
     assert_eq!(v["format_version"], "1.1");
     assert_eq!(v["changes"], true);
-    assert_eq!(v["summary"]["add"], 30);
+    assert_eq!(v["summary"]["add"], 33);
     let node = v["steps"]
         .as_array()
         .unwrap()

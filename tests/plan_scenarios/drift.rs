@@ -249,3 +249,40 @@ fn a_node_launched_without_a_public_ip_and_never_reached_is_replaced() {
     let p = plan::plan(&spec, &pinned);
     assert!(p.step("node.redis-node-1b").is_none());
 }
+
+/// A kernel value changed on a running node (`sysctl -w`), its file intact: the kernel step
+/// alone puts it back, named with its values, and nothing restarts.
+#[test]
+fn a_kernel_value_changed_by_hand_is_put_back_without_a_restart() {
+    let spec = example();
+    let mut o = converged(&spec);
+    assert!(
+        plan::plan(&spec, &o).steps.is_empty(),
+        "a converged cluster's kernel settings are in force"
+    );
+    if let Some(NodeObservation::Reached(f)) = o.nodes.get_mut("redis-node-1b") {
+        f.kernel.overcommit_memory = "0".into();
+        f.kernel.thp = "[always] madvise never".into();
+    }
+    let p = plan::plan(&spec, &o);
+    let steps: Vec<&str> = p.steps.iter().map(|s| s.address.as_str()).collect();
+    assert_eq!(steps, ["node.redis-node-1b.kernel"]);
+    let text = render::plan::human(&p, false);
+    assert!(
+        text.contains("vm.overcommit_memory changed in the running kernel")
+            || text.contains("vm.overcommit_memory, transparent_hugepage changed in the running kernel"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"0\" -> \"1 (in force now, no restart)\""),
+        "{text}"
+    );
+    assert!(text.contains("\"always\" -> \"madvise (in force now, no restart)\""), "{text}");
+    assert_eq!(
+        p.steps[0].ops,
+        [Op::Node(NodeOp::ApplyKernel {
+            node: "redis-node-1b".into()
+        })]
+    );
+    apply_and_converge(&spec, o, &p);
+}

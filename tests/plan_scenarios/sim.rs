@@ -15,7 +15,7 @@ use redisctl::pki::{Authority, Ca};
 use redisctl::plan::{
     self, CaStep, Ec2Op, LocalOp, NodeOp, Op, Plan, Ref, ReplicationStep, SshKeyStep,
 };
-use redisctl::redis::{conf, files, systemd, users_acl};
+use redisctl::redis::{conf, files, kernel, systemd, users_acl};
 use redisctl::render;
 use redisctl::spec::Spec;
 
@@ -606,6 +606,21 @@ impl Sim {
                 f.node_key_present = true;
                 f.files.insert(conf::CA_CERT.path.into(), ca_hash);
                 written(f, &[conf::CA_CERT, conf::NODE_CERT, conf::NODE_KEY]);
+                None
+            }
+            Op::Node(NodeOp::ApplyKernel { node }) => {
+                let (s, t) = (
+                    self.desired(node, kernel::SYSCTL.path),
+                    self.desired(node, kernel::TMPFILES.path),
+                );
+                let f = self.facts(node);
+                f.files.insert(kernel::SYSCTL.path.into(), s);
+                f.files.insert(kernel::TMPFILES.path.into(), t);
+                f.kernel = kernel::KernelValues {
+                    overcommit_memory: kernel::OVERCOMMIT.into(),
+                    somaxconn: kernel::SOMAXCONN.into(),
+                    thp: format!("always [{}] never", kernel::THP),
+                };
                 None
             }
             Op::Node(NodeOp::WriteAcl { node, .. }) => {

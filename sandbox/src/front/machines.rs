@@ -1,8 +1,8 @@
 //! The machine effects: what the front does after moto said yes to an action that touches a
 //! machine or a disk (the [`ACTIONS`]), and the table of hosts it booted. RunInstances and
 //! StartInstances boot a host (network, first-boot files, nspawn), StopInstances stops it
-//! cleanly, RebootInstances does both, TerminateInstances also removes its namespace and the
-//! volumes deleted with it; the snapshot and volume actions go to the [`Volumes`] store. Ids,
+//! cleanly, RebootInstances does both, TerminateInstances also removes its namespace, its kernel
+//! values ([`crate::kernel`]) and the volumes deleted with it; the snapshot and volume actions go to the [`Volumes`] store. Ids,
 //! IPs and attachments come from moto's answer and from Describe calls of the front's own.
 //! The checks AWS makes and moto does not, and what must be read before moto forgets it, come
 //! before the request is forwarded ([`Machines::before`]).
@@ -226,6 +226,9 @@ impl Machines {
                     self.hosts.lock().unwrap().remove(id);
                     let ns = net::host_netns(id);
                     tokio::task::spawn_blocking(move || net::delete_netns(&ns)).await?;
+                    let kernel = self.paths.host_kernel(id);
+                    tokio::task::spawn_blocking(move || crate::safefs::remove_tree(&kernel))
+                        .await??;
                 }
                 if let Before::Volumes(vols) = before {
                     for v in vols {
@@ -392,6 +395,7 @@ impl Machines {
             netns: net::host_netns(id),
             log: self.paths.logs().join(format!("{id}.log")),
             pid_file: self.paths.host_pids().join(format!("{id}.pid")),
+            kernel: self.paths.host_kernel(id),
             init: if inst.image_id.as_deref() == Some(crate::NOINIT_AMI) {
                 hosts::Init::None {
                     hostname: cloudinit::hostname_for(&ip),
@@ -524,11 +528,14 @@ impl Machines {
         while set.join_next().await.is_some() {}
     }
 
-    /// Every host stopped and forgotten, every host namespace removed.
+    /// Every host stopped and forgotten, every host namespace and the hosts' kernel values
+    /// removed.
     pub async fn remove_all_hosts(&self) -> Result<()> {
         let ids: Vec<String> = self.hosts.lock().unwrap().keys().cloned().collect();
         self.stop_many(&ids).await;
         self.hosts.lock().unwrap().clear();
+        let kernel = self.paths.kernel_values();
+        tokio::task::spawn_blocking(move || crate::safefs::remove_tree(&kernel)).await??;
         tokio::task::spawn_blocking(|| {
             for ns in net::sandbox_namespaces() {
                 if ns != crate::OPERATOR_NETNS {

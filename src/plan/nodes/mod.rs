@@ -18,6 +18,7 @@ pub(super) mod affinity;
 mod cluster;
 mod config;
 mod install;
+mod kernel;
 mod replication;
 pub(super) mod slots;
 mod ssh_key;
@@ -119,6 +120,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
         install::os_updates(b, &n, &mut roll, &mut last);
         let tls = tls::tls(b, &n, &mut roll, &mut last);
         let acl = acl::acl(b, &n, &mut last);
+        kernel::kernel(b, &n, &mut last);
         config::config(b, &n, &mut roll, &mut last);
         let rewrites = Rewrites {
             tls,

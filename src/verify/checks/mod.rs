@@ -8,6 +8,7 @@ pub mod aws;
 pub mod data;
 pub mod files;
 pub mod health;
+pub mod kernel;
 pub mod tls;
 
 use std::net::Ipv4Addr;
@@ -61,6 +62,10 @@ pub struct ProbeOut {
     /// One line per [`tls::HANDSHAKES`] entry: `<label> rc=<openssl's exit> <its first telling
     /// line>` (`Protocol version: TLSv1.3`, an alert, an error).
     pub handshakes: String,
+    /// [`crate::redis::kernel::observe_script`]'s lines: the kernel values in force.
+    pub kernel: String,
+    /// The `WARNING` lines of Redis's log since its last start (and the start's own line).
+    pub redis_log: String,
 }
 
 /// The first non-empty line, trimmed, without redis-cli's `(error) ` prefix, at most 100

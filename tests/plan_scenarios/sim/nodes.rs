@@ -11,6 +11,12 @@ impl Sim {
             NodeObservation::Reached(Box::new(NodeFacts {
                 host_key: format!("ssh-ed25519 HOSTKEYOF{node}"),
                 host_key_fingerprint: format!("SHA256:fp-{node}"),
+                // EC2's Ubuntu: the kernel's defaults.
+                kernel: redisctl::redis::kernel::KernelValues {
+                    overcommit_memory: "0".into(),
+                    somaxconn: "4096".into(),
+                    thp: "always [madvise] never".into(),
+                },
                 ..NodeFacts::default()
             }))
         });

@@ -1,0 +1,130 @@
+//! Redis's production checklist on each node: the kernel values it depends on, as they are in
+//! force, and what Redis itself said about them — the `WARNING` lines it logged since it last
+//! started.
+
+use super::{NodeProbe, reached};
+use crate::redis::kernel::{self, KernelValues};
+use crate::verify::Check;
+
+/// The `WARNING` lines of a Redis log since its last start (`Redis is starting`): what the
+/// probe's awk printed, one per line.
+pub fn warnings_since_start(log: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in log.lines() {
+        if l.contains("Redis is starting") {
+            out.clear();
+        } else if l.contains("WARNING") {
+            out.push(l.trim().to_string());
+        }
+    }
+    out
+}
+
+/// The values in force are the checklist's, and Redis logged no warning since it started.
+pub fn checklist(probes: &[NodeProbe]) -> Check {
+    let mut passed = true;
+    let mut ev = Vec::new();
+    for p in probes {
+        let Some(o) = reached(p, &mut passed, &mut ev) else {
+            continue;
+        };
+        let v = kernel::parse(|k| {
+            o.kernel
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        });
+        let values = describe(&v);
+        let drift = kernel::drift(&v);
+        let warnings = warnings_since_start(&o.redis_log);
+        let mut wrong: Vec<String> = drift
+            .iter()
+            .map(|(name, have, want)| format!("{name} is {have:?} [expected {want}]"))
+            .collect();
+        // A warning's text is Redis's (no secret); long ones are cut.
+        wrong.extend(warnings.iter().map(|w| {
+            let w = w
+                .split_once("WARNING")
+                .map(|(_, r)| format!("WARNING{r}"))
+                .unwrap_or_else(|| w.clone());
+            let mut s: String = w.chars().take(160).collect();
+            if w.chars().count() > 160 {
+                s.push('…');
+            }
+            format!("Redis logged: {s}")
+        }));
+        if wrong.is_empty() {
+            ev.push(format!(
+                "{}: {values}; no WARNING in Redis's log since it started",
+                p.node
+            ));
+        } else {
+            passed = false;
+            ev.push(format!("{}: {values}; {} WRONG", p.node, wrong.join("; ")));
+        }
+    }
+    Check {
+        name: "production checklist".into(),
+        passed,
+        evidence: ev,
+    }
+}
+
+fn describe(v: &KernelValues) -> String {
+    format!(
+        "vm.overcommit_memory={} net.core.somaxconn={} transparent_hugepage={}",
+        v.overcommit_memory,
+        v.somaxconn,
+        kernel::thp_mode(&v.thp)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::verify::checks::ProbeOut;
+
+    fn probe(kernel: &str, redis_log: &str) -> NodeProbe {
+        NodeProbe {
+            node: "n1".into(),
+            ip: Ipv4Addr::new(10, 0, 1, 10),
+            az: "a".into(),
+            out: Ok(ProbeOut {
+                kernel: kernel.into(),
+                redis_log: redis_log.into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    const GOOD: &str = "k_overcommit=1\nk_somaxconn=4096\nk_thp=always [madvise] never\n";
+    const START: &str = "1:C 07 Dec 2026 12:00:00.000 # oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo";
+    const OVERCOMMIT: &str = "1:M 07 Dec 2026 12:00:00.001 # WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition.";
+
+    #[test]
+    fn passes_with_the_values_and_no_warning_since_the_last_start() {
+        // A warning from before the last start is history.
+        let log = format!("{START}\n{OVERCOMMIT}\n{START}\n1:M ready to accept connections\n");
+        let c = checklist(&[probe(GOOD, &log)]);
+        assert!(c.passed, "{c:?}");
+        assert_eq!(
+            c.evidence,
+            ["n1: vm.overcommit_memory=1 net.core.somaxconn=4096 transparent_hugepage=madvise; no WARNING in Redis's log since it started"]
+        );
+    }
+
+    #[test]
+    fn fails_with_the_value_and_the_warning_as_evidence() {
+        let log = format!("{START}\n{OVERCOMMIT}\n");
+        let c = checklist(&[probe(&GOOD.replace("k_overcommit=1", "k_overcommit=0"), &log)]);
+        assert!(!c.passed);
+        assert_eq!(
+            c.evidence,
+            ["n1: vm.overcommit_memory=0 net.core.somaxconn=4096 transparent_hugepage=madvise; vm.overcommit_memory is \"0\" [expected 1]; Redis logged: WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition. WRONG"]
+        );
+    }
+}
