@@ -360,7 +360,9 @@ fn watch_signals() {
                         if CALLER_HANDLES_SIGNALS.load(std::sync::atomic::Ordering::SeqCst) {
                             continue;
                         }
-                        eprintln!("interrupted: releasing the state's lock and removing its private copy");
+                        eprintln!(
+                            "interrupted: releasing the state's lock and removing its private copy"
+                        );
                         close_all();
                         std::process::exit(code);
                     }

@@ -18,7 +18,12 @@ fn machine_values() -> Vec<(String, String)> {
         "/sys/kernel/mm/transparent_hugepage/enabled",
     ]
     .iter()
-    .map(|p| (p.to_string(), std::fs::read_to_string(p).unwrap_or_default()))
+    .map(|p| {
+        (
+            p.to_string(),
+            std::fs::read_to_string(p).unwrap_or_default(),
+        )
+    })
     .collect()
 }
 
@@ -52,10 +57,16 @@ fn the_nodes_follow_the_checklist_and_verify_proves_it() {
         );
         let values: Vec<&str> = values.lines().take(3).collect();
         assert_eq!(values[..2], ["1", "4096"], "{ip}");
-        assert!(values[2].contains("[madvise]") || values[2] == "madvise", "{ip}: {values:?}");
+        assert!(
+            values[2].contains("[madvise]") || values[2] == "madvise",
+            "{ip}: {values:?}"
+        );
     }
     let verify = c.ok(&["verify"]);
-    assert!(verify.contains("Verified: all 15 checks passed"), "{verify}");
+    assert!(
+        verify.contains("Verified: all 15 checks passed"),
+        "{verify}"
+    );
     assert!(
         verify.contains("vm.overcommit_memory=1 net.core.somaxconn=4096 transparent_hugepage=madvise; no WARNING in Redis's log since it started"),
         "{verify}"
@@ -68,7 +79,10 @@ fn the_nodes_follow_the_checklist_and_verify_proves_it() {
     let out = c.run(&["verify"]);
     let said = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(said.contains("Verify failed: 1 of 15 checks failed"), "{said}");
+    assert!(
+        said.contains("Verify failed: 1 of 15 checks failed"),
+        "{said}"
+    );
     assert!(
         said.contains("vm.overcommit_memory is \"0\" [expected 1]"),
         "{said}"
@@ -84,15 +98,24 @@ fn the_nodes_follow_the_checklist_and_verify_proves_it() {
     c.ok(&["apply", "--yes"]);
     c.assert_converged();
     assert_eq!(
-        c.on_node(IPS[1], "cat /proc/sys/vm/overcommit_memory", "").lines().next(),
+        c.on_node(IPS[1], "cat /proc/sys/vm/overcommit_memory", "")
+            .lines()
+            .next(),
         Some("1")
     );
     let after: Vec<String> = IPS.iter().map(|ip| run_id(&c, ip)).collect();
     assert_eq!(ids, after, "a node restarted to put a kernel value back");
     let verify = c.ok(&["verify"]);
-    assert!(verify.contains("Verified: all 15 checks passed"), "{verify}");
+    assert!(
+        verify.contains("Verified: all 15 checks passed"),
+        "{verify}"
+    );
 
     c.ok(&["destroy", "--yes"]);
     common::account::assert_as_before(&account, "prod-redis", &[]);
-    assert_eq!(machine_values(), before, "this machine's kernel values changed");
+    assert_eq!(
+        machine_values(),
+        before,
+        "this machine's kernel values changed"
+    );
 }

@@ -37,7 +37,9 @@ fn assert_nothing_mounted_here(sb: &Sandbox) {
 fn has_hugepages() -> bool {
     let has = machine().1.is_some();
     if !has {
-        eprintln!("this machine's kernel has no transparent hugepages: only overcommit_memory is checked");
+        eprintln!(
+            "this machine's kernel has no transparent hugepages: only overcommit_memory is checked"
+        );
     }
     has
 }
@@ -66,7 +68,10 @@ async fn a_host_sets_its_own_kernel_values_and_each_boot_starts_from_the_default
          && echo never | sudo tee /sys/kernel/mm/transparent_hugepage/enabled >/dev/null",
     );
     assert_eq!(ssh_ok(&keys, ip, READ), "1\nnever\n");
-    assert_eq!(ssh_ok(&keys, ip, "/usr/sbin/sysctl -n vm.overcommit_memory"), "1\n");
+    assert_eq!(
+        ssh_ok(&keys, ip, "/usr/sbin/sysctl -n vm.overcommit_memory"),
+        "1\n"
+    );
     // The host's own files hold them, and nothing of this machine's.
     assert_eq!(
         std::fs::read_to_string(files.join(OVERCOMMIT_MEMORY.file)).unwrap(),
@@ -83,9 +88,15 @@ async fn a_host_sets_its_own_kernel_values_and_each_boot_starts_from_the_default
         ip,
         "sudo sh -c 'echo 2 > /proc/sys/vm/overcommit_memory'",
     );
-    assert_eq!(ssh_ok(&keys, ip, "cat /proc/sys/vm/overcommit_memory"), "2\n");
+    assert_eq!(
+        ssh_ok(&keys, ip, "cat /proc/sys/vm/overcommit_memory"),
+        "2\n"
+    );
     ssh_ok(&keys, ip, "sudo sysctl -w vm.overcommit_memory=1");
-    assert_eq!(ssh_ok(&keys, ip, "cat /proc/sys/vm/overcommit_memory"), "1\n");
+    assert_eq!(
+        ssh_ok(&keys, ip, "cat /proc/sys/vm/overcommit_memory"),
+        "1\n"
+    );
     // Everything else of /proc/sys and /sys stays read-only.
     for cmd in [
         "sudo sysctl -w vm.swappiness=1",
@@ -109,7 +120,11 @@ async fn a_host_sets_its_own_kernel_values_and_each_boot_starts_from_the_default
 
     // A reboot: the kernel starts from its defaults, and the guest's systemd-sysctl applies
     // /etc/sysctl.d at boot; what was only echoed is gone.
-    ec2.reboot_instances().instance_ids(&id).send().await.unwrap();
+    ec2.reboot_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .unwrap();
     wait_ssh(&keys, ip, BOOT_LIMIT);
     assert_eq!(ssh_ok(&keys, ip, READ), "1\nalways [madvise] never\n");
     assert_eq!(
@@ -177,7 +192,11 @@ async fn a_host_without_init_has_its_own_kernel_values_too_and_a_reset_removes_t
     .await;
     wait_ssh(&keys, ip, BOOT_LIMIT);
     assert_eq!(
-        ssh_ok(&keys, ip, "test -d /run/systemd/system && echo systemd || echo none"),
+        ssh_ok(
+            &keys,
+            ip,
+            "test -d /run/systemd/system && echo systemd || echo none"
+        ),
         "none\n"
     );
     assert_eq!(ssh_ok(&keys, ip, READ), DEFAULTS);
@@ -188,7 +207,11 @@ async fn a_host_without_init_has_its_own_kernel_values_too_and_a_reset_removes_t
          && echo never > /sys/kernel/mm/transparent_hugepage/enabled'",
     );
     assert_eq!(ssh_ok(&keys, ip, READ), "1\nnever\n");
-    assert!(!ssh(&keys, ip, "sudo sysctl -w vm.swappiness=1").status.success());
+    assert!(
+        !ssh(&keys, ip, "sudo sysctl -w vm.swappiness=1")
+            .status
+            .success()
+    );
     assert_nothing_mounted_here(&sb);
     assert_eq!(machine(), before, "this machine's own values changed");
 

@@ -270,14 +270,19 @@ fn a_kernel_value_changed_by_hand_is_put_back_without_a_restart() {
     let text = render::plan::human(&p, false);
     assert!(
         text.contains("vm.overcommit_memory changed in the running kernel")
-            || text.contains("vm.overcommit_memory, transparent_hugepage changed in the running kernel"),
+            || text.contains(
+                "vm.overcommit_memory, transparent_hugepage changed in the running kernel"
+            ),
         "{text}"
     );
     assert!(
         text.contains("\"0\" -> \"1 (in force now, no restart)\""),
         "{text}"
     );
-    assert!(text.contains("\"always\" -> \"madvise (in force now, no restart)\""), "{text}");
+    assert!(
+        text.contains("\"always\" -> \"madvise (in force now, no restart)\""),
+        "{text}"
+    );
     assert_eq!(
         p.steps[0].ops,
         [Op::Node(NodeOp::ApplyKernel {

@@ -27,7 +27,7 @@ pub(super) fn kernel(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String
             let have = n.facts.and_then(|f| f.files.get(*p).cloned().flatten());
             match have {
                 Some(h) => {
-                    Change::update(p, &format!("sha256:{}", &h[..12]), "rendered by redisctl")
+                    Change::update(p, format!("sha256:{}", &h[..12]), "rendered by redisctl")
                 }
                 None => Change::create(p, "rendered by redisctl"),
             }
@@ -44,7 +44,7 @@ pub(super) fn kernel(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String
             changes.push(Change::update(
                 name,
                 have,
-                &format!("{want} (in force now, no restart)"),
+                format!("{want} (in force now, no restart)"),
             ));
         }
     }

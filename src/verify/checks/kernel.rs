@@ -102,7 +102,8 @@ mod tests {
     }
 
     const GOOD: &str = "k_overcommit=1\nk_somaxconn=4096\nk_thp=always [madvise] never\n";
-    const START: &str = "1:C 07 Dec 2026 12:00:00.000 # oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo";
+    const START: &str =
+        "1:C 07 Dec 2026 12:00:00.000 # oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo";
     const OVERCOMMIT: &str = "1:M 07 Dec 2026 12:00:00.001 # WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition.";
 
     #[test]
@@ -113,18 +114,25 @@ mod tests {
         assert!(c.passed, "{c:?}");
         assert_eq!(
             c.evidence,
-            ["n1: vm.overcommit_memory=1 net.core.somaxconn=4096 transparent_hugepage=madvise; no WARNING in Redis's log since it started"]
+            [
+                "n1: vm.overcommit_memory=1 net.core.somaxconn=4096 transparent_hugepage=madvise; no WARNING in Redis's log since it started"
+            ]
         );
     }
 
     #[test]
     fn fails_with_the_value_and_the_warning_as_evidence() {
         let log = format!("{START}\n{OVERCOMMIT}\n");
-        let c = checklist(&[probe(&GOOD.replace("k_overcommit=1", "k_overcommit=0"), &log)]);
+        let c = checklist(&[probe(
+            &GOOD.replace("k_overcommit=1", "k_overcommit=0"),
+            &log,
+        )]);
         assert!(!c.passed);
         assert_eq!(
             c.evidence,
-            ["n1: vm.overcommit_memory=0 net.core.somaxconn=4096 transparent_hugepage=madvise; vm.overcommit_memory is \"0\" [expected 1]; Redis logged: WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition. WRONG"]
+            [
+                "n1: vm.overcommit_memory=0 net.core.somaxconn=4096 transparent_hugepage=madvise; vm.overcommit_memory is \"0\" [expected 1]; Redis logged: WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition. WRONG"
+            ]
         );
     }
 }
