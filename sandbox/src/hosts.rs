@@ -129,10 +129,11 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
             spec.instance_id, v.path
         ));
     }
-    let kernel_binds = crate::kernel::prepare(&spec.kernel, &values, spec.init == Init::Systemd)
+    let kernel_binds = crate::kernel::prepare(&spec.kernel, &values)
         .with_context(|| format!("{}: cannot reset its kernel values", spec.instance_id))?;
-    // nspawn itself runs in the host's namespace too, so that the sysfs it mounts for the guest
-    // shows the guest's own links (not the operator namespace's).
+    // nspawn itself runs in the host's namespace too, so that nothing it sets up for the guest
+    // sees the operator namespace's links (the guest's sysfs is mounted from inside the
+    // container, see SYSTEMD_NSPAWN_API_VFS_WRITABLE below).
     let ns = std::fs::File::open(crate::net::netns_path(&spec.netns))
         .with_context(|| format!("the network namespace {} is missing", spec.netns))?;
     let fd = ns.as_raw_fd();
@@ -190,8 +191,15 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
         cmd.args(["--", "/bin/bash", "-c", NOINIT_SCRIPT, "sandbox-init"]);
     }
     let child = cmd
-        // Never let a guest write the machine's /proc/sys.
-        .env_remove("SYSTEMD_NSPAWN_API_VFS_WRITABLE")
+        // Never let a guest write the machine's /proc/sys: read-only but /proc/sys/net, which is
+        // the guest's own network namespace's (nspawn leaves it writable with a network
+        // namespace of its making, not with --network-namespace-path). As on EC2, a guest sets
+        // net.core.somaxconn & co. for itself, and Debian's systemd-sysctl.service (which runs
+        // only where /proc/sys/net is writable) applies /etc/sysctl.d at boot. This also makes
+        // nspawn mount the guest's sysfs from inside its network namespace: /sys holds block,
+        // bus, class, dev, devices, fs/cgroup and kernel. See crate::kernel for the two global
+        // values a host has a copy of.
+        .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

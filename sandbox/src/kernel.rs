@@ -14,10 +14,9 @@
 //! defaults of an Ubuntu 24.04 EC2 instance (`0`, `always [madvise] never`) at every boot of the
 //! host (launch, start, RebootInstances, a guest `reboot`), before nspawn starts, and the
 //! guest's systemd-sysctl and systemd-tmpfiles-setup write into the files as the boot goes.
-//! Debian's systemd-sysctl.service runs only when `/proc/sys/net/` is writable, which nspawn
-//! leaves read-only with `--network-namespace-path`: a systemd host gets [`SYSCTL_DROP_IN`]
-//! (read-only, in `/run/systemd/system`, the runtime unit directory) so that it runs at every
-//! boot as on EC2; it skips the keys the guest may not set (EROFS is not an error to it).
+//! (Debian's systemd-sysctl.service runs only when `/proc/sys/net/` is writable: the guest's
+//! own, see [`crate::hosts`]; it skips the keys the guest may not set, EROFS being no error to
+//! it.)
 //!
 //! How nspawn (252) is made to do it, with its own `--bind` and no mount after the guest started:
 //! - a bind whose destination is under `/proc` is made *inside* the container (after its own
@@ -64,19 +63,6 @@ pub const VALUES: [Value; 2] = [OVERCOMMIT_MEMORY, TRANSPARENT_HUGEPAGE];
 /// Where the files are bound first inside the container (see the module doc).
 pub const STAGING: &str = "/run/host/redisctl-sandbox";
 
-/// What lets systemd-sysctl.service run at a systemd host's boot (its only condition,
-/// `ConditionPathIsReadWrite=/proc/sys/net/`, reset), and where the guest finds it.
-pub const SYSCTL_DROP_IN: &str = "\
-# redisctl-sandbox: on EC2 this unit applies /etc/sysctl.d at every boot. Here /proc/sys/net/ is
-# read-only (the container's), which its condition would take for a read-only kernel: reset it.
-# The host's own vm.overcommit_memory is writable; the keys it may not set are skipped.
-[Unit]
-ConditionPathIsReadWrite=
-";
-pub const SYSCTL_DROP_IN_PATH: &str =
-    "/run/systemd/system/systemd-sysctl.service.d/50-redisctl-sandbox.conf";
-const SYSCTL_DROP_IN_FILE: &str = "systemd-sysctl.conf";
-
 /// The values this machine's kernel has: a kernel built without transparent hugepages has no
 /// `/sys/kernel/mm/transparent_hugepage`, and its hosts have none either (nspawn could not
 /// make the mount point in sysfs).
@@ -90,8 +76,8 @@ pub fn present() -> Vec<Value> {
 /// A kernel boot of the host whose files are in `dir`: every value of `values` gets its default
 /// (the file replaced whole, never written through: [`crate::safefs::Dir::write_file`], 0644
 /// root, as the kernel's), `dir` is made (0700) if missing. Returns nspawn's options that bind
-/// them into the container, and [`SYSCTL_DROP_IN`] when the host boots `systemd`.
-pub fn prepare(dir: &Path, values: &[Value], systemd: bool) -> Result<Vec<String>> {
+/// them into the container.
+pub fn prepare(dir: &Path, values: &[Value]) -> Result<Vec<String>> {
     let parent = dir
         .parent()
         .with_context(|| format!("{} has no parent directory", dir.display()))?;
@@ -115,13 +101,6 @@ pub fn prepare(dir: &Path, values: &[Value], systemd: bool) -> Result<Vec<String
         };
         args.push(format!("--bind={staged}:{dest}"));
     }
-    if systemd {
-        host.write_file(SYSCTL_DROP_IN_FILE, SYSCTL_DROP_IN.as_bytes(), 0o644, 0, 0)?;
-        args.push(format!(
-            "--bind-ro={}:{SYSCTL_DROP_IN_PATH}",
-            dir.join(SYSCTL_DROP_IN_FILE).display()
-        ));
-    }
     Ok(args)
 }
 
@@ -138,7 +117,7 @@ mod tests {
         }
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("kernel/i-1");
-        let args = prepare(&dir, &VALUES, false).unwrap();
+        let args = prepare(&dir, &VALUES).unwrap();
         let d = dir.display();
         assert_eq!(
             args,
@@ -167,7 +146,7 @@ mod tests {
         let thp = dir.join("transparent_hugepage_enabled");
         std::fs::remove_file(&thp).unwrap();
         std::os::unix::fs::symlink(&outside, &thp).unwrap();
-        prepare(&dir, &VALUES, false).unwrap();
+        prepare(&dir, &VALUES).unwrap();
         assert_eq!(std::fs::read_to_string(&om).unwrap(), "0\n");
         assert_eq!(
             std::fs::read_to_string(&thp).unwrap(),
@@ -176,22 +155,9 @@ mod tests {
         assert!(!std::fs::symlink_metadata(&thp).unwrap().is_symlink());
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
 
-        // A machine without transparent hugepages: that value is neither written nor bound. A
-        // systemd host gets the drop-in that lets systemd-sysctl run at boot, read-only.
+        // A machine without transparent hugepages: that value is neither written nor bound.
         let other = tmp.path().join("kernel/i-2");
-        let args = prepare(&other, &[OVERCOMMIT_MEMORY], true).unwrap();
-        assert_eq!(args.len(), 3);
+        assert_eq!(prepare(&other, &[OVERCOMMIT_MEMORY]).unwrap().len(), 2);
         assert!(!other.join(TRANSPARENT_HUGEPAGE.file).exists());
-        assert_eq!(
-            args[2],
-            format!(
-                "--bind-ro={}/systemd-sysctl.conf:/run/systemd/system/systemd-sysctl.service.d/50-redisctl-sandbox.conf",
-                other.display()
-            )
-        );
-        assert_eq!(
-            std::fs::read_to_string(other.join("systemd-sysctl.conf")).unwrap(),
-            SYSCTL_DROP_IN
-        );
     }
 }

@@ -97,6 +97,16 @@ async fn a_host_sets_its_own_kernel_values_and_each_boot_starts_from_the_default
         ssh_ok(&keys, ip, "cat /proc/sys/vm/overcommit_memory"),
         "1\n"
     );
+    // /proc/sys/net is the guest's own network namespace's: writable, as on EC2, and nobody
+    // else's (this test runs in the operator namespace).
+    let somaxconn = || std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    let somaxconn_before = somaxconn();
+    ssh_ok(&keys, ip, "sudo sysctl -w net.core.somaxconn=1000");
+    assert_eq!(
+        ssh_ok(&keys, ip, "cat /proc/sys/net/core/somaxconn"),
+        "1000\n"
+    );
+    assert_eq!(somaxconn(), somaxconn_before);
     // Everything else of /proc/sys and /sys stays read-only.
     for cmd in [
         "sudo sysctl -w vm.swappiness=1",
