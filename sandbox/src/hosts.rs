@@ -129,7 +129,7 @@ fn spawn_nspawn(spec: &HostSpec) -> Result<Child> {
             spec.instance_id, v.path
         ));
     }
-    let kernel_binds = crate::kernel::prepare(&spec.kernel, &values)
+    let kernel_binds = crate::kernel::prepare(&spec.kernel, &values, spec.init == Init::Systemd)
         .with_context(|| format!("{}: cannot reset its kernel values", spec.instance_id))?;
     // nspawn itself runs in the host's namespace too, so that nothing it sets up for the guest
     // sees the operator namespace's links (the guest's sysfs is mounted from inside the

@@ -31,6 +31,20 @@
 //! Only the files' inodes reach the container, not their directory, so a guest cannot put
 //! anything else there. Nothing is mounted in this machine's mount namespace: the binds exist
 //! in the container's and go with it.
+//!
+//! A service whose unit mounts a `/proc` of its own (`ProtectProc=`, `ProcSubset=`: systemd
+//! unmounts everything under `/proc` and mounts a new procfs) would read this machine's value
+//! there. Debian's and Ubuntu's Redis units do (`ProtectProc=invisible`), so a systemd host gets
+//! [`UNIT_DROP_IN`] for them, read-only in `/run/systemd/system` (the runtime unit directory):
+//! it binds the host's files into the service's namespace, after its procfs, read-only as
+//! `ProtectKernelTunables=` has them. (`/sys` is bound recursively by systemd: the
+//! transparent hugepage file stays.)
+//!
+//! The files are files: a write replaces what is read only from where it starts. `echo`,
+//! `sysctl` and `sysctl -p` truncate; systemd-sysctl and a tmpfiles.d `w` line do not (the kernel
+//! takes any write as the whole value), so `w …/enabled - - - - never` over the default leaves
+//! `nevers [madvise] never`. Nothing checks what is written (the kernel refuses `5` or
+//! `sometimes` with EINVAL) or shows the selected word in brackets after `echo madvise`.
 
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -63,6 +77,20 @@ pub const VALUES: [Value; 2] = [OVERCOMMIT_MEMORY, TRANSPARENT_HUGEPAGE];
 /// Where the files are bound first inside the container (see the module doc).
 pub const STAGING: &str = "/run/host/redisctl-sandbox";
 
+/// The units that mount a `/proc` of their own and read a value there: the Redis server's, as
+/// Debian and Ubuntu ship them (the template is what redisctl runs, `redis-server@cluster`).
+pub const UNITS_WITH_OWN_PROC: [&str; 2] = ["redis-server.service", "redis-server@.service"];
+
+/// The drop-in those units get on a systemd host (see the module doc).
+pub const UNIT_DROP_IN: &str = "\
+# redisctl-sandbox: this unit mounts a /proc of its own (ProtectProc=), which would show the
+# sandbox machine's kernel values, not this host's: the host's own, read-only.
+[Service]
+BindReadOnlyPaths=-/run/host/redisctl-sandbox/overcommit_memory:/proc/sys/vm/overcommit_memory
+";
+const UNIT_DROP_IN_FILE: &str = "unit-drop-in.conf";
+const UNIT_DROP_IN_NAME: &str = "50-redisctl-sandbox.conf";
+
 /// The values this machine's kernel has: a kernel built without transparent hugepages has no
 /// `/sys/kernel/mm/transparent_hugepage`, and its hosts have none either (nspawn could not
 /// make the mount point in sysfs).
@@ -76,8 +104,8 @@ pub fn present() -> Vec<Value> {
 /// A kernel boot of the host whose files are in `dir`: every value of `values` gets its default
 /// (the file replaced whole, never written through: [`crate::safefs::Dir::write_file`], 0644
 /// root, as the kernel's), `dir` is made (0700) if missing. Returns nspawn's options that bind
-/// them into the container.
-pub fn prepare(dir: &Path, values: &[Value]) -> Result<Vec<String>> {
+/// them into the container, and [`UNIT_DROP_IN`] when the host boots `systemd`.
+pub fn prepare(dir: &Path, values: &[Value], systemd: bool) -> Result<Vec<String>> {
     let parent = dir
         .parent()
         .with_context(|| format!("{} has no parent directory", dir.display()))?;
@@ -101,6 +129,15 @@ pub fn prepare(dir: &Path, values: &[Value]) -> Result<Vec<String>> {
         };
         args.push(format!("--bind={staged}:{dest}"));
     }
+    if systemd && values.contains(&OVERCOMMIT_MEMORY) {
+        host.write_file(UNIT_DROP_IN_FILE, UNIT_DROP_IN.as_bytes(), 0o644, 0, 0)?;
+        for unit in UNITS_WITH_OWN_PROC {
+            args.push(format!(
+                "--bind-ro={}:/run/systemd/system/{unit}.d/{UNIT_DROP_IN_NAME}",
+                dir.join(UNIT_DROP_IN_FILE).display()
+            ));
+        }
+    }
     Ok(args)
 }
 
@@ -117,7 +154,7 @@ mod tests {
         }
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("kernel/i-1");
-        let args = prepare(&dir, &VALUES).unwrap();
+        let args = prepare(&dir, &VALUES, false).unwrap();
         let d = dir.display();
         assert_eq!(
             args,
@@ -146,7 +183,7 @@ mod tests {
         let thp = dir.join("transparent_hugepage_enabled");
         std::fs::remove_file(&thp).unwrap();
         std::os::unix::fs::symlink(&outside, &thp).unwrap();
-        prepare(&dir, &VALUES).unwrap();
+        prepare(&dir, &VALUES, false).unwrap();
         assert_eq!(std::fs::read_to_string(&om).unwrap(), "0\n");
         assert_eq!(
             std::fs::read_to_string(&thp).unwrap(),
@@ -155,9 +192,30 @@ mod tests {
         assert!(!std::fs::symlink_metadata(&thp).unwrap().is_symlink());
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
 
-        // A machine without transparent hugepages: that value is neither written nor bound.
+        // A machine without transparent hugepages: that value is neither written nor bound. A
+        // systemd host: the Redis units get the drop-in, read-only.
         let other = tmp.path().join("kernel/i-2");
-        assert_eq!(prepare(&other, &[OVERCOMMIT_MEMORY]).unwrap().len(), 2);
+        let args = prepare(&other, &[OVERCOMMIT_MEMORY], true).unwrap();
         assert!(!other.join(TRANSPARENT_HUGEPAGE.file).exists());
+        let o = other.display();
+        assert_eq!(
+            args[2..],
+            [
+                format!(
+                    "--bind-ro={o}/unit-drop-in.conf:/run/systemd/system/redis-server.service.d/50-redisctl-sandbox.conf"
+                ),
+                format!(
+                    "--bind-ro={o}/unit-drop-in.conf:/run/systemd/system/redis-server@.service.d/50-redisctl-sandbox.conf"
+                ),
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(other.join("unit-drop-in.conf")).unwrap(),
+            UNIT_DROP_IN
+        );
+        assert!(UNIT_DROP_IN.contains(&format!(
+            "\nBindReadOnlyPaths=-{STAGING}/{}:{}\n",
+            OVERCOMMIT_MEMORY.file, OVERCOMMIT_MEMORY.path
+        )));
     }
 }

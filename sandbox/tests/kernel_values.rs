@@ -232,3 +232,64 @@ async fn a_host_without_init_has_its_own_kernel_values_too_and_a_reset_removes_t
     assert!(!files.exists(), "{} is left", files.display());
     assert_eq!(machine(), before, "this machine's own values changed");
 }
+
+#[tokio::test]
+async fn redis_under_its_hardened_unit_reads_the_hosts_own_values() {
+    let before = machine();
+    let sb = Sandbox::acquire();
+    if !has_hugepages() {
+        return;
+    }
+    let (ec2, net, keys) = ready_to_launch().await;
+    public_subnet(&ec2, &net).await;
+    let ip = "10.0.1.42";
+    run_instance(&ec2, &net.subnets[0].0, ip, "op", false, None).await;
+    wait_ssh(&keys, ip, BOOT_LIMIT);
+    ssh_ok(
+        &keys,
+        ip,
+        "sudo sysctl -q -w vm.overcommit_memory=1 \
+         && echo never | sudo tee /sys/kernel/mm/transparent_hugepage/enabled >/dev/null",
+    );
+    apt_update_ok(&keys, ip);
+    ssh_ok(
+        &keys,
+        ip,
+        "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null",
+    );
+    // The stock unit mounts a /proc of its own; it still shows the host's value.
+    assert_eq!(
+        ssh_ok(&keys, ip, "systemctl show -p ProtectProc redis-server"),
+        "ProtectProc=invisible\n"
+    );
+    let seen = || {
+        ssh_ok(
+            &keys,
+            ip,
+            "p=$(systemctl show -p MainPID --value redis-server) && sudo cat \
+             /proc/$p/root/proc/sys/vm/overcommit_memory \
+             /proc/$p/root/sys/kernel/mm/transparent_hugepage/enabled",
+        )
+    };
+    let warned = || {
+        ssh_ok(
+            &keys,
+            ip,
+            "sudo grep -c 'WARNING Memory overcommit must be enabled' /var/log/redis/redis-server.log || true",
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(seen(), "1\nnever\n");
+    assert_eq!(warned(), "0");
+    // Back to the default and a restart: Redis reads 0 and warns, as on EC2.
+    ssh_ok(
+        &keys,
+        ip,
+        "sudo sysctl -q -w vm.overcommit_memory=0 && sudo systemctl restart redis-server",
+    );
+    assert_eq!(seen(), "0\nnever\n");
+    assert_eq!(warned(), "1");
+    assert_nothing_mounted_here(&sb);
+    assert_eq!(machine(), before, "this machine's own values changed");
+}
