@@ -10,7 +10,9 @@ mod common;
 use common::{Cluster, IPS, text};
 use redisctl_sandbox::testing::Sandbox;
 
-/// This machine's values of what the nodes set (never changed by a guest).
+/// This machine's values of what the nodes set (never changed by a guest). The test runs in the
+/// sandbox's operator namespace: `somaxconn` is that namespace's (each network namespace has
+/// its own); the other two are the machine's.
 fn machine_values() -> Vec<(String, String)> {
     [
         "/proc/sys/vm/overcommit_memory",

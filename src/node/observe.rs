@@ -277,7 +277,7 @@ impl NodeRuntime {
             stock_service_enabled: value("stock_enabled") == "enabled",
             stock_service_active: value("stock_active") == "active",
             cluster,
-            kernel: kernel::parse(value),
+            kernel: kernel::parse(&text),
             cluster_state_file: value("state_file") == "yes",
             operator_auth,
         })

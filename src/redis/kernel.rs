@@ -85,22 +85,26 @@ pub fn thp_mode(text: &str) -> &str {
     }
 }
 
-/// Shell lines (no process: `read` is a builtin) printing `k_overcommit=`, `k_somaxconn=`,
-/// `k_thp=` with the values in force.
+/// A shell line printing `<path>:<value>` for each value in force (one `grep`: the shell's
+/// own `read` will not do, dash reads a byte at a time and a sysctl file answers only its
+/// first read: `4` of `4096`).
 pub fn observe_script() -> String {
-    format!(
-        "v=; read -r v < {OVERCOMMIT_PATH} 2>/dev/null; echo \"k_overcommit=$v\"\n\
-         v=; read -r v < {SOMAXCONN_PATH} 2>/dev/null; echo \"k_somaxconn=$v\"\n\
-         v=; read -r v < {THP_PATH} 2>/dev/null; echo \"k_thp=$v\"\n"
-    )
+    format!("grep -H . {OVERCOMMIT_PATH} {SOMAXCONN_PATH} {THP_PATH} 2>/dev/null\n")
 }
 
-/// The values from an observation's `key=value` lines.
-pub fn parse(value: impl Fn(&str) -> String) -> KernelValues {
+/// The values from [`observe_script`]'s lines (other lines are ignored).
+pub fn parse(text: &str) -> KernelValues {
+    let value = |path: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{path}:")))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
     KernelValues {
-        overcommit_memory: value("k_overcommit"),
-        somaxconn: value("k_somaxconn"),
-        thp: value("k_thp"),
+        overcommit_memory: value(OVERCOMMIT_PATH),
+        somaxconn: value(SOMAXCONN_PATH),
+        thp: value(THP_PATH),
     }
 }
 
@@ -169,6 +173,22 @@ mod tests {
                 ("transparent_hugepage", "always".to_string(), "madvise")
             ]
         );
+    }
+
+    #[test]
+    fn parses_what_grep_printed() {
+        let v = parse(&format!(
+            "installed=yes\n{OVERCOMMIT_PATH}:1\n{SOMAXCONN_PATH}:4096\n{THP_PATH}:always [madvise] never\n"
+        ));
+        assert_eq!(
+            v,
+            KernelValues {
+                overcommit_memory: "1".into(),
+                somaxconn: "4096".into(),
+                thp: "always [madvise] never".into()
+            }
+        );
+        assert_eq!(parse(""), KernelValues::default());
     }
 
     #[test]

@@ -28,14 +28,7 @@ pub fn checklist(probes: &[NodeProbe]) -> Check {
         let Some(o) = reached(p, &mut passed, &mut ev) else {
             continue;
         };
-        let v = kernel::parse(|k| {
-            o.kernel
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        });
+        let v = kernel::parse(&o.kernel);
         let values = describe(&v);
         let drift = kernel::drift(&v);
         let warnings = warnings_since_start(&o.redis_log);
@@ -101,7 +94,7 @@ mod tests {
         }
     }
 
-    const GOOD: &str = "k_overcommit=1\nk_somaxconn=4096\nk_thp=always [madvise] never\n";
+    const GOOD: &str = "/proc/sys/vm/overcommit_memory:1\n/proc/sys/net/core/somaxconn:4096\n/sys/kernel/mm/transparent_hugepage/enabled:always [madvise] never\n";
     const START: &str =
         "1:C 07 Dec 2026 12:00:00.000 # oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo";
     const OVERCOMMIT: &str = "1:M 07 Dec 2026 12:00:00.001 # WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition.";
@@ -124,7 +117,7 @@ mod tests {
     fn fails_with_the_value_and_the_warning_as_evidence() {
         let log = format!("{START}\n{OVERCOMMIT}\n");
         let c = checklist(&[probe(
-            &GOOD.replace("k_overcommit=1", "k_overcommit=0"),
+            &GOOD.replace("overcommit_memory:1", "overcommit_memory:0"),
             &log,
         )]);
         assert!(!c.passed);
