@@ -23,12 +23,14 @@
 //!   something to kill.
 //! - **Nothing restarts it** after a reboot or a crash (there is no init). After StartInstances
 //!   (a swap, or a stopped node that apply starts) redisctl starts it itself; a node found with
-//!   Redis down is planned as "start redis-server". The systemd drop-in's hardening (read-only
+//!   Redis down is planned as "start redis-server". Nothing applies the kernel settings at boot
+//!   either (`redis::kernel`: no systemd-sysctl, no tmpfiles): every start puts them in force
+//!   first, once redisctl has written them. The systemd drop-in's hardening (read-only
 //!   /etc/redis, ProtectSystem=strict…) has no equivalent here: see docs/security.md.
 //!
 //! The scripts run under `sudo sh -c` and take no secret.
 
-use crate::redis::conf;
+use crate::redis::{conf, kernel};
 
 /// The `sd_booted()` test: true (exit 0) when systemd is the running init.
 pub const IS_SYSTEMD: &str = "[ -d /run/systemd/system ]";
@@ -79,6 +81,8 @@ pub fn start() -> String {
         "set -e
 install -d -m 2755 -o redis -g redis {RUN_DIR}
 ulimit -n 65535 2>/dev/null || true
+if [ -f {sysctl} ]; then
+{kernel}fi
 # A pidfile left by a server that died names no redis-server: remove it, so that the wait
 # below sees the new server's.
 {active} || rm -f {pid}
@@ -100,6 +104,8 @@ done
         conf = conf::CONF.path,
         active = is_active(),
         log = conf::LOG_FILE,
+        sysctl = kernel::SYSCTL.path,
+        kernel = kernel::apply_script(false),
     )
 }
 
