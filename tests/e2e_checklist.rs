@@ -70,7 +70,7 @@ fn the_nodes_follow_the_checklist_and_verify_proves_it() {
         "{verify}"
     );
     assert!(
-        verify.contains("vm.overcommit_memory=1 net.core.somaxconn=4096 transparent_hugepage=madvise; no WARNING in Redis's log since it started"),
+        verify.contains("vm.overcommit_memory=1 net.core.somaxconn=4096 transparent_hugepage=madvise; redis-server's open files limit 65535; no WARNING in Redis's log since it started"),
         "{verify}"
     );
 

@@ -41,6 +41,21 @@ pub const THP_PATH: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 pub const OVERCOMMIT_PATH: &str = "/proc/sys/vm/overcommit_memory";
 pub const SOMAXCONN_PATH: &str = "/proc/sys/net/core/somaxconn";
 
+/// The file descriptors Redis needs with its default `maxclients` (10000) and the 32 it keeps
+/// for itself: below this, Redis lowers `maxclients` at startup (with no `WARNING` word in its
+/// log). Debian's unit gives 65535 (`LimitNOFILE=`), and so does redisctl's start without
+/// systemd.
+pub const OPEN_FILES_NEEDED: u64 = 10_032;
+
+/// The soft `Max open files` limit of a process from its `/proc/<pid>/limits` text.
+pub fn open_files(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|l| l.split_once("Max open files"))
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 pub const OVERCOMMIT: &str = "1";
 pub const SOMAXCONN: &str = "4096";
 pub const THP: &str = "madvise";
@@ -173,6 +188,19 @@ mod tests {
                 ("transparent_hugepage", "always".to_string(), "madvise")
             ]
         );
+    }
+
+    #[test]
+    fn reads_the_soft_open_files_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax cpu time              unlimited            unlimited            seconds\nMax open files            65535                65535                files\n";
+        assert_eq!(open_files(limits), Some(65535));
+        assert_eq!(
+            open_files(
+                "/proc/7/limits:Max open files            1024                 4096                 files"
+            ),
+            Some(1024)
+        );
+        assert_eq!(open_files(""), None);
     }
 
     #[test]

@@ -154,9 +154,11 @@ fn probe_script(spec: &Spec, ip: Ipv4Addr) -> String {
         "echo '@@modes@@'\n{}echo '@@end@@'\n",
         crate::redis::files::stat_script()
     ));
+    // The kernel values in force, and the running server's own open-files limit.
     s.push_str(&format!(
-        "echo '@@kernel@@'\n{}echo '@@end@@'\n",
-        crate::redis::kernel::observe_script()
+        "echo '@@kernel@@'\n{}p=$(cat {} 2>/dev/null); [ -n \"$p\" ] && grep -H 'Max open files' /proc/$p/limits 2>/dev/null\necho '@@end@@'\n",
+        crate::redis::kernel::observe_script(),
+        conf::PID_FILE
     ));
     // Since the last start only: the start's line resets what was collected.
     s.push_str(&section_cmd(

@@ -29,13 +29,27 @@ pub fn checklist(probes: &[NodeProbe]) -> Check {
             continue;
         };
         let v = kernel::parse(&o.kernel);
-        let values = describe(&v);
+        let files = kernel::open_files(&o.kernel);
+        let values = format!(
+            "{}; redis-server's open files limit {}",
+            describe(&v),
+            files.map_or("(unreadable)".to_string(), |n| n.to_string())
+        );
         let drift = kernel::drift(&v);
         let warnings = warnings_since_start(&o.redis_log);
         let mut wrong: Vec<String> = drift
             .iter()
             .map(|(name, have, want)| format!("{name} is {have:?} [expected {want}]"))
             .collect();
+        match files {
+            Some(n) if n >= kernel::OPEN_FILES_NEEDED => {}
+            Some(n) => wrong.push(format!(
+                "redis-server may open {n} files [at least {} for maxclients 10000]",
+                kernel::OPEN_FILES_NEEDED
+            )),
+            None => wrong
+                .push("redis-server's open files limit could not be read (is it running?)".into()),
+        }
         // A warning's text is Redis's (no secret); long ones are cut.
         wrong.extend(warnings.iter().map(|w| {
             let w = w
@@ -94,7 +108,7 @@ mod tests {
         }
     }
 
-    const GOOD: &str = "/proc/sys/vm/overcommit_memory:1\n/proc/sys/net/core/somaxconn:4096\n/sys/kernel/mm/transparent_hugepage/enabled:always [madvise] never\n";
+    const GOOD: &str = "/proc/sys/vm/overcommit_memory:1\n/proc/sys/net/core/somaxconn:4096\n/sys/kernel/mm/transparent_hugepage/enabled:always [madvise] never\n/proc/812/limits:Max open files            65535                65535                files\n";
     const START: &str =
         "1:C 07 Dec 2026 12:00:00.000 # oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo";
     const OVERCOMMIT: &str = "1:M 07 Dec 2026 12:00:00.001 # WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition.";
@@ -108,8 +122,23 @@ mod tests {
         assert_eq!(
             c.evidence,
             [
-                "n1: vm.overcommit_memory=1 net.core.somaxconn=4096 transparent_hugepage=madvise; no WARNING in Redis's log since it started"
+                "n1: vm.overcommit_memory=1 net.core.somaxconn=4096 transparent_hugepage=madvise; redis-server's open files limit 65535; no WARNING in Redis's log since it started"
             ]
+        );
+    }
+
+    #[test]
+    fn a_low_open_files_limit_fails() {
+        let c = checklist(&[probe(
+            &GOOD.replace("65535                65535", "1024                 4096"),
+            "",
+        )]);
+        assert!(!c.passed);
+        assert!(
+            c.evidence[0].ends_with(
+                "redis-server may open 1024 files [at least 10032 for maxclients 10000] WRONG"
+            ),
+            "{c:?}"
         );
     }
 
@@ -124,7 +153,7 @@ mod tests {
         assert_eq!(
             c.evidence,
             [
-                "n1: vm.overcommit_memory=0 net.core.somaxconn=4096 transparent_hugepage=madvise; vm.overcommit_memory is \"0\" [expected 1]; Redis logged: WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition. WRONG"
+                "n1: vm.overcommit_memory=0 net.core.somaxconn=4096 transparent_hugepage=madvise; redis-server's open files limit 65535; vm.overcommit_memory is \"0\" [expected 1]; Redis logged: WARNING Memory overcommit must be enabled! Without it, a background save or replication may fail under low memory condition. WRONG"
             ]
         );
     }
