@@ -135,6 +135,19 @@ fn two_machines_share_one_state_in_s3_with_a_lock() {
     let bucket = format!("redisctl-e2e-state-{}", std::process::id());
     make_bucket(&rt, &s3, &bucket, true);
     let lock_key = "prod-redis/lock.json";
+    // An object's content, as the bucket holds it.
+    let object = |key: &str| -> Vec<u8> {
+        rt.block_on(async {
+            let o = s3
+                .get_object()
+                .bucket(&bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            o.body.collect().await.unwrap().to_vec()
+        })
+    };
     let lock_exists = || {
         rt.block_on(s3.head_object().bucket(&bucket).key(lock_key).send())
             .is_ok()
@@ -335,20 +348,7 @@ fn two_machines_share_one_state_in_s3_with_a_lock() {
     a.edit(|t| t.replace("\"patient:*\"]", "\"patient:*\", \"report:*\"]"));
     let (mut child, screen) = a.apply_at_prompt();
     assert!(lock_exists(), "apply holds the lock at its prompt");
-    let lock = rt
-        .block_on(async {
-            s3.get_object()
-                .bucket(&bucket)
-                .key(lock_key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-        })
-        .unwrap()
-        .to_vec();
+    let lock = object(lock_key);
     let holder: serde_json::Value = serde_json::from_slice(&lock).unwrap();
     let pid = holder["pid"].as_i64().unwrap() as i32;
     assert_eq!(holder["command"], "apply");
@@ -363,20 +363,7 @@ fn two_machines_share_one_state_in_s3_with_a_lock() {
 
     // A rename a killed run saved half (the new name written, the old one not yet removed:
     // `ca.next.key` next to `ca.key` with the same key) is finished by the next run.
-    let key = rt
-        .block_on(async {
-            s3.get_object()
-                .bucket(&bucket)
-                .key("prod-redis/state/ca.key")
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-        })
-        .unwrap()
-        .to_vec();
+    let key = object("prod-redis/state/ca.key");
     rt.block_on(
         s3.put_object()
             .bucket(&bucket)
