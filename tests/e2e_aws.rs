@@ -94,7 +94,7 @@ fn apply_from_nothing_converges_and_destroy_leaves_nothing() {
 
     let out = c.ok(&["apply", "--yes"]);
     assert!(
-        out.contains("Apply complete! 30 added, 0 changed, 0 destroyed"),
+        out.contains("Apply complete! 33 added, 0 changed, 0 destroyed"),
         "{out}"
     );
     assert_eq!(counts(&ec2()), (1, 3, 1));

@@ -206,7 +206,7 @@ fn ids_ec2_does_not_know_yet_are_retried_not_failed() {
         t.elapsed().as_secs_f64()
     );
     assert!(
-        out.contains("Apply complete! 30 added, 0 changed, 0 destroyed"),
+        out.contains("Apply complete! 33 added, 0 changed, 0 destroyed"),
         "{out}"
     );
     let counters = sb.region().counters;
