@@ -354,6 +354,15 @@ if [ -f /var/run/reboot-required ]; then echo reboot=yes; fi
     ) -> Result<(), NodeError> {
         let content = self.file(node, conf::CONF).await?;
         let s = self.session(node).await?;
+        // Live (the replication login, which CONFIG SET changes): the running node first, then
+        // the file. A kill between the two leaves the file as it was, so the next plan sets the
+        // login again; the other order could leave the file saying done while the node still
+        // logs in to its master with the password being replaced (found by CI: a replication
+        // password rotation killed 20 ms into phase 6, then a replica's link down for good once
+        // the rotation ended).
+        if live {
+            self.set_replication_login(node, &s).await?;
+        }
         // One round trip: the directories made root's, the configuration (and, under systemd,
         // the drop-in, then the unit enabled; without an init, Redis started unless it runs).
         let drop_in = systemd::render_drop_in();
@@ -392,9 +401,6 @@ if [ -f /var/run/reboot-required ]; then echo reboot=yes; fi
             self.restart_and_wait(node, &s).await?;
         } else {
             self.wait_ping(node, &s).await?;
-        }
-        if live {
-            self.set_replication_login(node, &s).await?;
         }
         Ok(())
     }
