@@ -404,6 +404,7 @@ fn verify_passes_on_a_fresh_cluster_and_names_what_breaks() {
             "tls protocols",
             "tls certificates",
             "file modes",
+            "production checklist",
             "root volumes encrypted",
             "security group",
             "instance metadata"
