@@ -393,22 +393,14 @@ fn private_temp_dir() -> Result<PathBuf, StateError> {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let dir = temp_base().join(format!("{TEMP_PREFIX}{}-{nanos:08x}", std::process::id()));
+    use std::os::unix::fs::DirBuilderExt;
+    // Never wider than 0700 (the umask can only narrow it), and a new directory: create fails
+    // on one that exists.
     std::fs::DirBuilder::new()
-        .mode_private()
+        .mode(crate::private_fs::DIR_MODE)
         .create(&dir)
         .map_err(|e| io_err(&dir, "create the private state directory", e))?;
     Ok(dir)
-}
-
-trait PrivateDirBuilder {
-    fn mode_private(&mut self) -> &mut Self;
-}
-
-impl PrivateDirBuilder for std::fs::DirBuilder {
-    fn mode_private(&mut self) -> &mut Self {
-        use std::os::unix::fs::DirBuilderExt;
-        self.mode(crate::private_fs::DIR_MODE)
-    }
 }
 
 /// Private copies left by runs that were killed (their pid is gone) are removed.
