@@ -231,9 +231,10 @@ if [ -f /var/run/reboot-required ]; then echo reboot=yes; fi
     }
 
     /// The ACL file on `node`; with `reload`, Redis running, in one round trip: each user's
-    /// rules checked against the live server first (a file `ACL LOAD` refuses would also be
+    /// rules checked against the live server first (a file Redis refuses would also be
     /// refused at the next restart), the directories made root's, the file written
-    /// atomically, then `ACL LOAD`.
+    /// atomically, then the running server's users made the file's without closing the
+    /// connections of users that stay ([`users_acl::live_load_script`]).
     pub async fn write_acl(&self, node: &str, reload: bool) -> Result<(), NodeError> {
         let content = self.file(node, users_acl::USERS_ACL).await?;
         let s = self.session(node).await?;
@@ -292,14 +293,15 @@ if [ -f /var/run/reboot-required ]; then echo reboot=yes; fi
         script.push_str(&files::secure_script());
         script.push('\n');
         script.push_str(&ssh::upload_script(&users_acl::USERS_ACL));
-        script.push_str(&format!(
-            "out=$({cli} ACL LOAD 2>&1) || true; [ \"$out\" = OK ] || {{ echo \"ACL LOAD answered: $out\" >&2; exit 1; }}\n"
+        script.push_str(&users_acl::live_load_script(
+            &cli,
+            users_acl::USERS_ACL.path,
         ));
         let mut input = password.to_vec();
         input.push(b'\n');
         input.extend_from_slice(content.as_bytes());
         s.sudo_ok(
-            "check the ACL rules, write /etc/redis/users.acl, ACL LOAD",
+            "check the ACL rules, write /etc/redis/users.acl, set the users live",
             &script,
             Some(&input),
         )

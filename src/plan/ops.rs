@@ -259,7 +259,7 @@ pub enum NodeOp {
     /// An SSH key rotation's end on a node: a new session with the new key (proving it logs
     /// in), then the replaced public key removed from authorized_keys.
     RevokeSshKey { node: String },
-    /// Write users.acl; `reload` runs ACL LOAD on a running server (no restart).
+    /// Write users.acl; `reload` sets its users on a running server (ACL SETUSER, no restart).
     WriteAcl { node: String, reload: bool },
     /// Write the kernel settings' files (sysctl.d, tmpfiles.d) and put them in force now
     /// (`redis::kernel`; no restart).

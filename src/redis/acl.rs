@@ -151,9 +151,11 @@ fn categories_of(command: &str, sub: Option<&str>) -> &'static [&'static str] {
         ("migrate", None) | ("restore", None) => &["keyspace", "write", "slow", "dangerous"],
         ("asking", None) => &["fast", "connection"],
         ("cluster", Some(_)) => &["admin", "slow", "dangerous"],
-        ("acl", Some("load" | "save" | "list" | "setuser" | "deluser" | "getuser")) => {
-            &["admin", "slow", "dangerous"]
-        }
+        (
+            "acl",
+            Some("load" | "save" | "list" | "users" | "setuser" | "deluser" | "getuser" | "log"),
+        ) => &["admin", "slow", "dangerous"],
+        ("client", Some("kill")) => &["admin", "slow", "dangerous", "connection"],
         ("acl", Some(_)) => &["slow"],
         ("config", Some(_)) => &["admin", "slow", "dangerous"],
         _ => &[],
@@ -184,7 +186,9 @@ pub fn allows(rules: &[CommandRule], command: &str) -> bool {
 
 /// What redisctl's own user must be able to run: the cluster's formation (CLUSTER ADDSLOTS /
 /// SET-CONFIG-EPOCH / MEET / REPLICATE, INFO, PING), the reset of a half-formed
-/// cluster, health checks, `ACL LOAD` for ACL changes without restart, `ACL LIST` for verify's
+/// cluster, health checks, ACL changes without restart (`ACL SETUSER` per user from the ACL
+/// file, `ACL USERS` and `ACL DELUSER` for users taken out, `CLIENT KILL USER` for users turned
+/// off, `ACL LOAD` as the fallback), `ACL LIST` for verify's
 /// look at the users Redis runs with, the durability steps before a volume swap, slot moves
 /// (`redis-cli --cluster reshard`: CLUSTER SETSLOT / GETKEYSINSLOT / COUNTKEYSINSLOT, MIGRATE,
 /// which RESTOREs on the target as the same user, ASKING) and a node's leaving (CLUSTER FORGET
@@ -211,6 +215,10 @@ pub const OPERATOR_COMMANDS: &[&str] = &[
     "asking",
     "acl|load",
     "acl|list",
+    "acl|users",
+    "acl|setuser",
+    "acl|deluser",
+    "client|kill",
     "bgrewriteaof",
     "save",
 ];

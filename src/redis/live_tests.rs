@@ -84,12 +84,81 @@ impl Env {
         (out.status.success(), text)
     }
 
+    /// A redis-cli kept open as `user` (one connection, commands on its stdin, one answer line
+    /// each), to see whether a connection outlives a change.
+    fn held(&self, port: u16, user: &str, pw: &Secret) -> Held {
+        // Its errors ("Server closed the connection") on stdout too, as one answer line.
+        let mut child = Command::new("sh")
+            .args(["-c", "exec \"$0\" \"$@\" 2>&1", &self.cli])
+            .args(["--tls", "--cacert"])
+            .arg(&self.ca)
+            .arg("--cert")
+            .arg(&self.cert)
+            .arg("--key")
+            .arg(&self.key)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--user", user])
+            .arg("--no-auth-warning")
+            .env("REDISCLI_AUTH", pw.expose())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run redis-cli");
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        Held { child, out }
+    }
+
+    /// [`users_acl::live_load_script`] run here with `sh`, as the operator user `admin`.
+    fn live_load(&self, port: u16, admin: &Secret, acl: &Path) {
+        let cli = format!(
+            "{} --tls --cacert {} --cert {} --key {} -h 127.0.0.1 -p {port} --user admin --no-auth-warning",
+            crate::ssh::sh_quote(&self.cli),
+            crate::ssh::sh_quote(&self.ca.to_string_lossy()),
+            crate::ssh::sh_quote(&self.cert.to_string_lossy()),
+            crate::ssh::sh_quote(&self.key.to_string_lossy()),
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(users_acl::live_load_script(&cli, &acl.to_string_lossy()))
+            .env("REDISCLI_AUTH", admin.expose())
+            .output()
+            .expect("run sh");
+        assert!(
+            out.status.success(),
+            "the live load failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn capture(&self, name: &str, text: &str) {
         if let Some(d) = std::env::var_os("REDISCTL_CAPTURE_DIR") {
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(Path::new(&d).join(name), text).unwrap();
         }
         let _ = &self.dir;
+    }
+}
+
+struct Held {
+    child: Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Held {
+    fn send(&mut self, command: &str) -> String {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -451,7 +520,19 @@ fn live_tls_acl_cluster_on_loopback() {
     let (_, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &refs);
     assert_eq!(out.trim(), "1");
 
-    // An ACL change applies with ACL LOAD, no restart.
+    // An ACL change is set live from the written file (users_acl::live_load_script), no
+    // restart: a connection logged in as a user that stays keeps working (ACL LOAD would
+    // close it), a user the server has and the file does not is deleted, and a user the file
+    // turns off loses its connections.
+    let mut held = env.held(BASE_PORT, "dev", &dev);
+    assert_eq!(held.send("PING"), "PONG");
+    let (_, out) = env.cli(
+        BASE_PORT,
+        Some(("admin", &admin)),
+        false,
+        &["ACL", "SETUSER", "intruder", "on", "nopass", "+@all", "~*"],
+    );
+    assert_eq!(out.trim(), "OK");
     let mut changed = base.clone();
     changed
         .users
@@ -465,8 +546,36 @@ fn live_tls_acl_cluster_on_loopback() {
         users_acl::render(&changed, &secrets, std::slice::from_ref(&repl)).unwrap(),
     )
     .unwrap();
+    env.live_load(BASE_PORT, &admin, &acl_path);
+    assert_eq!(
+        held.send("PING"),
+        "PONG",
+        "the held connection of dev survives the change"
+    );
+    assert!(
+        !held.send("SET patient:12345 z").contains("NOPERM"),
+        "the new rule is in force on the held connection"
+    );
+    let (_, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &["ACL", "USERS"]);
+    assert!(
+        !out.contains("intruder"),
+        "a user the file lacks is deleted: {out}"
+    );
+    // What ACL LOAD of the same file would have made: the same users and rules.
+    let (_, live) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &["ACL", "LIST"]);
     let (_, out) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &["ACL", "LOAD"]);
     assert_eq!(out.trim(), "OK");
+    let (_, loaded) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &["ACL", "LIST"]);
+    // `ACL SETUSER … reset` also sets `sanitize-payload`, which is what a user without the flag
+    // gets too (RESTORE payloads sanitized when `sanitize-dump-payload` says so): the same.
+    assert_eq!(
+        live.replace(" sanitize-payload", ""),
+        loaded,
+        "the server's users are the file's"
+    );
+    drop(held);
+    let mut held = env.held(BASE_PORT, "dev", &dev);
+    assert_eq!(held.send("PING"), "PONG");
     let (_, out) = env.cli(
         BASE_PORT,
         Some(("dev", &dev)),
@@ -474,6 +583,28 @@ fn live_tls_acl_cluster_on_loopback() {
         &["SET", "patient:12345", "z"],
     );
     assert!(!out.contains("NOPERM"), "{out}");
+    // dev turned off: its held connection is closed, a new login refused.
+    changed
+        .users
+        .iter_mut()
+        .find(|u| u.name == "dev")
+        .unwrap()
+        .enabled = false;
+    std::fs::write(
+        &acl_path,
+        users_acl::render(&changed, &secrets, std::slice::from_ref(&repl)).unwrap(),
+    )
+    .unwrap();
+    env.live_load(BASE_PORT, &admin, &acl_path);
+    assert!(
+        held.send("PING").contains("closed"),
+        "a disabled user keeps no connection"
+    );
+    let (_, out) = env.cli(BASE_PORT, Some(("dev", &dev)), false, &["PING"]);
+    assert!(!out.contains("PONG"), "{out}");
+    let (_, out) = env.cli(BASE_PORT, Some(("app", &app)), false, &["PING"]);
+    assert_eq!(out.trim(), "PONG");
+    drop(held);
 
     drop(procs);
     std::fs::remove_dir_all(&dir).unwrap();

@@ -1,5 +1,6 @@
-//! `/etc/redis/users.acl`, the ACL file `ACL LOAD` reads, and the `ACL SETUSER` dry run that
-//! checks a user's rules on the live server before the file is replaced.
+//! `/etc/redis/users.acl`, the ACL file Redis reads at start, the `ACL SETUSER` dry run that
+//! checks a user's rules on the live server before the file is replaced, and the shell lines
+//! that then make the running server's users what the file says ([`live_load_script`]).
 //!
 //! The file has one `user` line per user and nothing else: Redis refuses comment lines in an
 //! ACL file, so the file carries no header. Passwords appear only as `#<sha256>`; the
@@ -139,6 +140,58 @@ pub fn dry_run_args(user: &AclUser) -> Vec<String> {
     ];
     args.extend(user_rules(&probe, &[]));
     args
+}
+
+/// The shell lines (POSIX sh, run as root on the node once the file at `path` is written) that
+/// make the running server's users what the file says, keeping the connections of users that
+/// stay. `cli` is the redis-cli command line logged in as the operator user.
+///
+/// Not `ACL LOAD`: Redis 7.0 frees every user on `ACL LOAD` and with them closes every
+/// connection logged in as any user but `default`, so each ACL change (a password rotation
+/// too) would cut every application connection on every node, and a client in the middle of
+/// its login fails. Instead, one `ACL SETUSER <name> reset <rules>` per line of the file (each
+/// atomic in Redis: the user is rebuilt from nothing, so the result is the file's line, and
+/// connections stay logged in), read from the file on the node so that no hash is on a
+/// command line; then `ACL DELUSER` for the users the server has and the file does not (Redis
+/// closes their connections), and `CLIENT KILL USER` for the users the file turns `off` other
+/// than `default` (a disabled user keeps no session; unauthenticated connections, which are
+/// `default`'s, are left alone). Should any `ACL SETUSER` be refused (the dry run makes that
+/// unlikely), `ACL LOAD` from the written file puts the whole set in place at once and the
+/// step fails with Redis's answer.
+///
+/// Passwords are checked at login: a session opened with a password the file no longer
+/// holds (the end of a rotation) stays open until it closes.
+pub fn live_load_script(cli: &str, path: &str) -> String {
+    let path = crate::ssh::sh_quote(path);
+    format!(
+        r#"n=$(grep -c '^user ' {path}) || true
+out=$(sed -n 's/^user \([^ ]*\) /ACL SETUSER \1 reset /p' {path} | {cli} 2>&1) || true
+ok=$(printf '%s\n' "$out" | grep -cx OK) || true
+if [ "$ok" != "$n" ]; then
+  back=$({cli} ACL LOAD 2>&1) || true
+  echo "ACL SETUSER from the ACL file: $ok of $n users set; Redis answered: $(printf '%s\n' "$out" | grep -vx OK | head -n 3); ACL LOAD then answered: $back" >&2
+  exit 1
+fi
+set -f
+keep=" $(sed -n 's/^user \([^ ]*\) .*/\1/p' {path} | tr '\n' ' ')"
+live=$({cli} ACL USERS 2>&1) || true
+case "$live" in *ERR*|*NOAUTH*|*WRONGPASS*|*NOPERM*|*"Could not connect"*) echo "ACL USERS answered: $live" >&2; exit 1;; esac
+gone=""
+for u in $live; do
+  case "$keep" in *" $u "*) ;; *) gone="$gone $u";; esac
+done
+if [ -n "$gone" ]; then
+  out=$({cli} ACL DELUSER $gone 2>&1) || true
+  case "$out" in ''|*[!0-9]*) echo "ACL DELUSER$gone answered: $out" >&2; exit 1;; esac
+fi
+for u in $(sed -n 's/^user \([^ ]*\) off .*/\1/p' {path}); do
+  [ "$u" = default ] && continue
+  out=$({cli} CLIENT KILL USER "$u" 2>&1) || true
+  case "$out" in ''|*[!0-9]*) echo "CLIENT KILL USER $u answered: $out" >&2; exit 1;; esac
+done
+set +f
+"#
+    )
 }
 
 /// `ACL DELUSER <throwaway>` after a dry run.

@@ -1,4 +1,4 @@
-//! Phase 5: the ACL file. On a running node it is loaded with ACL LOAD: no restart.
+//! Phase 5: the ACL file. On a running node its users are set live (ACL SETUSER): no restart.
 
 use super::super::builder::Builder;
 use super::super::model::*;
@@ -21,17 +21,17 @@ pub(super) fn acl(b: &mut Builder<'_>, n: &NodeNow<'_>, last: &mut Vec<String>) 
     let rotating: Vec<&str> = b.spec.rotating_users().map(|u| u.name.as_str()).collect();
     let reason = match (reload, rotating.is_empty()) {
         (true, true) => {
-            "the ACL users differ from the spec; loaded with ACL LOAD, no restart".to_string()
+            "the ACL users differ from the spec; set live with ACL SETUSER, no restart, connections kept".to_string()
         }
         (true, false) => format!(
-            "the ACL users differ from the spec; loaded with ACL LOAD, no restart. Password rotation of {}: the new password and the previous one are both accepted until the previous one is taken out of the spec",
+            "the ACL users differ from the spec; set live with ACL SETUSER, no restart, connections kept. Password rotation of {}: the new password and the previous one are both accepted until the previous one is taken out of the spec",
             rotating.join(", ")
         ),
         (false, _) => "the ACL file is not there yet".to_string(),
     };
     let only_rotation = started && !n.differs(USERS_ACL.path);
     let reason = if only_rotation {
-        "replication password rotation: the replication user accepts the new password next to the current one; loaded with ACL LOAD, no restart".to_string()
+        "replication password rotation: the replication user accepts the new password next to the current one; set live with ACL SETUSER, no restart, connections kept".to_string()
     } else if reload && super::replication::rotating(b) {
         format!(
             "{reason}. Replication password rotation: the replication user accepts the new password next to the current one"

@@ -4,7 +4,7 @@
 //! before planning). Nodes that are created or replaced in this plan get every step. A node that
 //! cannot be reached is a note; its steps wait for a plan that can see it.
 //!
-//! Changes to a running cluster are careful: an ACL change is written and loaded with ACL LOAD
+//! Changes to a running cluster are careful: an ACL change is written and set live (ACL SETUSER)
 //! (no restart); new certificates or CA bundles are reloaded by Redis (CONFIG SET of its tls-*
 //! paths, no restart), one node at a time; a config change restarts one node at a time, each
 //! waiting for the cluster to be healthy before the next. A CA rotation's stages (tls.rs) are

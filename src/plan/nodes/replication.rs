@@ -118,7 +118,7 @@ pub(super) fn end(b: &mut Builder<'_>, waiting: &[String]) {
                 format!("node.{}.replication", node.name),
                 Action::Update,
                 Phase::Config,
-                "the replication user accepts only the new password; loaded with ACL LOAD, no restart",
+                "the replication user accepts only the new password; set live with ACL SETUSER, no restart, connections kept",
             )
             .changes(vec![Change::update(
                 "redisctl-replication",
