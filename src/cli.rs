@@ -75,6 +75,11 @@ pub enum Command {
         after_help = REDIS_CLI_HELP
     )]
     RedisCli(RedisCliArgs),
+    /// Take in a cluster built without redisctl (by hand, from the reference procedure): find
+    /// the spec's resources in a VPC, show what will be tagged and what the first apply will
+    /// then change, and tag them after confirmation
+    #[command(after_help = ADOPT_HELP)]
+    Adopt(AdoptArgs),
     /// Print a plan saved by `plan --out` (no spec, no AWS, no node)
     #[command(
         after_help = "Exit status: 0 shown, 1 the file is not a redisctl plan file (or unreadable)."
@@ -253,6 +258,18 @@ pub struct OutputArgs {
     /// Every output as one JSON object
     #[arg(long, conflicts_with = "name")]
     pub json: bool,
+}
+
+const ADOPT_HELP: &str = "Write the spec to match the cluster (its subnets, its nodes' names, subnets and private IPs, the key pair its instances were launched with under [ssh] key_name and private_key), then run adopt: what differs and cannot change in place (a CIDR, a private IP, an instance type) is named with the spec line to write, and nothing is tagged until there is none. A resource is matched by EC2's facts (the VPC named here; subnets by Name or CIDR; the gateway attached; the route table of the subnets; instances by Name or private IP; their root volumes and their one security group), never by a tag. Tagging is all adopt changes; `redisctl apply` then converges the cluster.\n\nExit status: 0 tagged (or nothing to do), 1 refused (the reasons printed) or an error.";
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The VPC the cluster was built in: its id (vpc-…) or its Name tag
+    #[arg(long, value_name = "ID|NAME")]
+    pub vpc: String,
+    /// Do not prompt before tagging
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,8 +10,52 @@ use super::{Aws, AwsError, api_err, filter, filter_any};
 use crate::observed::{self, Observed, Tags, tags};
 use crate::spec::{Ami, CANONICAL_OWNER, Spec, UBUNTU_2404_NAME_FILTER};
 
-fn cluster_filter(spec: &Spec) -> Filter {
-    filter(&format!("tag:{}", tags::CLUSTER), &spec.cluster.name)
+/// What one observation reads: the cluster's resources (by its tag), or everything in one VPC
+/// (`redisctl adopt`: resources built without redisctl, which carry no redisctl tag).
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Cluster(&'a str),
+    Vpc(&'a str),
+}
+
+/// The resource kinds read by tag or by VPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Vpcs,
+    Subnets,
+    InternetGateways,
+    RouteTables,
+    NatGateways,
+    Addresses,
+    SecurityGroups,
+    Instances,
+    Volumes,
+    Snapshots,
+}
+
+impl Scope<'_> {
+    /// The filters of one Describe call; `None` for a kind this scope does not read that way
+    /// (a VPC's Elastic IPs and snapshots are not found by VPC; its volumes are read by the
+    /// instances they are attached to).
+    fn filters(&self, kind: Kind) -> Option<Vec<Filter>> {
+        match self {
+            Scope::Cluster(name) => Some(vec![filter(&format!("tag:{}", tags::CLUSTER), name)]),
+            Scope::Vpc(id) => {
+                let key = match kind {
+                    Kind::InternetGateways => "attachment.vpc-id",
+                    Kind::Addresses | Kind::Volumes | Kind::Snapshots => return None,
+                    _ => "vpc-id",
+                };
+                Some(vec![filter(key, id)])
+            }
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Scope::Cluster(n) | Scope::Vpc(n) => n,
+        }
+    }
 }
 
 /// An instance's EBS block devices: device name -> volume id.
@@ -136,14 +180,43 @@ fn s(o: Option<&str>) -> String {
     o.unwrap_or("").to_string()
 }
 
+impl Aws {
+    /// The ids of the VPCs `vpc` names: its own id (`vpc-…`), or its Name tag.
+    pub async fn vpc_ids(&self, vpc: &str) -> Result<Vec<String>, AwsError> {
+        let req = self.client.describe_vpcs();
+        let req = if vpc.starts_with("vpc-") {
+            req.filters(filter("vpc-id", vpc))
+        } else {
+            req.filters(filter("tag:Name", vpc))
+        };
+        let out = req
+            .send()
+            .await
+            .map_err(|e| api_err("DescribeVpcs", vpc, e))?;
+        let mut ids: Vec<String> = out
+            .vpcs()
+            .iter()
+            .filter_map(|v| v.vpc_id().map(String::from))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
 /// Read everything redisctl owns for the cluster in `spec`, plus the AMI candidates.
 pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
+    observe_scope(aws, spec, Scope::Cluster(&spec.cluster.name)).await
+}
+
+/// Read what `scope` holds (the same calls as [`observe`], each filtered by the scope), plus
+/// the key pair and AMI candidates of the spec.
+pub async fn observe_scope(aws: &Aws, spec: &Spec, scope: Scope<'_>) -> Result<Observed, AwsError> {
     let c = &aws.client;
-    let name = &spec.cluster.name;
+    let name = scope.name();
     let vpcs = async {
         let mut out: Vec<observed::Vpc> = c
             .describe_vpcs()
-            .filters(cluster_filter(spec))
+            .set_filters(scope.filters(Kind::Vpcs))
             .into_paginator()
             .items()
             .send()
@@ -169,7 +242,7 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
     let subnets = async {
         let mut out: Vec<observed::Subnet> = c
             .describe_subnets()
-            .filters(cluster_filter(spec))
+            .set_filters(scope.filters(Kind::Subnets))
             .into_paginator()
             .items()
             .send()
@@ -192,7 +265,7 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
     let igws = async {
         let mut out: Vec<observed::InternetGateway> = c
             .describe_internet_gateways()
-            .filters(cluster_filter(spec))
+            .set_filters(scope.filters(Kind::InternetGateways))
             .into_paginator()
             .items()
             .send()
@@ -217,7 +290,7 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
     let rts = async {
         let mut out: Vec<observed::RouteTable> = c
             .describe_route_tables()
-            .filters(cluster_filter(spec))
+            .set_filters(scope.filters(Kind::RouteTables))
             .into_paginator()
             .items()
             .send()
@@ -271,7 +344,7 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
     let nat_gateways = async {
         let mut out: Vec<observed::NatGateway> = c
             .describe_nat_gateways()
-            .filter(cluster_filter(spec))
+            .set_filter(scope.filters(Kind::NatGateways))
             .into_paginator()
             .items()
             .send()
@@ -300,9 +373,12 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         Ok::<_, AwsError>(out)
     };
     let addresses = async {
+        let Some(filters) = scope.filters(Kind::Addresses) else {
+            return Ok(Vec::new());
+        };
         let mut out: Vec<observed::Address> = c
             .describe_addresses()
-            .filters(cluster_filter(spec))
+            .set_filters(Some(filters))
             .send()
             .await
             .map_err(|e| api_err("DescribeAddresses", name, e))?
@@ -321,7 +397,7 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
     let sgs = async {
         let mut out: Vec<observed::SecurityGroup> = c
             .describe_security_groups()
-            .filters(cluster_filter(spec))
+            .set_filters(scope.filters(Kind::SecurityGroups))
             .into_paginator()
             .items()
             .send()
@@ -401,7 +477,7 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
     let instances = async {
         let reservations: Vec<_> = c
             .describe_instances()
-            .filters(cluster_filter(spec))
+            .set_filters(scope.filters(Kind::Instances))
             .filters(filter_any(
                 "instance-state-name",
                 &["pending", "running", "stopping", "stopped", "shutting-down"],
@@ -454,9 +530,12 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         Ok::<_, AwsError>(out)
     };
     let volumes = async {
+        let Some(filters) = scope.filters(Kind::Volumes) else {
+            return Ok(Vec::new());
+        };
         let mut out: Vec<observed::Volume> = c
             .describe_volumes()
-            .filters(cluster_filter(spec))
+            .set_filters(Some(filters))
             .into_paginator()
             .items()
             .send()
@@ -470,10 +549,13 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         Ok::<_, AwsError>(out)
     };
     let snapshots = async {
+        let Some(filters) = scope.filters(Kind::Snapshots) else {
+            return Ok(Vec::new());
+        };
         let mut out: Vec<observed::Snapshot> = c
             .describe_snapshots()
             .owner_ids("self")
-            .filters(cluster_filter(spec))
+            .set_filters(Some(filters))
             .into_paginator()
             .items()
             .send()
@@ -551,6 +633,27 @@ pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
         snapshots,
         images
     )?;
+    // A VPC's volumes: those attached to its instances.
+    let volumes = match scope {
+        Scope::Vpc(_) if !instances.is_empty() => {
+            let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+            let mut out: Vec<observed::Volume> = c
+                .describe_volumes()
+                .filters(filter_any("attachment.instance-id", &ids))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| api_err("DescribeVolumes", name, e))?
+                .into_iter()
+                .map(|v| volume(&v))
+                .collect();
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            out
+        }
+        _ => volumes,
+    };
     let swap_named = swap_named(aws, &instances, &volumes, &snapshots).await?;
     Ok(Observed {
         swap_named,

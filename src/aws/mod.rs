@@ -26,7 +26,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 
 use crate::observed::Tags;
 
-pub use describe::observe;
+pub use describe::{Scope, observe, observe_scope};
 pub use inspect::VolumeFacts;
 pub use nodes::{InstanceSeen, NodeInstance};
 pub use settle::Retries;

@@ -1,6 +1,7 @@
 //! Thin glue: each subcommand parses its arguments and calls one function of the core
 //! (`workflow/` for plan, apply and destroy), then hands the outcome to `render/`.
 
+mod adopt;
 mod apply;
 mod client_cert;
 mod destroy;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli, shell: &Shell) -> ExitCode {
         Command::Verify(args) => runtime().block_on(verify::run(&cli.config, args, shell)),
         Command::RedisCli(args) => runtime().block_on(redis_cli::run(&cli.config, args, shell)),
         Command::ClientCert(args) => client_cert::run(&cli.config, args, shell),
+        Command::Adopt(args) => runtime().block_on(adopt::run(&cli.config, args, shell)),
         Command::Show(args) => show::run(args, shell),
         Command::Output(args) => output::run(&cli.config, args, shell),
         Command::ForceUnlock(args) => state::force_unlock(&cli.config, &args.id, shell),

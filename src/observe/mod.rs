@@ -81,6 +81,61 @@ pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
     if nodes == Nodes::Wait && settle_pending(&aws, &observed).await {
         observed = read_aws(&aws, spec).await?;
     }
+    complete(spec, aws, observed, nodes).await
+}
+
+/// `redisctl adopt`'s look: the cluster's own resources (by tag), everything in the VPC `vpc`
+/// names (an id or a Name tag), which of those are the spec's ([`crate::plan::adopt`]), and,
+/// when nothing stops the adoption, the world as it will be once they are tagged: the nodes
+/// observed as `plan` does (their host keys pinned at first contact), so that the plan made
+/// from it is what the first apply will change.
+pub async fn observe_adopting(
+    spec: &Spec,
+    vpc: &str,
+) -> Result<(Option<World>, crate::plan::adopt::Adoption), ObserveError> {
+    let aws = Aws::connect(&spec.cluster.region).await;
+    let current = read_aws(&aws, spec).await?;
+    let aws_err = |source| ObserveError::Aws {
+        cluster: spec.cluster.name.clone(),
+        source,
+    };
+    let ids = aws.vpc_ids(vpc).await.map_err(aws_err)?;
+    let found = match ids.as_slice() {
+        [id] => crate::aws::observe_scope(&aws, spec, crate::aws::Scope::Vpc(id))
+            .await
+            .map_err(aws_err)?,
+        _ => Observed {
+            vpcs: ids
+                .iter()
+                .map(|id| crate::observed::Vpc {
+                    id: id.clone(),
+                    cidr: String::new(),
+                    state: String::new(),
+                    dns_support: None,
+                    dns_hostnames: None,
+                    tags: [("Name".to_string(), vpc.to_string())].into(),
+                })
+                .collect(),
+            ..Observed::default()
+        },
+    };
+    let adoption = crate::plan::adopt::adoption(spec, vpc, &found, &current);
+    if !adoption.problems.is_empty() {
+        return Ok((None, adoption));
+    }
+    let mut observed = crate::plan::adopt::as_tagged(&found, &adoption.claims);
+    observed.set_aside_strangers();
+    let world = complete(spec, aws, observed, Nodes::Look).await?;
+    Ok((Some(world), adoption))
+}
+
+/// The local facts and (unless `Nodes::Skip`) each running node, added to what EC2 showed.
+async fn complete(
+    spec: &Spec,
+    aws: Aws,
+    mut observed: Observed,
+    nodes: Nodes,
+) -> Result<World, ObserveError> {
     observed.local_public_key = crate::ssh::keyfile::public_key(&spec.ssh.private_key)?;
     let key = &spec.ssh.private_key;
     observed.local.ssh_next_public_key =

@@ -27,6 +27,7 @@
 //! names, tags and tokens the plan fixes, `fingerprint` and `saved` what a saved plan carries to
 //! be refused when stale.
 
+pub mod adopt;
 mod builder;
 mod destroy;
 mod egress;

@@ -152,7 +152,7 @@ impl Ui for Console<'_> {
 }
 
 /// Ask for `yes` on a terminal; refuse without one unless `--yes` was given.
-fn confirm(shell: &Shell, yes: bool, question: &str) -> Result<(), Error> {
+pub(crate) fn confirm(shell: &Shell, yes: bool, question: &str) -> Result<(), Error> {
     use std::io::IsTerminal;
     if yes {
         return Ok(());

@@ -2,6 +2,7 @@
 //! for spec diagnostics, plans, progress, the apply/destroy console, verify's report and
 //! client-cert's. `tracing` is for `-v` diagnostics only.
 
+pub mod adopt;
 pub mod client_cert;
 pub mod console;
 pub mod diagnostics;
