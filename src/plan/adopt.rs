@@ -90,15 +90,20 @@ pub fn adoption(spec: &Spec, vpc: &str, found: &Observed, current: &Observed) ->
     let v = match vpcs.as_slice() {
         [v] => *v,
         [] => {
-            a.problems
-                .push(format!("no VPC with the id or Name {vpc} in {}", spec.cluster.region));
+            a.problems.push(format!(
+                "no VPC with the id or Name {vpc} in {}",
+                spec.cluster.region
+            ));
             return a;
         }
         many => {
             a.problems.push(format!(
                 "{} VPCs are named {vpc} ({}): name the one to adopt by its id",
                 many.len(),
-                many.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|v| v.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             return a;
         }
@@ -361,7 +366,8 @@ pub fn adoption(spec: &Spec, vpc: &str, found: &Observed, current: &Observed) ->
     }
     for i in &in_vpc {
         if !adopted.iter().any(|x| x.id == i.id) {
-            a.left_alone.push(format!("instance {}", label(&i.id, &i.tags)));
+            a.left_alone
+                .push(format!("instance {}", label(&i.id, &i.tags)));
         }
     }
 
@@ -628,7 +634,11 @@ mod tests {
             .insert(tags::CLUSTER.into(), "someone-else".into());
         let a = adoption(&spec, "redis-vpc", &o, &Observed::default());
         assert!(a.claims.is_empty());
-        assert!(a.problems[0].contains("another cluster's"), "{:?}", a.problems);
+        assert!(
+            a.problems[0].contains("another cluster's"),
+            "{:?}",
+            a.problems
+        );
         // Instances in two groups each, sharing none.
         let mut o = hand_built();
         o.instances[0].security_group_ids = vec!["sg-other".into()];

@@ -1,0 +1,319 @@
+//! `redisctl adopt` (issue #18), end to end in the sandbox: a VPC built by hand through the EC2
+//! API as the reference procedure builds it (its Names, a route table to the gateway, one
+//! security group, three t2.micro with unencrypted root volumes, one of them at an address DHCP
+//! chose) is refused while the spec does not match it (the spec line to write named, nothing
+//! tagged), then adopted, and one apply makes it the cluster of the spec: nothing of the hand
+//! build is created again or replaced, `verify` passes, a second plan is empty, and `destroy`
+//! leaves the account as before the hand build.
+//!
+//! The nodes here run no Redis yet: taking over a Redis started by hand is not built yet.
+
+mod common;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, InstanceType, IpPermission, IpRange, ResourceType,
+    Tag, TagSpecification, VolumeType,
+};
+use common::{Cluster, text};
+use redisctl_sandbox::testing::Sandbox;
+
+fn name_tag(kind: ResourceType, name: &str) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .tags(Tag::builder().key("Name").value(name).build())
+        .tags(Tag::builder().key("project").value("redis-lab").build())
+        .build()
+}
+
+/// The reference procedure's network and instances, by hand: `addresses` are the nodes'
+/// private IPs (1a, 1b, 1c), `public_key` the key pair `prod-redis-key` they boot with.
+async fn build_by_hand(public_key: &str, addresses: [&str; 3]) -> Vec<String> {
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let ec2 = Client::new(&conf);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .tag_specifications(name_tag(ResourceType::Vpc, "redis-vpc"))
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let mut subnets = Vec::new();
+    for (k, az) in ["a", "b", "c"].iter().enumerate() {
+        let id = common::settle::until_found("CreateSubnet", || {
+            ec2.create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block(format!("10.0.{}.0/24", k + 1))
+                .availability_zone(format!("us-east-1{az}"))
+                .tag_specifications(name_tag(
+                    ResourceType::Subnet,
+                    &format!("redis-subnet-1{az}"),
+                ))
+                .send()
+        })
+        .await
+        .subnet
+        .unwrap()
+        .subnet_id
+        .unwrap();
+        subnets.push(id);
+    }
+    let igw = ec2
+        .create_internet_gateway()
+        .tag_specifications(name_tag(ResourceType::InternetGateway, "redis-igw"))
+        .send()
+        .await
+        .unwrap()
+        .internet_gateway
+        .unwrap()
+        .internet_gateway_id
+        .unwrap();
+    common::settle::until_found("AttachInternetGateway", || {
+        ec2.attach_internet_gateway()
+            .internet_gateway_id(&igw)
+            .vpc_id(&vpc)
+            .send()
+    })
+    .await;
+    let rt = common::settle::until_found("CreateRouteTable", || {
+        ec2.create_route_table()
+            .vpc_id(&vpc)
+            .tag_specifications(name_tag(ResourceType::RouteTable, "redis-public-rt"))
+            .send()
+    })
+    .await
+    .route_table
+    .unwrap()
+    .route_table_id
+    .unwrap();
+    common::settle::until_found("CreateRoute", || {
+        ec2.create_route()
+            .route_table_id(&rt)
+            .destination_cidr_block("0.0.0.0/0")
+            .gateway_id(&igw)
+            .send()
+    })
+    .await;
+    for s in &subnets {
+        common::settle::until_found("AssociateRouteTable", || {
+            ec2.associate_route_table()
+                .route_table_id(&rt)
+                .subnet_id(s)
+                .send()
+        })
+        .await;
+    }
+    let sg = common::settle::until_found("CreateSecurityGroup", || {
+        ec2.create_security_group()
+            .vpc_id(&vpc)
+            .group_name("redis-cluster-sg")
+            .description("Redis cluster")
+            .tag_specifications(name_tag(ResourceType::SecurityGroup, "redis-cluster-sg"))
+            .send()
+    })
+    .await
+    .group_id
+    .unwrap();
+    let rule = |from: i32, to: i32, cidr: &str| {
+        IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(from)
+            .to_port(to)
+            .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
+            .build()
+    };
+    common::settle::until_found("AuthorizeSecurityGroupIngress", || {
+        ec2.authorize_security_group_ingress()
+            .group_id(&sg)
+            .ip_permissions(rule(22, 22, &common::vpc::operator_cidr()))
+            .ip_permissions(rule(6379, 6379, "10.0.0.0/16"))
+            .ip_permissions(rule(16379, 16379, "10.0.0.0/16"))
+            .ip_permissions(rule(26379, 26381, "10.0.0.0/16"))
+            .send()
+    })
+    .await;
+    ec2.import_key_pair()
+        .key_name("prod-redis-key")
+        .public_key_material(aws_sdk_ec2::primitives::Blob::new(public_key))
+        .send()
+        .await
+        .unwrap();
+    let ami = common::ami::noble_ami(&ec2).await;
+    let mut instances = Vec::new();
+    for (k, az) in ["a", "b", "c"].iter().enumerate() {
+        let out = common::settle::until_found("RunInstances", || {
+            ec2.run_instances()
+                .image_id(&ami)
+                .instance_type(InstanceType::T2Micro)
+                .min_count(1)
+                .max_count(1)
+                .key_name("prod-redis-key")
+                .network_interfaces(
+                    aws_sdk_ec2::types::InstanceNetworkInterfaceSpecification::builder()
+                        .device_index(0)
+                        .subnet_id(&subnets[k])
+                        .private_ip_address(addresses[k])
+                        .associate_public_ip_address(true)
+                        .groups(&sg)
+                        .build(),
+                )
+                .block_device_mappings(
+                    BlockDeviceMapping::builder()
+                        .device_name("/dev/sda1")
+                        .ebs(
+                            EbsBlockDevice::builder()
+                                .volume_size(8)
+                                .volume_type(VolumeType::Gp3)
+                                .delete_on_termination(true)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .tag_specifications(name_tag(
+                    ResourceType::Instance,
+                    &format!("redis-node-1{az}"),
+                ))
+                .send()
+        })
+        .await;
+        instances.push(out.instances.unwrap()[0].instance_id.clone().unwrap());
+    }
+    instances
+}
+
+/// The ids of the resources that carry the cluster's tag, of every kind adopt tags.
+async fn tagged() -> Vec<String> {
+    let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let ec2 = Client::new(&conf);
+    let out = ec2
+        .describe_tags()
+        .filters(
+            Filter::builder()
+                .name("key")
+                .values("redisctl:cluster")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = out
+        .tags()
+        .iter()
+        .filter_map(|t| t.resource_id().map(String::from))
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The addresses a plan says it creates or replaces.
+fn created_or_replaced(plan: &str) -> Vec<String> {
+    plan.lines()
+        .filter_map(|l| {
+            let l = l.trim().strip_prefix("# ")?;
+            let (address, rest) = l.split_once(' ')?;
+            (rest.starts_with("will be created") || rest.contains("replaced"))
+                .then(|| address.to_string())
+        })
+        .collect()
+}
+
+/// Nothing of the hand build is created again or replaced by `plan_text`.
+fn assert_nothing_made_again(plan_text: &str) {
+    let made = created_or_replaced(plan_text);
+    for address in [
+        "vpc",
+        "subnet.redis-subnet-1a",
+        "subnet.redis-subnet-1b",
+        "subnet.redis-subnet-1c",
+        "igw",
+        "route_table",
+        "sg",
+        "node.redis-node-1a",
+        "node.redis-node-1b",
+        "node.redis-node-1c",
+    ] {
+        assert!(
+            !made.iter().any(|a| a == address),
+            "{address} would be made again: {made:?}\n{plan_text}"
+        );
+    }
+}
+
+#[test]
+fn a_vpc_built_by_hand_is_adopted_and_one_apply_makes_it_the_cluster() {
+    let _sb = Sandbox::acquire();
+    let before = common::account::now();
+    let c = Cluster::new("adopt", |t| t);
+    let key = c.state_dir().join("ssh_ed25519");
+    let public = redisctl::ssh::keyfile::ensure(&key, "redisctl prod-redis").unwrap();
+    // DHCP chose 10.0.1.57 for the first node.
+    let instances = block(build_by_hand(
+        &public,
+        ["10.0.1.57", "10.0.2.10", "10.0.3.10"],
+    ));
+
+    // The spec says 10.0.1.10: refused, the line to write named, nothing tagged.
+    let out = c.run(&["adopt", "--vpc", "redis-vpc", "--yes"]);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "write `private_ip = \"10.0.1.57\"` in the [[nodes.node]] entry named redis-node-1a"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("nothing was tagged"), "{said}");
+    assert_eq!(block(tagged()), Vec::<String>::new());
+
+    c.edit(|t| t.replace("private_ip = \"10.0.1.10\"", "private_ip = \"10.0.1.57\""));
+    // No terminal and no --yes: the report and the plan, then a refusal; nothing tagged.
+    let out = c.run(&["adopt", "--vpc", "redis-vpc"]);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("no terminal to confirm on"), "{said}");
+    assert!(
+        said.contains("Once they are tagged, the first `redisctl apply` will do this"),
+        "{said}"
+    );
+    assert_nothing_made_again(&said);
+    assert_eq!(block(tagged()), Vec::<String>::new());
+
+    let adopted = c.ok(&["adopt", "--vpc", "redis-vpc", "--yes"]);
+    eprintln!("{adopted}");
+    assert!(
+        adopted.contains("Adopted: 13 resources tagged as cluster prod-redis's"),
+        "{adopted}"
+    );
+    assert!(
+        adopted.contains("Name redis-node-1a → prod-redis-redis-node-1a"),
+        "{adopted}"
+    );
+    let now_tagged = block(tagged());
+    for id in &instances {
+        assert!(now_tagged.contains(id), "{id} not tagged: {now_tagged:?}");
+    }
+    assert_eq!(now_tagged.len(), 13, "{now_tagged:?}");
+    // Adopting again: the cluster has its resources now.
+    let again = c.run(&["adopt", "--vpc", "redis-vpc", "--yes"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+
+    assert_nothing_made_again(&c.ok(&["plan"]));
+    c.setup();
+    c.ok(&["verify"]);
+    assert_eq!(c.plan_exit(), 0, "a second plan is empty");
+    c.ok(&["destroy", "--yes"]);
+    // The key pair the instances were launched with was the operator's, not redisctl's: kept.
+    common::account::assert_as_before(&before, "prod-redis", &["key-pair prod-redis-key"]);
+}
