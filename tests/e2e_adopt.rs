@@ -6,7 +6,8 @@
 //! build is created again or replaced, `verify` passes, a second plan is empty, and `destroy`
 //! leaves the account as before the hand build.
 //!
-//! The nodes here run no Redis yet: taking over a Redis started by hand is not built yet.
+//! The nodes here run no Redis yet: taking over a Redis started by hand is not built yet; one
+//! started by hand on a converged node is a blocker the plan names.
 
 mod common;
 
@@ -313,6 +314,29 @@ fn a_vpc_built_by_hand_is_adopted_and_one_apply_makes_it_the_cluster() {
     c.setup();
     c.ok(&["verify"]);
     assert_eq!(c.plan_exit(), 0, "a second plan is empty");
+
+    // A Redis started by hand next to redisctl's, the reference procedure's way: the plan
+    // stops at it, naming it; once it is gone the plan is empty again.
+    let started = c.on_node(
+        "10.0.2.10",
+        "cd /tmp && redis-server --port 7777 --bind 127.0.0.1 --save '' --pidfile /tmp/hand.pid --daemonize yes && sleep 1 && cat /tmp/hand.pid",
+        "",
+    );
+    let pid: u32 = started
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{started}"));
+    let out = c.run(&["plan"]);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "a redis-server runs on the node outside redisctl's unit redis-server@cluster.service (pid {pid} as root, data in /tmp)"
+        )),
+        "{said}"
+    );
+    c.on_node("10.0.2.10", &format!("kill {pid}"), "");
+    common::eventually("the hand-started Redis to be gone", || c.plan_exit() == 0);
     c.ok(&["destroy", "--yes"]);
     // The key pair the instances were launched with was the operator's, not redisctl's: kept.
     common::account::assert_as_before(&before, "prod-redis", &["key-pair prod-redis-key"]);

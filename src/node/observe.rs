@@ -165,6 +165,18 @@ impl NodeRuntime {
             noinit::STOCK_ENABLED,
             noinit::stock_is_active()
         ));
+        // redis-server processes outside redisctl's unit (systemd hosts): the process names
+        // are read with the shell's own `read`; the few that are redis-server cost a process
+        // or three each. Forks of the unit's server share its cgroup and are skipped.
+        script.push_str(&format!(
+            "if {}; then for p in /proc/[0-9]*; do\n\
+               c=; read -r c < \"$p/comm\" 2>/dev/null\n\
+               [ \"$c\" = redis-server ] || continue\n\
+               case \"$(cat \"$p/cgroup\" 2>/dev/null)\" in *redis-server@*) continue;; esac\n\
+               echo \"foreign=${{p#/proc/}} $(stat -c %U \"$p\" 2>/dev/null) $(readlink \"$p/cwd\" 2>/dev/null)\"\n\
+             done; fi\n",
+            noinit::IS_SYSTEMD
+        ));
         script.push_str(&format!(
             "[ -s {}/nodes-{}.conf ] && echo state_file=yes\n",
             conf::DATA_DIR,
@@ -280,13 +292,41 @@ impl NodeRuntime {
             kernel: kernel::parse(&text),
             cluster_state_file: value("state_file") == "yes",
             operator_auth,
+            foreign_redis: parse_foreign(&text),
         })
     }
+}
+
+/// The `foreign=PID USER DIR` lines of the observation script.
+fn parse_foreign(text: &str) -> Vec<crate::observed::ForeignRedis> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.strip_prefix("foreign=")?.splitn(3, ' ');
+            Some(crate::observed::ForeignRedis {
+                pid: parts.next()?.parse().ok()?,
+                user: parts.next().unwrap_or("").to_string(),
+                dir: parts.next().unwrap_or("").trim().to_string(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::booting;
+
+    #[test]
+    fn hand_started_redis_processes_are_read_back() {
+        let text =
+            "installed=yes\nforeign=812 root /var/lib/redis\nforeign=9 redis \nforeign=x y z\n";
+        let got = super::parse_foreign(text);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].pid, got[0].user.as_str(), got[0].dir.as_str()),
+            (812, "root", "/var/lib/redis")
+        );
+        assert_eq!((got[1].pid, got[1].dir.as_str()), (9, ""));
+    }
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     fn launched(at: Option<&str>) -> crate::observed::Instance {

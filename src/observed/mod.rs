@@ -169,6 +169,21 @@ pub struct NodeFacts {
     /// Which operator password the running Redis took (current when it was not asked).
     #[serde(default)]
     pub operator_auth: OperatorAuth,
+    /// redis-server processes that systemd's redis-server@ units did not start (started by
+    /// hand, from a shell or another init): not redisctl's to manage, and in the way of its
+    /// own (systemd hosts only).
+    #[serde(default)]
+    pub foreign_redis: Vec<ForeignRedis>,
+}
+
+/// A redis-server process outside redisctl's unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForeignRedis {
+    pub pid: u32,
+    /// The user it runs as.
+    pub user: String,
+    /// Its working directory: Redis's `dir`, where its data and cluster state file are.
+    pub dir: String,
 }
 
 /// Which of the operator's passwords a running node accepts.

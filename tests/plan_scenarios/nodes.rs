@@ -134,6 +134,35 @@ fn a_symbolic_link_at_a_managed_path_is_a_blocker() {
     assert!(p.step("node.redis-node-1a.modes").is_none(), "{p:?}");
 }
 
+/// A redis-server started by hand on a node (the reference procedure's `sudo redis-server
+/// conf &`, or a debugging session) is not redisctl's unit: the plan stops there, naming it.
+#[test]
+fn a_redis_started_by_hand_is_a_blocker() {
+    let spec = example();
+    let mut o = converged(&spec);
+    let Some(NodeObservation::Reached(a)) = o.nodes.get_mut("redis-node-1a") else {
+        panic!("1a not reached");
+    };
+    a.foreign_redis.push(redisctl::observed::ForeignRedis {
+        pid: 4242,
+        user: "root".into(),
+        dir: "/var/lib/redis".into(),
+    });
+    let p = plan::plan(&spec, &o);
+    let blockers: Vec<&str> = p
+        .notes
+        .iter()
+        .filter(|n| n.level == NoteLevel::Blocker)
+        .map(|n| n.message.as_str())
+        .collect();
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert!(
+        blockers[0].starts_with("a redis-server runs on the node outside redisctl's unit redis-server@cluster.service (pid 4242 as root, data in /var/lib/redis)"),
+        "{}",
+        blockers[0]
+    );
+}
+
 /// The example as 3 masters with a replica each, its nodes derived (six).
 fn six(t: String) -> String {
     let t = t.replace("replicas_per_master = 0", "replicas_per_master = 1");

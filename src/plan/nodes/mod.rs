@@ -78,6 +78,40 @@ fn operator_refused(b: &mut Builder<'_>, addr: &str, f: &NodeFacts) {
     );
 }
 
+/// A redis-server that redisctl's unit did not start (one started by hand from a shell, as
+/// the reference procedure does) holds the node's port and data: redisctl would fail to start
+/// its own next to it, or form a second cluster beside it. Nothing is planned past it.
+fn foreign_redis(b: &mut Builder<'_>, addr: &str, f: &NodeFacts) {
+    if f.foreign_redis.is_empty() {
+        return;
+    }
+    let list: Vec<String> = f
+        .foreign_redis
+        .iter()
+        .map(|r| {
+            format!(
+                "pid {} as {}{}",
+                r.pid,
+                if r.user.is_empty() { "?" } else { &r.user },
+                if r.dir.is_empty() {
+                    String::new()
+                } else {
+                    format!(", data in {}", r.dir)
+                }
+            )
+        })
+        .collect();
+    b.note(
+        NoteLevel::Blocker,
+        addr,
+        format!(
+            "a redis-server runs on the node outside redisctl's unit {} ({}): started by hand or by another tool, it holds the port and the data redisctl would manage. taking over such a Redis with its data is not supported yet. For this node to be redisctl's, stop that process and move the cluster files out of its data directory (nodes-*.conf, appendonlydir, dump.rdb: this node then starts empty), then plan again",
+            crate::redis::systemd::SERVICE,
+            list.join("; ")
+        ),
+    );
+}
+
 pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     let spec = b.spec;
     tls::ensure_ca(b);
@@ -290,6 +324,7 @@ impl<'a> NodeNow<'a> {
                 Some(NodeObservation::Reached(f)) => {
                     symlinks(b, &addr, f);
                     operator_refused(b, &addr, f);
+                    foreign_redis(b, &addr, f);
                     if f.first_contact {
                         b.steps.push(
                             Step::new(
