@@ -541,6 +541,18 @@ fn live_tls_acl_cluster_on_loopback() {
         .unwrap()
         .commands
         .push(crate::redis::acl::CommandRule::parse("+set").unwrap());
+    // Patterns with a quote and a backslash: Redis splits the file's lines at spaces only,
+    // redis-cli's input is quoted; both must give the same user.
+    changed
+        .users
+        .iter_mut()
+        .find(|u| u.name == "dev")
+        .unwrap()
+        .keys = vec![
+        "patient:*".to_string(),
+        "q\"uote:*".to_string(),
+        "back\\slash:*".to_string(),
+    ];
     std::fs::write(
         &acl_path,
         users_acl::render(&changed, &secrets, std::slice::from_ref(&repl)).unwrap(),

@@ -152,7 +152,8 @@ pub fn dry_run_args(user: &AclUser) -> Vec<String> {
 /// its login fails. Instead, one `ACL SETUSER <name> reset <rules>` per line of the file (each
 /// atomic in Redis: the user is rebuilt from nothing, so the result is the file's line, and
 /// connections stay logged in), read from the file on the node so that no hash is on a
-/// command line; then `ACL DELUSER` for the users the server has and the file does not (Redis
+/// command line, each token in double quotes for redis-cli (a `"` or `\` in a pattern
+/// escaped); then `ACL DELUSER` for the users the server has and the file does not (Redis
 /// closes their connections), and `CLIENT KILL USER` for the users the file turns `off` other
 /// than `default` (a disabled user keeps no session; unauthenticated connections, which are
 /// `default`'s, are left alone). Should any `ACL SETUSER` be refused (the dry run makes that
@@ -165,7 +166,7 @@ pub fn live_load_script(cli: &str, path: &str) -> String {
     let path = crate::ssh::sh_quote(path);
     format!(
         r#"n=$(grep -c '^user ' {path}) || true
-out=$(sed -n 's/^user \([^ ]*\) /ACL SETUSER \1 reset /p' {path} | {cli} 2>&1) || true
+out=$(sed -n '/^user /{{s/["\\]/\\&/g;s/[^ ][^ ]*/"&"/g;s/^"user" \("[^ ]*"\) /ACL SETUSER \1 reset /p;}}' {path} | {cli} 2>&1) || true
 ok=$(printf '%s\n' "$out" | grep -cx OK) || true
 if [ "$ok" != "$n" ]; then
   back=$({cli} ACL LOAD 2>&1) || true
