@@ -203,6 +203,28 @@ impl Aws {
     }
 }
 
+/// The volumes `filters` select, sorted by id.
+async fn volumes_where(
+    c: &aws_sdk_ec2::Client,
+    name: &str,
+    filters: Vec<Filter>,
+) -> Result<Vec<observed::Volume>, AwsError> {
+    let mut out: Vec<observed::Volume> = c
+        .describe_volumes()
+        .set_filters(Some(filters))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| api_err("DescribeVolumes", name, e))?
+        .into_iter()
+        .map(|v| volume(&v))
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
 /// Read everything redisctl owns for the cluster in `spec`, plus the AMI candidates.
 pub async fn observe(aws: &Aws, spec: &Spec) -> Result<Observed, AwsError> {
     observe_scope(aws, spec, Scope::Cluster(&spec.cluster.name)).await
@@ -530,23 +552,10 @@ pub async fn observe_scope(aws: &Aws, spec: &Spec, scope: Scope<'_>) -> Result<O
         Ok::<_, AwsError>(out)
     };
     let volumes = async {
-        let Some(filters) = scope.filters(Kind::Volumes) else {
-            return Ok(Vec::new());
-        };
-        let mut out: Vec<observed::Volume> = c
-            .describe_volumes()
-            .set_filters(Some(filters))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| api_err("DescribeVolumes", name, e))?
-            .into_iter()
-            .map(|v| volume(&v))
-            .collect();
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok::<_, AwsError>(out)
+        match scope.filters(Kind::Volumes) {
+            Some(filters) => volumes_where(c, name, filters).await,
+            None => Ok(Vec::new()),
+        }
     };
     let snapshots = async {
         let Some(filters) = scope.filters(Kind::Snapshots) else {
@@ -637,20 +646,7 @@ pub async fn observe_scope(aws: &Aws, spec: &Spec, scope: Scope<'_>) -> Result<O
     let volumes = match scope {
         Scope::Vpc(_) if !instances.is_empty() => {
             let ids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-            let mut out: Vec<observed::Volume> = c
-                .describe_volumes()
-                .filters(filter_any("attachment.instance-id", &ids))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map_err(|e| api_err("DescribeVolumes", name, e))?
-                .into_iter()
-                .map(|v| volume(&v))
-                .collect();
-            out.sort_by(|a, b| a.id.cmp(&b.id));
-            out
+            volumes_where(c, name, vec![filter_any("attachment.instance-id", &ids)]).await?
         }
         _ => volumes,
     };

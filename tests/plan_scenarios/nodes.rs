@@ -118,12 +118,7 @@ fn a_symbolic_link_at_a_managed_path_is_a_blocker() {
         redisctl::redis::files::SYMLINK.into(),
     );
     let p = plan::plan(&spec, &o);
-    let blockers: Vec<&str> = p
-        .notes
-        .iter()
-        .filter(|n| n.level == NoteLevel::Blocker)
-        .map(|n| n.message.as_str())
-        .collect();
+    let blockers: Vec<&str> = p.blockers().map(|n| n.message.as_str()).collect();
     assert_eq!(blockers.len(), 1, "{blockers:?}");
     assert!(
         blockers[0].starts_with("/etc/redis/users.acl on the node is a symbolic link"),
@@ -149,12 +144,7 @@ fn a_redis_started_by_hand_is_a_blocker() {
         dir: "/var/lib/redis".into(),
     });
     let p = plan::plan(&spec, &o);
-    let blockers: Vec<&str> = p
-        .notes
-        .iter()
-        .filter(|n| n.level == NoteLevel::Blocker)
-        .map(|n| n.message.as_str())
-        .collect();
+    let blockers: Vec<&str> = p.blockers().map(|n| n.message.as_str()).collect();
     assert_eq!(blockers.len(), 1, "{blockers:?}");
     assert!(
         blockers[0].starts_with("a redis-server runs on the node outside redisctl's unit redis-server@cluster.service (pid 4242 as root, data in /var/lib/redis)"),
