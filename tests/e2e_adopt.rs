@@ -183,6 +183,31 @@ async fn build_by_hand(public_key: &str, addresses: [&str; 3]) -> Vec<String> {
         .await;
         instances.push(out.instances.unwrap()[0].instance_id.clone().unwrap());
     }
+    // As the procedure does: on to the next phase once every instance runs.
+    let start = std::time::Instant::now();
+    loop {
+        let out = ec2
+            .describe_instances()
+            .set_instance_ids(Some(instances.clone()))
+            .send()
+            .await;
+        let running = out.as_ref().is_ok_and(|o| {
+            o.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running"))
+                .count()
+                == instances.len()
+        });
+        if running {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(180),
+            "the hand-built instances are not all running after 180 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     instances
 }
 
@@ -306,9 +331,23 @@ fn a_vpc_built_by_hand_is_adopted_and_one_apply_makes_it_the_cluster() {
         assert!(now_tagged.contains(id), "{id} not tagged: {now_tagged:?}");
     }
     assert_eq!(now_tagged.len(), 13, "{now_tagged:?}");
-    // Adopting again: the cluster has its resources now.
-    let again = c.run(&["adopt", "--vpc", "redis-vpc", "--yes"]);
-    assert!(again.status.success(), "{}", text(&again.stderr));
+    // Adopting again by the VPC's id: the same resources, nothing new; by its old Name: it
+    // has the cluster's Name now, and the cluster has resources, so it is refused.
+    let vpc_id = now_tagged.iter().find(|id| id.starts_with("vpc-")).unwrap();
+    let again = c.run(&["adopt", "--vpc", vpc_id, "--yes"]);
+    assert!(
+        again.status.success(),
+        "{}{}",
+        text(&again.stdout),
+        text(&again.stderr)
+    );
+    let old_name = c.run(&["adopt", "--vpc", "redis-vpc", "--yes"]);
+    let said = format!("{}{}", text(&old_name.stdout), text(&old_name.stderr));
+    assert!(!old_name.status.success(), "{said}");
+    assert!(
+        said.contains("cluster prod-redis already has resources in AWS"),
+        "{said}"
+    );
 
     assert_nothing_made_again(&c.ok(&["plan"]));
     c.setup();
@@ -323,9 +362,10 @@ fn a_vpc_built_by_hand_is_adopted_and_one_apply_makes_it_the_cluster() {
         "",
     );
     let pid: u32 = started
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{started}"));
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{started}"));
     let out = c.run(&["plan"]);
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(!out.status.success(), "{said}");

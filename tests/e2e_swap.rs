@@ -615,6 +615,9 @@ fn writer(
                 (false, Some(_)) => w.failed += 1,
                 (true, None) => {}
             }
+            // Each write is a redis-cli process and a TLS handshake: paced, so that the writer
+            // does not take a core of this 2-core machine from the nodes and redisctl.
+            std::thread::sleep(Duration::from_millis(20));
         }
         if let Some(t) = failing_since {
             w.longest_failing = w.longest_failing.max(t.elapsed());

@@ -368,6 +368,9 @@ pub fn rewrite_boots(xml: &str, view: impl Fn(&str) -> BootView) -> Result<Strin
         if let (Some(t), Some(node)) = (v.launched, child(item, "launchTime")) {
             edits.push(replace_leaf(node, &iso8601(t)));
         }
+        if let Some(e) = groups_of_primary_interface(xml, item) {
+            edits.push(e);
+        }
         let (Some(shown), Some(ip_node)) = (v.public_ip, child(item, "ipAddress")) else {
             continue;
         };
@@ -402,6 +405,29 @@ pub fn rewrite_boots(xml: &str, view: impl Fn(&str) -> BootView) -> Result<Strin
         }
     }
     Ok(splice(xml, edits))
+}
+
+/// EC2 lists an instance's security groups (`groupSet`) as those of its primary network
+/// interface; moto leaves the instance's empty when the launch gave the groups on the
+/// interface (`NetworkInterface.N.SecurityGroupId`). The edit that copies them, if so.
+fn groups_of_primary_interface(xml: &str, item: Node) -> Option<Edit> {
+    let own = child(item, "groupSet")?;
+    if own.children().any(|c| c.is_element()) {
+        return None;
+    }
+    let primary = child(item, "networkInterfaceSet")?
+        .children()
+        .filter(|c| c.is_element())
+        .find(|ni| {
+            child(*ni, "attachment")
+                .and_then(|a| child_text(a, "deviceIndex"))
+                .is_none_or(|d| d == "0")
+        })?;
+    let groups = child(primary, "groupSet")?;
+    groups.children().any(|c| c.is_element()).then(|| Edit {
+        range: own.range(),
+        text: xml[groups.range()].to_string(),
+    })
 }
 
 /// A time as EC2 writes it: `2026-12-06T05:27:17.000Z` (UTC).
@@ -664,6 +690,38 @@ mod tests {
     </item>
   </instancesSet>
 </RunInstancesResponse>"#;
+
+    /// Groups given on the launch's network interface: EC2 lists them on the instance too.
+    #[test]
+    fn an_instance_lists_its_primary_interfaces_groups() {
+        let xml = r#"<DescribeInstancesResponse><reservationSet><item><instancesSet><item>
+      <instanceId>i-1</instanceId>
+      <groupSet/>
+      <networkInterfaceSet><item><attachment><deviceIndex>0</deviceIndex></attachment>
+        <groupSet><item><groupId>sg-1</groupId><groupName>redis-cluster-sg</groupName></item></groupSet>
+      </item></networkInterfaceSet>
+    </item><item>
+      <instanceId>i-2</instanceId>
+      <groupSet><item><groupId>sg-2</groupId><groupName>own</groupName></item></groupSet>
+      <networkInterfaceSet><item><groupSet><item><groupId>sg-9</groupId></item></groupSet></item></networkInterfaceSet>
+    </item></instancesSet></item></reservationSet></DescribeInstancesResponse>"#;
+        let out = rewrite_boots(xml, |_| BootView::default()).unwrap();
+        let doc = roxmltree::Document::parse(&out).unwrap();
+        let groups = |id: &str| -> Vec<String> {
+            let item = doc
+                .descendants()
+                .find(|n| n.is_element() && child_text(*n, "instanceId").as_deref() == Some(id))
+                .unwrap();
+            child(item, "groupSet")
+                .unwrap()
+                .descendants()
+                .filter(|n| n.is_element() && n.tag_name().name() == "groupId")
+                .filter_map(|n| n.text().map(String::from))
+                .collect()
+        };
+        assert_eq!(groups("i-1"), ["sg-1"]);
+        assert_eq!(groups("i-2"), ["sg-2"], "an instance's own list is kept");
+    }
 
     #[test]
     fn run_instances_fields() {

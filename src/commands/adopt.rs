@@ -39,7 +39,10 @@ pub async fn run(config: &Path, args: &AdoptArgs, shell: &Shell) -> Result<u8, E
             spec.cluster.name
         ),
     )?;
-    for c in &adoption.claims {
+    // The VPC last: an adoption interrupted before it is found again by the same --vpc (its
+    // Name is still the one given).
+    let (vpc, rest): (Vec<_>, Vec<_>) = adoption.claims.iter().partition(|c| c.address == "vpc");
+    for c in rest.into_iter().chain(vpc) {
         world
             .aws
             .retag(&c.id, &c.tags, &[])
