@@ -10,6 +10,9 @@ use crate::render::{self, Shell};
 pub async fn run(config: &Path, args: &AdoptArgs, shell: &Shell) -> Result<u8, Error> {
     let (loaded, _state) = load_with_state(config, shell, crate::state::Access::Write("adopt"))?;
     let spec = &loaded.spec;
+    // The local lock too: an apply or destroy must not run while resources become the
+    // cluster's.
+    let _lock = crate::state_dir::lock(&spec.cluster.state_dir, "adopt").map_err(Error::Refused)?;
     let (world, adoption) = crate::observe::observe_adopting(spec, &args.vpc).await?;
     shell.out(&render::adopt::report(
         &spec.cluster.name,
