@@ -1,7 +1,7 @@
 //! The benchmark (issue #16): how redisctl's work grows with the cluster, measured in the
 //! sandbox. For each size N it builds a cluster (roots unencrypted, so that the swap can be
-//! measured), then measures apply from nothing, a no-op plan, an ACL change (users set live on every
-//! node), a configuration change (a rolling restart), the EBS encryption swap, and destroy:
+//! measured), then measures apply from nothing, a no-op plan, an ACL change (users set live on
+//! every node), a configuration change (a rolling restart), the EBS encryption swap, and destroy:
 //! wall time, EC2 calls (counted by the sandbox's front, by action), SSH round trips (counted
 //! by redisctl itself: one per command run on a node), redisctl's peak memory (its
 //! `ru_maxrss`, from `wait4`) and its CPU time (`ru_utime` + `ru_stime`: the tool's own cost,
