@@ -314,19 +314,6 @@ fn parse_foreign(text: &str) -> Vec<crate::observed::ForeignRedis> {
 #[cfg(test)]
 mod tests {
     use super::booting;
-
-    #[test]
-    fn hand_started_redis_processes_are_read_back() {
-        let text =
-            "installed=yes\nforeign=812 root /var/lib/redis\nforeign=9 redis \nforeign=x y z\n";
-        let got = super::parse_foreign(text);
-        assert_eq!(got.len(), 2);
-        assert_eq!(
-            (got[0].pid, got[0].user.as_str(), got[0].dir.as_str()),
-            (812, "root", "/var/lib/redis")
-        );
-        assert_eq!((got[1].pid, got[1].dir.as_str()), (9, ""));
-    }
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     fn launched(at: Option<&str>) -> crate::observed::Instance {
@@ -346,5 +333,18 @@ mod tests {
         assert!(booting(&i, ready, start + Duration::from_secs(5)));
         assert!(!booting(&i, ready, start + Duration::from_secs(3600)));
         assert!(booting(&launched(None), ready, SystemTime::now()));
+    }
+
+    #[test]
+    fn hand_started_redis_processes_are_read_back() {
+        let text =
+            "installed=yes\nforeign=812 root /var/lib/redis\nforeign=9 redis \nforeign=x y z\n";
+        let got = super::parse_foreign(text);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].pid, got[0].user.as_str(), got[0].dir.as_str()),
+            (812, "root", "/var/lib/redis")
+        );
+        assert_eq!((got[1].pid, got[1].dir.as_str()), (9, ""));
     }
 }

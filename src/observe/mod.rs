@@ -87,8 +87,9 @@ pub async fn observe(spec: &Spec, nodes: Nodes) -> Result<World, ObserveError> {
 /// `redisctl adopt`'s look: the cluster's own resources (by tag), everything in the VPC `vpc`
 /// names (an id or a Name tag), which of those are the spec's ([`crate::plan::adopt`]), and,
 /// when nothing stops the adoption, the world as it will be once they are tagged: the nodes
-/// observed as `plan` does (their host keys pinned at first contact), so that the plan made
-/// from it is what the first apply will change.
+/// observed as `plan` does (a host key met for the first time is checked against the
+/// instance's console output and pinned only by the apply), so that the plan made from it is
+/// what the first apply will change.
 pub async fn observe_adopting(
     spec: &Spec,
     vpc: &str,

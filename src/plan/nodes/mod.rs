@@ -105,7 +105,7 @@ fn foreign_redis(b: &mut Builder<'_>, addr: &str, f: &NodeFacts) {
         NoteLevel::Blocker,
         addr,
         format!(
-            "a redis-server runs on the node outside redisctl's unit {} ({}): started by hand or by another tool, it holds the port and the data redisctl would manage. taking over such a Redis with its data is not supported yet. For this node to be redisctl's, stop that process and move the cluster files out of its data directory (nodes-*.conf, appendonlydir, dump.rdb: this node then starts empty), then plan again",
+            "a redis-server runs on the node outside redisctl's unit {} ({}): started by hand or by another tool, it holds the port and the data redisctl would manage, and taking over such a Redis with its data is not supported yet. For this node to be redisctl's, stop that process and move the cluster files out of its data directory (nodes-*.conf, appendonlydir, dump.rdb: this node then starts empty), then plan again",
             crate::redis::systemd::SERVICE,
             list.join("; ")
         ),
