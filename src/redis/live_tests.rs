@@ -109,6 +109,12 @@ impl Env {
 
     /// [`users_acl::live_load_script`] run here with `sh`, as the operator user `admin`.
     fn live_load(&self, port: u16, admin: &Secret, acl: &Path) {
+        let (ok, stderr) = self.try_live_load(port, admin, acl);
+        assert!(ok, "the live load failed: {stderr}");
+    }
+
+    /// [`Env::live_load`] that may fail: whether it succeeded, and what it said on stderr.
+    fn try_live_load(&self, port: u16, admin: &Secret, acl: &Path) -> (bool, String) {
         let cli = format!(
             "{} --tls --cacert {} --cert {} --key {} -h 127.0.0.1 -p {port} --user admin --no-auth-warning",
             crate::ssh::sh_quote(&self.cli),
@@ -122,11 +128,10 @@ impl Env {
             .env("REDISCLI_AUTH", admin.expose())
             .output()
             .expect("run sh");
-        assert!(
+        (
             out.status.success(),
-            "the live load failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     fn capture(&self, name: &str, text: &str) {
@@ -595,6 +600,38 @@ fn live_tls_acl_cluster_on_loopback() {
         &["SET", "patient:12345", "z"],
     );
     assert!(!out.contains("NOPERM"), "{out}");
+    // A file whose rules Redis refuses (a pattern after `*`): the step fails with Redis's
+    // answer, and the users in force stay as they were (the refused SETUSER changes nothing,
+    // ACL LOAD of the same file is refused too), the held connection with them.
+    let (_, before) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &["ACL", "LIST"]);
+    let mut refused = changed.clone();
+    refused
+        .users
+        .iter_mut()
+        .find(|u| u.name == "dev")
+        .unwrap()
+        .keys = vec!["*".to_string(), "x:*".to_string()];
+    std::fs::write(
+        &acl_path,
+        users_acl::render(&refused, &secrets, std::slice::from_ref(&repl)).unwrap(),
+    )
+    .unwrap();
+    let (ok, said) = env.try_live_load(BASE_PORT, &admin, &acl_path);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("ACL SETUSER from the ACL file: 5 of 6 users set")
+            && said.contains("Adding a pattern after the * pattern")
+            && said.contains("ACL LOAD then answered: ERR"),
+        "{said}"
+    );
+    let (_, after) = env.cli(BASE_PORT, Some(("admin", &admin)), false, &["ACL", "LIST"]);
+    // (The users set again keep their rules; `reset` adds `sanitize-payload`, the same.)
+    assert_eq!(
+        before.replace(" sanitize-payload", ""),
+        after.replace(" sanitize-payload", ""),
+        "the users in force are unchanged"
+    );
+    assert_eq!(held.send("PING"), "PONG");
     // dev turned off: its held connection is closed, a new login refused.
     changed
         .users
