@@ -166,6 +166,7 @@ impl Ctx {
                 live,
             } => n.write_config(node, *restart, *live).await,
             NodeOp::SetFileModes { node } => n.set_file_modes(node).await,
+            NodeOp::TakeOverRedis { node, pid } => n.take_over_redis(node, *pid).await,
             NodeOp::CreateCluster { nodes, replicas } => n.create_cluster(nodes, *replicas).await,
             NodeOp::CompleteCluster { nodes, replicas } => {
                 n.complete_cluster(nodes, *replicas).await

@@ -182,6 +182,18 @@ impl NodeRuntime {
             conf::DATA_DIR,
             self.spec.redis.port
         ));
+        // While redisctl's Redis does not run: the cluster as its state file says it was (a
+        // Redis started by hand, or stopped, that redisctl starts), and the first file in the
+        // data directory that is not the redis user's (a Redis run as root leaves its files
+        // root's: redis-server could not write them under redisctl's unit).
+        script.push_str(&format!(
+            "if ! redis_active; then\n\
+               echo '--statefile--'; cat {dir}/nodes-{port}.conf 2>/dev/null; echo '--end--'\n\
+               o=$(find {dir} -mindepth 1 ! -user redis -print -quit 2>/dev/null); [ -n \"$o\" ] && echo \"foreign_owner=$o\"\n\
+             fi\n",
+            dir = conf::DATA_DIR,
+            port = self.spec.redis.port
+        ));
         script.push_str(&format!(
             "echo '--cert--'; cat {} 2>/dev/null; echo '--end--'\n",
             conf::NODE_CERT.path
@@ -293,8 +305,39 @@ impl NodeRuntime {
             cluster_state_file: value("state_file") == "yes",
             operator_auth,
             foreign_redis: parse_foreign(&text),
+            state_file_view: section("statefile").and_then(|t| state_file_view(&t)),
+            data_not_redis: Some(value("foreign_owner")).filter(|v| !v.is_empty()),
         })
     }
+}
+
+/// The cluster as a node's state file (`nodes-<port>.conf`) says it was when its Redis last
+/// wrote it: the lines of `CLUSTER NODES` and a last `vars` line. `None` when the file is
+/// missing or not one Redis wrote. What Redis would say at once (state, keys, links) is not in
+/// the file: `state` is empty, `keys` and `link_up` unknown.
+fn state_file_view(text: &str) -> Option<ClusterView> {
+    let lines: String = text
+        .lines()
+        .filter(|l| !l.starts_with("vars "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let all = parse::cluster_nodes(&lines).ok()?;
+    let myself = all.iter().find(|n| n.is_myself())?.clone();
+    let masters: Vec<&parse::ClusterNode> = all
+        .iter()
+        .filter(|n| !n.is_replica() && n.slot_count() > 0)
+        .collect();
+    Some(ClusterView {
+        state: String::new(),
+        slots_assigned: masters.iter().map(|n| n.slot_count()).sum(),
+        known_nodes: all.len() as u32,
+        size: masters.len() as u32,
+        own_slots: Some(myself.slot_count()),
+        replica: myself.is_replica(),
+        keys: None,
+        link_up: None,
+        members: all.iter().map(parse::ClusterNode::member).collect(),
+    })
 }
 
 /// The `foreign=PID USER DIR` lines of the observation script.

@@ -348,6 +348,42 @@ if [ -f /var/run/reboot-required ]; then echo reboot=yes; fi
         Ok(())
     }
 
+    /// A Redis started by hand taken over with its data (`plan/nodes/takeover.rs`): the
+    /// hand-started server `pid` stopped with SIGTERM and waited for (only while that pid is
+    /// still a redis-server working in the data directory: after a kill of this step, or a
+    /// reboot, it is gone and the rest is done again); the data directory made the redis
+    /// user's (`chown -R -P`: a symbolic link is changed itself, never followed); `dump.rdb`
+    /// renamed to the file redisctl's configuration names, unless that one exists.
+    pub async fn take_over_redis(&self, node: &str, pid: Option<u32>) -> Result<(), NodeError> {
+        let s = self.session(node).await?;
+        let dir = ssh::sh_quote(conf::DATA_DIR);
+        let mut script = String::from("set -e\n");
+        if let Some(pid) = pid {
+            script.push_str(&format!(
+                "p=/proc/{pid}; c=; read -r c < $p/comm 2>/dev/null || true\n\
+                 if [ \"$c\" = redis-server ] && [ \"$(readlink $p/cwd 2>/dev/null)\" = {dir} ]; then\n\
+                   kill -TERM {pid}\n\
+                   i=0; while [ -d $p ]; do\n\
+                     i=$((i+1)); if [ $i -gt 1200 ]; then echo 'redis-server (pid {pid}) did not exit within 120 s of SIGTERM: it may still be saving a large dataset; look at its log, wait for it to exit, then apply again' >&2; exit 3; fi\n\
+                     sleep 0.1\n\
+                   done\n\
+                 fi\n"
+            ));
+        }
+        script.push_str(&format!(
+            "chown -R -P redis:redis {dir}\n\
+             if [ -f {dir}/dump.rdb ] && [ ! -e {dir}/{rdb} ]; then mv {dir}/dump.rdb {dir}/{rdb}; fi\n",
+            rdb = conf::RDB_FILE
+        ));
+        s.sudo_ok(
+            "stop the Redis started by hand and make its data the redis user's",
+            &script,
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn write_config(
         &self,
         node: &str,

@@ -174,6 +174,15 @@ pub struct NodeFacts {
     /// own (systemd hosts only).
     #[serde(default)]
     pub foreign_redis: Vec<ForeignRedis>,
+    /// While redisctl's Redis does not run and Redis's cluster state file exists: the cluster
+    /// as that file says it was (a Redis started by hand, or stopped). Not a live view: the
+    /// planner relies on it only when no node answers (`plan/nodes/cluster.rs`).
+    #[serde(default)]
+    pub state_file_view: Option<ClusterView>,
+    /// While redisctl's Redis does not run: a file or directory in the data directory that is
+    /// not the redis user's (the first found), as a Redis run by root leaves them.
+    #[serde(default)]
+    pub data_not_redis: Option<String>,
 }
 
 /// A redis-server process outside redisctl's unit.

@@ -340,7 +340,9 @@ pub(super) fn plan_encryption(b: &mut Builder<'_>) {
         );
     }
     let planned = |b: &Builder<'_>, a: &str| b.steps.iter().any(|s| s.address == a);
-    let cluster_planned = planned(b, "cluster");
+    // (`cluster.health` alone: a cluster that starts from its nodes' state files, taken over
+    // from Redis started by hand.)
+    let cluster_planned = planned(b, "cluster") || planned(b, "cluster.health");
     let formed = formed(obs, n_nodes);
     let mut base_deps = Vec::new();
     for a in ["cluster", "cluster.health"] {

@@ -277,6 +277,11 @@ pub enum NodeOp {
     /// Set the mode and owner of every file redisctl writes on `node` back to what it writes
     /// (chown, chmod; no restart).
     SetFileModes { node: String },
+    /// A Redis started by hand on `node` taken over with its data (`plan/nodes/takeover.rs`):
+    /// the redis-server `pid` (when one ran at plan time, and is still that server) stopped
+    /// with SIGTERM and waited for; the data directory made the redis user's; `dump.rdb`
+    /// renamed to the file redisctl's configuration names.
+    TakeOverRedis { node: String, pid: Option<u32> },
     /// Form the cluster (`node/formation.rs`: slots and epochs, every pair met, replicas),
     /// then wait until healthy.
     CreateCluster { nodes: Vec<String>, replicas: u32 },

@@ -431,6 +431,12 @@ impl Sim {
                     .instance_type = instance_type.clone();
                 None
             }
+            Op::Node(NodeOp::TakeOverRedis { node, .. }) => {
+                let f = self.facts(node);
+                f.foreign_redis.clear();
+                f.data_not_redis = None;
+                None
+            }
             Op::Node(NodeOp::SetFileModes { node }) => {
                 if let Some(NodeObservation::Reached(f)) = self.o.nodes.get_mut(node) {
                     for m in files::MANAGED_DIRS.iter().chain(&files::MANAGED) {
@@ -646,7 +652,14 @@ impl Sim {
                     f.service_enabled = true;
                 }
                 f.service_active = true;
-                if f.cluster.is_none() && f.cluster_state_file {
+                if let Some(v) = f.state_file_view.take().filter(|_| f.cluster.is_none()) {
+                    // Started from its state file: the cluster that file names.
+                    f.cluster = Some(ClusterView {
+                        state: "ok".into(),
+                        keys: Some(0),
+                        ..v
+                    });
+                } else if f.cluster.is_none() && f.cluster_state_file {
                     // It was part of the cluster: started, it rejoins.
                     f.cluster = Some(ClusterView {
                         state: "ok".into(),

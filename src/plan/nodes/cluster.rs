@@ -16,6 +16,10 @@ pub(super) struct ClusterNow {
     pub formed: bool,
     /// Some nodes know each other or hold slots, but not formed.
     pub partly: bool,
+    /// Formed as the nodes' cluster state files say, while no node's Redis answers (Redis
+    /// started by hand and taken over, or stopped everywhere): the nodes rejoin as they start;
+    /// their topology is planned once they answer.
+    pub from_files: bool,
 }
 
 impl ClusterNow {
@@ -42,7 +46,21 @@ impl ClusterNow {
                     .as_ref()
                     .is_some_and(|c| c.slots_assigned > 0 || c.known_nodes > 1)
             });
-        ClusterNow { formed, partly }
+        // No node answers: the cluster as the state files say it was, if they say it was
+        // formed (Redis starts from them and the nodes meet again).
+        let from_files = !formed
+            && !partly
+            && reached.iter().all(|f| f.cluster.is_none())
+            && reached.iter().any(|f| {
+                f.state_file_view
+                    .as_ref()
+                    .is_some_and(|c| c.slots_assigned == 16384)
+            });
+        ClusterNow {
+            formed: formed || from_files,
+            partly,
+            from_files,
+        }
     }
 }
 
@@ -138,6 +156,35 @@ pub(super) fn cluster(
 ) {
     let (spec, obs) = (b.spec, b.observed);
     let n_nodes = spec.nodes.nodes.len();
+    if now.from_files {
+        // As many nodes as the state files name (a node of the spec that is not one of them
+        // joins at a later apply).
+        let known = obs
+            .nodes
+            .values()
+            .filter_map(|n| match n {
+                NodeObservation::Reached(f) => f.state_file_view.as_ref(),
+                NodeObservation::Unreachable { .. } => None,
+            })
+            .map(|c| c.known_nodes as usize)
+            .max()
+            .unwrap_or(n_nodes);
+        b.steps.push(
+            Step::new(
+                "cluster.health",
+                Action::Run,
+                Phase::ClusterCreate,
+                "no node's Redis answered: the nodes start from their cluster state files (a cluster taken over from Redis started by hand, or stopped everywhere) and meet again; wait until the cluster is healthy. Changes to its topology are planned once the nodes answer: plan again after this apply",
+            )
+            .changes(vec![Change::create(
+                "wait_for",
+                format!("cluster_state:ok, 16384 slots, {known} nodes"),
+            )])
+            .depends_on(service_steps)
+            .op(Op::Node(NodeOp::WaitHealthy { nodes: known })),
+        );
+        return;
+    }
     if now.formed {
         let created: std::collections::BTreeSet<String> = spec
             .nodes

@@ -22,6 +22,7 @@ mod kernel;
 mod replication;
 pub(super) mod slots;
 mod ssh_key;
+mod takeover;
 mod tls;
 pub(super) mod topology;
 
@@ -81,8 +82,8 @@ fn operator_refused(b: &mut Builder<'_>, addr: &str, f: &NodeFacts) {
 /// A redis-server that redisctl's unit did not start (one started by hand from a shell, as
 /// the reference procedure does) holds the node's port and data: redisctl would fail to start
 /// its own next to it, or form a second cluster beside it. Nothing is planned past it.
-fn foreign_redis(b: &mut Builder<'_>, addr: &str, f: &NodeFacts) {
-    if f.foreign_redis.is_empty() {
+fn foreign_redis(b: &mut Builder<'_>, addr: &str, f: &NodeFacts, private_ip: &str) {
+    if f.foreign_redis.is_empty() || takeover::take_over(f, private_ip).is_some() {
         return;
     }
     let list: Vec<String> = f
@@ -105,9 +106,11 @@ fn foreign_redis(b: &mut Builder<'_>, addr: &str, f: &NodeFacts) {
         NoteLevel::Blocker,
         addr,
         format!(
-            "a redis-server runs on the node outside redisctl's unit {} ({}): started by hand or by another tool, it holds the port and the data redisctl would manage, and taking over such a Redis with its data is not supported yet. For this node to be redisctl's, stop that process and move the cluster files out of its data directory (nodes-*.conf, appendonlydir, dump.rdb: this node then starts empty), then plan again",
+            "a redis-server runs on the node outside redisctl's unit {} ({}): started by hand or by another tool, it holds the port and the data redisctl would manage. redisctl takes over, with its data, one redis-server that keeps its data in {} as a member of a Redis Cluster (its nodes-{}.conf there naming this node's private IP); not this one. For this node to be redisctl's, stop that process and move the cluster files out of its data directory (nodes-*.conf, appendonlydir, dump.rdb: this node then starts empty), then plan again",
             crate::redis::systemd::SERVICE,
-            list.join("; ")
+            list.join("; "),
+            conf::DATA_DIR,
+            b.spec.redis.port
         ),
     );
 }
@@ -139,6 +142,11 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     };
     let mut service_steps = Vec::new();
     let mut waiting = Vec::new();
+    // Nodes started by hand: every one is stopped before any starts under redisctl.
+    let takeovers = takeover::addresses(b);
+    // Two passes: every node's steps up to phase 6's take-over first, so that every node's
+    // configuration (which starts Redis) can wait for all the take-overs.
+    let mut chains = Vec::new();
     for node in &spec.nodes.nodes {
         let Some(n) = NodeNow::observe(b, node) else {
             waiting.push(format!("node.{}", node.name));
@@ -155,6 +163,23 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
         let tls = tls::tls(b, &n, &mut roll, &mut last);
         let acl = acl::acl(b, &n, &mut last);
         kernel::kernel(b, &n, &mut last);
+        if let Some(t) = n
+            .facts
+            .and_then(|f| takeover::take_over(f, &n.node.private_ip.to_string()))
+        {
+            takeover::step(b, &n.addr, &t, &n.node.name, &mut last);
+        }
+        chains.push((n, last, tls, acl));
+    }
+    for (n, mut last, tls, acl) in chains {
+        if n.facts.is_some_and(|f| !f.service_active) {
+            // (A node's start waits for every hand-started server to have stopped.)
+            for a in &takeovers {
+                if !last.contains(a) {
+                    last.push(a.clone());
+                }
+            }
+        }
         config::config(b, &n, &mut roll, &mut last);
         let rewrites = Rewrites {
             tls,
@@ -165,6 +190,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
         service_steps.extend(last.into_iter().filter(|a| a.starts_with(&n.addr)));
     }
 
+    takeover::note(b, &takeovers);
     tls::end_rotation(b, &waiting);
     replication::end(b, &waiting);
     ssh_key::ssh_key(b, &waiting);
@@ -324,7 +350,7 @@ impl<'a> NodeNow<'a> {
                 Some(NodeObservation::Reached(f)) => {
                     symlinks(b, &addr, f);
                     operator_refused(b, &addr, f);
-                    foreign_redis(b, &addr, f);
+                    foreign_redis(b, &addr, f, &node.private_ip.to_string());
                     if f.first_contact {
                         b.steps.push(
                             Step::new(
