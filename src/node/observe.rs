@@ -379,6 +379,39 @@ mod tests {
     }
 
     #[test]
+    fn a_state_file_is_read_as_the_cluster_it_names() {
+        // Redis 7.0.15's nodes-6379.conf of a 3-master cluster made by hand, as node 1b wrote it.
+        let text = "\
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 10.0.1.57:6379@16379, master - 0 1796672190120 1 connected 0-5460
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 10.0.2.10:6379@16379, myself,master - 0 1796672189000 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 10.0.3.10:6379@16379, master - 0 1796672190623 3 connected 10923-16383
+vars currentEpoch 3 lastVoteEpoch 0
+";
+        let v = super::state_file_view(text).unwrap();
+        assert_eq!(
+            (
+                v.slots_assigned,
+                v.known_nodes,
+                v.size,
+                v.own_slots,
+                v.replica
+            ),
+            (16384, 3, 3, Some(5462), false)
+        );
+        let me: Vec<&str> = v
+            .members
+            .iter()
+            .filter(|m| m.myself)
+            .map(|m| m.ip.as_str())
+            .collect();
+        assert_eq!(me, ["10.0.2.10"]);
+        // Not Redis's (or empty): no view.
+        assert!(super::state_file_view("").is_none());
+        assert!(super::state_file_view("vars currentEpoch 0 lastVoteEpoch 0\n").is_none());
+        assert!(super::state_file_view("hello world\n").is_none());
+    }
+
+    #[test]
     fn hand_started_redis_processes_are_read_back() {
         let text =
             "installed=yes\nforeign=812 root /var/lib/redis\nforeign=9 redis \nforeign=x y z\n";

@@ -619,3 +619,152 @@ fn os_updates_run_node_by_node_only_when_asked() {
     sim.apply(&p);
     assert!(plan::plan(&spec, &sim.o).is_empty());
 }
+
+/// The nodes of `o` as the reference procedure leaves them: Redis started by hand as root in
+/// /var/lib/redis (a cluster member by its state file), none of redisctl's files, its unit
+/// neither enabled nor running, no answer to redisctl's users.
+fn started_by_hand(spec: &redisctl::spec::Spec, o: &mut Observed) {
+    let ranges = [(0u16, 5460u16), (5461, 10922), (10923, 16383)];
+    let members = |me: usize| -> Vec<redisctl::observed::Member> {
+        spec.nodes
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(k, n)| redisctl::observed::Member {
+                id: format!("{k:040x}"),
+                ip: n.private_ip.to_string(),
+                myself: k == me,
+                master: true,
+                slots: vec![ranges[k]],
+                ..Default::default()
+            })
+            .collect()
+    };
+    for (k, n) in spec.nodes.nodes.iter().enumerate() {
+        let Some(NodeObservation::Reached(f)) = o.nodes.get_mut(&n.name) else {
+            panic!("{} not reached", n.name);
+        };
+        for h in f.files.values_mut() {
+            *h = None;
+        }
+        f.node_cert_pem = None;
+        f.node_key_present = false;
+        f.service_enabled = false;
+        f.service_active = false;
+        f.cluster = None;
+        f.cluster_state_file = true;
+        f.foreign_redis = vec![redisctl::observed::ForeignRedis {
+            pid: 700 + k as u32,
+            user: "root".into(),
+            dir: conf::DATA_DIR.into(),
+        }];
+        f.state_file_view = Some(redisctl::observed::ClusterView {
+            slots_assigned: 16384,
+            known_nodes: 3,
+            size: 3,
+            own_slots: Some(u32::from(ranges[k].1 - ranges[k].0) + 1),
+            members: members(k),
+            ..Default::default()
+        });
+        f.data_not_redis = Some(format!("{}/nodes-6379.conf", conf::DATA_DIR));
+    }
+}
+
+#[test]
+fn a_cluster_started_by_hand_is_taken_over_with_its_data() {
+    let spec = example();
+    let mut o = converged(&spec);
+    started_by_hand(&spec, &mut o);
+    let o = observed_for(&spec, o);
+    let p = plan::plan(&spec, &o);
+    let text = render::plan::human(&p, false);
+    assert!(p.blockers().next().is_none(), "{text}");
+    let takeovers: Vec<String> = spec
+        .nodes
+        .nodes
+        .iter()
+        .map(|n| format!("node.{}.takeover", n.name))
+        .collect();
+    for (k, t) in takeovers.iter().enumerate() {
+        let s = p.step(t).unwrap_or_else(|| panic!("no {t}:\n{text}"));
+        assert_eq!(
+            s.ops,
+            [Op::Node(NodeOp::TakeOverRedis {
+                node: spec.nodes.nodes[k].name.clone(),
+                pid: Some(700 + k as u32),
+            })]
+        );
+        // Every node starts under redisctl only once every hand-started server is stopped.
+        let cfg = p
+            .step(&format!("node.{}.config", spec.nodes.nodes[k].name))
+            .unwrap();
+        for other in &takeovers {
+            assert!(
+                cfg.depends_on.contains(other),
+                "{}: {:?}",
+                cfg.address,
+                cfg.depends_on
+            );
+        }
+    }
+    // The cluster the state files name is waited for, never created.
+    assert!(p.step("cluster").is_none(), "{text}");
+    let health = p.step("cluster.health").expect("cluster.health");
+    assert!(
+        health.reason.contains("cluster state files"),
+        "{}",
+        health.reason
+    );
+    snapshot("takeover", &text);
+    // Applied, the next plan is empty.
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn a_take_over_killed_before_redis_started_is_finished_by_the_next_apply() {
+    let spec = example();
+    let mut o = converged(&spec);
+    started_by_hand(&spec, &mut o);
+    // The take-over ran everywhere (the hand servers stopped, the files redis's), then apply
+    // was killed before any node started under redisctl: no Redis answers.
+    for n in &spec.nodes.nodes {
+        if let Some(NodeObservation::Reached(f)) = o.nodes.get_mut(&n.name) {
+            f.foreign_redis.clear();
+            f.data_not_redis = None;
+        }
+    }
+    let o = observed_for(&spec, o);
+    let p = plan::plan(&spec, &o);
+    let text = render::plan::human(&p, false);
+    assert!(p.blockers().next().is_none(), "{text}");
+    assert!(!text.contains(".takeover"), "{text}");
+    assert!(
+        p.step("cluster").is_none(),
+        "a cluster create on nodes that hold one:\n{text}"
+    );
+    assert!(p.step("cluster.health").is_some(), "{text}");
+    apply_and_converge(&spec, o, &p);
+}
+
+#[test]
+fn a_hand_started_redis_outside_the_data_directory_is_not_taken_over() {
+    let spec = example();
+    let mut o = converged(&spec);
+    started_by_hand(&spec, &mut o);
+    if let Some(NodeObservation::Reached(f)) = o.nodes.get_mut("redis-node-1b") {
+        f.foreign_redis[0].dir = "/srv/redis".into();
+    }
+    let o = observed_for(&spec, o);
+    let p = plan::plan(&spec, &o);
+    let blockers: Vec<&plan::Note> = p.blockers().collect();
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert_eq!(blockers[0].subject, "node.redis-node-1b");
+    assert!(
+        blockers[0]
+            .message
+            .contains("(pid 701 as root, data in /srv/redis)")
+            && blockers[0].message.contains("redisctl takes over, with its data, one redis-server that keeps its data in /var/lib/redis"),
+        "{}",
+        blockers[0].message
+    );
+}

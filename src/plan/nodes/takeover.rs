@@ -89,7 +89,7 @@ pub(super) fn step(
     changes.push(Change::update(
         &format!("{} (owners)", conf::DATA_DIR),
         match &t.foreign_owner {
-            Some(path) => format!("{path} and others not the redis user's"),
+            Some(path) => format!("not the redis user's: {path} (the first found)"),
             None => "as the hand-started server leaves them".to_string(),
         },
         "redis:redis; dump.rdb renamed to the name redisctl's configuration reads",
