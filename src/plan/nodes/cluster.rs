@@ -147,6 +147,26 @@ fn finish(b: &mut Builder<'_>, what: Interrupted, reason: String, service_steps:
     );
 }
 
+/// The `cluster.health` step: wait, after `deps`, until `nodes` nodes say the cluster is
+/// healthy (`wait_for` is what the plan says is waited for beyond state, slots and nodes).
+fn health_wait(
+    b: &mut Builder<'_>,
+    reason: impl Into<String>,
+    nodes: usize,
+    wait_for: &str,
+    deps: Vec<String>,
+) {
+    b.steps.push(
+        Step::new("cluster.health", Action::Run, Phase::ClusterCreate, reason)
+            .changes(vec![Change::create(
+                "wait_for",
+                format!("cluster_state:ok, 16384 slots, {nodes} nodes{wait_for}"),
+            )])
+            .depends_on(deps)
+            .op(Op::Node(NodeOp::WaitHealthy { nodes })),
+    );
+}
+
 /// `waiting`: the nodes nothing was planned inside; `service_steps`: each node's last step.
 pub(super) fn cluster(
     b: &mut Builder<'_>,
@@ -169,19 +189,12 @@ pub(super) fn cluster(
             .map(|c| c.known_nodes as usize)
             .max()
             .unwrap_or(n_nodes);
-        b.steps.push(
-            Step::new(
-                "cluster.health",
-                Action::Run,
-                Phase::ClusterCreate,
-                "no node's Redis answered: the nodes start from their cluster state files (a cluster taken over from Redis started by hand, or stopped everywhere) and meet again; wait until the cluster is healthy. Changes to its topology are planned once the nodes answer: plan again after this apply",
-            )
-            .changes(vec![Change::create(
-                "wait_for",
-                format!("cluster_state:ok, 16384 slots, {known} nodes"),
-            )])
-            .depends_on(service_steps)
-            .op(Op::Node(NodeOp::WaitHealthy { nodes: known })),
+        health_wait(
+            b,
+            "no node's Redis answered: the nodes start from their cluster state files (a cluster taken over from Redis started by hand, or stopped everywhere) and meet again; wait until the cluster is healthy. Changes to its topology are planned once the nodes answer: plan again after this apply",
+            known,
+            "",
+            service_steps,
         );
         return;
     }
@@ -323,19 +336,12 @@ pub(super) fn cluster(
                     if unsettled.len() == 1 { "does" } else { "do" }
                 ));
             }
-            b.steps.push(
-                Step::new(
-                    "cluster.health",
-                    Action::Run,
-                    Phase::ClusterCreate,
-                    format!("{}: wait until the cluster is healthy", why.join("; ")),
-                )
-                .changes(vec![Change::create(
-                    "wait_for",
-                    format!("cluster_state:ok, 16384 slots, {n_nodes} nodes, replica links up"),
-                )])
-                .depends_on(service_steps)
-                .op(Op::Node(NodeOp::WaitHealthy { nodes: n_nodes })),
+            health_wait(
+                b,
+                format!("{}: wait until the cluster is healthy", why.join("; ")),
+                n_nodes,
+                ", replica links up",
+                service_steps,
             );
             return;
         }
@@ -354,23 +360,16 @@ pub(super) fn cluster(
         if (!waiting.is_empty() && starting) || !restarted.is_empty() {
             let mut after = waiting.to_vec();
             after.extend(restarted.iter().cloned());
-            b.steps.push(
-                Step::new(
-                    "cluster.health",
-                    Action::Run,
-                    Phase::ClusterCreate,
-                    if restarted.is_empty() {
-                        "stopped nodes are started; wait until they rejoin"
-                    } else {
-                        "nodes are stopped and started (instance type); wait until they rejoin"
-                    },
-                )
-                .changes(vec![Change::create(
-                    "wait_for",
-                    format!("cluster_state:ok, 16384 slots, {n_nodes} nodes"),
-                )])
-                .depends_on(after)
-                .op(Op::Node(NodeOp::WaitHealthy { nodes: n_nodes })),
+            health_wait(
+                b,
+                if restarted.is_empty() {
+                    "stopped nodes are started; wait until they rejoin"
+                } else {
+                    "nodes are stopped and started (instance type); wait until they rejoin"
+                },
+                n_nodes,
+                "",
+                after,
             );
         }
         return;
