@@ -660,7 +660,37 @@ fn failing_paths_of_tls_only_and_default_user_off(c: &Cluster) {
         "(a) the TLS port refused plaintext",
         &tls,
     );
-    assert_eq!(admin("10.0.1.10", "CONFIG SET port 0"), "OK");
+    // The plan shows the drift (the files are right: only CONFIG GET and the sockets say it),
+    // and apply puts it back live: the plaintext listener closes, Redis is not restarted.
+    let run_id = || {
+        admin("10.0.1.10", "INFO server")
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:").map(|v| v.trim().to_string()))
+    };
+    let before = run_id();
+    let plan = c.run(&["plan"]);
+    let plan = text(&plan.stdout);
+    expect(
+        plan.contains("node.redis-node-1a.runtime will be updated in place")
+            && plan.contains("~ port         = \"6380\" -> \"0 (CONFIG SET, no restart)\"")
+            && plan.contains("~ listening on = \"10.0.1.10:6380, 127.0.0.1:6380\" -> \"closed with the settings put back\"")
+            && plan.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "(a) the plan shows the plaintext port as drift",
+        &plan,
+    );
+    c.ok(&["apply", "--yes"]);
+    let listening = text(&c.ssh("10.0.1.10", "ss -Hltnp", "").stdout);
+    expect(
+        !listening.contains(":6380"),
+        "(a) apply closed the plaintext listener",
+        &listening,
+    );
+    expect(run_id() == before, "(a) Redis was not restarted", "");
+    expect(
+        c.run(&["plan", "--detailed-exitcode"]).status.code() == Some(0),
+        "(a) the next plan is empty",
+        "",
+    );
 
     // (b) The default user turned on at runtime on node 1b. With no password, Redis's
     // protected mode (on in the node's configuration) answers connections from other than

@@ -167,6 +167,7 @@ impl Ctx {
             } => n.write_config(node, *restart, *live).await,
             NodeOp::SetFileModes { node } => n.set_file_modes(node).await,
             NodeOp::TakeOverRedis { node, pid } => n.take_over_redis(node, *pid).await,
+            NodeOp::SetRuntime { node, settings } => n.set_runtime(node, settings).await,
             NodeOp::CreateCluster { nodes, replicas } => n.create_cluster(nodes, *replicas).await,
             NodeOp::CompleteCluster { nodes, replicas } => {
                 n.complete_cluster(nodes, *replicas).await

@@ -205,14 +205,16 @@ impl NodeRuntime {
         // rotation can still log in.
         script.push_str(&format!(
             "if redis_active; then IFS= read -r pw; IFS= read -r prev || true\n\
-             q() {{ printf 'ECHO --cluster--\\nCLUSTER INFO\\nECHO --end--\\nECHO --nodes--\\nCLUSTER NODES\\nECHO --end--\\nECHO --keys--\\nDBSIZE\\nECHO --end--\\nECHO --replication--\\nINFO replication\\nECHO --end--\\n' | REDISCLI_AUTH=\"$1\" {cli} 2>&1; }}\n\
+             q() {{ printf 'ECHO --cluster--\\nCLUSTER INFO\\nECHO --end--\\nECHO --nodes--\\nCLUSTER NODES\\nECHO --end--\\nECHO --keys--\\nDBSIZE\\nECHO --end--\\nECHO --replication--\\nINFO replication\\nECHO --end--\\nECHO --config--\\nCONFIG GET {live}\\nECHO --end--\\n' | REDISCLI_AUTH=\"$1\" {cli} 2>&1; }}\n\
              out=$(q \"$pw\")\n\
              case \"$out\" in *WRONGPASS*)\n\
                if [ -n \"$prev\" ] && out2=$(q \"$prev\") && case \"$out2\" in *WRONGPASS*) false;; esac; then out=$out2; echo auth=previous; else echo auth=refused; fi;;\n\
              esac\n\
              printf '%s\\n' \"$out\"\n\
+             if command -v ss >/dev/null; then echo '--listen--'; ss -Hltnp 2>/dev/null | grep '\"redis-server\"' | awk '{{print $4}}'; echo '--end--'; fi\n\
              fi\n",
-            cli = admin_cli_command(&self.spec)
+            cli = admin_cli_command(&self.spec),
+            live = conf::LIVE_KEYS.join(" ")
         ));
         let mut input = self.operator_password.expose().as_bytes().to_vec();
         input.push(b'\n');
@@ -305,6 +307,18 @@ impl NodeRuntime {
             cluster_state_file: value("state_file") == "yes",
             operator_auth,
             foreign_redis: parse_foreign(&text),
+            runtime: section("config").map(|config| crate::observed::RuntimeView {
+                config: config_pairs(&config),
+                // (An empty section: no socket of redis-server's, which `ss` shows as nothing.)
+                listeners: text.contains("--listen--\n").then(|| {
+                    section("listen")
+                        .unwrap_or_default()
+                        .lines()
+                        .map(|l| l.trim().to_string())
+                        .filter(|l| !l.is_empty())
+                        .collect()
+                }),
+            }),
             state_file_view: section("statefile").and_then(|t| state_file_view(&t)),
             data_not_redis: Some(value("foreign_owner")).filter(|v| !v.is_empty()),
         })
@@ -338,6 +352,25 @@ fn state_file_view(text: &str) -> Option<ClusterView> {
         link_up: None,
         members: all.iter().map(parse::ClusterNode::member).collect(),
     })
+}
+
+/// `CONFIG GET`'s answer as redis-cli prints it: a name line, then its value line (possibly
+/// empty). An error (`NOPERM`, `ERR`) is no pair.
+fn config_pairs(text: &str) -> BTreeMap<String, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines
+        .first()
+        .is_some_and(|l| l.starts_with("ERR") || l.starts_with("NOPERM"))
+    {
+        return BTreeMap::new();
+    }
+    lines
+        .chunks(2)
+        .filter_map(|p| match p {
+            [k, v] => Some((k.trim().to_string(), v.trim().to_string())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The `foreign=PID USER DIR` lines of the observation script.

@@ -384,6 +384,25 @@ if [ -f /var/run/reboot-required ]; then echo reboot=yes; fi
         Ok(())
     }
 
+    /// Settings changed at runtime put back, one `CONFIG SET` each, in one connection (the
+    /// values are the spec's, never a secret).
+    pub async fn set_runtime(
+        &self,
+        node: &str,
+        settings: &[(String, String)],
+    ) -> Result<(), NodeError> {
+        let cmds: Vec<String> = settings
+            .iter()
+            .map(|(k, v)| format!("CONFIG SET {k} \"{v}\""))
+            .collect();
+        self.cli_batch_ok(
+            node,
+            "put back settings changed at runtime (CONFIG SET)",
+            &cmds,
+        )
+        .await
+    }
+
     pub async fn write_config(
         &self,
         node: &str,

@@ -174,6 +174,10 @@ pub struct NodeFacts {
     /// own (systemd hosts only).
     #[serde(default)]
     pub foreign_redis: Vec<ForeignRedis>,
+    /// What the running Redis says of itself, beyond its files: drift made at runtime
+    /// (`CONFIG SET` by a holder of the admin user) shows here and nowhere else.
+    #[serde(default)]
+    pub runtime: Option<RuntimeView>,
     /// While redisctl's Redis does not run and Redis's cluster state file exists: the cluster
     /// as that file says it was (a Redis started by hand, or stopped). Not a live view: the
     /// planner relies on it only when no node answers (`plan/nodes/cluster.rs`).
@@ -183,6 +187,16 @@ pub struct NodeFacts {
     /// not the redis user's (the first found), as a Redis run by root leaves them.
     #[serde(default)]
     pub data_not_redis: Option<String>,
+}
+
+/// The running Redis, as it answers: its settings and its sockets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuntimeView {
+    /// `CONFIG GET` of `redis::conf::LIVE_KEYS`, as Redis spells the values.
+    pub config: BTreeMap<String, String>,
+    /// The TCP sockets redis-server listens on (`ss -ltnp`: `ADDRESS:PORT`); `None` when the
+    /// node has no `ss`.
+    pub listeners: Option<Vec<String>>,
 }
 
 /// A redis-server process outside redisctl's unit.

@@ -282,6 +282,12 @@ pub enum NodeOp {
     /// with SIGTERM and waited for; the data directory made the redis user's; `dump.rdb`
     /// renamed to the file redisctl's configuration names.
     TakeOverRedis { node: String, pid: Option<u32> },
+    /// Settings changed at runtime put back on the running node: `CONFIG SET name value` for
+    /// each (`plan/nodes/runtime.rs`; no restart).
+    SetRuntime {
+        node: String,
+        settings: Vec<(String, String)>,
+    },
     /// Form the cluster (`node/formation.rs`: slots and epochs, every pair met, replicas),
     /// then wait until healthy.
     CreateCluster { nodes: Vec<String>, replicas: u32 },

@@ -64,6 +64,91 @@ pub struct ReplicationAuth<'a> {
     pub password: &'a crate::spec::secrets::Secret,
 }
 
+/// The settings whose running values redisctl reads back (`CONFIG GET`, in the node's
+/// observation) and puts back with `CONFIG SET` when they drifted at runtime: every one is
+/// mutable in Redis 7.0 and changes what the node exposes or keeps.
+pub const LIVE_KEYS: [&str; 14] = [
+    "port",
+    "tls-port",
+    "bind",
+    "protected-mode",
+    "tls-auth-clients",
+    "tls-replication",
+    "tls-cluster",
+    "tls-protocols",
+    "appendonly",
+    "maxmemory",
+    "maxmemory-policy",
+    "cluster-node-timeout",
+    "cluster-require-full-coverage",
+    "cluster-announce-ip",
+];
+
+/// What `CONFIG GET` answers for [`LIVE_KEYS`] on a node running the configuration [`render`]
+/// makes (Redis's own spelling: `maxmemory` in bytes, the policy `noeviction` when not set).
+/// A `maxmemory` Redis would not parse is left out (the file check covers it).
+pub fn live_values(spec: &Spec, node: &Node) -> Vec<(&'static str, String)> {
+    let r = &spec.redis;
+    let t = &spec.tls;
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let protocols: Vec<&str> = t.protocols.iter().map(|p| p.as_str()).collect();
+    let mut v = vec![
+        ("port", "0".to_string()),
+        ("tls-port", r.port.to_string()),
+        ("bind", format!("{} 127.0.0.1", node.private_ip)),
+        ("protected-mode", "yes".into()),
+        ("tls-auth-clients", t.auth_clients.as_str().to_string()),
+        ("tls-replication", "yes".into()),
+        ("tls-cluster", "yes".into()),
+        ("tls-protocols", protocols.join(" ")),
+        ("appendonly", yes_no(r.appendonly)),
+    ];
+    match &r.maxmemory {
+        None => v.push(("maxmemory", "0".into())),
+        Some(m) => {
+            if let Some(bytes) = memory_bytes(m) {
+                v.push(("maxmemory", bytes.to_string()));
+            }
+        }
+    }
+    v.push((
+        "maxmemory-policy",
+        r.maxmemory_policy
+            .clone()
+            .unwrap_or_else(|| "noeviction".into()),
+    ));
+    v.push((
+        "cluster-node-timeout",
+        r.cluster_node_timeout_ms.to_string(),
+    ));
+    v.push((
+        "cluster-require-full-coverage",
+        yes_no(r.cluster_require_full_coverage),
+    ));
+    v.push(("cluster-announce-ip", node.private_ip.to_string()));
+    v
+}
+
+/// A memory size as Redis reads it (`memtoull`): a number with an optional unit, `k`/`m`/`g`
+/// in thousands, `kb`/`mb`/`gb` in 1024s, any case.
+pub fn memory_bytes(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
 /// Render the configuration of `node`. `replication` adds `masteruser` / `masterauth`.
 pub fn render(spec: &Spec, node: &Node, replication: Option<ReplicationAuth<'_>>) -> String {
     let r = &spec.redis;
@@ -190,6 +275,49 @@ mod tests {
         test_spec::assert_snapshot("redis-cluster.conf", &out);
         // Byte-stable: rendering twice gives the same bytes.
         assert_eq!(out, render(&spec, &spec.nodes.nodes[0], None));
+    }
+
+    /// What CONFIG GET should answer is what the rendered file says, in Redis's spelling.
+    #[test]
+    fn the_live_values_are_the_rendered_files() {
+        let mut plain = test_spec::reference();
+        let mut options = test_spec::reference();
+        options.redis.maxmemory = Some("512mb".into());
+        options.redis.maxmemory_policy = Some("allkeys-lru".into());
+        options.redis.appendonly = false;
+        options.tls.protocols = vec![crate::spec::TlsProtocol::V1_3];
+        plain.redis.maxmemory = None;
+        for spec in [&plain, &options] {
+            let node = &spec.nodes.nodes[1];
+            let text = render(spec, node, None);
+            let file: std::collections::BTreeMap<&str, String> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once(' '))
+                .map(|(k, v)| (k, v.trim_matches('"').to_string()))
+                .collect();
+            let live = live_values(spec, node);
+            assert_eq!(
+                live.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+                LIVE_KEYS,
+                "every key read back has its value"
+            );
+            for (k, v) in live {
+                let want = match (k, file.get(k)) {
+                    ("maxmemory", Some(m)) => memory_bytes(m).unwrap().to_string(),
+                    ("maxmemory", None) => "0".into(),
+                    ("maxmemory-policy", None) => "noeviction".into(),
+                    (_, Some(f)) => f.clone(),
+                    (_, None) => panic!("{k} is not in the rendered file"),
+                };
+                assert_eq!(v, want, "{k}");
+            }
+        }
+        assert_eq!(memory_bytes("512mb"), Some(536_870_912));
+        assert_eq!(memory_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(memory_bytes("100"), Some(100));
+        assert_eq!(memory_bytes("12 mb"), None);
+        assert_eq!(memory_bytes("mb"), None);
     }
 
     #[test]

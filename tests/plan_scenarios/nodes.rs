@@ -768,3 +768,72 @@ fn a_hand_started_redis_outside_the_data_directory_is_not_taken_over() {
         blockers[0].message
     );
 }
+
+#[test]
+fn settings_changed_at_runtime_are_put_back_live() {
+    let spec = example();
+    let mut o = converged(&spec);
+    // What CONFIG GET and ss answer on 1b after `CONFIG SET port 6380 protected-mode no`.
+    let node = spec.nodes.nodes[1].clone();
+    let mut config: std::collections::BTreeMap<String, String> = conf::live_values(&spec, &node)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    config.insert("port".into(), "6380".into());
+    config.insert("protected-mode".into(), "no".into());
+    let ip = node.private_ip.to_string();
+    let listeners = vec![
+        format!("{ip}:6379"),
+        format!("{ip}:16379"),
+        "127.0.0.1:6379".into(),
+        "127.0.0.1:16379".into(),
+        format!("{ip}:6380"),
+        "127.0.0.1:6380".into(),
+    ];
+    for n in &spec.nodes.nodes {
+        let Some(NodeObservation::Reached(f)) = o.nodes.get_mut(&n.name) else {
+            panic!();
+        };
+        f.runtime = Some(if n.name == node.name {
+            redisctl::observed::RuntimeView {
+                config: config.clone(),
+                listeners: Some(listeners.clone()),
+            }
+        } else {
+            redisctl::observed::RuntimeView {
+                config: conf::live_values(&spec, n)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                listeners: Some(vec![]),
+            }
+        });
+    }
+    let p = plan::plan(&spec, &o);
+    let text = render::plan::human(&p, false);
+    assert!(p.blockers().next().is_none(), "{text}");
+    let s = p
+        .step("node.redis-node-1b.runtime")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        s.ops,
+        [Op::Node(NodeOp::SetRuntime {
+            node: "redis-node-1b".into(),
+            settings: vec![
+                ("port".into(), "0".into()),
+                ("protected-mode".into(), "yes".into())
+            ],
+        })]
+    );
+    assert!(
+        text.contains("~ port           = \"6380\" -> \"0 (CONFIG SET, no restart)\"")
+            && text.contains(&format!("~ listening on   = \"{ip}:6380, 127.0.0.1:6380\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{text}"
+    );
+    assert!(!text.contains(".config"), "no restart: {text}");
+    apply_and_converge(&spec, o, &p);
+}

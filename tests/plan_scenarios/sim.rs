@@ -431,6 +431,16 @@ impl Sim {
                     .instance_type = instance_type.clone();
                 None
             }
+            Op::Node(NodeOp::SetRuntime { node, settings }) => {
+                let f = self.facts(node);
+                if let Some(rt) = &mut f.runtime {
+                    for (k, v) in settings {
+                        rt.config.insert(k.clone(), v.clone());
+                    }
+                    rt.listeners = None;
+                }
+                None
+            }
             Op::Node(NodeOp::TakeOverRedis { node, .. }) => {
                 let f = self.facts(node);
                 f.foreign_redis.clear();

@@ -20,6 +20,7 @@ mod config;
 mod install;
 mod kernel;
 mod replication;
+mod runtime;
 pub(super) mod slots;
 mod ssh_key;
 mod takeover;
@@ -181,6 +182,7 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
             }
         }
         config::config(b, &n, &mut roll, &mut last);
+        runtime::runtime(b, &n, &mut last);
         let rewrites = Rewrites {
             tls,
             acl,
