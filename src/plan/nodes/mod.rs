@@ -143,8 +143,6 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
     };
     let mut service_steps = Vec::new();
     let mut waiting = Vec::new();
-    // Nodes started by hand: every one is stopped before any starts under redisctl.
-    let takeovers = takeover::addresses(b);
     // Two passes: every node's steps up to phase 6's take-over first, so that every node's
     // configuration (which starts Redis) can wait for all the take-overs.
     let mut chains = Vec::new();
@@ -172,6 +170,13 @@ pub(super) fn plan_inside_nodes(b: &mut Builder<'_>) {
         }
         chains.push((n, last, tls, acl));
     }
+    // Nodes started by hand: every one is stopped before any starts under redisctl.
+    let takeovers: Vec<String> = b
+        .steps
+        .iter()
+        .filter(|s| matches!(s.ops.as_slice(), [Op::Node(NodeOp::TakeOverRedis { .. })]))
+        .map(|s| s.address.clone())
+        .collect();
     for (n, mut last, tls, acl) in chains {
         if n.facts.is_some_and(|f| !f.service_active) {
             // (A node's start waits for every hand-started server to have stopped.)

@@ -12,7 +12,7 @@
 
 use super::super::builder::Builder;
 use super::super::model::*;
-use crate::observed::{ForeignRedis, InitSystem, NodeFacts, NodeObservation};
+use crate::observed::{ForeignRedis, InitSystem, NodeFacts};
 use crate::redis::{conf, systemd};
 
 /// What taking over a node means, as observed.
@@ -48,21 +48,6 @@ pub(super) fn take_over(f: &NodeFacts, private_ip: &str) -> Option<TakeOver> {
         }),
         _ => None,
     }
-}
-
-/// The take-over steps of the nodes that need one, planned before any node's configuration so
-/// that every configuration step can wait for all of them. Returns their addresses, by node.
-pub(super) fn addresses(b: &Builder<'_>) -> Vec<String> {
-    b.spec
-        .nodes
-        .nodes
-        .iter()
-        .filter(|n| {
-            matches!(b.observed.nodes.get(&n.name), Some(NodeObservation::Reached(f))
-                if take_over(f, &n.private_ip.to_string()).is_some())
-        })
-        .map(|n| format!("node.{}.takeover", n.name))
-        .collect()
 }
 
 /// The node's take-over step, after its earlier steps of this plan (`last`).
