@@ -332,3 +332,55 @@ fn show_prints_a_saved_plan_with_no_spec_and_no_aws() {
     assert!(err.contains("bad.plan"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The S3 state commands on a spec whose state is local: each refuses with what to do, talks to
+/// nothing (no AWS endpoint is set here) and leaves no state directory behind.
+#[test]
+fn the_state_commands_with_a_local_state_say_what_to_do() {
+    let dir = std::env::temp_dir().join(format!("redisctl-local-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/cluster.toml.example"),
+        dir.join("cluster.toml"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_redisctl"))
+            .args(args)
+            .current_dir(&dir)
+            .env("NO_COLOR", "1")
+            .env_remove("AWS_ENDPOINT_URL")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(&["force-unlock", "0123456789abcdef"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("the state is local (no [state] backend = \"s3\" in the spec)")
+            && err.contains("what to do: nothing to unlock; if a run seems stuck, end it (its pid is in apply.lock)"),
+        "{err}"
+    );
+    for args in [
+        &["state", "push"][..],
+        &["state", "pull", "--to", "pulled"][..],
+    ] {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("moves the state to or from an S3 backend, and the spec has none")
+                && err.contains("what to do: add a [state] table with backend = \"s3\""),
+            "{args:?}: {err}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(left, ["cluster.toml"], "nothing made beside the spec");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

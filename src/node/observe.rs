@@ -309,14 +309,18 @@ impl NodeRuntime {
             foreign_redis: parse_foreign(&text),
             runtime: section("config").map(|config| crate::observed::RuntimeView {
                 config: config_pairs(&config),
-                // (An empty section: no socket of redis-server's, which `ss` shows as nothing.)
+                // (An empty section: no socket of redis-server's, which `ss` shows as nothing.
+                // Sorted: `ss` lists sockets in no fixed order, and a plan must not change with it.)
                 listeners: text.contains("--listen--\n").then(|| {
-                    section("listen")
+                    let mut l: Vec<String> = section("listen")
                         .unwrap_or_default()
                         .lines()
                         .map(|l| l.trim().to_string())
                         .filter(|l| !l.is_empty())
-                        .collect()
+                        .collect();
+                    l.sort();
+                    l.dedup();
+                    l
                 }),
             }),
             state_file_view: section("statefile").and_then(|t| state_file_view(&t)),

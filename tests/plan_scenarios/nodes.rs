@@ -787,8 +787,9 @@ fn settings_changed_at_runtime_are_put_back_live() {
         format!("{ip}:16379"),
         "127.0.0.1:6379".into(),
         "127.0.0.1:16379".into(),
-        format!("{ip}:6380"),
+        // (in the order `ss` happened to list them: not the plan's)
         "127.0.0.1:6380".into(),
+        format!("{ip}:6380"),
     ];
     for n in &spec.nodes.nodes {
         let Some(NodeObservation::Reached(f)) = o.nodes.get_mut(&n.name) else {

@@ -36,13 +36,14 @@ pub(super) fn drift(
             ]
         })
         .collect();
-    let extra = rt
+    let mut extra: Vec<String> = rt
         .listeners
         .iter()
         .flatten()
         .filter(|l| !expected.contains(l))
         .cloned()
         .collect();
+    extra.sort();
     (settings, extra)
 }
 
