@@ -18,7 +18,7 @@
 //!
 //! `CHAOS_KILLS` is the number of kills of a long campaign (`scripts/chaos` runs 200). Without
 //! it, the short campaign every test run makes: two cycles, one of each shape, each of their
-//! ten runs killed at a random moment (about 4 minutes of a CI that must stay under 60; a count
+//! ten runs killed at a random moment (4 to 5 minutes of a CI that must stay under 60; a count
 //! of kills instead made it two or three cycles, as chance had the runs end before their kill).
 //! `CHAOS_SEED` replays a campaign; `CHAOS_FAULTS` (default 0.3) is the share of kills made
 //! with EC2 faults on. The table at the end is the result.
