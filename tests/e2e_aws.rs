@@ -405,9 +405,22 @@ fn a_saved_plan_applies_without_prompt_and_is_refused_when_stale() {
     let before = now();
     let c = Cluster::new("saved", |t| t);
     let plan_file = c.dir.join("net.plan");
-    c.ok(&["plan", "--out", plan_file.to_str().unwrap()]);
+    let printed = c.ok(&["plan", "--out", plan_file.to_str().unwrap()]);
     let saved = std::fs::read_to_string(&plan_file).unwrap();
     assert!(saved.contains("\"kind\": \"redisctl-plan\""));
+    // `show` prints the saved plan as `plan` printed it (from its first line to its summary).
+    let body = |out: &str| -> String {
+        let start = out.find("redisctl will perform").expect("a plan");
+        let end = start + out[start..].find("\nPlan: ").expect("a summary");
+        let line_end = end + 1 + out[end + 1..].find('\n').unwrap_or(out.len() - end - 1);
+        out[start..line_end].to_string()
+    };
+    let shown = c.ok(&["show", plan_file.to_str().unwrap()]);
+    assert_eq!(
+        body(&shown),
+        body(&printed),
+        "show differs from what plan printed"
+    );
     assert!(
         !saved.contains("REDIS_ADMIN_PASSWORD=") && !saved.contains("PRIVATE KEY"),
         "no secrets in a plan file"
