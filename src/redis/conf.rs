@@ -85,7 +85,8 @@ pub const LIVE_KEYS: [&str; 14] = [
 ];
 
 /// What `CONFIG GET` answers for [`LIVE_KEYS`] on a node running the configuration [`render`]
-/// makes (Redis's own spelling: `maxmemory` in bytes, the policy `noeviction` when not set).
+/// makes (Redis's own spelling: `maxmemory` in bytes as `spec::instance_memory::bytes` reads
+/// it, the policy `noeviction` when not set).
 /// A `maxmemory` Redis would not parse is left out (the file check covers it).
 pub fn live_values(spec: &Spec, node: &Node) -> Vec<(&'static str, String)> {
     let r = &spec.redis;
@@ -106,7 +107,7 @@ pub fn live_values(spec: &Spec, node: &Node) -> Vec<(&'static str, String)> {
     match &r.maxmemory {
         None => v.push(("maxmemory", "0".into())),
         Some(m) => {
-            if let Some(bytes) = memory_bytes(m) {
+            if let Some(bytes) = crate::spec::instance_memory::bytes(m) {
                 v.push(("maxmemory", bytes.to_string()));
             }
         }
@@ -127,26 +128,6 @@ pub fn live_values(spec: &Spec, node: &Node) -> Vec<(&'static str, String)> {
     ));
     v.push(("cluster-announce-ip", node.private_ip.to_string()));
     v
-}
-
-/// A memory size as Redis reads it (`memtoull`): a number with an optional unit, `k`/`m`/`g`
-/// in thousands, `kb`/`mb`/`gb` in 1024s, any case.
-pub fn memory_bytes(text: &str) -> Option<u64> {
-    let t = text.trim().to_ascii_lowercase();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(digits);
-    let n: u64 = n.parse().ok()?;
-    let mul: u64 = match unit {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1024,
-        "m" => 1000 * 1000,
-        "mb" => 1024 * 1024,
-        "g" => 1000 * 1000 * 1000,
-        "gb" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    n.checked_mul(mul)
 }
 
 /// Render the configuration of `node`. `replication` adds `masteruser` / `masterauth`.
@@ -304,7 +285,9 @@ mod tests {
             );
             for (k, v) in live {
                 let want = match (k, file.get(k)) {
-                    ("maxmemory", Some(m)) => memory_bytes(m).unwrap().to_string(),
+                    ("maxmemory", Some(m)) => {
+                        crate::spec::instance_memory::bytes(m).unwrap().to_string()
+                    }
                     ("maxmemory", None) => "0".into(),
                     ("maxmemory-policy", None) => "noeviction".into(),
                     (_, Some(f)) => f.clone(),
@@ -313,11 +296,12 @@ mod tests {
                 assert_eq!(v, want, "{k}");
             }
         }
-        assert_eq!(memory_bytes("512mb"), Some(536_870_912));
-        assert_eq!(memory_bytes("1G"), Some(1_000_000_000));
-        assert_eq!(memory_bytes("100"), Some(100));
-        assert_eq!(memory_bytes("12 mb"), None);
-        assert_eq!(memory_bytes("mb"), None);
+        let bytes = crate::spec::instance_memory::bytes;
+        assert_eq!(bytes("512mb"), Some(536_870_912));
+        assert_eq!(bytes("1G"), Some(1_000_000_000));
+        assert_eq!(bytes("100"), Some(100));
+        assert_eq!(bytes("12 mb"), None);
+        assert_eq!(bytes("mb"), None);
     }
 
     #[test]
